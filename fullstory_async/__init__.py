@@ -1,1 +1,75 @@
-from fullstory_async._version import __version__ as __version__
+"""Asyncio-native SDK for the Fullstory Webhooks API (v1).
+
+::
+
+    from fullstory_async import Client, CreateEndpointRequest, EventType
+
+    async with Client() as fs:  # API key from FULLSTORY_API_KEY
+        endpoint = await fs.webhooks.create_endpoint(
+            CreateEndpointRequest(url="https://example.com/hook", event_types=[EventType("note.created")])
+        )
+"""
+
+from fullstory_async._client import Client
+from fullstory_async._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    FullstoryError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+)
+from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._models import (
+    CreateEndpointRequest,
+    Endpoint,
+    EventType,
+    EventTypeDefinition,
+    Subcategory,
+    UpdateEndpointRequest,
+)
+from fullstory_async._pipeline import Handler, Middleware
+from fullstory_async._retry import RetryPolicy
+from fullstory_async._timeout import Timeout
+from fullstory_async._version import __version__
+from fullstory_async._webhooks import Webhooks
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "ApiRequest",
+    "ApiResponse",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ClientClosedError",
+    "CreateEndpointRequest",
+    "Endpoint",
+    "EventType",
+    "EventTypeDefinition",
+    "FullstoryError",
+    "Handler",
+    "InvalidArgumentError",
+    "Middleware",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "ServerError",
+    "Subcategory",
+    "Timeout",
+    "UpdateEndpointRequest",
+    "Webhooks",
+    "__version__",
+]

@@ -1,0 +1,87 @@
+"""Authentication: where the API key comes from, which host it talks to, and the header it sends.
+
+Fullstory takes the raw key after ``Basic`` (not base64 of user:password). The key is
+held only by `Auth` and never appears in a repr, log line or exception.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from urllib.parse import urlsplit
+
+from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._pipeline import Handler
+
+API_KEY_ENV = "FULLSTORY_API_KEY"
+DEFAULT_BASE_URL = "https://api.fullstory.com"
+EU1_BASE_URL = "https://api.eu1.fullstory.com"
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    """Return the key given, else ``$FULLSTORY_API_KEY``; raise a clear error when there is none."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if key is None or not key.strip():
+        raise InvalidArgumentError(
+            "api_key", f"no API key: pass Client(api_key=...) or set the {API_KEY_ENV} environment variable"
+        )
+    if not isinstance(key, str):
+        raise InvalidArgumentError("api_key", f"must be a string, got {type(key).__name__}")
+    key = key.strip()
+    if key[:6].lower() == "basic ":
+        key = key[6:].strip()
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidArgumentError("api_key", "must not contain whitespace or control characters")
+    return key
+
+
+def default_base_url(api_key: str) -> str:
+    """``https://api.eu1.fullstory.com`` for ``eu1.`` keys, ``https://api.fullstory.com`` otherwise."""
+    return EU1_BASE_URL if api_key.lower().startswith("eu1.") else DEFAULT_BASE_URL
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
+    """Validate a base URL and return it without a trailing slash.
+
+    Plain ``http://`` is accepted only for loopback hosts (the fake server) or when
+    ``allow_insecure_http`` is set: the API key must not cross a network unencrypted.
+    """
+    if not isinstance(base_url, str):
+        raise InvalidArgumentError("base_url", f"must be a string, got {type(base_url).__name__}")
+    try:
+        parts = urlsplit(base_url.strip())
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError as exc:
+        raise InvalidArgumentError("base_url", f"is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgumentError("base_url", f"must be an absolute http(s) URL, got {base_url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InvalidArgumentError("base_url", "must not contain a query, fragment or credentials")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise InvalidArgumentError(
+            "base_url", "plain http is allowed only for loopback hosts; pass allow_insecure_http=True to override"
+        )
+    return base_url.strip().rstrip("/")
+
+
+class Auth:
+    """Middleware that adds ``Authorization: Basic <key>`` to every request."""
+
+    def __init__(self, api_key: str) -> None:
+        self._header = f"Basic {api_key}"
+
+    def __repr__(self) -> str:
+        return "Auth(api_key=<redacted>)"
+
+    async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
+        return await call_next(request.with_header("Authorization", self._header))

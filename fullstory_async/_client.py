@@ -1,0 +1,110 @@
+"""`Client`: configuration, the middleware chain and the session lifecycle."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+
+from fullstory_async._auth import Auth, check_base_url, default_base_url, resolve_api_key
+from fullstory_async._error_decoder import decode_errors
+from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._pipeline import Middleware, compose
+from fullstory_async._retry import RetryMiddleware, RetryPolicy
+from fullstory_async._timeout import DEFAULT_TIMEOUT, Timeout, as_timeout
+from fullstory_async._transport import AiohttpTransport
+from fullstory_async._version import __version__
+from fullstory_async._webhooks import Webhooks
+
+USER_AGENT = f"fullstory-async/{__version__} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+
+
+class Client:
+    """An asynchronous client for the Fullstory Webhooks API.
+
+    ::
+
+        async with Client() as fs:  # key from FULLSTORY_API_KEY
+            endpoint = await fs.webhooks.create_endpoint(CreateEndpointRequest(url=...))
+
+    Args:
+        api_key: the API key (Admin or Architect for webhooks); defaults to
+            ``$FULLSTORY_API_KEY``. A missing key raises `InvalidArgumentError` here.
+        base_url: API root; defaults to ``https://api.eu1.fullstory.com`` for ``eu1.``
+            keys and ``https://api.fullstory.com`` otherwise. Plain ``http`` only for
+            loopback hosts unless ``allow_insecure_http``.
+        timeout: seconds, or a `Timeout`, for each attempt; calls take their own too.
+        retry: the `RetryPolicy`.
+        session: an ``aiohttp.ClientSession`` to use; the client never closes it.
+        middleware: your middleware, outermost first; it wraps the built-in
+            auth -> retry -> error decoding chain, so it sees each call once and never
+            sees the ``Authorization`` header.
+        max_connections: pool size of the client's own session (0 = unlimited).
+        max_connections_per_host: per-host pool limit (0 = unlimited).
+        max_response_bytes: response bodies larger than this are refused.
+        allow_insecure_http: allow a plain ``http`` base URL to a non-loopback host.
+
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+        middleware: Sequence[Middleware] = (),
+        max_connections: int = 100,
+        max_connections_per_host: int = 0,
+        max_response_bytes: int = 10 * 1024 * 1024,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        key = resolve_api_key(api_key)
+        self.base_url = check_base_url(base_url or default_base_url(key), allow_insecure_http=allow_insecure_http)
+        self.timeout = as_timeout(timeout)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._transport = AiohttpTransport(
+            self.base_url,
+            timeout=self.timeout,
+            session=session,
+            max_connections=max_connections,
+            max_connections_per_host=max_connections_per_host,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            max_response_bytes=max_response_bytes,
+        )
+        chain: list[Middleware] = [*middleware, Auth(key), RetryMiddleware(self.retry), decode_errors]
+        self._send = compose(chain, self._transport)
+        self.webhooks: Webhooks = Webhooks(self)
+        """The Webhooks v1 operations."""
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, api_key=<redacted>)"
+
+    async def send(self, request: ApiRequest) -> ApiResponse:
+        """Send a raw `ApiRequest` through the whole middleware chain.
+
+        Returns the 2xx `ApiResponse`; any other status raises its `APIStatusError`.
+        The typed methods on `webhooks` are built on this.
+        """
+        return await self._send(request)
+
+    @property
+    def closed(self) -> bool:
+        """True once `aclose` has been called."""
+        return self._transport.closed
+
+    async def aclose(self) -> None:
+        """Close the client's own HTTP session. Idempotent; a session passed in stays open."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,120 @@
+"""Error decoding: a non-2xx `ApiResponse` becomes a typed `APIStatusError`.
+
+It sits inside the retry middleware, so retry decides on typed errors
+(``RateLimitError.retry_after``). The one mapping from status to class is `error_class`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+
+from fullstory_async._exceptions import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._pipeline import Handler
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+_EXCERPT = 200
+_SPACE = re.compile(r"\s+")
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def error_class(status: int) -> type[APIStatusError]:
+    """Return the error class for an HTTP status (any unlisted non-5xx status is `APIStatusError`)."""
+    if status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status, APIStatusError)
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """Return the seconds to wait for a ``Retry-After`` value: delta-seconds (whole or fractional) or an HTTP-date.
+
+    Returns ``None`` when the value is absent or unreadable; never a negative number.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), 1e9)
+
+
+def _excerpt(body: bytes) -> str:
+    title = _TITLE.search(body[:4096])
+    raw = title.group(1) if title else body[: _EXCERPT * 4]
+    text = _SPACE.sub(" ", raw.decode("utf-8", errors="replace")).strip()
+    return text[:_EXCERPT] + ("..." if len(text) > _EXCERPT else "")
+
+
+def _read_error_body(response: ApiResponse) -> tuple[str | None, str]:
+    """Return ``(code, message)`` from a Fullstory error body, or a plain excerpt of any other body."""
+    document: object = None
+    if response.body:
+        try:
+            document = json.loads(response.body)
+        except (UnicodeDecodeError, ValueError):
+            document = None
+    if isinstance(document, dict):
+        code, message = document.get("code"), document.get("message")
+        if isinstance(message, str) and message:
+            return (code if isinstance(code, str) and code else None), message
+    if 300 <= response.status < 400 and "location" in response.headers:
+        return None, f"redirect to {response.headers['location']} not followed"
+    if response.body:
+        return None, _excerpt(response.body)
+    try:
+        return None, HTTPStatus(response.status).phrase
+    except ValueError:
+        return None, "no response body"
+
+
+def error_from_response(request: ApiRequest, response: ApiResponse) -> APIStatusError:
+    """Build the typed error for a non-2xx response."""
+    code, message = _read_error_body(response)
+    error = error_class(response.status)(
+        message,
+        status=response.status,
+        code=code,
+        request_id=response.request_id,
+        headers=response.headers,
+        body=response.body,
+        method=request.method,
+        path=request.path,
+    )
+    if isinstance(error, RateLimitError):
+        error.retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return error
+
+
+async def decode_errors(request: ApiRequest, call_next: Handler) -> ApiResponse:
+    """Middleware: pass 2xx responses through, raise the typed error for any other."""
+    response = await call_next(request)
+    if response.is_success:
+        return response
+    raise error_from_response(request, response)

@@ -1,0 +1,166 @@
+"""Every error the SDK raises.
+
+The tree::
+
+    FullstoryError
+    ├── InvalidArgumentError (also ValueError)    bad input, raised before any I/O
+    ├── ClientClosedError (also RuntimeError)      the client was used after aclose()
+    ├── APIError                                   something went wrong talking to the API
+    │   ├── APIStatusError                         the API answered with a non-2xx status
+    │   │   ├── BadRequestError                    400
+    │   │   ├── AuthenticationError                401
+    │   │   ├── PermissionDeniedError              403
+    │   │   ├── NotFoundError                      404
+    │   │   ├── RateLimitError                     429 (``retry_after``)
+    │   │   └── ServerError                        500 and above
+    │   ├── APIConnectionError                     no response: DNS, refused, reset
+    │   │   └── APITimeoutError (also TimeoutError)
+    │   └── ResponseDecodeError                    a 2xx body that does not fit the model
+
+Messages never contain the API key or an endpoint secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+_EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class FullstoryError(Exception):
+    """Root of every error raised by ``fullstory_async``."""
+
+
+class InvalidArgumentError(FullstoryError, ValueError):
+    """An argument was rejected before any I/O.
+
+    ``field`` names the offending argument or model field (``"url"``,
+    ``"event_types[0].event_name"``, ``"api_key"``...).
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class ClientClosedError(FullstoryError, RuntimeError):
+    """The client was used after ``aclose()``; create a new ``Client``."""
+
+
+class APIError(FullstoryError):
+    """Base of the errors that come from talking to the API.
+
+    ``method`` and ``path`` name the call that failed (no host, no query secrets).
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.path = path
+
+
+class APIStatusError(APIError):
+    """The API answered with a status outside 2xx.
+
+    Attributes:
+        status: the HTTP status code.
+        code: the error's ``code`` from the body (``"required_field"``...), or ``None``
+            when the body is not a Fullstory error document.
+        message: the error's ``message`` from the body, or a short excerpt of a
+            non-JSON body.
+        request_id: the request id from the response headers, when there is one.
+        headers: the response headers (lower-case names).
+        body: the raw response body.
+
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        headers: Mapping[str, str] = _EMPTY_HEADERS,
+        body: bytes = b"",
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.headers = headers
+        self.body = body
+
+    def __str__(self) -> str:
+        text = f"{self.status}"
+        if self.code:
+            text += f" {self.code}"
+        text += f": {self.message}"
+        if self.method:
+            text += f" ({self.method} {self.path})"
+        if self.request_id:
+            text += f" [request id {self.request_id}]"
+        return text
+
+
+class BadRequestError(APIStatusError):
+    """400: the API rejected the input (``code`` says which rule)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, malformed or unknown."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the API key may not do this (webhooks need an Admin or Architect key)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such endpoint or event type."""
+
+
+class RateLimitError(APIStatusError):
+    """429: the rate limit was hit.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds (``None`` when absent or
+    unreadable). It is raised to the caller only once the retry policy gave up.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """500 and above: the server failed; the change may or may not have been applied."""
+
+
+class APIConnectionError(APIError):
+    """No usable response arrived: DNS failure, refused or reset connection, TLS error.
+
+    For a POST the server may still have applied the change.
+    """
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """The call took longer than its timeout; the server may have applied it."""
+
+
+class ResponseDecodeError(APIError):
+    """A 2xx response body did not fit the expected model.
+
+    ``field`` is the path of the field that failed (``"$.created"``), ``reason`` says why.
+    """
+
+    def __init__(self, reason: str, *, field: str = "$", body: bytes = b"", method: str = "", path: str = "") -> None:
+        where = f" ({method} {path})" if method else ""
+        super().__init__(f"could not decode response at {field}: {reason}{where}", method=method, path=path)
+        self.field = field
+        self.reason = reason
+        self.body = body

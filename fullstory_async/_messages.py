@@ -1,0 +1,97 @@
+"""The records that travel through the middleware pipeline: `ApiRequest` and `ApiResponse`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import attrs
+
+from fullstory_async._timeout import Timeout
+
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: Response headers that may carry a request id, first match wins (the API documents none).
+REQUEST_ID_HEADERS = ("x-request-id", "x-fullstory-request-id", "request-id")
+
+
+def _redacted(headers: Mapping[str, str]) -> str:
+    shown = {k: ("<redacted>" if k.lower() in _SENSITIVE_HEADERS else v) for k, v in headers.items()}
+    return repr(shown)
+
+
+def _lower_keys(headers: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType({k.lower(): v for k, v in headers.items()})
+
+
+@attrs.frozen
+class ApiRequest:
+    """One API call as the pipeline sees it, before auth and transport.
+
+    Middleware derives changed copies with `with_header` or `attrs.evolve`.
+    """
+
+    method: str
+    """HTTP method, upper case."""
+
+    path: str
+    """Path below the base URL, already percent-encoded, starting with ``/``."""
+
+    params: tuple[tuple[str, str], ...] = ()
+    """Query parameters in order."""
+
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=_redacted)
+    """Request headers; ``Authorization`` is added by the auth middleware and never shown."""
+
+    body: bytes | None = attrs.field(default=None, repr=lambda b: "None" if b is None else f"<{len(b)} bytes>")
+    """JSON body (already encoded), or ``None``. Not shown by ``repr`` (it may hold a secret)."""
+
+    timeout: Timeout | None = None
+    """Timeout of each attempt; ``None`` means the client's default."""
+
+    operation: str = ""
+    """Name of the SDK operation (``"create_endpoint"``), for logs and metrics."""
+
+    idempotent: bool | None = None
+    """Whether repeating the call is safe; ``None`` derives it from the method."""
+
+    @property
+    def is_idempotent(self) -> bool:
+        """True when a retry after an ambiguous failure cannot apply a change twice."""
+        if self.idempotent is not None:
+            return self.idempotent
+        return self.method in _IDEMPOTENT_METHODS
+
+    def with_header(self, name: str, value: str) -> ApiRequest:
+        """Return a copy with one header set (replacing any of the same name)."""
+        headers = {k: v for k, v in self.headers.items() if k.lower() != name.lower()}
+        headers[name] = value
+        return attrs.evolve(self, headers=headers)
+
+
+@attrs.frozen
+class ApiResponse:
+    """An HTTP response as the pipeline sees it: status, headers and the whole body."""
+
+    status: int
+    """HTTP status code."""
+
+    headers: Mapping[str, str] = attrs.field(converter=_lower_keys, factory=dict)
+    """Response headers with lower-case names."""
+
+    body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
+    """The raw body."""
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id, when a response header carries one."""
+        for name in REQUEST_ID_HEADERS:
+            value = self.headers.get(name)
+            if value:
+                return value
+        return None
+
+    @property
+    def is_success(self) -> bool:
+        """True for 2xx statuses."""
+        return 200 <= self.status < 300

@@ -1,0 +1,174 @@
+"""Retry: the `RetryPolicy` record and the tenacity middleware that applies it.
+
+What is retried:
+
+* ``429`` always (the server did not act), waiting the server's ``Retry-After`` when it
+  sends one and it is within ``max_retry_after``; beyond that cap the `RateLimitError`
+  is raised at once rather than waiting silently. Without ``Retry-After``: capped
+  exponential backoff with full jitter.
+* ``5xx`` in ``retry_statuses`` and connection errors/timeouts, only for idempotent
+  calls (GET, DELETE): for a POST the server may have applied the change.
+
+Every retry is bounded by ``max_attempts`` and by ``deadline`` (seconds across all
+attempts and waits), and logged on the ``fullstory_async`` logger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+import attrs
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from fullstory_async._exceptions import APIConnectionError, APIStatusError, InvalidArgumentError, RateLimitError
+from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._pipeline import Handler
+
+logger = logging.getLogger("fullstory_async")
+
+
+def _at_least(minimum: float, *, allow_none: bool = False) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or not minimum <= value < math.inf:
+            raise InvalidArgumentError(f"RetryPolicy.{attribute.name}", f"must be a number >= {minimum}, got {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How calls are retried. ``RetryPolicy(max_attempts=1)`` turns retries off.
+
+    ``RetryPolicy(wait=False)`` is the switch for tests: nothing sleeps, but the
+    deadline still counts the waits it skipped, so attempt and deadline bounds behave
+    as they would in real time.
+    """
+
+    max_attempts: int = attrs.field(default=4, validator=_at_least(1))
+    """Attempts in total, the first one included."""
+
+    deadline: float | None = attrs.field(default=60.0, validator=_at_least(0, allow_none=True))
+    """Seconds across all attempts and waits; no retry is started that would end past it."""
+
+    max_retry_after: float = attrs.field(default=60.0, validator=_at_least(0))
+    """Longest ``Retry-After`` honoured; a longer one raises the `RateLimitError` at once."""
+
+    backoff_initial: float = attrs.field(default=0.5, validator=_at_least(0))
+    """First backoff step in seconds when the server gives no ``Retry-After``."""
+
+    backoff_max: float = attrs.field(default=8.0, validator=_at_least(0))
+    """Cap of one backoff wait in seconds."""
+
+    jitter: bool = True
+    """Randomise backoff waits (full jitter) so that many clients do not retry in step."""
+
+    retry_statuses: frozenset[int] = frozenset({500, 502, 503, 504})
+    """Server statuses retried for idempotent calls."""
+
+    wait: bool = True
+    """``False`` skips the sleeps (for tests)."""
+
+    def should_retry(self, request: ApiRequest, error: BaseException) -> bool:
+        """Whether ``error`` from ``request`` is worth another attempt under this policy."""
+        if isinstance(error, RateLimitError):
+            return error.retry_after is None or error.retry_after <= self.max_retry_after
+        if not request.is_idempotent:
+            return False
+        if isinstance(error, APIStatusError):
+            return error.status in self.retry_statuses
+        return isinstance(error, APIConnectionError)
+
+
+class _Budget(stop_base):
+    """Time spent by one call (real time plus the waits skipped with ``wait=False``); stops at the deadline."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.start = time.monotonic()
+        self.skipped = 0.0
+
+    def __call__(self, state: RetryCallState) -> bool:
+        deadline = self.policy.deadline
+        return deadline is not None and time.monotonic() - self.start + self.skipped + state.upcoming_sleep > deadline
+
+    async def sleep(self, seconds: float) -> None:
+        if self.policy.wait:
+            await asyncio.sleep(seconds)
+        else:
+            self.skipped += seconds
+
+
+class _ServerFirstWait(wait_base):
+    """Wait what the server's ``Retry-After`` says, else fall back to backoff."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        backoff = wait_random_exponential if policy.jitter else wait_exponential
+        self.fallback = backoff(multiplier=policy.backoff_initial, max=policy.backoff_max)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
+            return error.retry_after
+        return float(self.fallback(state))
+
+
+class RetryMiddleware:
+    """Middleware that retries the rest of the chain under a `RetryPolicy`."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self._wait = _ServerFirstWait(policy)
+        self._stop_attempts = stop_after_attempt(policy.max_attempts)
+
+    async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
+        policy = self.policy
+        if policy.max_attempts == 1:
+            return await call_next(request)
+        budget = _Budget(policy)
+        retrying = AsyncRetrying(
+            stop=stop_any(self._stop_attempts, budget),
+            wait=self._wait,
+            retry=retry_if_exception(lambda error: policy.should_retry(request, error)),
+            sleep=budget.sleep,
+            before_sleep=lambda state: _log_retry(request, state, policy),
+            reraise=True,
+        )
+        return await retrying(call_next, request)
+
+
+def _log_retry(request: ApiRequest, state: RetryCallState, policy: RetryPolicy) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    status = getattr(error, "status", None)
+    logger.info(
+        "retrying %s %s: attempt %d of %d failed with %s; waiting %.3fs",
+        request.method,
+        request.path,
+        state.attempt_number,
+        policy.max_attempts,
+        status if status is not None else type(error).__name__,
+        state.upcoming_sleep,
+        extra={
+            "fullstory_method": request.method,
+            "fullstory_path": request.path,
+            "fullstory_attempt": state.attempt_number,
+            "fullstory_wait": state.upcoming_sleep,
+            "fullstory_status": status,
+            "fullstory_request_id": getattr(error, "request_id", None),
+        },
+    )
