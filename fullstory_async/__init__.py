@@ -33,6 +33,7 @@ from fullstory_async._models import (
     Endpoint,
     EventType,
     EventTypeDefinition,
+    Page,
     Subcategory,
     UpdateEndpointRequest,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidArgumentError",
     "Middleware",
     "NotFoundError",
+    "Page",
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseDecodeError",

@@ -32,6 +32,31 @@ from fullstory_async._models import (
 
 T = TypeVar("T")
 
+
+# Wire-shaped envelopes of list responses; the public API returns `Page` and lists instead.
+@attrs.frozen
+class EndpointList:
+    """``{"endpoints": [...], "nextPaginationToken": "..."}``."""
+
+    endpoints: tuple[Endpoint, ...] = ()
+    next_pagination_token: str | None = None
+
+
+@attrs.frozen
+class EventTypeList:
+    """``{"eventDefs": [...]}``."""
+
+    event_defs: tuple[EventTypeDefinition, ...] = ()
+
+
+@attrs.frozen
+class SubcategoryList:
+    """``{"subcategoryDefs": [...], "nextPaginationToken": "..."}``."""
+
+    subcategory_defs: tuple[Subcategory, ...] = ()
+    next_pagination_token: str | None = None
+
+
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
@@ -77,7 +102,15 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _strict(int, "an integer"))
     conv.register_structure_hook(datetime, parse_timestamp)
     conv.register_unstructure_hook(datetime, format_timestamp)
-    response_types: tuple[type[Any], ...] = (Endpoint, EventType, EventTypeDefinition, Subcategory)
+    response_types: tuple[type[Any], ...] = (
+        Endpoint,
+        EventType,
+        EventTypeDefinition,
+        Subcategory,
+        EndpointList,
+        EventTypeList,
+        SubcategoryList,
+    )
     for cls in response_types:
         _register_response(conv, cls)
     for cls in (EventType, CreateEndpointRequest, UpdateEndpointRequest):  # parts first

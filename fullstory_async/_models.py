@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
 
 from fullstory_async._exceptions import InvalidArgumentError
+
+T = TypeVar("T")
 
 
 def _check_text(field: str, value: object) -> str:
@@ -198,3 +200,14 @@ class Subcategory:
 
     display_name: str = ""
     """Human-readable name (falls back to ``subcategory`` when the API sends none)."""
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a paginated listing, for callers who page by hand or resume later."""
+
+    items: tuple[T, ...]
+    """The records on this page (possibly none)."""
+
+    next_page_token: str | None = None
+    """Pass as ``page_token`` to get the next page; ``None`` on the last page."""

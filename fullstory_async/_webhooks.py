@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote
 
 from fullstory_async import _converter
+from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
 from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError
 from fullstory_async._messages import ApiRequest
-from fullstory_async._models import CreateEndpointRequest, Endpoint
+from fullstory_async._models import (
+    CreateEndpointRequest,
+    Endpoint,
+    EventTypeDefinition,
+    Page,
+    Subcategory,
+    UpdateEndpointRequest,
+    check_url,
+)
 from fullstory_async._timeout import Timeout, as_timeout
 
 if TYPE_CHECKING:
@@ -16,6 +27,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 ENDPOINTS = "/webhooks/v1/endpoints"
+EVENT_TYPES = "/webhooks/v1/event-types"
+MAX_ENDPOINTS_PAGE = 100
+MAX_SUBCATEGORIES_PAGE = 1000
+
+TimeoutArg = float | Timeout | None
 
 
 def _require(value: object, cls: type[T], field: str) -> T:
@@ -24,8 +40,56 @@ def _require(value: object, cls: type[T], field: str) -> T:
     return value
 
 
+def _segment(value: object, field: str) -> str:
+    """Percent-encode one path segment; reject empty or non-string values before any I/O."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidArgumentError(field, "must not be empty")
+    return quote(value, safe="")
+
+
+def _endpoint_path(endpoint: str | Endpoint) -> str:
+    endpoint_id = endpoint.id if isinstance(endpoint, Endpoint) else endpoint
+    return f"{ENDPOINTS}/{_segment(endpoint_id, 'endpoint_id')}"
+
+
+def _page_params(page_size: int | None, page_token: str | None, maximum: int) -> tuple[tuple[str, str], ...]:
+    params: list[tuple[str, str]] = []
+    if page_size is not None:
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= maximum:
+            raise InvalidArgumentError("page_size", f"must be an integer from 1 to {maximum}, got {page_size!r}")
+        params.append(("limit", str(page_size)))
+    if page_token is not None:
+        if not isinstance(page_token, str) or not page_token:
+            raise InvalidArgumentError("page_token", "must be a non-empty string or None")
+        params.append(("paginationToken", page_token))
+    return tuple(params)
+
+
+def _timeout(timeout: TimeoutArg) -> Timeout | None:
+    return None if timeout is None else as_timeout(timeout)
+
+
+async def _walk(fetch: Callable[[str | None], Awaitable[Page[T]]], token: str | None) -> AsyncIterator[T]:
+    """Yield every item, one page in memory at a time, until a page has no next token."""
+    while True:
+        page = await fetch(token)
+        for item in page.items:
+            yield item
+        if page.next_page_token is None:
+            return
+        if page.next_page_token == token:  # a server that does not advance would loop forever
+            raise ResponseDecodeError("nextPaginationToken repeats the token just sent", field="$.nextPaginationToken")
+        token = page.next_page_token
+
+
 class Webhooks:
-    """Webhook endpoints, event types and subcategories (``client.webhooks``)."""
+    """Webhook endpoints, event types and subcategories (``client.webhooks``).
+
+    Every method takes ``timeout=`` (seconds or a `Timeout`) to override the client's
+    timeout for each attempt of that call.
+    """
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -39,22 +103,132 @@ class Webhooks:
                 exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
             ) from exc.__cause__
 
-    async def create_endpoint(
-        self, request: CreateEndpointRequest, *, timeout: float | Timeout | None = None
-    ) -> Endpoint:
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def create_endpoint(self, request: CreateEndpointRequest, *, timeout: TimeoutArg = None) -> Endpoint:
         """Create an endpoint (``POST /webhooks/v1/endpoints``) and return it.
 
         Not idempotent: after a timeout, reset or 5xx the endpoint may exist, so such
-        failures are not retried (429 is). ``timeout`` overrides the client's for this call.
+        failures are not retried (429 is).
         """
         _require(request, CreateEndpointRequest, "request")
+        body = _converter.encode(request)
         return await self._call(
-            ApiRequest(
-                "POST",
-                ENDPOINTS,
-                body=_converter.encode(request),
-                timeout=None if timeout is None else as_timeout(timeout),
-                operation="create_endpoint",
-            ),
-            Endpoint,
+            ApiRequest("POST", ENDPOINTS, body=body, timeout=_timeout(timeout), operation="create_endpoint"), Endpoint
         )
+
+    async def get_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> Endpoint:
+        """Return one endpoint (``GET /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
+        path = _endpoint_path(endpoint_id)
+        return await self._call(ApiRequest("GET", path, timeout=_timeout(timeout), operation="get_endpoint"), Endpoint)
+
+    async def update_endpoint(
+        self, endpoint_id: str | Endpoint, request: UpdateEndpointRequest, *, timeout: TimeoutArg = None
+    ) -> Endpoint:
+        """Change an endpoint (``POST /webhooks/v1/endpoints/{id}``) and return it.
+
+        The API re-enables an endpoint whenever ``disabled`` is absent from an update, so
+        this method always sends it: with ``request.enabled=None`` it first reads the
+        endpoint (one extra GET) and keeps its current state. Changing the URL changes
+        the id: use the returned `Endpoint`'s ``id`` from then on.
+        """
+        path = _endpoint_path(endpoint_id)
+        _require(request, UpdateEndpointRequest, "request")
+        enabled = request.enabled
+        if enabled is None:
+            enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
+        body = _converter.encode_update(request, enabled=enabled)
+        return await self._call(
+            ApiRequest("POST", path, body=body, timeout=_timeout(timeout), operation="update_endpoint"), Endpoint
+        )
+
+    async def delete_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> None:
+        """Delete an endpoint (``DELETE /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
+        path = _endpoint_path(endpoint_id)
+        await self._client.send(ApiRequest("DELETE", path, timeout=_timeout(timeout), operation="delete_endpoint"))
+
+    async def list_endpoints_page(
+        self, *, page_size: int | None = None, page_token: str | None = None, timeout: TimeoutArg = None
+    ) -> Page[Endpoint]:
+        """Return one page of endpoints (``GET /webhooks/v1/endpoints``).
+
+        ``page_size`` is 1..100 (the API's default and maximum is 100); pass the page's
+        ``next_page_token`` as ``page_token`` for the next one.
+        """
+        params = _page_params(page_size, page_token, MAX_ENDPOINTS_PAGE)
+        request = ApiRequest("GET", ENDPOINTS, params=params, timeout=_timeout(timeout), operation="list_endpoints")
+        wire = await self._call(request, EndpointList)
+        return Page(wire.endpoints, wire.next_pagination_token or None)
+
+    def list_endpoints(
+        self, *, page_size: int | None = None, page_token: str | None = None, timeout: TimeoutArg = None
+    ) -> AsyncIterator[Endpoint]:
+        """Iterate over all endpoints, fetching one page at a time: ``async for ep in fs.webhooks.list_endpoints()``.
+
+        Arguments are checked when called, before any I/O; ``page_token`` resumes a listing.
+        """
+        _page_params(page_size, page_token, MAX_ENDPOINTS_PAGE)
+
+        def fetch(token: str | None) -> Awaitable[Page[Endpoint]]:
+            return self.list_endpoints_page(page_size=page_size, page_token=token, timeout=timeout)
+
+        return _walk(fetch, page_token)
+
+    async def find_endpoint_by_url(self, url: str, *, timeout: TimeoutArg = None) -> Endpoint | None:
+        """Return the endpoint whose URL is exactly ``url``, or ``None``.
+
+        Walks the whole listing: O(pages) requests. Endpoints are identified by URL, so
+        there is at most one.
+        """
+        check_url("url", url)
+        async for endpoint in self.list_endpoints(timeout=timeout):
+            if endpoint.url == url:
+                return endpoint
+        return None
+
+    # -- event types -------------------------------------------------------------------------
+
+    async def list_event_types(self, *, timeout: TimeoutArg = None) -> list[EventTypeDefinition]:
+        """Return the event types the organisation can subscribe to (``GET /webhooks/v1/event-types``)."""
+        request = ApiRequest("GET", EVENT_TYPES, timeout=_timeout(timeout), operation="list_event_types")
+        return list((await self._call(request, EventTypeList)).event_defs)
+
+    async def list_event_subcategories_page(
+        self,
+        event_name: str,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        timeout: TimeoutArg = None,
+    ) -> Page[Subcategory]:
+        """Return one page of an event type's subcategories (``page_size`` 1..1000, the API's default)."""
+        path = f"{EVENT_TYPES}/{_segment(event_name, 'event_name')}/subcategories"
+        params = _page_params(page_size, page_token, MAX_SUBCATEGORIES_PAGE)
+        request = ApiRequest(
+            "GET", path, params=params, timeout=_timeout(timeout), operation="list_event_subcategories"
+        )
+        wire = await self._call(request, SubcategoryList)
+        items = tuple(Subcategory(s.subcategory, s.display_name or s.subcategory) for s in wire.subcategory_defs)
+        return Page(items, wire.next_pagination_token or None)
+
+    def list_event_subcategories(
+        self,
+        event_name: str,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        timeout: TimeoutArg = None,
+    ) -> AsyncIterator[Subcategory]:
+        """Iterate over all subcategories of ``event_name`` (an event type with ``has_subcategories``).
+
+        An empty display name falls back to the subcategory value.
+        """
+        _segment(event_name, "event_name")
+        _page_params(page_size, page_token, MAX_SUBCATEGORIES_PAGE)
+
+        def fetch(token: str | None) -> Awaitable[Page[Subcategory]]:
+            return self.list_event_subcategories_page(
+                event_name, page_size=page_size, page_token=token, timeout=timeout
+            )
+
+        return _walk(fetch, page_token)
