@@ -11,8 +11,9 @@ import aiohttp
 
 from fullstory_async._auth import Auth, check_base_url, default_base_url, resolve_api_key
 from fullstory_async._error_decoder import decode_errors
+from fullstory_async._exceptions import ClientClosedError
 from fullstory_async._messages import ApiRequest, ApiResponse
-from fullstory_async._pipeline import Middleware, compose
+from fullstory_async._pipeline import Handler, Middleware, compose
 from fullstory_async._retry import RetryMiddleware, RetryPolicy
 from fullstory_async._timeout import DEFAULT_TIMEOUT, Timeout, as_timeout
 from fullstory_async._transport import AiohttpTransport
@@ -46,6 +47,8 @@ class Client:
         max_connections_per_host: per-host pool limit (0 = unlimited).
         max_response_bytes: response bodies larger than this are refused.
         allow_insecure_http: allow a plain ``http`` base URL to a non-loopback host.
+        transport: an async ``(ApiRequest) -> ApiResponse`` to use instead of aiohttp,
+            e.g. an in-memory handler in unit tests (the session options are then unused).
 
     """
 
@@ -62,6 +65,7 @@ class Client:
         max_connections_per_host: int = 0,
         max_response_bytes: int = 10 * 1024 * 1024,
         allow_insecure_http: bool = False,
+        transport: Handler | None = None,
     ) -> None:
         key = resolve_api_key(api_key)
         self.base_url = check_base_url(base_url or default_base_url(key), allow_insecure_http=allow_insecure_http)
@@ -77,7 +81,7 @@ class Client:
             max_response_bytes=max_response_bytes,
         )
         chain: list[Middleware] = [*middleware, Auth(key), RetryMiddleware(self.retry), decode_errors]
-        self._send = compose(chain, self._transport)
+        self._send = compose(chain, transport or self._transport)
         self.webhooks: Webhooks = Webhooks(self)
         """The Webhooks v1 operations."""
 
@@ -90,6 +94,8 @@ class Client:
         Returns the 2xx `ApiResponse`; any other status raises its `APIStatusError`.
         The typed methods on `webhooks` are built on this.
         """
+        if self._transport.closed:
+            raise ClientClosedError("the client is closed; create a new Client")
         return await self._send(request)
 
     @property
