@@ -305,7 +305,7 @@ async def test_create_rejects_a_wrong_request_type() -> None:
 
 @pytest.mark.parametrize("snake", [False, True])
 async def test_list_event_types_decodes_both_spellings(snake: bool) -> None:
-    """EventDefs / event_defs decode into EventTypeDefinition records."""
+    """Both eventDefs and event_defs decode into EventTypeDefinition records."""
     if snake:
         data = {
             "event_defs": [{"event_name": "segment.trend.alert", "display_name": "Alert", "has_subcategories": True}]
