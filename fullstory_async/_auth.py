@@ -22,12 +22,12 @@ EU1_BASE_URL = "https://api.eu1.fullstory.com"
 def resolve_api_key(api_key: str | None) -> str:
     """Return the key given, else ``$FULLSTORY_API_KEY``; raise a clear error when there is none."""
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if key is not None and not isinstance(key, str):
+        raise InvalidArgumentError("api_key", f"must be a string, got {type(key).__name__}")
     if key is None or not key.strip():
         raise InvalidArgumentError(
             "api_key", f"no API key: pass Client(api_key=...) or set the {API_KEY_ENV} environment variable"
         )
-    if not isinstance(key, str):
-        raise InvalidArgumentError("api_key", f"must be a string, got {type(key).__name__}")
     key = key.strip()
     if key[:6].lower() == "basic ":
         key = key[6:].strip()

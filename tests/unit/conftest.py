@@ -1,0 +1,225 @@
+"""Shared fixtures for the unit tests: an in-memory transport, aioresponses, a local slow server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aioresponses import aioresponses
+
+from fullstory_async import ApiRequest, ApiResponse, Client, ClientClosedError, RetryPolicy, _client
+
+API_KEY = "na1.T0pS3cretApiKeyValue/ORG42"
+SECRET = "w7ixQjN7QEiWRwXUFfXneA"
+BASE_URL = "https://api.fullstory.com"
+ENDPOINTS_URL = BASE_URL + "/webhooks/v1/endpoints"
+
+# The example response of the Create Endpoint page (reference/000_391a3d7169c7600a.txt), verbatim.
+SUBCATEGORY = (
+    "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoI"
+    "U2VhcmNoaWUaBTQ5MTY4EhAKBUFsZXJ0EICAgICAqJkL"
+)
+SEED_ENDPOINT_BODY = (
+    b"{\n"
+    b'"id": "aHR0cHM6Ly9leGFtcGxlLmNvbS9mdWxsc3Rvcnktd2ViaG9va3M",\n'
+    b'"created": "2020-04-01T21:53:58.200Z",\n'
+    b'"modified": "2020-04-01T21:53:58.200Z",\n'
+    b'"enabled": true,\n'
+    b'"url": "https://example.com/fullstory-webhooks",\n'
+    b'"eventTypes": [\n'
+    b"{\n"
+    b'"eventName": "recording.event.custom",\n'
+    b'"subcategory": "' + SUBCATEGORY.encode() + b'"\n'
+    b"}\n"
+    b"]\n"
+    b"}"
+)
+
+
+def as_response(status: int = 200, body: object = None, headers: dict[str, str] | None = None) -> ApiResponse:
+    """Build an `ApiResponse`; a dict/list body is JSON-encoded, bytes are kept as they are."""
+    raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+    return ApiResponse(status=status, headers=headers or {}, body=raw)
+
+
+# A scripted reply: a response, a ``(status, body[, headers])`` tuple, an exception to raise,
+# or an async callable that gets the request.
+Reply = ApiResponse | tuple[Any, ...] | BaseException | Callable[[ApiRequest], Awaitable[ApiResponse]]
+
+
+class FakeTransport:
+    """In-memory stand-in for `AiohttpTransport`: records requests, plays scripted replies, opens no socket.
+
+    `Client` builds it in place of the aiohttp transport (see the ``fake`` fixture), so the
+    real auth -> retry -> error decoding chain runs on top of it.
+    """
+
+    def __init__(self, base_url: str, **kwargs: Any) -> None:
+        self.base_url = base_url
+        self.kwargs = kwargs
+        self.replies: deque[Reply] = deque()
+        self.requests: list[ApiRequest] = []
+        self.closed = False
+
+    async def __call__(self, request: ApiRequest) -> ApiResponse:
+        if self.closed:
+            raise ClientClosedError("the client is closed; create a new Client")
+        self.requests.append(request)
+        if not self.replies:
+            raise AssertionError(f"unexpected request {request.method} {request.path}")
+        reply = self.replies.popleft()
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, ApiResponse):
+            return reply
+        if isinstance(reply, tuple):
+            return as_response(*reply)
+        return await reply(request)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def api_key() -> str:
+    """Return the API key the ``fake`` clients use (it must never leak)."""
+    return API_KEY
+
+
+@pytest.fixture
+def secret() -> str:
+    """Return an endpoint secret (it must never leak)."""
+    return SECRET
+
+
+@pytest.fixture
+def seed_body() -> bytes:
+    """Return the Create Endpoint example response body of the seed page."""
+    return SEED_ENDPOINT_BODY
+
+
+MakeClient = Callable[..., tuple[Client, FakeTransport]]
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeClient]:
+    """Make clients on the in-memory transport: ``fake(*replies, **kwargs) -> (client, transport)``.
+
+    The clients are closed at teardown.
+
+    Defaults: ``api_key=API_KEY`` and ``retry=RetryPolicy(wait=False)``.
+    """
+    monkeypatch.setattr(_client, "AiohttpTransport", FakeTransport)
+    clients: list[Client] = []
+
+    def make(*replies: Reply, **kwargs: Any) -> tuple[Client, FakeTransport]:
+        kwargs.setdefault("api_key", API_KEY)
+        kwargs.setdefault("retry", RetryPolicy(wait=False))
+        client = Client(**kwargs)
+        clients.append(client)
+        transport = client._transport
+        assert isinstance(transport, FakeTransport)
+        transport.replies.extend(replies)
+        return client, transport
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+class _SentWriter:
+    """The one thing a finished ``ClientResponse`` reads from its stream writer."""
+
+    output_size = 0
+
+
+class CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds responses without the ``stream_writer`` argument newer aiohttp requires."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _SentWriter())
+        super().__init__(method, url, **kwargs)
+
+
+class MockAPI(aioresponses):
+    """`aioresponses` whose mocked responses work with the installed aiohttp."""
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("response_class", CompatResponse)
+        super().add(*args, **kwargs)
+
+    def calls(self, method: str, url: str) -> list[Any]:
+        """Return the recorded calls of ``method url`` (each has ``.kwargs``: headers, data, timeout...)."""
+        from yarl import URL
+
+        return list(self.requests.get((method, URL(url)), []))
+
+
+@pytest.fixture
+def mock_api() -> Any:
+    """aioresponses, patched for the installed aiohttp; unmatched requests fail as connection errors."""
+    with MockAPI() as mocked:
+        yield mocked
+
+
+class SlowServer:
+    """A 127.0.0.1 server whose handler waits on ``release`` (set at teardown) before answering."""
+
+    def __init__(self) -> None:
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+        self.hits = 0
+        self.base_url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        self.arrived.set()
+        await self.release.wait()
+        return web.Response(body=SEED_ENDPOINT_BODY, content_type="application/json")
+
+
+@pytest.fixture
+async def slow_server() -> AsyncIterator[SlowServer]:
+    """Run a slow server on 127.0.0.1 (any path); release it and shut it down at teardown."""
+    server = SlowServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    server.base_url = f"http://{host}:{port}"
+    try:
+        yield server
+    finally:
+        server.release.set()
+        await runner.cleanup()
+
+
+Serve = Callable[[web.Application], Awaitable[str]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Run aiohttp apps on 127.0.0.1 until teardown; awaiting the factory on an app gives its base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application) -> str:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
