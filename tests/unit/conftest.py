@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aioresponses import aioresponses
 
-from fullstory_async import ApiRequest, ApiResponse, Client, ClientClosedError, RetryPolicy, _client
+from fullstory_async import ApiRequest, ApiResponse, Client, RetryPolicy
 
 API_KEY = "na1.T0pS3cretApiKeyValue/ORG42"
 SECRET = "w7ixQjN7QEiWRwXUFfXneA"
@@ -54,22 +54,16 @@ Reply = ApiResponse | tuple[Any, ...] | BaseException | Callable[[ApiRequest], A
 
 
 class FakeTransport:
-    """In-memory stand-in for `AiohttpTransport`: records requests, plays scripted replies, opens no socket.
+    """In-memory transport for ``Client(transport=...)``: records requests and plays scripted replies.
 
-    `Client` builds it in place of the aiohttp transport (see the ``fake`` fixture), so the
-    real auth -> retry -> error decoding chain runs on top of it.
+    The real auth -> retry -> error decoding chain runs on top of it; no socket is opened.
     """
 
-    def __init__(self, base_url: str, **kwargs: Any) -> None:
-        self.base_url = base_url
-        self.kwargs = kwargs
-        self.replies: deque[Reply] = deque()
+    def __init__(self, *replies: Reply) -> None:
+        self.replies: deque[Reply] = deque(replies)
         self.requests: list[ApiRequest] = []
-        self.closed = False
 
     async def __call__(self, request: ApiRequest) -> ApiResponse:
-        if self.closed:
-            raise ClientClosedError("the client is closed; create a new Client")
         self.requests.append(request)
         if not self.replies:
             raise AssertionError(f"unexpected request {request.method} {request.path}")
@@ -81,9 +75,6 @@ class FakeTransport:
         if isinstance(reply, tuple):
             return as_response(*reply)
         return await reply(request)
-
-    async def aclose(self) -> None:
-        self.closed = True
 
 
 @pytest.fixture
@@ -108,24 +99,20 @@ MakeClient = Callable[..., tuple[Client, FakeTransport]]
 
 
 @pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeClient]:
+async def fake() -> AsyncIterator[MakeClient]:
     """Make clients on the in-memory transport: ``fake(*replies, **kwargs) -> (client, transport)``.
 
-    The clients are closed at teardown.
-
-    Defaults: ``api_key=API_KEY`` and ``retry=RetryPolicy(wait=False)``.
+    Defaults: ``api_key=API_KEY`` and ``retry=RetryPolicy(wait=False)``. The clients are
+    closed at teardown.
     """
-    monkeypatch.setattr(_client, "AiohttpTransport", FakeTransport)
     clients: list[Client] = []
 
     def make(*replies: Reply, **kwargs: Any) -> tuple[Client, FakeTransport]:
         kwargs.setdefault("api_key", API_KEY)
         kwargs.setdefault("retry", RetryPolicy(wait=False))
-        client = Client(**kwargs)
+        transport = FakeTransport(*replies)
+        client = Client(transport=transport, **kwargs)
         clients.append(client)
-        transport = client._transport
-        assert isinstance(transport, FakeTransport)
-        transport.replies.extend(replies)
         return client, transport
 
     yield make
