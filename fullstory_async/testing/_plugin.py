@@ -16,7 +16,7 @@ generators, which anyio's pytest plugin runs for tests marked ``@pytest.mark.any
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 
@@ -24,18 +24,23 @@ if TYPE_CHECKING:
     from fullstory_async import Client
     from fullstory_async.testing._server import FakeFullstory
 
-_fixture: Callable[..., Any]
+_F = TypeVar("_F", bound=Callable[..., Any])
+_decorate: Callable[[Any], Any]
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
-    _fixture = pytest.fixture
+    _decorate = pytest.fixture
 else:
-    _fixture = pytest_asyncio.fixture(loop_scope="function")
+    _decorate = pytest_asyncio.fixture(loop_scope="function")
+
+
+def _fixture(func: _F) -> _F:
+    return cast("_F", _decorate(func))
 
 
 @_fixture
 async def fake_fullstory() -> AsyncIterator[FakeFullstory]:
-    """A started `FakeFullstory` on 127.0.0.1 (a free port), stopped after the test."""
+    """Yield a started `FakeFullstory` on 127.0.0.1 (a free port); stop it after the test."""
     from fullstory_async.testing._server import FakeFullstory
 
     async with FakeFullstory() as fake:
@@ -44,6 +49,6 @@ async def fake_fullstory() -> AsyncIterator[FakeFullstory]:
 
 @_fixture
 async def fullstory_client(fake_fullstory: FakeFullstory) -> AsyncIterator[Client]:
-    """A `Client` bound to ``fake_fullstory`` whose retries do not sleep."""
+    """Yield a `Client` bound to ``fake_fullstory`` whose retries do not sleep."""
     async with fake_fullstory.client() as client:
         yield client

@@ -1,0 +1,347 @@
+"""The aiohttp application: routing, the per-request pipeline and the seven handlers.
+
+Each request goes: faults chosen -> latency -> (a fault before commit answers now) ->
+``Authorization`` (401) -> rate limit (429) -> read-only key on a write (403) -> the
+handler (400/404 or the result) -> (a fault after commit replaces the response) -> the
+request log. Handlers are synchronous, so each one applies its change atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal
+
+from aiohttp import web
+
+from fullstory_async.testing._catalogue import Catalogue
+from fullstory_async.testing._faults import Fault, FaultKind, Faults
+from fullstory_async.testing._pagination import (
+    ENDPOINTS_MAX_LIMIT,
+    SUBCATEGORIES_MAX_LIMIT,
+    LimitPolicy,
+    PaginationError,
+    decode_token,
+    encode_token,
+    parse_limit,
+    query_token,
+)
+from fullstory_async.testing._payload import parse_create_body, parse_endpoint_body
+from fullstory_async.testing._ratelimit import RateLimiter
+from fullstory_async.testing._requestlog import KeyRole, RecordedRequest, RequestLog, redact_headers
+from fullstory_async.testing._responses import (
+    ALREADY_EXISTS,
+    FORBIDDEN,
+    INVALID_ARGUMENT,
+    JSON,
+    NOT_FOUND,
+    SERVER_ERROR,
+    TOO_MANY_REQUESTS,
+    UNAUTHORIZED,
+    ApiError,
+    dumps,
+    error_response,
+    json_response,
+    raw_json_response,
+)
+from fullstory_async.testing._routes import OPERATIONS, Operation
+from fullstory_async.testing._store import EndpointStore, endpoint_id
+
+DuplicateUrlPolicy = Literal["error", "replace", "return_existing", "allow"]
+"""What a create (or a URL-changing update) with a URL already in use does."""
+
+logger = logging.getLogger("fullstory_async.testing")
+
+Handler = Callable[[web.Request, bytes], web.Response]
+_ENDPOINTS_SCOPE = "endpoints"
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def _reset_connection(request: web.BaseRequest) -> None:
+    """Drop the connection without an answer (RST, like a crashed backend)."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    transport.abort()
+
+
+def _fault_response(fault: Fault) -> web.Response | None:
+    if fault.kind is FaultKind.RESET:
+        return None
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+    if fault.kind is FaultKind.ERROR:
+        return error_response(fault.status, fault.code, fault.message, headers)
+    content_type = "text/html" if fault.kind is FaultKind.HTML else JSON
+    return web.Response(body=fault.body, status=fault.status, content_type=content_type, headers=headers)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class FakeApp:
+    """The aiohttp ``web.Application`` of one fake and the state its handlers use."""
+
+    def __init__(
+        self,
+        *,
+        store: EndpointStore,
+        catalogue: Catalogue,
+        faults: Faults,
+        limiter: RateLimiter,
+        log: RequestLog,
+        keys: Mapping[str, KeyRole],
+        duplicate_url: DuplicateUrlPolicy,
+        limit_policy: LimitPolicy,
+    ) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.faults = faults
+        self.limiter = limiter
+        self.log = log
+        self.duplicate_url: DuplicateUrlPolicy = duplicate_url
+        self.limit_policy: LimitPolicy = limit_policy
+        self._keys = dict(keys)
+        self._sleepers: set[asyncio.Future[None]] = set()
+        self._closing = False
+        self._event_types_body = dumps(
+            {
+                "eventDefs": [
+                    {
+                        "eventName": d.event_name,
+                        "displayName": d.display_name,
+                        "hasSubcategories": d.has_subcategories,
+                    }
+                    for d in catalogue
+                ]
+            }
+        )
+        self.app = web.Application()
+        for operation in OPERATIONS:
+            handler: Handler = getattr(self, f"_{operation.name}")
+            self.app.router.add_route(operation.method, operation.path, self._route(operation, handler))
+        self.app.router.add_route("*", "/{tail:.*}", self._unknown_route)
+        self.app.on_startup.append(self._on_startup)
+        self.app.on_shutdown.append(self._on_shutdown)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def _on_startup(self, _: web.Application) -> None:
+        self._closing = False
+
+    async def _on_shutdown(self, _: web.Application) -> None:
+        self.wake_sleepers()
+
+    def wake_sleepers(self) -> None:
+        """End every latency wait now (the fake is stopping); those requests get no answer."""
+        self._closing = True
+        for waiter in self._sleepers:
+            _wake(waiter)
+
+    async def _sleep(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waiter)
+        self._sleepers.add(waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._sleepers.discard(waiter)
+
+    # -- pipeline --------------------------------------------------------------------
+
+    def _route(self, operation: Operation, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._dispatch(operation, handler, request)
+
+        return handle
+
+    async def _dispatch(self, operation: Operation, handler: Handler, request: web.Request) -> web.StreamResponse:
+        body = await request.read() if request.body_exists else b""
+        delay, fault, applied = (
+            self.faults.select(operation.name, request.method, request.path, operation.path)
+            if self.faults
+            else (0.0, None, ())
+        )
+        role: KeyRole | None = None
+        status: int | None = None
+        try:
+            if delay:
+                await self._sleep(delay)
+                if self._closing:
+                    _reset_connection(request)
+                    return web.Response()
+            response: web.Response | None
+            if fault is not None and not fault.after_commit:
+                response = _fault_response(fault)
+            else:
+                role, response = self._serve(operation, handler, request, body)
+                if fault is not None:
+                    response = _fault_response(fault)
+            if response is None:
+                _reset_connection(request)
+                return web.Response()  # written to a closed transport: nothing is sent
+            status = response.status
+            return response
+        finally:
+            if self.log.enabled:
+                self._record(request, body, status, operation.name, role, applied)
+
+    def _serve(
+        self, operation: Operation, handler: Handler, request: web.Request, body: bytes
+    ) -> tuple[KeyRole | None, web.Response]:
+        role = self._authenticate(request)
+        if role is None:
+            return None, error_response(*UNAUTHORIZED)
+        retry_after = self.limiter.acquire(role, operation.name)
+        if retry_after is not None:
+            return role, error_response(*TOO_MANY_REQUESTS, headers={"Retry-After": retry_after})
+        if operation.writes and role == "read_only":
+            return role, error_response(*FORBIDDEN)
+        try:
+            return role, handler(request, body)
+        except ApiError as exc:
+            return role, error_response(exc.status, exc.code, exc.message)
+        except PaginationError as exc:
+            return role, error_response(400, INVALID_ARGUMENT, str(exc))
+        except Exception:
+            logger.exception("fake Fullstory: handler %s failed", operation.name)
+            return role, error_response(*SERVER_ERROR)
+
+    def _authenticate(self, request: web.Request) -> KeyRole | None:
+        header = request.headers.get("Authorization")
+        if header is None:
+            return None
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        return self._keys.get(credential.strip())
+
+    def _record(
+        self,
+        request: web.Request,
+        body: bytes,
+        status: int | None,
+        operation: str | None,
+        role: KeyRole | None,
+        applied: tuple[Fault, ...],
+    ) -> None:
+        self.log.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                headers=redact_headers(request.headers),
+                body=body,
+                status=status,
+                operation=operation,
+                key_role=role,
+                faults=applied,
+            )
+        )
+
+    async def _unknown_route(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read() if request.body_exists else b""
+        if self.log.enabled:
+            self._record(request, body, NOT_FOUND[0], None, None, ())
+        return error_response(*NOT_FOUND)
+
+    # -- handlers --------------------------------------------------------------------
+
+    def _create_endpoint(self, request: web.Request, body: bytes) -> web.Response:
+        fields = parse_create_body(body, self.catalogue)
+        url, event_types = fields.url or "", fields.event_types or ()
+        new_id: str | None = None
+        existing = self.store.get(endpoint_id(url))
+        if existing is not None:
+            if self.duplicate_url == "return_existing":
+                return json_response(existing.to_wire())
+            if self.duplicate_url == "replace":
+                self.store.delete(existing.id)
+            elif self.duplicate_url == "allow":
+                new_id = self.store.free_id(url)
+            else:
+                raise ApiError.bad_request(ALREADY_EXISTS, "an endpoint with this url already exists")
+        record = self.store.add(url, event_types, fields.secret or "", id=new_id)
+        return json_response(record.to_wire())
+
+    def _list_endpoints(self, request: web.Request, body: bytes) -> web.Response:
+        query = request.query
+        limit = parse_limit(query.get("limit"), ENDPOINTS_MAX_LIMIT, self.limit_policy)
+        token = query_token(query)
+        after = decode_token(token, _ENDPOINTS_SCOPE) if token else 0
+        records, next_after = self.store.page(after, limit)
+        payload: dict[str, object] = {"endpoints": [r.to_wire() for r in records]}
+        if next_after is not None:
+            payload["nextPaginationToken"] = encode_token(_ENDPOINTS_SCOPE, next_after)
+        return json_response(payload)
+
+    def _get_endpoint(self, request: web.Request, body: bytes) -> web.Response:
+        record = self.store.get(request.match_info["id"])
+        if record is None:
+            raise ApiError.not_found()
+        return json_response(record.to_wire())
+
+    def _update_endpoint(self, request: web.Request, body: bytes) -> web.Response:
+        old = self.store.get(request.match_info["id"])
+        if old is None:
+            raise ApiError.not_found()
+        fields = parse_endpoint_body(body, self.catalogue)
+        url = fields.url or old.url
+        new_id = old.id
+        if url != old.url:
+            new_id = endpoint_id(url)
+            if self.store.get(new_id) is not None:
+                if self.duplicate_url != "allow":
+                    raise ApiError.bad_request(ALREADY_EXISTS, "an endpoint with this url already exists")
+                new_id = self.store.free_id(url)
+        record = self.store.replace(
+            old,
+            url=url,
+            event_types=fields.event_types or old.event_types,
+            secret=fields.secret or old.secret,
+            enabled=not fields.disabled,  # absent `disabled` re-enables (documented)
+            id=new_id,
+        )
+        return json_response(record.to_wire())
+
+    def _delete_endpoint(self, request: web.Request, body: bytes) -> web.Response:
+        if self.store.delete(request.match_info["id"]) is None:
+            raise ApiError.not_found()
+        return raw_json_response(b"{}")
+
+    def _list_event_types(self, request: web.Request, body: bytes) -> web.Response:
+        return raw_json_response(self._event_types_body)
+
+    def _list_event_subcategories(self, request: web.Request, body: bytes) -> web.Response:
+        name = request.match_info["event_name"]
+        definition = self.catalogue.get(name)
+        if definition is None:
+            raise ApiError.not_found()
+        query = request.query
+        limit = parse_limit(query.get("limit"), SUBCATEGORIES_MAX_LIMIT, self.limit_policy)
+        token = query_token(query)
+        subcategories = definition.subcategories
+        scope = f"subcategories:{name}"
+        start = decode_token(token, scope) if token else 0
+        if start > len(subcategories):
+            raise PaginationError("paginationToken is invalid")
+        end = start + limit
+        payload: dict[str, object] = {
+            "subcategoryDefs": [
+                {"subcategory": s.subcategory, "displayName": s.display_name} for s in subcategories[start:end]
+            ]
+        }
+        if end < len(subcategories):
+            payload["nextPaginationToken"] = encode_token(scope, end)
+        return json_response(payload)
