@@ -1,0 +1,445 @@
+"""The Client: the exact request, middleware wiring, timeouts, cancellation, lifecycle, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from fullstory_async import (
+    APIConnectionError,
+    ApiRequest,
+    ApiResponse,
+    APITimeoutError,
+    AuthenticationError,
+    Client,
+    ClientClosedError,
+    CreateEndpointRequest,
+    Endpoint,
+    EventType,
+    FullstoryError,
+    Handler,
+    InvalidArgumentError,
+    RateLimitError,
+    ResponseDecodeError,
+    RetryPolicy,
+    Timeout,
+    __version__,
+)
+
+BASE = "https://api.fullstory.com"
+ENDPOINTS_URL = BASE + "/webhooks/v1/endpoints"
+SUBCATEGORY = (
+    "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoI"
+    "U2VhcmNoaWUaBTQ5MTY4EhAKBUFsZXJ0EICAgICAqJkL"
+)
+TOO_MANY = {
+    "message": "Too many requests. Client has exceeded the rate limit for this endpoint.",
+    "code": "too_many_requests",
+}
+UNAUTHORIZED = {"message": "access is unauthorized", "code": "unauthorized"}
+
+
+def seed_request(secret: str | None = None) -> CreateEndpointRequest:
+    """Return the create request of the seed page's curl example."""
+    return CreateEndpointRequest(
+        url="https://example.com/fullstory-webhooks",
+        event_types=[EventType("recording.event.custom", SUBCATEGORY)],
+        secret=secret,
+    )
+
+
+async def test_create_endpoint_sends_the_exact_request(mock_api, api_key: str, secret: str, seed_body: bytes) -> None:
+    """create_endpoint POSTs camelCase JSON to /webhooks/v1/endpoints with Basic <raw key> and JSON headers."""
+    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
+    async with Client(api_key=api_key) as client:
+        await client.webhooks.create_endpoint(seed_request(secret))
+    [call] = mock_api.calls("POST", ENDPOINTS_URL)
+    headers = call.kwargs["headers"]
+    assert headers["Authorization"] == f"Basic {api_key}"
+    assert headers["Accept"] == "application/json"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["User-Agent"].startswith(f"fullstory-async/{__version__} python/")
+    assert f"aiohttp/{aiohttp.__version__}" in headers["User-Agent"]
+    assert set(headers) == {"Authorization", "Accept", "Content-Type", "User-Agent"}
+    assert json.loads(call.kwargs["data"]) == {
+        "url": "https://example.com/fullstory-webhooks",
+        "secret": secret,
+        "eventTypes": [{"eventName": "recording.event.custom", "subcategory": SUBCATEGORY}],
+    }
+    assert call.kwargs["allow_redirects"] is False
+
+
+async def test_create_endpoint_body_omits_none_fields(mock_api, api_key: str, seed_body: bytes) -> None:
+    """Without a secret or subcategory the body carries neither key (no nulls)."""
+    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
+    async with Client(api_key=api_key) as client:
+        await client.webhooks.create_endpoint(
+            CreateEndpointRequest(url="https://example.com/h", event_types=["note.created"])
+        )
+    [call] = mock_api.calls("POST", ENDPOINTS_URL)
+    assert call.kwargs["data"] == b'{"url":"https://example.com/h","eventTypes":[{"eventName":"note.created"}]}'
+
+
+async def test_create_endpoint_decodes_the_seed_response(mock_api, api_key: str, seed_body: bytes) -> None:
+    """The seed page's example response comes back as an Endpoint with aware UTC times to the millisecond."""
+    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
+    async with Client(api_key=api_key) as client:
+        endpoint = await client.webhooks.create_endpoint(seed_request())
+    assert isinstance(endpoint, Endpoint)
+    assert endpoint.id == "aHR0cHM6Ly9leGFtcGxlLmNvbS9mdWxsc3Rvcnktd2ViaG9va3M"
+    assert endpoint.enabled is True
+    assert endpoint.url == "https://example.com/fullstory-webhooks"
+    assert endpoint.event_types == (EventType("recording.event.custom", SUBCATEGORY),)
+    assert endpoint.created.isoformat() == "2020-04-01T21:53:58.200000+00:00"
+    assert endpoint.modified == endpoint.created
+
+
+async def test_eu1_key_talks_to_the_eu1_host(mock_api, seed_body: bytes) -> None:
+    """A client with an eu1. key sends to https://api.eu1.fullstory.com."""
+    url = "https://api.eu1.fullstory.com/webhooks/v1/endpoints"
+    mock_api.post(url, status=200, body=seed_body)
+    async with Client(api_key="eu1.abc/ORG") as client:
+        await client.webhooks.create_endpoint(seed_request())
+    assert len(mock_api.calls("POST", url)) == 1
+
+
+async def test_base_url_prefix_is_kept(mock_api, api_key: str, seed_body: bytes) -> None:
+    """A base_url with a path prefix (a proxy) keeps the prefix before the API path."""
+    url = "https://proxy.example.com/fs/webhooks/v1/endpoints"
+    mock_api.post(url, status=200, body=seed_body)
+    async with Client(api_key=api_key, base_url="https://proxy.example.com/fs/") as client:
+        await client.webhooks.create_endpoint(seed_request())
+    assert len(mock_api.calls("POST", url)) == 1
+
+
+async def test_decode_error_through_the_client(fake) -> None:
+    """A 200 body that does not fit raises ResponseDecodeError naming the call and the field."""
+    client, _ = fake((200, {"id": "x", "created": "2020-04-01T21:53:58.200Z", "url": "https://e.com"}))
+    with pytest.raises(ResponseDecodeError) as info:
+        await client.webhooks.create_endpoint(seed_request())
+    assert info.value.field == "$.modified"
+    assert str(info.value) == (
+        "could not decode response at $.modified: required field missing (POST /webhooks/v1/endpoints)"
+    )
+
+
+async def test_user_middleware_is_outermost_and_sees_each_call_once(fake, api_key: str, seed_body: bytes) -> None:
+    """User middleware wraps the built-ins: one call in, retries hidden inside, no Authorization header seen."""
+    seen: list[ApiRequest] = []
+    responses: list[ApiResponse] = []
+
+    async def spy(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        seen.append(request)
+        response = await call_next(request)
+        responses.append(response)
+        return response
+
+    client, transport = fake((429, TOO_MANY, {"Retry-After": "1"}), (200, seed_body), middleware=[spy])
+    await client.webhooks.create_endpoint(seed_request())
+    assert len(seen) == 1
+    assert [r.status for r in responses] == [200]
+    assert not any(name.lower() == "authorization" for name in seen[0].headers)
+    assert len(transport.requests) == 2
+    assert all(r.headers["Authorization"] == f"Basic {api_key}" for r in transport.requests)
+    assert seen[0].operation == "create_endpoint"
+
+
+async def test_user_middlewares_run_in_order_and_their_headers_reach_the_wire(fake, seed_body: bytes) -> None:
+    """The first user middleware is outermost; headers they add reach the transport."""
+    order: list[str] = []
+
+    def tagger(name: str):  # type: ignore[no-untyped-def]
+        async def mw(request: ApiRequest, call_next: Handler) -> ApiResponse:
+            order.append(name)
+            return await call_next(request.with_header(f"X-{name}", "1"))
+
+        return mw
+
+    client, transport = fake((200, seed_body), middleware=[tagger("A"), tagger("B")])
+    await client.webhooks.create_endpoint(seed_request())
+    assert order == ["A", "B"]
+    assert transport.requests[0].headers["X-A"] == transport.requests[0].headers["X-B"] == "1"
+
+
+async def test_user_middleware_sees_the_final_typed_error_once(fake) -> None:
+    """After retries give up, user middleware sees the typed error exactly once."""
+    errors: list[BaseException] = []
+
+    async def spy(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        try:
+            return await call_next(request)
+        except FullstoryError as exc:
+            errors.append(exc)
+            raise
+
+    client, transport = fake(
+        *[(429, TOO_MANY, {"Retry-After": "1"})] * 3, retry=RetryPolicy(wait=False, max_attempts=3), middleware=[spy]
+    )
+    with pytest.raises(RateLimitError):
+        await client.webhooks.create_endpoint(seed_request())
+    assert len(transport.requests) == 3
+    assert [type(e) for e in errors] == [RateLimitError]
+
+
+async def test_middleware_that_does_not_call_next_sends_nothing(fake) -> None:
+    """A user middleware can answer or refuse a call before anything is sent."""
+
+    async def refuse(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        raise PermissionError("not in this environment")
+
+    client, transport = fake(middleware=[refuse])
+    with pytest.raises(PermissionError):
+        await client.webhooks.create_endpoint(seed_request())
+    assert transport.requests == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), "5", True, None])
+def test_bad_client_timeout_is_rejected(api_key: str, timeout: object) -> None:
+    """A non-positive, infinite or non-number timeout is rejected at construction naming timeout."""
+    with pytest.raises(InvalidArgumentError) as info:
+        Client(api_key=api_key, timeout=timeout)  # type: ignore[arg-type]
+    assert info.value.field == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (10, Timeout(total=10.0, connect=5.0)),
+        (2.5, Timeout(total=2.5, connect=2.5)),
+        (Timeout(total=None, connect=1), Timeout(total=None, connect=1)),
+    ],
+)
+def test_client_timeout_forms(api_key: str, given: float | Timeout, expected: Timeout) -> None:
+    """Seconds become a total timeout (connect capped at 5 s); a Timeout is kept as given."""
+    assert Client(api_key=api_key, timeout=given).timeout == expected
+
+
+def test_client_defaults(api_key: str) -> None:
+    """By default: 30 s total / 5 s connect per attempt, the default RetryPolicy, no session yet."""
+    client = Client(api_key=api_key)
+    assert client.timeout == Timeout(total=30.0, connect=5.0)
+    assert client.retry == RetryPolicy()
+    assert client._transport._session is None
+    assert not client.closed
+
+
+@pytest.mark.parametrize("total", [0, -1, "1"])
+def test_bad_timeout_record_is_rejected(total: object) -> None:
+    """Timeout validates its fields and names them."""
+    with pytest.raises(InvalidArgumentError) as info:
+        Timeout(total=total)  # type: ignore[arg-type]
+    assert info.value.field == "timeout.total"
+
+
+async def test_per_client_timeout(slow_server, api_key: str) -> None:
+    """A call slower than the client's timeout raises APITimeoutError, also a TimeoutError; a POST is not retried."""
+    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05) as client:
+        with pytest.raises(APITimeoutError) as info:
+            await client.webhooks.create_endpoint(seed_request())
+    assert isinstance(info.value, TimeoutError)
+    assert (info.value.method, info.value.path) == ("POST", "/webhooks/v1/endpoints")
+    assert slow_server.hits == 1
+
+
+@pytest.mark.parametrize("timeout", [0.05, Timeout(total=0.05)])
+async def test_per_call_timeout(slow_server, api_key: str, timeout: float | Timeout) -> None:
+    """A call's own timeout (seconds or Timeout) replaces the client's 30 s default."""
+    async with Client(api_key=api_key, base_url=slow_server.base_url) as client:
+        with pytest.raises(TimeoutError):
+            await client.webhooks.create_endpoint(seed_request(), timeout=timeout)
+
+
+async def test_per_call_timeout_can_be_longer_than_the_clients(slow_server, api_key: str) -> None:
+    """A longer per-call timeout lets a call outlive the client's short default."""
+    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05) as client:
+        call = asyncio.create_task(client.webhooks.create_endpoint(seed_request(), timeout=10))
+        await slow_server.arrived.wait()
+        slow_server.release.set()
+        endpoint = await call
+    assert endpoint.id == "aHR0cHM6Ly9leGFtcGxlLmNvbS9mdWxsc3Rvcnktd2ViaG9va3M"
+
+
+async def test_timeouts_are_retried_for_get(slow_server, api_key: str) -> None:
+    """An idempotent GET that times out is retried up to max_attempts, then raises APITimeoutError."""
+    retry = RetryPolicy(wait=False, max_attempts=3)
+    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05, retry=retry) as client:
+        with pytest.raises(APITimeoutError):
+            await client.webhooks.get_endpoint("abc")
+    assert slow_server.hits == 3
+
+
+def _server_task(task: asyncio.Task[object]) -> bool:
+    return task.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
+
+
+async def test_cancellation_leaves_no_connection_or_task(slow_server, api_key: str) -> None:
+    """Cancelling an in-flight call releases its connection and leaves no task behind; the client still works."""
+    before = asyncio.all_tasks()
+    async with Client(api_key=api_key, base_url=slow_server.base_url) as client:
+        call = asyncio.create_task(client.webhooks.create_endpoint(seed_request()))
+        await slow_server.arrived.wait()
+        connector = client._transport._session.connector  # type: ignore[union-attr]
+        assert len(connector._acquired) == 1
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert not connector._acquired
+        client_tasks = {t for t in asyncio.all_tasks() - before if not _server_task(t)}
+        assert client_tasks == set()
+
+        slow_server.release.set()
+        server_tasks = {t for t in asyncio.all_tasks() - before if _server_task(t)}
+        if server_tasks:
+            await asyncio.wait(server_tasks, timeout=5)
+        assert asyncio.all_tasks() == before
+
+        endpoint = await client.webhooks.create_endpoint(seed_request())
+        assert endpoint.enabled
+        assert not connector._acquired
+
+
+async def test_aclose_is_idempotent_and_closes_the_owned_session(mock_api, api_key: str, seed_body: bytes) -> None:
+    """Aclose closes the session the client created; a second aclose is harmless."""
+    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
+    client = Client(api_key=api_key)
+    await client.webhooks.create_endpoint(seed_request())
+    session = client._transport._session
+    assert session is not None
+    await client.aclose()
+    await client.aclose()
+    assert session.closed
+    assert client.closed
+
+
+async def test_use_after_close_raises_client_closed_error(api_key: str) -> None:
+    """Every call after aclose raises ClientClosedError (a RuntimeError) before any I/O."""
+    client = Client(api_key=api_key)
+    await client.aclose()
+    with pytest.raises(ClientClosedError):
+        await client.webhooks.create_endpoint(seed_request())
+    with pytest.raises(RuntimeError):
+        await client.send(ApiRequest("GET", "/webhooks/v1/endpoints"))
+    assert client._transport._session is None
+
+
+async def test_async_with_closes_even_on_error(mock_api, api_key: str) -> None:
+    """Leaving `async with` by an exception still closes the client."""
+    mock_api.post(ENDPOINTS_URL, status=401, payload=UNAUTHORIZED)
+    with pytest.raises(AuthenticationError):
+        async with Client(api_key=api_key) as client:
+            await client.webhooks.create_endpoint(seed_request())
+    assert client.closed
+    assert client._transport._session is None
+
+
+async def test_passed_in_session_is_used_and_left_open(serve, api_key: str, seed_body: bytes) -> None:
+    """A session passed in carries the calls and is not closed by the client."""
+    user_agents: list[str] = []
+
+    async def create(request: web.Request) -> web.Response:
+        user_agents.append(request.headers["User-Agent"])
+        return web.Response(body=seed_body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/webhooks/v1/endpoints", create)
+    base = await serve(app)
+    async with aiohttp.ClientSession() as session:
+        async with Client(api_key=api_key, base_url=base, session=session) as client:
+            await client.webhooks.create_endpoint(seed_request())
+            assert client._transport._session is session
+        assert client.closed
+        assert not session.closed
+        async with session.post(base + "/webhooks/v1/endpoints") as response:
+            assert response.status == 200
+    assert len(user_agents) == 2
+    assert user_agents[0].startswith("fullstory-async/")
+
+
+async def test_max_response_bytes_refuses_a_large_body(mock_api, api_key: str) -> None:
+    """A response larger than max_response_bytes raises ResponseDecodeError instead of being read."""
+    mock_api.post(ENDPOINTS_URL, status=200, body=b'{"id": "' + b"x" * 5000 + b'"}')
+    async with Client(api_key=api_key, max_response_bytes=4096) as client:
+        with pytest.raises(ResponseDecodeError, match=r"max_response_bytes \(4096\)"):
+            await client.webhooks.create_endpoint(seed_request())
+
+
+async def test_connection_error_through_the_client(mock_api, api_key: str) -> None:
+    """A connection failure on create surfaces as APIConnectionError after one attempt."""
+    mock_api.post(ENDPOINTS_URL, exception=aiohttp.ClientConnectionError("Connection refused"))
+    async with Client(api_key=api_key) as client:
+        with pytest.raises(APIConnectionError):
+            await client.webhooks.create_endpoint(seed_request())
+    assert len(mock_api.calls("POST", ENDPOINTS_URL)) == 1
+
+
+async def test_secrets_never_leak(
+    serve, api_key: str, secret: str, seed_body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API key and the endpoint secret appear in no repr, no str(exc) and no log record at DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    script = [
+        (429, TOO_MANY, {"Retry-After": "0.5"}),
+        (200, None, {}),
+        (401, UNAUTHORIZED, {}),
+        (200, {"id": 5}, {}),
+    ]
+
+    async def create(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == f"Basic {api_key}"
+        status, payload, headers = script.pop(0)
+        if payload is None:
+            return web.Response(body=seed_body, content_type="application/json", headers=headers)
+        return web.json_response(payload, status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/webhooks/v1/endpoints", create)
+    base = await serve(app)
+    texts: list[str] = []
+    seen: list[ApiRequest] = []
+
+    async def spy(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        seen.append(request)
+        return await call_next(request)
+
+    request = seed_request(secret)
+    texts.append(repr(request))
+    async with Client(api_key=api_key, base_url=base, retry=RetryPolicy(wait=False), middleware=[spy]) as client:
+        texts += [repr(client), str(client.__dict__), repr(client.webhooks)]
+        await client.webhooks.create_endpoint(request)
+        for expected in (AuthenticationError, ResponseDecodeError):
+            with pytest.raises(expected) as info:
+                await client.webhooks.create_endpoint(request)
+            texts += [str(info.value), repr(info.value), str(info.value.args)]
+    with pytest.raises(ClientClosedError) as closed:
+        await client.webhooks.create_endpoint(request)
+    texts += [str(closed.value), repr(seen[0])]
+    for bad in ("na1.bad key " + api_key, 123):
+        with pytest.raises(InvalidArgumentError) as bad_key:
+            Client(api_key=bad)  # type: ignore[arg-type]
+        texts.append(str(bad_key.value))
+
+    authed: list[ApiRequest] = []
+
+    async def capture(req: ApiRequest) -> ApiResponse:
+        authed.append(req)
+        return ApiResponse(200, {}, seed_body)
+
+    async with Client(api_key=api_key, transport=capture) as client:
+        await client.webhooks.create_endpoint(request)
+    assert authed[0].headers["Authorization"] == f"Basic {api_key}"
+    texts.append(repr(authed[0]))
+
+    assert any(r.name == "fullstory_async" and r.levelno == logging.DEBUG for r in caplog.records)
+    assert any(r.name == "fullstory_async" and r.getMessage().startswith("retrying") for r in caplog.records)
+    for record in caplog.records:
+        texts += [record.getMessage(), repr(record.__dict__)]
+    texts.append(caplog.text)
+    key_body = api_key.split(".", 1)[1]
+    for text in texts:
+        assert key_body not in text
+        assert secret not in text
