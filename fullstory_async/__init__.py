@@ -19,6 +19,7 @@ from fullstory_async._exceptions import (
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
+    EndpointExistsError,
     FullstoryError,
     InvalidArgumentError,
     NotFoundError,
@@ -27,6 +28,7 @@ from fullstory_async._exceptions import (
     ResponseDecodeError,
     ServerError,
 )
+from fullstory_async._governor import RateGovernor
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._models import (
     CreateEndpointRequest,
@@ -38,6 +40,7 @@ from fullstory_async._models import (
     UpdateEndpointRequest,
 )
 from fullstory_async._pipeline import Handler, Middleware
+from fullstory_async._provisioner import Outcome, ProvisionResult
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout
 from fullstory_async._version import __version__
@@ -56,6 +59,7 @@ __all__ = [
     "ClientClosedError",
     "CreateEndpointRequest",
     "Endpoint",
+    "EndpointExistsError",
     "EventType",
     "EventTypeDefinition",
     "FullstoryError",
@@ -63,8 +67,11 @@ __all__ = [
     "InvalidArgumentError",
     "Middleware",
     "NotFoundError",
+    "Outcome",
     "Page",
     "PermissionDeniedError",
+    "ProvisionResult",
+    "RateGovernor",
     "RateLimitError",
     "ResponseDecodeError",
     "RetryPolicy",

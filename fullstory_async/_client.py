@@ -12,6 +12,7 @@ import aiohttp
 from fullstory_async._auth import Auth, check_base_url, default_base_url, resolve_api_key
 from fullstory_async._error_decoder import decode_errors
 from fullstory_async._exceptions import ClientClosedError
+from fullstory_async._governor import RateGovernor
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler, Middleware, compose
 from fullstory_async._retry import RetryMiddleware, RetryPolicy
@@ -21,6 +22,10 @@ from fullstory_async._version import __version__
 from fullstory_async._webhooks import Webhooks
 
 USER_AGENT = f"fullstory-async/{__version__} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+
+
+async def _no_sleep(_seconds: float) -> None:
+    """Sleep that returns at once (``RetryPolicy(wait=False)``)."""
 
 
 class Client:
@@ -47,6 +52,8 @@ class Client:
         max_connections_per_host: per-host pool limit (0 = unlimited).
         max_response_bytes: response bodies larger than this are refused.
         allow_insecure_http: allow a plain ``http`` base URL to a non-loopback host.
+        rate_governor: pace all calls of this client under the server's rate limit
+            (`RateGovernor`, on by default); ``False`` turns it off.
         transport: an async ``(ApiRequest) -> ApiResponse`` to use instead of aiohttp,
             e.g. an in-memory handler in unit tests (the session options are then unused).
 
@@ -65,6 +72,7 @@ class Client:
         max_connections_per_host: int = 0,
         max_response_bytes: int = 10 * 1024 * 1024,
         allow_insecure_http: bool = False,
+        rate_governor: bool | RateGovernor = True,
         transport: Handler | None = None,
     ) -> None:
         key = resolve_api_key(api_key)
@@ -80,7 +88,14 @@ class Client:
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             max_response_bytes=max_response_bytes,
         )
-        chain: list[Middleware] = [*middleware, Auth(key), RetryMiddleware(self.retry), decode_errors]
+        if rate_governor is True:
+            rate_governor = RateGovernor() if self.retry.wait else RateGovernor(sleep=_no_sleep)
+        self.governor: RateGovernor | None = rate_governor or None
+        """The client's `RateGovernor`, or ``None``."""
+        chain: list[Middleware] = [*middleware, Auth(key), RetryMiddleware(self.retry)]
+        if self.governor is not None:
+            chain.append(self.governor)
+        chain.append(decode_errors)
         self._send = compose(chain, transport or self._transport)
         self.webhooks: Webhooks = Webhooks(self)
         """The Webhooks v1 operations."""

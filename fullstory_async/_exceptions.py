@@ -5,6 +5,7 @@ The tree::
     FullstoryError
     ├── InvalidArgumentError (also ValueError)    bad input, raised before any I/O
     ├── ClientClosedError (also RuntimeError)      the client was used after aclose()
+    ├── EndpointExistsError                        ensure/provision with on_exists="error"
     ├── APIError                                   something went wrong talking to the API
     │   ├── APIStatusError                         the API answered with a non-2xx status
     │   │   ├── BadRequestError                    400
@@ -24,7 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fullstory_async._models import Endpoint
 
 _EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
 
@@ -48,6 +52,17 @@ class InvalidArgumentError(FullstoryError, ValueError):
 
 class ClientClosedError(FullstoryError, RuntimeError):
     """The client was used after ``aclose()``; create a new ``Client``."""
+
+
+class EndpointExistsError(FullstoryError):
+    """An endpoint with the URL already exists and ``on_exists="error"`` was asked for.
+
+    ``endpoint`` is the existing endpoint.
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(f"an endpoint for {endpoint.url} already exists (id {endpoint.id})")
+        self.endpoint = endpoint
 
 
 class APIError(FullstoryError):

@@ -16,9 +16,12 @@ attempts and waits), and logged on the ``fullstory_async`` logger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -39,6 +42,27 @@ from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
 
 logger = logging.getLogger("fullstory_async")
+
+
+@attrs.define
+class AttemptCounter:
+    """HTTP attempts made inside a `count_attempts` block."""
+
+    count: int = 0
+
+
+_attempts: ContextVar[AttemptCounter | None] = ContextVar("fullstory_async_attempts", default=None)
+
+
+@contextlib.contextmanager
+def count_attempts() -> Iterator[AttemptCounter]:
+    """Count the HTTP attempts the retry middleware makes in this task inside the block."""
+    counter = AttemptCounter()
+    token = _attempts.set(counter)
+    try:
+        yield counter
+    finally:
+        _attempts.reset(token)
 
 
 def _at_least(minimum: float, *, allow_none: bool = False) -> Any:
@@ -137,6 +161,9 @@ class RetryMiddleware:
         self._stop_attempts = stop_after_attempt(policy.max_attempts)
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
+        counter = _attempts.get()
+        if counter is not None:
+            call_next = _counting(call_next, counter)
         policy = self.policy
         if policy.max_attempts == 1:
             return await call_next(request)
@@ -150,6 +177,14 @@ class RetryMiddleware:
             reraise=True,
         )
         return await retrying(call_next, request)
+
+
+def _counting(call_next: Handler, counter: AttemptCounter) -> Handler:
+    async def attempt(request: ApiRequest) -> ApiResponse:
+        counter.count += 1
+        return await call_next(request)
+
+    return attempt
 
 
 def _log_retry(request: ApiRequest, state: RetryCallState, policy: RetryPolicy) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
@@ -19,6 +19,8 @@ from fullstory_async._models import (
     UpdateEndpointRequest,
     check_url,
 )
+from fullstory_async._provisioner import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
+from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout, as_timeout
 
 if TYPE_CHECKING:
@@ -93,6 +95,12 @@ class Webhooks:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self._provisioner = Provisioner(self)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The client's retry policy (also bounds the reconciling retries of `ensure_endpoint`)."""
+        return self._client.retry
 
     async def _call(self, request: ApiRequest, cls: type[T]) -> T:
         response = await self._client.send(request)
@@ -185,6 +193,64 @@ class Webhooks:
             if endpoint.url == url:
                 return endpoint
         return None
+
+    # -- reconciling and bulk -------------------------------------------------------------------
+
+    async def ensure_endpoint(
+        self, request: CreateEndpointRequest, *, on_exists: OnExists = "update"
+    ) -> tuple[Endpoint, Outcome]:
+        """Make the endpoint of ``request`` exist, safely: never a second endpoint for one URL.
+
+        Looks the URL up first and creates only when it is absent; after an ambiguous
+        failure (timeout, reset, 5xx, malformed answer) it looks again before retrying,
+        up to the retry policy's ``max_attempts``. Re-running it changes nothing.
+
+        An endpoint that exists is handled as ``on_exists`` says: ``"update"`` (the
+        default) updates its event types (and sets the secret, if given) when they differ,
+        else returns it `Outcome.UNCHANGED`; ``"skip"`` returns it untouched
+        (`Outcome.SKIPPED`); ``"error"`` raises `EndpointExistsError`. The enabled state
+        of an existing endpoint is kept. Secrets are write-only, so a differing secret
+        alone cannot be detected.
+
+        Returns:
+            The endpoint and the `Outcome` (created, updated, unchanged or skipped).
+
+        """
+        _require(request, CreateEndpointRequest, "request")
+        return await self._provisioner.create(request, check_on_exists(on_exists))
+
+    def provision(
+        self,
+        requests: Iterable[CreateEndpointRequest] | AsyncIterable[CreateEndpointRequest],
+        *,
+        concurrency: int = 16,
+        on_exists: OnExists = "update",
+        prefetch: bool = True,
+    ) -> AsyncIterator[ProvisionResult]:
+        """Ensure many endpoints concurrently; yield one `ProvisionResult` per item as each finishes.
+
+        ``requests`` may be any iterable or async iterable and is consumed lazily, so
+        memory stays flat however many items stream through. Each item is handled like
+        `ensure_endpoint`; one failure never stops the others, and every item gets a
+        result (an item that is not a `CreateEndpointRequest` fails with
+        `InvalidArgumentError`). Results come in completion order: use ``result.index``.
+
+        With ``prefetch`` (the default) the existing endpoints are listed once up front
+        (one request per 100 endpoints), so absent URLs are created without a lookup each.
+        The client's `RateGovernor` keeps the job under the server's rate limit.
+
+        ::
+
+            async for result in fs.webhooks.provision(requests, concurrency=32):
+                print(result.index, result.outcome, result.error)
+        """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1000:
+            raise InvalidArgumentError("concurrency", f"must be an integer from 1 to 1000, got {concurrency!r}")
+        if not isinstance(requests, Iterable | AsyncIterable) or isinstance(requests, str | bytes):
+            raise InvalidArgumentError("requests", f"must be an iterable of requests, got {type(requests).__name__}")
+        return self._provisioner.provision(
+            requests, concurrency=concurrency, on_exists=check_on_exists(on_exists), prefetch=prefetch
+        )
 
     # -- event types -------------------------------------------------------------------------
 

@@ -1,0 +1,154 @@
+"""The rate governor: one client-wide pace for every request, learned from the server's 429s.
+
+Fullstory documents a rate limit but not its numbers, and answers ``429`` with a
+``Retry-After`` in whole seconds. Hitting the limit is therefore expensive: every 429
+costs at least a second. The governor keeps a client's calls just under the limit:
+
+* Until the first 429 it does nothing (no pacing, no cost for occasional calls).
+* On a 429 **every** call of the client waits until the ``Retry-After`` moment, instead
+  of each one hitting the limit in turn (no thundering herd).
+* From then on it paces request starts at a rate that adapts: slow start (the rate
+  doubles every ``doubling_time`` seconds of successes) until the first overshoot, then
+  an additive approach to just under the last rate that failed, with a slow probe above
+  it; each 429 decreases the rate multiplicatively, more the sooner it came (AIMD).
+
+It sits inside the retry middleware, so every attempt is paced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from fullstory_async._exceptions import InvalidArgumentError, RateLimitError
+from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._pipeline import Handler
+
+logger = logging.getLogger("fullstory_async")
+
+_FALLBACK_PAUSE = 1.0  # a 429 without Retry-After pauses this long
+_TARGET = 0.9  # approach this fraction of the last rate that failed
+_PROBE = 0.005  # then grow this fraction per second of successes
+
+
+class RateGovernor:
+    """Client-wide pacing that adapts to the server's rate limit (AIMD).
+
+    Args:
+        initial_rate: requests per second to start pacing at; ``None`` (the default)
+            sends freely until the first 429, then paces from the rate observed.
+        min_rate: the pace never drops below this (requests per second).
+        doubling_time: seconds of successes that double the rate in slow start.
+        approach_time: time constant (seconds) of the climb back after a decrease.
+        clock: monotonic clock, injectable for tests.
+        sleep: async sleep, injectable for tests.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_rate: float | None = None,
+        min_rate: float = 1.0,
+        doubling_time: float = 0.5,
+        approach_time: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        for name, value in (("min_rate", min_rate), ("doubling_time", doubling_time), ("approach_time", approach_time)):
+            if not 0 < value < math.inf:
+                raise InvalidArgumentError(name, f"must be a positive number, got {value!r}")
+        if initial_rate is not None and not 0 < initial_rate < math.inf:
+            raise InvalidArgumentError("initial_rate", f"must be a positive number or None, got {initial_rate!r}")
+        self.min_rate = min_rate
+        self.doubling_time = doubling_time
+        self.approach_time = approach_time
+        self._clock = clock
+        self._sleep = sleep
+        self.rate: float | None = initial_rate
+        """Current pace in requests per second; ``None`` while not pacing."""
+        self.paused_until = 0.0
+        """Clock time until which every call waits (after a 429)."""
+        self.rate_limited = 0
+        """429 responses seen."""
+        self._slow_start = True
+        self._ceiling: float | None = None  # the last rate that failed
+        self._next_slot = 0.0
+        self._episode_start = clock()  # when the current run without 429s began
+        self._recent: deque[float] = deque()  # success times in the last second, while not pacing
+
+    def __repr__(self) -> str:
+        rate = "unlimited" if self.rate is None else f"{self.rate:.1f}/s"
+        return f"RateGovernor(rate={rate}, rate_limited={self.rate_limited})"
+
+    async def _acquire(self) -> float:
+        """Wait for this request's turn; return the time it starts."""
+        now = self._clock()
+        start = max(now, self.paused_until)
+        if self.rate is not None:
+            start = max(start, self._next_slot)
+            self._next_slot = start + 1.0 / self.rate
+        if start > now:
+            paused = self.paused_until
+            await self._sleep(start - now)
+            if self.paused_until > paused:  # another 429 while waiting: wait for that too
+                return await self._acquire()
+        return self._clock()
+
+    def _on_success(self, now: float) -> None:
+        rate = self.rate
+        if rate is None:
+            self._recent.append(now)
+            while self._recent and self._recent[0] < now - 1.0:
+                self._recent.popleft()
+            return
+        if self._slow_start:
+            rate *= 2.0 ** (1.0 / (rate * self.doubling_time))
+        elif self._ceiling is not None and rate < _TARGET * self._ceiling:
+            rate += (_TARGET * self._ceiling - rate) / (rate * self.approach_time)
+        else:
+            rate *= 1.0 + _PROBE / rate
+        self.rate = rate
+
+    def _on_rate_limited(self, sent_at: float, retry_after: float | None) -> None:
+        now = self._clock()
+        self.rate_limited += 1
+        pause = retry_after if retry_after is not None else _FALLBACK_PAUSE
+        self.paused_until = max(self.paused_until, now + pause)
+        if sent_at < self._episode_start:
+            return  # sent before the last decrease: already accounted for
+        episode = now - self._episode_start
+        self._episode_start = self.paused_until
+        if self.rate is None:
+            self.rate = max(self.min_rate, float(len(self._recent)))
+            self._recent.clear()
+        elif self._slow_start:
+            self._slow_start = False
+            self._ceiling = self.rate
+            self.rate = max(self.min_rate, self.rate / 2)
+        else:
+            # The sooner the limit was hit again, the further above it the pace was.
+            factor = 0.7 if episode < 1.0 else 0.85 if episode < 3.0 else 0.95
+            self._ceiling = self.rate if episode >= 3.0 else self.rate * factor / _TARGET
+            self.rate = max(self.min_rate, self.rate * factor)
+        self._next_slot = self.paused_until
+        logger.info(
+            "rate limited: every call pauses %.3fs; pace now %.1f requests/s",
+            pause,
+            self.rate,
+            extra={"fullstory_wait": pause, "fullstory_rate": self.rate},
+        )
+
+    async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
+        sent_at = await self._acquire()
+        try:
+            response = await call_next(request)
+        except RateLimitError as exc:
+            self._on_rate_limited(sent_at, exc.retry_after)
+            raise
+        self._on_success(self._clock())
+        return response

@@ -1,0 +1,319 @@
+"""Safe, idempotent create (`ensure_endpoint`) and streaming bulk provisioning (`provision`).
+
+A plain create is not idempotent: after a timeout, a reset or a 5xx the endpoint may or
+may not exist. Here nothing is created until the URL is known to be absent, and after an
+ambiguous failure the URL is looked up again before any new attempt, so no number of
+retries makes a second endpoint for one URL, and re-running a job changes nothing.
+
+Looking a URL up: endpoint ids appear to be the unpadded base64url of the URL (API
+reference §2.2), so one ``GET /endpoints/{id}`` finds it. A 404 there is conclusive only
+once this client has seen an endpoint whose id is derived that way; until then, and for
+ever if one is seen that is not, the lookup falls back to walking the listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import enum
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from fullstory_async._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    EndpointExistsError,
+    FullstoryError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResponseDecodeError,
+    ServerError,
+)
+from fullstory_async._models import CreateEndpointRequest, Endpoint, EventType, UpdateEndpointRequest
+from fullstory_async._retry import count_attempts
+
+if TYPE_CHECKING:
+    from fullstory_async._webhooks import Webhooks
+
+OnExists = Literal["skip", "update", "error"]
+_ON_EXISTS = ("skip", "update", "error")
+# Failures after which a create may or may not have been applied.
+_AMBIGUOUS = (ServerError, APIConnectionError, ResponseDecodeError)
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one desired endpoint."""
+
+    CREATED = "created"
+    """It did not exist and was created."""
+    UPDATED = "updated"
+    """It existed with other settings and was updated."""
+    UNCHANGED = "unchanged"
+    """It existed with these settings already."""
+    SKIPPED = "skipped"
+    """It existed and was left as it was (``on_exists="skip"``)."""
+    DELETED = "deleted"
+    """It was deleted (declarative sync with ``prune``)."""
+    FAILED = "failed"
+    """The item failed; see its ``error``."""
+
+
+@attrs.frozen
+class ProvisionResult:
+    """The outcome of one input item of `Webhooks.provision`."""
+
+    index: int
+    """Position of the item in the input, from 0."""
+    request: CreateEndpointRequest | None
+    """The request, or ``None`` when the item was not a `CreateEndpointRequest`."""
+    endpoint: Endpoint | None
+    """The endpoint as it now is; ``None`` on failure."""
+    error: FullstoryError | None
+    """The typed error on failure; ``None`` on success."""
+    outcome: Outcome
+    """What happened."""
+    attempts: int
+    """HTTP requests made for this item (lookups, creates, updates and retries)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the item succeeded."""
+        return self.error is None
+
+    @property
+    def url(self) -> str | None:
+        """The item's URL, when it had one."""
+        return self.request.url if self.request is not None else None
+
+
+def derived_endpoint_id(url: str) -> str:
+    """Return the id Fullstory appears to give the endpoint of ``url``: unpadded base64url of the URL."""
+    return base64.urlsafe_b64encode(url.encode()).rstrip(b"=").decode()
+
+
+def _same_event_types(a: Iterable[EventType], b: Iterable[EventType]) -> bool:
+    return set(a) == set(b)
+
+
+def differs(existing: Endpoint, request: CreateEndpointRequest) -> bool:
+    """Whether ``existing`` must be updated to match ``request`` (secrets cannot be compared).
+
+    An empty ``event_types`` in the request means "no opinion": the API cannot clear them.
+    """
+    return bool(request.event_types) and not _same_event_types(existing.event_types, request.event_types)
+
+
+class Provisioner:
+    """The reconciling operations behind ``client.webhooks.ensure_endpoint`` and ``provision``."""
+
+    def __init__(self, webhooks: Webhooks) -> None:
+        self._webhooks = webhooks
+        self._ids_derived: bool | None = None  # None: not yet known
+
+    def observe(self, endpoint: Endpoint) -> None:
+        """Learn from an endpoint whether ids are derived from URLs."""
+        if self._ids_derived is not False:
+            self._ids_derived = endpoint.id == derived_endpoint_id(endpoint.url)
+
+    async def lookup(self, url: str) -> Endpoint | None:
+        """Return the endpoint with exactly this URL, or ``None`` when there is none."""
+        try:
+            endpoint: Endpoint | None = await self._webhooks.get_endpoint(derived_endpoint_id(url))
+        except NotFoundError:
+            endpoint = None
+        if endpoint is not None and endpoint.url == url:
+            self.observe(endpoint)
+            return endpoint
+        if self._ids_derived:
+            return None
+        return await self._webhooks.find_endpoint_by_url(url)
+
+    async def reconcile(
+        self, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists
+    ) -> tuple[Endpoint, Outcome]:
+        """Bring an existing endpoint in line with ``request`` as ``on_exists`` says."""
+        if on_exists == "skip":
+            return existing, Outcome.SKIPPED
+        if on_exists == "error":
+            raise EndpointExistsError(existing)
+        if not differs(existing, request):
+            return existing, Outcome.UNCHANGED
+        update = UpdateEndpointRequest(event_types=request.event_types, secret=request.secret, enabled=existing.enabled)
+        updated = await self._webhooks.update_endpoint(existing.id, update)
+        self.observe(updated)
+        return updated, Outcome.UPDATED
+
+    async def create(
+        self, request: CreateEndpointRequest, on_exists: OnExists, *, known_absent: bool = False
+    ) -> tuple[Endpoint, Outcome]:
+        """Create ``request`` unless its URL exists; after an ambiguous failure look again before retrying."""
+        policy = self._webhooks.retry_policy
+        attempt = 0
+        while True:
+            if not known_absent:
+                existing = await self.lookup(request.url)
+                if existing is not None:
+                    return await self._settle(existing, request, on_exists, attempt)
+            attempt += 1
+            try:
+                endpoint = await self._webhooks.create_endpoint(request)
+            except _AMBIGUOUS:
+                if attempt >= policy.max_attempts:
+                    raise
+                known_absent = False
+                await self._pause(attempt)
+                continue
+            except APIStatusError as exc:
+                # A create refused because the URL exists (the API documents no code for it).
+                if exc.status not in (400, 409):
+                    raise
+                existing = await self.lookup(request.url)
+                if existing is None:
+                    raise
+                return await self._settle(existing, request, on_exists, 0)
+            self.observe(endpoint)
+            return endpoint, Outcome.CREATED
+
+    async def _settle(
+        self, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists, our_attempts: int
+    ) -> tuple[Endpoint, Outcome]:
+        if our_attempts and not differs(existing, request):
+            return existing, Outcome.CREATED  # our ambiguous attempt did create it
+        return await self.reconcile(existing, request, on_exists)
+
+    async def _pause(self, attempt: int) -> None:
+        policy = self._webhooks.retry_policy
+        if policy.wait:
+            ceiling = min(policy.backoff_max, policy.backoff_initial * 2 ** (attempt - 1))
+            await asyncio.sleep(random.uniform(0, ceiling) if policy.jitter else ceiling)
+
+    async def provision(
+        self,
+        requests: Iterable[object] | AsyncIterable[object],
+        *,
+        concurrency: int,
+        on_exists: OnExists,
+        prefetch: bool,
+    ) -> AsyncIterator[ProvisionResult]:
+        """See `Webhooks.provision`."""
+        existing: dict[str, Endpoint] | None = None
+        if prefetch:
+            existing = {}
+            async for endpoint in self._webhooks.list_endpoints():
+                existing.setdefault(endpoint.url, endpoint)
+                self.observe(endpoint)
+        job = _Job(requests, existing)
+        results: asyncio.Queue[ProvisionResult | None] = asyncio.Queue(maxsize=concurrency * 2)
+
+        async def worker() -> None:
+            try:
+                while (item := await job.next()) is not None:
+                    await results.put(await self._one(*item, on_exists, job))
+            except Exception as exc:  # not a per-item failure: stop the job, raise it after the results
+                job.error = job.error or exc
+            await results.put(None)
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        try:
+            running = len(workers)
+            while running:
+                result = await results.get()
+                if result is None:
+                    running -= 1
+                else:
+                    yield result
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if job.error is not None:
+            raise job.error
+
+    async def _one(self, number: int, item: object, on_exists: OnExists, job: _Job) -> ProvisionResult:
+        if not isinstance(item, CreateEndpointRequest):
+            error = InvalidArgumentError(
+                f"requests[{number}]", f"must be a CreateEndpointRequest, got {type(item).__name__}"
+            )
+            return ProvisionResult(number, None, None, error, Outcome.FAILED, 0)
+        with count_attempts() as attempts:
+            try:
+                async with job.url_lock(item.url):
+                    known = job.known(item.url)
+                    if isinstance(known, Endpoint):
+                        endpoint, outcome = await self.reconcile(known, item, on_exists)
+                    else:
+                        endpoint, outcome = await self.create(item, on_exists, known_absent=known)
+            except FullstoryError as exc:
+                return ProvisionResult(number, item, None, exc, Outcome.FAILED, attempts.count)
+        return ProvisionResult(number, item, endpoint, None, outcome, attempts.count)
+
+
+class _Job:
+    """The shared state of one `provision` run: the input, what is known to exist, and per-URL locks.
+
+    Memory is flat in the input: items are pulled one at a time, the prefetched endpoints
+    are dropped as they are used, and URLs already handled are remembered by hash only.
+    """
+
+    def __init__(self, requests: Iterable[object] | AsyncIterable[object], existing: dict[str, Endpoint] | None):
+        self._items = aiter(requests) if isinstance(requests, AsyncIterable) else iter(requests)
+        self._number = 0
+        self._feed_lock = asyncio.Lock()
+        self._existing = existing
+        self._handled: set[int] = set()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.error: Exception | None = None
+        """What stopped the job early: the input iterable raised, or an unexpected failure."""
+
+    async def next(self) -> tuple[int, object] | None:
+        """Pull the next numbered item; ``None`` at the end (or after the input raised)."""
+        async with self._feed_lock:
+            if self.error is not None:
+                return None
+            try:
+                if isinstance(self._items, AsyncIterator):
+                    item = await anext(self._items)
+                else:
+                    item = next(self._items)
+            except (StopIteration, StopAsyncIteration):
+                return None
+            except Exception as exc:  # the caller's iterable failed: stop pulling, report after the results
+                self.error = exc
+                return None
+            number, self._number = self._number, self._number + 1
+            return number, item
+
+    def known(self, url: str) -> Endpoint | bool:
+        """Return the prefetched endpoint for ``url``, else whether it is known to be absent."""
+        handled = hash(url) in self._handled
+        self._handled.add(hash(url))
+        if self._existing is None:
+            return False
+        endpoint = self._existing.pop(url, None)
+        return endpoint if endpoint is not None else not handled
+
+    @contextlib.asynccontextmanager
+    async def url_lock(self, url: str) -> AsyncIterator[None]:
+        """Serialise items with the same URL within the job."""
+        lock, users = self._locks.get(url, (asyncio.Lock(), 0))
+        self._locks[url] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[url]
+            if users == 1:
+                del self._locks[url]
+            else:
+                self._locks[url] = (lock, users - 1)
+
+
+def check_on_exists(value: object) -> OnExists:
+    """Validate an ``on_exists`` argument."""
+    if value not in _ON_EXISTS:
+        raise InvalidArgumentError("on_exists", f"must be one of {', '.join(_ON_EXISTS)}, got {value!r}")
+    return value  # type: ignore[return-value]
