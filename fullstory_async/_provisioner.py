@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from fullstory_async._concurrency import stream_map
 from fullstory_async._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -206,32 +207,13 @@ class Provisioner:
             async for endpoint in self._webhooks.list_endpoints():
                 existing.setdefault(endpoint.url, endpoint)
                 self.observe(endpoint)
-        job = _Job(requests, existing)
-        results: asyncio.Queue[ProvisionResult | None] = asyncio.Queue(maxsize=concurrency * 2)
+        job = _Job(existing)
 
-        async def worker() -> None:
-            try:
-                while (item := await job.next()) is not None:
-                    await results.put(await self._one(*item, on_exists, job))
-            except Exception as exc:  # not a per-item failure: stop the job, raise it after the results
-                job.error = job.error or exc
-            await results.put(None)
+        async def one(number: int, item: object) -> ProvisionResult:
+            return await self._one(number, item, on_exists, job)
 
-        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        try:
-            running = len(workers)
-            while running:
-                result = await results.get()
-                if result is None:
-                    running -= 1
-                else:
-                    yield result
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-        if job.error is not None:
-            raise job.error
+        async for result in stream_map(requests, one, concurrency=concurrency):
+            yield result
 
     async def _one(self, number: int, item: object, on_exists: OnExists, job: _Job) -> ProvisionResult:
         if not isinstance(item, CreateEndpointRequest):
@@ -253,39 +235,16 @@ class Provisioner:
 
 
 class _Job:
-    """The shared state of one `provision` run: the input, what is known to exist, and per-URL locks.
+    """The shared state of one `provision` run: what is known to exist, and per-URL locks.
 
-    Memory is flat in the input: items are pulled one at a time, the prefetched endpoints
-    are dropped as they are used, and URLs already handled are remembered by hash only.
+    Memory is flat in the input: the prefetched endpoints are dropped as they are used,
+    and URLs already handled are remembered by hash only.
     """
 
-    def __init__(self, requests: Iterable[object] | AsyncIterable[object], existing: dict[str, Endpoint] | None):
-        self._items = aiter(requests) if isinstance(requests, AsyncIterable) else iter(requests)
-        self._number = 0
-        self._feed_lock = asyncio.Lock()
+    def __init__(self, existing: dict[str, Endpoint] | None) -> None:
         self._existing = existing
         self._handled: set[int] = set()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self.error: Exception | None = None
-        """What stopped the job early: the input iterable raised, or an unexpected failure."""
-
-    async def next(self) -> tuple[int, object] | None:
-        """Pull the next numbered item; ``None`` at the end (or after the input raised)."""
-        async with self._feed_lock:
-            if self.error is not None:
-                return None
-            try:
-                if isinstance(self._items, AsyncIterator):
-                    item = await anext(self._items)
-                else:
-                    item = next(self._items)
-            except (StopIteration, StopAsyncIteration):
-                return None
-            except Exception as exc:  # the caller's iterable failed: stop pulling, report after the results
-                self.error = exc
-                return None
-            number, self._number = self._number, self._number + 1
-            return number, item
 
     def known(self, url: str) -> Endpoint | bool:
         """Return the prefetched endpoint for ``url``, else whether it is known to be absent."""
