@@ -11,6 +11,13 @@
 """
 
 from fullstory_async._client import Client
+from fullstory_async._desired import (
+    DesiredEndpoint,
+    DesiredState,
+    DesiredStateError,
+    load_desired_state,
+    parse_desired_state,
+)
 from fullstory_async._exceptions import (
     APIConnectionError,
     APIError,
@@ -42,6 +49,7 @@ from fullstory_async._models import (
 from fullstory_async._pipeline import Handler, Middleware
 from fullstory_async._provisioner import Outcome, ProvisionResult
 from fullstory_async._retry import RetryPolicy
+from fullstory_async._sync import Action, ApplyResult, Change, Plan
 from fullstory_async._timeout import Timeout
 from fullstory_async._version import __version__
 from fullstory_async._webhooks import Webhooks
@@ -51,13 +59,19 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "Action",
     "ApiRequest",
     "ApiResponse",
+    "ApplyResult",
     "AuthenticationError",
     "BadRequestError",
+    "Change",
     "Client",
     "ClientClosedError",
     "CreateEndpointRequest",
+    "DesiredEndpoint",
+    "DesiredState",
+    "DesiredStateError",
     "Endpoint",
     "EndpointExistsError",
     "EventType",
@@ -70,6 +84,7 @@ __all__ = [
     "Outcome",
     "Page",
     "PermissionDeniedError",
+    "Plan",
     "ProvisionResult",
     "RateGovernor",
     "RateLimitError",
@@ -81,4 +96,6 @@ __all__ = [
     "UpdateEndpointRequest",
     "Webhooks",
     "__version__",
+    "load_desired_state",
+    "parse_desired_state",
 ]

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
-from fullstory_async import _converter
+from fullstory_async import _converter, _sync
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
+from fullstory_async._desired import DesiredState
 from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError
 from fullstory_async._messages import ApiRequest
 from fullstory_async._models import (
@@ -21,6 +22,7 @@ from fullstory_async._models import (
 )
 from fullstory_async._provisioner import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
 from fullstory_async._retry import RetryPolicy
+from fullstory_async._sync import ApplyResult, Plan
 from fullstory_async._timeout import Timeout, as_timeout
 
 if TYPE_CHECKING:
@@ -67,6 +69,11 @@ def _page_params(page_size: int | None, page_token: str | None, maximum: int) ->
             raise InvalidArgumentError("page_token", "must be a non-empty string or None")
         params.append(("paginationToken", page_token))
     return tuple(params)
+
+
+def _check_concurrency(concurrency: object) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1000:
+        raise InvalidArgumentError("concurrency", f"must be an integer from 1 to 1000, got {concurrency!r}")
 
 
 def _timeout(timeout: TimeoutArg) -> Timeout | None:
@@ -244,13 +251,34 @@ class Webhooks:
             async for result in fs.webhooks.provision(requests, concurrency=32):
                 print(result.index, result.outcome, result.error)
         """
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1000:
-            raise InvalidArgumentError("concurrency", f"must be an integer from 1 to 1000, got {concurrency!r}")
+        _check_concurrency(concurrency)
         if not isinstance(requests, Iterable | AsyncIterable) or isinstance(requests, str | bytes):
             raise InvalidArgumentError("requests", f"must be an iterable of requests, got {type(requests).__name__}")
         return self._provisioner.provision(
             requests, concurrency=concurrency, on_exists=check_on_exists(on_exists), prefetch=prefetch
         )
+
+    async def plan(self, desired: DesiredState, *, prune: bool = False, rotate_secrets: bool = False) -> Plan:
+        """Compare ``desired`` with the endpoints that exist; return what `apply` would do.
+
+        Creates for desired URLs that do not exist, updates where event types or the
+        enabled state differ, deletes of endpoints not in ``desired`` only with ``prune``,
+        and the rest unchanged. Secrets are write-only and cannot be compared: with
+        ``rotate_secrets`` every desired secret is sent again. One listing (O(pages)).
+        """
+        return await _sync.plan(self, desired, prune=prune, rotate_secrets=rotate_secrets)
+
+    def apply(self, plan: Plan, *, concurrency: int = 16) -> AsyncIterator[ApplyResult]:
+        """Execute a `Plan` concurrently; yield one `ApplyResult` per change as each finishes.
+
+        Creates go through `ensure_endpoint` (never a duplicate); updates always state
+        the enabled flag; a delete of an endpoint that is already gone succeeds. One
+        failure never stops the others. Planning and applying again changes nothing.
+        """
+        _check_concurrency(concurrency)
+        if not isinstance(plan, Plan):
+            raise InvalidArgumentError("plan", f"must be a Plan, got {type(plan).__name__}")
+        return _sync.apply(self, plan, concurrency=concurrency)
 
     # -- event types -------------------------------------------------------------------------
 

@@ -1,0 +1,164 @@
+"""Declarative sync: compare a `DesiredState` with what exists (`plan`), then make it so (`apply`).
+
+Secrets are write-only in the API: a secret that differs cannot be seen, so a plan never
+shows secret drift. ``rotate_secrets=True`` sends every desired secret again (an update
+for every endpoint that has one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import attrs
+
+from fullstory_async._concurrency import stream_map
+from fullstory_async._desired import DesiredEndpoint, DesiredState
+from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError
+from fullstory_async._models import Endpoint, UpdateEndpointRequest
+from fullstory_async._provisioner import Outcome
+from fullstory_async._retry import count_attempts
+
+if TYPE_CHECKING:
+    from fullstory_async._webhooks import Webhooks
+
+
+class Action(enum.StrEnum):
+    """What a plan does to one endpoint."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    UNCHANGED = "unchanged"
+
+
+@attrs.frozen
+class Change:
+    """One line of a `Plan`."""
+
+    action: Action
+    """What to do."""
+    url: str
+    """The endpoint's URL."""
+    desired: DesiredEndpoint | None = None
+    """The desired endpoint (``None`` for a delete)."""
+    current: Endpoint | None = None
+    """The endpoint as it exists (``None`` for a create)."""
+    fields: tuple[str, ...] = ()
+    """For an update, what differs: ``event_types``, ``enabled``, ``secret`` (only when rotating)."""
+
+
+@attrs.frozen
+class Plan:
+    """What `apply` would do, grouped by action."""
+
+    creates: tuple[Change, ...] = ()
+    updates: tuple[Change, ...] = ()
+    deletes: tuple[Change, ...] = ()
+    unchanged: tuple[Change, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        """Every change, in the order `apply` starts them: creates, updates, deletes, unchanged."""
+        return self.creates + self.updates + self.deletes + self.unchanged
+
+    @property
+    def is_empty(self) -> bool:
+        """True when applying would change nothing."""
+        return not (self.creates or self.updates or self.deletes)
+
+
+@attrs.frozen
+class ApplyResult:
+    """The outcome of one `Change` of an applied plan."""
+
+    change: Change
+    """The planned change."""
+    endpoint: Endpoint | None
+    """The endpoint as it now is (``None`` after a delete or on failure)."""
+    error: FullstoryError | None
+    """The typed error on failure."""
+    outcome: Outcome
+    """What happened."""
+    attempts: int
+    """HTTP requests made for this change."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the change succeeded."""
+        return self.error is None
+
+
+def _diff(desired: DesiredEndpoint, current: Endpoint, rotate_secrets: bool) -> tuple[str, ...]:
+    fields = []
+    if desired.event_types and set(desired.event_types) != set(current.event_types):
+        fields.append("event_types")
+    if desired.enabled != current.enabled:
+        fields.append("enabled")
+    if rotate_secrets and desired.secret is not None:
+        fields.append("secret")
+    return tuple(fields)
+
+
+async def plan(webhooks: Webhooks, desired: DesiredState, *, prune: bool, rotate_secrets: bool) -> Plan:
+    """See `Webhooks.plan`."""
+    if not isinstance(desired, DesiredState):
+        raise InvalidArgumentError("desired", f"must be a DesiredState, got {type(desired).__name__}")
+    wanted = {endpoint.url: endpoint for endpoint in desired.endpoints}
+    updates: list[Change] = []
+    deletes: list[Change] = []
+    unchanged: list[Change] = []
+    async for current in webhooks.list_endpoints():
+        webhooks._provisioner.observe(current)  # a later create can then look its URL up in one GET
+        target = wanted.pop(current.url, None)
+        if target is None:
+            if prune:
+                deletes.append(Change(Action.DELETE, current.url, None, current))
+            continue
+        fields = _diff(target, current, rotate_secrets)
+        bucket = updates if fields else unchanged
+        bucket.append(Change(Action.UPDATE if fields else Action.UNCHANGED, current.url, target, current, fields))
+    creates = [Change(Action.CREATE, url, target) for url, target in wanted.items()]
+    return Plan(tuple(creates), tuple(updates), tuple(deletes), tuple(unchanged))
+
+
+async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncIterator[ApplyResult]:
+    """See `Webhooks.apply`."""
+
+    async def run(_index: int, change: Change) -> ApplyResult:
+        with count_attempts() as attempts:
+            try:
+                endpoint, outcome = await _execute(webhooks, change)
+            except FullstoryError as exc:
+                return ApplyResult(change, None, exc, Outcome.FAILED, attempts.count)
+        return ApplyResult(change, endpoint, None, outcome, attempts.count)
+
+    async for result in stream_map(plan.changes, run, concurrency=concurrency):
+        yield result
+
+
+async def _execute(webhooks: Webhooks, change: Change) -> tuple[Endpoint | None, Outcome]:
+    desired = change.desired
+    if change.action is Action.UNCHANGED:
+        return change.current, Outcome.UNCHANGED
+    if change.action is Action.DELETE:
+        assert change.current is not None
+        with contextlib.suppress(NotFoundError):  # already gone: the desired state holds
+            await webhooks.delete_endpoint(change.current.id)
+        return None, Outcome.DELETED
+    assert desired is not None
+    if change.action is Action.CREATE:
+        endpoint, outcome = await webhooks.ensure_endpoint(desired.create_request())
+        if endpoint.enabled == desired.enabled:
+            return endpoint, outcome
+        updated = await webhooks.update_endpoint(endpoint.id, UpdateEndpointRequest(enabled=desired.enabled))
+        return updated, outcome
+    assert change.current is not None
+    update = UpdateEndpointRequest(
+        event_types=desired.event_types if "event_types" in change.fields else None,
+        secret=desired.secret if "secret" in change.fields else None,
+        enabled=desired.enabled,
+    )
+    return await webhooks.update_endpoint(change.current.id, update), Outcome.UPDATED
