@@ -64,7 +64,7 @@ def _optional(check: Any) -> Any:
 
 
 def _empty_to_none(value: str | None) -> str | None:
-    return value or None
+    return None if value == "" else value
 
 
 @attrs.frozen
@@ -79,7 +79,7 @@ class EventType:
     event_name: str = attrs.field(validator=_validate(_check_text))
     """The event name, e.g. ``"note.created"``."""
 
-    subcategory: str | None = attrs.field(default=None, converter=_empty_to_none)
+    subcategory: str | None = attrs.field(default=None, converter=_empty_to_none, validator=_optional(_check_text))
     """Opaque subcategory value, or ``None`` for types without subcategories."""
 
 

@@ -175,6 +175,7 @@ def test_decode_empty_subcategory_is_none() -> None:
             "expected a string, got int",
         ),
         ({"eventTypes": [{"subcategory": "x"}]}, "$.event_types[0].event_name", "required field missing"),
+        ({"eventTypes": [{"eventName": "a.b", "subcategory": 5}]}, "$.event_types[0].subcategory", "got int"),
     ],
 )
 def test_decode_wrong_types_name_the_field(changes: dict[str, object], field: str, reason: str) -> None:

@@ -53,6 +53,14 @@ def test_event_type_rejects_non_string_name(name: object) -> None:
         EventType(name)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("subcategory", [5, 0, ["CgsiCW8t"], b"CgsiCW8t", "  ", "Cg\n"])
+def test_event_type_rejects_bad_subcategory(subcategory: object) -> None:
+    """A subcategory that is not a non-blank string (0 and [] included) is rejected, not sent or dropped."""
+    with pytest.raises(InvalidArgumentError) as info:
+        EventType("recording.event.custom", subcategory)  # type: ignore[arg-type]
+    assert info.value.field == "subcategory"
+
+
 def test_event_type_rejects_control_characters() -> None:
     """Control characters in an event_name are rejected."""
     with pytest.raises(InvalidArgumentError, match="control characters"):
