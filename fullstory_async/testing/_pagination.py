@@ -36,7 +36,7 @@ def decode_token(token: str, scope: str) -> int:
     """Return the position a token of ``scope`` encodes; raise `PaginationError` if invalid."""
     try:
         padded = token + "=" * (-len(token) % 4)
-        raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+        raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
         raise PaginationError("paginationToken is invalid") from None
     prefix, sep, digits = raw.rpartition(":")

@@ -32,7 +32,7 @@ def endpoint_id(url: str) -> str:
 
 def format_timestamp(epoch_seconds: float) -> str:
     """RFC 3339 UTC with milliseconds and ``Z``, e.g. ``"2020-04-01T21:53:58.200Z"``."""
-    millis = int(epoch_seconds * 1000)
+    millis = round(epoch_seconds * 1000)
     seconds, millis = divmod(millis, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
@@ -133,7 +133,7 @@ class EndpointStore:
 
     def now(self) -> str:
         """Return the current wall-clock time, formatted (cached per millisecond)."""
-        millis = int(self._wall_clock() * 1000)
+        millis = round(self._wall_clock() * 1000)
         if millis != self._last_millis:
             self._last_millis = millis
             self._last_stamp = format_timestamp(millis / 1000)
