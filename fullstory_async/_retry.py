@@ -65,12 +65,14 @@ def count_attempts() -> Iterator[AttemptCounter]:
         _attempts.reset(token)
 
 
-def _at_least(minimum: float, *, allow_none: bool = False) -> Any:
+def _at_least(minimum: float, *, allow_none: bool = False, integer: bool = False) -> Any:
+    kind, what = (int, "an integer") if integer else (int | float, "a number")
+
     def check(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
         if value is None and allow_none:
             return
-        if isinstance(value, bool) or not isinstance(value, int | float) or not minimum <= value < math.inf:
-            raise InvalidArgumentError(f"RetryPolicy.{attribute.name}", f"must be a number >= {minimum}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, kind) or not minimum <= value < math.inf:
+            raise InvalidArgumentError(f"RetryPolicy.{attribute.name}", f"must be {what} >= {minimum}, got {value!r}")
 
     return check
 
@@ -84,7 +86,7 @@ class RetryPolicy:
     as they would in real time.
     """
 
-    max_attempts: int = attrs.field(default=4, validator=_at_least(1))
+    max_attempts: int = attrs.field(default=4, validator=_at_least(1, integer=True))
     """Attempts in total, the first one included."""
 
     deadline: float | None = attrs.field(default=60.0, validator=_at_least(0, allow_none=True))

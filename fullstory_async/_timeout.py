@@ -12,7 +12,9 @@ from fullstory_async._exceptions import InvalidArgumentError
 
 def _positive_or_none(name: str) -> Any:
     def check(_instance: object, _attribute: object, value: float | None) -> None:
-        if value is not None and (not isinstance(value, int | float) or not 0 < value < math.inf):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf
+        ):
             raise InvalidArgumentError(f"timeout.{name}", f"must be positive seconds or None, got {value!r}")
 
     return check

@@ -228,12 +228,15 @@ def test_client_defaults(api_key: str) -> None:
     assert not client.closed
 
 
-@pytest.mark.parametrize("total", [0, -1, "1"])
-def test_bad_timeout_record_is_rejected(total: object) -> None:
-    """Timeout validates its fields and names them."""
+@pytest.mark.parametrize("value", [0, -1, "1", True, float("inf")])
+def test_bad_timeout_record_is_rejected(value: object) -> None:
+    """Timeout validates its fields (a bool is not a number of seconds) and names them."""
     with pytest.raises(InvalidArgumentError) as info:
-        Timeout(total=total)  # type: ignore[arg-type]
+        Timeout(total=value)  # type: ignore[arg-type]
     assert info.value.field == "timeout.total"
+    with pytest.raises(InvalidArgumentError) as info:
+        Timeout(connect=value)  # type: ignore[arg-type]
+    assert info.value.field == "timeout.connect"
 
 
 async def test_per_client_timeout(slow_server, api_key: str) -> None:

@@ -347,6 +347,8 @@ def test_should_retry(error: BaseException, method: str, expected: bool) -> None
         ("max_attempts", -1),
         ("max_attempts", True),
         ("max_attempts", "3"),
+        ("max_attempts", 2.5),
+        ("max_attempts", 3.0),
         ("deadline", -1),
         ("deadline", math.inf),
         ("max_retry_after", -0.5),
