@@ -1,0 +1,65 @@
+"""`WebhookEvent`: a verified delivery, its envelope read and its ``data`` typed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import attrs
+
+from fullstory_async.receiving._event_data import (
+    CustomEventData,
+    EndpointTestData,
+    MetricAlertData,
+    NativeMobileCrashData,
+    NoteCreatedData,
+    SegmentCreatedData,
+    SegmentTrendAlertData,
+)
+
+EventData: TypeAlias = (
+    NoteCreatedData
+    | SegmentCreatedData
+    | SegmentTrendAlertData
+    | MetricAlertData
+    | NativeMobileCrashData
+    | CustomEventData
+    | EndpointTestData
+    | Mapping[str, Any]
+)
+"""What `WebhookEvent.data` holds: a record for a documented event, else the raw ``data`` object."""
+
+
+@attrs.frozen
+class WebhookEvent:
+    """A verified delivery: the envelope ``{"eventName", "version", "data"}``, typed.
+
+    ``data`` is the record of a documented event name (``note.created`` gives
+    `NoteCreatedData`...) when ``version`` is 1; any other event name or version keeps
+    the ``data`` object as a plain mapping, so new event types never break a receiver::
+
+        match event.data:
+            case NoteCreatedData(author=author, text=text):
+                ...
+            case Mapping():  # an event this SDK does not know (yet)
+                ...
+    """
+
+    event_name: str
+    """The event name, e.g. ``"note.created"``."""
+
+    version: int
+    """Version of the payload format (1 for every documented event)."""
+
+    data: EventData
+    """The event's data: a typed record, or the raw mapping for unknown events and versions."""
+
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    """The whole envelope as decoded from JSON, including keys the records do not model."""
+
+    org_id: str | None = None
+    """The org that signed the delivery (``o`` of the signature header)."""
+
+    signed_at: datetime | None = None
+    """When Fullstory signed the delivery (``t`` of the signature header), if representable."""
