@@ -1,0 +1,59 @@
+"""Receiving Fullstory webhooks: verify the ``Fullstory-Signature``, read typed events, serve them.
+
+::
+
+    from aiohttp import web
+    from fullstory_async.receiving import NoteCreatedData, WebhookEvent, add_webhook_route
+
+    async def on_event(event: WebhookEvent) -> None:
+        if isinstance(event.data, NoteCreatedData):
+            print(event.data.author, event.data.text)
+
+    app = web.Application()
+    add_webhook_route(app, "/fullstory/webhooks", secrets=["new-secret", "old-secret"], callback=on_event)
+    web.run_app(app)
+
+Outside aiohttp, call `verify` with the raw body and the header value; `sign` produces
+the header Fullstory sends, for your own tests.
+"""
+
+from fullstory_async.receiving._errors import SignatureVerificationError, VerificationFailure
+from fullstory_async.receiving._event_data import (
+    CustomEventData,
+    CustomEventIssue,
+    EndpointTestData,
+    MetricAlertConfig,
+    MetricAlertData,
+    NativeMobileCrashData,
+    NoteCreatedData,
+    PageInfo,
+    SegmentAlertConfig,
+    SegmentCreatedData,
+    SegmentTrendAlertData,
+)
+from fullstory_async.receiving._events import EventData, WebhookEvent
+from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
+from fullstory_async.receiving._signature import sign, verify
+
+__all__ = [
+    "CustomEventData",
+    "CustomEventIssue",
+    "EndpointTestData",
+    "EventData",
+    "MetricAlertConfig",
+    "MetricAlertData",
+    "NativeMobileCrashData",
+    "NoteCreatedData",
+    "PageInfo",
+    "SegmentAlertConfig",
+    "SegmentCreatedData",
+    "SegmentTrendAlertData",
+    "SignatureVerificationError",
+    "VerificationFailure",
+    "WebhookCallback",
+    "WebhookEvent",
+    "WebhookReceiver",
+    "add_webhook_route",
+    "sign",
+    "verify",
+]
