@@ -1,0 +1,57 @@
+"""Fixtures for the receiving tests: receivers served on 127.0.0.1 with a client session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from fullstory_async.receiving import WebhookReceiver, add_webhook_route
+
+PATH = "/fullstory/webhooks"
+
+
+class Site:
+    """A receiver served on 127.0.0.1, with a client session to reach it."""
+
+    def __init__(self, server: TestServer, session: aiohttp.ClientSession, receiver: WebhookReceiver) -> None:
+        self.server = server
+        self.session = session
+        self.receiver = receiver
+        self.url = str(server.make_url(PATH))
+
+    async def post(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """POST raw bytes; return the status and the response body."""
+        async with self.session.post(self.url, data=body, headers=headers or {}) as response:
+            return response.status, await response.read()
+
+    async def stop(self) -> None:
+        """Close the session, then the server (which runs the application's cleanup)."""
+        await self.session.close()
+        await self.server.close()
+
+
+Serve = Callable[..., Awaitable[Site]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start ``add_webhook_route`` receivers on free ports; all are stopped after the test."""
+    sites: list[Site] = []
+
+    async def start(secrets: Any, callback: Any, **options: Any) -> Site:
+        app = web.Application()
+        receiver = add_webhook_route(app, PATH, secrets, callback, **options)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        site = Site(server, aiohttp.ClientSession(), receiver)
+        sites.append(site)
+        return site
+
+    yield start
+    for site in sites:
+        await site.stop()

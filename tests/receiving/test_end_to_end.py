@@ -1,0 +1,53 @@
+"""The issue's flow: an endpoint with a secret on the fake, a receiver on 127.0.0.1, a signed delivery."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fullstory_async import Client, CreateEndpointRequest, EventType
+from fullstory_async.receiving import NoteCreatedData, WebhookEvent
+from fullstory_async.testing._delivery import deliver_event
+from fullstory_async.testing._server import FakeFullstory
+
+NOTE = {"id": "n-9", "author": "ada@example.com", "text": "checkout bug", "notedTime": "2024-05-06T07:08:09.100Z"}
+
+
+async def test_endpoint_created_on_the_fake_receives_a_verified_event(
+    fake_fullstory: FakeFullstory, fullstory_client: Client, serve: Any
+) -> None:
+    """Create an endpoint with a secret, deliver with what the fake stored, and get the typed event."""
+    events: list[WebhookEvent] = []
+
+    async def on_event(event: WebhookEvent) -> None:
+        events.append(event)
+
+    site = await serve("s3cret-on-both-sides", on_event, org_id=fake_fullstory.org_id)
+    endpoint = await fullstory_client.webhooks.create_endpoint(
+        CreateEndpointRequest(url=site.url, event_types=[EventType("note.created")], secret="s3cret-on-both-sides")
+    )
+    stored = fake_fullstory.endpoints[endpoint.id]
+
+    async def deliver(secret: str = stored.secret, **kwargs: Any) -> int:
+        return await deliver_event(
+            site.session,
+            stored.url,
+            event_name="note.created",
+            data=kwargs.pop("data", NOTE),
+            secret=secret,
+            org_id=fake_fullstory.org_id,
+            **kwargs,
+        )
+
+    assert await deliver() == 202
+    await site.receiver.join()
+    [event] = events
+    assert isinstance(event.data, NoteCreatedData)
+    assert (event.data.id, event.data.text, event.org_id) == ("n-9", "checkout bug", fake_fullstory.org_id)
+
+    assert await deliver(secret="not-the-endpoint-secret") == 401
+    assert await deliver(timestamp=int(time.time()) - 3600) == 401
+    status, _ = await site.post(b'{"eventName":"note.created","version":1,"data":{}}', {"Fullstory-Signature": "o:x"})
+    assert status == 401
+    await site.receiver.join()
+    assert len(events) == 1
