@@ -50,5 +50,7 @@ async def fake_fullstory() -> AsyncIterator[FakeFullstory]:
 @_fixture
 async def fullstory_client(fake_fullstory: FakeFullstory) -> AsyncIterator[Client]:
     """Yield a `Client` bound to ``fake_fullstory`` whose retries do not sleep."""
-    async with fake_fullstory.client() as client:
+    from fullstory_async import RetryPolicy
+
+    async with fake_fullstory.client(retry=RetryPolicy(wait=False)) as client:
         yield client
