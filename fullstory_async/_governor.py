@@ -33,6 +33,7 @@ logger = logging.getLogger("fullstory_async")
 _FALLBACK_PAUSE = 1.0  # a 429 without Retry-After pauses this long
 _TARGET = 0.9  # approach this fraction of the last rate that failed
 _PROBE = 0.005  # then grow this fraction per second of successes
+_MIN_WINDOW = 0.25  # shortest window the first rate estimate extrapolates from
 
 
 class RateGovernor:
@@ -80,24 +81,37 @@ class RateGovernor:
         self._next_slot = 0.0
         self._episode_start = clock()  # when the current run without 429s began
         self._recent: deque[float] = deque()  # success times in the last second, while not pacing
+        self._turnstile = asyncio.Lock()
 
     def __repr__(self) -> str:
         rate = "unlimited" if self.rate is None else f"{self.rate:.1f}/s"
         return f"RateGovernor(rate={rate}, rate_limited={self.rate_limited})"
 
     async def _acquire(self) -> float:
-        """Wait for this request's turn; return the time it starts."""
-        now = self._clock()
-        start = max(now, self.paused_until)
-        if self.rate is not None:
-            start = max(start, self._next_slot)
-            self._next_slot = start + 1.0 / self.rate
-        if start > now:
-            paused = self.paused_until
-            await self._sleep(start - now)
-            if self.paused_until > paused:  # another 429 while waiting: wait for that too
-                return await self._acquire()
-        return self._clock()
+        """Wait for this request's turn; return the time it starts.
+
+        Waiters queue in order on one turnstile, and each computes its slot only when it
+        reaches the front, at the rate of that moment: a rate that grows while requests
+        wait speeds up all of them, and only one task sleeps at a time.
+        """
+        if self.rate is None and self.paused_until <= self._clock():
+            return self._clock()  # not pacing, not paused: no cost
+        async with self._turnstile:
+            now = self._clock()
+            ready = self._ready_at()
+            while ready > now:
+                paused = self.paused_until
+                await self._sleep(ready - now)
+                now = self._clock()
+                if self.paused_until <= paused:
+                    break  # slept the whole wait (or sleeping is switched off)
+                ready = self._ready_at()  # paused again while waiting
+            if self.rate is not None:
+                self._next_slot = max(now, self._next_slot) + 1.0 / self.rate
+            return now
+
+    def _ready_at(self) -> float:
+        return self.paused_until if self.rate is None else max(self.paused_until, self._next_slot)
 
     def _on_success(self, now: float) -> None:
         rate = self.rate
@@ -124,7 +138,9 @@ class RateGovernor:
         episode = now - self._episode_start
         self._episode_start = self.paused_until
         if self.rate is None:
-            self.rate = max(self.min_rate, float(len(self._recent)))
+            # What the server allowed in the last second, over at least a quarter second.
+            window = max(_MIN_WINDOW, now - self._recent[0]) if self._recent else 1.0
+            self.rate = max(self.min_rate, len(self._recent) / min(window, 1.0))
             self._recent.clear()
         elif self._slow_start:
             self._slow_start = False
@@ -135,7 +151,6 @@ class RateGovernor:
             factor = 0.7 if episode < 1.0 else 0.85 if episode < 3.0 else 0.95
             self._ceiling = self.rate if episode >= 3.0 else self.rate * factor / _TARGET
             self.rate = max(self.min_rate, self.rate * factor)
-        self._next_slot = self.paused_until
         logger.info(
             "rate limited: every call pauses %.3fs; pace now %.1f requests/s",
             pause,

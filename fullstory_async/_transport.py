@@ -115,26 +115,31 @@ class AiohttpTransport:
         return result
 
     async def _read(self, response: aiohttp.ClientResponse, request: ApiRequest) -> bytes:
+        """Read the body, never more than ``max_response_bytes`` + 1 bytes of it.
+
+        A larger 2xx body is refused (`ResponseDecodeError`); a larger error body is cut
+        to the limit, so the status still maps to its error class.
+        """
         cap = self._max_response_bytes
         length = response.content_length
-        if length is not None:
-            if length > cap:
-                raise ResponseDecodeError(
-                    f"body of {length} bytes exceeds max_response_bytes ({cap})",
-                    method=request.method,
-                    path=request.path,
-                )
+        if length is not None and length <= cap:
             return await response.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
+            chunks.append(chunk)
             size += len(chunk)
             if size > cap:
-                raise ResponseDecodeError(
-                    f"body exceeds max_response_bytes ({cap})", method=request.method, path=request.path
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+                break
+        body = b"".join(chunks)
+        if size <= cap:
+            return body
+        if 200 <= response.status < 300:
+            size_text = f" of {length} bytes" if length is not None else ""
+            raise ResponseDecodeError(
+                f"body{size_text} exceeds max_response_bytes ({cap})", method=request.method, path=request.path
+            )
+        return body[:cap]
 
     async def aclose(self) -> None:
         """Close the owned session; idempotent. A session passed in is left open."""

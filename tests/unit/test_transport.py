@@ -258,3 +258,21 @@ async def test_debug_log_has_metadata_only(mock_api, caplog: pytest.LogCaptureFi
     assert record.fullstory_request_id == "r-1"
     assert "K3Y" not in record.getMessage()
     assert "S3C" not in record.getMessage()
+
+
+async def test_oversized_error_body_is_cut_and_still_maps_by_status(serve) -> None:
+    """A huge error page is cut to the cap instead of refused, so its status still decides the error."""
+
+    async def huge_502(_request: web.Request) -> web.Response:
+        return web.Response(status=502, body=b"<html>" + b"e" * 200_000, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/bad", huge_502)
+    base = await serve(app)
+    capped = AiohttpTransport(base, timeout=Timeout(total=5), max_response_bytes=1024)
+    try:
+        response = await capped(ApiRequest("GET", "/bad"))
+    finally:
+        await capped.aclose()
+    assert response.status == 502
+    assert len(response.body) == 1024
