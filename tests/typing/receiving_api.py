@@ -1,0 +1,66 @@
+"""The receiving API as users write it: type-checked by mypy (strict), never run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from fullstory_async import FullstoryError
+from fullstory_async.receiving import (
+    EventData,
+    MetricAlertData,
+    NoteCreatedData,
+    SignatureVerificationError,
+    VerificationFailure,
+    WebhookEvent,
+    WebhookReceiver,
+    add_webhook_route,
+    sign,
+    verify,
+)
+
+
+async def on_event(event: WebhookEvent) -> None:
+    data: EventData = event.data
+    match data:
+        case NoteCreatedData(author=author, page_info=page):
+            text: str | None = author
+            height: int | None = page.page_height if page else None
+            print(text, height)
+        case MetricAlertData(value=value, alert_config=config):
+            number: float | None = value
+            print(number, config.metric_name if config else None)
+        case Mapping():
+            print(event.event_name, dict(data))
+        case _:
+            pass
+
+
+def on_event_sync(event: WebhookEvent) -> None:
+    print(event.org_id, event.signed_at, event.raw.get("eventName"))
+
+
+def build() -> web.Application:
+    app = web.Application()
+    receiver: WebhookReceiver = add_webhook_route(
+        app, "/hooks", ["new", "old"], on_event, tolerance=None, org_id="o-1", dedupe_window=60.0
+    )
+    other = WebhookReceiver("secret", on_event_sync, max_body_bytes=64 * 1024, shutdown_timeout=0)
+    app.router.add_post("/other", other.handle)
+    app.on_cleanup.append(other.on_cleanup)
+    print(receiver.pending_callbacks)
+    return app
+
+
+def check(body: bytes, header: str | None) -> WebhookEvent | None:
+    try:
+        return verify(body, header, ("new", "old"), tolerance=300, now=1_700_000_000.0)
+    except SignatureVerificationError as exc:
+        reason: VerificationFailure = exc.reason
+        root: FullstoryError = exc
+        print(reason == "mismatch", root)
+        return None
+
+
+header: str = sign(b"{}", "secret", "o-1", 1_700_000_000)
