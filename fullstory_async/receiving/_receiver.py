@@ -50,6 +50,7 @@ _QUIET_REASONS = frozenset({VerificationFailure.MISSING_HEADER, VerificationFail
 
 
 def _is_coroutine_function(func: object) -> bool:
+    # The second test catches instances whose __call__ is async (not a callability test).
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
 
 
@@ -66,7 +67,8 @@ class WebhookReceiver:
     receiver on application cleanup. Verified events go to ``callback`` in a background
     task, after the ``202`` response: a coroutine function is awaited on the event loop,
     a plain function runs in the default thread pool (``asyncio.to_thread``) so it
-    cannot stall the server.
+    cannot stall the server (cancelling such a callback at shutdown stops waiting for
+    it; the thread itself runs to its end).
 
     Args:
         secrets: the endpoint secret, or several while rotating (any one may match).
