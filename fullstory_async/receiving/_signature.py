@@ -193,12 +193,19 @@ def verify(
 
     Raises:
         SignatureVerificationError: the delivery must be refused; ``reason`` says why.
-        InvalidArgumentError: ``body`` is not bytes, or ``secrets``/``tolerance`` are invalid.
+        InvalidArgumentError: ``body`` is not bytes, the header is not a ``str`` (decode
+            raw ASGI header bytes first), or ``secrets``, ``tolerance`` or ``org_id`` are invalid.
 
     """
     body = _check_body(body)
     candidates = normalize_secrets(secrets)
     tolerance = check_tolerance(tolerance)
+    given: object = signature_header  # callers without type checking may pass raw header bytes
+    if given is not None and not isinstance(given, str):
+        kind = type(given).__name__
+        raise InvalidArgumentError("signature_header", f"must be the header value as a str or None, got {kind}")
+    if org_id is not None and (not isinstance(org_id, str) or not org_id):
+        raise InvalidArgumentError("org_id", "must be a non-empty string or None")
     header = _parse_header(signature_header)
     matched = False
     for secret in candidates:  # no early exit: the time taken does not say which secret matched

@@ -312,6 +312,8 @@ def test_valid_and_malformed_only_differ_in_form() -> None:
         ({"tolerance": -1}, "tolerance"),
         ({"tolerance": float("nan")}, "tolerance"),
         ({"tolerance": True}, "tolerance"),
+        ({"org_id": ""}, "org_id"),
+        ({"org_id": 42}, "org_id"),
     ],
 )
 def test_bad_arguments_raise_invalid_argument(kwargs: dict[str, object], field: str) -> None:
@@ -320,6 +322,13 @@ def test_bad_arguments_raise_invalid_argument(kwargs: dict[str, object], field: 
     with pytest.raises(InvalidArgumentError) as info:
         verify(BODY, reference_header(), kwargs.pop("secrets"), now=NOW, **kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_a_bytes_header_is_refused_as_an_argument_error() -> None:
+    """The header must be a str (raw ASGI header bytes must be decoded first), never a TypeError."""
+    with pytest.raises(InvalidArgumentError) as info:
+        verify(BODY, reference_header().encode(), SECRET, now=NOW)  # type: ignore[arg-type]
+    assert info.value.field == "signature_header"
 
 
 def test_a_str_body_is_refused_as_an_argument_error() -> None:
