@@ -8,7 +8,7 @@ consumer that stops early cancels the rest cleanly.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -45,7 +45,7 @@ async def stream_map(
     work: Callable[[int, T], Awaitable[R]],
     *,
     concurrency: int,
-) -> AsyncIterator[R]:
+) -> AsyncGenerator[R, None]:
     """Yield ``await work(index, item)`` for every item, at most ``concurrency`` at a time, as each finishes.
 
     ``work`` should turn per-item failures into results. Anything it raises instead

@@ -87,7 +87,10 @@ def parse_timestamp(value: object, _type: object = datetime) -> datetime:
         raise ValueError(f"expected an RFC 3339 timestamp, got {value[:40]!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range: {value[:40]!r}") from None
 
 
 def format_timestamp(value: datetime) -> str:

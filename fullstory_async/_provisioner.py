@@ -212,8 +212,9 @@ class Provisioner:
         async def one(number: int, item: object) -> ProvisionResult:
             return await self._one(number, item, on_exists, job)
 
-        async for result in stream_map(requests, one, concurrency=concurrency):
-            yield result
+        async with contextlib.aclosing(stream_map(requests, one, concurrency=concurrency)) as results:
+            async for result in results:
+                yield result
 
     async def _one(self, number: int, item: object, on_exists: OnExists, job: _Job) -> ProvisionResult:
         if not isinstance(item, CreateEndpointRequest):

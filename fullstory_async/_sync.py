@@ -135,8 +135,9 @@ async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncIte
                 return ApplyResult(change, None, exc, Outcome.FAILED, attempts.count)
         return ApplyResult(change, endpoint, None, outcome, attempts.count)
 
-    async for result in stream_map(plan.changes, run, concurrency=concurrency):
-        yield result
+    async with contextlib.aclosing(stream_map(plan.changes, run, concurrency=concurrency)) as results:
+        async for result in results:
+            yield result
 
 
 async def _execute(webhooks: Webhooks, change: Change) -> tuple[Endpoint | None, Outcome]:

@@ -110,13 +110,24 @@ class Webhooks:
         return self._client.retry
 
     async def _call(self, request: ApiRequest, cls: type[T]) -> T:
-        response = await self._client.send(request)
-        try:
-            return _converter.decode(response.body, cls)
-        except ResponseDecodeError as exc:
-            raise ResponseDecodeError(
-                exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
-            ) from exc.__cause__
+        """Send ``request`` and decode the 2xx body as ``cls``.
+
+        A body that does not decode is most likely a garbled answer (a proxy, a cut
+        connection): for idempotent calls it is asked again, within the retry policy's
+        ``max_attempts``.
+        """
+        attempts = self._client.retry.max_attempts if request.is_idempotent else 1
+        for attempt in range(1, attempts + 1):
+            response = await self._client.send(request)
+            try:
+                return _converter.decode(response.body, cls)
+            except ResponseDecodeError as exc:
+                if attempt < attempts:
+                    continue
+                raise ResponseDecodeError(
+                    exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
+                ) from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- endpoints ---------------------------------------------------------------------------
 
