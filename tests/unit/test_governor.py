@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -89,7 +90,7 @@ async def test_pacing_spaces_requests_at_the_learned_rate() -> None:
 
     for _ in range(5):
         await governor(REQUEST, handler)
-    gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(started)]
     assert all(gap == pytest.approx(0.1, rel=0.01) for gap in gaps)
 
 
