@@ -9,6 +9,7 @@ message that names the field.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from fullstory_async.testing._responses import INVALID_ARGUMENT, REQUIRED_FIELD,
 from fullstory_async.testing._store import StoredEventType
 
 _MAX_URL_LENGTH = 2048
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 @attrs.frozen
@@ -66,7 +68,7 @@ def check_url(url: str) -> None:
     """Raise `ApiError` unless ``url`` is an absolute http(s) URL with a host."""
     if len(url) > _MAX_URL_LENGTH:
         raise _invalid(f"url must be at most {_MAX_URL_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+    if _WHITESPACE_OR_CONTROL.search(url):
         raise _invalid("url must not contain whitespace or control characters")
     try:
         parts = urlsplit(url)

@@ -235,8 +235,8 @@ class FakeFullstory:
             fields = parse_create_object({"url": url, "eventTypes": wire}, self.catalogue)
         except ApiError as exc:
             raise ValueError(exc.message) from None
-        new_id = None
-        if self._store.get(endpoint_id(url)) is not None:
+        new_id = endpoint_id(url)
+        if self._store.get(new_id) is not None:
             if self.duplicate_url != "allow":
                 raise ValueError("an endpoint with this url already exists")
             new_id = self._store.free_id(url)
