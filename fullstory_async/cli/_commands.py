@@ -1,0 +1,164 @@
+"""The one-call commands: ``endpoints list|get|create|update|delete``, ``event-types``, ``subcategories``.
+
+Each is a thin call of ``client.webhooks``; it prints the result and returns the exit
+status. ``fake-server`` (no client) is here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable, Sequence
+
+from fullstory_async import (
+    CreateEndpointRequest,
+    Endpoint,
+    EventType,
+    InvalidArgumentError,
+    UpdateEndpointRequest,
+)
+from fullstory_async.cli._output import (
+    ENDPOINT_HEADERS,
+    endpoint_lines,
+    endpoint_record,
+    endpoint_row,
+    table,
+)
+from fullstory_async.cli._parser import UsageError
+from fullstory_async.cli._target import Target
+
+Command = Callable[[argparse.Namespace, Target], Awaitable[int]]
+_TABLE_BATCH = 100  # rows aligned together: the listing streams, a page at a time
+
+
+def parse_event_type(text: str) -> EventType:
+    """``NAME`` or ``NAME:SUBCATEGORY`` (subcategory values never contain a colon)."""
+    name, colon, subcategory = text.partition(":")
+    try:
+        return EventType(name, subcategory if colon else None)
+    except InvalidArgumentError as exc:
+        raise UsageError(f"--event-type {text!r}: {exc.field}: {exc.problem}") from None
+
+
+def _event_types(texts: Sequence[str] | None) -> list[EventType] | None:
+    return None if texts is None else [parse_event_type(text) for text in texts]
+
+
+def _secret(args: argparse.Namespace, target: Target) -> str | None:
+    return None if args.secret_env is None else target.secret(args.secret_env, "--secret-env")
+
+
+def _show(target: Target, endpoint: Endpoint) -> None:
+    if target.console.json:
+        target.console.emit(endpoint_record(endpoint))
+    else:
+        target.console.lines(endpoint_lines(endpoint))
+
+
+async def endpoints_list(args: argparse.Namespace, target: Target) -> int:
+    """Print every endpoint: a table, or one JSON object a line (``--json``)."""
+    console = target.console
+    rows: list[tuple[str, ...]] = []
+    headers: tuple[str, ...] | None = ENDPOINT_HEADERS
+    async for endpoint in target.client.webhooks.list_endpoints():
+        if console.json:
+            console.emit(endpoint_record(endpoint))
+            continue
+        rows.append(endpoint_row(endpoint))
+        if len(rows) == _TABLE_BATCH:
+            console.lines(table(rows, headers))
+            rows, headers = [], None
+    if not console.json:
+        if rows:
+            console.lines(table(rows, headers))
+        elif headers is not None:
+            console.lines(["No endpoints."])
+    return 0
+
+
+async def endpoints_get(args: argparse.Namespace, target: Target) -> int:
+    """Print one endpoint."""
+    _show(target, await target.client.webhooks.get_endpoint(args.id))
+    return 0
+
+
+async def endpoints_create(args: argparse.Namespace, target: Target) -> int:
+    """Create one endpoint; never a duplicate (an existing URL is an error), safe to retry."""
+    try:
+        request = CreateEndpointRequest(url=args.url, event_types=_event_types(args.event_types) or ())
+    except InvalidArgumentError as exc:
+        raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.problem}") from None
+    secret = _secret(args, target)
+    if secret is not None:
+        request = CreateEndpointRequest(url=request.url, event_types=request.event_types, secret=secret)
+    endpoint, _outcome = await target.client.webhooks.ensure_endpoint(request, on_exists="error")
+    _show(target, endpoint)
+    return 0
+
+
+async def endpoints_update(args: argparse.Namespace, target: Target) -> int:
+    """Change the fields given; the rest (the enabled state included) stays as it is."""
+    event_types = _event_types(args.event_types)
+    secret = _secret(args, target)
+    try:
+        request = UpdateEndpointRequest(url=args.url, event_types=event_types, secret=secret, enabled=args.enabled)
+    except InvalidArgumentError as exc:
+        if exc.field == "UpdateEndpointRequest":
+            raise UsageError(
+                "nothing to change: give --url, --event-type, --secret-env, --enable or --disable"
+            ) from None
+        raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.problem}") from None
+    _show(target, await target.client.webhooks.update_endpoint(args.id, request))
+    return 0
+
+
+async def endpoints_delete(args: argparse.Namespace, target: Target) -> int:
+    """Delete one endpoint."""
+    await target.client.webhooks.delete_endpoint(args.id)
+    if target.console.json:
+        target.console.emit({"deleted": args.id})
+    else:
+        target.console.lines([f"Deleted {args.id}."])
+    return 0
+
+
+async def event_types(args: argparse.Namespace, target: Target) -> int:
+    """Print the event types the organisation can subscribe to."""
+    console = target.console
+    definitions = await target.client.webhooks.list_event_types()
+    if console.json:
+        for d in definitions:
+            console.emit(
+                {"event_name": d.event_name, "display_name": d.display_name, "has_subcategories": d.has_subcategories}
+            )
+        return 0
+    rows = [(d.event_name, d.display_name, "yes" if d.has_subcategories else "no") for d in definitions]
+    console.lines(table(rows, ("EVENT NAME", "DISPLAY NAME", "SUBCATEGORIES")))
+    return 0
+
+
+async def subcategories(args: argparse.Namespace, target: Target) -> int:
+    """Print the subcategories of one event type (the values to use in ``NAME:SUBCATEGORY``)."""
+    console = target.console
+    rows: list[tuple[str, str]] = []
+    async for item in target.client.webhooks.list_event_subcategories(args.event):
+        if console.json:
+            console.emit({"subcategory": item.subcategory, "display_name": item.display_name})
+        else:
+            rows.append((item.subcategory, item.display_name))
+    if not console.json:
+        console.lines(table(rows, ("SUBCATEGORY", "DISPLAY NAME")) if rows else [f"{args.event} has no subcategories."])
+    return 0
+
+
+def fake_server(args: argparse.Namespace) -> int:
+    """Serve the fake until Ctrl-C (``python -m fullstory_async.testing`` with the options given)."""
+    from fullstory_async.testing.__main__ import main as serve
+
+    argv = ["--host", args.host, "--port", str(args.port), "--burst", str(args.burst)]
+    argv += ["--endpoints", str(args.endpoints)]
+    if args.rate:
+        argv += ["--rate", str(args.rate)]
+    try:
+        return serve(argv)
+    except OSError as exc:
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None

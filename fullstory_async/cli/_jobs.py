@@ -1,0 +1,166 @@
+"""The long commands: ``provision`` (JSON Lines), ``plan`` and ``apply`` (desired-state files).
+
+``apply`` changes a real server only after a confirmation: ``--yes``, or ``y`` typed at
+the prompt when stdin is a terminal. Without ``--yes`` and without a terminal, a plan
+that changes anything is refused (exit 2) before any change. A plan that changes
+nothing, and any plan against the embedded fake (which holds nothing real), runs
+without asking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import AsyncIterator
+from typing import Any, TextIO
+
+from fullstory_async import DesiredState, Outcome, Plan, ProvisionResult, load_desired_state
+from fullstory_async.cli._jsonl import Feed, Line, open_lines
+from fullstory_async.cli._output import (
+    Console,
+    Record,
+    apply_line,
+    apply_record,
+    error_record,
+    plan_lines,
+    plan_record,
+)
+from fullstory_async.cli._parser import UsageError
+from fullstory_async.cli._progress import Progress, is_terminal
+from fullstory_async.cli._target import Target
+
+
+def _progress(args: argparse.Namespace, console: Console, total: int | None) -> Progress:
+    enabled = bool(args.progress) and not args.verbose and is_terminal(console.err)
+    return Progress(console, total=total, enabled=enabled)
+
+
+def provision_record(result: ProvisionResult, line: Line) -> Record:
+    """One output line of ``provision``: the input line, its outcome, the endpoint id or the error."""
+    if line.problem is not None:
+        error: Record | None = line.problem
+    else:
+        error = error_record(result.error) if result.error is not None else None
+    return {
+        "line": line.number,
+        "index": result.index,
+        "url": result.url or line.url,
+        "outcome": str(result.outcome),
+        "endpoint_id": result.endpoint.id if result.endpoint is not None else None,
+        "error": error,
+        "attempts": result.attempts,
+    }
+
+
+async def provision(args: argparse.Namespace, target: Target) -> int:
+    """Stream JSON Lines into ``provision``; print one JSON result a line as each finishes."""
+    try:
+        lines, file = open_lines(args.file, sys.stdin)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    feed = Feed(lines, target.environ, target.report_throwaway)
+    try:
+        with _progress(args, target.console, None) as progress:
+            items: AsyncIterator[Any] = feed.items()  # requests, and `Line` markers that fail as they should
+            results = target.client.webhooks.provision(items, concurrency=args.concurrency, on_exists=args.on_exists)
+            async for result in results:
+                line = feed.take(result.index)
+                target.console.emit(provision_record(result, line))
+                progress.advance(result.outcome)
+    finally:
+        if file is not None:
+            file.close()
+    return 1 if progress.failed else 0
+
+
+def _load(args: argparse.Namespace, target: Target) -> DesiredState:
+    desired = load_desired_state(args.file, environ=target.environ)
+    target.report_throwaway()
+    return desired
+
+
+def _show_plan(plan: Plan, target: Target, stream: TextIO | None = None) -> None:
+    lines = plan_lines(plan, target.describe())
+    if stream is None:
+        target.console.lines(lines)
+    else:
+        for line in lines:
+            print(line, file=stream, flush=True)
+
+
+async def plan(args: argparse.Namespace, target: Target) -> int:
+    """Print what ``apply`` would do (as text, or one JSON object with ``--json``)."""
+    desired = _load(args, target)
+    the_plan = await target.client.webhooks.plan(desired, prune=args.prune, rotate_secrets=args.rotate_secrets)
+    if target.console.json:
+        target.console.emit(plan_record(the_plan, target.where, target.fake))
+    else:
+        _show_plan(the_plan, target)
+    return 0
+
+
+async def ask(prompt: str, console: Console) -> str:
+    """Print ``prompt`` on stderr and read one line of stdin, without blocking the event loop.
+
+    The read runs in a daemon thread, so Ctrl-C at the prompt exits at once.
+    """
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+    stdin = sys.stdin
+
+    def deliver(text: str) -> None:
+        if not answer.done():
+            answer.set_result(text)
+
+    def read() -> None:
+        try:
+            text = stdin.readline()
+        except (OSError, ValueError):
+            text = ""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the command is over
+            loop.call_soon_threadsafe(deliver, text)
+
+    print(prompt, end="", file=console.err, flush=True)
+    threading.Thread(target=read, name="fullstory-async-prompt", daemon=True).start()
+    return await answer
+
+
+async def _confirmed(args: argparse.Namespace, the_plan: Plan, target: Target) -> int | None:
+    """None to go ahead, else the exit status (2: refused without a terminal, 1: declined)."""
+    if args.yes or the_plan.is_empty or target.fake:
+        return None
+    count = len(the_plan.creates) + len(the_plan.updates) + len(the_plan.deletes)
+    if not is_terminal(sys.stdin):
+        target.console.error(
+            f"refusing to make {count} change(s) to {target.where} without confirmation: "
+            "stdin is not a terminal; pass --yes to apply"
+        )
+        return 2
+    deletes = f", deleting {len(the_plan.deletes)}" if the_plan.deletes else ""
+    answer = await ask(f"Apply {count} change(s) to {target.where}{deletes}? [y/N] ", target.console)
+    if answer.strip().lower() in ("y", "yes"):
+        return None
+    target.console.notice("apply cancelled; nothing was changed")
+    return 1
+
+
+async def apply(args: argparse.Namespace, target: Target) -> int:
+    """Plan, show the plan, confirm (see the module docstring), apply; one result per change."""
+    console = target.console
+    desired = _load(args, target)
+    the_plan = await target.client.webhooks.plan(desired, prune=args.prune, rotate_secrets=args.rotate_secrets)
+    _show_plan(the_plan, target, console.err if console.json else None)
+    refused = await _confirmed(args, the_plan, target)
+    if refused is not None:
+        return refused
+    with _progress(args, console, len(the_plan.changes)) as progress:
+        async for result in target.client.webhooks.apply(the_plan, concurrency=args.concurrency):
+            if console.json:
+                console.emit(apply_record(result))
+            elif result.outcome is not Outcome.UNCHANGED:
+                console.lines([apply_line(result)])
+            progress.advance(result.outcome)
+    return 1 if progress.failed else 0

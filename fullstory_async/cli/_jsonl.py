@@ -1,0 +1,214 @@
+"""The input of ``provision``: JSON Lines read lazily, each line turned into a request or a problem.
+
+One line is one endpoint::
+
+    {"url": "https://example.com/hooks/a", "event_types": ["note.created"], "secret_env": "HOOK_SECRET"}
+
+``event_types`` items are event names or ``{"event_name": ..., "subcategory": ...}``.
+Blank lines are skipped. A line that cannot be a request (invalid JSON, a missing or
+invalid field, an unset ``secret_env`` variable) still flows through ``provision`` as a
+marker, so that it gets a result, in its turn, naming the line and the field.
+
+Lines are read as they are needed: a regular file directly, a pipe or terminal on stdin
+by a daemon thread feeding a small queue (so the event loop, which may be serving the
+embedded fake, never blocks on a read, and Ctrl-C never waits for one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from typing import IO, Any
+
+import attrs
+
+from fullstory_async import CreateEndpointRequest, EventType, InvalidArgumentError
+from fullstory_async.cli._output import Record
+
+_FIELDS = ("url", "event_types", "secret_env")
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+RawLines = Iterable[bytes] | Iterable[str] | AsyncIterable[bytes]
+
+
+@attrs.frozen
+class Line:
+    """One non-blank input line: its number (from 1), its URL when readable, and a request or a problem."""
+
+    number: int
+    url: str | None
+    request: CreateEndpointRequest | None = attrs.field(repr=False)
+    problem: Record | None = None
+    """``{"type", "message", "field"?}`` when the line is not a valid request."""
+
+
+def _problem(number: int, url: str | None, field: str | None, problem: str) -> Line:
+    message = f"line {number}: {field}: {problem}" if field else f"line {number}: {problem}"
+    record: Record = {"type": "InvalidArgumentError", "message": message}
+    if field:
+        record["field"] = field
+    return Line(number, url, None, record)
+
+
+def _event_type(item: object, field: str) -> EventType:
+    try:
+        if isinstance(item, str):
+            return EventType(item)
+        if isinstance(item, dict) and set(item) <= {"event_name", "subcategory"}:
+            subcategory = item.get("subcategory")
+            if subcategory is not None and not isinstance(subcategory, str):
+                raise InvalidArgumentError("subcategory", "must be a string")
+            return EventType(item.get("event_name"), subcategory)  # type: ignore[arg-type]
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{field}.{exc.field}", exc.problem) from None
+    raise InvalidArgumentError(field, "must be an event name or {event_name, subcategory}")
+
+
+def _request(document: dict[str, Any], environ: Mapping[str, str]) -> CreateEndpointRequest:
+    if "secret" in document:
+        raise InvalidArgumentError("secret", 'secrets do not belong in the input: use "secret_env": "VAR_NAME"')
+    unknown = sorted(set(document) - set(_FIELDS))
+    if unknown:
+        raise InvalidArgumentError(unknown[0], f"unknown field (expected {', '.join(_FIELDS)})")
+    if "url" not in document:
+        raise InvalidArgumentError("url", "is required")
+    CreateEndpointRequest(url=document["url"])  # checks the URL first, so its error comes first
+    items = document.get("event_types", [])
+    if not isinstance(items, list):
+        raise InvalidArgumentError("event_types", f"must be an array, got {_JSON_TYPES.get(type(items), 'null')}")
+    event_types = [_event_type(item, f"event_types[{i}]") for i, item in enumerate(items)]
+    secret = None
+    variable = document.get("secret_env")
+    if variable is not None:
+        if not isinstance(variable, str) or not variable:
+            raise InvalidArgumentError("secret_env", "must be the name of an environment variable")
+        secret = environ.get(variable)
+        if not secret:
+            raise InvalidArgumentError("secret_env", f"environment variable {variable} is not set")
+    return CreateEndpointRequest(url=document["url"], event_types=event_types, secret=secret)
+
+
+def parse_line(number: int, raw: bytes | str, environ: Mapping[str, str]) -> Line:
+    """Turn one input line into a `Line` (never raises for bad input)."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        document = json.loads(text)
+    except UnicodeDecodeError:
+        return _problem(number, None, None, "not valid UTF-8")
+    except json.JSONDecodeError as exc:
+        return _problem(number, None, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+    if not isinstance(document, dict):
+        return _problem(number, None, None, f"expected a JSON object, got {_JSON_TYPES.get(type(document), 'null')}")
+    url = document.get("url") if isinstance(document.get("url"), str) else None
+    try:
+        return Line(number, url, _request(document, environ))
+    except InvalidArgumentError as exc:
+        return _problem(number, url, exc.field, exc.problem)
+
+
+class Feed:
+    """The parsed lines as the async iterable ``provision`` pulls from, and the lines in flight.
+
+    ``provision`` numbers items in the order it pulls them; `take` maps a result's index
+    back to its `Line`. Only items in flight are held, so memory stays flat.
+    """
+
+    def __init__(
+        self, lines: RawLines, environ: Mapping[str, str], after_line: Callable[[], None] | None = None
+    ) -> None:
+        self._lines = lines
+        self._environ = environ
+        self._after_line = after_line
+        self._pending: dict[int, Line] = {}
+
+    async def _raw(self) -> AsyncIterator[bytes | str]:
+        if isinstance(self._lines, AsyncIterable):
+            async for raw in self._lines:
+                yield raw
+        else:
+            for text in self._lines:
+                yield text
+
+    async def items(self) -> AsyncIterator[object]:
+        """Yield a `CreateEndpointRequest` per good line and a `Line` (which provision rejects) per bad one."""
+        index = 0
+        number = 0
+        async for raw in self._raw():
+            number += 1
+            if not raw.strip():
+                continue
+            line = parse_line(number, raw, self._environ)
+            if self._after_line is not None:
+                self._after_line()
+            self._pending[index] = line
+            index += 1
+            yield line.request if line.request is not None else line
+
+    def take(self, index: int) -> Line:
+        """Return (and forget) the line of the item ``provision`` numbered ``index``."""
+        return self._pending.pop(index)
+
+
+class PipeLines:
+    """Lines of a pipe or terminal, read by a daemon thread into a bounded queue (an async iterable)."""
+
+    def __init__(self, stream: IO[bytes], *, buffered: int = 256) -> None:
+        self._stream = stream
+        self._buffered = buffered
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(self._buffered)
+
+        def put(item: bytes | BaseException | None) -> bool:
+            try:
+                future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+            except RuntimeError:  # the loop is closed: nobody is reading any more
+                return False
+            while not loop.is_closed():
+                try:
+                    future.result(0.5)
+                    return True
+                except TimeoutError:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                for raw in iter(self._stream.readline, b""):
+                    if not put(raw):
+                        return
+            except BaseException as exc:  # handed to the reading task, raised there
+                put(exc)
+                return
+            put(None)
+
+        threading.Thread(target=read, name="fullstory-async-stdin", daemon=True).start()
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def open_lines(path: str, stdin: IO[str]) -> tuple[RawLines, IO[Any] | None]:
+    """Return the lines of ``path`` (``-`` is stdin) and the file to close afterwards, if any.
+
+    Raises:
+        OSError: the file cannot be opened.
+
+    """
+    if path != "-":
+        file = open(path, "rb")  # noqa: SIM115 - closed by the caller, after the job
+        return file, file
+    buffer = getattr(stdin, "buffer", None)
+    try:
+        regular = buffer is not None and stat.S_ISREG(os.fstat(stdin.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return stdin, None  # no file descriptor (a StringIO): read it directly
+    if buffer is None:
+        return stdin, None
+    return (buffer if regular else PipeLines(buffer)), None
