@@ -20,7 +20,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fullstory_async.testing._app import DuplicateUrlPolicy
     from fullstory_async.testing._catalogue import (
         Catalogue,
         EventTypeDef,
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
         default_event_types,
     )
     from fullstory_async.testing._faults import Fault, FaultKind, FaultRule, Faults
+    from fullstory_async.testing._handlers import DuplicateUrlPolicy
     from fullstory_async.testing._pagination import LimitPolicy
     from fullstory_async.testing._ratelimit import ManualClock, RateLimit
     from fullstory_async.testing._requestlog import KeyRole, RecordedRequest, RequestLog
@@ -59,7 +59,7 @@ __all__ = [
 
 _MODULE_OF = {
     "Catalogue": "_catalogue",
-    "DuplicateUrlPolicy": "_app",
+    "DuplicateUrlPolicy": "_handlers",
     "EventTypeDef": "_catalogue",
     "FakeFullstory": "_server",
     "Fault": "_faults",

@@ -1,4 +1,4 @@
-"""The aiohttp application: routing, the per-request pipeline and the seven handlers.
+"""The aiohttp application: routing and the per-request pipeline around the handlers.
 
 Each request goes: faults chosen -> latency -> (a fault before commit answers now) ->
 ``Authorization`` (401) -> rate limit (429) -> read-only key on a write (403) -> the
@@ -14,27 +14,15 @@ import logging
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal
 
 from aiohttp import web
 
-from fullstory_async.testing._catalogue import Catalogue
 from fullstory_async.testing._faults import Fault, FaultKind, Faults
-from fullstory_async.testing._pagination import (
-    ENDPOINTS_MAX_LIMIT,
-    SUBCATEGORIES_MAX_LIMIT,
-    LimitPolicy,
-    PaginationError,
-    decode_token,
-    encode_token,
-    parse_limit,
-    query_token,
-)
-from fullstory_async.testing._payload import parse_create_body, parse_endpoint_body
+from fullstory_async.testing._handlers import Handlers
+from fullstory_async.testing._pagination import PaginationError
 from fullstory_async.testing._ratelimit import RateLimiter
 from fullstory_async.testing._requestlog import KeyRole, RecordedRequest, RequestLog, redact_headers
 from fullstory_async.testing._responses import (
-    ALREADY_EXISTS,
     FORBIDDEN,
     INVALID_ARGUMENT,
     JSON,
@@ -43,21 +31,13 @@ from fullstory_async.testing._responses import (
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
     ApiError,
-    dumps,
     error_response,
-    json_response,
-    raw_json_response,
 )
 from fullstory_async.testing._routes import OPERATIONS, Operation
-from fullstory_async.testing._store import EndpointStore, endpoint_id
-
-DuplicateUrlPolicy = Literal["error", "replace", "return_existing", "allow"]
-"""What a create (or a URL-changing update) with a URL already in use does."""
 
 logger = logging.getLogger("fullstory_async.testing")
 
 Handler = Callable[[web.Request, bytes], web.Response]
-_ENDPOINTS_SCOPE = "endpoints"
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -94,40 +74,22 @@ class FakeApp:
     def __init__(
         self,
         *,
-        store: EndpointStore,
-        catalogue: Catalogue,
+        handlers: Handlers,
         faults: Faults,
         limiter: RateLimiter,
         log: RequestLog,
         keys: Mapping[str, KeyRole],
-        duplicate_url: DuplicateUrlPolicy,
-        limit_policy: LimitPolicy,
     ) -> None:
-        self.store = store
-        self.catalogue = catalogue
+        self.handlers = handlers
         self.faults = faults
         self.limiter = limiter
         self.log = log
-        self.duplicate_url: DuplicateUrlPolicy = duplicate_url
-        self.limit_policy: LimitPolicy = limit_policy
         self._keys = dict(keys)
         self._sleepers: set[asyncio.Future[None]] = set()
         self._closing = False
-        self._event_types_body = dumps(
-            {
-                "eventDefs": [
-                    {
-                        "eventName": d.event_name,
-                        "displayName": d.display_name,
-                        "hasSubcategories": d.has_subcategories,
-                    }
-                    for d in catalogue
-                ]
-            }
-        )
         self.app = web.Application()
         for operation in OPERATIONS:
-            handler: Handler = getattr(self, f"_{operation.name}")
+            handler: Handler = getattr(handlers, operation.name)
             self.app.router.add_route(operation.method, operation.path, self._route(operation, handler))
         self.app.router.add_route("*", "/{tail:.*}", self._unknown_route)
         self.app.on_startup.append(self._on_startup)
@@ -255,93 +217,3 @@ class FakeApp:
         if self.log.enabled:
             self._record(request, body, NOT_FOUND[0], None, None, ())
         return error_response(*NOT_FOUND)
-
-    # -- handlers --------------------------------------------------------------------
-
-    def _create_endpoint(self, request: web.Request, body: bytes) -> web.Response:
-        fields = parse_create_body(body, self.catalogue)
-        url, event_types = fields.url or "", fields.event_types or ()
-        new_id: str | None = None
-        existing = self.store.get(endpoint_id(url))
-        if existing is not None:
-            if self.duplicate_url == "return_existing":
-                return json_response(existing.to_wire())
-            if self.duplicate_url == "replace":
-                self.store.delete(existing.id)
-            elif self.duplicate_url == "allow":
-                new_id = self.store.free_id(url)
-            else:
-                raise ApiError.bad_request(ALREADY_EXISTS, "an endpoint with this url already exists")
-        record = self.store.add(url, event_types, fields.secret or "", id=new_id)
-        return json_response(record.to_wire())
-
-    def _list_endpoints(self, request: web.Request, body: bytes) -> web.Response:
-        query = request.query
-        limit = parse_limit(query.get("limit"), ENDPOINTS_MAX_LIMIT, self.limit_policy)
-        token = query_token(query)
-        after = decode_token(token, _ENDPOINTS_SCOPE) if token else 0
-        records, next_after = self.store.page(after, limit)
-        payload: dict[str, object] = {"endpoints": [r.to_wire() for r in records]}
-        if next_after is not None:
-            payload["nextPaginationToken"] = encode_token(_ENDPOINTS_SCOPE, next_after)
-        return json_response(payload)
-
-    def _get_endpoint(self, request: web.Request, body: bytes) -> web.Response:
-        record = self.store.get(request.match_info["id"])
-        if record is None:
-            raise ApiError.not_found()
-        return json_response(record.to_wire())
-
-    def _update_endpoint(self, request: web.Request, body: bytes) -> web.Response:
-        old = self.store.get(request.match_info["id"])
-        if old is None:
-            raise ApiError.not_found()
-        fields = parse_endpoint_body(body, self.catalogue)
-        url = fields.url or old.url
-        new_id = old.id
-        if url != old.url:
-            new_id = endpoint_id(url)
-            if self.store.get(new_id) is not None:
-                if self.duplicate_url != "allow":
-                    raise ApiError.bad_request(ALREADY_EXISTS, "an endpoint with this url already exists")
-                new_id = self.store.free_id(url)
-        record = self.store.replace(
-            old,
-            url=url,
-            event_types=fields.event_types or old.event_types,
-            secret=fields.secret or old.secret,
-            enabled=not fields.disabled,  # absent `disabled` re-enables (documented)
-            id=new_id,
-        )
-        return json_response(record.to_wire())
-
-    def _delete_endpoint(self, request: web.Request, body: bytes) -> web.Response:
-        if self.store.delete(request.match_info["id"]) is None:
-            raise ApiError.not_found()
-        return raw_json_response(b"{}")
-
-    def _list_event_types(self, request: web.Request, body: bytes) -> web.Response:
-        return raw_json_response(self._event_types_body)
-
-    def _list_event_subcategories(self, request: web.Request, body: bytes) -> web.Response:
-        name = request.match_info["event_name"]
-        definition = self.catalogue.get(name)
-        if definition is None:
-            raise ApiError.not_found()
-        query = request.query
-        limit = parse_limit(query.get("limit"), SUBCATEGORIES_MAX_LIMIT, self.limit_policy)
-        token = query_token(query)
-        subcategories = definition.subcategories
-        scope = f"subcategories:{name}"
-        start = decode_token(token, scope) if token else 0
-        if start > len(subcategories):
-            raise PaginationError("paginationToken is invalid")
-        end = start + limit
-        payload: dict[str, object] = {
-            "subcategoryDefs": [
-                {"subcategory": s.subcategory, "displayName": s.display_name} for s in subcategories[start:end]
-            ]
-        }
-        if end < len(subcategories):
-            payload["nextPaginationToken"] = encode_token(scope, end)
-        return json_response(payload)

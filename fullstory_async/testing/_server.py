@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 
-from fullstory_async.testing._app import DuplicateUrlPolicy, FakeApp
+from fullstory_async.testing._app import FakeApp
 from fullstory_async.testing._catalogue import Catalogue, EventTypeDef
 from fullstory_async.testing._faults import Faults
+from fullstory_async.testing._handlers import DuplicateUrlPolicy, Handlers
 from fullstory_async.testing._pagination import LimitPolicy
 from fullstory_async.testing._payload import parse_create_object
 from fullstory_async.testing._ratelimit import RateLimit, RateLimiter
@@ -111,15 +112,15 @@ class FakeFullstory:
         """The most recent requests (`RequestLog`), newest last."""
         self._store = EndpointStore(wall_clock)
         self._limiter = RateLimiter(rate_limit, clock)
+        self._handlers = Handlers(
+            self._store, self.catalogue, duplicate_url=duplicate_url, limit_policy=out_of_range_limit
+        )
         self._fake_app = FakeApp(
-            store=self._store,
-            catalogue=self.catalogue,
+            handlers=self._handlers,
             faults=self.faults,
             limiter=self._limiter,
             log=self.requests,
             keys={self.api_key: "admin", self.read_only_api_key: "read_only"},
-            duplicate_url=duplicate_url,
-            limit_policy=out_of_range_limit,
         )
         self._host = host
         self._port = port
@@ -145,7 +146,7 @@ class FakeFullstory:
         return self._url
 
     async def start(self) -> None:
-        """Bind ``host:port`` and serve (once per instance)."""
+        """Bind ``host:port`` and serve; a stopped fake may start again, its state kept."""
         if self._runner is not None:
             raise RuntimeError("FakeFullstory is already started")
         runner = web.AppRunner(
@@ -203,7 +204,7 @@ class FakeFullstory:
     @property
     def duplicate_url(self) -> DuplicateUrlPolicy:
         """The duplicate-URL policy (see the class docstring)."""
-        return self._fake_app.duplicate_url
+        return self._handlers.duplicate_url
 
     # -- inspection --------------------------------------------------------------------
 

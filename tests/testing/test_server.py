@@ -56,6 +56,16 @@ async def test_lifecycle_errors_and_idempotent_stop() -> None:
     await fake.stop()
 
 
+async def test_a_stopped_fake_can_start_again_with_its_state() -> None:
+    """start() after stop() serves again (new free port) with the same endpoints and keys."""
+    fake = FakeFullstory()
+    fake.add_endpoint(URL)
+    async with fake:
+        pass
+    async with fake, fake.client() as fs:
+        assert [e.url async for e in fs.webhooks.list_endpoints()] == [URL]
+
+
 async def test_the_app_works_with_aiohttp_test_utilities() -> None:
     """fake.app runs under aiohttp's TestServer without binding through FakeFullstory."""
     fake = FakeFullstory()
