@@ -231,7 +231,9 @@ async def test_duplicate_event_types_are_collapsed_and_nulls_are_absent(api: Api
 
 
 async def test_unknown_routes_are_404_json(api: Api) -> None:
-    """A path outside the API answers the JSON 404 and is logged without an operation."""
+    """A path (or method) outside the API answers the JSON 404, logged without an operation."""
     reply = await api.call("GET", "/webhooks/v2/nothing")
     assert (reply.status, reply.body["code"]) == (404, "resource_not_found")
     assert api.fake.requests[-1].operation is None
+    put = await api.call("PUT", f"{ENDPOINTS}/{DOCS_ID}", json={"secret": "x"})
+    assert (put.status, put.body["code"]) == (404, "resource_not_found")
