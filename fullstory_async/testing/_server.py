@@ -67,6 +67,7 @@ class FakeFullstory:
         request_log_size: how many requests `requests` keeps (0 turns it off).
         api_key: the admin key (default: a random ``na1.<random>/FAKEORG``).
         read_only_api_key: a key that may read but gets 403 on writes (default: random).
+        org_id: the org id that ends the generated keys (``"FAKEORG"``).
         host: address to bind; port: port to bind (0 = a free one).
 
     """
