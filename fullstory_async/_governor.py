@@ -107,7 +107,9 @@ class RateGovernor:
                     break  # slept the whole wait (or sleeping is switched off)
                 ready = self._ready_at()  # paused again while waiting
             if self.rate is not None:
-                self._next_slot = max(now, self._next_slot) + 1.0 / self.rate
+                # Late wake-ups must not slow the pace: keep up to one interval of credit.
+                interval = 1.0 / self.rate
+                self._next_slot = max(now - interval, self._next_slot) + interval
             return now
 
     def _ready_at(self) -> float:
