@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -116,10 +117,10 @@ async def ask(prompt: str, console: Console) -> str:
             answer.set_result(text)
 
     def read() -> None:
-        try:
+        try:  # the descriptor, not the buffered stream: see `PipeLines`
+            text = os.read(stdin.fileno(), 1024).decode(errors="replace")
+        except (AttributeError, OSError, ValueError):  # no descriptor (a StringIO)
             text = stdin.readline()
-        except (OSError, ValueError):
-            text = ""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the command is over
             loop.call_soon_threadsafe(deliver, text)
 

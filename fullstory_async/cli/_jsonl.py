@@ -154,10 +154,15 @@ class Feed:
 
 
 class PipeLines:
-    """Lines of a pipe or terminal, read by a daemon thread into a bounded queue (an async iterable)."""
+    """Lines of a pipe or terminal, read by a daemon thread into a bounded queue (an async iterable).
 
-    def __init__(self, stream: IO[bytes], *, buffered: int = 256) -> None:
-        self._stream = stream
+    The thread reads the file descriptor with ``os.read``, not through ``sys.stdin``: a
+    daemon thread blocked inside a buffered reader would hold its lock while the
+    interpreter shuts down after Ctrl-C, which aborts the process.
+    """
+
+    def __init__(self, fd: int, *, buffered: int = 256) -> None:
+        self._fd = fd
         self._buffered = buffered
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -178,13 +183,18 @@ class PipeLines:
             return False
 
         def read() -> None:
+            pending = b""
             try:
-                for raw in iter(self._stream.readline, b""):
-                    if not put(raw):
-                        return
+                while chunk := os.read(self._fd, 65536):
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for raw in lines:
+                        if not put(raw + b"\n"):
+                            return
             except BaseException as exc:  # handed to the reading task, raised there
                 put(exc)
                 return
+            if pending:
+                put(pending)
             put(None)
 
         threading.Thread(target=read, name="fullstory-async-stdin", daemon=True).start()
@@ -206,9 +216,10 @@ def open_lines(path: str, stdin: IO[str]) -> tuple[RawLines, IO[Any] | None]:
         return file, file
     buffer = getattr(stdin, "buffer", None)
     try:
-        regular = buffer is not None and stat.S_ISREG(os.fstat(stdin.fileno()).st_mode)
+        fd = stdin.fileno()
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except (OSError, ValueError, AttributeError):
         return stdin, None  # no file descriptor (a StringIO): read it directly
-    if buffer is None:
-        return stdin, None
-    return (buffer if regular else PipeLines(buffer)), None
+    if regular and buffer is not None:
+        return buffer, None
+    return (stdin if regular else PipeLines(fd)), None

@@ -1,8 +1,9 @@
 """Progress of long jobs (provision, apply): a one-line bar on a terminal, and the summary at the end.
 
-The bar is a single carriage-return-rewritten line on stderr, drawn at most ten times a second and
-only when stderr is a terminal (never in a pipe, a file or a CI log); it is cleared before
-any notice and at the end. The summary line is always printed on stderr.
+The bar is a single carriage-return-rewritten line on stderr, redrawn at most ten times a
+second (and at once when an item fails), and only when stderr is a terminal: never in a pipe,
+a file or a CI log. It is cleared before any notice and at the end. The summary line is
+always printed on stderr.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ class Progress:
         return self.done / elapsed if elapsed > 0 else 0.0
 
     def advance(self, outcome: Outcome) -> None:
-        """Count one finished item and redraw the bar if it is due."""
+        """Count one finished item; redraw the bar when due, at the last item, or at once on a failure."""
         self.counts[outcome] += 1
-        if self.enabled and (time.monotonic() - self._drawn_at >= _REDRAW_EVERY or self.done == self.total):
+        due = time.monotonic() - self._drawn_at >= _REDRAW_EVERY
+        if self.enabled and (due or self.done == self.total or outcome is Outcome.FAILED):
             self._draw()
 
     def _draw(self) -> None:
