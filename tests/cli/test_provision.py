@@ -1,0 +1,194 @@
+"""`provision FILE`: JSON Lines in, one JSON result a line out, bad lines reported in the stream."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from fullstory_async.cli import main
+
+SECRET = "provision-secret-Hq7Ww2"
+
+
+def _line(url: str, *event_types: object, **extra: object) -> str:
+    return json.dumps({"url": url, "event_types": list(event_types or ["note.created"]), **extra})
+
+
+def _write(tmp_path, *lines: str):
+    path = tmp_path / "endpoints.jsonl"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_bad_line_in_the_middle_is_reported_and_the_rest_created(cli, served, tmp_path):
+    """A bad line 3 of 5 gets an error result naming line and field; the other 4 are created; exit 1."""
+    bad = json.dumps({"url": "https://example.com/3", "event_types": ["note.created", {"event_name": ""}]})
+    lines = [_line(f"https://example.com/{n}") for n in (1, 2)] + [bad]
+    lines += [_line(f"https://example.com/{n}") for n in (4, 5)]
+    run = cli("--base-url", served.url, "provision", str(_write(tmp_path, *lines)))
+    assert run.code == 1
+    results = sorted(run.json_lines(), key=lambda r: r["line"])
+    assert [r["line"] for r in results] == [1, 2, 3, 4, 5]
+    assert [r["outcome"] for r in results] == ["created", "created", "failed", "created", "created"]
+    assert results[2] == {
+        "line": 3,
+        "index": 2,
+        "url": "https://example.com/3",
+        "outcome": "failed",
+        "endpoint_id": None,
+        "error": {
+            "type": "InvalidArgumentError",
+            "message": "line 3: event_types[1].event_name: must not be empty",
+            "field": "event_types[1].event_name",
+        },
+        "attempts": 0,
+    }
+    assert all(r["error"] is None and r["endpoint_id"] for r in results if r["line"] != 3)
+    assert served.urls() == {f"https://example.com/{n}" for n in (1, 2, 4, 5)}
+    assert "2 item(s)" not in run.err
+    assert "5 item(s)" in run.err
+    assert "4 created, 0 updated, 0 unchanged, 0 skipped, 0 deleted, 1 failed" in run.err
+
+
+BAD_LINES = [
+    ('{"url": "https://e.com/a", ', "line 1: invalid JSON: Expecting property name enclosed in double quotes", None),
+    ('["https://e.com/a"]', "line 1: expected a JSON object, got array", None),
+    ('{"event_types": ["note.created"]}', "line 1: url: is required", "url"),
+    ('{"url": "/relative"}', "line 1: url: must be an absolute http(s) URL", "url"),
+    ('{"url": "https://e.com/a", "event_types": "x"}', "line 1: event_types: must be an array", "event_types"),
+    (
+        '{"url": "https://e.com/a", "event_types": [3]}',
+        "line 1: event_types[0]: must be an event name",
+        "event_types[0]",
+    ),
+    ('{"url": "https://e.com/a", "secret": "s3cr3t-in-file"}', "line 1: secret: secrets do not belong", "secret"),
+    ('{"url": "https://e.com/a", "enabled": true}', "line 1: enabled: unknown field", "enabled"),
+    (
+        '{"url": "https://e.com/a", "secret_env": "UNSET_VAR_X"}',
+        "line 1: secret_env: environment variable UNSET_VAR_X is not set",
+        "secret_env",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message", "field"), BAD_LINES)
+def test_each_kind_of_bad_line_names_the_line_and_field(cli, served, tmp_path, text, message, field):
+    """Invalid JSON, a missing or invalid field, a literal secret or an unset secret_env: one error result."""
+    served.call(lambda: None)
+    run = cli("--base-url", served.url, "provision", str(_write(tmp_path, text)))
+    assert run.code == 1
+    [result] = run.json_lines()
+    assert result["outcome"] == "failed"
+    assert result["error"]["message"].startswith(message)
+    assert result["error"].get("field") == field
+    assert "s3cr3t-in-file" not in run.out + run.err
+    assert served.urls() == set()
+
+
+def test_api_failure_of_one_item_is_reported_with_its_type_and_status(cli, served, tmp_path):
+    """An item the API rejects (unknown event type) fails alone, with the typed error; exit 1."""
+    path = _write(tmp_path, _line("https://e.com/a"), _line("https://e.com/b", "note.gone"), _line("https://e.com/c"))
+    run = cli("--base-url", served.url, "provision", str(path))
+    assert run.code == 1
+    by_line = {r["line"]: r for r in run.json_lines()}
+    assert by_line[2]["error"]["type"] == "BadRequestError"
+    assert by_line[2]["error"]["status"] == 400
+    assert "unknown event type 'note.gone'" in by_line[2]["error"]["message"]
+    assert by_line[2]["attempts"] >= 1
+    assert served.urls() == {"https://e.com/a", "https://e.com/c"}
+
+
+def test_blank_lines_are_skipped_but_counted(cli, clean_env, tmp_path):
+    """Blank lines produce no result; line numbers still match the file."""
+    path = _write(tmp_path, "", _line("https://e.com/a"), "   ", _line("https://e.com/b"))
+    run = cli("provision", str(path))
+    assert run.code == 0
+    assert sorted((r["line"], r["index"]) for r in run.json_lines()) == [(2, 0), (4, 1)]
+
+
+def test_stdin_dash_and_rerun_is_unchanged(cli, served, monkeypatch):
+    """`provision -` reads stdin; provisioning the same lines again reports every one unchanged."""
+    text = _line("https://e.com/a") + "\n" + _line("https://e.com/b", "segment.created") + "\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    first = cli("--base-url", served.url, "provision", "-")
+    assert first.code == 0
+    assert {r["outcome"] for r in first.json_lines()} == {"created"}
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    again = cli("--base-url", served.url, "provision", "-")
+    assert again.code == 0
+    assert {r["outcome"] for r in again.json_lines()} == {"unchanged"}
+    assert "0 created, 0 updated, 2 unchanged" in again.err
+
+
+def test_on_exists_skip_leaves_existing_endpoints(cli, served, tmp_path):
+    """--on-exists skip reports an existing endpoint as skipped and does not update it."""
+    served.call(lambda: served.fake.add_endpoint("https://e.com/a", ["note.created"]))
+    path = _write(tmp_path, _line("https://e.com/a", "segment.created"))
+    run = cli("--base-url", served.url, "provision", str(path), "--on-exists", "skip")
+    assert run.code == 0
+    assert [r["outcome"] for r in run.json_lines()] == ["skipped"]
+    [stored] = served.call(lambda: served.fake.endpoints_with_url("https://e.com/a"))
+    assert [e.event_name for e in stored.event_types] == ["note.created"]
+
+
+def test_secret_env_is_sent_and_never_printed(cli, served, tmp_path, monkeypatch):
+    """A line's secret_env value reaches the server and appears nowhere in the output, even with -vv."""
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    path = _write(tmp_path, _line("https://e.com/a", secret_env="HOOK_SECRET"))
+    run = cli("-vv", "--base-url", served.url, "provision", str(path))
+    assert run.code == 0
+    [stored] = served.call(lambda: served.fake.endpoints_with_url("https://e.com/a"))
+    assert stored.secret == SECRET
+    assert SECRET not in run.out + run.err
+    assert served.api_key not in run.out + run.err
+
+
+def test_example_jsonl_on_the_embedded_fake(cli, clean_env, examples):
+    """examples/endpoints.jsonl provisions on the embedded fake with no setup; throwaway secrets said once."""
+    run = cli("provision", str(examples / "endpoints.jsonl"))
+    assert run.code == 0, run.out
+    results = run.json_lines()
+    assert len(results) == 5
+    assert {r["outcome"] for r in results} == {"created"}
+    assert sum("throwaway" in line for line in run.err.splitlines()) == 1
+
+
+def test_missing_file_is_a_usage_error(cli, clean_env, tmp_path):
+    """A FILE that cannot be opened exits 2 naming it."""
+    run = cli("provision", str(tmp_path / "nope.jsonl"))
+    assert run.code == 2
+    assert f"error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory" in run.err
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(cli, clean_env, tmp_path):
+    """With stderr captured (not a tty) there is no carriage-return bar, only the summary."""
+    run = cli("provision", str(_write(tmp_path, _line("https://e.com/a"))))
+    assert run.code == 0
+    assert "\r" not in run.err
+    assert run.err.splitlines()[-1].startswith("fullstory-async: 1 item(s) in ")
+
+
+def test_progress_bar_on_a_terminal(clean_env, tmp_path, monkeypatch, capsys, terminal):
+    """On a terminal stderr a carriage-return bar shows done/?, rate and failures, cleared before the summary."""
+    stderr = terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    path = _write(tmp_path, _line("https://e.com/a"), "not json", _line("https://e.com/b"))
+    assert main(["provision", str(path)]) == 1
+    err = stderr.getvalue()
+    assert "\r" in err
+    assert "\r0/?  0.0/s  0 failed" in err
+    assert "/s  1 failed" in err
+    summary = err.splitlines()[-1]
+    assert summary.lstrip("\r ").startswith("fullstory-async: 3 item(s) in ")
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_no_progress_flag_turns_the_bar_off_on_a_terminal(clean_env, tmp_path, monkeypatch, capsys, terminal):
+    """--no-progress draws no bar even when stderr is a terminal."""
+    stderr = terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert main(["provision", "--no-progress", str(_write(tmp_path, _line("https://e.com/a")))]) == 0
+    assert "\r" not in stderr.getvalue()
