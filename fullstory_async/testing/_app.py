@@ -137,9 +137,10 @@ class FakeApp:
         )
         role: KeyRole | None = None
         status: int | None = None
+        late = sum(f.seconds for f in applied if f.kind is FaultKind.LATENCY and f.after_commit)
         try:
-            if delay:
-                await self._sleep(delay)
+            if delay > late:
+                await self._sleep(delay - late)
                 if self._closing:
                     _reset_connection(request)
                     return web.Response()
@@ -150,6 +151,10 @@ class FakeApp:
                 role, response = self._serve(operation, handler, request, body)
                 if fault is not None:
                     response = _fault_response(fault)
+            if late:
+                await self._sleep(late)
+                if self._closing:
+                    response = None
             if response is None:
                 _reset_connection(request)
                 return web.Response()  # written to a closed transport: nothing is sent

@@ -119,9 +119,13 @@ class Fault:
         return cls(FaultKind.RESET, after_commit=True)
 
     @classmethod
-    def latency(cls, seconds: float) -> Fault:
-        """Wait ``seconds`` first (cancellable; cut short when the fake stops)."""
-        return cls(FaultKind.LATENCY, seconds=seconds)
+    def latency(cls, seconds: float, *, after_commit: bool = False) -> Fault:
+        """Wait ``seconds`` (cancellable; cut short when the fake stops).
+
+        By default the wait comes first; with ``after_commit`` the change is applied and
+        then the answer is delayed, so a client timing out meanwhile faces the ambiguous case.
+        """
+        return cls(FaultKind.LATENCY, after_commit, seconds=seconds)
 
     @classmethod
     def bad_gateway_html(cls, *, after_commit: bool = False) -> Fault:

@@ -244,6 +244,47 @@ class FakeFullstory:
             new_id = self._store.free_id(url)
         return self._store.add(url, fields.event_types or (), secret, enabled=enabled, id=new_id)
 
+    async def deliver(
+        self,
+        event_name: str,
+        data: Mapping[str, Any],
+        *,
+        endpoint_id: str,
+        version: int = 1,
+        timestamp: int | None = None,
+    ) -> int:
+        """POST a signed event to an endpoint's URL as Fullstory does; return the receiver's status.
+
+        The body is ``{"eventName", "version", "data"}`` signed with the endpoint's stored
+        secret and this fake's ``org_id`` (``Fullstory-Signature`` header). Like Fullstory,
+        it delivers only event types the endpoint subscribes to (``"test"`` always), and
+        only to enabled endpoints with a secret; anything else is a ``ValueError``.
+        """
+        import aiohttp
+
+        from fullstory_async.testing._delivery import deliver_event
+
+        endpoint = self._store.get(endpoint_id)
+        if endpoint is None:
+            raise ValueError(f"no endpoint with id {endpoint_id!r}")
+        if not endpoint.enabled:
+            raise ValueError(f"endpoint {endpoint_id!r} is disabled")
+        if not endpoint.secret:
+            raise ValueError(f"endpoint {endpoint_id!r} has no secret to sign with")
+        if event_name != "test" and event_name not in {t.event_name for t in endpoint.event_types}:
+            raise ValueError(f"endpoint {endpoint_id!r} does not subscribe to {event_name!r}")
+        async with aiohttp.ClientSession() as session:
+            return await deliver_event(
+                session,
+                endpoint.url,
+                event_name=event_name,
+                data=data,
+                secret=endpoint.secret,
+                org_id=self.org_id,
+                version=version,
+                timestamp=timestamp,
+            )
+
     def reset(self) -> None:
         """Forget endpoints, requests and fault rules; refill rate buckets; reseed."""
         self._store.clear()

@@ -116,6 +116,16 @@ async def test_ensure_after_a_timeout_while_the_server_is_slow() -> None:
         assert [e.id for e in fake.endpoints_with_url(URL)] == [endpoint.id]
 
 
+async def test_ensure_after_a_timeout_once_the_server_applied_the_create() -> None:
+    """Timeout after commit: the server created it, the answer came too late; the lookup finds it."""
+    async with FakeFullstory() as fake, fast_client(fake, timeout=0.05) as fs:
+        fake.faults.add(Fault.latency(0.3, after_commit=True), route="create_endpoint", times=1)
+        endpoint, outcome = await fs.webhooks.ensure_endpoint(request())
+        assert outcome is Outcome.CREATED
+        assert [e.id for e in fake.endpoints_with_url(URL)] == [endpoint.id]
+        assert len([r for r in fake.requests if r.method == "POST"]) <= 1  # the late answer is still pending
+
+
 async def test_ensure_gives_up_after_max_attempts_without_duplicates() -> None:
     """Persistent ambiguous failures raise the last error after max_attempts, never duplicating."""
     async with FakeFullstory() as fake, fake.client(retry=RetryPolicy(max_attempts=3, wait=False)) as fs:

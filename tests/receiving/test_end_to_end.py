@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from fullstory_async import Client, CreateEndpointRequest, EventType
 from fullstory_async.receiving import NoteCreatedData, WebhookEvent
 from fullstory_async.testing._delivery import deliver_event
@@ -51,3 +53,23 @@ async def test_endpoint_created_on_the_fake_receives_a_verified_event(
     assert status == 401
     await site.receiver.join()
     assert len(events) == 1
+
+
+async def test_fake_deliver_signs_with_the_stored_secret(
+    fake_fullstory: FakeFullstory, fullstory_client: Client, serve: Any
+) -> None:
+    """fake.deliver(event, data, endpoint_id=...) reaches the receiver as a verified, typed event."""
+    events: list[WebhookEvent] = []
+    site = await serve("deliver-secret-1", events.append, org_id=fake_fullstory.org_id)
+    endpoint = await fullstory_client.webhooks.create_endpoint(
+        CreateEndpointRequest(url=site.url, event_types=["note.created"], secret="deliver-secret-1")
+    )
+    assert await fake_fullstory.deliver("note.created", NOTE, endpoint_id=endpoint.id) == 202
+    assert await fake_fullstory.deliver("test", {"message": "hello"}, endpoint_id=endpoint.id) == 202
+    await site.receiver.join()
+    assert [e.event_name for e in events] == ["note.created", "test"]
+    assert isinstance(events[0].data, NoteCreatedData)
+    with pytest.raises(ValueError, match="does not subscribe"):
+        await fake_fullstory.deliver("segment.created", {}, endpoint_id=endpoint.id)
+    with pytest.raises(ValueError, match="no endpoint"):
+        await fake_fullstory.deliver("note.created", NOTE, endpoint_id="missing")

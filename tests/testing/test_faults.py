@@ -262,3 +262,17 @@ async def test_after_commit_faults_replace_error_responses_too(api: Api) -> None
     reply = await api.call("POST", ENDPOINTS, json={"url": "not a url"})
     assert reply.status == 500
     assert len(api.fake.endpoints) == 0
+
+
+async def test_latency_after_commit_applies_the_change_before_waiting() -> None:
+    """Fault.latency(after_commit=True) stores the endpoint at once and only delays the answer."""
+    from fullstory_async import APITimeoutError, CreateEndpointRequest
+    from fullstory_async import RetryPolicy as _Retry
+
+    async with FakeFullstory() as fake, fake.client(retry=_Retry(max_attempts=1), timeout=0.05) as fs:
+        fake.faults.add(Fault.latency(0.3, after_commit=True), route="create_endpoint", times=1)
+        with pytest.raises(APITimeoutError):
+            await fs.webhooks.create_endpoint(
+                CreateEndpointRequest(url="https://example.com/late", event_types=["note.created"])
+            )
+        assert len(fake.endpoints_with_url("https://example.com/late")) == 1
