@@ -38,3 +38,15 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site; any warning fails the build."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
+    session.install("-e", ".")
+    which = session.posargs or ["fake", "rate", "faults", "memory"]
+    if "fake" in which:
+        session.run("python", "bench/fake_server_throughput.py")
+    for name in ("rate", "faults", "memory"):
+        if name in which:
+            session.run("python", "bench/provision.py", name)
