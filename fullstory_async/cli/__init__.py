@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.error(error_text(exc))
         return 1
     except BrokenPipeError:  # e.g. `fullstory-async endpoints list | head`
-        with contextlib.suppress(OSError, ValueError):  # no second error when Python flushes stdout at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no second error when stdout is flushed
+            stdout = sys.stdout.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout)
+            os.close(devnull)
         return 1

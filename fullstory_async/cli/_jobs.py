@@ -39,6 +39,21 @@ def _progress(args: argparse.Namespace, console: Console, total: int | None) -> 
     return Progress(console, total=total, enabled=enabled)
 
 
+@contextlib.asynccontextmanager
+async def _closing(results: AsyncIterator[object]) -> AsyncIterator[None]:
+    """Close a result stream of the SDK as soon as the loop over it ends, even early (a closed pipe).
+
+    Left to the event loop's shutdown, the stream and the stream inside it would be
+    closed concurrently, which fails ("aclose(): asynchronous generator is already running").
+    """
+    try:
+        yield
+    finally:
+        aclose = getattr(results, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def provision_record(result: ProvisionResult, line: Line) -> Record:
     """One output line of ``provision``: the input line, its outcome, the endpoint id or the error."""
     if line.problem is not None:
@@ -67,10 +82,11 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
         with _progress(args, target.console, None) as progress:
             items: AsyncIterator[Any] = feed.items()  # requests, and `Line` markers that fail as they should
             results = target.client.webhooks.provision(items, concurrency=args.concurrency, on_exists=args.on_exists)
-            async for result in results:
-                line = feed.take(result.index)
-                target.console.emit(provision_record(result, line))
-                progress.advance(result.outcome)
+            async with _closing(results):
+                async for result in results:
+                    line = feed.take(result.index)
+                    target.console.emit(provision_record(result, line))
+                    progress.advance(result.outcome)
     finally:
         if file is not None:
             file.close()
@@ -157,11 +173,13 @@ async def apply(args: argparse.Namespace, target: Target) -> int:
     refused = await _confirmed(args, the_plan, target)
     if refused is not None:
         return refused
+    results = target.client.webhooks.apply(the_plan, concurrency=args.concurrency)
     with _progress(args, console, len(the_plan.changes)) as progress:
-        async for result in target.client.webhooks.apply(the_plan, concurrency=args.concurrency):
-            if console.json:
-                console.emit(apply_record(result))
-            elif result.outcome is not Outcome.UNCHANGED:
-                console.lines([apply_line(result)])
-            progress.advance(result.outcome)
+        async with _closing(results):
+            async for result in results:
+                if console.json:
+                    console.emit(apply_record(result))
+                elif result.outcome is not Outcome.UNCHANGED:
+                    console.lines([apply_line(result)])
+                progress.advance(result.outcome)
     return 1 if progress.failed else 0

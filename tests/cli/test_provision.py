@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 
 import pytest
@@ -192,3 +193,22 @@ def test_no_progress_flag_turns_the_bar_off_on_a_terminal(clean_env, tmp_path, m
     monkeypatch.setattr(sys, "stderr", stderr)
     assert main(["provision", "--no-progress", str(_write(tmp_path, _line("https://e.com/a")))]) == 0
     assert "\r" not in stderr.getvalue()
+
+
+class _ClosedAfterOneLine(io.StringIO):
+    """A stdout whose reader goes away after the first line (like `| head -1`)."""
+
+    def write(self, text: str) -> int:
+        if self.getvalue():
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_closed_stdout_stops_the_job_cleanly(clean_env, tmp_path, monkeypatch, capsys, caplog):
+    """When stdout is closed mid-job, provision stops with exit 1 and no asyncio error about unclosed streams."""
+    monkeypatch.setattr(sys, "stdout", _ClosedAfterOneLine())
+    path = _write(tmp_path, *(_line(f"https://e.com/{n}") for n in range(50)))
+    with caplog.at_level(logging.ERROR):
+        assert main(["--concurrency", "4", "provision", str(path)]) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "Traceback" not in capsys.readouterr().err
