@@ -81,7 +81,7 @@ async def bench_rate(faults: bool) -> dict[str, object]:
         statuses = Counter(entry.status for entry in fake.requests)
         total = sum(statuses.values())
         urls = Counter(endpoint.url for endpoint in fake.endpoints.values())
-        figures = {
+        return {
             "bench": "faults" if faults else "rate",
             "items": N,
             "results": len(done_at),
@@ -97,7 +97,6 @@ async def bench_rate(faults: bool) -> dict[str, object]:
             "sustained_creates_per_s": round(sustained_rate(done_at), 1),
             "governor": governor,
         }
-    return figures
 
 
 def check_rate(figures: dict[str, object]) -> list[str]:

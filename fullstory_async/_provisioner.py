@@ -18,7 +18,7 @@ import base64
 import contextlib
 import enum
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -199,7 +199,7 @@ class Provisioner:
         concurrency: int,
         on_exists: OnExists,
         prefetch: bool,
-    ) -> AsyncIterator[ProvisionResult]:
+    ) -> AsyncGenerator[ProvisionResult, None]:
         """See `Webhooks.provision`."""
         existing: dict[str, Endpoint] | None = None
         if prefetch:

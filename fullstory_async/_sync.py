@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import attrs
@@ -124,7 +124,7 @@ async def plan(webhooks: Webhooks, desired: DesiredState, *, prune: bool, rotate
     return Plan(tuple(creates), tuple(updates), tuple(deletes), tuple(unchanged))
 
 
-async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncIterator[ApplyResult]:
+async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGenerator[ApplyResult, None]:
     """See `Webhooks.apply`."""
 
     async def run(_index: int, change: Change) -> ApplyResult:

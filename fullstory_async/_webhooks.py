@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
@@ -244,7 +244,7 @@ class Webhooks:
         concurrency: int = 16,
         on_exists: OnExists = "update",
         prefetch: bool = True,
-    ) -> AsyncIterator[ProvisionResult]:
+    ) -> AsyncGenerator[ProvisionResult, None]:
         """Ensure many endpoints concurrently; yield one `ProvisionResult` per item as each finishes.
 
         ``requests`` may be any iterable or async iterable and is consumed lazily, so
@@ -279,7 +279,7 @@ class Webhooks:
         """
         return await _sync.plan(self, desired, prune=prune, rotate_secrets=rotate_secrets)
 
-    def apply(self, plan: Plan, *, concurrency: int = 16) -> AsyncIterator[ApplyResult]:
+    def apply(self, plan: Plan, *, concurrency: int = 16) -> AsyncGenerator[ApplyResult, None]:
         """Execute a `Plan` concurrently; yield one `ApplyResult` per change as each finishes.
 
         Creates go through `ensure_endpoint` (never a duplicate); updates always state
