@@ -176,7 +176,7 @@ def load_json(body: bytes) -> Any:
     """Parse a JSON body; raise `ResponseDecodeError` for bytes that are not JSON."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser allows
         raise ResponseDecodeError(f"body is not valid JSON ({type(exc).__name__})", body=body[:200]) from None
 
 
