@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._models import check_unicode
 from fullstory_async._pipeline import Handler
 
 API_KEY_ENV = "FULLSTORY_API_KEY"
@@ -58,6 +59,9 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
     """
     if not isinstance(base_url, str):
         raise InvalidArgumentError("base_url", f"must be a string, got {type(base_url).__name__}")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in base_url.strip()):
+        raise InvalidArgumentError("base_url", "must not contain whitespace or control characters")
+    check_unicode("base_url", base_url)
     try:
         parts = urlsplit(base_url.strip())
         parts.port  # noqa: B018 - parsing the port validates it

@@ -74,18 +74,19 @@ def _excerpt(body: bytes) -> str:
 
 def _read_error_body(response: ApiResponse) -> tuple[str | None, str]:
     """Return ``(code, message)`` from a Fullstory error body, or a plain excerpt of any other body."""
+    if 300 <= response.status < 400 and "location" in response.headers:
+        # Whatever the body says, name where the redirect pointed: it was not followed.
+        return None, f"redirect to {response.headers['location']} not followed"
     document: object = None
     if response.body:
         try:
             document = json.loads(response.body)
-        except (UnicodeDecodeError, ValueError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
             document = None
     if isinstance(document, dict):
         code, message = document.get("code"), document.get("message")
         if isinstance(message, str) and message:
             return (code if isinstance(code, str) and code else None), message
-    if 300 <= response.status < 400 and "location" in response.headers:
-        return None, f"redirect to {response.headers['location']} not followed"
     if response.body:
         return None, _excerpt(response.body)
     try:

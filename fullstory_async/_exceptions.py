@@ -33,6 +33,18 @@ if TYPE_CHECKING:
 _EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """Return a short ``repr`` of a rejected argument for an error message; never raise.
+
+    (``repr`` of an int of more than 4,300 digits raises ``ValueError``.) Never use it on a secret.
+    """
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class FullstoryError(Exception):
     """Root of every error raised by ``fullstory_async``."""
 

@@ -14,9 +14,18 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async._exceptions import InvalidArgumentError, shown
 
 T = TypeVar("T")
+
+
+def check_unicode(field: str, value: str) -> None:
+    """Raise unless ``value`` encodes as UTF-8 (a lone surrogate does not, so it could never be sent)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(field, "must be valid Unicode text (it holds a lone surrogate)") from None
 
 
 def _check_text(field: str, value: object) -> str:
@@ -26,6 +35,7 @@ def _check_text(field: str, value: object) -> str:
         raise InvalidArgumentError(field, "must not be empty")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidArgumentError(field, "must not contain control characters")
+    check_unicode(field, value)
     return value
 
 
@@ -149,7 +159,7 @@ class UpdateEndpointRequest:
                 "event_types", "cannot be empty (the API cannot clear event types); use None to keep them"
             )
         if self.enabled is not None and not isinstance(self.enabled, bool):
-            raise InvalidArgumentError("enabled", f"must be True, False or None, got {self.enabled!r}")
+            raise InvalidArgumentError("enabled", f"must be True, False or None, got {shown(self.enabled)}")
         if self.url is None and self.event_types is None and self.secret is None and self.enabled is None:
             raise InvalidArgumentError("UpdateEndpointRequest", "changes nothing: set at least one field")
 

@@ -33,6 +33,7 @@ from fullstory_async._exceptions import (
     NotFoundError,
     ResponseDecodeError,
     ServerError,
+    shown,
 )
 from fullstory_async._models import CreateEndpointRequest, Endpoint, EventType, UpdateEndpointRequest
 from fullstory_async._retry import count_attempts
@@ -275,5 +276,5 @@ class _Job:
 def check_on_exists(value: object) -> OnExists:
     """Validate an ``on_exists`` argument."""
     if value not in _ON_EXISTS:
-        raise InvalidArgumentError("on_exists", f"must be one of {', '.join(_ON_EXISTS)}, got {value!r}")
+        raise InvalidArgumentError("on_exists", f"must be one of {', '.join(_ON_EXISTS)}, got {shown(value)}")
     return value  # type: ignore[return-value]

@@ -7,15 +7,24 @@ from typing import Any
 
 import attrs
 
-from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async._exceptions import InvalidArgumentError, shown
+
+
+def _seconds(value: object) -> float | None:
+    """``value`` as positive finite float seconds, or ``None`` if it is not one (bools and huge ints included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return seconds if 0 < seconds < math.inf else None
 
 
 def _positive_or_none(name: str) -> Any:
     def check(_instance: object, _attribute: object, value: float | None) -> None:
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf
-        ):
-            raise InvalidArgumentError(f"timeout.{name}", f"must be positive seconds or None, got {value!r}")
+        if value is not None and _seconds(value) is None:
+            raise InvalidArgumentError(f"timeout.{name}", f"must be positive seconds or None, got {shown(value)}")
 
     return check
 
@@ -43,7 +52,8 @@ def as_timeout(value: float | Timeout, field: str = "timeout") -> Timeout:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidArgumentError(field, f"must be seconds or a Timeout, got {type(value).__name__}")
-    if not 0 < value < math.inf:
-        raise InvalidArgumentError(field, f"must be a positive number of seconds, got {value!r}")
+    seconds = _seconds(value)
+    if seconds is None:
+        raise InvalidArgumentError(field, f"must be a positive number of seconds, got {shown(value)}")
     connect = DEFAULT_TIMEOUT.connect
-    return Timeout(total=float(value), connect=min(connect, value) if connect is not None else None)
+    return Timeout(total=seconds, connect=min(connect, seconds) if connect is not None else None)

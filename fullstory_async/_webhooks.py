@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fullstory_async import _converter, _sync
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
 from fullstory_async._desired import DesiredState
-from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError
+from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError, shown
 from fullstory_async._messages import ApiRequest
 from fullstory_async._models import (
     CreateEndpointRequest,
@@ -18,6 +18,7 @@ from fullstory_async._models import (
     Page,
     Subcategory,
     UpdateEndpointRequest,
+    check_unicode,
     check_url,
 )
 from fullstory_async._provisioner import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
@@ -50,6 +51,7 @@ def _segment(value: object, field: str) -> str:
         raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidArgumentError(field, "must not be empty")
+    check_unicode(field, value)
     return quote(value, safe="")
 
 
@@ -62,7 +64,7 @@ def _page_params(page_size: int | None, page_token: str | None, maximum: int) ->
     params: list[tuple[str, str]] = []
     if page_size is not None:
         if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= maximum:
-            raise InvalidArgumentError("page_size", f"must be an integer from 1 to {maximum}, got {page_size!r}")
+            raise InvalidArgumentError("page_size", f"must be an integer from 1 to {maximum}, got {shown(page_size)}")
         params.append(("limit", str(page_size)))
     if page_token is not None:
         if not isinstance(page_token, str) or not page_token:
@@ -73,7 +75,7 @@ def _page_params(page_size: int | None, page_token: str | None, maximum: int) ->
 
 def _check_concurrency(concurrency: object) -> None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1000:
-        raise InvalidArgumentError("concurrency", f"must be an integer from 1 to 1000, got {concurrency!r}")
+        raise InvalidArgumentError("concurrency", f"must be an integer from 1 to 1000, got {shown(concurrency)}")
 
 
 def _timeout(timeout: TimeoutArg) -> Timeout | None:
