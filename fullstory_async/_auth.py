@@ -6,7 +6,6 @@ held only by `Auth` and never appears in a repr, log line or exception.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from urllib.parse import urlsplit
 
@@ -43,6 +42,8 @@ def default_base_url(api_key: str) -> str:
 
 
 def _is_loopback(host: str) -> bool:
+    import ipaddress
+
     if host.lower() == "localhost":
         return True
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform
+import sys
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
@@ -21,7 +21,8 @@ from fullstory_async._transport import AiohttpTransport
 from fullstory_async._version import __version__
 from fullstory_async._webhooks import Webhooks
 
-USER_AGENT = f"fullstory-async/{__version__} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+_PYTHON = ".".join(map(str, sys.version_info[:3]))
+USER_AGENT = f"fullstory-async/{__version__} python/{_PYTHON} aiohttp/{aiohttp.__version__}"
 
 
 async def _no_sleep(_seconds: float) -> None:

@@ -14,11 +14,10 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError
 from fullstory_async._models import (
@@ -29,6 +28,9 @@ from fullstory_async._models import (
     Subcategory,
     UpdateEndpointRequest,
 )
+
+if TYPE_CHECKING:
+    import cattrs
 
 T = TypeVar("T")
 
@@ -81,12 +83,17 @@ def parse_timestamp(value: object, _type: object = datetime) -> datetime:
     if not isinstance(value, str):
         raise TypeError(f"expected an RFC 3339 timestamp string, got {type(value).__name__}")
     try:
-        # Python keeps microseconds: drop digits past the sixth (protojson may send nanoseconds).
-        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"expected an RFC 3339 timestamp, got {value[:40]!r}") from None
+        try:
+            # Python keeps microseconds: drop digits past the sixth (protojson may send nanoseconds).
+            parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
+        except ValueError:
+            raise ValueError(f"expected an RFC 3339 timestamp, got {value[:40]!r}") from None
+    if parsed.tzinfo is UTC:
+        return parsed
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+        return parsed.replace(tzinfo=UTC)
     try:
         return parsed.astimezone(UTC)
     except OverflowError:
@@ -98,7 +105,11 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _make_converter() -> cattrs.Converter:
+@cache
+def get_converter() -> cattrs.Converter:
+    """Build the converter on first use (cattrs and its generated code cost import time)."""
+    import cattrs
+
     conv = cattrs.Converter()
     conv.register_structure_hook(str, _strict(str, "a string"))
     conv.register_structure_hook(bool, _strict(bool, "a boolean"))
@@ -126,6 +137,8 @@ _ZERO_VALUES: Mapping[type, Mapping[str, object]] = {Endpoint: {"enabled": False
 
 
 def _register_response(conv: cattrs.Converter, cls: type[Any]) -> None:
+    from cattrs.gen import make_dict_structure_fn, override
+
     fields = attrs.fields(cls)
     renames = {f.name: camel(f.name) for f in fields}
     aliases = [(camel_name, snake) for snake, camel_name in renames.items() if camel_name != snake]
@@ -136,37 +149,37 @@ def _register_response(conv: cattrs.Converter, cls: type[Any]) -> None:
     def hook(data: object, _type: object) -> Any:
         if not isinstance(data, Mapping):
             raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-        if aliases or zero:
+        missing = [key for key in zero if key not in data]
+        spelled = [(c, s) for c, s in aliases if c not in data and s in data]
+        if missing or spelled:  # copy only when the body needs filling in
             data = dict(data)
-            for camel_name, snake in aliases:
-                if camel_name not in data and snake in data:
-                    data[camel_name] = data[snake]
-            for key, value in zero.items():
-                data.setdefault(key, value)
+            for camel_name, snake in spelled:
+                data[camel_name] = data[snake]
+            for key in missing:
+                data[key] = zero[key]
         return structure(data, cls)
 
     conv.register_structure_hook(cls, hook)
 
 
 def _register_request(conv: cattrs.Converter, cls: type[Any]) -> None:
+    from cattrs.gen import make_dict_unstructure_fn, override
+
     overrides: dict[str, Any] = {
         f.name: override(rename=camel(f.name), omit_if_default=f.default is None) for f in attrs.fields(cls)
     }
     conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **overrides))
 
 
-converter = _make_converter()
-
-
 def encode(payload: object) -> bytes:
     """Encode a request record (or plain JSON data) as compact UTF-8 JSON."""
-    data = payload if isinstance(payload, dict) else converter.unstructure(payload)
+    data = payload if isinstance(payload, dict) else get_converter().unstructure(payload)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def encode_update(request: UpdateEndpointRequest, *, enabled: bool) -> bytes:
     """Encode an update; ``disabled`` is always sent, since the API re-enables when it is absent."""
-    data = converter.unstructure(request)
+    data = get_converter().unstructure(request)
     data.pop("enabled", None)
     data["disabled"] = not enabled
     return encode(data)
@@ -183,7 +196,7 @@ def load_json(body: bytes) -> Any:
 def structure(data: object, cls: type[T], *, path: str = "$") -> T:
     """Build ``cls`` from parsed JSON; raise `ResponseDecodeError` naming the field that failed."""
     try:
-        return converter.structure(data, cls)
+        return get_converter().structure(data, cls)
     except Exception as exc:  # cattrs wraps every hook failure; re-raise as our typed error
         field, reason = _first_error(exc, path)
         raise ResponseDecodeError(reason, field=field) from exc
@@ -205,6 +218,8 @@ def _describe(exc: BaseException, _type: Any) -> str:
 
 
 def _first_error(exc: Exception, path: str) -> tuple[str, str]:
+    import cattrs
+
     if isinstance(exc, cattrs.BaseValidationError):
         messages = cattrs.transform_error(exc, path=path, format_exception=_describe)
         if messages:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -90,6 +89,8 @@ def parse_desired_state(
     text: str, *, fmt: str = "toml", source: str = "<desired state>", environ: Mapping[str, str] | None = None
 ) -> DesiredState:
     """Parse desired state from TOML or JSON text (see the module docstring for the shape)."""
+    import tomllib
+
     try:
         document: Any = json.loads(text) if fmt == "json" else tomllib.loads(text)
     except json.JSONDecodeError as exc:

@@ -11,7 +11,6 @@ import math
 import re
 import time
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 
 from fullstory_async._exceptions import (
@@ -34,6 +33,7 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     429: RateLimitError,
 }
 _EXCERPT = 200
+_MESSAGE_MAX = 1000  # a hostile server's message must not flood logs and terminals
 _SPACE = re.compile(r"\s+")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -56,6 +56,8 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     try:
         seconds = float(value)
     except ValueError:
+        from email.utils import parsedate_to_datetime
+
         try:
             seconds = parsedate_to_datetime(value).timestamp() - now()
         except (TypeError, ValueError, IndexError, OverflowError):
@@ -86,9 +88,14 @@ def _read_error_body(response: ApiResponse) -> tuple[str | None, str]:
     if isinstance(document, dict):
         code, message = document.get("code"), document.get("message")
         if isinstance(message, str) and message:
+            if len(message) > _MESSAGE_MAX:
+                message = message[:_MESSAGE_MAX] + "..."
+            if isinstance(code, str) and len(code) > _EXCERPT:
+                code = code[:_EXCERPT] + "..."
             return (code if isinstance(code, str) and code else None), message
-    if response.body:
-        return None, _excerpt(response.body)
+    excerpt = _excerpt(response.body) if response.body else ""
+    if excerpt:  # a body of only whitespace says nothing: fall back to the reason phrase
+        return None, excerpt
     try:
         return None, HTTPStatus(response.status).phrase
     except ValueError:

@@ -94,8 +94,6 @@ class RateGovernor:
         reaches the front, at the rate of that moment: a rate that grows while requests
         wait speeds up all of them, and only one task sleeps at a time.
         """
-        if self.rate is None and self.paused_until <= self._clock():
-            return self._clock()  # not pacing, not paused: no cost
         async with self._turnstile:
             now = self._clock()
             ready = self._ready_at()
@@ -161,7 +159,9 @@ class RateGovernor:
         )
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        sent_at = await self._acquire()
+        sent_at = self._clock()
+        if self.rate is not None or self.paused_until > sent_at:
+            sent_at = await self._acquire()
         try:
             response = await call_next(request)
         except RateLimitError as exc:

@@ -64,9 +64,12 @@ class ApiRequest:
 
     def with_header(self, name: str, value: str) -> ApiRequest:
         """Return a copy with one header set (replacing any of the same name)."""
-        headers = {k: v for k, v in self.headers.items() if k.lower() != name.lower()}
+        lower = name.lower()
+        headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
         headers[name] = value
-        return attrs.evolve(self, headers=headers)
+        return ApiRequest(
+            self.method, self.path, self.params, headers, self.body, self.timeout, self.operation, self.idempotent
+        )
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ format (camelCase JSON) belongs to ``_converter`` alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -28,12 +29,15 @@ def check_unicode(field: str, value: str) -> None:
             raise InvalidArgumentError(field, "must be valid Unicode text (it holds a lone surrogate)") from None
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _check_text(field: str, value: object) -> str:
     if not isinstance(value, str):
         raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidArgumentError(field, "must not be empty")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _CONTROL.search(value):
         raise InvalidArgumentError(field, "must not contain control characters")
     check_unicode(field, value)
     return value

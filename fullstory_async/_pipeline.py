@@ -31,7 +31,9 @@ def compose(middleware: Sequence[Middleware], handler: Handler) -> Handler:
 
 
 def _link(mw: Middleware, call_next: Handler) -> Handler:
-    async def call(request: ApiRequest) -> ApiResponse:
-        return await mw(request, call_next)
+    # A plain function returning the middleware's coroutine: no extra frame per layer,
+    # so every resumption of the transport passes through fewer frames.
+    def call(request: ApiRequest) -> Awaitable[ApiResponse]:
+        return mw(request, call_next)
 
     return call

@@ -22,24 +22,16 @@ import math
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_any,
-    wait_exponential,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
 
 from fullstory_async._exceptions import APIConnectionError, APIStatusError, InvalidArgumentError, RateLimitError
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 logger = logging.getLogger("fullstory_async")
 
@@ -121,8 +113,12 @@ class RetryPolicy:
         return isinstance(error, APIConnectionError)
 
 
-class _Budget(stop_base):
-    """Time spent by one call (real time plus the waits skipped with ``wait=False``); stops at the deadline."""
+class _Budget:
+    """Time spent by one call (real time plus the waits skipped with ``wait=False``).
+
+    As a tenacity stop condition it ends the retries at ``max_attempts`` or when the next
+    wait would end past the deadline.
+    """
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
@@ -130,6 +126,8 @@ class _Budget(stop_base):
         self.skipped = 0.0
 
     def __call__(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self.policy.max_attempts:
+            return True
         deadline = self.policy.deadline
         return deadline is not None and time.monotonic() - self.start + self.skipped + state.upcoming_sleep > deadline
 
@@ -140,10 +138,12 @@ class _Budget(stop_base):
             self.skipped += seconds
 
 
-class _ServerFirstWait(wait_base):
+class _ServerFirstWait:
     """Wait what the server's ``Retry-After`` says, else fall back to backoff."""
 
     def __init__(self, policy: RetryPolicy) -> None:
+        from tenacity import wait_exponential, wait_random_exponential
+
         backoff = wait_random_exponential if policy.jitter else wait_exponential
         self.fallback = backoff(multiplier=policy.backoff_initial, max=policy.backoff_max)
 
@@ -159,26 +159,44 @@ class RetryMiddleware:
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
-        self._wait = _ServerFirstWait(policy)
-        self._stop_attempts = stop_after_attempt(policy.max_attempts)
+        self._wait: _ServerFirstWait | None = None  # built on the first retry: tenacity loads lazily
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         counter = _attempts.get()
         if counter is not None:
             call_next = _counting(call_next, counter)
         policy = self.policy
-        if policy.max_attempts == 1:
-            return await call_next(request)
         budget = _Budget(policy)
+        # The first attempt runs without tenacity: most calls succeed, and cost nothing more.
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            if policy.max_attempts == 1 or not policy.should_retry(request, exc):
+                raise
+            first_error = exc
+
+        replayed = False
+
+        async def attempt(request: ApiRequest) -> ApiResponse:
+            nonlocal replayed
+            if not replayed:  # tenacity's attempt 1 is the one that already failed
+                replayed = True
+                raise first_error
+            return await call_next(request)
+
+        from tenacity import AsyncRetrying, retry_if_exception
+
+        if self._wait is None:
+            self._wait = _ServerFirstWait(policy)
         retrying = AsyncRetrying(
-            stop=stop_any(self._stop_attempts, budget),
+            stop=budget,
             wait=self._wait,
             retry=retry_if_exception(lambda error: policy.should_retry(request, error)),
             sleep=budget.sleep,
             before_sleep=lambda state: _log_retry(request, state, policy),
             reraise=True,
         )
-        return await retrying(call_next, request)
+        return await retrying(attempt, request)
 
 
 def _counting(call_next: Handler, counter: AttemptCounter) -> Handler:

@@ -54,6 +54,7 @@ class AiohttpTransport:
         self._headers = headers or {}
         self._max_response_bytes = max_response_bytes
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        self._default_timeout = self._client_timeout(timeout)
         self.closed = False
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -86,7 +87,7 @@ class AiohttpTransport:
                 params=request.params or None,
                 data=request.body,
                 headers=headers,
-                timeout=self._client_timeout(request.timeout or self.timeout),
+                timeout=self._default_timeout if request.timeout is None else self._client_timeout(request.timeout),
                 allow_redirects=False,
             ) as response:
                 body = await self._read(response, request)
