@@ -43,10 +43,12 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
-    session.install("-e", ".")
-    which = session.posargs or ["fake", "rate", "faults", "memory"]
+    session.install("-e", ".", "httpx")  # httpx: the overhead benchmark's comparison client
+    which = session.posargs or ["fake", "rate", "faults", "memory", "overhead"]
     if "fake" in which:
         session.run("python", "bench/fake_server_throughput.py")
     for name in ("rate", "faults", "memory"):
         if name in which:
             session.run("python", "bench/provision.py", name)
+    if "overhead" in which:
+        session.run("python", "bench/overhead.py")
