@@ -51,6 +51,8 @@ def _segment(value: object, field: str) -> str:
         raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidArgumentError(field, "must not be empty")
+    if value in (".", ".."):  # a dot segment: URL normalisation would send the call to the parent path
+        raise InvalidArgumentError(field, f"must not be {value!r}")
     check_unicode(field, value)
     return quote(value, safe="")
 
