@@ -1,0 +1,289 @@
+"""Cancellation and lifecycle: no leaked connection or task, idempotent close, a closed client says so, no warnings."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import warnings
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from fullstory_async import (
+    ApiRequest,
+    Change,
+    Client,
+    ClientClosedError,
+    CreateEndpointRequest,
+    DesiredEndpoint,
+    DesiredState,
+    Plan,
+    RetryPolicy,
+    UpdateEndpointRequest,
+    Webhooks,
+)
+from fullstory_async._sync import Action
+
+API_KEY = "na1.LifecycleKey-Jm2x/ORG4"
+ENDPOINT_JSON = {
+    "id": "ep-1",
+    "created": "2020-04-01T21:53:58.200Z",
+    "modified": "2020-04-01T21:53:58.200Z",
+    "enabled": True,
+    "url": "https://example.com/hook",
+}
+
+
+class Gate:
+    """A 127.0.0.1 server whose handler waits on ``release`` before answering."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.arrived = 0
+        self.expected = 0
+        self.all_arrived = asyncio.Event()
+        self.base_url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.arrived += 1
+        if self.arrived >= self.expected:
+            self.all_arrived.set()
+        await self.release.wait()
+        if request.path == "/webhooks/v1/endpoints" and request.method == "GET":
+            return web.json_response({"endpoints": [ENDPOINT_JSON], "nextPaginationToken": "more"})
+        return web.json_response(ENDPOINT_JSON)
+
+
+@pytest.fixture
+async def gate(serve) -> AsyncIterator[Gate]:
+    """Serve a gated server on 127.0.0.1; release it at teardown."""
+    gate = Gate()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", gate.handle)
+    gate.base_url = await serve(app)
+    try:
+        yield gate
+    finally:
+        gate.release.set()
+
+
+def is_server_task(task: asyncio.Task[Any]) -> bool:
+    """Tell a task of aiohttp's server (the test's side of the wire) from the client's."""
+    return getattr(task.get_coro(), "__qualname__", "").startswith("RequestHandler.")
+
+
+async def consume(iterator: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in iterator]
+
+
+def waiting_for_a_connection(connector: Any) -> int:
+    return sum(len(waiters) for waiters in connector._waiters.values())
+
+
+async def test_cancelling_1000_in_flight_calls_leaves_no_connection_and_no_task(gate: Gate) -> None:
+    """1,000 calls (100 on the wire, 900 queued for the pool) cancelled: zero acquired, zero waiters, no task left."""
+    before = asyncio.all_tasks()
+    gate.expected = 100  # the default pool size
+    request = CreateEndpointRequest(url="https://example.com/hook", secret="LifecycleSecret-4hQ")
+    calls: list[Callable[[Client], Any]] = [
+        lambda c: c.webhooks.create_endpoint(request),
+        lambda c: c.webhooks.get_endpoint("ep-1"),
+        lambda c: consume(c.webhooks.list_endpoints()),
+        lambda c: c.webhooks.update_endpoint("ep-1", UpdateEndpointRequest(event_types=["note.created"])),
+    ]
+    async with Client(API_KEY, base_url=gate.base_url, retry=RetryPolicy(wait=False)) as client:
+        tasks = [asyncio.create_task(calls[n % len(calls)](client)) for n in range(1000)]
+        await asyncio.wait_for(gate.all_arrived.wait(), 10)
+        connector = client._transport._session.connector  # type: ignore[union-attr]
+        for _ in range(1000):  # let every call reach the pool's queue
+            if waiting_for_a_connection(connector) == 900:
+                break
+            await asyncio.sleep(0)
+        assert len(connector._acquired) == 100
+        assert waiting_for_a_connection(connector) == 900
+
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(result, asyncio.CancelledError) for result in results)
+        assert not connector._acquired
+        assert waiting_for_a_connection(connector) == 0
+        gc.collect()  # finalise abandoned listing generators now, not at some later test
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert {task for task in asyncio.all_tasks() - before if not is_server_task(task)} == set()
+
+        gate.release.set()
+        server_tasks = asyncio.all_tasks() - before
+        if server_tasks:
+            await asyncio.wait(server_tasks, timeout=5)
+        assert asyncio.all_tasks() == before
+
+        endpoint = await client.webhooks.get_endpoint("ep-1")  # the client still works
+        assert endpoint.id == "ep-1"
+        assert not connector._acquired
+
+
+async def test_cancelling_during_a_retry_wait_leaves_no_connection(serve) -> None:
+    """A call cancelled while it sleeps before a retry holds no connection and leaves no task."""
+    attempts = 0
+
+    async def unavailable(_request: web.Request) -> web.Response:
+        nonlocal attempts
+        attempts += 1
+        return web.json_response({"code": "unavailable", "message": "later"}, status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", unavailable)
+    base = await serve(app)
+    retry = RetryPolicy(backoff_initial=30, backoff_max=30, jitter=False, max_attempts=5, deadline=None)
+    before = asyncio.all_tasks()
+    async with Client(API_KEY, base_url=base, retry=retry) as client:
+        call = asyncio.create_task(client.webhooks.get_endpoint("ep-1"))
+        for _ in range(1000):
+            if attempts == 1 and client._transport._session is not None:
+                connector = client._transport._session.connector
+                if not connector._acquired:  # type: ignore[union-attr]
+                    break
+            await asyncio.sleep(0.001)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert attempts == 1
+        assert not connector._acquired  # type: ignore[union-attr]
+    assert {task for task in asyncio.all_tasks() - before if not is_server_task(task)} == set()
+
+
+async def test_closing_twice_or_concurrently_is_fine() -> None:
+    """aclose() may be called twice, concurrently, and after `async with`; the client reports closed."""
+    client = Client(API_KEY, base_url="http://127.0.0.1:9")
+    client._transport._get_session()  # as after a first call
+    await asyncio.gather(client.aclose(), client.aclose())
+    await client.aclose()
+    assert client.closed
+    async with Client(API_KEY) as other:
+        pass
+    await other.aclose()
+    assert other.closed
+
+
+# Every public coroutine/iterator of `Webhooks`, called on a closed client.
+PLAN = Plan(creates=(Change(Action.CREATE, "https://example.com/a", DesiredEndpoint("https://example.com/a")),))
+CLOSED_CALLS: dict[str, Callable[[Client], Any]] = {
+    "create_endpoint": lambda c: c.webhooks.create_endpoint(CreateEndpointRequest(url="https://example.com/a")),
+    "get_endpoint": lambda c: c.webhooks.get_endpoint("ep-1"),
+    "update_endpoint": lambda c: c.webhooks.update_endpoint("ep-1", UpdateEndpointRequest(enabled=True)),
+    "delete_endpoint": lambda c: c.webhooks.delete_endpoint("ep-1"),
+    "list_endpoints_page": lambda c: c.webhooks.list_endpoints_page(),
+    "list_endpoints": lambda c: consume(c.webhooks.list_endpoints()),
+    "find_endpoint_by_url": lambda c: c.webhooks.find_endpoint_by_url("https://example.com/a"),
+    "ensure_endpoint": lambda c: c.webhooks.ensure_endpoint(CreateEndpointRequest(url="https://example.com/a")),
+    "provision": lambda c: consume(c.webhooks.provision([CreateEndpointRequest(url="https://example.com/a")])),
+    "plan": lambda c: c.webhooks.plan(DesiredState((DesiredEndpoint("https://example.com/a"),))),
+    "apply": lambda c: consume(c.webhooks.apply(PLAN)),
+    "list_event_types": lambda c: c.webhooks.list_event_types(),
+    "list_event_subcategories_page": lambda c: c.webhooks.list_event_subcategories_page("segment.trend.alert"),
+    "list_event_subcategories": lambda c: consume(c.webhooks.list_event_subcategories("segment.trend.alert")),
+}
+
+
+def test_the_closed_client_check_covers_every_public_method() -> None:
+    """CLOSED_CALLS names every public method of Webhooks (a new method must be added there)."""
+    public = {name for name, member in inspect.getmembers(Webhooks) if not name.startswith("_") and callable(member)}
+    assert public == set(CLOSED_CALLS)
+
+
+@pytest.mark.parametrize("operation", sorted(CLOSED_CALLS))
+async def test_a_closed_client_raises_client_closed_error(operation: str) -> None:
+    """After aclose() every public method raises ClientClosedError (a RuntimeError), before any I/O."""
+    client = Client(API_KEY, base_url="http://127.0.0.1:9", retry=RetryPolicy(wait=False))
+    await client.aclose()
+    error: ClientClosedError | None = None
+    try:
+        result = await CLOSED_CALLS[operation](client)
+    except ClientClosedError as exc:
+        error = exc
+    else:  # bulk operations report per item: every item failed with ClientClosedError
+        items = result if isinstance(result, list) else []
+        assert items, f"{operation} on a closed client returned {result!r}"
+        assert all(isinstance(item.error, ClientClosedError) for item in items)
+    if error is not None:
+        assert isinstance(error, RuntimeError)
+        assert "closed" in str(error)
+    assert client._transport._session is None
+
+
+async def test_send_on_a_closed_client_raises_client_closed_error() -> None:
+    """Client.send, the raw entry point, refuses too."""
+    client = Client(API_KEY)
+    await client.aclose()
+    with pytest.raises(ClientClosedError):
+        await client.send(ApiRequest("GET", "/webhooks/v1/endpoints"))
+
+
+@pytest.mark.xfail(
+    reason="_transport: aiohttp cancels the pool's waiters on close; the transport should raise ClientClosedError"
+)
+async def test_calls_waiting_for_a_connection_when_the_client_closes_get_client_closed_error(gate: Gate) -> None:
+    """aclose() with calls queued for the pool ends them in ClientClosedError, never a stray CancelledError."""
+    gate.expected = 2
+    client = Client(API_KEY, base_url=gate.base_url, max_connections=2, retry=RetryPolicy(wait=False))
+    tasks = [asyncio.create_task(client.webhooks.get_endpoint("ep-1")) for _ in range(6)]
+    await asyncio.wait_for(gate.all_arrived.wait(), 10)
+    await client.aclose()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    assert [type(result).__name__ for result in results] == ["ClientClosedError"] * 6
+
+
+async def test_in_flight_calls_end_promptly_when_the_client_closes(gate: Gate) -> None:
+    """aclose() while calls wait on the server ends every call at once (no hang) in ClientClosedError."""
+    gate.expected = 2
+    client = Client(API_KEY, base_url=gate.base_url, max_connections=2, retry=RetryPolicy(wait=False))
+    tasks = [asyncio.create_task(client.webhooks.get_endpoint("ep-1")) for _ in range(2)]
+    await asyncio.wait_for(gate.all_arrived.wait(), 10)
+    await client.aclose()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert all(isinstance(result, ClientClosedError) for result in results), results
+
+
+def forget_a_client(**kwargs: Any) -> None:
+    client = Client(API_KEY, **kwargs)
+    assert client._transport._session is None
+    del client
+
+
+def test_a_forgotten_unused_client_does_not_warn() -> None:
+    """A client that was never used and never closed creates no session, so garbage collection warns nothing."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        forget_a_client()
+        forget_a_client(base_url="http://127.0.0.1:9", max_connections=5)
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+
+
+async def test_a_forgotten_unused_client_made_in_a_loop_does_not_warn() -> None:
+    """Inside a running loop too: building a client opens nothing until its first call."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        forget_a_client()
+        await asyncio.sleep(0)
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+
+
+async def test_a_used_and_closed_client_leaves_no_warning(gate: Gate) -> None:
+    """A client that made a call and was closed leaves no ResourceWarning once collected."""
+    gate.release.set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with Client(API_KEY, base_url=gate.base_url) as client:
+            await client.webhooks.get_endpoint("ep-1")
+        del client
+        await asyncio.sleep(0)
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
