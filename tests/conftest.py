@@ -1,0 +1,184 @@
+"""Suite-wide secret hygiene: no API key or endpoint secret used in a test may reach a log record.
+
+Every test runs with every logger enabled at DEBUG (aiohttp's, the fake server's and the
+SDK's included), captured by one handler on the root logger. The secrets are learned as
+the SDK meets them: the key `Client` resolves, the ``secret`` of every
+`CreateEndpointRequest`, `UpdateEndpointRequest` and `DesiredEndpoint`, the keys of every
+`FakeFullstory`, and the secrets of `WebhookReceiver`, ``sign`` and ``verify``. At
+teardown, a record whose message, exception text, stack or extra attributes contain one
+of them fails the test. Strings shorter than six characters are not tracked (too many
+false alarms). A test that logs a secret on purpose opts out with
+``@pytest.mark.secrets_in_logs``.
+
+The hooks are installed once per session (a wrapper call per construction); CLI output is
+checked by ``tests/hardening/test_secret_hygiene.py``, not here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+
+MARKER = "secrets_in_logs"
+MIN_SECRET_LENGTH = 6
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class SecretWatch:
+    """The secrets seen in the current test, the log records it produced, and the check between them."""
+
+    def __init__(self) -> None:
+        self.secrets: set[str] = set()
+        """Secrets learned while the current test ran (from its fixtures' setup on)."""
+        self.ambient: set[str] = set()
+        """Secrets learned outside any test (module constants at import time); checked in every test."""
+        self.records: list[logging.LogRecord] = []
+        self.in_test = False
+        self._lock = threading.Lock()
+
+    def learn(self, *values: object) -> None:
+        """Remember every string value long enough to be a real secret."""
+        found = [v for v in values if isinstance(v, str) and len(v.strip()) >= MIN_SECRET_LENGTH]
+        if found:
+            with self._lock:
+                (self.secrets if self.in_test else self.ambient).update(v.strip() for v in found)
+
+    def start(self) -> None:
+        with self._lock:
+            self.secrets.clear()
+            self.records.clear()
+            self.in_test = True
+
+    def stop(self) -> None:
+        with self._lock:
+            self.in_test = False
+
+    def leaks(self) -> list[str]:
+        """Describe each (record, secret) pair where the secret appears in the record's text."""
+        with self._lock:
+            secrets = sorted(self.secrets | self.ambient)
+            records = list(self.records)
+        found = []
+        for record in records:
+            text = "\n".join(record_texts(record))
+            for secret in secrets:
+                if secret in text:
+                    shown = f"{secret[:3]}...({len(secret)} chars)"
+                    found.append(f"{record.name} {record.levelname} {record.pathname}:{record.lineno}: {shown}")
+        return found
+
+
+def record_texts(record: logging.LogRecord) -> Iterator[str]:
+    """Every text a handler could print for a record: message, exception, stack and extra string fields."""
+    try:
+        yield record.getMessage()
+    except Exception:  # a broken %-format in some library: check the parts instead
+        yield str(record.msg)
+        yield repr(record.args)
+    if record.exc_info and record.exc_info[1] is not None:
+        yield logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        yield record.exc_text
+    if record.stack_info:
+        yield record.stack_info
+    for name, value in vars(record).items():
+        if name not in _STANDARD_ATTRIBUTES and isinstance(value, str):
+            yield value
+
+
+WATCH = SecretWatch()
+
+
+class _Capture(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if WATCH.in_test:
+            WATCH.records.append(record)
+
+
+_CAPTURE = _Capture(logging.DEBUG)
+_ORIGINALS: list[tuple[object, str, object]] = []
+
+
+def _replace(owner: object, name: str, replacement: object) -> None:
+    _ORIGINALS.append((owner, name, getattr(owner, name)))
+    setattr(owner, name, replacement)
+
+
+def _learn_after_init(cls: type[Any], read: Callable[[Any], Iterable[object]]) -> None:
+    original = cls.__init__
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        WATCH.learn(*read(self))
+
+    _replace(cls, "__init__", __init__)
+
+
+def _install_hooks() -> None:
+    from fullstory_async import CreateEndpointRequest, DesiredEndpoint, UpdateEndpointRequest, _auth, _client
+    from fullstory_async.receiving import WebhookReceiver, _signature
+    from fullstory_async.testing._server import FakeFullstory
+
+    resolve = _auth.resolve_api_key
+
+    @functools.wraps(resolve)
+    def resolve_api_key(api_key: str | None) -> str:
+        key = resolve(api_key)
+        WATCH.learn(key)
+        return key
+
+    for module in (_auth, _client):
+        if getattr(module, "resolve_api_key", None) is resolve:
+            _replace(module, "resolve_api_key", resolve_api_key)
+
+    digest = _signature._digest
+
+    @functools.wraps(digest)
+    def _digest(body: bytes, secret: str, *args: Any) -> bytes:
+        WATCH.learn(secret)
+        return digest(body, secret, *args)
+
+    _replace(_signature, "_digest", _digest)
+    for cls in (CreateEndpointRequest, UpdateEndpointRequest, DesiredEndpoint):
+        _learn_after_init(cls, lambda request: (request.secret,))
+    _learn_after_init(FakeFullstory, lambda fake: (fake.api_key, fake.read_only_api_key))
+    _learn_after_init(WebhookReceiver, lambda receiver: receiver._secrets)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARKER}: the test logs an API key or endpoint secret on purpose (no secret-hygiene check)"
+    )
+    _install_hooks()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _ORIGINALS:
+        owner, name, original = _ORIGINALS.pop()
+        setattr(owner, name, original)
+
+
+@pytest.fixture(autouse=True)
+def secret_watch(request: pytest.FixtureRequest) -> Iterator[SecretWatch]:
+    """Capture every log record at DEBUG; fail the test if one holds a secret the test used."""
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(_CAPTURE)
+    root.setLevel(logging.DEBUG)
+    WATCH.start()
+    try:
+        yield WATCH
+    finally:
+        WATCH.stop()
+        root.removeHandler(_CAPTURE)
+        root.setLevel(level)
+    if request.node.get_closest_marker(MARKER) is None:
+        leaks = WATCH.leaks()
+        if leaks:
+            pytest.fail("a secret used in this test reached a log record:\n  " + "\n  ".join(leaks), pytrace=False)
