@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from fullstory_async._exceptions import InvalidArgumentError, RateLimitError
+from fullstory_async._exceptions import InvalidArgumentError, RateLimitError, shown
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
 
@@ -62,9 +62,9 @@ class RateGovernor:
     ) -> None:
         for name, value in (("min_rate", min_rate), ("doubling_time", doubling_time), ("approach_time", approach_time)):
             if not 0 < value < math.inf:
-                raise InvalidArgumentError(name, f"must be a positive number, got {value!r}")
+                raise InvalidArgumentError(name, f"must be a positive number, got {shown(value)}")
         if initial_rate is not None and not 0 < initial_rate < math.inf:
-            raise InvalidArgumentError("initial_rate", f"must be a positive number or None, got {initial_rate!r}")
+            raise InvalidArgumentError("initial_rate", f"must be a positive number or None, got {shown(initial_rate)}")
         self.min_rate = min_rate
         self.doubling_time = doubling_time
         self.approach_time = approach_time
