@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from fullstory_async import (
+    APIConnectionError,
     ApiRequest,
     Change,
     Client,
@@ -240,14 +241,16 @@ async def test_calls_waiting_for_a_connection_when_the_client_closes_get_client_
 
 
 async def test_in_flight_calls_end_promptly_when_the_client_closes(gate: Gate) -> None:
-    """aclose() while calls wait on the server ends every call at once (no hang) in ClientClosedError."""
-    gate.expected = 2
-    client = Client(API_KEY, base_url=gate.base_url, max_connections=2, retry=RetryPolicy(wait=False))
+    """aclose() while calls wait on the server ends them at once: ClientClosedError, APIConnectionError for a POST."""
+    gate.expected = 3
+    client = Client(API_KEY, base_url=gate.base_url, max_connections=3, retry=RetryPolicy(wait=False))
+    request = CreateEndpointRequest(url="https://example.com/hook")
     tasks = [asyncio.create_task(client.webhooks.get_endpoint("ep-1")) for _ in range(2)]
+    tasks.append(asyncio.create_task(client.webhooks.create_endpoint(request)))
     await asyncio.wait_for(gate.all_arrived.wait(), 10)
     await client.aclose()
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
-    assert all(isinstance(result, ClientClosedError) for result in results), results
+    assert [type(result) for result in results] == [ClientClosedError, ClientClosedError, APIConnectionError]
 
 
 def forget_a_client(**kwargs: Any) -> None:
