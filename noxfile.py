@@ -44,7 +44,7 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
     session.install("-e", ".", "httpx")  # httpx: the overhead benchmark's comparison client
-    which = session.posargs or ["fake", "rate", "faults", "memory", "overhead"]
+    which = session.posargs or ["fake", "rate", "faults", "memory", "overhead", "soak"]
     if "fake" in which:
         session.run("python", "bench/fake_server_throughput.py")
     for name in ("rate", "faults", "memory"):
@@ -52,3 +52,6 @@ def bench(session: nox.Session) -> None:
             session.run("python", "bench/provision.py", name)
     if "overhead" in which:
         session.run("python", "bench/overhead.py")
+    if "soak" in which:
+        session.run("python", "bench/soak.py")
+        session.run("python", "bench/soak.py", "--mode", "ensure")

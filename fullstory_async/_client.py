@@ -11,7 +11,7 @@ import aiohttp
 
 from fullstory_async._auth import Auth, check_base_url, default_base_url, resolve_api_key
 from fullstory_async._error_decoder import decode_errors
-from fullstory_async._exceptions import ClientClosedError
+from fullstory_async._exceptions import ClientClosedError, InvalidArgumentError, shown
 from fullstory_async._governor import RateGovernor
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler, Middleware, compose
@@ -76,6 +76,13 @@ class Client:
         rate_governor: bool | RateGovernor = True,
         transport: Handler | None = None,
     ) -> None:
+        for name, value, least in (
+            ("max_connections", max_connections, 0),
+            ("max_connections_per_host", max_connections_per_host, 0),
+            ("max_response_bytes", max_response_bytes, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InvalidArgumentError(name, f"must be an integer >= {least}, got {shown(value)}")
         key = resolve_api_key(api_key)
         self.base_url = check_base_url(base_url or default_base_url(key), allow_insecure_http=allow_insecure_http)
         self.timeout = as_timeout(timeout)

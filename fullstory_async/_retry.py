@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from fullstory_async._exceptions import APIConnectionError, APIStatusError, InvalidArgumentError, RateLimitError
+from fullstory_async._exceptions import APIConnectionError, APIStatusError, InvalidArgumentError, RateLimitError, shown
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
 
@@ -64,7 +64,9 @@ def _at_least(minimum: float, *, allow_none: bool = False, integer: bool = False
         if value is None and allow_none:
             return
         if isinstance(value, bool) or not isinstance(value, kind) or not minimum <= value < math.inf:
-            raise InvalidArgumentError(f"RetryPolicy.{attribute.name}", f"must be {what} >= {minimum}, got {value!r}")
+            raise InvalidArgumentError(
+                f"RetryPolicy.{attribute.name}", f"must be {what} >= {minimum}, got {shown(value)}"
+            )
 
     return check
 

@@ -92,6 +92,12 @@ class AiohttpTransport:
             ) as response:
                 body = await self._read(response, request)
                 result = ApiResponse(status=response.status, headers=response.headers, body=body)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.closed and (task is None or not task.cancelling()):
+                # aiohttp cancels the calls queued for the pool when the session closes
+                raise ClientClosedError("the client was closed while the call waited for a connection") from None
+            raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise APITimeoutError(
                 f"timed out after {time.perf_counter() - started:.3f}s ({request.method} {request.path})",

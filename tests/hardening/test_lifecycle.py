@@ -226,9 +226,6 @@ async def test_send_on_a_closed_client_raises_client_closed_error() -> None:
         await client.send(ApiRequest("GET", "/webhooks/v1/endpoints"))
 
 
-@pytest.mark.xfail(
-    reason="_transport: aiohttp cancels the pool's waiters on close; the transport should raise ClientClosedError"
-)
 async def test_calls_waiting_for_a_connection_when_the_client_closes_get_client_closed_error(gate: Gate) -> None:
     """aclose() with calls queued for the pool ends them in ClientClosedError, never a stray CancelledError."""
     gate.expected = 2
