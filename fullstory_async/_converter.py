@@ -148,17 +148,25 @@ def _register_response(conv: cattrs.Converter, cls: type[Any]) -> None:
     overrides: dict[str, Any] = {k: override(rename=v) for k, v in renames.items()}
     structure: Any = make_dict_structure_fn(cls, conv, **overrides)
 
+    def respell(data: Mapping[str, Any]) -> dict[str, Any]:
+        data = dict(data)
+        for camel_name, snake in aliases:
+            if camel_name not in data and snake in data:
+                data[camel_name] = data[snake]
+        for key, value in zero.items():
+            data.setdefault(key, value)
+        return data
+
     def hook(data: object, _type: object) -> Any:
         if not isinstance(data, Mapping):
             raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-        missing = [key for key in zero if key not in data]
-        spelled = [(c, s) for c, s in aliases if c not in data and s in data]
-        if missing or spelled:  # copy only when the body needs filling in
-            data = dict(data)
-            for camel_name, snake in spelled:
-                data[camel_name] = data[snake]
-            for key in missing:
-                data[key] = zero[key]
+        # Copy only when the body needs filling in (the common camelCase body does not).
+        for camel_name, snake in aliases:
+            if camel_name not in data and snake in data:
+                return structure(respell(data), cls)
+        for key in zero:
+            if key not in data:
+                return structure(respell(data), cls)
         return structure(data, cls)
 
     conv.register_structure_hook(cls, hook)
@@ -174,10 +182,14 @@ def _register_items(conv: cattrs.Converter, item: type[Any]) -> None:
 
     wanted: Any = tuple[item, ...]  # type: ignore[valid-type]
 
+    item_hook: list[Any] = []  # resolved on first use: the item's own hook is registered later
+
     def hook(data: object, _type: object) -> tuple[Any, ...]:
         if not isinstance(data, list):
             raise TypeError(f"expected a JSON array, got {type(data).__name__}")
-        structure_item = conv.get_structure_hook(item)
+        if not item_hook:
+            item_hook.append(conv.get_structure_hook(item))
+        structure_item = item_hook[0]
         items = []
         for index, value in enumerate(data):
             try:
@@ -216,7 +228,7 @@ def encode_update(request: UpdateEndpointRequest, *, enabled: bool) -> bytes:
 def load_json(body: bytes) -> Any:
     """Parse a JSON body; raise `ResponseDecodeError` for bytes that are not JSON."""
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8"))  # decoding first skips json's encoding sniffing
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser allows
         raise ResponseDecodeError(f"body is not valid JSON ({type(exc).__name__})", body=body[:200]) from None
 
@@ -232,7 +244,38 @@ def structure(data: object, cls: type[T], *, path: str = "$") -> T:
 
 def decode(body: bytes, cls: type[T]) -> T:
     """Parse and structure a response body into ``cls``."""
-    return structure(load_json(body), cls)
+    data = load_json(body)
+    if cls is Endpoint:
+        endpoint = _plain_endpoint(data)
+        if endpoint is not None:
+            return endpoint  # type: ignore[return-value]
+    return structure(data, cls)
+
+
+def _plain_endpoint(data: Any) -> Endpoint | None:
+    """Build an `Endpoint` from the usual camelCase body directly, or return ``None``.
+
+    The hot path of every create, get and update. Anything unusual (snake_case keys, a
+    missing or mistyped field, a bad value) returns ``None``, and the converter decodes it
+    and reports what is wrong.
+    """
+    try:
+        id_, url, created, modified = data["id"], data["url"], data["created"], data["modified"]
+        enabled = data.get("enabled", False)
+        if "eventTypes" not in data and "event_types" in data:
+            return None  # the snake_case spelling: the converter reads it
+        wire_types = data.get("eventTypes", [])
+        if type(id_) is not str or type(url) is not str or type(enabled) is not bool or type(wire_types) is not list:
+            return None
+        event_types = []
+        for item in wire_types:
+            name, subcategory = item["eventName"], item.get("subcategory")
+            if type(name) is not str or (subcategory is not None and type(subcategory) is not str):
+                return None
+            event_types.append(EventType(name, subcategory))
+        return Endpoint(id_, parse_timestamp(created), parse_timestamp(modified), enabled, url, tuple(event_types))
+    except Exception:  # anything unusual: the converter decides and explains
+        return None
 
 
 def _describe(exc: BaseException, _type: Any) -> str:

@@ -122,9 +122,9 @@ class _Budget:
     wait would end past the deadline.
     """
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, start: float) -> None:
         self.policy = policy
-        self.start = time.monotonic()
+        self.start = start
         self.skipped = 0.0
 
     def __call__(self, state: RetryCallState) -> bool:
@@ -168,7 +168,7 @@ class RetryMiddleware:
         if counter is not None:
             call_next = _counting(call_next, counter)
         policy = self.policy
-        budget = _Budget(policy)
+        started = time.monotonic()
         # The first attempt runs without tenacity: most calls succeed, and cost nothing more.
         try:
             return await call_next(request)
@@ -188,6 +188,7 @@ class RetryMiddleware:
 
         from tenacity import AsyncRetrying, retry_if_exception
 
+        budget = _Budget(policy, started)
         if self._wait is None:
             self._wait = _ServerFirstWait(policy)
         retrying = AsyncRetrying(
