@@ -298,3 +298,21 @@ def test_plain_endpoint_path_agrees_with_the_converter(data: dict[str, object]) 
         assert plain == converted
     elif converted is not None and "event_types" not in data:  # snake_case is left to the converter
         pytest.fail(f"the plain path refused a valid camelCase body: {data!r}")
+
+
+@given(
+    st.builds(
+        CreateEndpointRequest,
+        url=st.sampled_from(["https://example.com/a", "http://h:8080/p?q=1"]),
+        event_types=st.lists(
+            st.builds(EventType, st.sampled_from(["note.created", "é.x"]), st.one_of(st.none(), st.just("Sub"))),
+            max_size=3,
+        ),
+        secret=st.one_of(st.none(), st.just("s3cr3t-ü")),
+    )
+)
+def test_plain_create_encoding_matches_the_converter(request: CreateEndpointRequest) -> None:
+    """The hot-path create body is exactly the converter's camelCase form."""
+    from fullstory_async._converter import _plain_create, get_converter
+
+    assert _plain_create(request) == get_converter().unstructure(request)
