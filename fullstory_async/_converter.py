@@ -226,7 +226,7 @@ def encode(payload: object) -> bytes:
 
 
 def _plain_create(request: CreateEndpointRequest) -> dict[str, Any]:
-    """The wire form of the most sent record, built directly (the converter's form, checked by a test)."""
+    """Build the wire form of the most sent record directly (what the converter makes; a test checks)."""
     data: dict[str, Any] = {
         "url": request.url,
         "eventTypes": [
