@@ -9,10 +9,12 @@ followed, so the API key never travels to another origin.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
 import aiohttp
+import yarl
 
 from fullstory_async._exceptions import APIConnectionError, APITimeoutError, ClientClosedError, ResponseDecodeError
 from fullstory_async._messages import ApiRequest, ApiResponse
@@ -55,6 +57,8 @@ class AiohttpTransport:
         self._max_response_bytes = max_response_bytes
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
         self._default_timeout = self._client_timeout(timeout)
+        # Parsed URLs by path: aiohttp would parse the same string on every call otherwise.
+        self._url = functools.lru_cache(maxsize=1024)(lambda path: yarl.URL(base_url + path, encoded=True))
         self.closed = False
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -83,14 +87,18 @@ class AiohttpTransport:
         try:
             async with session.request(
                 request.method,
-                self.base_url + request.path,
+                self._url(request.path),
                 params=request.params or None,
                 data=request.body,
                 headers=headers,
                 timeout=self._default_timeout if request.timeout is None else self._client_timeout(request.timeout),
                 allow_redirects=False,
             ) as response:
-                body = await self._read(response, request)
+                length = response.content_length
+                if length is not None and length <= self._max_response_bytes:
+                    body = await response.read()  # the usual case, without another frame
+                else:
+                    body = await self._read(response, request)
                 result = ApiResponse(status=response.status, headers=response.headers, body=body)
         except asyncio.CancelledError:
             task = asyncio.current_task()
