@@ -124,7 +124,7 @@ def _endpoint(entry: object, where: str, environ: Mapping[str, str]) -> DesiredE
         )
     try:
         url = check_url("url", entry.get("url"))
-        event_types = tuple(_event_type(item, f"event_types[{i}]") for i, item in enumerate(_list(entry)))
+        event_types = tuple(parse_event_type(item, f"event_types[{i}]") for i, item in enumerate(_list(entry)))
     except InvalidArgumentError as exc:
         raise DesiredStateError(f"{where}.{exc.field}", exc.problem) from None
     enabled = entry.get("enabled", True)
@@ -148,7 +148,8 @@ def _list(entry: dict[str, Any]) -> list[Any]:
     return value
 
 
-def _event_type(item: object, field: str) -> EventType:
+def parse_event_type(item: object, field: str) -> EventType:
+    """Read an event type written as a name or ``{event_name, subcategory}``; errors name ``field``."""
     try:
         if isinstance(item, str):
             return EventType(item)

@@ -26,7 +26,8 @@ from typing import IO, Any
 
 import attrs
 
-from fullstory_async import CreateEndpointRequest, EventType, InvalidArgumentError
+from fullstory_async import CreateEndpointRequest, InvalidArgumentError
+from fullstory_async._desired import parse_event_type
 from fullstory_async.cli._output import Record
 
 _FIELDS = ("url", "event_types", "secret_env")
@@ -54,20 +55,6 @@ def _problem(number: int, url: str | None, field: str | None, problem: str) -> L
     return Line(number, url, None, record)
 
 
-def _event_type(item: object, field: str) -> EventType:
-    try:
-        if isinstance(item, str):
-            return EventType(item)
-        if isinstance(item, dict) and set(item) <= {"event_name", "subcategory"}:
-            subcategory = item.get("subcategory")
-            if subcategory is not None and not isinstance(subcategory, str):
-                raise InvalidArgumentError("subcategory", "must be a string")
-            return EventType(item.get("event_name"), subcategory)  # type: ignore[arg-type]
-    except InvalidArgumentError as exc:
-        raise InvalidArgumentError(f"{field}.{exc.field}", exc.problem) from None
-    raise InvalidArgumentError(field, "must be an event name or {event_name, subcategory}")
-
-
 def _request(document: dict[str, Any], environ: Mapping[str, str]) -> CreateEndpointRequest:
     if "secret" in document:
         raise InvalidArgumentError("secret", 'secrets do not belong in the input: use "secret_env": "VAR_NAME"')
@@ -80,7 +67,7 @@ def _request(document: dict[str, Any], environ: Mapping[str, str]) -> CreateEndp
     items = document.get("event_types", [])
     if not isinstance(items, list):
         raise InvalidArgumentError("event_types", f"must be an array, got {_JSON_TYPES.get(type(items), 'null')}")
-    event_types = [_event_type(item, f"event_types[{i}]") for i, item in enumerate(items)]
+    event_types = [parse_event_type(item, f"event_types[{i}]") for i, item in enumerate(items)]
     secret = None
     variable = document.get("secret_env")
     if variable is not None:
