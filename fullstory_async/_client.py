@@ -100,7 +100,7 @@ class Client:
             rate_governor = RateGovernor() if self.retry.wait else RateGovernor(sleep=_no_sleep)
         self.governor: RateGovernor | None = rate_governor or None
         """The client's `RateGovernor`, or ``None``."""
-        chain: list[Middleware] = [*middleware, Auth(key), RetryMiddleware(self.retry)]
+        chain: list[Middleware] = [*middleware, Auth(key), RetryMiddleware(self.retry, self.timeout)]
         if self.governor is not None:
             chain.append(self.governor)
         chain.append(decode_errors)

@@ -29,6 +29,7 @@ import attrs
 from fullstory_async._exceptions import APIConnectionError, APIStatusError, InvalidArgumentError, RateLimitError, shown
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
+from fullstory_async._timeout import Timeout
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -127,11 +128,14 @@ class _Budget:
         self.start = start
         self.skipped = 0.0
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start + self.skipped
+
     def __call__(self, state: RetryCallState) -> bool:
         if state.attempt_number >= self.policy.max_attempts:
             return True
         deadline = self.policy.deadline
-        return deadline is not None and time.monotonic() - self.start + self.skipped + state.upcoming_sleep > deadline
+        return deadline is not None and self.elapsed() + state.upcoming_sleep > deadline
 
     async def sleep(self, seconds: float) -> None:
         if self.policy.wait:
@@ -157,10 +161,15 @@ class _ServerFirstWait:
 
 
 class RetryMiddleware:
-    """Middleware that retries the rest of the chain under a `RetryPolicy`."""
+    """Middleware that retries the rest of the chain under a `RetryPolicy`.
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    ``timeout`` is the client's timeout of one attempt: a retry's own timeout is cut to what
+    is left of the deadline, so a call never runs much past it.
+    """
+
+    def __init__(self, policy: RetryPolicy, timeout: Timeout | None = None) -> None:
         self.policy = policy
+        self.timeout = timeout
         self._wait: _ServerFirstWait | None = None  # built on the first retry: tenacity loads lazily
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
@@ -184,7 +193,7 @@ class RetryMiddleware:
             if not replayed:  # tenacity's attempt 1 is the one that already failed
                 replayed = True
                 raise first_error
-            return await call_next(request)
+            return await call_next(self._within_deadline(request, budget))
 
         from tenacity import AsyncRetrying, retry_if_exception
 
@@ -200,6 +209,19 @@ class RetryMiddleware:
             reraise=True,
         )
         return await retrying(attempt, request)
+
+
+    def _within_deadline(self, request: ApiRequest, budget: _Budget) -> ApiRequest:
+        """Cut the attempt's timeout to what is left of the deadline."""
+        deadline = self.policy.deadline
+        timeout = request.timeout or self.timeout
+        if deadline is None or timeout is None:
+            return request
+        left = max(deadline - budget.elapsed(), 0.001)
+        if timeout.total is not None and timeout.total <= left:
+            return request
+        connect = None if timeout.connect is None else min(timeout.connect, left)
+        return attrs.evolve(request, timeout=Timeout(total=left, connect=connect))
 
 
 def _counting(call_next: Handler, counter: AttemptCounter) -> Handler:

@@ -25,6 +25,7 @@ from fullstory_async import (
     RateLimitError,
     RetryPolicy,
     ServerError,
+    Timeout,
 )
 from fullstory_async._retry import RetryMiddleware
 
@@ -317,6 +318,26 @@ async def test_middleware_retries_the_inner_chain_directly() -> None:
 
     response = await RetryMiddleware(RetryPolicy(wait=False))(ApiRequest("POST", "/x"), flaky)
     assert (response.status, calls) == (200, 3)
+
+
+async def test_a_retry_timeout_is_cut_to_what_is_left_of_the_deadline() -> None:
+    """With 25 s of the 30 s deadline spent waiting, the next attempt gets a 5 s timeout, not 30 s."""
+    seen: list[Timeout | None] = []
+
+    async def limited(request: ApiRequest) -> ApiResponse:
+        seen.append(request.timeout)
+        if len(seen) == 1:
+            raise RateLimitError("slow down", status=429, retry_after=25)
+        return ApiResponse(200)
+
+    policy = RetryPolicy(wait=False, deadline=30, max_retry_after=60)
+    middleware = RetryMiddleware(policy, Timeout(total=30, connect=10))
+    await middleware(ApiRequest("GET", "/x"), limited)
+    first, second = seen
+    assert first is None  # the first attempt keeps the client's timeout
+    assert second is not None
+    assert second.total == pytest.approx(5, abs=0.5)
+    assert second.connect == pytest.approx(5, abs=0.5)
 
 
 @pytest.mark.parametrize(
