@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Sequence
 from types import TracebackType
@@ -97,7 +98,8 @@ class Client:
             max_response_bytes=max_response_bytes,
         )
         if rate_governor is True:
-            rate_governor = RateGovernor() if self.retry.wait else RateGovernor(sleep=_no_sleep)
+            sleep = asyncio.sleep if self.retry.wait else _no_sleep
+            rate_governor = RateGovernor(max_pause=self.retry.max_retry_after, sleep=sleep)
         self.governor: RateGovernor | None = rate_governor or None
         """The client's `RateGovernor`, or ``None``."""
         chain: list[Middleware] = [*middleware, Auth(key), RetryMiddleware(self.retry, self.timeout)]

@@ -45,6 +45,9 @@ class RateGovernor:
         min_rate: the pace never drops below this (requests per second).
         doubling_time: seconds of successes that double the rate in slow start.
         approach_time: time constant (seconds) of the climb back after a decrease.
+        max_pause: a ``Retry-After`` longer than this pauses nobody (the retry policy gives
+            up on it at once, and calls should fail fast rather than wait silently); the
+            client sets it to its `RetryPolicy.max_retry_after`.
         clock: monotonic clock, injectable for tests.
         sleep: async sleep, injectable for tests.
 
@@ -57,10 +60,17 @@ class RateGovernor:
         min_rate: float = 1.0,
         doubling_time: float = 0.5,
         approach_time: float = 1.0,
+        max_pause: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        for name, value in (("min_rate", min_rate), ("doubling_time", doubling_time), ("approach_time", approach_time)):
+        settings = (
+            ("min_rate", min_rate),
+            ("doubling_time", doubling_time),
+            ("approach_time", approach_time),
+            ("max_pause", max_pause),
+        )
+        for name, value in settings:
             if not 0 < value < math.inf:
                 raise InvalidArgumentError(name, f"must be a positive number, got {shown(value)}")
         if initial_rate is not None and not 0 < initial_rate < math.inf:
@@ -68,6 +78,7 @@ class RateGovernor:
         self.min_rate = min_rate
         self.doubling_time = doubling_time
         self.approach_time = approach_time
+        self.max_pause = max_pause
         self._clock = clock
         self._sleep = sleep
         self.rate: float | None = initial_rate
@@ -132,7 +143,8 @@ class RateGovernor:
         now = self._clock()
         self.rate_limited += 1
         pause = retry_after if retry_after is not None else _FALLBACK_PAUSE
-        self.paused_until = max(self.paused_until, now + pause)
+        if pause <= self.max_pause:
+            self.paused_until = max(self.paused_until, now + pause)
         if sent_at < self._episode_start:
             return  # sent before the last decrease: already accounted for
         episode = now - self._episode_start

@@ -210,7 +210,6 @@ class RetryMiddleware:
         )
         return await retrying(attempt, request)
 
-
     def _within_deadline(self, request: ApiRequest, budget: _Budget) -> ApiRequest:
         """Cut the attempt's timeout to what is left of the deadline."""
         deadline = self.policy.deadline

@@ -173,3 +173,28 @@ async def test_governor_cuts_429s_of_a_burst() -> None:
     without, _ = await _burst(governed=False)
     assert created == 50
     assert with_governor * 2 < without
+
+
+async def test_a_retry_after_above_max_pause_pauses_nobody() -> None:
+    """A Retry-After longer than max_pause is not waited for: later calls go at once (and fail fast)."""
+    vt = VirtualTime()
+    governor = RateGovernor(max_pause=60, clock=vt.clock, sleep=vt.sleep)
+
+    async def rejected(_request: ApiRequest) -> ApiResponse:
+        raise limited(3600.0)
+
+    with pytest.raises(RateLimitError):
+        await governor(REQUEST, rejected)
+    assert governor.paused_until < vt.clock()
+    with pytest.raises(RateLimitError):
+        await governor(REQUEST, rejected)
+    assert sum(vt.sleeps) < 60
+
+
+async def test_the_client_governor_pauses_no_longer_than_the_retry_policy_waits() -> None:
+    """Client() builds its governor with max_pause = RetryPolicy.max_retry_after."""
+    from fullstory_async import Client
+
+    async with Client("na1.governor-test-key/ORG", retry=RetryPolicy(max_retry_after=7)) as fs:
+        assert fs.governor is not None
+        assert fs.governor.max_pause == 7
