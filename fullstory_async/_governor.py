@@ -36,6 +36,17 @@ _PROBE = 0.005  # then grow this fraction per second of successes
 _MIN_WINDOW = 0.25  # shortest window the first rate estimate extrapolates from
 
 
+def _check_positive(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a positive finite number, else raise naming ``name``."""
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not 0 < number < math.inf:
+        raise InvalidArgumentError(name, f"must be a positive number, got {shown(value)}")
+    return number
+
+
 class RateGovernor:
     """Client-wide pacing that adapts to the server's rate limit (AIMD).
 
@@ -71,14 +82,13 @@ class RateGovernor:
             ("max_pause", max_pause),
         )
         for name, value in settings:
-            if not 0 < value < math.inf:
-                raise InvalidArgumentError(name, f"must be a positive number, got {shown(value)}")
-        if initial_rate is not None and not 0 < initial_rate < math.inf:
-            raise InvalidArgumentError("initial_rate", f"must be a positive number or None, got {shown(initial_rate)}")
-        self.min_rate = min_rate
-        self.doubling_time = doubling_time
-        self.approach_time = approach_time
-        self.max_pause = max_pause
+            _check_positive(name, value)
+        if initial_rate is not None:
+            initial_rate = _check_positive("initial_rate", initial_rate)
+        self.min_rate = float(min_rate)
+        self.doubling_time = float(doubling_time)
+        self.approach_time = float(approach_time)
+        self.max_pause = float(max_pause)
         self._clock = clock
         self._sleep = sleep
         self.rate: float | None = initial_rate

@@ -198,3 +198,14 @@ async def test_the_client_governor_pauses_no_longer_than_the_retry_policy_waits(
     async with Client("na1.governor-test-key/ORG", retry=RetryPolicy(max_retry_after=7)) as fs:
         assert fs.governor is not None
         assert fs.governor.max_pause == 7
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("initial_rate", 10**400), ("initial_rate", "5"), ("min_rate", True), ("max_pause", -1), ("doubling_time", 0)],
+)
+def test_governor_refuses_unusable_numbers(setting: str, value: object) -> None:
+    """Huge, textual, boolean, negative or zero settings are refused naming the setting."""
+    with pytest.raises(InvalidArgumentError) as info:
+        RateGovernor(**{setting: value})  # type: ignore[arg-type]
+    assert info.value.field == setting
