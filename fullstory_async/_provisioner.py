@@ -17,7 +17,6 @@ import asyncio
 import base64
 import contextlib
 import enum
-import random
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Literal
 
@@ -190,8 +189,7 @@ class Provisioner:
     async def _pause(self, attempt: int) -> None:
         policy = self._webhooks.retry_policy
         if policy.wait:
-            ceiling = min(policy.backoff_max, policy.backoff_initial * 2 ** (attempt - 1))
-            await asyncio.sleep(random.uniform(0, ceiling) if policy.jitter else ceiling)
+            await asyncio.sleep(policy.backoff(attempt))
 
     async def provision(
         self,

@@ -19,8 +19,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,15 @@ class RetryPolicy:
     wait: bool = True
     """``False`` skips the sleeps (for tests)."""
 
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` when the server gives no ``Retry-After``.
+
+        ``backoff_initial * 2**(attempt - 1)`` capped at ``backoff_max``; with ``jitter``, a
+        uniform draw below that (full jitter).
+        """
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt - 1, 64))
+        return random.uniform(0, ceiling) if self.jitter else ceiling
+
     def should_retry(self, request: ApiRequest, error: BaseException) -> bool:
         """Whether ``error`` from ``request`` is worth another attempt under this policy."""
         if isinstance(error, RateLimitError):
@@ -144,20 +154,16 @@ class _Budget:
             self.skipped += seconds
 
 
-class _ServerFirstWait:
-    """Wait what the server's ``Retry-After`` says, else fall back to backoff."""
+def _server_first_wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    """Wait what the server's ``Retry-After`` says, else the policy's backoff."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
-        from tenacity import wait_exponential, wait_random_exponential
-
-        backoff = wait_random_exponential if policy.jitter else wait_exponential
-        self.fallback = backoff(multiplier=policy.backoff_initial, max=policy.backoff_max)
-
-    def __call__(self, state: RetryCallState) -> float:
+    def wait(state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimitError) and error.retry_after is not None:
             return error.retry_after
-        return float(self.fallback(state))
+        return policy.backoff(state.attempt_number)
+
+    return wait
 
 
 class RetryMiddleware:
@@ -170,7 +176,7 @@ class RetryMiddleware:
     def __init__(self, policy: RetryPolicy, timeout: Timeout | None = None) -> None:
         self.policy = policy
         self.timeout = timeout
-        self._wait: _ServerFirstWait | None = None  # built on the first retry: tenacity loads lazily
+        self._wait = _server_first_wait(policy)
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         counter = _attempts.get()
@@ -198,8 +204,6 @@ class RetryMiddleware:
         from tenacity import AsyncRetrying, retry_if_exception
 
         budget = _Budget(policy, started)
-        if self._wait is None:
-            self._wait = _ServerFirstWait(policy)
         retrying = AsyncRetrying(
             stop=budget,
             wait=self._wait,

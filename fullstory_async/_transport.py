@@ -96,7 +96,7 @@ class AiohttpTransport:
             ) as response:
                 length = response.content_length
                 if length is not None and length <= self._max_response_bytes:
-                    body = await response.read()  # the usual case, without another frame
+                    body = await response.read()  # the usual case: a known length within the cap
                 else:
                     body = await self._read(response, request)
                 result = ApiResponse(status=response.status, headers=response.headers, body=body)
@@ -130,15 +130,13 @@ class AiohttpTransport:
         return result
 
     async def _read(self, response: aiohttp.ClientResponse, request: ApiRequest) -> bytes:
-        """Read the body, never more than ``max_response_bytes`` + 1 bytes of it.
+        """Read a body of unknown or too large a length, never more than ``max_response_bytes`` + 1 bytes.
 
         A larger 2xx body is refused (`ResponseDecodeError`); a larger error body is cut
         to the limit, so the status still maps to its error class.
         """
         cap = self._max_response_bytes
         length = response.content_length
-        if length is not None and length <= cap:
-            return await response.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
