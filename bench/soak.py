@@ -34,21 +34,7 @@ from fullstory_async import (
 from fullstory_async.testing import FakeFullstory, Fault, FaultKind
 
 TIMEOUT = 0.25  # seconds per attempt; the latency faults last longer
-FAULTS = (
-    Fault.server_error(500),
-    Fault.server_error(503),
-    Fault.server_error_after_commit(),
-    Fault.too_many_requests(retry_after=0.01),
-    Fault.connection_reset(),
-    Fault.connection_reset_after_commit(),
-    Fault.latency(2 * TIMEOUT),
-    Fault.latency(2 * TIMEOUT, after_commit=True),
-    Fault.latency(TIMEOUT / 10),  # slow but in time
-    Fault.bad_gateway_html(),
-    Fault.bad_gateway_html(after_commit=True),
-    Fault.invalid_json(),
-    Fault.wrong_shape(),
-)
+FAULTS = Fault.every_kind(slow=2 * TIMEOUT, quick=TIMEOUT / 10)
 # The errors a create may end in under these faults (after the retry policy gave up).
 EXPECTED = (ServerError, APIConnectionError, ResponseDecodeError, RateLimitError)
 

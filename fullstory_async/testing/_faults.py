@@ -142,6 +142,29 @@ class Fault:
         """Answer 200 (after the change) with valid JSON of the wrong shape (default: a list)."""
         return cls(FaultKind.WRONG_SHAPE, True, status, body=dumps(payload))
 
+    @classmethod
+    def every_kind(cls, *, slow: float, quick: float = 0.01) -> tuple[Fault, ...]:
+        """One fault of every kind, for soak tests: 5xx, 429, resets, latency, HTML 502, malformed 200s.
+
+        Each comes before and after the change where both exist. ``slow`` is a latency
+        meant to outlast the client's timeout, ``quick`` one that should not.
+        """
+        return (
+            cls.server_error(500),
+            cls.server_error(503),
+            cls.server_error_after_commit(),
+            cls.too_many_requests(retry_after=0.01),
+            cls.connection_reset(),
+            cls.connection_reset_after_commit(),
+            cls.latency(slow),
+            cls.latency(slow, after_commit=True),
+            cls.latency(quick),
+            cls.bad_gateway_html(),
+            cls.bad_gateway_html(after_commit=True),
+            cls.invalid_json(),
+            cls.wrong_shape(),
+        )
+
 
 def _check_probability(_: object, __: object, value: float | None) -> None:
     if value is not None and not 0 < value <= 1:

@@ -30,21 +30,7 @@ from fullstory_async.testing import FakeFullstory, Fault, FaultKind, RecordedReq
 
 TIMEOUT = 1.0  # per attempt; generous so a loaded machine never times out a healthy request
 DEADLINE = 5.0  # the whole soak
-FAULTS = (
-    Fault.server_error(500),
-    Fault.server_error(503),
-    Fault.server_error_after_commit(),
-    Fault.too_many_requests(retry_after=0.01),
-    Fault.connection_reset(),
-    Fault.connection_reset_after_commit(),
-    Fault.latency(1.5 * TIMEOUT),
-    Fault.latency(1.5 * TIMEOUT, after_commit=True),
-    Fault.latency(0.01),
-    Fault.bad_gateway_html(),
-    Fault.bad_gateway_html(after_commit=True),
-    Fault.invalid_json(),
-    Fault.wrong_shape(),
-)
+FAULTS = Fault.every_kind(slow=1.5 * TIMEOUT, quick=0.01)
 ERROR_OF = {
     FaultKind.HTML: ServerError,
     FaultKind.RESET: APIConnectionError,
