@@ -10,14 +10,16 @@
         )
 """
 
-from fullstory_async._client import Client
-from fullstory_async._desired import (
+from fullstory_async._bulk.desired import (
     DesiredEndpoint,
     DesiredState,
     DesiredStateError,
     load_desired_state,
     parse_desired_state,
 )
+from fullstory_async._bulk.provision import Outcome, ProvisionResult
+from fullstory_async._bulk.reconcile import Action, ApplyResult, Change, Plan
+from fullstory_async._client import Client
 from fullstory_async._exceptions import (
     APIConnectionError,
     APIError,
@@ -47,9 +49,7 @@ from fullstory_async._models import (
     UpdateEndpointRequest,
 )
 from fullstory_async._pipeline import Handler, Middleware
-from fullstory_async._provisioner import Outcome, ProvisionResult
 from fullstory_async._retry import RetryPolicy
-from fullstory_async._sync import Action, ApplyResult, Change, Plan
 from fullstory_async._timeout import Timeout
 from fullstory_async._version import __version__
 from fullstory_async._webhooks import Webhooks

@@ -55,6 +55,14 @@ class ApiRequest:
     idempotent: bool | None = None
     """Whether repeating the call is safe; ``None`` derives it from the method."""
 
+    deadline: float | None = None
+    """The ``time.monotonic()`` instant by which the whole operation must end, or ``None``.
+
+    Set by the retry layer from the operation's budget. Every layer below it that waits
+    (the rate governor's pauses and pacing slots) must not wait past it: a wait that would
+    end later fails at once with a typed error instead.
+    """
+
     @property
     def is_idempotent(self) -> bool:
         """True when a retry after an ambiguous failure cannot apply a change twice."""
@@ -68,7 +76,15 @@ class ApiRequest:
         headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
         headers[name] = value
         return ApiRequest(
-            self.method, self.path, self.params, headers, self.body, self.timeout, self.operation, self.idempotent
+            self.method,
+            self.path,
+            self.params,
+            headers,
+            self.body,
+            self.timeout,
+            self.operation,
+            self.idempotent,
+            self.deadline,
         )
 
 

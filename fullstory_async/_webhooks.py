@@ -6,9 +6,12 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaita
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
-from fullstory_async import _converter, _sync
+from fullstory_async import _converter
+from fullstory_async._bulk import reconcile as _sync
+from fullstory_async._bulk.desired import DesiredState
+from fullstory_async._bulk.provision import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
+from fullstory_async._bulk.reconcile import ApplyResult, Plan
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
-from fullstory_async._desired import DesiredState
 from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError, shown
 from fullstory_async._messages import ApiRequest
 from fullstory_async._models import (
@@ -21,9 +24,7 @@ from fullstory_async._models import (
     check_unicode,
     check_url,
 )
-from fullstory_async._provisioner import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
 from fullstory_async._retry import RetryPolicy
-from fullstory_async._sync import ApplyResult, Plan
 from fullstory_async._timeout import Timeout, as_timeout
 
 if TYPE_CHECKING:

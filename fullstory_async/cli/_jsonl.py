@@ -27,7 +27,7 @@ from typing import IO, Any
 import attrs
 
 from fullstory_async import CreateEndpointRequest, InvalidArgumentError
-from fullstory_async._desired import parse_event_type
+from fullstory_async._bulk.desired import parse_event_type
 from fullstory_async.cli._output import Record
 
 _FIELDS = ("url", "event_types", "secret_env")

@@ -187,8 +187,8 @@ def test_client_settings(api_key: Any, base_url: Any, timeout: Any, insecure: bo
     result = attempt(lambda: Client(api_key, base_url=base_url, timeout=timeout, allow_insecure_http=insecure))
     if isinstance(result, InvalidArgumentError):
         names(result, "api_key", "base_url", "timeout")
-        if isinstance(api_key, str) and len(api_key) >= 4:
-            assert api_key not in str(result)
+        if isinstance(api_key, str) and len(api_key) >= 4 and api_key not in f"{base_url!r} {timeout!r}":
+            assert api_key not in str(result)  # (unless another argument, shown as rejected, holds the same text)
         return
     url = yarl.URL(result.base_url + ENDPOINTS)
     assert url.scheme in ("http", "https")

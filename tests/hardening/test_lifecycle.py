@@ -26,7 +26,7 @@ from fullstory_async import (
     UpdateEndpointRequest,
     Webhooks,
 )
-from fullstory_async._sync import Action
+from fullstory_async._bulk.reconcile import Action
 
 API_KEY = "na1.LifecycleKey-Jm2x/ORG4"
 ENDPOINT_JSON = {

@@ -145,7 +145,7 @@ def test_event_type_order_is_not_drift() -> None:
     from datetime import UTC, datetime
 
     from fullstory_async import DesiredEndpoint, Endpoint
-    from fullstory_async._sync import _diff
+    from fullstory_async._bulk.reconcile import _diff
 
     now = datetime.now(UTC)
     current = Endpoint("id", now, now, True, "https://x", (EventType("b"), EventType("a")))

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from fullstory_async._concurrency import stream_map
-from fullstory_async._desired import DesiredEndpoint, DesiredState
+from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
+from fullstory_async._bulk.provision import Outcome
+from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
-from fullstory_async._provisioner import Outcome
 from fullstory_async._retry import count_attempts
 
 if TYPE_CHECKING:
