@@ -274,27 +274,47 @@ class Webhooks:
             requests, concurrency=concurrency, on_exists=check_on_exists(on_exists), prefetch=prefetch
         )
 
-    async def plan(self, desired: DesiredState, *, prune: bool = False, rotate_secrets: bool = False) -> Plan:
+    async def plan(
+        self,
+        desired: DesiredState,
+        *,
+        prune: bool = False,
+        rotate_secrets: bool = False,
+        max_deletes: int | None = _sync.DEFAULT_MAX_DELETES,
+        allow_unlisted_event_types: bool = False,
+    ) -> Plan:
         """Compare ``desired`` with the endpoints that exist; return what `apply` would do.
 
-        Creates for desired URLs that do not exist, updates where event types or the
-        enabled state differ, deletes of endpoints not in ``desired`` only with ``prune``,
-        and the rest unchanged. Secrets are write-only and cannot be compared: with
-        ``rotate_secrets`` every desired secret is sent again. One listing (O(pages)).
+        First every event type and subcategory of ``desired`` is checked against the
+        catalogue (`InvalidArgumentError` names the entry, the value and a suggestion;
+        ``allow_unlisted_event_types`` accepts values the catalogue does not list).
+        Then one complete, de-duplicated listing: creates for desired URLs that do not
+        exist, updates where event types or the enabled state differ, the rest
+        unchanged. With ``prune``, which needs ``desired.scope``, endpoints inside the
+        scope that ``desired`` does not list are deleted (never a desired URL), at most
+        ``max_deletes`` of them (``None``: no limit) or the plan is refused. Secrets are
+        write-only: with ``rotate_secrets`` every desired secret is sent again. Any
+        failure means no plan.
         """
-        return await _sync.plan(self, desired, prune=prune, rotate_secrets=rotate_secrets)
+        return await _sync.plan(
+            self,
+            desired,
+            prune=prune,
+            rotate_secrets=rotate_secrets,
+            max_deletes=max_deletes,
+            allow_unlisted_event_types=allow_unlisted_event_types,
+        )
 
     def apply(self, plan: Plan, *, concurrency: int = 16) -> AsyncGenerator[ApplyResult, None]:
-        """Execute a `Plan` concurrently; yield one `ApplyResult` per change as each finishes.
+        """Execute a `Plan` made by `plan` concurrently; yield one `ApplyResult` per change as each finishes.
 
         Creates go through `ensure_endpoint` (never a duplicate); updates always state
         the enabled flag; a delete of an endpoint that is already gone succeeds. One
         failure never stops the others. Planning and applying again changes nothing.
+        A plan not made by `plan` (not validated) is refused.
         """
         _check_concurrency(concurrency)
-        if not isinstance(plan, Plan):
-            raise InvalidArgumentError("plan", f"must be a Plan, got {type(plan).__name__}")
-        return _sync.apply(self, plan, concurrency=concurrency)
+        return _sync.apply(self, _sync.check_plan(plan), concurrency=concurrency)
 
     # -- event types -------------------------------------------------------------------------
 

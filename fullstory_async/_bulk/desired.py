@@ -1,8 +1,10 @@
-"""Desired-state files for declarative sync: TOML or JSON, secrets by environment variable.
+"""Desired-state files and provision input: one schema, one parser, errors naming the key.
 
 ::
 
     # endpoints.toml
+    scope = ["https://example.com/hooks/"]   # what this file owns (top-level: above the first table)
+
     [[endpoints]]
     url = "https://example.com/hooks/notes"
     event_types = ["note.created"]
@@ -14,11 +16,14 @@
     event_types = [{ event_name = "segment.trend.alert", subcategory = "CgsiCW8t..." }]
     secret_env = "ALERTS_WEBHOOK_SECRET"
 
-JSON files hold the same document: ``{"endpoints": [{"url": ..., ...}]}``.
+JSON files hold the same document: ``{"scope": [...], "endpoints": [{"url": ..., ...}]}``.
+A ``provision`` input line (JSON Lines) is one endpoint object of the same schema
+(`parse_endpoint`). Unknown keys are errors, with a did-you-mean.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -27,19 +32,32 @@ from typing import Any
 
 import attrs
 
+from fullstory_async._bulk.scope import check_scope, in_scope
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
 from fullstory_async._models import CreateEndpointRequest, EventType, check_url
 
-_FIELDS = frozenset({"url", "event_types", "secret_env", "enabled"})
+ENDPOINT_KEYS = ("url", "event_types", "secret_env", "enabled")
+TOP_LEVEL_KEYS = ("scope", "endpoints")
 
 
 class DesiredStateError(FullstoryError, ValueError):
-    """A desired-state file is malformed; ``where`` names the file, line or field."""
+    """A desired-state file is malformed; ``where`` names the file and the key path."""
 
     def __init__(self, where: str, problem: str) -> None:
         super().__init__(f"{where}: {problem}")
         self.where = where
         self.problem = problem
+
+
+def did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    """`` (did you mean "x"?)`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _type_name(value: object) -> str:
+    names = {dict: "a table/object", list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
 
 
 @attrs.frozen
@@ -66,12 +84,38 @@ class DesiredEndpoint:
         return CreateEndpointRequest(url=self.url, event_types=self.event_types, secret=self.secret)
 
 
+def _scope(value: tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else check_scope(value)
+
+
 @attrs.frozen
 class DesiredState:
-    """Every endpoint that should exist (with ``prune``, no other may)."""
+    """Every endpoint that should exist, and the ``scope`` of URL prefixes this state owns.
 
-    endpoints: tuple[DesiredEndpoint, ...] = ()
+    With a scope, every desired URL must be inside it, and ``plan(prune=True)`` deletes
+    only endpoints inside it; without one, pruning is refused.
+    """
+
+    endpoints: tuple[DesiredEndpoint, ...] = attrs.field(default=(), converter=tuple)
     """The endpoints, in file order; URLs are unique."""
+
+    scope: tuple[str, ...] | None = attrs.field(default=None, converter=_scope, kw_only=True)
+    """Absolute http(s) URL prefixes this state owns (scheme, host and port match exactly)."""
+
+    def __attrs_post_init__(self) -> None:
+        seen: dict[str, int] = {}
+        for number, endpoint in enumerate(self.endpoints):
+            if not isinstance(endpoint, DesiredEndpoint):
+                raise InvalidArgumentError(f"endpoints[{number}]", "must be a DesiredEndpoint")
+            if endpoint.url in seen:
+                raise InvalidArgumentError(
+                    f"endpoints[{number}].url", f"duplicates endpoints[{seen[endpoint.url]}] ({endpoint.url})"
+                )
+            seen[endpoint.url] = number
+            if self.scope is not None and not in_scope(endpoint.url, self.scope):
+                raise InvalidArgumentError(
+                    f"endpoints[{number}].url", f"{endpoint.url} is outside the scope ({', '.join(self.scope)})"
+                )
 
 
 def load_desired_state(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> DesiredState:
@@ -97,55 +141,80 @@ def parse_desired_state(
         raise DesiredStateError(f"{source}:{exc.lineno}:{exc.colno}", f"invalid JSON: {exc.msg}") from None
     except tomllib.TOMLDecodeError as exc:
         raise DesiredStateError(source, f"invalid TOML: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("endpoints", []), list):
-        raise DesiredStateError(source, 'expected a document with an "endpoints" list')
-    environ = os.environ if environ is None else environ
-    endpoints: list[DesiredEndpoint] = []
-    seen: dict[str, int] = {}
-    for number, entry in enumerate(document.get("endpoints", [])):
-        where = f"{source}: endpoints[{number}]"
-        endpoint = _endpoint(entry, where, environ)
-        if endpoint.url in seen:
-            raise DesiredStateError(f"{where}.url", f"duplicates endpoints[{seen[endpoint.url]}] ({endpoint.url})")
-        seen[endpoint.url] = number
-        endpoints.append(endpoint)
-    return DesiredState(tuple(endpoints))
-
-
-def _endpoint(entry: object, where: str, environ: Mapping[str, str]) -> DesiredEndpoint:
-    if not isinstance(entry, dict):
-        raise DesiredStateError(where, f"expected a table/object, got {type(entry).__name__}")
-    if "secret" in entry:
-        raise DesiredStateError(f"{where}.secret", 'secrets do not belong in the file: use secret_env = "VAR_NAME"')
-    unknown = sorted(set(entry) - _FIELDS)
-    if unknown:
-        raise DesiredStateError(
-            f"{where}.{unknown[0]}", f"unknown field (expected one of {', '.join(sorted(_FIELDS))})"
-        )
     try:
-        url = check_url("url", entry.get("url"))
-        event_types = tuple(parse_event_type(item, f"event_types[{i}]") for i, item in enumerate(_list(entry)))
+        return desired_state_from(document, environ=os.environ if environ is None else environ)
     except InvalidArgumentError as exc:
-        raise DesiredStateError(f"{where}.{exc.field}", exc.problem) from None
+        raise DesiredStateError(f"{source}: {exc.field}", exc.problem) from None
+
+
+def desired_state_from(document: object, *, environ: Mapping[str, str]) -> DesiredState:
+    """Build a `DesiredState` from a decoded document; `InvalidArgumentError` names the key path."""
+    if not isinstance(document, dict):
+        raise InvalidArgumentError("document", f"must be a table/object, got {_type_name(document)}")
+    for key in document:
+        if key not in TOP_LEVEL_KEYS:
+            raise InvalidArgumentError(
+                key, f"unknown key{did_you_mean(key, TOP_LEVEL_KEYS)}; expected {', '.join(TOP_LEVEL_KEYS)}"
+            )
+    if "endpoints" not in document:
+        raise InvalidArgumentError(
+            "endpoints", 'is missing: a desired state lists its endpoints ([[endpoints]] tables, or "endpoints": [])'
+        )
+    entries = document["endpoints"]
+    if not isinstance(entries, list):
+        raise InvalidArgumentError("endpoints", f"must be an array of tables/objects, got {_type_name(entries)}")
+    scope = document.get("scope")
+    if "scope" in document and not isinstance(scope, list):
+        raise InvalidArgumentError("scope", f"must be an array of URL prefixes, got {_type_name(scope)}")
+    endpoints = []
+    for number, entry in enumerate(entries):
+        try:
+            endpoints.append(parse_endpoint(entry, environ))
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"endpoints[{number}].{exc.field}".rstrip("."), exc.problem) from None
+    return DesiredState(tuple(endpoints), scope=scope)
+
+
+def parse_endpoint(entry: object, environ: Mapping[str, str]) -> DesiredEndpoint:
+    """Read one endpoint object (a desired-state entry, or one ``provision`` line).
+
+    Raises `InvalidArgumentError` whose ``field`` is the key path inside the entry
+    (empty when the entry itself is wrong).
+    """
+    if not isinstance(entry, dict):
+        raise InvalidArgumentError("", f"must be a table/object, got {_type_name(entry)}")
+    if "secret" in entry:
+        raise InvalidArgumentError("secret", 'secrets do not belong in the file: use secret_env = "VAR_NAME"')
+    if "scope" in entry:
+        raise InvalidArgumentError(
+            "scope",
+            "scope is a top-level key: move it above the first [[endpoints]] table "
+            "(in TOML, a key below a table header belongs to that table)",
+        )
+    for key in entry:
+        if key not in ENDPOINT_KEYS:
+            raise InvalidArgumentError(
+                key, f"unknown key{did_you_mean(key, ENDPOINT_KEYS)}; expected one of {', '.join(ENDPOINT_KEYS)}"
+            )
+    if "url" not in entry:
+        raise InvalidArgumentError("url", "is required")
+    url = check_url("url", entry["url"])
+    items = entry.get("event_types", [])
+    if not isinstance(items, list):
+        raise InvalidArgumentError("event_types", f"must be an array, got {_type_name(items)}")
+    event_types = tuple(parse_event_type(item, f"event_types[{i}]") for i, item in enumerate(items))
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise DesiredStateError(f"{where}.enabled", f"must be true or false, got {enabled!r}")
+        raise InvalidArgumentError("enabled", f"must be true or false, got {enabled!r}")
     secret_env = entry.get("secret_env")
     secret = None
     if secret_env is not None:
         if not isinstance(secret_env, str) or not secret_env:
-            raise DesiredStateError(f"{where}.secret_env", "must be the name of an environment variable")
+            raise InvalidArgumentError("secret_env", "must be the name of an environment variable")
         secret = environ.get(secret_env)
         if not secret:
-            raise DesiredStateError(f"{where}.secret_env", f"environment variable {secret_env} is not set")
+            raise InvalidArgumentError("secret_env", f"environment variable {secret_env} is not set")
     return DesiredEndpoint(url, event_types, secret, secret_env, enabled)
-
-
-def _list(entry: dict[str, Any]) -> list[Any]:
-    value = entry.get("event_types", [])
-    if not isinstance(value, list):
-        raise InvalidArgumentError("event_types", f"must be a list, got {type(value).__name__}")
-    return value
 
 
 def parse_event_type(item: object, field: str) -> EventType:
@@ -153,7 +222,11 @@ def parse_event_type(item: object, field: str) -> EventType:
     try:
         if isinstance(item, str):
             return EventType(item)
-        if isinstance(item, dict) and set(item) <= {"event_name", "subcategory"}:
+        if isinstance(item, dict):
+            for key in item:
+                if key not in ("event_name", "subcategory"):
+                    hint = did_you_mean(key, ("event_name", "subcategory"))
+                    raise InvalidArgumentError(key, f"unknown key{hint}; expected event_name, subcategory")
             subcategory = item.get("subcategory")
             if subcategory is not None and not isinstance(subcategory, str):
                 raise InvalidArgumentError("subcategory", "must be a string")

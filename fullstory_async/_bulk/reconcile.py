@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from fullstory_async._bulk.catalogue_check import check_event_types
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
+from fullstory_async._bulk.listing import complete_listing, fingerprint
 from fullstory_async._bulk.provision import Outcome
+from fullstory_async._bulk.scope import in_scope
 from fullstory_async._bulk.streaming import stream_map
-from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError
+from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError, shown
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
 from fullstory_async._retry import count_attempts
 
@@ -52,12 +55,20 @@ class Change:
 
 @attrs.frozen
 class Plan:
-    """What `apply` would do, grouped by action."""
+    """What `apply` would do, grouped by action; build it with `Webhooks.plan`."""
 
     creates: tuple[Change, ...] = ()
     updates: tuple[Change, ...] = ()
     deletes: tuple[Change, ...] = ()
     unchanged: tuple[Change, ...] = ()
+    outside_scope: int = 0
+    """Endpoints outside the desired state's scope, left alone."""
+    unlisted: tuple[str, ...] = ()
+    """Event types or subcategories the catalogue does not list, accepted by ``allow_unlisted_event_types``."""
+    fingerprint: str = ""
+    """A digest of the endpoints the plan was made from (in scope): a saved plan is stale when it changes."""
+    validated: bool = False
+    """True when `Webhooks.plan` checked it against the catalogue; `apply` refuses any other plan."""
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -65,9 +76,14 @@ class Plan:
         return self.creates + self.updates + self.deletes + self.unchanged
 
     @property
+    def pending(self) -> tuple[Change, ...]:
+        """The changes that change something: creates, updates, deletes."""
+        return self.creates + self.updates + self.deletes
+
+    @property
     def is_empty(self) -> bool:
         """True when applying would change nothing."""
-        return not (self.creates or self.updates or self.deletes)
+        return not self.pending
 
 
 @attrs.frozen
@@ -102,26 +118,80 @@ def _diff(desired: DesiredEndpoint, current: Endpoint, rotate_secrets: bool) -> 
     return tuple(fields)
 
 
-async def plan(webhooks: Webhooks, desired: DesiredState, *, prune: bool, rotate_secrets: bool) -> Plan:
+DEFAULT_MAX_DELETES = 10
+"""``plan(prune=True)`` refuses to delete more endpoints than this unless ``max_deletes`` is raised."""
+
+
+def check_plan(plan: object) -> Plan:
+    """Return ``plan`` if `apply` may run it: a `Plan` made (and validated) by `Webhooks.plan`."""
+    if not isinstance(plan, Plan):
+        raise InvalidArgumentError("plan", f"must be a Plan, got {type(plan).__name__}")
+    if not plan.validated:
+        raise InvalidArgumentError("plan", "was not validated against the catalogue: make it with webhooks.plan()")
+    return plan
+
+
+async def plan(
+    webhooks: Webhooks,
+    desired: DesiredState,
+    *,
+    prune: bool,
+    rotate_secrets: bool,
+    max_deletes: int | None = DEFAULT_MAX_DELETES,
+    allow_unlisted_event_types: bool = False,
+) -> Plan:
     """See `Webhooks.plan`."""
     if not isinstance(desired, DesiredState):
         raise InvalidArgumentError("desired", f"must be a DesiredState, got {type(desired).__name__}")
+    if prune and desired.scope is None:
+        raise InvalidArgumentError(
+            "scope",
+            "prune needs a scope: declare the URL prefixes the desired state owns "
+            '(scope = ["https://hooks.example.com/"] at the top of the file); '
+            "without one, prune would delete endpoints that other tools own",
+        )
+    if max_deletes is not None and (
+        isinstance(max_deletes, bool) or not isinstance(max_deletes, int) or max_deletes < 0
+    ):
+        raise InvalidArgumentError("max_deletes", f"must be an integer >= 0 or None, got {shown(max_deletes)}")
+    unlisted = await check_event_types(webhooks, desired, allow_unlisted=allow_unlisted_event_types)
+    listing = await complete_listing(webhooks)
+    owned = [e for e in listing if desired.scope is None or in_scope(e.url, desired.scope)]
     wanted = {endpoint.url: endpoint for endpoint in desired.endpoints}
+    matched: set[str] = set()
     updates: list[Change] = []
     deletes: list[Change] = []
     unchanged: list[Change] = []
-    async for current in webhooks.list_endpoints():
-        webhooks._provisioner.observe(current)  # a later create can then look its URL up in one GET
-        target = wanted.pop(current.url, None)
+    for current in owned:
+        target = wanted.get(current.url)
         if target is None:
             if prune:
                 deletes.append(Change(Action.DELETE, current.url, None, current))
             continue
+        if current.url in matched:  # a second endpoint with a desired URL: never deleted, left alone
+            continue
+        matched.add(current.url)
         fields = _diff(target, current, rotate_secrets)
         bucket = updates if fields else unchanged
         bucket.append(Change(Action.UPDATE if fields else Action.UNCHANGED, current.url, target, current, fields))
-    creates = [Change(Action.CREATE, url, target) for url, target in wanted.items()]
-    return Plan(tuple(creates), tuple(updates), tuple(deletes), tuple(unchanged))
+    if max_deletes is not None and len(deletes) > max_deletes:
+        raise InvalidArgumentError(
+            "max_deletes",
+            f"the plan would delete {len(deletes)} endpoints, more than the limit of {max_deletes}: check the "
+            f"desired state and its scope, then allow it with max_deletes={len(deletes)} (CLI: --max-deletes "
+            f"{len(deletes)})",
+        )
+    creates = [Change(Action.CREATE, url, target) for url, target in wanted.items() if url not in matched]
+    return Plan(
+        tuple(creates),
+        tuple(updates),
+        tuple(deletes),
+        tuple(unchanged),
+        outside_scope=len(listing) - len(owned),
+        unlisted=unlisted,
+        fingerprint=fingerprint(owned),
+        validated=True,
+    )
 
 
 async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGenerator[ApplyResult, None]:
@@ -135,6 +205,7 @@ async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGen
                 return ApplyResult(change, None, exc, Outcome.FAILED, attempts.count)
         return ApplyResult(change, endpoint, None, outcome, attempts.count)
 
+    check_plan(plan)
     async with contextlib.aclosing(stream_map(plan.changes, run, concurrency=concurrency)) as results:
         async for result in results:
             yield result

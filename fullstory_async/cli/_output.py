@@ -142,11 +142,14 @@ def error_text(error: FullstoryError) -> str:
 _SIGN = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
 
 
+def _state(enabled: bool) -> str:
+    return "enabled" if enabled else "disabled"
+
+
 def _change_detail(change: Change) -> str:
     desired, current = change.desired, change.current
     if change.action == "create" and desired is not None:
-        state = "" if desired.enabled else ", disabled"
-        return f"[{event_types_text(desired.event_types)}{state}]"
+        return f"event types [{event_types_text(desired.event_types)}]; {_state(desired.enabled)}"
     if change.action != "update" or desired is None or current is None:
         return ""
     parts = []
@@ -155,7 +158,7 @@ def _change_detail(change: Change) -> str:
             f"event types [{event_types_text(current.event_types)}] -> [{event_types_text(desired.event_types)}]"
         )
     if "enabled" in change.fields:
-        parts.append("enable" if desired.enabled else "disable")
+        parts.append(f"{_state(current.enabled)} -> {_state(desired.enabled)}")
     if "secret" in change.fields:
         parts.append(f"rotate secret (from {desired.secret_env})")
     return "; ".join(parts)
@@ -164,14 +167,18 @@ def _change_detail(change: Change) -> str:
 def plan_lines(plan: Plan, where: str) -> list[str]:
     """Return the plan for people: a count line, then a line per change (unchanged ones are only counted)."""
     if plan.is_empty:
-        return [f"No changes at {where}: {len(plan.unchanged)} endpoint(s) already match."]
-    lines = [
-        f"Plan for {where}: {len(plan.creates)} to create, {len(plan.updates)} to update, "
-        f"{len(plan.deletes)} to delete, {len(plan.unchanged)} unchanged."
-    ]
-    for change in (*plan.creates, *plan.updates, *plan.deletes):
+        lines = [f"No changes at {where}: {len(plan.unchanged)} endpoint(s) already match."]
+    else:
+        lines = [
+            f"Plan for {where}: {len(plan.creates)} to create, {len(plan.updates)} to update, "
+            f"{len(plan.deletes)} to delete, {len(plan.unchanged)} unchanged."
+        ]
+    for change in plan.pending:
         detail = _change_detail(change)
         lines.append(f"  {_SIGN[change.action]} {change.action:<7} {change.url}" + (f"  {detail}" if detail else ""))
+    if plan.outside_scope:
+        lines.append(f"{plan.outside_scope} endpoint(s) outside the scope left alone.")
+    lines.extend(f"warning: not in the catalogue, allowed: {text}" for text in plan.unlisted)
     return lines
 
 
@@ -191,7 +198,7 @@ def change_record(change: Change) -> Record:
 
 
 def plan_record(plan: Plan, where: str, fake: bool) -> Record:
-    """Return the whole plan as one JSON object."""
+    """Return the whole plan as one JSON object: the summary and the pending changes."""
     return {
         "target": where,
         "embedded_fake": fake,
@@ -200,8 +207,11 @@ def plan_record(plan: Plan, where: str, fake: bool) -> Record:
             "update": len(plan.updates),
             "delete": len(plan.deletes),
             "unchanged": len(plan.unchanged),
+            "outside_scope": plan.outside_scope,
         },
-        "changes": [change_record(change) for change in plan.changes],
+        "changes": [change_record(change) for change in plan.pending],
+        "unlisted": list(plan.unlisted),
+        "fingerprint": plan.fingerprint,
     }
 
 

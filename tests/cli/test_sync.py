@@ -60,7 +60,10 @@ def test_plan_then_apply_then_rerun_changes_nothing(cli, served, secrets_set, ex
     plan = cli(*base, "plan", file)
     assert plan.code == 0
     assert plan.out.splitlines()[0] == (f"Plan for {served.url}: 4 to create, 0 to update, 0 to delete, 0 unchanged.")
-    assert "  + create  https://mobile.example-shop.com/fullstory/crashes  [nativemobile.event.crash, " in plan.out
+    assert (
+        "  + create  https://mobile.example-shop.com/fullstory/crashes  "
+        "event types [nativemobile.event.crash, segment.created]; disabled" in plan.out
+    )
     assert served.urls() == set()
 
     applied = cli(*base, "apply", file, "--yes")
@@ -81,38 +84,40 @@ def test_plan_then_apply_then_rerun_changes_nothing(cli, served, secrets_set, ex
 
 
 def test_plan_json(cli, served, secrets_set, examples):
-    """`plan --json` prints one object: target, counts and every change (with secret_env names only)."""
+    """`plan --json` prints one object: target, counts and the pending changes only (secret_env names only)."""
     served.call(lambda: served.fake.add_endpoint("https://hooks.example-shop.com/fullstory/notes", ["note.created"]))
     run = cli("--base-url", served.url, "--json", "plan", str(examples / "endpoints.toml"))
     assert run.code == 0
     [plan] = run.json_lines()
     assert plan["target"] == served.url
     assert plan["embedded_fake"] is False
-    assert plan["summary"] == {"create": 3, "update": 0, "delete": 0, "unchanged": 1}
-    unchanged = [c for c in plan["changes"] if c["action"] == "unchanged"]
-    assert unchanged[0]["url"] == "https://hooks.example-shop.com/fullstory/notes"
-    assert unchanged[0]["secret_env"] == "NOTES_WEBHOOK_SECRET"
+    assert plan["summary"] == {"create": 3, "update": 0, "delete": 0, "unchanged": 1, "outside_scope": 0}
+    assert [c["action"] for c in plan["changes"]] == ["create"] * 3
+    alerts = next(c for c in plan["changes"] if c["url"].endswith("/alerts"))
+    assert alerts["secret_env"] == "ALERTS_WEBHOOK_SECRET"
 
 
 def test_updates_and_prune(cli, served, secrets_set, examples):
     """A drifted endpoint is updated; with --prune an endpoint not in the file is deleted."""
     served.call(lambda: served.fake.add_endpoint("https://hooks.example-shop.com/fullstory/notes", ["segment.created"]))
-    served.call(lambda: served.fake.add_endpoint("https://old.example-shop.com/hook"))
+    served.call(lambda: served.fake.add_endpoint("https://hooks.example-shop.com/fullstory/old"))
+    served.call(lambda: served.fake.add_endpoint("https://old.example-shop.com/hook"))  # outside the scope
     file = str(examples / "endpoints.toml")
     plan = cli("--base-url", served.url, "plan", file, "--prune")
     assert "3 to create, 1 to update, 1 to delete, 0 unchanged." in plan.out
+    assert "1 endpoint(s) outside the scope left alone" in plan.out
     assert (
         "  ~ update  https://hooks.example-shop.com/fullstory/notes  "
         "event types [segment.created] -> [note.created]" in plan.out
     )
-    assert "  - delete  https://old.example-shop.com/hook" in plan.out
+    assert "  - delete  https://hooks.example-shop.com/fullstory/old" in plan.out
     no_prune = cli("--base-url", served.url, "plan", file)
     assert "0 to delete" in no_prune.out
 
     applied = cli("--base-url", served.url, "apply", file, "--prune", "--yes")
     assert applied.code == 0, applied.err
     assert "3 created, 1 updated, 0 unchanged, 0 skipped, 1 deleted, 0 failed" in applied.err
-    assert served.urls() == EXAMPLE_URLS
+    assert served.urls() == EXAMPLE_URLS | {"https://old.example-shop.com/hook"}
 
 
 def test_apply_without_yes_and_without_a_terminal_is_refused(cli, served, secrets_set, examples, monkeypatch):
@@ -139,25 +144,27 @@ def test_apply_asks_on_a_terminal(cli, served, secrets_set, examples, monkeypatc
 
 def test_prompt_mentions_deletes(cli, served, secrets_set, examples, monkeypatch, terminal):
     """The confirmation question says how many endpoints would be deleted."""
-    served.call(lambda: served.fake.add_endpoint("https://old.example-shop.com/hook"))
+    served.call(lambda: served.fake.add_endpoint("https://hooks.example-shop.com/fullstory/old"))
     monkeypatch.setattr(sys, "stdin", terminal("n\n"))
     run = cli("--base-url", served.url, "apply", str(examples / "endpoints.toml"), "--prune")
     assert f"Apply 5 change(s) to {served.url}, deleting 1? [y/N] " in run.err
     assert len(served.urls()) == 1
 
 
-def test_failed_change_is_reported_and_exit_1(cli, served, tmp_path):
-    """A change the API rejects fails alone (one result line with the error); the rest apply; exit 1."""
+def test_misspelt_event_name_fails_the_plan_before_any_change(cli, served, tmp_path):
+    """`note.craeted` in one entry: no plan, exit 2, the entry, value and a suggestion named; nothing created."""
     file = tmp_path / "desired.toml"
     file.write_text(
         '[[endpoints]]\nurl = "https://e.com/good"\nevent_types = ["note.created"]\n\n'
-        '[[endpoints]]\nurl = "https://e.com/bad"\nevent_types = ["note.gone"]\n'
+        '[[endpoints]]\nurl = "https://e.com/bad"\nevent_types = ["note.craeted"]\n'
     )
-    run = cli("--base-url", served.url, "apply", str(file), "--yes")
-    assert run.code == 1
-    assert "  failed    https://e.com/bad  error: 400 invalid_argument: eventTypes[0].eventName" in run.out
-    assert "1 created, 0 updated, 0 unchanged, 0 skipped, 0 deleted, 1 failed" in run.err
-    assert served.urls() == {"https://e.com/good"}
+    for command in (("plan",), ("apply", "--yes")):
+        run = cli("--base-url", served.url, *command, str(file))
+        assert run.code == 2, run.err
+        assert "endpoints[1].event_types[0].event_name" in run.err
+        assert "'note.craeted'" in run.err
+        assert 'did you mean "note.created"?' in run.err
+    assert served.urls() == set()
 
 
 BAD_FILES = [

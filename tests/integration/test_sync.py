@@ -16,6 +16,8 @@ from fullstory_async import (
 from fullstory_async.testing import FakeFullstory, Fault
 
 DESIRED = """
+scope = ["https://example.com/sync/"]
+
 [[endpoints]]
 url = "https://example.com/sync/notes"
 event_types = ["note.created"]
@@ -127,7 +129,7 @@ async def test_apply_reports_every_change_when_some_fail() -> None:
 
 async def test_delete_of_an_endpoint_already_gone_succeeds() -> None:
     """A planned delete whose endpoint vanished before apply still reports deleted."""
-    desired = parse_desired_state("endpoints = []", environ={})
+    desired = parse_desired_state('scope = ["https://example.com/"]\nendpoints = []', environ={})
     async with FakeFullstory() as fake:
         await seed(fake)
         async with fake.client() as fs:

@@ -1,0 +1,57 @@
+"""The listing a plan is made from: complete, de-duplicated, and its fingerprint.
+
+An offset-paged listing read while another writer inserts can repeat an endpoint on two
+pages (or skip one). The plan reads every page (a pagination token seen twice is an
+error, never a loop), keeps each id once (its latest ``modified`` version), and fails
+as a whole when any page fails: there is no plan from a partial listing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from fullstory_async._exceptions import ResponseDecodeError
+from fullstory_async._models import Endpoint
+
+if TYPE_CHECKING:
+    from fullstory_async._webhooks import Webhooks
+
+
+async def complete_listing(webhooks: Webhooks) -> list[Endpoint]:
+    """Every endpoint once, in listing order (the latest version of an id listed twice)."""
+    by_id: dict[str, Endpoint] = {}
+    tokens: set[str] = set()
+    token: str | None = None
+    while True:
+        page = await webhooks.list_endpoints_page(page_token=token)
+        for endpoint in page.items:
+            seen = by_id.get(endpoint.id)
+            if seen is None or endpoint.modified >= seen.modified:
+                by_id[endpoint.id] = endpoint
+            webhooks._provisioner.observe(endpoint)  # a later create can then look its URL up in one GET
+        token = page.next_page_token
+        if token is None:
+            return list(by_id.values())
+        if token in tokens:
+            raise ResponseDecodeError(
+                "nextPaginationToken repeats an earlier one: the listing cycles", field="$.nextPaginationToken"
+            )
+        tokens.add(token)
+
+
+def fingerprint(endpoints: Iterable[Endpoint]) -> str:
+    """Return a digest of the endpoints' ids, URLs, states, event types and modification times."""
+    rows = sorted(
+        (
+            e.id,
+            e.url,
+            e.enabled,
+            sorted((t.event_name, t.subcategory or "") for t in e.event_types),
+            e.modified.isoformat(),
+        )
+        for e in endpoints
+    )
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()[:32]
