@@ -1,5 +1,8 @@
 """Authentication: where the API key comes from, which host it talks to, and the header it sends.
 
+Environment variables (explicit arguments always win): ``FULLSTORY_API_KEY`` (the key),
+``FULLSTORY_BASE_URL`` (the API root, e.g. the one ``fake-server`` prints).
+
 Fullstory takes the raw key after ``Basic`` (not base64 of user:password). The key is
 held only by `Auth` and never appears in a repr, log line or exception.
 """
@@ -15,6 +18,7 @@ from fullstory_async._models import check_unicode
 from fullstory_async._pipeline import Handler
 
 API_KEY_ENV = "FULLSTORY_API_KEY"
+BASE_URL_ENV = "FULLSTORY_BASE_URL"
 DEFAULT_BASE_URL = "https://api.fullstory.com"
 EU1_BASE_URL = "https://api.eu1.fullstory.com"
 
@@ -39,6 +43,13 @@ def resolve_api_key(api_key: str | None) -> str:
 def default_base_url(api_key: str) -> str:
     """``https://api.eu1.fullstory.com`` for ``eu1.`` keys, ``https://api.fullstory.com`` otherwise."""
     return EU1_BASE_URL if api_key.lower().startswith("eu1.") else DEFAULT_BASE_URL
+
+
+def resolve_base_url(base_url: str | None, api_key: str) -> str:
+    """Return ``base_url`` if given, else ``$FULLSTORY_BASE_URL`` if set, else the key's region's API root."""
+    if base_url is not None:
+        return base_url
+    return os.environ.get(BASE_URL_ENV, "").strip() or default_base_url(api_key)
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Self
 
 import aiohttp
 
-from fullstory_async._auth import Auth, check_base_url, default_base_url, resolve_api_key
+from fullstory_async._auth import Auth, check_base_url, resolve_api_key, resolve_base_url
 from fullstory_async._error_decoder import decode_errors
 from fullstory_async._exceptions import ClientClosedError, InvalidArgumentError, shown
 from fullstory_async._governor import RateGovernor
@@ -41,8 +41,9 @@ class Client:
     Args:
         api_key: the API key (Admin or Architect for webhooks); defaults to
             ``$FULLSTORY_API_KEY``. A missing key raises `InvalidArgumentError` here.
-        base_url: API root; defaults to ``https://api.eu1.fullstory.com`` for ``eu1.``
-            keys and ``https://api.fullstory.com`` otherwise. Plain ``http`` only for
+        base_url: API root; defaults to ``$FULLSTORY_BASE_URL``, else to
+            ``https://api.eu1.fullstory.com`` for ``eu1.`` keys and
+            ``https://api.fullstory.com`` otherwise. Plain ``http`` only for
             loopback hosts unless ``allow_insecure_http``.
         timeout: seconds, or a `Timeout`, for each attempt; calls take their own too.
         retry: the `RetryPolicy`.
@@ -85,7 +86,7 @@ class Client:
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InvalidArgumentError(name, f"must be an integer >= {least}, got {shown(value)}")
         key = resolve_api_key(api_key)
-        self.base_url = check_base_url(base_url or default_base_url(key), allow_insecure_http=allow_insecure_http)
+        self.base_url = check_base_url(resolve_base_url(base_url, key), allow_insecure_http=allow_insecure_http)
         self.timeout = as_timeout(timeout)
         self.retry = retry if retry is not None else RetryPolicy()
         self._transport = AiohttpTransport(

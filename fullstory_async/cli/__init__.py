@@ -6,7 +6,8 @@
     FULLSTORY_API_KEY=... fullstory-async endpoints list --json
 
 Exit status: 0 all ok; 1 some items failed, an API call failed or a confirmation was
-declined; 2 bad usage or a bad file; 130 interrupted (Ctrl-C). See ``docs/cli.md``.
+declined; 2 bad usage or a bad file; 3 ``plan --exit-code`` with changes pending; 130
+interrupted (Ctrl-C). Commands are registered once, in ``_registry.COMMANDS``. See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -20,25 +21,17 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from fullstory_async import DesiredStateError, FullstoryError, InvalidArgumentError
-from fullstory_async.cli import _commands, _jobs
 from fullstory_async.cli._output import Console, error_text
 from fullstory_async.cli._parser import UsageError, build_parser
+from fullstory_async.cli._registry import BY_NAME, COMMANDS
 from fullstory_async.cli._target import open_target
 
-__all__ = ["main"]
+__all__ = ["main", "parser"]
 
-_COMMANDS: dict[str, _commands.Command] = {
-    "endpoints list": _commands.endpoints_list,
-    "endpoints get": _commands.endpoints_get,
-    "endpoints create": _commands.endpoints_create,
-    "endpoints update": _commands.endpoints_update,
-    "endpoints delete": _commands.endpoints_delete,
-    "event-types": _commands.event_types,
-    "subcategories": _commands.subcategories,
-    "provision": _jobs.provision,
-    "plan": _jobs.plan,
-    "apply": _jobs.apply,
-}
+
+def parser() -> argparse.ArgumentParser:
+    """Return the parser of every registered command."""
+    return build_parser(COMMANDS)
 
 
 @contextlib.contextmanager
@@ -61,40 +54,43 @@ def _logging(verbosity: int) -> Iterator[None]:
 
 
 async def _run(args: argparse.Namespace, console: Console) -> int:
-    name = f"{args.command} {args.action}" if args.command == "endpoints" else args.command
+    run = BY_NAME[args.command].run
+    assert run is not None
     async with open_target(args, console) as target:
-        return await _COMMANDS[name](args, target)
+        return await run(args, target)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (`fullstory-async endpoints list | head`): no second error when stdout is flushed."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        stdout = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout)
+        os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fullstory-async`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
-    if args.command == "fake-server":
-        try:
-            return _commands.fake_server(args)
-        except UsageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    command = BY_NAME[args.command]
     console = Console(sys.stdout, sys.stderr, json_output=args.output == "json")
     try:
+        if command.local is not None:
+            return command.local(args)
         with _logging(args.verbose):
             return asyncio.run(_run(args, console))
     except KeyboardInterrupt:
         console.notice("interrupted")
         return 130
     except (UsageError, DesiredStateError, InvalidArgumentError) as exc:
-        console.error(str(exc))
+        console.error(str(exc), exc)
         return 2
     except FullstoryError as exc:
-        console.error(error_text(exc))
+        console.error(error_text(exc), exc)
         return 1
-    except BrokenPipeError:  # e.g. `fullstory-async endpoints list | head`
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # no second error when stdout is flushed
-            stdout = sys.stdout.fileno()
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stdout)
-            os.close(devnull)
+    except BrokenPipeError:
+        _quiet_stdout()
         return 1

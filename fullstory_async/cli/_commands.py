@@ -7,12 +7,13 @@ status. ``fake-server`` (no client) is here too.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from fullstory_async import (
     CreateEndpointRequest,
     Endpoint,
     EventType,
+    FullstoryError,
     InvalidArgumentError,
     UpdateEndpointRequest,
 )
@@ -26,7 +27,6 @@ from fullstory_async.cli._output import (
 from fullstory_async.cli._parser import UsageError
 from fullstory_async.cli._target import Target
 
-Command = Callable[[argparse.Namespace, Target], Awaitable[int]]
 _TABLE_BATCH = 100  # rows aligned together: the listing streams, a page at a time
 
 
@@ -45,6 +45,16 @@ def _event_types(texts: Sequence[str] | None) -> list[EventType] | None:
 
 def _secret(args: argparse.Namespace, target: Target) -> str | None:
     return None if args.secret_env is None else target.secret(args.secret_env, "--secret-env")
+
+
+async def endpoint_id(target: Target, ref: str) -> str:
+    """Return the id of the endpoint ``ref`` names: an id, or a URL (looked up in the listing)."""
+    if "://" not in ref:
+        return ref
+    endpoint = await target.client.webhooks.find_endpoint_by_url(ref)
+    if endpoint is None:
+        raise FullstoryError(f"no endpoint has the URL {ref}")
+    return endpoint.id
 
 
 def _show(target: Target, endpoint: Endpoint) -> None:
@@ -77,7 +87,7 @@ async def endpoints_list(args: argparse.Namespace, target: Target) -> int:
 
 async def endpoints_get(args: argparse.Namespace, target: Target) -> int:
     """Print one endpoint."""
-    _show(target, await target.client.webhooks.get_endpoint(args.id))
+    _show(target, await target.client.webhooks.get_endpoint(await endpoint_id(target, args.id)))
     return 0
 
 
@@ -107,17 +117,18 @@ async def endpoints_update(args: argparse.Namespace, target: Target) -> int:
                 "nothing to change: give --url, --event-type, --secret-env, --enable or --disable"
             ) from None
         raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.problem}") from None
-    _show(target, await target.client.webhooks.update_endpoint(args.id, request))
+    _show(target, await target.client.webhooks.update_endpoint(await endpoint_id(target, args.id), request))
     return 0
 
 
 async def endpoints_delete(args: argparse.Namespace, target: Target) -> int:
     """Delete one endpoint."""
-    await target.client.webhooks.delete_endpoint(args.id)
+    deleted = await endpoint_id(target, args.id)
+    await target.client.webhooks.delete_endpoint(deleted)
     if target.console.json:
-        target.console.emit({"deleted": args.id})
+        target.console.emit({"deleted": deleted})
     else:
-        target.console.lines([f"Deleted {args.id}."])
+        target.console.lines([f"Deleted {deleted}."])
     return 0
 
 
@@ -151,14 +162,7 @@ async def subcategories(args: argparse.Namespace, target: Target) -> int:
 
 
 def fake_server(args: argparse.Namespace) -> int:
-    """Serve the fake until Ctrl-C (``python -m fullstory_async.testing`` with the options given)."""
-    from fullstory_async.testing.__main__ import main as serve
+    """Serve the fake until Ctrl-C (the options and the code of ``python -m fullstory_async.testing``)."""
+    from fullstory_async.testing.__main__ import run
 
-    argv = ["--host", args.host, "--port", str(args.port), "--burst", str(args.burst)]
-    argv += ["--endpoints", str(args.endpoints)]
-    if args.rate:
-        argv += ["--rate", str(args.rate)]
-    try:
-        return serve(argv)
-    except OSError as exc:
-        raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return run(args)

@@ -1,7 +1,8 @@
 """The long commands: ``provision`` (JSON Lines), ``plan`` and ``apply`` (desired-state files).
 
-``apply`` changes a real server only after a confirmation: ``--yes``, or ``y`` typed at
-the prompt when stdin is a terminal. Without ``--yes`` and without a terminal, a plan
+``apply`` changes a real server only after a confirmation: ``--yes``, ``y`` typed at
+the prompt when stdin is a terminal, or a saved plan (reviewed when it was
+made). Without ``--yes`` and without a terminal, a plan
 that changes anything is refused (exit 2) before any change. A plan that changes
 nothing, and any plan against the embedded fake (which holds nothing real), runs
 without asking.
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 from fullstory_async import DesiredState, Outcome, Plan, ProvisionResult, load_desired_state
+from fullstory_async.cli import _planfile
 from fullstory_async.cli._jsonl import Feed, Line, open_lines
 from fullstory_async.cli._output import (
     Console,
@@ -29,7 +31,7 @@ from fullstory_async.cli._output import (
     plan_lines,
     plan_record,
 )
-from fullstory_async.cli._parser import UsageError
+from fullstory_async.cli._parser import PROG, UsageError
 from fullstory_async.cli._progress import Progress, is_terminal
 from fullstory_async.cli._target import Target
 
@@ -71,8 +73,34 @@ def provision_record(result: ProvisionResult, line: Line) -> Record:
     }
 
 
+def provision_options(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of ``provision``."""
+    parser.add_argument("file", metavar="FILE", help="JSON Lines, one endpoint a line; - reads stdin")
+    parser.add_argument(
+        "--on-exists",
+        choices=("update", "skip", "error"),
+        default="update",
+        help="what to do with an endpoint that exists (update)",
+    )
+
+
+def _refuse_desired_state_file(path: str) -> None:
+    """Refuse a desired-state file (TOML, or a whole JSON document) given to ``provision``: one usage error."""
+    if path == "-":
+        return
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as file:
+        first = next((line.strip() for line in file if line.strip() and not line.lstrip().startswith("#")), "")
+        desired = path.lower().endswith(".toml") or first.startswith(("[[", "scope", '{"endpoints"', '{"scope"'))
+        if desired or first == "{":
+            raise UsageError(
+                f"{path} looks like a desired-state file; provision reads JSON Lines (one endpoint object a line). "
+                f"To apply a desired state: {PROG} apply {path}"
+            )
+
+
 async def provision(args: argparse.Namespace, target: Target) -> int:
     """Stream JSON Lines into ``provision``; print one JSON result a line as each finishes."""
+    _refuse_desired_state_file(args.file)
     try:
         lines, file = open_lines(args.file, sys.stdin)
     except OSError as exc:
@@ -93,10 +121,25 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
     return 1 if progress.failed else 0
 
 
-def _load(args: argparse.Namespace, target: Target) -> DesiredState:
-    desired = load_desired_state(args.file, environ=target.environ)
+def _load(args: argparse.Namespace, target: Target) -> tuple[DesiredState, dict[str, Any] | None]:
+    """Return the desired state, and the saved plan when ``args.file`` is one (``apply`` only)."""
+    saved = _planfile.load(args.file) if args.command == "apply" else None
+    if saved is not None:
+        desired = _planfile.restore(saved, args, target.environ)
+    else:
+        desired = load_desired_state(args.file, environ=target.environ)
     target.report_throwaway()
-    return desired
+    return desired, saved
+
+
+async def _plan(args: argparse.Namespace, target: Target, desired: DesiredState) -> Plan:
+    return await target.client.webhooks.plan(
+        desired,
+        prune=args.prune,
+        rotate_secrets=args.rotate_secrets,
+        max_deletes=args.max_deletes,
+        allow_unlisted_event_types=args.allow_unlisted_event_types,
+    )
 
 
 def _show_plan(plan: Plan, target: Target, stream: TextIO | None = None) -> None:
@@ -109,14 +152,17 @@ def _show_plan(plan: Plan, target: Target, stream: TextIO | None = None) -> None
 
 
 async def plan(args: argparse.Namespace, target: Target) -> int:
-    """Print what ``apply`` would do (as text, or one JSON object with ``--json``)."""
-    desired = _load(args, target)
-    the_plan = await target.client.webhooks.plan(desired, prune=args.prune, rotate_secrets=args.rotate_secrets)
+    """Print what ``apply`` would do (as text, or one JSON object with ``--json``); ``--out`` saves it."""
+    desired, _saved = _load(args, target)
+    the_plan = await _plan(args, target, desired)
     if target.console.json:
         target.console.emit(plan_record(the_plan, target.where, target.fake))
     else:
         _show_plan(the_plan, target)
-    return 0
+    if args.out is not None:
+        _planfile.save(args.out, the_plan, desired, args, target.where, target.fake)
+        target.console.notice(f"plan saved to {args.out}; run it with: {PROG} apply {args.out}")
+    return 3 if args.exit_code and not the_plan.is_empty else 0
 
 
 async def ask(prompt: str, console: Console) -> str:
@@ -145,9 +191,9 @@ async def ask(prompt: str, console: Console) -> str:
     return await answer
 
 
-async def _confirmed(args: argparse.Namespace, the_plan: Plan, target: Target) -> int | None:
+async def _confirmed(args: argparse.Namespace, the_plan: Plan, target: Target, saved: bool) -> int | None:
     """None to go ahead, else the exit status (2: refused without a terminal, 1: declined)."""
-    if args.yes or the_plan.is_empty or target.fake:
+    if args.yes or saved or the_plan.is_empty or target.fake:
         return None
     count = len(the_plan.creates) + len(the_plan.updates) + len(the_plan.deletes)
     if not is_terminal(sys.stdin):
@@ -165,12 +211,21 @@ async def _confirmed(args: argparse.Namespace, the_plan: Plan, target: Target) -
 
 
 async def apply(args: argparse.Namespace, target: Target) -> int:
-    """Plan, show the plan, confirm (see the module docstring), apply; one result per change."""
+    """Plan, show the plan, confirm (see the module docstring), apply; one result per change.
+
+    Given a plan saved by ``plan --out``, plan again from its inputs and refuse (exit 1,
+    nothing changed) when the result differs: the server changed since.
+    """
     console = target.console
-    desired = _load(args, target)
-    the_plan = await target.client.webhooks.plan(desired, prune=args.prune, rotate_secrets=args.rotate_secrets)
+    desired, saved = _load(args, target)
+    the_plan = await _plan(args, target, desired)
+    if saved is not None:
+        stale = _planfile.stale_reason(saved, the_plan, target.where, target.fake)
+        if stale is not None:
+            console.error(f"the saved plan {args.file} is stale ({stale}); nothing was changed: run plan again")
+            return 1
     _show_plan(the_plan, target, console.err if console.json else None)
-    refused = await _confirmed(args, the_plan, target)
+    refused = await _confirmed(args, the_plan, target, saved is not None)
     if refused is not None:
         return refused
     results = target.client.webhooks.apply(the_plan, concurrency=args.concurrency)

@@ -27,10 +27,9 @@ from typing import IO, Any
 import attrs
 
 from fullstory_async import CreateEndpointRequest, InvalidArgumentError
-from fullstory_async._bulk.desired import parse_event_type
+from fullstory_async._bulk.desired import parse_endpoint
 from fullstory_async.cli._output import Record
 
-_FIELDS = ("url", "event_types", "secret_env")
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
 RawLines = Iterable[bytes] | Iterable[str] | AsyncIterable[bytes]
@@ -56,27 +55,10 @@ def _problem(number: int, url: str | None, field: str | None, problem: str) -> L
 
 
 def _request(document: dict[str, Any], environ: Mapping[str, str]) -> CreateEndpointRequest:
-    if "secret" in document:
-        raise InvalidArgumentError("secret", 'secrets do not belong in the input: use "secret_env": "VAR_NAME"')
-    unknown = sorted(set(document) - set(_FIELDS))
-    if unknown:
-        raise InvalidArgumentError(unknown[0], f"unknown field (expected {', '.join(_FIELDS)})")
-    if "url" not in document:
-        raise InvalidArgumentError("url", "is required")
-    CreateEndpointRequest(url=document["url"])  # checks the URL first, so its error comes first
-    items = document.get("event_types", [])
-    if not isinstance(items, list):
-        raise InvalidArgumentError("event_types", f"must be an array, got {_JSON_TYPES.get(type(items), 'null')}")
-    event_types = [parse_event_type(item, f"event_types[{i}]") for i, item in enumerate(items)]
-    secret = None
-    variable = document.get("secret_env")
-    if variable is not None:
-        if not isinstance(variable, str) or not variable:
-            raise InvalidArgumentError("secret_env", "must be the name of an environment variable")
-        secret = environ.get(variable)
-        if not secret:
-            raise InvalidArgumentError("secret_env", f"environment variable {variable} is not set")
-    return CreateEndpointRequest(url=document["url"], event_types=event_types, secret=secret)
+    endpoint = parse_endpoint(document, environ)  # the schema of desired-state entries
+    if "enabled" in document:
+        raise InvalidArgumentError("enabled", "provision creates enabled endpoints: set the state with plan/apply")
+    return endpoint.create_request()
 
 
 def parse_line(number: int, raw: bytes | str, environ: Mapping[str, str]) -> Line:

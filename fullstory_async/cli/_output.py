@@ -38,22 +38,31 @@ class Console:
 
     def notice(self, message: str) -> None:
         """Print one ``fullstory-async: ...`` line on stderr."""
-        if self.clear_status is not None:
-            self.clear_status()
+        self._clear()
         print(f"fullstory-async: {message}", file=self.err, flush=True)
 
-    def error(self, message: str) -> None:
-        """Print one ``error: ...`` line on stderr."""
+    def error(self, message: str, error: BaseException | None = None) -> None:
+        """Print one ``error: ...`` line on stderr; with ``--json``, one ``{"error": {...}}`` object."""
+        self._clear()
+        if self.json:
+            record = error_record(error) if error is not None else {"type": "UsageError", "message": message}
+            record["message"] = message
+            print(json.dumps({"error": record}, ensure_ascii=False), file=self.err, flush=True)
+        else:
+            print(f"error: {message}", file=self.err, flush=True)
+
+    def _clear(self) -> None:
         if self.clear_status is not None:
             self.clear_status()
-        print(f"error: {message}", file=self.err, flush=True)
 
     def emit(self, record: Record) -> None:
-        """Print one JSON object on one line of stdout."""
+        """Print one JSON object on one line of stdout (after clearing the progress bar)."""
+        self._clear()
         print(json.dumps(record, ensure_ascii=False), file=self.out, flush=True)
 
     def lines(self, lines: Iterable[str]) -> None:
-        """Print text lines on stdout."""
+        """Print text lines on stdout (after clearing the progress bar)."""
+        self._clear()
         for line in lines:
             print(line, file=self.out)
         self.out.flush()

@@ -9,7 +9,13 @@ the top-level parser with their defaults and again on each command with
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn, Protocol
 
+from fullstory_async._bulk.desired import did_you_mean
+from fullstory_async._bulk.reconcile import DEFAULT_MAX_DELETES
 from fullstory_async._version import __version__
 
 PROG = "fullstory-async"
@@ -19,6 +25,29 @@ DEFAULT_CONCURRENCY = 16
 
 class UsageError(Exception):
     """Bad command-line input found after parsing (a missing key, an unreadable file): exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """`argparse.ArgumentParser` whose usage errors suggest the closest command or option."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print usage and ``message`` (with a did-you-mean) on stderr; exit 2."""
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)}\n")
+
+    def _suggestion(self, message: str) -> str:
+        choice = re.search(r"invalid choice: '([^']*)'", message)
+        if choice:
+            names = [name for action in self._actions if action.choices for name in action.choices]
+            return did_you_mean(choice.group(1), names)
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        if unknown:
+            flags = [flag for action in self._actions for flag in action.option_strings]
+            for sub in self._actions:
+                if isinstance(sub, argparse._SubParsersAction):
+                    flags += [f for parser in sub.choices.values() for a in parser._actions for f in a.option_strings]
+            return did_you_mean(unknown.group(1).partition("=")[0], sorted(set(flags)))
+        return ""
 
 
 def _positive_float(text: str) -> float:
@@ -49,7 +78,10 @@ def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
     group = parser.add_argument_group("global options")
     group.add_argument(
-        "--base-url", default=default(None), metavar="URL", help="API root (default: from the key's region)"
+        "--base-url",
+        default=default(None),
+        metavar="URL",
+        help="API root (default: $FULLSTORY_BASE_URL, else from the key's region)",
     )
     group.add_argument(
         "--api-key-env",
@@ -57,6 +89,12 @@ def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="VAR",
         help=f"environment variable that holds the API key (default: {DEFAULT_API_KEY_ENV}); "
         "the key itself is never taken on the command line",
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        default=default(False),
+        help="allow a plain http base URL to a host that is not loopback (the key crosses the network unencrypted)",
     )
     group.add_argument(
         "--fake",
@@ -90,15 +128,18 @@ def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
-def _command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
-) -> argparse.ArgumentParser:
-    parser = commands.add_parser(name, help=help_text, description=help_text)
-    _add_globals(parser, top=False)
-    return parser
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
-def _add_endpoint_fields(parser: argparse.ArgumentParser, *, required: bool) -> None:
+def add_endpoint_fields(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """Declare ``--url``, ``--event-type`` (repeatable) and ``--secret-env``."""
     parser.add_argument("--url", required=required, help="destination URL (absolute http or https)")
     parser.add_argument(
         "--event-type",
@@ -111,62 +152,103 @@ def _add_endpoint_fields(parser: argparse.ArgumentParser, *, required: bool) -> 
     parser.add_argument("--secret-env", metavar="VAR", help="environment variable that holds the signing secret")
 
 
-def _add_sync_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="desired-state file (.toml, or .json)")
-    parser.add_argument("--prune", action="store_true", help="also delete endpoints that are not in FILE")
+def endpoint_ref(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``ID_OR_URL`` argument of ``endpoints get|update|delete``: an endpoint id or its URL."""
+    parser.add_argument("id", metavar="ID_OR_URL", help="the endpoint's id, or its URL")
+
+
+def endpoint_update(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of ``endpoints update``."""
+    endpoint_ref(parser)
+    add_endpoint_fields(parser, required=False)
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--enable", dest="enabled", action="store_const", const=True, help="enable it")
+    state.add_argument("--disable", dest="enabled", action="store_const", const=False, help="disable it")
+
+
+def sync_options(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments shared by ``plan`` and ``apply``."""
+    parser.add_argument(
+        "file", metavar="FILE", help="desired-state file (.toml or .json), or for apply a plan saved by plan --out"
+    )
+    parser.add_argument(
+        "--prune", action="store_true", help="also delete endpoints inside the file's scope that it does not list"
+    )
+    parser.add_argument(
+        "--max-deletes",
+        type=_non_negative,
+        default=DEFAULT_MAX_DELETES,
+        metavar="N",
+        help=f"refuse a plan that deletes more than N endpoints ({DEFAULT_MAX_DELETES})",
+    )
+    parser.add_argument(
+        "--allow-unlisted-event-types",
+        action="store_true",
+        help="accept event types and subcategories the server's catalogue does not list (warns instead of failing)",
+    )
     parser.add_argument(
         "--rotate-secrets", action="store_true", help="send every secret again (secrets cannot be compared)"
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of ``fullstory-async``; ``args.command`` (and ``args.action``) name the command."""
-    parser = argparse.ArgumentParser(
+def plan_options(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of ``plan``."""
+    sync_options(parser)
+    parser.add_argument(
+        "--exit-code", action="store_true", help="exit 3 when changes are pending, 0 when there are none"
+    )
+    parser.add_argument("--out", metavar="PLAN_FILE", help="also save the plan, for `apply PLAN_FILE`")
+
+
+def apply_options(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of ``apply``."""
+    sync_options(parser)
+    parser.add_argument("-y", "--yes", action="store_true", help="apply without asking")
+
+
+Configure = Callable[[argparse.ArgumentParser], None]
+
+
+class CommandLike(Protocol):
+    """What the parser needs of a registered command (see ``cli/_registry.py``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def help(self) -> str: ...
+    @property
+    def configure(self) -> Configure | None: ...
+    @property
+    def uses_server(self) -> bool: ...
+
+
+def build_parser(commands: Sequence[CommandLike]) -> argparse.ArgumentParser:
+    """Return the parser of ``fullstory-async`` for the registered ``commands``.
+
+    A name of two words (``endpoints list``) is an action of a command group. Commands
+    that talk to a server get the global options; ``args.command`` is the full name.
+    """
+    parser = Parser(
         prog=PROG,
         description="Manage Fullstory webhook endpoints. Without an API key in the environment "
         "it runs against an embedded fake server: nothing leaves the machine.",
-        epilog="Exit status: 0 ok, 1 some items or the API call failed, 2 bad usage or bad file, 130 interrupted.",
+        epilog="Exit status: 0 ok, 1 some items or the API call failed, 2 bad usage or bad file, "
+        "3 plan --exit-code with changes pending, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_globals(parser, top=True)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    endpoints = commands.add_parser("endpoints", help="list, get, create, update or delete endpoints")
-    actions = endpoints.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _command(actions, "list", "list every endpoint")
-    _command(actions, "get", "show one endpoint").add_argument("id", metavar="ID")
-    _add_endpoint_fields(_command(actions, "create", "create an endpoint"), required=True)
-    update = _command(actions, "update", "change an endpoint (only the options given)")
-    update.add_argument("id", metavar="ID")
-    _add_endpoint_fields(update, required=False)
-    state = update.add_mutually_exclusive_group()
-    state.add_argument("--enable", dest="enabled", action="store_const", const=True, help="enable it")
-    state.add_argument("--disable", dest="enabled", action="store_const", const=False, help="disable it")
-    _command(actions, "delete", "delete an endpoint").add_argument("id", metavar="ID")
-
-    _command(commands, "event-types", "list the event types you can subscribe to")
-    _command(commands, "subcategories", "list the subcategories of an event type").add_argument(
-        "event", metavar="EVENT"
-    )
-
-    provision = _command(commands, "provision", "ensure many endpoints exist (JSON Lines in, JSON Lines out)")
-    provision.add_argument("file", metavar="FILE", help="JSON Lines, one endpoint a line; - reads stdin")
-    provision.add_argument(
-        "--on-exists",
-        choices=("update", "skip", "error"),
-        default="update",
-        help="what to do with an endpoint that exists (update)",
-    )
-
-    _add_sync_options(_command(commands, "plan", "show what apply would change"))
-    apply = _command(commands, "apply", "make the endpoints match a desired-state file")
-    _add_sync_options(apply)
-    apply.add_argument("-y", "--yes", action="store_true", help="apply without asking")
-
-    fake = commands.add_parser("fake-server", help="serve the embedded fake API until Ctrl-C")
-    fake.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    fake.add_argument("--port", type=int, default=8080, help="port (8080; 0 = a free one)")
-    fake.add_argument("--rate", type=float, help="rate limit in requests per second (off)")
-    fake.add_argument("--burst", type=int, default=10, help="rate limit burst (10)")
-    fake.add_argument("--endpoints", type=int, default=0, help="pre-create this many endpoints (0)")
+    top = parser.add_subparsers(dest="group", required=True, metavar="COMMAND", parser_class=Parser)
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    for spec in commands:
+        name, help_text, configure = spec.name, spec.help, spec.configure
+        group, _, action = name.rpartition(" ")
+        if group and group not in groups:
+            holder = top.add_parser(group, help=f"{group}: see `{PROG} {group} --help`")
+            groups[group] = holder.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+        command = (groups[group] if group else top).add_parser(action, help=help_text, description=help_text)
+        command.set_defaults(command=name)
+        if spec.uses_server:
+            _add_globals(command, top=False)
+        if configure is not None:
+            configure(command)
     return parser

@@ -3,8 +3,9 @@
 The rule:
 
 * ``--fake``: the embedded fake.
-* ``--base-url URL``: that server, with the key from ``--api-key-env`` (default
-  ``FULLSTORY_API_KEY``); an unset key is a usage error.
+* ``--base-url URL`` (or ``FULLSTORY_BASE_URL``, which ``fake-server`` prints): that
+  server, with the key from ``--api-key-env`` (default ``FULLSTORY_API_KEY``); an unset
+  key is a usage error.
 * ``--api-key-env VAR`` given and ``VAR`` unset: a usage error (you meant a real server).
 * otherwise: the real API when ``FULLSTORY_API_KEY`` is set, else the embedded fake
   (``FakeFullstory`` on 127.0.0.1 in this process, empty at the start of each command),
@@ -27,8 +28,9 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 import attrs
 
 from fullstory_async import Client
+from fullstory_async._auth import BASE_URL_ENV
 from fullstory_async.cli._output import Console
-from fullstory_async.cli._parser import DEFAULT_API_KEY_ENV, UsageError
+from fullstory_async.cli._parser import DEFAULT_API_KEY_ENV, PROG, UsageError
 
 
 class ThrowawaySecrets(Mapping[str, str]):
@@ -116,13 +118,18 @@ def _api_key(args: argparse.Namespace) -> tuple[str, str]:
 async def open_target(args: argparse.Namespace, console: Console) -> AsyncIterator[Target]:
     """Start the embedded fake if that is the target, and yield a `Target` with an open client."""
     variable, key = _api_key(args)
-    use_fake = args.fake or (not key and args.base_url is None and args.api_key_env is None)
+    base_url = args.base_url or os.environ.get(BASE_URL_ENV, "").strip() or None
+    use_fake = args.fake or (not key and base_url is None and args.api_key_env is None)
     if not use_fake:
         if not key:
+            given = "--base-url" if args.base_url else BASE_URL_ENV if base_url else "--api-key-env"
             raise UsageError(
-                f"{variable} is not set: put the API key in it (the CLI never takes a key on the command line)"
+                f"{variable} is not set ({given} names a real server): put the API key in it "
+                "(the CLI never takes a key on the command line)"
             )
-        async with Client(api_key=key, base_url=args.base_url, timeout=args.timeout) as client:
+        async with Client(
+            api_key=key, base_url=base_url, timeout=args.timeout, allow_insecure_http=args.allow_insecure_http
+        ) as client:
             yield Target(client, client.base_url, False, os.environ, console)
         return
 
@@ -135,3 +142,7 @@ async def open_target(args: argparse.Namespace, console: Console) -> AsyncIterat
         )
         async with fake.client(timeout=args.timeout) as client:
             yield Target(client, fake.url, True, ThrowawaySecrets(os.environ), console)
+        console.notice(
+            f"next: set {DEFAULT_API_KEY_ENV} to run against your account, or run `{PROG} fake-server` in another "
+            "terminal and export the lines it prints to keep endpoints between commands"
+        )

@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from fullstory_async.testing._options import add_options
 from fullstory_async.testing._ratelimit import RateLimit
 from fullstory_async.testing._server import FakeFullstory
 
@@ -23,21 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m fullstory_async.testing",
         description="Serve a fake Fullstory Webhooks v1 API for tests and local development.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (8080; 0 = a free one)")
-    parser.add_argument("--api-key", help="admin key to accept (default: random)")
-    parser.add_argument("--read-only-api-key", help="read-only key to accept (default: random)")
-    parser.add_argument(
-        "--duplicate-url",
-        choices=("error", "replace", "return_existing", "allow"),
-        default="error",
-        help="what a create with a URL in use does (default: error = 400 already_exists)",
-    )
-    parser.add_argument("--rate", type=float, help="rate limit: requests per second (off)")
-    parser.add_argument("--burst", type=int, default=10, help="rate limit burst (10)")
-    parser.add_argument("--seed", type=int, default=0, help="fault randomness seed (0)")
-    parser.add_argument("--endpoints", type=int, default=0, help="pre-create this many endpoints (0)")
-    parser.add_argument("--request-log-size", type=int, default=0, help="requests kept in memory (0 = off)")
+    add_options(parser)
     return parser
 
 
@@ -67,13 +54,21 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM; return 0, or 2 (a message on stderr) when the address cannot be bound."""
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args))
+    except OSError as exc:
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 2
     print("stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    return run(_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

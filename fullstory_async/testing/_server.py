@@ -141,7 +141,10 @@ class FakeFullstory:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``"http://127.0.0.1:54321"`` (only once started)."""
+        """Base URL to connect to, e.g. ``"http://127.0.0.1:54321"`` (only once started).
+
+        Bound on every interface (``host="0.0.0.0"``), it names the loopback address.
+        """
         if self._url is None:
             raise RuntimeError("FakeFullstory is not started: use `async with` or start()")
         return self._url
@@ -166,6 +169,8 @@ class FakeFullstory:
             await self.stop()
             raise
         host, port = runner.addresses[0][:2]
+        if host in ("0.0.0.0", "::"):  # bound on every interface: the URL names one a client can reach
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
         host = f"[{host}]" if ":" in host else host
         self._url = f"http://{host}:{port}"
 

@@ -54,11 +54,15 @@ def test_global_options_work_after_the_command(cli, clean_env):
 
 
 def test_embedded_fake_is_announced_in_one_line(cli, clean_env):
-    """Without FULLSTORY_API_KEY and --base-url, one stderr line says the embedded fake is used."""
+    """Without FULLSTORY_API_KEY and --base-url, one stderr line says the embedded fake is used; one says what next."""
     run = cli("event-types")
     assert run.code == 0
     lines = run.err.splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2
+    assert lines[1] == (
+        "fullstory-async: next: set FULLSTORY_API_KEY to run against your account, or run `fullstory-async "
+        "fake-server` in another terminal and export the lines it prints to keep endpoints between commands"
+    )
     assert lines[0].startswith("fullstory-async: FULLSTORY_API_KEY is not set; using the embedded fake server at ")
     assert "http://127.0.0.1:" in lines[0]
     assert "nothing leaves this machine" in lines[0]

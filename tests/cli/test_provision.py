@@ -66,7 +66,12 @@ BAD_LINES = [
         "event_types[0]",
     ),
     ('{"url": "https://e.com/a", "secret": "s3cr3t-in-file"}', "line 1: secret: secrets do not belong", "secret"),
-    ('{"url": "https://e.com/a", "enabled": true}', "line 1: enabled: unknown field", "enabled"),
+    ('{"url": "https://e.com/a", "enabled": true}', "line 1: enabled: provision creates enabled endpoints", "enabled"),
+    (
+        '{"url": "https://e.com/a", "event_type": ["note.created"]}',
+        'line 1: event_type: unknown key (did you mean "event_types"?)',
+        "event_type",
+    ),
     (
         '{"url": "https://e.com/a", "secret_env": "UNSET_VAR_X"}',
         "line 1: secret_env: environment variable UNSET_VAR_X is not set",
@@ -169,7 +174,7 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(cli, clean_env, tmp_path)
     run = cli("provision", str(_write(tmp_path, _line("https://e.com/a"))))
     assert run.code == 0
     assert "\r" not in run.err
-    assert run.err.splitlines()[-1].startswith("fullstory-async: 1 item(s) in ")
+    assert run.err.splitlines()[-2].startswith("fullstory-async: 1 item(s) in ")
 
 
 def test_progress_bar_on_a_terminal(clean_env, tmp_path, monkeypatch, capsys, terminal):
@@ -182,7 +187,7 @@ def test_progress_bar_on_a_terminal(clean_env, tmp_path, monkeypatch, capsys, te
     assert "\r" in err
     assert "\r0/?  0.0/s  0 failed" in err
     assert "/s  1 failed" in err
-    summary = err.splitlines()[-1]
+    summary = err.splitlines()[-2]
     assert summary.lstrip("\r ").startswith("fullstory-async: 3 item(s) in ")
     assert len(capsys.readouterr().out.splitlines()) == 3
 

@@ -36,7 +36,8 @@ def test_example_applies_on_the_embedded_fake_with_no_setup(cli, clean_env, exam
     assert "4 to create, 0 to update, 0 to delete, 0 unchanged." in run.out
     assert sum(line.startswith("  created   https://") for line in run.out.splitlines()) == 4
     err = run.err.splitlines()
-    assert len(err) == 3
+    assert len(err) == 4
+    assert err[3].startswith("fullstory-async: next: set FULLSTORY_API_KEY")
     assert "using the embedded fake server" in err[0]
     assert err[1].startswith(
         "fullstory-async: NOTES_WEBHOOK_SECRET, ALERTS_WEBHOOK_SECRET, CHECKOUT_WEBHOOK_SECRET, MOBILE_WEBHOOK_SECRET "

@@ -1,0 +1,74 @@
+"""Every command of ``fullstory-async``, registered once: its name, help, arguments and handler.
+
+To add a command, add one `Command` to `COMMANDS` (a name of two words is an action of a
+group, like ``endpoints list``). ``run`` takes the parsed arguments and a `Target` (an open
+client); ``local`` commands (``fake-server``, ``completion``) take the arguments only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from fullstory_async.cli import _commands, _completion, _jobs, _parser
+from fullstory_async.cli._target import Target
+from fullstory_async.testing._options import add_options as fake_server_options
+
+
+@attrs.frozen
+class Command:
+    """One command: what the parser declares and what runs it."""
+
+    name: str
+    help: str
+    configure: _parser.Configure | None = None
+    run: Callable[[argparse.Namespace, Target], Awaitable[int]] | None = None
+    local: Callable[[argparse.Namespace], int] | None = None
+
+    @property
+    def uses_server(self) -> bool:
+        """True when the command talks to a server (it gets the global options and a `Target`)."""
+        return self.run is not None
+
+
+def _event(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("event", metavar="EVENT")
+
+
+def _create(parser: argparse.ArgumentParser) -> None:
+    _parser.add_endpoint_fields(parser, required=True)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("endpoints list", "list every endpoint", None, _commands.endpoints_list),
+    Command("endpoints get", "show one endpoint", _parser.endpoint_ref, _commands.endpoints_get),
+    Command("endpoints create", "create an endpoint", _create, _commands.endpoints_create),
+    Command(
+        "endpoints update",
+        "change an endpoint (only the options given)",
+        _parser.endpoint_update,
+        _commands.endpoints_update,
+    ),
+    Command("endpoints delete", "delete an endpoint", _parser.endpoint_ref, _commands.endpoints_delete),
+    Command("event-types", "list the event types you can subscribe to", None, _commands.event_types),
+    Command("subcategories", "list the subcategories of an event type", _event, _commands.subcategories),
+    Command(
+        "provision",
+        "ensure many endpoints exist (JSON Lines in, JSON Lines out)",
+        _jobs.provision_options,
+        _jobs.provision,
+    ),
+    Command("plan", "show what apply would change", _parser.plan_options, _jobs.plan),
+    Command(
+        "apply", "make the endpoints match a desired-state file or a saved plan", _parser.apply_options, _jobs.apply
+    ),
+    Command(
+        "fake-server", "serve the embedded fake API until Ctrl-C", fake_server_options, local=_commands.fake_server
+    ),
+    Command("completion", "print a shell completion script", _completion.options, local=_completion.run),
+)
+"""Every command, in the order of ``--help``."""
+
+BY_NAME = {command.name: command for command in COMMANDS}
