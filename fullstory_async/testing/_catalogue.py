@@ -109,6 +109,10 @@ class Catalogue:
         return subcategory in self._subcategories.get(event_name, frozenset())
 
 
+DOCS_SUBCATEGORY = "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoIU2VhcmNoaWUaBTQ5MTY4EhAKBUFsZXJ0EICAgICAqJkL"
+"""The ``recording.event.custom`` subcategory of the API reference's own examples (the create page's cURL)."""
+
+
 def _subcategories(event_name: str, *display_names: str) -> list[SubcategoryDef]:
     return [SubcategoryDef.named(event_name, name) for name in display_names]
 
@@ -117,7 +121,8 @@ def default_event_types() -> tuple[EventTypeDef, ...]:
     """Return the seeded event types: the reference's names, with a few subcategories each.
 
     ``recording.event.custom`` includes one subcategory with an empty display name,
-    since the real service may return those.
+    since the real service may return those, and `DOCS_SUBCATEGORY`, so the reference's
+    examples run as written.
     """
     return (
         EventTypeDef("note.created", "Note Created"),
@@ -141,7 +146,7 @@ def default_event_types() -> tuple[EventTypeDef, ...]:
                 "Added Item to Cart",
                 "Checkout Completed",
                 "Signed Up",
-                "",
-            ),
+            )
+            + [SubcategoryDef(DOCS_SUBCATEGORY, "Docs example"), SubcategoryDef.named("recording.event.custom", "")],
         ),
     )

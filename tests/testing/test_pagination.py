@@ -165,8 +165,15 @@ async def test_subcategories_of_the_default_catalogue(api: Api) -> None:
     """Subcategories answer opaque values and display names (one of them empty)."""
     reply = await api.call("GET", f"{EVENT_TYPES}/recording.event.custom/subcategories")
     defs = reply.body["subcategoryDefs"]
-    assert [d["displayName"] for d in defs] == ["Added Item to Cart", "Checkout Completed", "Signed Up", ""]
-    assert all(set(d) == {"subcategory", "displayName"} and len(d["subcategory"]) == 32 for d in defs)
+    assert [d["displayName"] for d in defs] == [
+        "Added Item to Cart",
+        "Checkout Completed",
+        "Signed Up",
+        "Docs example",
+        "",
+    ]
+    assert all(set(d) == {"subcategory", "displayName"} for d in defs)
+    assert [len(d["subcategory"]) for d in defs] == [32, 32, 32, 116, 32]
     assert "nextPaginationToken" not in reply.body
 
 
