@@ -109,7 +109,10 @@ class Catalogue:
         return subcategory in self._subcategories.get(event_name, frozenset())
 
 
-DOCS_SUBCATEGORY = "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoIU2VhcmNoaWUaBTQ5MTY4EhAKBUFsZXJ0EICAgICAqJkL"
+DOCS_SUBCATEGORY = (
+    "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoIU2VhcmNoaWUa"
+    "BTQ5MTY4EhAKBUFsZXJ0EICAgICAqJkL"
+)
 """The ``recording.event.custom`` subcategory of the API reference's own examples (the create page's cURL)."""
 
 
@@ -141,12 +144,10 @@ def default_event_types() -> tuple[EventTypeDef, ...]:
         EventTypeDef(
             "recording.event.custom",
             "Custom Event",
-            _subcategories(
-                "recording.event.custom",
-                "Added Item to Cart",
-                "Checkout Completed",
-                "Signed Up",
-            )
-            + [SubcategoryDef(DOCS_SUBCATEGORY, "Docs example"), SubcategoryDef.named("recording.event.custom", "")],
+            [
+                *_subcategories("recording.event.custom", "Added Item to Cart", "Checkout Completed", "Signed Up"),
+                SubcategoryDef(DOCS_SUBCATEGORY, "Docs example"),
+                SubcategoryDef.named("recording.event.custom", ""),
+            ],
         ),
     )
