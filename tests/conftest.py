@@ -182,3 +182,9 @@ def secret_watch(request: pytest.FixtureRequest) -> Iterator[SecretWatch]:
         leaks = WATCH.leaks()
         if leaks:
             pytest.fail("a secret used in this test reached a log record:\n  " + "\n  ".join(leaks), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_base_url_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FULLSTORY_BASE_URL exported in the developer's shell must not redirect the suite's clients."""
+    monkeypatch.delenv("FULLSTORY_BASE_URL", raising=False)

@@ -1,0 +1,125 @@
+"""`plan`/`apply` on the command line: typo'd files, scope, exit codes, saved plans, FULLSTORY_BASE_URL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+SCOPED = (
+    'scope = ["https://hooks.example.com/"]\n\n'
+    '[[endpoints]]\nurl = "https://hooks.example.com/a"\nevent_types = ["note.created"]\n'
+)
+THREE = ("https://hooks.example.com/a", "https://hooks.example.com/b", "https://hooks.example.com/c")
+
+
+@pytest.fixture
+def three(served):
+    """The served fake holds three endpoints."""
+    for url in THREE:
+        served.call(lambda url=url: served.fake.add_endpoint(url))
+    return served
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("typo.toml", 'scope = ["https://hooks.example.com/"]\n[[endpoint]]\nurl = "https://hooks.example.com/a"\n'),
+        ("empty.toml", ""),
+        ("typo.json", '{"scope": ["https://hooks.example.com/"], "endpoint": []}'),
+    ],
+)
+def test_typod_file_with_prune_yes_deletes_nothing(cli, three, tmp_path, name, text):
+    """`[[endpoint]]`, an empty file or `{"endpoint": []}` with --prune --yes: exit 2 naming the key; nothing deleted."""
+    file = tmp_path / name
+    file.write_text(text)
+    run = cli("--base-url", three.url, "apply", str(file), "--prune", "--yes")
+    assert run.code == 2
+    assert "endpoint" in run.err
+    assert three.urls() == set(THREE)
+    plan = cli("--base-url", three.url, "plan", str(file))
+    assert plan.code == 2
+
+
+def test_prune_without_scope_exits_2_naming_scope(cli, three, tmp_path):
+    """A file with no scope and --prune: exit 2, the error names `scope`; nothing deleted."""
+    file = tmp_path / "desired.toml"
+    file.write_text('[[endpoints]]\nurl = "https://hooks.example.com/a"\nevent_types = ["note.created"]\n')
+    run = cli("--base-url", three.url, "apply", str(file), "--prune", "--yes")
+    assert run.code == 2
+    assert run.err.startswith("error: scope: prune needs a scope")
+    assert three.urls() == set(THREE)
+
+
+def test_max_deletes_flag(cli, three, tmp_path):
+    """Over --max-deletes the plan is refused (exit 2, says which flag allows it); at the limit it applies."""
+    file = tmp_path / "desired.toml"
+    file.write_text(SCOPED)
+    refused = cli("--base-url", three.url, "apply", str(file), "--prune", "--yes", "--max-deletes", "1")
+    assert refused.code == 2
+    assert "--max-deletes 2" in refused.err
+    assert three.urls() == set(THREE)
+    applied = cli("--base-url", three.url, "apply", str(file), "--prune", "--yes", "--max-deletes", "2")
+    assert applied.code == 0, applied.err
+    assert three.urls() == {THREE[0]}
+
+
+def test_plan_exit_code(cli, served, tmp_path):
+    """`plan --exit-code`: 3 with changes pending, 0 once applied; without the flag 0 either way."""
+    file = tmp_path / "desired.toml"
+    file.write_text(SCOPED)
+    base = ("--base-url", served.url)
+    assert cli(*base, "plan", str(file)).code == 0
+    assert cli(*base, "plan", str(file), "--exit-code").code == 3
+    assert cli(*base, "apply", str(file), "--yes").code == 0
+    assert cli(*base, "plan", str(file), "--exit-code").code == 0
+
+
+def test_saved_plan_applies_and_a_stale_one_is_refused(cli, served, tmp_path):
+    """`plan --out F` then `apply F` runs that plan; after the server changed, `apply F` refuses (exit 1)."""
+    file = tmp_path / "desired.toml"
+    file.write_text(SCOPED)
+    saved = tmp_path / "plan.json"
+    base = ("--base-url", served.url)
+    run = cli(*base, "plan", str(file), "--out", str(saved))
+    assert run.code == 0, run.err
+    document = json.loads(saved.read_text())
+    assert document["plan"]["summary"]["create"] == 1
+    applied = cli(*base, "apply", str(saved))  # reviewed when saved: no question asked
+    assert applied.code == 0, applied.err
+    assert served.urls() == {"https://hooks.example.com/a"}
+
+    file.write_text(SCOPED.replace("/a", "/b"))
+    assert cli(*base, "plan", str(file), "--prune", "--out", str(saved)).code == 0  # create b, delete a
+    served.call(lambda: served.fake.add_endpoint("https://hooks.example.com/c"))  # someone else, since
+    stale = cli(*base, "apply", str(saved))
+    assert stale.code == 1
+    assert f"is stale (the endpoints at {served.url} changed since it was made); nothing was changed" in stale.err
+    assert served.urls() == {"https://hooks.example.com/a", "https://hooks.example.com/c"}
+
+
+def test_enabled_false_is_shown_as_a_state(cli, served, tmp_path):
+    """A disabled endpoint's plan line says `disabled` after its event types, not inside them."""
+    file = tmp_path / "desired.toml"
+    file.write_text(SCOPED + "enabled = false\n")
+    run = cli("--base-url", served.url, "plan", str(file))
+    assert "  + create  https://hooks.example.com/a  event types [note.created]; disabled" in run.out
+
+
+def test_cli_reads_fullstory_base_url(cli, served, clean_env, tmp_path):
+    """With FULLSTORY_BASE_URL and FULLSTORY_API_KEY exported (what fake-server prints), no --base-url needed."""
+    file = tmp_path / "desired.toml"
+    file.write_text(SCOPED)
+    clean_env.setenv("FULLSTORY_BASE_URL", served.url)  # the key is set by the `served` fixture
+    run = cli("apply", str(file), "--yes")
+    assert run.code == 0, run.err
+    assert "embedded fake" not in run.err
+    assert served.urls() == {"https://hooks.example.com/a"}
+
+
+def test_base_url_from_the_environment_without_a_key_is_a_usage_error(cli, clean_env):
+    """FULLSTORY_BASE_URL set but no key: exit 2 naming the variables, never the embedded fake or production."""
+    clean_env.setenv("FULLSTORY_BASE_URL", "http://127.0.0.1:9")
+    run = cli("endpoints", "list")
+    assert run.code == 2
+    assert "FULLSTORY_API_KEY is not set (FULLSTORY_BASE_URL names a real server)" in run.err

@@ -1,0 +1,75 @@
+"""Scope: URL-aware prefix matching, and the file rules around it (empty, outside, misplaced in TOML)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fullstory_async import DesiredEndpoint, DesiredState, DesiredStateError, InvalidArgumentError, parse_desired_state
+from fullstory_async._bulk.scope import in_scope
+
+
+@pytest.mark.parametrize(
+    ("url", "inside"),
+    [
+        ("https://hooks.example.com/a", True),
+        ("https://HOOKS.Example.COM/a", True),  # host case-insensitive
+        ("HTTPS://hooks.example.com/a", True),  # scheme case-insensitive
+        ("https://hooks.example.com:443/a", True),  # the default port written out
+        ("https://hooks.example.com", True),
+        ("https://hooks.example.com.evil.net/", False),  # a longer host is another host
+        ("https://evil.net/https://hooks.example.com/", False),
+        ("http://hooks.example.com/a", False),  # another scheme
+        ("https://hooks.example.com:8443/a", False),  # another port
+        ("https://user@hooks.example.com.evil.net/", False),
+    ],
+)
+def test_host_scope_matches_scheme_host_and_port(url: str, inside: bool) -> None:
+    """`https://hooks.example.com` owns that host on 443 only: never a host that merely starts with it."""
+    assert in_scope(url, ["https://hooks.example.com"]) is inside
+
+
+def test_path_prefix() -> None:
+    """A path prefix owns paths that start with it; end it with / to own one folder only."""
+    scope = ["https://e.com/hooks/"]
+    assert in_scope("https://e.com/hooks/a", scope)
+    assert not in_scope("https://e.com/hooks-old/a", scope)
+    assert not in_scope("https://e.com/other", scope)
+    assert not in_scope("https://e.com/HOOKS/a", scope)  # paths are case-sensitive
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ('scope = []\nendpoints = []', "scope", "must not be empty"),
+        ('scope = "https://e.com/"\nendpoints = []', "scope", "array"),
+        ('scope = ["e.com"]\nendpoints = []', "scope[0]", "absolute http(s) URL prefix"),
+        ('scope = ["ftp://e.com/"]\nendpoints = []', "scope[0]", "absolute http(s) URL prefix"),
+        ('scope = ["https://e.com/?a=1"]\nendpoints = []', "scope[0]", "query"),
+        (
+            'scope = ["https://e.com/hooks/"]\n[[endpoints]]\nurl = "https://e.com.evil.net/hooks/a"',
+            "endpoints[0].url",
+            "outside the scope",
+        ),
+        (
+            '[[endpoints]]\nurl = "https://e.com/hooks/a"\nscope = ["https://e.com/hooks/"]',
+            "endpoints[0].scope",
+            "move it above the first [[endpoints]] table",
+        ),
+    ],
+)
+def test_scope_errors_name_the_key(text: str, where: str, problem: str) -> None:
+    """A bad scope, a desired URL outside it, or a scope TOML put inside the last table: errors naming the key."""
+    with pytest.raises(DesiredStateError) as info:
+        parse_desired_state(text, environ={})
+    assert info.value.where.endswith(where)
+    assert problem in info.value.problem
+
+
+def test_desired_state_in_python_checks_the_scope() -> None:
+    """`DesiredState(..., scope=...)` applies the same rules as the file."""
+    inside = DesiredEndpoint("https://e.com/hooks/a")
+    assert DesiredState((inside,), scope=["https://e.com/hooks/"]).scope == ("https://e.com/hooks/",)
+    with pytest.raises(InvalidArgumentError, match="scope: must not be empty"):
+        DesiredState((inside,), scope=[])
+    with pytest.raises(InvalidArgumentError, match=r"endpoints\[0\]\.url: .* is outside the scope"):
+        DesiredState((inside,), scope=["https://e.com/other/"])
