@@ -108,7 +108,7 @@ def test_endpoints_get_update_delete_accept_a_url(cli, served):
 
 
 def test_progress_line_is_cleared_before_stdout_lines(clean_env, tmp_path, monkeypatch, terminal):
-    """stdout and stderr on one terminal: no JSON line starts on the progress bar's line."""
+    """Stdout and stderr on one terminal: no JSON line starts on the progress bar's line."""
     screen = terminal()
     monkeypatch.setattr(sys, "stdout", screen)
     monkeypatch.setattr(sys, "stderr", screen)

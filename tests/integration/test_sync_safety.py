@@ -96,7 +96,9 @@ def desired(*urls: str, scope: list[str] | None = SCOPE) -> DesiredState:
 async def test_endpoint_repeated_across_pages_is_never_deleted(raw: Callable[..., Any]) -> None:
     """A listing that repeats a desired endpoint on page 2 (offset paging under inserts): no delete of it."""
     a, b, c = (f"https://hooks.example.com/{name}" for name in "abc")
-    server = await raw(RawServer([[endpoint_json(a, 1), endpoint_json(b, 2)], [endpoint_json(b, 2), endpoint_json(c, 3)]]))
+    server = await raw(
+        RawServer([[endpoint_json(a, 1), endpoint_json(b, 2)], [endpoint_json(b, 2), endpoint_json(c, 3)]])
+    )
     async with Client(api_key="k", base_url=server.url, retry=NO_RETRY) as fs:
         plan = await fs.webhooks.plan(desired(a, b), prune=True)
         assert [change.url for change in plan.deletes] == [c]
@@ -242,7 +244,9 @@ async def test_allow_unlisted_event_types_opts_out_and_says_so() -> None:
         plan = await fs.webhooks.plan(state, allow_unlisted_event_types=True)
     assert plan.validated
     assert len(plan.creates) == 1
-    assert plan.unlisted == ("endpoints[0].event_types[0].event_name: 'brand.new' is not an event type of this account",)
+    assert plan.unlisted == (
+        "endpoints[0].event_types[0].event_name: 'brand.new' is not an event type of this account",
+    )
 
 
 async def test_apply_refuses_a_plan_that_was_not_validated() -> None:

@@ -16,7 +16,12 @@ from fullstory_async import DesiredStateError, parse_desired_state
         ("", "toml", "endpoints", "is missing"),
         ("# nothing here\n", "toml", "endpoints", "is missing"),
         ("{}", "json", "endpoints", "is missing"),
-        ('[[endpoints]]\nurl = "https://e.com/a"\nevent_type = ["x"]', "toml", "endpoints[0].event_type", "event_types"),
+        (
+            '[[endpoints]]\nurl = "https://e.com/a"\nevent_type = ["x"]',
+            "toml",
+            "endpoints[0].event_type",
+            "event_types",
+        ),
         (
             '[[endpoints]]\nurl = "https://e.com/a"\nevent_types = [{ event = "x" }]',
             "toml",

@@ -40,7 +40,7 @@ def test_path_prefix() -> None:
 @pytest.mark.parametrize(
     ("text", "where", "problem"),
     [
-        ('scope = []\nendpoints = []', "scope", "must not be empty"),
+        ("scope = []\nendpoints = []", "scope", "must not be empty"),
         ('scope = "https://e.com/"\nendpoints = []', "scope", "array"),
         ('scope = ["e.com"]\nendpoints = []', "scope[0]", "absolute http(s) URL prefix"),
         ('scope = ["ftp://e.com/"]\nendpoints = []', "scope[0]", "absolute http(s) URL prefix"),

@@ -1,0 +1,143 @@
+"""Every Python sample in README.md and docs/*.md runs, as a reader would run it.
+
+Collected automatically: every fenced ```` ```python ```` block of every page.
+
+* A sample that defines ``test_...`` functions is a test file: it runs with pytest in a
+  fresh directory, under pytest-asyncio's default **strict** mode, so it must show the
+  ``@pytest.mark.asyncio`` marker (or other set-up) it needs.
+* The other samples of a page run in order, in one namespace and one event loop, like a
+  session of ``python -m asyncio`` (top-level ``await`` allowed): a page shows its set-up
+  (imports, ``fs = Client()``) once, in its first sample, and later samples use it.
+  ``FULLSTORY_API_KEY`` and ``FULLSTORY_BASE_URL`` point at a FakeFullstory of the page's
+  own (what ``fake-server`` prints), so ``Client()`` works with no change to the sample.
+* ``<!-- sample: skip REASON -->`` on the line before a fence skips that sample, with the
+  reason shown. Use it only for what cannot run here (a server that serves forever).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from fullstory_async import Client
+from fullstory_async.testing import FakeFullstory
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+SKIP = re.compile(r"<!--\s*sample:\s*skip\b\s*(.*?)\s*-->\s*$")
+
+
+@attrs.frozen
+class Sample:
+    page: str
+    line: int
+    code: str
+    skip: str | None
+
+
+def samples() -> Iterator[Sample]:
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in FENCE.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+            skip = SKIP.search(before)
+            yield Sample(page.relative_to(ROOT).as_posix(), line, match.group(1), skip.group(1) if skip else None)
+
+
+ALL = list(samples())
+
+
+class ServedFake:
+    """A FakeFullstory on its own event loop in a daemon thread (the sample runs its own loop)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.fake = FakeFullstory()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFullstory]:
+    served = ServedFake()
+    monkeypatch.setenv("FULLSTORY_API_KEY", served.fake.api_key)
+    monkeypatch.setenv("FULLSTORY_BASE_URL", served.fake.url)
+    try:
+        yield served.fake
+    finally:
+        served.close()
+
+
+def _is_test_file(code: str) -> bool:
+    return re.search(r"^(async )?def test_", code, re.MULTILINE) is not None
+
+
+def test_every_page_is_collected() -> None:
+    """The collector finds the pages and their samples (so a broken pattern cannot pass silently)."""
+    pages = {sample.page for sample in ALL}
+    assert {"README.md", "docs/testing.md", "docs/quickstart.md"} <= pages
+    assert len(ALL) >= 30
+
+
+TEST_FILES = [s for s in ALL if _is_test_file(s.code)]
+SESSIONS = sorted({s.page for s in ALL if not _is_test_file(s.code)})
+
+
+@pytest.mark.parametrize("sample", TEST_FILES, ids=[f"{s.page}:{s.line}" for s in TEST_FILES])
+def test_test_sample_passes_in_strict_mode(sample: Sample, tmp_path: Path) -> None:
+    """A sample test file passes under pytest with pytest-asyncio's default (strict) mode."""
+    if sample.skip is not None:
+        pytest.skip(sample.skip or "marked sample: skip")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # no project config, as in a user's new project
+    (tmp_path / "test_sample.py").write_text(sample.code)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{sample.page}:{sample.line}\n{result.stdout}\n{result.stderr}"
+    assert " passed" in result.stdout
+
+
+@pytest.mark.parametrize("page", SESSIONS)
+def test_page_samples_run(page: str, served: FakeFullstory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's samples run in order in one namespace and loop (see the module docstring)."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    with asyncio.Runner() as runner:
+        try:
+            for sample in (s for s in ALL if s.page == page and not _is_test_file(s.code)):
+                if sample.skip is not None:
+                    continue
+                name = f"{sample.page}:{sample.line}"
+                code = compile(sample.code, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+                result = eval(code, namespace)
+                if inspect.iscoroutine(result):
+                    runner.run(result)
+        finally:
+            for value in list(namespace.values()):
+                if isinstance(value, Client):
+                    runner.run(value.aclose())
