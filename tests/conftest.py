@@ -186,5 +186,5 @@ def secret_watch(request: pytest.FixtureRequest) -> Iterator[SecretWatch]:
 
 @pytest.fixture(autouse=True)
 def _no_base_url_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A FULLSTORY_BASE_URL exported in the developer's shell must not redirect the suite's clients."""
+    """Unset FULLSTORY_BASE_URL: one exported in the developer's shell must not redirect the suite's clients."""
     monkeypatch.delenv("FULLSTORY_BASE_URL", raising=False)

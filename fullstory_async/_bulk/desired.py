@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,11 @@ class DesiredEndpoint:
         return CreateEndpointRequest(url=self.url, event_types=self.event_types, secret=self.secret)
 
 
-def _scope(value: tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
+def _endpoints(value: Iterable[DesiredEndpoint]) -> tuple[DesiredEndpoint, ...]:
+    return tuple(value)
+
+
+def _scope(value: Iterable[str] | None) -> tuple[str, ...] | None:
     return None if value is None else check_scope(value)
 
 
@@ -96,7 +100,7 @@ class DesiredState:
     only endpoints inside it; without one, pruning is refused.
     """
 
-    endpoints: tuple[DesiredEndpoint, ...] = attrs.field(default=(), converter=tuple)
+    endpoints: tuple[DesiredEndpoint, ...] = attrs.field(default=(), converter=_endpoints)
     """The endpoints, in file order; URLs are unique."""
 
     scope: tuple[str, ...] | None = attrs.field(default=None, converter=_scope, kw_only=True)

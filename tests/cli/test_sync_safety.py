@@ -15,7 +15,7 @@ THREE = ("https://hooks.example.com/a", "https://hooks.example.com/b", "https://
 
 @pytest.fixture
 def three(served):
-    """The served fake holds three endpoints."""
+    """Serve a fake that holds three endpoints."""
     for url in THREE:
         served.call(lambda url=url: served.fake.add_endpoint(url))
     return served
@@ -30,7 +30,7 @@ def three(served):
     ],
 )
 def test_typod_file_with_prune_yes_deletes_nothing(cli, three, tmp_path, name, text):
-    """`[[endpoint]]`, an empty file or `{"endpoint": []}` with --prune --yes: exit 2 naming the key; nothing deleted."""
+    """`[[endpoint]]`, an empty file or `{"endpoint": []}` with --prune --yes: exit 2, nothing deleted."""
     file = tmp_path / name
     file.write_text(text)
     run = cli("--base-url", three.url, "apply", str(file), "--prune", "--yes")
