@@ -173,7 +173,9 @@ async def test_closing_twice_or_concurrently_is_fine() -> None:
 
 
 # Every public coroutine/iterator of `Webhooks`, called on a closed client.
-PLAN = Plan(creates=(Change(Action.CREATE, "https://example.com/a", DesiredEndpoint("https://example.com/a")),))
+PLAN = Plan(
+    creates=(Change(Action.CREATE, "https://example.com/a", DesiredEndpoint("https://example.com/a")),), validated=True
+)
 CLOSED_CALLS: dict[str, Callable[[Client], Any]] = {
     "create_endpoint": lambda c: c.webhooks.create_endpoint(CreateEndpointRequest(url="https://example.com/a")),
     "get_endpoint": lambda c: c.webhooks.get_endpoint("ep-1"),
