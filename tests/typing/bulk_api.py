@@ -9,9 +9,11 @@ from fullstory_async import (
     ApplyResult,
     Client,
     CreateEndpointRequest,
+    DesiredEndpoint,
     DesiredState,
     Endpoint,
     EndpointExistsError,
+    EventType,
     Outcome,
     Plan,
     ProvisionResult,
@@ -52,6 +54,14 @@ async def sync(fs: Client) -> int:
     desired: DesiredState = load_desired_state("endpoints.toml")
     plan: Plan = await fs.webhooks.plan(desired, prune=True, rotate_secrets=False)
     deletes = [c for c in plan.changes if c.action is Action.DELETE]
+    scoped = DesiredState(
+        [DesiredEndpoint("https://example.com/hooks/a", (EventType("note.created"),), enabled=False)],
+        scope=["https://example.com/hooks/"],
+    )
+    checked: Plan = await fs.webhooks.plan(scoped, prune=True, max_deletes=None, allow_unlisted_event_types=True)
+    pending: int = len(checked.pending) + checked.outside_scope
+    warnings: tuple[str, ...] = checked.unlisted
+    fingerprint: str = checked.fingerprint
     results: list[ApplyResult] = [r async for r in fs.webhooks.apply(plan, concurrency=4)]
     return len(deletes) + sum(1 for r in results if not r.ok)
 
