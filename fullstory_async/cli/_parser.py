@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, Protocol
 
+from fullstory_async._argtypes import integer, positive
 from fullstory_async._bulk.desired import did_you_mean
 from fullstory_async._bulk.reconcile import DEFAULT_MAX_DELETES
 from fullstory_async._version import __version__
@@ -50,26 +51,6 @@ class Parser(argparse.ArgumentParser):
         return ""
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, got {value}")
-    return value
-
-
 def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """Declare the global options; on commands (``top=False``) they default to "not given"."""
 
@@ -102,12 +83,10 @@ def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default(False),
         help="use the embedded fake server even when an API key is set",
     )
-    group.add_argument(
-        "--timeout", type=_positive_float, default=default(30.0), metavar="SECONDS", help="per attempt (30)"
-    )
+    group.add_argument("--timeout", type=positive, default=default(30.0), metavar="SECONDS", help="per attempt (30)")
     group.add_argument(
         "--concurrency",
-        type=_concurrency,
+        type=integer(1, 1000),
         default=default(DEFAULT_CONCURRENCY),
         metavar="N",
         help=f"items in flight for provision and apply ({DEFAULT_CONCURRENCY})",
@@ -126,16 +105,6 @@ def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument(
         "-v", "--verbose", action="count", default=default(0), help="log requests to stderr (-vv: debug)"
     )
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def add_endpoint_fields(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -176,7 +145,7 @@ def sync_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-deletes",
-        type=_non_negative,
+        type=integer(0),
         default=DEFAULT_MAX_DELETES,
         metavar="N",
         help=f"refuse a plan that deletes more than N endpoints ({DEFAULT_MAX_DELETES})",

@@ -8,41 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {port}")
-    return port
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+from fullstory_async._argtypes import integer, positive
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     """Declare the fake server's options (shared by this module and ``fullstory-async fake-server``)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1; 0.0.0.0 = every interface)")
-    parser.add_argument("--port", type=_port, default=8080, help="port (8080; 0 = a free one)")
+    parser.add_argument("--port", type=integer(0, 65535), default=8080, help="port (8080; 0 = a free one)")
     parser.add_argument("--api-key", help="admin key to accept (default: random)")
     parser.add_argument("--read-only-api-key", help="read-only key to accept (default: random)")
     parser.add_argument(
@@ -51,8 +23,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         default="error",
         help="what a create with a URL in use does (default: error = 400 already_exists)",
     )
-    parser.add_argument("--rate", type=_rate, help="rate limit: requests per second (off)")
-    parser.add_argument("--burst", type=_count, default=10, help="rate limit burst (10)")
+    parser.add_argument("--rate", type=positive, help="rate limit: requests per second (off)")
+    parser.add_argument("--burst", type=integer(0), default=10, help="rate limit burst (10)")
     parser.add_argument("--seed", type=int, default=0, help="fault randomness seed (0)")
-    parser.add_argument("--endpoints", type=_count, default=0, help="pre-create this many endpoints (0)")
-    parser.add_argument("--request-log-size", type=_count, default=0, help="requests kept in memory (0 = off)")
+    parser.add_argument("--endpoints", type=integer(0), default=0, help="pre-create this many endpoints (0)")
+    parser.add_argument("--request-log-size", type=integer(0), default=0, help="requests kept in memory (0 = off)")

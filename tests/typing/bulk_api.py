@@ -59,11 +59,11 @@ async def sync(fs: Client) -> int:
         scope=["https://example.com/hooks/"],
     )
     checked: Plan = await fs.webhooks.plan(scoped, prune=True, max_deletes=None, allow_unlisted_event_types=True)
-    pending: int = len(checked.pending) + checked.outside_scope
     warnings: tuple[str, ...] = checked.unlisted
     fingerprint: str = checked.fingerprint
+    print(warnings, fingerprint)
     results: list[ApplyResult] = [r async for r in fs.webhooks.apply(plan, concurrency=4)]
-    return len(deletes) + sum(1 for r in results if not r.ok)
+    return len(deletes) + len(checked.pending) + checked.outside_scope + sum(1 for r in results if not r.ok)
 
 
 async def main() -> None:
