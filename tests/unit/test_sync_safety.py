@@ -6,7 +6,7 @@ for the doubled listing and the failing listing, a raw aiohttp server on 127.0.0
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -65,35 +65,32 @@ class RawServer:
         self.deleted.append(request.match_info["id"])
         return web.json_response({})
 
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/webhooks/v1/endpoints", self.list_endpoints)
+        app.router.add_get("/webhooks/v1/event-types", self.event_types)
+        app.router.add_delete("/webhooks/v1/endpoints/{id}", self.delete)
+        return app
+
 
 @pytest.fixture
-async def raw() -> AsyncIterator[Callable[..., Any]]:
-    runners: list[web.AppRunner] = []
+def raw(serve: Callable[[web.Application], Awaitable[str]]) -> Callable[[RawServer], Awaitable[RawServer]]:
+    """Serve a `RawServer` on 127.0.0.1 (the `serve` fixture of tests/unit/conftest.py)."""
 
     async def start(server: RawServer) -> RawServer:
-        app = web.Application()
-        app.router.add_get("/webhooks/v1/endpoints", server.list_endpoints)
-        app.router.add_get("/webhooks/v1/event-types", server.event_types)
-        app.router.add_delete("/webhooks/v1/endpoints/{id}", server.delete)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        server.url = f"http://{host}:{port}"
+        server.url = await serve(server.app())
         return server
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    return start
 
 
 def desired(*urls: str, scope: list[str] | None = SCOPE) -> DesiredState:
     return DesiredState(tuple(DesiredEndpoint(url, (EventType("note.created"),)) for url in urls), scope=scope)
 
 
-async def test_endpoint_repeated_across_pages_is_never_deleted(raw: Callable[..., Any]) -> None:
+async def test_endpoint_repeated_across_pages_is_never_deleted(
+    raw: Callable[[RawServer], Awaitable[RawServer]],
+) -> None:
     """A listing that repeats a desired endpoint on page 2 (offset paging under inserts): no delete of it."""
     a, b, c = (f"https://hooks.example.com/{name}" for name in "abc")
     server = await raw(
@@ -108,7 +105,9 @@ async def test_endpoint_repeated_across_pages_is_never_deleted(raw: Callable[...
     assert server.deleted == ["id-3"]
 
 
-async def test_a_desired_url_is_never_deleted_even_under_two_ids(raw: Callable[..., Any]) -> None:
+async def test_a_desired_url_is_never_deleted_even_under_two_ids(
+    raw: Callable[[RawServer], Awaitable[RawServer]],
+) -> None:
     """Two endpoints with a desired URL (two ids): one is matched, neither is deleted."""
     a = "https://hooks.example.com/a"
     server = await raw(RawServer([[endpoint_json(a, 1)], [endpoint_json(a, 2)]]))
@@ -118,7 +117,7 @@ async def test_a_desired_url_is_never_deleted_even_under_two_ids(raw: Callable[.
     assert [change.url for change in plan.unchanged] == [a]
 
 
-async def test_a_failing_listing_page_means_no_plan(raw: Callable[..., Any]) -> None:
+async def test_a_failing_listing_page_means_no_plan(raw: Callable[[RawServer], Awaitable[RawServer]]) -> None:
     """Page 2 fails: plan raises, so nothing can be deleted from a partial view."""
     pages = [[endpoint_json(f"https://hooks.example.com/{n}", n)] for n in range(3)]
     server = await raw(RawServer(pages, fail_page=1))
@@ -128,7 +127,7 @@ async def test_a_failing_listing_page_means_no_plan(raw: Callable[..., Any]) -> 
     assert server.deleted == []
 
 
-async def test_a_cycling_listing_means_no_plan(raw: Callable[..., Any]) -> None:
+async def test_a_cycling_listing_means_no_plan(raw: Callable[[RawServer], Awaitable[RawServer]]) -> None:
     """Tokens that come back (0 -> 1 -> 0 ...) are an error, not an endless loop."""
 
     class Cycling(RawServer):
