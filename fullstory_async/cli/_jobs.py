@@ -1,11 +1,10 @@
 """The long commands: ``provision`` (JSON Lines), ``plan`` and ``apply`` (desired-state files).
 
 ``apply`` changes a real server only after a confirmation: ``--yes``, ``y`` typed at
-the prompt when stdin is a terminal, or a saved plan (reviewed when it was
-made). Without ``--yes`` and without a terminal, a plan
-that changes anything is refused (exit 2) before any change. A plan that changes
-nothing, and any plan against the embedded fake (which holds nothing real), runs
-without asking.
+the prompt when stdin is a terminal, or a saved plan (reviewed when it was made).
+Without any of them and without a terminal, a plan that changes anything is refused
+(exit 2) before any change. A plan that changes nothing, and any plan against the
+embedded fake (which holds nothing real), runs without asking.
 """
 
 from __future__ import annotations
@@ -195,7 +194,7 @@ async def _confirmed(args: argparse.Namespace, the_plan: Plan, target: Target, s
     """None to go ahead, else the exit status (2: refused without a terminal, 1: declined)."""
     if args.yes or saved or the_plan.is_empty or target.fake:
         return None
-    count = len(the_plan.creates) + len(the_plan.updates) + len(the_plan.deletes)
+    count = len(the_plan.pending)
     if not is_terminal(sys.stdin):
         target.console.error(
             f"refusing to make {count} change(s) to {target.where} without confirmation: "
