@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from fullstory_async._options import add_fake_server_options
 from fullstory_async.cli import _commands, _completion, _jobs, _parser
 from fullstory_async.cli._target import Target
-from fullstory_async.testing._options import add_options as fake_server_options
 
 
 @attrs.frozen
@@ -65,7 +65,7 @@ COMMANDS: tuple[Command, ...] = (
         "apply", "make the endpoints match a desired-state file or a saved plan", _parser.apply_options, _jobs.apply
     ),
     Command(
-        "fake-server", "serve the embedded fake API until Ctrl-C", fake_server_options, local=_commands.fake_server
+        "fake-server", "serve the embedded fake API until Ctrl-C", add_fake_server_options, local=_commands.fake_server
     ),
     Command("completion", "print a shell completion script", _completion.options, local=_completion.run),
 )

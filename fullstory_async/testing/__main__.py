@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from fullstory_async.testing._options import add_options
+from fullstory_async._options import add_fake_server_options
 from fullstory_async.testing._ratelimit import RateLimit
 from fullstory_async.testing._server import FakeFullstory
 
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m fullstory_async.testing",
         description="Serve a fake Fullstory Webhooks v1 API for tests and local development.",
     )
-    add_options(parser)
+    add_fake_server_options(parser)
     return parser
 
 
