@@ -75,19 +75,25 @@ def test_plan_exit_code(cli, served, tmp_path):
     assert cli(*base, "plan", str(file), "--exit-code").code == 0
 
 
-def test_saved_plan_applies_and_a_stale_one_is_refused(cli, served, tmp_path):
-    """`plan --out F` then `apply F` runs that plan; after the server changed, `apply F` refuses (exit 1)."""
+def test_saved_plan_applies_and_a_stale_one_is_refused(cli, served, clean_env, tmp_path):
+    """`plan --out F` then `apply F` runs that plan (no secret in F); once the server changed, `apply F` refuses."""
+    clean_env.setenv("HOOK_SECRET", "hook-secret-value-Qx81")
     file = tmp_path / "desired.toml"
-    file.write_text(SCOPED)
+    file.write_text(SCOPED + 'secret_env = "HOOK_SECRET"\n')
     saved = tmp_path / "plan.json"
     base = ("--base-url", served.url)
     run = cli(*base, "plan", str(file), "--out", str(saved))
     assert run.code == 0, run.err
+    assert "hook-secret-value-Qx81" not in saved.read_text()
     document = json.loads(saved.read_text())
     assert document["plan"]["summary"]["create"] == 1
+    assert document["desired"]["endpoints"][0]["secret_env"] == "HOOK_SECRET"
     applied = cli(*base, "apply", str(saved))  # reviewed when saved: no question asked
     assert applied.code == 0, applied.err
     assert served.urls() == {"https://hooks.example.com/a"}
+    assert served.call(lambda: served.fake.endpoints_with_url("https://hooks.example.com/a")[0].secret) == (
+        "hook-secret-value-Qx81"
+    )
 
     file.write_text(SCOPED.replace("/a", "/b"))
     assert cli(*base, "plan", str(file), "--prune", "--out", str(saved)).code == 0  # create b, delete a
