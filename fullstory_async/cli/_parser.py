@@ -1,6 +1,8 @@
-"""The parser of ``fullstory-async`` (stdlib argparse): global options, each command's arguments,
-and `build_parser` over the command table (``_registry.COMMANDS``). Usage errors exit 2 with a
-did-you-mean for a misspelt command or option.
+"""The parser of ``fullstory-async`` (stdlib argparse).
+
+Global options, each command's arguments, and `build_parser` over the command table
+(``_registry.COMMANDS``). Usage errors exit 2 with a did-you-mean for a misspelt command
+or option.
 
 Global options may come before or after the command (``fullstory-async --json endpoints
 list`` and ``fullstory-async endpoints list --json`` are the same): they are declared on
