@@ -27,11 +27,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 
@@ -232,3 +234,27 @@ def verify(
     except (OverflowError, OSError, ValueError):
         signed_at = None
     return parse_event(body, org_id=header.org_id, signed_at=signed_at)
+
+
+def signed_delivery(
+    event_name: str,
+    data: Mapping[str, Any],
+    *,
+    secret: str,
+    org_id: str,
+    version: int = 1,
+    timestamp: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Build the request Fullstory sends for one event: ``(body, headers)``, for any test client.
+
+    ::
+
+        body, headers = signed_delivery("note.created", {"text": "hi"}, secret="s", org_id="o-1")
+        response = await client.post("/fullstory/webhooks", content=body, headers=headers)  # httpx, ASGI...
+
+    The body is compact UTF-8 JSON ``{"eventName", "version", "data"}``; the headers are
+    ``Content-Type: application/json`` and the ``Fullstory-Signature`` of exactly those bytes.
+    """
+    envelope = {"eventName": event_name, "version": version, "data": dict(data)}
+    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return body, {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret, org_id, timestamp)}
