@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from fullstory_async import DesiredStateError, FullstoryError, InvalidArgumentError
-from fullstory_async.cli import _commands, _jobs
+from fullstory_async.cli import _commands, _jobs, _receiving
 from fullstory_async.cli._output import Console, error_text
 from fullstory_async.cli._parser import UsageError, build_parser
 from fullstory_async.cli._target import open_target
@@ -72,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    if args.command in _receiving.COMMANDS:  # no API, no fake server
+        return _receiving.main(args)
     if args.command == "fake-server":
         try:
             return _commands.fake_server(args)

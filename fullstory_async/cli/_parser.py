@@ -169,4 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--rate", type=float, help="rate limit in requests per second (off)")
     fake.add_argument("--burst", type=int, default=10, help="rate limit burst (10)")
     fake.add_argument("--endpoints", type=int, default=0, help="pre-create this many endpoints (0)")
+    from fullstory_async.cli import _receiving  # receive, inbox (issue 13)
+
+    _receiving.add_parsers(commands)
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -55,3 +56,38 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for site in sites:
         await site.stop()
+
+
+POSTGRES_DSN_ENV = "FULLSTORY_TEST_POSTGRES_DSN"
+
+
+def postgres_dsn() -> str:
+    """The test database's DSN; skip without it locally, fail without it in CI (``CI`` set)."""
+    dsn = os.environ.get(POSTGRES_DSN_ENV)
+    if not dsn:
+        message = f"{POSTGRES_DSN_ENV} is not set: no PostgreSQL to test against (.ci/run starts one)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return dsn
+
+
+async def reset_postgres(dsn: str) -> None:
+    """Drop the inbox tables, so each test starts from an empty database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS fullstory_inbox, fullstory_inbox_schema")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def inbox_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """An empty inbox URL of each engine (PostgreSQL: the CI database, emptied)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/inbox.db"
+    dsn = postgres_dsn()
+    await reset_postgres(dsn)
+    return dsn
