@@ -13,8 +13,8 @@ MYPY = "mypy==2.4.1"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (extra arguments go to pytest)."""
-    session.install("-e", ".[tests]")
+    """Run the test suite (extra arguments go to pytest); PostgreSQL tests need FULLSTORY_TEST_POSTGRES_DSN."""
+    session.install("-e", ".[tests,postgres]")
     session.run("pytest", *session.posargs)
 
 
@@ -29,7 +29,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def mypy(session: nox.Session) -> None:
     """Mypy strict on the package and on tests/typing (the public API as users write it)."""
-    session.install("-e", ".[tests]", MYPY)
+    session.install("-e", ".[tests,postgres]", MYPY)
     session.run("mypy")
 
 

@@ -91,3 +91,11 @@ async def inbox_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     dsn = postgres_dsn()
     await reset_postgres(dsn)
     return dsn
+
+
+@pytest.fixture
+async def postgres_url() -> str:
+    """The CI PostgreSQL's DSN, its inbox tables dropped."""
+    dsn = postgres_dsn()
+    await reset_postgres(dsn)
+    return dsn
