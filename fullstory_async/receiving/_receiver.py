@@ -55,7 +55,7 @@ _QUIET_REASONS = frozenset({VerificationFailure.MISSING_HEADER, VerificationFail
 
 
 def is_coroutine_function(func: object) -> bool:
-    """True for ``async def`` functions and instances whose ``__call__`` is one."""
+    """Tell whether ``func`` is an ``async def`` function or an instance whose ``__call__`` is one."""
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
 
 
@@ -201,10 +201,11 @@ class WebhookReceiver:
 
     async def health(self, _request: web.Request) -> web.Response:
         """``200 {"status": "ok"}`` while serving, ``503 {"status": "closing"}`` after `aclose`."""
-        return web.json_response(*self.health_status())
+        document, status = self.health_status()
+        return web.json_response(document, status=status)
 
     def health_status(self) -> tuple[dict[str, str], int]:
-        """The health document and its HTTP status."""
+        """Return the health document and its HTTP status."""
         return ({"status": "closing"}, 503) if self.closed else ({"status": "ok"}, 200)
 
     async def _read_body(self, request: web.Request) -> bytes | None:
