@@ -16,7 +16,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -181,4 +182,8 @@ async def _requeue(url: str) -> int:
     return 0
 
 
-_INBOX_ACTIONS: dict[str, Callable[[str], Awaitable[int]]] = {"export": _export, "stats": _stats, "requeue": _requeue}
+_INBOX_ACTIONS: dict[str, Callable[[str], Coroutine[Any, Any, int]]] = {
+    "export": _export,
+    "stats": _stats,
+    "requeue": _requeue,
+}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fullstory_async.receiving._signature import SIGNATURE_HEADER
 
@@ -71,8 +71,8 @@ class WebhookASGIApp:
                 peer = str(client[0]) if client else None
                 await _respond(send, await self.receiver.accept(body, _header(scope, _SIGNATURE), peer))
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | bool | None:
-        """The body; ``None`` once it is known to exceed the cap; ``False`` if the client went away."""
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Literal[False] | None:
+        """Read the body; ``None`` once it is known to exceed the cap; ``False`` if the client went away."""
         limit = self.receiver.max_body_bytes
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:

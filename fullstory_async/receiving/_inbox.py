@@ -38,7 +38,7 @@ class InboxError(FullstoryError):
 
 
 def delivery_key(org_id: str, body: bytes) -> str:
-    """The key a delivery is stored under: hex SHA-256 of the org id, a NUL and the raw body."""
+    """Return the key a delivery is stored under: hex SHA-256 of the org id, a NUL and the raw body."""
     return hashlib.sha256(org_id.encode("utf-8") + b"\0" + body).hexdigest()
 
 
@@ -71,7 +71,7 @@ class InboxRecord:
     """Why the last attempt failed, if it did."""
 
     def export_line(self) -> dict[str, Any]:
-        """The ``inbox export`` object: the event as received, key, received_at (RFC 3339), status, attempts."""
+        """Return the ``inbox export`` object: the event as received, key, received_at (RFC 3339), status, attempts."""
         return {
             "event": json.loads(self.body),
             "key": self.key,
@@ -124,7 +124,7 @@ class Inbox(abc.ABC):
         self._last_purge = -math.inf
 
     def _purge_due(self) -> bool:
-        """True at most once every minute while a retention is set."""
+        """Return True at most once a minute, while a retention is set."""
         now = time.monotonic()
         if self.retention is None or now - self._last_purge < _PURGE_EVERY:
             return False

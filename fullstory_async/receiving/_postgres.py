@@ -42,7 +42,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 
 def redact(dsn: str) -> str:
-    """The DSN with its password (if any) replaced by ``***``."""
+    """Return the DSN with its password (if any) replaced by ``***``."""
     parts = urlsplit(dsn)
     if parts.password is None:
         return dsn

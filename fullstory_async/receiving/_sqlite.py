@@ -125,8 +125,8 @@ class SqliteInbox(Inbox):
                         self._jobs.put(None)  # stop after this batch
                         break
                     batch.append(job)
-                for future, result, error in self._run_batch(conn, batch):
-                    future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+                for future, result, problem in self._run_batch(conn, batch):
+                    future.get_loop().call_soon_threadsafe(_settle, future, result, problem)
         finally:
             conn.close()
 
@@ -135,15 +135,17 @@ class SqliteInbox(Inbox):
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [(future, job(conn), None) for job, future in batch]
+            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = [
+                (future, job(conn), None) for job, future in batch
+            ]
             conn.execute("COMMIT")
             return results
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             if len(batch) == 1:
-                error = exc if isinstance(exc, InboxError) else InboxError(f"SQLite inbox write failed: {exc}")
-                return [(batch[0][1], None, error)]
+                failure = exc if isinstance(exc, InboxError) else InboxError(f"SQLite inbox write failed: {exc}")
+                return [(batch[0][1], None, failure)]
         return [outcome for item in batch for outcome in self._run_batch(conn, [item])]
 
     async def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
@@ -236,17 +238,15 @@ class SqliteInbox(Inbox):
     async def export(self) -> AsyncIterator[InboxRecord]:
         """Every stored event, in the order received, a page at a time."""
         after: tuple[float, str] = (float("-inf"), "")
+        sql = f"SELECT {_COLUMNS} FROM fullstory_inbox WHERE (received_at, key) > (?, ?) ORDER BY received_at, key"
+        sql += " LIMIT ?"
         while True:
-            page = await self._call(
-                lambda conn, after=after: [
-                    _record(row)
-                    for row in conn.execute(
-                        f"SELECT {_COLUMNS} FROM fullstory_inbox WHERE (received_at, key) > (?, ?) "
-                        "ORDER BY received_at, key LIMIT ?",
-                        (*after, _EXPORT_PAGE),
-                    )
-                ]
-            )
+            params = (*after, _EXPORT_PAGE)
+
+            def page_of(conn: sqlite3.Connection, params: tuple[object, ...] = params) -> list[InboxRecord]:
+                return [_record(row) for row in conn.execute(sql, params)]
+
+            page = await self._call(page_of)
             for record in page:
                 yield record
             if len(page) < _EXPORT_PAGE:

@@ -17,6 +17,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._envelope import parse_event
@@ -131,7 +132,7 @@ class InboxWorker:
         try:
             while not self._stopping.is_set():
                 started = await self._fill()
-                waiters: set[asyncio.Future[object]] = {*self._tasks, asyncio.ensure_future(self._stopping.wait())}
+                waiters: set[asyncio.Future[Any]] = {*self._tasks, asyncio.ensure_future(self._stopping.wait())}
                 timeout = None if self._tasks and len(self._tasks) >= self.concurrency else self.poll_interval
                 if started and len(self._tasks) < self.concurrency:
                     timeout = 0  # there may be more

@@ -62,7 +62,7 @@ POSTGRES_DSN_ENV = "FULLSTORY_TEST_POSTGRES_DSN"
 
 
 def postgres_dsn() -> str:
-    """The test database's DSN; skip without it locally, fail without it in CI (``CI`` set)."""
+    """Return the test database DSN; skip without it locally, fail without it in CI (``CI`` set)."""
     dsn = os.environ.get(POSTGRES_DSN_ENV)
     if not dsn:
         message = f"{POSTGRES_DSN_ENV} is not set: no PostgreSQL to test against (.ci/run starts one)"
@@ -85,7 +85,7 @@ async def reset_postgres(dsn: str) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def inbox_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """An empty inbox URL of each engine (PostgreSQL: the CI database, emptied)."""
+    """Return an empty inbox URL of each engine (PostgreSQL: the CI database, emptied)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/inbox.db"
     dsn = postgres_dsn()
@@ -95,7 +95,7 @@ async def inbox_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 
 @pytest.fixture
 async def postgres_url() -> str:
-    """The CI PostgreSQL's DSN, its inbox tables dropped."""
+    """Return the CI PostgreSQL DSN, its inbox tables dropped."""
     dsn = postgres_dsn()
     await reset_postgres(dsn)
     return dsn

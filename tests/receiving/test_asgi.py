@@ -33,7 +33,9 @@ async def call(
     root_path: str = "",
 ) -> tuple[int, bytes, int]:
     """Drive one ASGI request; return the status, the response body and how many body chunks the app read."""
-    messages = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)]
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+    ]
     read = 0
     sent: list[dict[str, Any]] = []
 

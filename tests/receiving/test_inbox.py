@@ -41,7 +41,8 @@ async def test_the_key_is_org_and_body_not_the_signature_timestamp(inbox_url: st
     """The same body re-signed later is a duplicate; the same body for another org is not."""
     first = signed_delivery("test", {}, secret="s", org_id=ORG, timestamp=1_700_000_000)
     later = signed_delivery("test", {}, secret="s", org_id=ORG, timestamp=1_700_000_999)
-    assert first[0] == later[0] and first[1] != later[1]
+    assert first[0] == later[0]
+    assert first[1] != later[1]
     async with open_inbox(inbox_url) as inbox:
         assert await inbox.put(first[0], org_id=ORG, signed_at=1_700_000_000)
         assert not await inbox.put(later[0], org_id=ORG, signed_at=1_700_000_999)
@@ -87,7 +88,7 @@ async def test_concurrent_claims_never_hand_out_an_event_twice(inbox_url: str) -
 
 
 async def test_retry_bury_complete_and_requeue(inbox_url: str) -> None:
-    """retry delays an event, bury makes it dead, requeue_dead brings it back with attempts reset."""
+    """Retry delays an event, bury makes it dead, requeue_dead brings it back with attempts reset."""
     clock = Clock()
     async with open_inbox(inbox_url, clock=clock) as inbox:
         await inbox.put(body(1), org_id=ORG)

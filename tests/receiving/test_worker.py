@@ -136,16 +136,17 @@ async def test_stop_drains_the_handlers_in_progress(tmp_path: object) -> None:
 
 async def test_a_handler_cut_off_by_the_drain_timeout_is_due_again_at_once(tmp_path: object) -> None:
     """A handler still running after drain_timeout is cancelled and its event is pending and due."""
+    started = asyncio.Event()
 
     async def stuck(event: WebhookEvent) -> None:
+        started.set()
         await asyncio.Event().wait()
 
     async with open_inbox(f"sqlite:///{tmp_path}/i.db") as inbox:
         await put_notes(inbox, 1)
         worker = InboxWorker(inbox, stuck, drain_timeout=0, poll_interval=0.01)
         running = asyncio.create_task(worker.run())
-        while not (await inbox.stats()).pending or not worker._tasks:
-            await asyncio.sleep(0.005)
+        await started.wait()
         await worker.stop()
         await running
         [record] = await inbox.claim(1, lease=60)
@@ -170,7 +171,8 @@ async def test_workers_sharing_a_postgres_inbox_handle_each_event_once(postgres_
 
     handled = await asyncio.gather(*(one_worker() for _ in range(3)))
     assert sum(handled) == 120
-    assert len(counts) == 120 and set(counts.values()) == {1}
+    assert len(counts) == 120
+    assert set(counts.values()) == {1}
 
 
 @pytest.mark.parametrize(
