@@ -26,12 +26,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypeAlias
 
 from aiohttp import web
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._asgi import WebhookASGIApp
+from fullstory_async.receiving._envelope import parse_event, read_envelope
 from fullstory_async.receiving._errors import SignatureVerificationError, VerificationFailure
 from fullstory_async.receiving._events import WebhookEvent
 from fullstory_async.receiving._inbox import Inbox, InboxError
@@ -39,9 +41,9 @@ from fullstory_async.receiving._refusals import RefusalLog
 from fullstory_async.receiving._signature import (
     DEFAULT_TOLERANCE,
     SIGNATURE_HEADER,
+    check_signature,
     check_tolerance,
     normalize_secrets,
-    verify,
 )
 
 logger = logging.getLogger("fullstory_async.receiving")
@@ -152,8 +154,12 @@ class WebhookReceiver:
         if body is None:
             return self.refuse(413, logging.WARNING, f"body over {self.max_body_bytes} bytes", peer)
         try:
-            event = verify(
+            signer, signed_at = check_signature(
                 body, signature_header, self._secrets, tolerance=self._tolerance, org_id=self.org_id, now=self._clock()
+            )
+            # The inbox needs only a well-formed envelope; typing the data waits for the worker.
+            event = (
+                read_envelope(body) if self.inbox is not None else parse_event(body, org_id=signer, signed_at=signed_at)
             )
         except SignatureVerificationError as exc:
             level = logging.INFO if exc.reason in _QUIET_REASONS else logging.WARNING
@@ -162,24 +168,28 @@ class WebhookReceiver:
         self._in_flight += 1
         self._idle.clear()
         try:
-            return await self._hold(body, event, signature_header or "")
+            if isinstance(event, WebhookEvent):
+                return await self._run_callback(event)
+            return await self._store(body, signer, signed_at)
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
 
-    async def _hold(self, body: bytes, event: WebhookEvent, signature_header: str) -> int:
-        if self.inbox is not None:
-            assert event.org_id is not None  # verify() always sets it
-            signed_at = event.signed_at.timestamp() if event.signed_at is not None else None
-            try:
-                stored = await self.inbox.put(body, org_id=event.org_id, signed_at=signed_at)
-            except InboxError as exc:
-                logger.error("webhook not stored, answered 503 so the sender retries: %s", exc)
-                return 503
-            if not stored:
-                logger.debug("webhook duplicate acknowledged (%s)", event.event_name)
-            return 202
+    async def _store(self, body: bytes, org_id: str, signed_at: datetime | None) -> int:
+        assert self.inbox is not None
+        try:
+            stored = await self.inbox.put(
+                body, org_id=org_id, signed_at=None if signed_at is None else signed_at.timestamp()
+            )
+        except InboxError as exc:
+            logger.error("webhook not stored, answered 503 so the sender retries: %s", exc)
+            return 503
+        if not stored:
+            logger.debug("webhook duplicate acknowledged without storing it again")
+        return 202
+
+    async def _run_callback(self, event: WebhookEvent) -> int:
         try:
             if self._callback_is_async:
                 result = self._callback(event)  # type: ignore[misc]

@@ -208,6 +208,20 @@ def verify(
         raise InvalidArgumentError("signature_header", f"must be the header value as a str or None, got {kind}")
     if org_id is not None and (not isinstance(org_id, str) or not org_id):
         raise InvalidArgumentError("org_id", "must be a non-empty string or None")
+    signer, signed_at = check_signature(body, signature_header, candidates, tolerance=tolerance, org_id=org_id, now=now)
+    return parse_event(body, org_id=signer, signed_at=signed_at)
+
+
+def check_signature(
+    body: bytes,
+    signature_header: str | None,
+    candidates: tuple[str, ...],
+    *,
+    tolerance: float | None,
+    org_id: str | None,
+    now: float | None,
+) -> tuple[str, datetime | None]:
+    """`verify` without its argument checks and without parsing the body: the signing org and time."""
     header = _parse_header(signature_header)
     matched = False
     for secret in candidates:  # no early exit: the time taken does not say which secret matched
@@ -230,10 +244,9 @@ def verify(
                 f"timestamp is {abs(current - signed):.0f} s {when} (tolerance {tolerance:g} s)",
             )
     try:
-        signed_at: datetime | None = datetime.fromtimestamp(signed, UTC)
+        return header.org_id, datetime.fromtimestamp(signed, UTC)
     except (OverflowError, OSError, ValueError):
-        signed_at = None
-    return parse_event(body, org_id=header.org_id, signed_at=signed_at)
+        return header.org_id, None
 
 
 def signed_delivery(

@@ -125,8 +125,8 @@ class SqliteInbox(Inbox):
                         self._jobs.put(None)  # stop after this batch
                         break
                     batch.append(job)
-                for future, result, problem in self._run_batch(conn, batch):
-                    future.get_loop().call_soon_threadsafe(_settle, future, result, problem)
+                outcomes = self._run_batch(conn, batch)
+                loop.call_soon_threadsafe(_settle_all, outcomes)  # one wake-up of the loop per batch
         finally:
             conn.close()
 
@@ -272,6 +272,11 @@ class SqliteInbox(Inbox):
         self._closed = True
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
+
+
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for outcome in outcomes:
+        _settle(*outcome)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
