@@ -12,6 +12,7 @@ dedupe keys) are purged ``retention`` seconds after they were processed.
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
 import json
 import math
@@ -122,6 +123,8 @@ class Inbox(abc.ABC):
         self.retention = check_retention(retention)
         self.clock = clock
         self._last_purge = -math.inf
+        self.arrival = asyncio.Event()
+        """Set when this process stores a new event (an `InboxWorker` here wakes at once)."""
 
     def _purge_due(self) -> bool:
         """Return True at most once a minute, while a retention is set."""

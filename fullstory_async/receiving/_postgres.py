@@ -131,7 +131,10 @@ class PostgresInbox(Inbox):
         )
         if self._purge_due():
             await self.purge()
-        return bool(status == "INSERT 0 1")
+        if status == "INSERT 0 1":
+            self.arrival.set()
+            return True
+        return False
 
     async def claim(self, limit: int, *, lease: float) -> list[InboxRecord]:
         """Take up to ``limit`` due pending events (``FOR UPDATE SKIP LOCKED``) for ``lease`` seconds."""

@@ -172,7 +172,10 @@ class SqliteInbox(Inbox):
                 self._purge(conn, now)
             return cursor.rowcount == 1
 
-        return await self._call(insert)
+        stored = await self._call(insert)
+        if stored:
+            self.arrival.set()
+        return stored
 
     async def claim(self, limit: int, *, lease: float) -> list[InboxRecord]:
         """Take up to ``limit`` due pending events for ``lease`` seconds."""

@@ -52,7 +52,9 @@ class InboxWorker:
         base_delay: the first retry's delay in seconds, doubled on each further attempt.
         max_delay: the longest retry delay.
         lease: seconds a claim lasts (default ``handler_timeout + 30``).
-        poll_interval: seconds between looks at an idle inbox.
+        poll_interval: seconds between looks at an idle inbox for events stored by other
+            processes and for retries falling due (an event stored through this process
+            wakes the worker at once).
         drain_timeout: on `stop`, seconds the handlers in progress may finish.
 
     """
@@ -131,8 +133,13 @@ class InboxWorker:
         self._stopping.clear()
         try:
             while not self._stopping.is_set():
+                self.inbox.arrival.clear()  # before claiming: an event stored after the claim sets it again
                 started = await self._fill()
-                waiters: set[asyncio.Future[Any]] = {*self._tasks, asyncio.ensure_future(self._stopping.wait())}
+                waiters: set[asyncio.Future[Any]] = {
+                    *self._tasks,
+                    asyncio.ensure_future(self._stopping.wait()),
+                    asyncio.ensure_future(self.inbox.arrival.wait()),
+                }
                 timeout = None if self._tasks and len(self._tasks) >= self.concurrency else self.poll_interval
                 if started and len(self._tasks) < self.concurrency:
                     timeout = 0  # there may be more
@@ -159,7 +166,7 @@ class InboxWorker:
     async def _process(self, record: InboxRecord) -> None:
         try:
             signed_at = None if record.signed_at is None else datetime.fromtimestamp(record.signed_at, UTC)
-            event = parse_event(record.body, org_id=record.org_id, signed_at=signed_at)
+            event = parse_event(record.body, org_id=record.org_id, signed_at=signed_at, delivery_key=record.key)
         except SignatureVerificationError as exc:  # stored by something other than a receiver
             await self.inbox.bury(record.key, error=f"not an event: {exc.detail}")
             return

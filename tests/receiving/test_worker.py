@@ -48,9 +48,11 @@ async def test_handler_gets_typed_events_and_completes_them(inbox_url: str) -> N
         await put_notes(inbox, 3)
         assert await InboxWorker(inbox, handler, concurrency=2).run_until_idle() == 3
         stats = await inbox.stats()
+        records = [r async for r in inbox.export()]
     assert (stats.pending, stats.done) == (0, 3)
     assert sorted(e.data.id for e in seen if isinstance(e.data, NoteCreatedData)) == ["n-0", "n-1", "n-2"]
     assert {(e.org_id, e.signed_at.timestamp() if e.signed_at else None) for e in seen} == {(ORG, 1_700_000_000.0)}
+    assert sorted(e.delivery_key for e in seen) == sorted([r.key for r in records])  # type: ignore[type-var]
 
 
 async def test_plain_function_handler_runs_off_the_loop(tmp_path: object) -> None:
@@ -191,3 +193,20 @@ async def test_bad_worker_settings_are_refused(tmp_path: object, kwargs: dict[st
         with pytest.raises(InvalidArgumentError) as info:
             InboxWorker(inbox, print, **kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+async def test_a_running_worker_wakes_when_this_process_stores_an_event(tmp_path: object) -> None:
+    """With a poll interval of an hour, an event put through this inbox is handled at once."""
+    handled = asyncio.Event()
+
+    async def handler(event: WebhookEvent) -> None:
+        handled.set()
+
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db") as inbox:
+        worker = InboxWorker(inbox, handler, poll_interval=3600)
+        running = asyncio.create_task(worker.run())
+        await asyncio.sleep(0)
+        await put_notes(inbox, 1)
+        await asyncio.wait_for(handled.wait(), 10)
+        await worker.stop()
+        await running
