@@ -43,7 +43,7 @@ def test_samples_are_fresh_copies_and_unknown_names_are_refused() -> None:
     """Changing a returned sample does not change the next; an undocumented name is a ValueError naming it."""
     sample_event_data("note.created")["pageInfo"]["country"] = "FR"
     assert sample_event_data("note.created")["pageInfo"]["country"] == "US"
-    with pytest.raises(ValueError, match="note.updated"):
+    with pytest.raises(ValueError, match=r"note\.updated"):
         sample_event_data("note.updated")
 
 
