@@ -190,15 +190,13 @@ class SqliteInbox(Inbox):
                     (now, limit),
                 )
             ]
-            records = []
-            for key in keys:
-                row = conn.execute(
-                    f"UPDATE fullstory_inbox SET attempts = attempts + 1, next_attempt_at = ? WHERE key = ? "
-                    f"RETURNING {_COLUMNS}",
-                    (now + lease, key),
-                ).fetchone()
-                records.append(_record(row))
-            return records
+            if not keys:
+                return []
+            marks = ", ".join("?" * len(keys))  # no RETURNING: it needs SQLite 3.35
+            sql = f"UPDATE fullstory_inbox SET attempts = attempts + 1, next_attempt_at = ? WHERE key IN ({marks})"
+            conn.execute(sql, (now + lease, *keys))
+            sql = f"SELECT {_COLUMNS} FROM fullstory_inbox WHERE key IN ({marks}) ORDER BY received_at, key"
+            return [_record(row) for row in conn.execute(sql, keys)]
 
         return await self._call(take)
 

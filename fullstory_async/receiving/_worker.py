@@ -23,7 +23,7 @@ from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._envelope import parse_event
 from fullstory_async.receiving._errors import SignatureVerificationError
 from fullstory_async.receiving._events import WebhookEvent
-from fullstory_async.receiving._inbox import Inbox, InboxRecord
+from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord
 from fullstory_async.receiving._receiver import is_coroutine_function, positive
 
 logger = logging.getLogger("fullstory_async.receiving")
@@ -123,6 +123,7 @@ class InboxWorker:
     async def run_until_idle(self) -> int:
         """Handle every event due now (and retries that fall due meanwhile); return how many completed."""
         before = self.handled
+        self._stopping.clear()
         while await self._fill() or self._tasks:
             if self._tasks:
                 await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
@@ -134,7 +135,11 @@ class InboxWorker:
         try:
             while not self._stopping.is_set():
                 self.inbox.arrival.clear()  # before claiming: an event stored after the claim sets it again
-                started = await self._fill()
+                try:
+                    started = await self._fill()
+                except InboxError as exc:  # the database is away: try again after the poll interval
+                    logger.warning("cannot claim events, retrying in %g s: %s", self.poll_interval, exc)
+                    started = 0
                 waiters: set[asyncio.Future[Any]] = {
                     *self._tasks,
                     asyncio.ensure_future(self._stopping.wait()),
@@ -164,6 +169,12 @@ class InboxWorker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _process(self, record: InboxRecord) -> None:
+        try:
+            await self._attempt(record)
+        except InboxError as exc:  # the outcome was not recorded: the lease brings the event back
+            logger.warning("event %s: outcome not recorded, it will be retried: %s", record.key[:12], exc)
+
+    async def _attempt(self, record: InboxRecord) -> None:
         try:
             signed_at = None if record.signed_at is None else datetime.fromtimestamp(record.signed_at, UTC)
             event = parse_event(record.body, org_id=record.org_id, signed_at=signed_at, delivery_key=record.key)

@@ -11,6 +11,8 @@ import pytest
 from fullstory_async import InvalidArgumentError
 from fullstory_async.receiving import (
     Inbox,
+    InboxError,
+    InboxRecord,
     InboxWorker,
     NoteCreatedData,
     WebhookEvent,
@@ -210,3 +212,46 @@ async def test_a_running_worker_wakes_when_this_process_stores_an_event(tmp_path
         await asyncio.wait_for(handled.wait(), 10)
         await worker.stop()
         await running
+
+
+async def test_an_unreachable_inbox_neither_kills_the_worker_nor_loses_the_event(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing claim is retried after the poll interval; a failing complete leaves the event to come back."""
+    clock = Clock()
+    calls: list[str] = []
+    handled = asyncio.Event()
+
+    async def handler(event: WebhookEvent) -> None:
+        calls.append(event.event_name)
+        handled.set()
+
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db", clock=clock) as inbox:
+        await put_notes(inbox, 1)
+        real_claim, real_complete = inbox.claim, inbox.complete
+        failures = {"claim": 1, "complete": 1}
+
+        async def claim(limit: int, *, lease: float) -> list[InboxRecord]:
+            if failures["claim"]:
+                failures["claim"] -= 1
+                raise InboxError("database is locked")
+            return await real_claim(limit, lease=lease)
+
+        async def complete(key: str) -> None:
+            if failures["complete"]:
+                failures["complete"] -= 1
+                raise InboxError("disk I/O error")
+            await real_complete(key)
+
+        monkeypatch.setattr(inbox, "claim", claim)
+        monkeypatch.setattr(inbox, "complete", complete)
+        worker = InboxWorker(inbox, handler, poll_interval=0.01, lease=60)
+        running = asyncio.create_task(worker.run())
+        await handled.wait()  # the claim failed once, then worked
+        await worker.stop()
+        await running
+        assert (await inbox.stats()).pending == 1  # complete failed: not done, not lost
+        clock.now += 61  # the lease ends
+        assert await worker.run_until_idle() == 1
+        assert (await inbox.stats()).done == 1
+    assert calls == ["note.created", "note.created"]
