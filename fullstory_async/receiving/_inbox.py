@@ -33,6 +33,36 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 
 _PURGE_EVERY = 60.0
 
+COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error"
+"""The columns an `InboxRecord` is read from, in its field order."""
+
+
+def check_schema_version(version: int) -> None:
+    """Refuse an inbox written by a newer SDK rather than guess at its schema."""
+    if version > SCHEMA_VERSION:
+        raise InboxError(f"the inbox has schema version {version}, newer than this SDK's {SCHEMA_VERSION}: upgrade")
+
+
+def migrations(*, blob: str, real: str) -> dict[int, tuple[str, ...]]:
+    """Return the statements that bring the schema to each version, in an engine's type names."""
+    return {
+        1: (
+            f"""CREATE TABLE fullstory_inbox (
+                key TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL,
+                body {blob} NOT NULL,
+                signed_at {real},
+                received_at {real} NOT NULL,
+                status TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at {real} NOT NULL,
+                processed_at {real},
+                last_error TEXT
+            )""",
+            "CREATE INDEX fullstory_inbox_due ON fullstory_inbox (status, next_attempt_at)",
+        ),
+    }
+
 
 class InboxError(FullstoryError):
     """The inbox cannot be opened, migrated or written (the message never contains a password)."""

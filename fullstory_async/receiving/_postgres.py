@@ -14,31 +14,24 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from fullstory_async.receiving._inbox import SCHEMA_VERSION, Inbox, InboxError, InboxRecord, InboxStats, delivery_key
+from fullstory_async.receiving._inbox import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    Inbox,
+    InboxError,
+    InboxRecord,
+    InboxStats,
+    check_schema_version,
+    delivery_key,
+    migrations,
+)
 
 if TYPE_CHECKING:
     import asyncpg
 
 _LOCK_ID = 0x46534941  # "FSIA": serialises schema migrations across instances
 _EXPORT_PAGE = 500
-_COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error"
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE fullstory_inbox (
-            key TEXT PRIMARY KEY,
-            org_id TEXT NOT NULL,
-            body BYTEA NOT NULL,
-            signed_at DOUBLE PRECISION,
-            received_at DOUBLE PRECISION NOT NULL,
-            status TEXT NOT NULL DEFAULT 'pending',
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at DOUBLE PRECISION NOT NULL,
-            processed_at DOUBLE PRECISION,
-            last_error TEXT
-        )""",
-        "CREATE INDEX fullstory_inbox_due ON fullstory_inbox (status, next_attempt_at)",
-    ),
-}
+_MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
 
 
 def redact(dsn: str) -> str:
@@ -91,10 +84,7 @@ class PostgresInbox(Inbox):
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
                 await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
                 version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema")
-                if version > SCHEMA_VERSION:
-                    raise InboxError(
-                        f"the inbox has schema version {version}, newer than this SDK's {SCHEMA_VERSION}: upgrade"
-                    )
+                check_schema_version(version)
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in _MIGRATIONS[target]:
                         await conn.execute(statement)
@@ -144,7 +134,7 @@ class PostgresInbox(Inbox):
             f"UPDATE fullstory_inbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE key IN ("
             "SELECT key FROM fullstory_inbox WHERE status = 'pending' AND next_attempt_at <= $1 "
             "ORDER BY next_attempt_at, received_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
-            f"RETURNING {_COLUMNS}",
+            f"RETURNING {COLUMNS}",
             now,
             now + lease,
             limit,
@@ -188,7 +178,7 @@ class PostgresInbox(Inbox):
         while True:
             rows = await self._run(
                 "fetch",
-                f"SELECT {_COLUMNS} FROM fullstory_inbox WHERE (received_at, key) > ($1, $2) "
+                f"SELECT {COLUMNS} FROM fullstory_inbox WHERE (received_at, key) > ($1, $2) "
                 "ORDER BY received_at, key LIMIT $3",
                 *after,
                 _EXPORT_PAGE,

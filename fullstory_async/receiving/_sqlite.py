@@ -22,32 +22,25 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from fullstory_async.receiving._inbox import SCHEMA_VERSION, Inbox, InboxError, InboxRecord, InboxStats, delivery_key
+from fullstory_async.receiving._inbox import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    Inbox,
+    InboxError,
+    InboxRecord,
+    InboxStats,
+    check_schema_version,
+    delivery_key,
+    migrations,
+)
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 _BATCH = 512
 _BUSY_TIMEOUT_MS = 30_000
 _EXPORT_PAGE = 500
-_COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error"
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE fullstory_inbox (
-            key TEXT PRIMARY KEY,
-            org_id TEXT NOT NULL,
-            body BLOB NOT NULL,
-            signed_at REAL,
-            received_at REAL NOT NULL,
-            status TEXT NOT NULL DEFAULT 'pending',
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at REAL NOT NULL,
-            processed_at REAL,
-            last_error TEXT
-        )""",
-        "CREATE INDEX fullstory_inbox_due ON fullstory_inbox (status, next_attempt_at)",
-    ),
-}
+_MIGRATIONS = migrations(blob="BLOB", real="REAL")
 
 
 def _record(row: tuple[Any, ...]) -> InboxRecord:
@@ -59,8 +52,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
     row = conn.execute("SELECT max(version) FROM fullstory_inbox_schema").fetchone()
     version = row[0] or 0
-    if version > SCHEMA_VERSION:
-        raise InboxError(f"the inbox has schema version {version}, newer than this SDK's {SCHEMA_VERSION}: upgrade")
+    check_schema_version(version)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         for statement in _MIGRATIONS[target]:
             conn.execute(statement)
@@ -195,7 +187,7 @@ class SqliteInbox(Inbox):
             marks = ", ".join("?" * len(keys))  # no RETURNING: it needs SQLite 3.35
             sql = f"UPDATE fullstory_inbox SET attempts = attempts + 1, next_attempt_at = ? WHERE key IN ({marks})"
             conn.execute(sql, (now + lease, *keys))
-            sql = f"SELECT {_COLUMNS} FROM fullstory_inbox WHERE key IN ({marks}) ORDER BY received_at, key"
+            sql = f"SELECT {COLUMNS} FROM fullstory_inbox WHERE key IN ({marks}) ORDER BY received_at, key"
             return [_record(row) for row in conn.execute(sql, keys)]
 
         return await self._call(take)
@@ -239,7 +231,7 @@ class SqliteInbox(Inbox):
     async def export(self) -> AsyncIterator[InboxRecord]:
         """Every stored event, in the order received, a page at a time."""
         after: tuple[float, str] = (float("-inf"), "")
-        sql = f"SELECT {_COLUMNS} FROM fullstory_inbox WHERE (received_at, key) > (?, ?) ORDER BY received_at, key"
+        sql = f"SELECT {COLUMNS} FROM fullstory_inbox WHERE (received_at, key) > (?, ?) ORDER BY received_at, key"
         sql += " LIMIT ?"
         while True:
             params = (*after, _EXPORT_PAGE)

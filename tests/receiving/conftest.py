@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fullstory_async.receiving import WebhookReceiver, add_webhook_route
+from fullstory_async.receiving import Inbox, WebhookReceiver, add_webhook_route, open_inbox
 
 PATH = "/fullstory/webhooks"
 
@@ -99,3 +100,10 @@ async def postgres_url() -> str:
     dsn = postgres_dsn()
     await reset_postgres(dsn)
     return dsn
+
+
+@pytest.fixture
+async def inbox(tmp_path: Path) -> AsyncIterator[Inbox]:
+    """Open an empty SQLite inbox in the test's directory."""
+    async with open_inbox(f"sqlite:///{tmp_path}/inbox.db") as opened:
+        yield opened

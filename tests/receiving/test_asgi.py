@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
-from fullstory_async.receiving import Inbox, WebhookReceiver, open_inbox, sign, signed_delivery
+from fullstory_async.receiving import Inbox, WebhookReceiver, sign, signed_delivery
 
 SECRET = "wh-secret-9Qx7LmPz"
 ORG = "o-1A2B3C-na1"
-
-
-@pytest.fixture
-async def inbox(tmp_path: Path) -> AsyncIterator[Inbox]:
-    async with open_inbox(f"sqlite:///{tmp_path}/inbox.db") as opened:
-        yield opened
 
 
 async def call(

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,19 +19,12 @@ from fullstory_async.receiving import (
     RefusalLog,
     WebhookReceiver,
     add_webhook_route,
-    open_inbox,
     sign,
     signed_delivery,
 )
 
 SECRET = "wh-secret-9Qx7LmPz"
 ORG = "o-1A2B3C-na1"
-
-
-@pytest.fixture
-async def inbox(tmp_path: Path) -> AsyncIterator[Inbox]:
-    async with open_inbox(f"sqlite:///{tmp_path}/inbox.db") as opened:
-        yield opened
 
 
 @pytest.fixture
