@@ -170,21 +170,20 @@ class WebhookReceiver:
         try:
             if isinstance(event, WebhookEvent):
                 return await self._run_callback(event)
-            return await self._store(body, signer, signed_at)
+            return await self._store(body, signer, signed_at, peer)
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
 
-    async def _store(self, body: bytes, org_id: str, signed_at: datetime | None) -> int:
+    async def _store(self, body: bytes, org_id: str, signed_at: datetime | None, peer: str | None) -> int:
         assert self.inbox is not None
         try:
             stored = await self.inbox.put(
                 body, org_id=org_id, signed_at=None if signed_at is None else signed_at.timestamp()
             )
-        except InboxError as exc:
-            logger.error("webhook not stored, answered 503 so the sender retries: %s", exc)
-            return 503
+        except InboxError as exc:  # rate-limited like refusals: an outage must not flood the log
+            return self.refuse(503, logging.ERROR, f"not stored, the sender will retry: {exc}", peer)
         if not stored:
             logger.debug("webhook duplicate acknowledged without storing it again")
         return 202

@@ -109,7 +109,7 @@ class InboxWorker:
     async def _fill(self) -> int:
         """Claim and start as many events as there are free slots; return how many started."""
         free = self.concurrency - len(self._tasks)
-        if free <= 0 or self._stopping.is_set():
+        if free <= 0:
             return 0
         records = await self.inbox.claim(free, lease=self.lease)
         for record in records:
@@ -123,15 +123,13 @@ class InboxWorker:
     async def run_until_idle(self) -> int:
         """Handle every event due now (and retries that fall due meanwhile); return how many completed."""
         before = self.handled
-        self._stopping.clear()
         while await self._fill() or self._tasks:
             if self._tasks:
                 await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
         return self.handled - before
 
     async def run(self) -> None:
-        """Process events until `stop` is called; then drain (see `stop`)."""
-        self._stopping.clear()
+        """Process events until `stop` is called (even before `run` started); then drain (see `stop`)."""
         try:
             while not self._stopping.is_set():
                 self.inbox.arrival.clear()  # before claiming: an event stored after the claim sets it again
@@ -155,7 +153,7 @@ class InboxWorker:
             await self._drain()
 
     async def stop(self) -> None:
-        """Stop claiming; `run` returns once the handlers in progress finished (or ``drain_timeout`` passed)."""
+        """Stop claiming, for good; `run` returns once the handlers in progress end (or ``drain_timeout`` passed)."""
         self._stopping.set()
 
     async def _drain(self) -> None:

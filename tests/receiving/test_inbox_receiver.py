@@ -82,7 +82,9 @@ async def test_the_2xx_waits_for_the_commit(site: Any, inbox: Inbox, monkeypatch
     assert await stored(inbox) == [body]
 
 
-async def test_an_inbox_failure_is_a_503_never_a_2xx(site: Any, inbox: Inbox, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_inbox_failure_is_a_503_never_a_2xx(
+    site: Any, inbox: Inbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """If the commit fails, the sender gets 503 (and retries); nothing is acknowledged."""
     url, session, _ = site
 
@@ -91,7 +93,12 @@ async def test_an_inbox_failure_is_a_503_never_a_2xx(site: Any, inbox: Inbox, mo
 
     monkeypatch.setattr(inbox, "put", broken_put)
     body, headers = signed_delivery("test", {}, secret=SECRET, org_id=ORG)
-    assert await post(session, url, body, headers) == 503
+    caplog.set_level(logging.INFO, logger="fullstory_async.receiving")
+    for _ in range(30):
+        assert await post(session, url, body, headers) == 503
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert 1 <= len(errors) <= 10  # one line each, rate-limited
+    assert "not stored, the sender will retry: disk I/O error" in errors[0]
 
 
 @pytest.mark.parametrize(

@@ -255,3 +255,12 @@ async def test_an_unreachable_inbox_neither_kills_the_worker_nor_loses_the_event
         assert await worker.run_until_idle() == 1
         assert (await inbox.stats()).done == 1
     assert calls == ["note.created", "note.created"]
+
+
+async def test_stop_before_run_started_still_stops_it(tmp_path: object) -> None:
+    """A worker stopped before its run() task got to start returns at once instead of running forever."""
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db") as inbox:
+        worker = InboxWorker(inbox, print, poll_interval=3600)
+        running = asyncio.create_task(worker.run())
+        await worker.stop()
+        await asyncio.wait_for(running, 10)
