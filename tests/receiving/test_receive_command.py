@@ -154,15 +154,18 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_delivery(
     assert set(held.values()) == {1}  # each exactly once, re-sends included
 
 
-async def test_two_instances_on_one_postgres_inbox_store_each_delivery_once(
-    postgres_url: str, receivers: Callable[..., Awaitable[Receiver]]
+async def test_two_instances_on_one_inbox_store_each_delivery_once(
+    inbox_url: str, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
-    """Two receive processes on one database, each sent the same 300 deliveries at once: 300 stored, each once."""
+    """Two receive processes on one database (or SQLite file), each sent the same 300 deliveries at once.
+
+    300 are stored, each once.
+    """
     items = deliveries(300, "twin")
-    one, two = await receivers(postgres_url), await receivers(postgres_url)
+    one, two = await receivers(inbox_url), await receivers(inbox_url)
     statuses = await asyncio.gather(send_all(one.url, items, concurrency=25), send_all(two.url, items, concurrency=25))
     assert statuses == [[202] * 300, [202] * 300]
-    held = await stored_bodies(postgres_url)
+    held = await stored_bodies(inbox_url)
     assert set(held) == {body for body, _ in items}
     assert set(held.values()) == {1}
 
