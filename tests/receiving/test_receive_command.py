@@ -28,9 +28,10 @@ Delivery = tuple[bytes, dict[str, str]]
 class Receiver:
     """A ``fullstory-async receive`` subprocess and the URL it printed."""
 
-    def __init__(self, process: asyncio.subprocess.Process, url: str) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, banner: str) -> None:
         self.process = process
-        self.url = url
+        self.banner = banner
+        self.url = banner.split()[2]
 
     @classmethod
     async def start(cls, inbox_url: str, *extra: str) -> Receiver:
@@ -44,7 +45,7 @@ class Receiver:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
         assert line.startswith("receiving on http://127.0.0.1:"), line
-        return cls(process, line.split()[2])
+        return cls(process, line)
 
     async def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
         if self.process.returncode is None:
@@ -243,3 +244,17 @@ async def test_bad_receive_and_inbox_usage_is_explained(tmp_path: Path, args: tu
     assert problem in err
     assert "hunter2" not in out + err
     assert not (tmp_path / "x.db").exists()
+
+
+async def test_the_database_password_never_reaches_the_output(
+    postgres_url: str, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """The receive banner shows the inbox URL with the password as *** (the CI database trusts any password)."""
+    password = "pw-Qz7-never-printed"
+    receiver = await receivers(postgres_url.replace("postgres@", f"postgres:{password}@", 1))
+    assert receiver.banner.strip().endswith(postgres_url.replace("postgres@", "postgres:***@", 1))
+    assert password not in receiver.banner
+    assert await send_all(receiver.url, deliveries(3, "pw"), concurrency=3) == [202, 202, 202]
+    code, err = await receiver.stop()
+    assert code == 0
+    assert password not in err
