@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from fullstory_async.receiving import open_inbox, sign, signed_delivery
+from fullstory_async.receiving import InboxWorker, NoteCreatedData, WebhookEvent, open_inbox, sign, signed_delivery
 
 SECRET = "wh-secret-crash-7Hq2"
 ORG = "o-1A2B3C-na1"
@@ -153,6 +153,16 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_delivery(
     held = await stored_bodies(inbox_url)
     assert set(held) == {body for body, _ in good}  # every good delivery, no forged one
     assert set(held.values()) == {1}  # each exactly once, re-sends included
+
+    seen: Counter[str] = Counter()  # and a worker of our own consumes what receive stored
+
+    async def handler(event: WebhookEvent) -> None:
+        assert isinstance(event.data, NoteCreatedData)
+        seen[str(event.data.id)] += 1
+
+    async with open_inbox(inbox_url) as inbox:
+        assert await InboxWorker(inbox, handler, concurrency=32).run_until_idle() == len(good)
+    assert set(seen.values()) == {1}
 
 
 async def test_two_instances_on_one_inbox_store_each_delivery_once(
