@@ -107,3 +107,9 @@ async def inbox(tmp_path: Path) -> AsyncIterator[Inbox]:
     """Open an empty SQLite inbox in the test's directory."""
     async with open_inbox(f"sqlite:///{tmp_path}/inbox.db") as opened:
         yield opened
+
+
+@pytest.fixture
+def require_postgres() -> Callable[[], str]:
+    """Return the function the PostgreSQL fixtures use to find (or demand) the database."""
+    return postgres_dsn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,16 @@ async def test_closed_inbox_refuses_calls(inbox_url: str) -> None:
         pass
     with pytest.raises(InboxError, match="closed"):
         await inbox.put(body(1), org_id=ORG)
+
+
+def test_ci_fails_rather_than_skips_without_postgres(
+    require_postgres: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the DSN variable, the PostgreSQL tests skip locally but fail when CI is set."""
+    monkeypatch.delenv("FULLSTORY_TEST_POSTGRES_DSN", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_postgres()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="FULLSTORY_TEST_POSTGRES_DSN is not set"):
+        require_postgres()

@@ -268,3 +268,30 @@ async def test_the_database_password_never_reaches_the_output(
     code, err = await receiver.stop()
     assert code == 0
     assert password not in err
+
+
+async def test_sigterm_mid_burst_drains_and_keeps_every_acknowledged_delivery(
+    tmp_path: Path, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """SIGTERM while 600 deliveries arrive: exit 0; each got 202 (stored), 503 or no answer (not acknowledged)."""
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    items = deliveries(600, "drain")
+    receiver = await receivers(url)
+    answered = 0
+
+    def count(_index: int) -> None:
+        nonlocal answered
+        answered += 1
+        if answered == 200:
+            receiver.process.send_signal(signal.SIGTERM)
+
+    statuses = await send_all(receiver.url, items, on_response=count)
+    code, err = await receiver.stop()
+    assert code == 0
+    assert "draining" in err
+    assert set(statuses) <= {202, 503, None}
+    acknowledged = {body for (body, _), status in zip(items, statuses, strict=True) if status == 202}
+    assert len(acknowledged) >= 200
+    held = await stored_bodies(url)
+    assert acknowledged <= set(held)
+    assert set(held.values()) == {1}
