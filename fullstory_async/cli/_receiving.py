@@ -40,6 +40,18 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _org_id(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def _byte_count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
@@ -65,9 +77,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="environment variable holding an endpoint secret (repeat while rotating)",
     )
     receive.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    receive.add_argument("--port", type=int, default=8080, help="port (8080; 0 = a free one)")
+    receive.add_argument("--port", type=_port, default=8080, help="port (8080; 0 = a free one)")
     receive.add_argument("--path", default="/", help="path deliveries are POSTed to (/); GET <path>/health")
-    receive.add_argument("--org-id", metavar="ORG", help="refuse deliveries signed for another org")
+    receive.add_argument("--org-id", type=_org_id, metavar="ORG", help="refuse deliveries signed for another org")
     receive.add_argument(
         "--max-body-bytes", type=_byte_count, default=DEFAULT_MAX_BODY_BYTES, metavar="N", help="413 above (1 MiB)"
     )

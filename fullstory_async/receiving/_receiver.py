@@ -113,6 +113,8 @@ class WebhookReceiver:
         if inbox is not None and not isinstance(inbox, Inbox):
             raise InvalidArgumentError("inbox", f"must be an Inbox from open_inbox(), got {type(inbox).__name__}")
         positive("max_body_bytes", max_body_bytes, integer=True)
+        if org_id is not None and (not isinstance(org_id, str) or not org_id):
+            raise InvalidArgumentError("org_id", "must be a non-empty string or None")
         if shutdown_timeout != 0:  # 0 is allowed: do not wait
             positive("shutdown_timeout", shutdown_timeout)
         self._secrets = normalize_secrets(secrets)

@@ -245,6 +245,11 @@ async def test_inbox_export_stats_and_requeue(tmp_path: Path) -> None:
         (("receive", "--inbox", "mysql://u:hunter2@h/db", "--secret-env", "FS_TEST_SECRET"), "unsupported inbox URL"),
         (("inbox", "stats", "--inbox", "postgresql://u:hunter2@127.0.0.1:1/db"), "cannot open the PostgreSQL inbox"),
         (("inbox", "requeue", "--inbox", "sqlite:///x.db"), "--dead"),
+        (("receive", "--inbox", "sqlite:///x.db", "--secret-env", "FS_TEST_SECRET", "--port", "70000"), "port from 0"),
+        (
+            ("receive", "--inbox", "sqlite:///x.db", "--secret-env", "FS_TEST_SECRET", "--org-id", ""),
+            "--org-id: must not be empty",
+        ),
     ],
 )
 async def test_bad_receive_and_inbox_usage_is_explained(tmp_path: Path, args: tuple[str, ...], problem: str) -> None:

@@ -364,6 +364,7 @@ def test_repr_hides_the_secrets() -> None:
         ({"max_body_bytes": 1.5}, "max_body_bytes"),
         ({"shutdown_timeout": -1}, "shutdown_timeout"),
         ({"tolerance": -5}, "tolerance"),
+        ({"org_id": ""}, "org_id"),
         ({"secrets": []}, "secrets"),
         ({"callback": "not callable"}, "callback"),
     ],
