@@ -13,8 +13,8 @@ MYPY = "mypy==2.4.1"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (extra arguments go to pytest)."""
-    session.install("-e", ".[tests]")
+    """Run the test suite (extra arguments go to pytest); PostgreSQL tests need FULLSTORY_TEST_POSTGRES_DSN."""
+    session.install("-e", ".[tests,postgres]")
     session.run("pytest", *session.posargs)
 
 
@@ -29,7 +29,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def mypy(session: nox.Session) -> None:
     """Mypy strict on the package and on tests/typing (the public API as users write it)."""
-    session.install("-e", ".[tests]", MYPY)
+    session.install("-e", ".[tests,postgres]", MYPY)
     session.run("mypy")
 
 
@@ -44,7 +44,7 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
     session.install("-e", ".", "httpx")  # httpx: the overhead benchmark's comparison client
-    which = session.posargs or ["fake", "rate", "faults", "memory", "overhead", "soak"]
+    which = session.posargs or ["fake", "rate", "faults", "memory", "overhead", "soak", "receiver"]
     if "fake" in which:
         session.run("python", "bench/fake_server_throughput.py")
     for name in ("rate", "faults", "memory"):
@@ -55,3 +55,5 @@ def bench(session: nox.Session) -> None:
     if "soak" in which:
         session.run("python", "bench/soak.py")
         session.run("python", "bench/soak.py", "--mode", "ensure")
+    if "receiver" in which:
+        session.run("python", "bench/receiver.py")

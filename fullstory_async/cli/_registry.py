@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from fullstory_async._options import add_fake_server_options
-from fullstory_async.cli import _commands, _completion, _jobs, _parser
+from fullstory_async.cli import _commands, _completion, _jobs, _parser, _receiving
 from fullstory_async.cli._target import Target
 
 
@@ -68,6 +68,24 @@ COMMANDS: tuple[Command, ...] = (
         "fake-server", "serve the embedded fake API until Ctrl-C", add_fake_server_options, local=_commands.fake_server
     ),
     Command("completion", "print a shell completion script", _completion.options, local=_completion.run),
+    Command(
+        "receive", "serve webhook deliveries into a durable inbox", _receiving.receive_options, local=_receiving.receive
+    ),
+    Command(
+        "inbox export",
+        "every stored event, dead letters included, one JSON object a line",
+        _receiving.inbox_options,
+        local=_receiving.inbox_export,
+    ),
+    Command(
+        "inbox stats",
+        "how many events are pending, done and dead",
+        _receiving.inbox_options,
+        local=_receiving.inbox_stats,
+    ),
+    Command(
+        "inbox requeue", "make dead letters pending again", _receiving.requeue_options, local=_receiving.inbox_requeue
+    ),
 )
 """Every command, in the order of ``--help``."""
 

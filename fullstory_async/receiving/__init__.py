@@ -17,6 +17,7 @@ Outside aiohttp, call `verify` with the raw body and the header value; `sign` pr
 the header Fullstory sends, for your own tests.
 """
 
+from fullstory_async.receiving._asgi import WebhookASGIApp
 from fullstory_async.receiving._errors import SignatureVerificationError, VerificationFailure
 from fullstory_async.receiving._event_data import (
     CustomEventData,
@@ -32,28 +33,43 @@ from fullstory_async.receiving._event_data import (
     SegmentTrendAlertData,
 )
 from fullstory_async.receiving._events import EventData, WebhookEvent
+from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord, InboxStats, delivery_key
+from fullstory_async.receiving._open import open_inbox
 from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
-from fullstory_async.receiving._signature import sign, verify
+from fullstory_async.receiving._refusals import RefusalLog
+from fullstory_async.receiving._signature import sign, signed_delivery, verify
+from fullstory_async.receiving._worker import EventHandler, InboxWorker
 
 __all__ = [
     "CustomEventData",
     "CustomEventIssue",
     "EndpointTestData",
     "EventData",
+    "EventHandler",
+    "Inbox",
+    "InboxError",
+    "InboxRecord",
+    "InboxStats",
+    "InboxWorker",
     "MetricAlertConfig",
     "MetricAlertData",
     "NativeMobileCrashData",
     "NoteCreatedData",
     "PageInfo",
+    "RefusalLog",
     "SegmentAlertConfig",
     "SegmentCreatedData",
     "SegmentTrendAlertData",
     "SignatureVerificationError",
     "VerificationFailure",
+    "WebhookASGIApp",
     "WebhookCallback",
     "WebhookEvent",
     "WebhookReceiver",
     "add_webhook_route",
+    "delivery_key",
+    "open_inbox",
     "sign",
+    "signed_delivery",
     "verify",
 ]

@@ -126,8 +126,8 @@ def _malformed(detail: str) -> SignatureVerificationError:
     return SignatureVerificationError(VerificationFailure.MALFORMED_BODY, detail)
 
 
-def parse_event(body: bytes, *, org_id: str | None = None, signed_at: datetime | None = None) -> WebhookEvent:
-    """Decode a verified body into a `WebhookEvent`; raise `SignatureVerificationError` if it is no envelope."""
+def read_envelope(body: bytes) -> tuple[dict[str, Any], str, int, dict[str, Any]]:
+    """Check the envelope: the document, its event name, version and data; `SignatureVerificationError` if none."""
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -143,6 +143,16 @@ def parse_event(body: bytes, *, org_id: str | None = None, signed_at: datetime |
     raw_data = document.get("data")
     if not isinstance(raw_data, dict):
         raise _malformed("data is missing or not an object")
+    return document, event_name, version, raw_data
+
+
+def parse_event(
+    body: bytes, *, org_id: str | None = None, signed_at: datetime | None = None, delivery_key: str | None = None
+) -> WebhookEvent:
+    """Decode a verified body into a `WebhookEvent`; raise `SignatureVerificationError` if it is no envelope."""
+    document, event_name, version, raw_data = read_envelope(body)
     cls = DATA_TYPES.get(event_name) if version == 1 else None
     data: EventData = raw_data if cls is None else converter.structure(raw_data, cls)
-    return WebhookEvent(event_name, version, data, raw=document, org_id=org_id, signed_at=signed_at)
+    return WebhookEvent(
+        event_name, version, data, raw=document, org_id=org_id, signed_at=signed_at, delivery_key=delivery_key
+    )

@@ -63,3 +63,7 @@ class WebhookEvent:
 
     signed_at: datetime | None = None
     """When Fullstory signed the delivery (``t`` of the signature header), if representable."""
+
+    delivery_key: str | None = None
+    """The inbox's key for this delivery, when an `InboxWorker` hands it over: stable across
+    redeliveries and retries, so an idempotent handler can record what it has done by it."""

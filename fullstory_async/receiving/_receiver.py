@@ -1,18 +1,21 @@
-"""An aiohttp.web receiver: read, verify, answer at once, run the callback in the background.
+"""`WebhookReceiver`: verify a delivery, store it (or run the handler), and only then acknowledge it.
 
 Answers (always without a body, so a refusal never explains itself to the sender):
 
 ====  ==========================================================================
-202   verified (or a dropped duplicate); the callback runs after the response
+202   verified and committed to the inbox (or a duplicate of a stored one); without
+      an inbox, verified and the callback returned
 400   correctly signed, but the body is not an event envelope
 401   any signature failure (missing, malformed, mismatch, unknown org, stale)
 413   the body is larger than ``max_body_bytes`` (never read past the limit)
-503   the receiver is closed (the application is shutting down)
+500   without an inbox: the callback raised (the sender will retry)
+503   the receiver is closing, or the inbox could not store the delivery
 ====  ==========================================================================
 
-Refusals are logged on the ``fullstory_async.receiving`` logger with their reason and
-the peer address: INFO for a missing or malformed header (scanners), WARNING for the
-rest. Callback exceptions are logged with their traceback and never reach the sender.
+Refusals are logged on the ``fullstory_async.receiving`` logger, one line each with
+the reason and the peer, rate-limited (`RefusalLog`): INFO for a missing or malformed
+header (scanners), WARNING for the rest. ``handle`` serves aiohttp; ``asgi`` is the same
+receiver as an ASGI application (`WebhookASGIApp`).
 """
 
 from __future__ import annotations
@@ -23,20 +26,24 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypeAlias
 
 from aiohttp import web
 
 from fullstory_async._exceptions import InvalidArgumentError
-from fullstory_async.receiving._duplicates import DuplicateFilter
+from fullstory_async.receiving._asgi import WebhookASGIApp
+from fullstory_async.receiving._envelope import parse_event, read_envelope
 from fullstory_async.receiving._errors import SignatureVerificationError, VerificationFailure
 from fullstory_async.receiving._events import WebhookEvent
+from fullstory_async.receiving._inbox import Inbox, InboxError
+from fullstory_async.receiving._refusals import RefusalLog
 from fullstory_async.receiving._signature import (
     DEFAULT_TOLERANCE,
     SIGNATURE_HEADER,
+    check_signature,
     check_tolerance,
     normalize_secrets,
-    verify,
 )
 
 logger = logging.getLogger("fullstory_async.receiving")
@@ -49,119 +56,168 @@ _CHUNK_BYTES = 64 * 1024
 _QUIET_REASONS = frozenset({VerificationFailure.MISSING_HEADER, VerificationFailure.MALFORMED_HEADER})
 
 
-def _is_coroutine_function(func: object) -> bool:
-    # The second test catches instances whose __call__ is async (not a callability test).
+def is_coroutine_function(func: object) -> bool:
+    """Tell whether ``func`` is an ``async def`` function or an instance whose ``__call__`` is one."""
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
 
 
-def _positive(name: str, value: float, *, integer: bool = False) -> None:
+def positive(name: str, value: float, *, integer: bool = False) -> None:
+    """Raise `InvalidArgumentError` naming ``name`` unless ``value`` is a positive (integer) number."""
     kinds = int if integer else int | float
     if not isinstance(value, kinds) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise InvalidArgumentError(name, f"must be a positive {'integer' if integer else 'number'}, got {value!r}")
 
 
 class WebhookReceiver:
-    """Receives Fullstory webhook deliveries in an aiohttp application.
+    """Receives Fullstory webhook deliveries and acknowledges only what is held.
 
-    ``handle`` is the request handler; `add_webhook_route` mounts it and closes the
-    receiver on application cleanup. Verified events go to ``callback`` in a background
-    task, after the ``202`` response: a coroutine function is awaited on the event loop,
-    a plain function runs in the default thread pool (``asyncio.to_thread``) so it
-    cannot stall the server (cancelling such a callback at shutdown stops waiting for
-    it; the thread itself runs to its end).
+    Give it an ``inbox`` (`open_inbox`): each verified delivery is committed there before
+    the ``202``, a repeated one is acknowledged without being stored again, and an
+    `InboxWorker` processes them. Or give it a ``callback``: it runs before the response
+    (a coroutine function on the loop, a plain function in a thread), ``202`` once it
+    returned, ``500`` if it raised. Exactly one of the two.
+
+    Serve it with aiohttp (``handle``, ``health``, or `add_webhook_route`) or as an ASGI
+    application (``asgi``, e.g. ``fastapi_app.mount("/fullstory/webhooks", receiver.asgi)``).
 
     Args:
         secrets: the endpoint secret, or several while rotating (any one may match).
-        callback: called with each verified `WebhookEvent`.
+        callback: called with each verified `WebhookEvent` when there is no inbox.
+        inbox: where verified deliveries are stored before they are acknowledged.
         max_body_bytes: larger bodies are refused with ``413``.
         tolerance: replay window of the signature timestamp, in seconds; ``None`` disables it.
         org_id: if given, deliveries signed for another org are refused.
-        dedupe_window: if given, a body already accepted within this many seconds is
-            acknowledged (``202``) without calling ``callback`` again.
-        dedupe_max_entries: how many recent bodies the de-duplication remembers at most.
-        shutdown_timeout: on `aclose`, how long running callbacks may finish before
-            they are cancelled.
-        clock: the wall clock in seconds since the epoch (``time.time``), for the
-            replay window and the de-duplication window; replace it in tests.
+        shutdown_timeout: on `aclose`, how long deliveries in progress may finish.
+        clock: the wall clock in seconds since the epoch, for the replay window (tests).
+        refusal_log: how refusals are logged (10 lines every 10 s by default).
 
     """
 
     def __init__(
         self,
         secrets: str | Sequence[str],
-        callback: WebhookCallback,
+        callback: WebhookCallback | None = None,
         *,
+        inbox: Inbox | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         tolerance: float | None = DEFAULT_TOLERANCE,
         org_id: str | None = None,
-        dedupe_window: float | None = None,
-        dedupe_max_entries: int = 10_000,
         shutdown_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        refusal_log: RefusalLog | None = None,
     ) -> None:
-        if not callable(callback):
+        if (callback is None) == (inbox is None):
+            raise InvalidArgumentError("callback", "give exactly one of callback= and inbox=")
+        if callback is not None and not callable(callback):
             raise InvalidArgumentError("callback", f"must be callable, got {type(callback).__name__}")
-        _positive("max_body_bytes", max_body_bytes, integer=True)
-        _positive("dedupe_max_entries", dedupe_max_entries, integer=True)
-        if dedupe_window is not None:
-            _positive("dedupe_window", dedupe_window)
-        if shutdown_timeout != 0:  # 0 is allowed: cancel at once
-            _positive("shutdown_timeout", shutdown_timeout)
+        if inbox is not None and not isinstance(inbox, Inbox):
+            raise InvalidArgumentError("inbox", f"must be an Inbox from open_inbox(), got {type(inbox).__name__}")
+        positive("max_body_bytes", max_body_bytes, integer=True)
+        if org_id is not None and (not isinstance(org_id, str) or not org_id):
+            raise InvalidArgumentError("org_id", "must be a non-empty string or None")
+        if shutdown_timeout != 0:  # 0 is allowed: do not wait
+            positive("shutdown_timeout", shutdown_timeout)
         self._secrets = normalize_secrets(secrets)
         self._tolerance = check_tolerance(tolerance)
         self._callback = callback
-        self._callback_is_async = _is_coroutine_function(callback)
+        self._callback_is_async = is_coroutine_function(callback)
+        self.inbox = inbox
         self.max_body_bytes = max_body_bytes
         self.org_id = org_id
         self.shutdown_timeout = shutdown_timeout
         self._clock = clock
-        self._duplicates = (
-            None
-            if dedupe_window is None
-            else DuplicateFilter(dedupe_window, max_entries=dedupe_max_entries, clock=clock)
-        )
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._refusals = refusal_log or RefusalLog()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.closed = False
+        self.asgi = WebhookASGIApp(self)
+        """This receiver as an ASGI application: ``POST /`` deliveries, ``GET /health``."""
 
     def __repr__(self) -> str:
         return (
             f"<WebhookReceiver secrets=<{len(self._secrets)} hidden> org_id={self.org_id!r} "
-            f"pending={len(self._tasks)} closed={self.closed}>"
+            f"inbox={self.inbox!r} in_flight={self._in_flight} closed={self.closed}>"
         )
 
-    @property
-    def pending_callbacks(self) -> int:
-        """How many callbacks are running or waiting to run."""
-        return len(self._tasks)
+    def refuse(self, status: int, level: int, reason: str, peer: str | None) -> int:
+        """Log one refusal line (rate-limited) and return ``status``."""
+        self._refusals.log(level, "webhook refused %d (%s) from %s", status, reason, peer or "?")
+        return status
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """Handle one delivery (the aiohttp handler: ``app.router.add_post(path, receiver.handle)``)."""
-        body = await self._read_body(request)
+    async def accept(self, body: bytes | None, signature_header: str | None, peer: str | None = None) -> int:
+        """Decide the status for one delivery (``None`` body: it was over ``max_body_bytes``).
+
+        The framework-neutral core of ``handle`` and ``asgi``: returns only once the
+        delivery is stored (or handled), so the caller can answer with the status.
+        """
+        if self.closed:
+            return 503
         if body is None:
-            logger.warning("webhook refused (body over %d bytes) from %s", self.max_body_bytes, request.remote)
-            return web.Response(status=413)
+            return self.refuse(413, logging.WARNING, f"body over {self.max_body_bytes} bytes", peer)
         try:
-            event = verify(
-                body,
-                request.headers.get(SIGNATURE_HEADER),
-                self._secrets,
-                tolerance=self._tolerance,
-                org_id=self.org_id,
-                now=self._clock(),
+            signer, signed_at = check_signature(
+                body, signature_header, self._secrets, tolerance=self._tolerance, org_id=self.org_id, now=self._clock()
+            )
+            # The inbox needs only a well-formed envelope; typing the data waits for the worker.
+            event = (
+                read_envelope(body) if self.inbox is not None else parse_event(body, org_id=signer, signed_at=signed_at)
             )
         except SignatureVerificationError as exc:
             level = logging.INFO if exc.reason in _QUIET_REASONS else logging.WARNING
-            logger.log(level, "webhook refused (%s: %s) from %s", exc.reason.value, exc.detail, request.remote)
-            return web.Response(status=400 if exc.reason is VerificationFailure.MALFORMED_BODY else 401)
-        if self.closed:  # checked last, with no await before the task starts: none may outlive aclose()
+            status = 400 if exc.reason is VerificationFailure.MALFORMED_BODY else 401
+            return self.refuse(status, level, f"{exc.reason.value}: {exc.detail}", peer)
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            if isinstance(event, WebhookEvent):
+                return await self._run_callback(event)
+            return await self._store(body, signer, signed_at, peer)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _store(self, body: bytes, org_id: str, signed_at: datetime | None, peer: str | None) -> int:
+        assert self.inbox is not None
+        try:
+            stored = await self.inbox.put(
+                body, org_id=org_id, signed_at=None if signed_at is None else signed_at.timestamp()
+            )
+        except InboxError as exc:  # rate-limited like refusals: an outage must not flood the log
+            return self.refuse(503, logging.ERROR, f"not stored, the sender will retry: {exc}", peer)
+        if not stored:
+            logger.debug("webhook duplicate acknowledged without storing it again")
+        return 202
+
+    async def _run_callback(self, event: WebhookEvent) -> int:
+        try:
+            if self._callback_is_async:
+                result = self._callback(event)  # type: ignore[misc]
+            else:
+                result = await asyncio.to_thread(self._callback, event)  # type: ignore[arg-type]
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("webhook callback failed for a %s event; answered 500", event.event_name)
+            return 500
+        return 202
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Handle one delivery (the aiohttp handler: ``app.router.add_post(path, receiver.handle)``)."""
+        if self.closed:
             return web.Response(status=503)
-        if self._duplicates is not None and self._duplicates.check(body):
-            logger.info("webhook duplicate dropped (%s)", event.event_name)
-            return web.Response(status=202)
-        task = asyncio.get_running_loop().create_task(self._run(event), name=f"fullstory-webhook:{event.event_name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return web.Response(status=202)
+        body = await self._read_body(request)
+        return web.Response(status=await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote))
+
+    async def health(self, _request: web.Request) -> web.Response:
+        """``200 {"status": "ok"}`` while serving, ``503 {"status": "closing"}`` after `aclose`."""
+        document, status = self.health_status()
+        return web.json_response(document, status=status)
+
+    def health_status(self) -> tuple[dict[str, str], int]:
+        """Return the health document and its HTTP status."""
+        return ({"status": "closing"}, 503) if self.closed else ({"status": "ok"}, 200)
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         """Read the whole body, or return ``None`` as soon as it is known to exceed the limit."""
@@ -175,36 +231,17 @@ class WebhookReceiver:
                 return None
         return bytes(body)
 
-    async def _run(self, event: WebhookEvent) -> None:
-        try:
-            if self._callback_is_async:
-                result = self._callback(event)
-            else:
-                result = await asyncio.to_thread(self._callback, event)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("webhook callback failed for a %s event", event.event_name)
-
-    async def join(self) -> None:
-        """Wait until every callback started so far (and any they lead to) has finished."""
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
-
     async def aclose(self) -> None:
-        """Refuse new deliveries (``503``), let callbacks finish within ``shutdown_timeout``, cancel the rest.
+        """Refuse new deliveries (``503``) and wait up to ``shutdown_timeout`` for those in progress.
 
-        Idempotent; `add_webhook_route` calls it on application cleanup.
+        Idempotent; `add_webhook_route` calls it on application cleanup. The inbox stays
+        open: whoever opened it closes it.
         """
         self.closed = True
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(list(self._tasks), timeout=self.shutdown_timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            logger.warning("cancelled %d webhook callback(s) still running at shutdown", len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.shutdown_timeout)
+        except TimeoutError:
+            logger.warning("%d webhook deliveries still in progress at shutdown", self._in_flight)
 
     async def on_cleanup(self, _app: web.Application) -> None:
         """Call `aclose` (an ``app.on_cleanup`` hook)."""
@@ -215,32 +252,30 @@ def add_webhook_route(
     app: web.Application,
     path: str,
     secrets: str | Sequence[str],
-    callback: WebhookCallback,
+    callback: WebhookCallback | None = None,
     *,
+    inbox: Inbox | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     tolerance: float | None = DEFAULT_TOLERANCE,
     org_id: str | None = None,
-    dedupe_window: float | None = None,
-    dedupe_max_entries: int = 10_000,
     shutdown_timeout: float = 10.0,
     clock: Callable[[], float] = time.time,
 ) -> WebhookReceiver:
-    """Mount a `WebhookReceiver` on ``POST path`` and close it on the application's cleanup.
+    """Mount a `WebhookReceiver` on ``POST path`` (and ``GET path/health``); close it on cleanup.
 
-    The arguments after ``path`` are those of `WebhookReceiver`. Returns the receiver
-    (its ``join`` is handy in tests).
+    The arguments after ``path`` are those of `WebhookReceiver`. Returns the receiver.
     """
     receiver = WebhookReceiver(
         secrets,
         callback,
+        inbox=inbox,
         max_body_bytes=max_body_bytes,
         tolerance=tolerance,
         org_id=org_id,
-        dedupe_window=dedupe_window,
-        dedupe_max_entries=dedupe_max_entries,
         shutdown_timeout=shutdown_timeout,
         clock=clock,
     )
     app.router.add_post(path, receiver.handle)
+    app.router.add_get(f"{path.rstrip('/')}/health", receiver.health)
     app.on_cleanup.append(receiver.on_cleanup)
     return receiver

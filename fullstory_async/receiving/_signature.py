@@ -27,11 +27,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 
@@ -206,6 +208,20 @@ def verify(
         raise InvalidArgumentError("signature_header", f"must be the header value as a str or None, got {kind}")
     if org_id is not None and (not isinstance(org_id, str) or not org_id):
         raise InvalidArgumentError("org_id", "must be a non-empty string or None")
+    signer, signed_at = check_signature(body, signature_header, candidates, tolerance=tolerance, org_id=org_id, now=now)
+    return parse_event(body, org_id=signer, signed_at=signed_at)
+
+
+def check_signature(
+    body: bytes,
+    signature_header: str | None,
+    candidates: tuple[str, ...],
+    *,
+    tolerance: float | None,
+    org_id: str | None,
+    now: float | None,
+) -> tuple[str, datetime | None]:
+    """`verify` without its argument checks and without parsing the body: the signing org and time."""
     header = _parse_header(signature_header)
     matched = False
     for secret in candidates:  # no early exit: the time taken does not say which secret matched
@@ -228,7 +244,30 @@ def verify(
                 f"timestamp is {abs(current - signed):.0f} s {when} (tolerance {tolerance:g} s)",
             )
     try:
-        signed_at: datetime | None = datetime.fromtimestamp(signed, UTC)
+        return header.org_id, datetime.fromtimestamp(signed, UTC)
     except (OverflowError, OSError, ValueError):
-        signed_at = None
-    return parse_event(body, org_id=header.org_id, signed_at=signed_at)
+        return header.org_id, None
+
+
+def signed_delivery(
+    event_name: str,
+    data: Mapping[str, Any],
+    *,
+    secret: str,
+    org_id: str,
+    version: int = 1,
+    timestamp: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Build the request Fullstory sends for one event: ``(body, headers)``, for any test client.
+
+    ::
+
+        body, headers = signed_delivery("note.created", {"text": "hi"}, secret="s", org_id="o-1")
+        response = await client.post("/fullstory/webhooks", content=body, headers=headers)  # httpx, ASGI...
+
+    The body is compact UTF-8 JSON ``{"eventName", "version", "data"}``; the headers are
+    ``Content-Type: application/json`` and the ``Fullstory-Signature`` of exactly those bytes.
+    """
+    envelope = {"eventName": event_name, "version": version, "data": dict(data)}
+    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return body, {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret, org_id, timestamp)}

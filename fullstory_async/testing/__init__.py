@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fullstory_async.testing._pagination import LimitPolicy
     from fullstory_async.testing._ratelimit import ManualClock, RateLimit
     from fullstory_async.testing._requestlog import KeyRole, RecordedRequest, RequestLog
+    from fullstory_async.testing._samples import sample_event_data
     from fullstory_async.testing._server import FakeFullstory, make_api_key
     from fullstory_async.testing._store import StoredEndpoint, StoredEventType, endpoint_id
 
@@ -55,6 +56,7 @@ __all__ = [
     "default_event_types",
     "endpoint_id",
     "make_api_key",
+    "sample_event_data",
 ]
 
 _MODULE_OF = {
@@ -77,6 +79,7 @@ _MODULE_OF = {
     "SubcategoryDef": "_catalogue",
     "default_event_types": "_catalogue",
     "endpoint_id": "_store",
+    "sample_event_data": "_samples",
     "make_api_key": "_server",
 }
 

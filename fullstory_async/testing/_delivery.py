@@ -1,27 +1,24 @@
 """Delivering a signed event to a receiver, the way Fullstory does (reference §6).
 
-``POST <url>`` with ``Content-Type: application/json``, the body
-``{"eventName": ..., "version": ..., "data": ...}`` (compact UTF-8 JSON) and a
-``Fullstory-Signature: o:<orgId>,t:<timestamp>,v:<base64 HMAC-SHA256>`` header computed
-over those exact bytes. Redirects are not followed: the receiver's status is the result.
+``POST <url>`` with the request `fullstory_async.receiving.signed_delivery` builds:
+``Content-Type: application/json``, the body ``{"eventName": ..., "version": ...,
+"data": ...}`` (compact UTF-8 JSON) and a ``Fullstory-Signature`` over those exact bytes.
+Redirects are not followed: the receiver's status is the result.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
-from fullstory_async.receiving import sign
-from fullstory_async.receiving._signature import SIGNATURE_HEADER
+from fullstory_async.receiving import signed_delivery
 
 
 def encode_envelope(event_name: str, data: Mapping[str, Any], *, version: int = 1) -> bytes:
     """Return the JSON body Fullstory sends for one event."""
-    envelope = {"eventName": event_name, "version": version, "data": dict(data)}
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return signed_delivery(event_name, data, secret="-", org_id="-", version=version, timestamp=0)[0]
 
 
 async def deliver_event(
@@ -48,8 +45,9 @@ async def deliver_event(
         timestamp: the signature's ``t`` (seconds); now if ``None``.
 
     """
-    body = encode_envelope(event_name, data, version=version)
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret, org_id, timestamp)}
+    body, headers = signed_delivery(
+        event_name, data, secret=secret, org_id=org_id, version=version, timestamp=timestamp
+    )
     async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
         await response.read()
         return response.status

@@ -252,13 +252,15 @@ class FakeFullstory:
     async def deliver(
         self,
         event_name: str,
-        data: Mapping[str, Any],
+        data: Mapping[str, Any] | None = None,
         *,
         endpoint_id: str,
         version: int = 1,
         timestamp: int | None = None,
     ) -> int:
         """POST a signed event to an endpoint's URL as Fullstory does; return the receiver's status.
+
+        ``data`` defaults to the event's documented sample (`sample_event_data`).
 
         The body is ``{"eventName", "version", "data"}`` signed with the endpoint's stored
         secret and this fake's ``org_id`` (``Fullstory-Signature`` header). Like Fullstory,
@@ -268,6 +270,7 @@ class FakeFullstory:
         import aiohttp
 
         from fullstory_async.testing._delivery import deliver_event
+        from fullstory_async.testing._samples import sample_event_data
 
         endpoint = self._store.get(endpoint_id)
         if endpoint is None:
@@ -283,7 +286,7 @@ class FakeFullstory:
                 session,
                 endpoint.url,
                 event_name=event_name,
-                data=data,
+                data=sample_event_data(event_name) if data is None else data,
                 secret=endpoint.secret,
                 org_id=self.org_id,
                 version=version,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -10,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fullstory_async.receiving import WebhookReceiver, add_webhook_route
+from fullstory_async.receiving import Inbox, WebhookReceiver, add_webhook_route, open_inbox
 
 PATH = "/fullstory/webhooks"
 
@@ -55,3 +57,59 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for site in sites:
         await site.stop()
+
+
+POSTGRES_DSN_ENV = "FULLSTORY_TEST_POSTGRES_DSN"
+
+
+def postgres_dsn() -> str:
+    """Return the test database DSN; skip without it locally, fail without it in CI (``CI`` set)."""
+    dsn = os.environ.get(POSTGRES_DSN_ENV)
+    if not dsn:
+        message = f"{POSTGRES_DSN_ENV} is not set: no PostgreSQL to test against (.ci/run starts one)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return dsn
+
+
+async def reset_postgres(dsn: str) -> None:
+    """Drop the inbox tables, so each test starts from an empty database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS fullstory_inbox, fullstory_inbox_schema")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def inbox_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """Return an empty inbox URL of each engine (PostgreSQL: the CI database, emptied)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/inbox.db"
+    dsn = postgres_dsn()
+    await reset_postgres(dsn)
+    return dsn
+
+
+@pytest.fixture
+async def postgres_url() -> str:
+    """Return the CI PostgreSQL DSN, its inbox tables dropped."""
+    dsn = postgres_dsn()
+    await reset_postgres(dsn)
+    return dsn
+
+
+@pytest.fixture
+async def inbox(tmp_path: Path) -> AsyncIterator[Inbox]:
+    """Open an empty SQLite inbox in the test's directory."""
+    async with open_inbox(f"sqlite:///{tmp_path}/inbox.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def require_postgres() -> Callable[[], str]:
+    """Return the function the PostgreSQL fixtures use to find (or demand) the database."""
+    return postgres_dsn

@@ -9,14 +9,20 @@ from aiohttp import web
 from fullstory_async import FullstoryError
 from fullstory_async.receiving import (
     EventData,
+    InboxRecord,
+    InboxStats,
+    InboxWorker,
     MetricAlertData,
     NoteCreatedData,
     SignatureVerificationError,
     VerificationFailure,
+    WebhookASGIApp,
     WebhookEvent,
     WebhookReceiver,
     add_webhook_route,
+    open_inbox,
     sign,
+    signed_delivery,
     verify,
 )
 
@@ -43,13 +49,11 @@ def on_event_sync(event: WebhookEvent) -> None:
 
 def build() -> web.Application:
     app = web.Application()
-    receiver: WebhookReceiver = add_webhook_route(
-        app, "/hooks", ["new", "old"], on_event, tolerance=None, org_id="o-1", dedupe_window=60.0
-    )
+    receiver: WebhookReceiver = add_webhook_route(app, "/hooks", ["new", "old"], on_event, tolerance=None, org_id="o-1")
     other = WebhookReceiver("secret", on_event_sync, max_body_bytes=64 * 1024, shutdown_timeout=0)
     app.router.add_post("/other", other.handle)
     app.on_cleanup.append(other.on_cleanup)
-    print(receiver.pending_callbacks)
+    print(receiver.closed, receiver.asgi)
     return app
 
 
@@ -64,3 +68,15 @@ def check(body: bytes, header: str | None) -> WebhookEvent | None:
 
 
 header: str = sign(b"{}", "secret", "o-1", 1_700_000_000)
+
+
+async def durable(url: str) -> None:
+    async with open_inbox(url, retention=3600.0) as inbox:
+        receiver = WebhookReceiver(["new", "old"], inbox=inbox, org_id="o-1")
+        asgi: WebhookASGIApp = receiver.asgi
+        worker = InboxWorker(inbox, on_event, concurrency=4, max_attempts=3, handler_timeout=10.0)
+        print(asgi, await worker.run_until_idle())
+        stats: InboxStats = await inbox.stats()
+        records: list[InboxRecord] = [record async for record in inbox.export()]
+        body, headers = signed_delivery("test", {}, secret="new", org_id="o-1")
+        print(stats.pending, records, body, headers["Fullstory-Signature"])

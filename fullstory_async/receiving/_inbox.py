@@ -1,0 +1,208 @@
+"""The inbox: a durable store of verified deliveries, one interface over SQLite and PostgreSQL.
+
+A delivery is stored once per *delivery key*, the SHA-256 of its org id and raw body
+(never the signature timestamp, so a redelivery re-signed later is the same delivery).
+Each stored event is ``pending`` until a worker completes it (``done``) or gives up on
+it (``dead``). A claimable event is ``pending`` with ``next_attempt_at`` in the past:
+claiming moves ``next_attempt_at`` forward by the lease (so a crashed worker's events
+come back), a failure moves it to the retry time. ``done`` events (and with them their
+dedupe keys) are purged ``retention`` seconds after they were processed.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+import attrs
+
+from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
+
+Status = Literal["pending", "done", "dead"]
+SCHEMA_VERSION = 1
+"""The inbox schema this version of the SDK writes; older schemas are migrated forward on open."""
+
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+"""Seconds a processed event (and its dedupe key) is kept: 7 days."""
+
+_PURGE_EVERY = 60.0
+
+COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error"
+"""The columns an `InboxRecord` is read from, in its field order."""
+
+
+def check_schema_version(version: int) -> None:
+    """Refuse an inbox written by a newer SDK rather than guess at its schema."""
+    if version > SCHEMA_VERSION:
+        raise InboxError(f"the inbox has schema version {version}, newer than this SDK's {SCHEMA_VERSION}: upgrade")
+
+
+def migrations(*, blob: str, real: str) -> dict[int, tuple[str, ...]]:
+    """Return the statements that bring the schema to each version, in an engine's type names."""
+    return {
+        1: (
+            f"""CREATE TABLE fullstory_inbox (
+                key TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL,
+                body {blob} NOT NULL,
+                signed_at {real},
+                received_at {real} NOT NULL,
+                status TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at {real} NOT NULL,
+                processed_at {real},
+                last_error TEXT
+            )""",
+            "CREATE INDEX fullstory_inbox_due ON fullstory_inbox (status, next_attempt_at)",
+        ),
+    }
+
+
+class InboxError(FullstoryError):
+    """The inbox cannot be opened, migrated or written (the message never contains a password)."""
+
+
+def delivery_key(org_id: str, body: bytes) -> str:
+    """Return the key a delivery is stored under: hex SHA-256 of the org id, a NUL and the raw body."""
+    return hashlib.sha256(org_id.encode("utf-8") + b"\0" + body).hexdigest()
+
+
+@attrs.frozen
+class InboxRecord:
+    """One stored delivery, as `Inbox.claim` and `Inbox.export` return it."""
+
+    key: str
+    """The delivery key (`delivery_key`)."""
+
+    org_id: str
+    """The org that signed the delivery."""
+
+    body: bytes = attrs.field(repr=False)
+    """The raw body exactly as received."""
+
+    received_at: float
+    """When it was stored (seconds since the epoch)."""
+
+    status: Status
+    """``"pending"``, ``"done"`` or ``"dead"``."""
+
+    attempts: int
+    """How many times a worker claimed it."""
+
+    signed_at: float | None = None
+    """The signature timestamp, in seconds since the epoch."""
+
+    last_error: str | None = None
+    """Why the last attempt failed, if it did."""
+
+    def export_line(self) -> dict[str, Any]:
+        """Return the ``inbox export`` object: the event as received, key, received_at (RFC 3339), status, attempts."""
+        return {
+            "event": json.loads(self.body),
+            "key": self.key,
+            "received_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.received_at))
+            + f".{int(self.received_at % 1 * 1000):03d}Z",
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+        }
+
+
+@attrs.frozen
+class InboxStats:
+    """How many events the inbox holds in each state."""
+
+    pending: int
+    """Waiting for a worker (including those waiting for a retry or claimed right now)."""
+
+    done: int
+    """Processed and kept until retention purges them."""
+
+    dead: int
+    """Given up on after the worker's ``max_attempts``; `Inbox.requeue_dead` brings them back."""
+
+    oldest_pending_at: float | None
+    """When the oldest pending event was received (seconds since the epoch), if any."""
+
+
+def check_retention(retention: float | None) -> float | None:
+    """``None`` (keep forever) or a positive, finite number of seconds."""
+    if retention is None:
+        return None
+    if not isinstance(retention, int | float) or isinstance(retention, bool) or not math.isfinite(retention):
+        raise InvalidArgumentError("retention", f"must be a number of seconds or None, got {retention!r}")
+    if retention <= 0:
+        raise InvalidArgumentError("retention", f"must be > 0, got {retention!r}")
+    return float(retention)
+
+
+class Inbox(abc.ABC):
+    """A durable store of verified deliveries (open one with `open_inbox`).
+
+    Every method is safe to call from several tasks at once, and several processes (or
+    machines, on PostgreSQL) may share one inbox.
+    """
+
+    def __init__(self, *, retention: float | None, clock: Callable[[], float]) -> None:
+        self.retention = check_retention(retention)
+        self.clock = clock
+        self._last_purge = -math.inf
+        self.arrival = asyncio.Event()
+        """Set when this process stores a new event (an `InboxWorker` here wakes at once)."""
+
+    def _purge_due(self) -> bool:
+        """Return True at most once a minute, while a retention is set."""
+        now = time.monotonic()
+        if self.retention is None or now - self._last_purge < _PURGE_EVERY:
+            return False
+        self._last_purge = now
+        return True
+
+    @abc.abstractmethod
+    async def put(self, body: bytes, *, org_id: str, signed_at: float | None = None) -> bool:
+        """Store a verified delivery; return ``False`` if its key was already stored (nothing written).
+
+        Returns only once the delivery is committed: acknowledge the sender after it.
+        """
+
+    @abc.abstractmethod
+    async def claim(self, limit: int, *, lease: float) -> list[InboxRecord]:
+        """Take up to ``limit`` due pending events, oldest first, for ``lease`` seconds; count an attempt."""
+
+    @abc.abstractmethod
+    async def complete(self, key: str) -> None:
+        """Mark a claimed event ``done``."""
+
+    @abc.abstractmethod
+    async def retry(self, key: str, *, error: str, delay: float) -> None:
+        """Make a claimed event due again ``delay`` seconds from now, noting ``error``."""
+
+    @abc.abstractmethod
+    async def bury(self, key: str, *, error: str) -> None:
+        """Mark a claimed event ``dead`` (a dead letter), noting ``error``."""
+
+    @abc.abstractmethod
+    async def requeue_dead(self) -> int:
+        """Make every dead event pending again with its attempts reset; return how many."""
+
+    @abc.abstractmethod
+    async def stats(self) -> InboxStats:
+        """Count the events in each state."""
+
+    @abc.abstractmethod
+    def export(self) -> AsyncIterator[InboxRecord]:
+        """Every stored event (dead letters included), in the order received."""
+
+    @abc.abstractmethod
+    async def purge(self) -> int:
+        """Delete ``done`` events processed more than ``retention`` seconds ago; return how many."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Finish the writes in progress and release the connections (idempotent)."""

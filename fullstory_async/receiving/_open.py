@@ -1,0 +1,86 @@
+"""`open_inbox`: an inbox URL -> an open `Inbox` engine.
+
+URLs (the SQLAlchemy convention):
+
+- ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``; add
+  ``?synchronous=full`` to survive power loss as well as a crash (default ``normal``).
+- ``postgresql://user@host:port/db`` (or ``postgres://``; a socket directory with
+  ``postgresql:///db?host=/run/postgresql``), any DSN asyncpg accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async.receiving._inbox import DEFAULT_RETENTION, Inbox, check_retention
+from fullstory_async.receiving._postgres import PostgresInbox, redact
+from fullstory_async.receiving._sqlite import SqliteInbox
+
+_SYNCHRONOUS = ("normal", "full")
+
+
+def _sqlite(url: str, retention: float | None, clock: Callable[[], float]) -> SqliteInbox:
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise InvalidArgumentError(
+            "url", f"a SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db, got {url!r}"
+        )
+    path = parts.path[1:]
+    if not path or path == ":memory:":
+        raise InvalidArgumentError(
+            "url", f"a SQLite inbox needs a file path (an in-memory inbox is not durable), got {url!r}"
+        )
+    query = parse_qs(parts.query)
+    unknown = sorted(set(query) - {"synchronous"})
+    if unknown:
+        raise InvalidArgumentError("url", f"unknown SQLite URL option(s) {', '.join(unknown)} (known: synchronous)")
+    synchronous = query.get("synchronous", ["normal"])[-1].lower()
+    if synchronous not in _SYNCHRONOUS:
+        raise InvalidArgumentError("url", f"synchronous must be normal or full, got {synchronous!r}")
+    return SqliteInbox(path, synchronous=synchronous.upper(), retention=retention, clock=clock)
+
+
+@contextlib.asynccontextmanager
+async def open_inbox(
+    url: str, *, retention: float | None = DEFAULT_RETENTION, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Inbox]:
+    """Open (creating or migrating its schema) the inbox at ``url``; close it on exit.
+
+    ::
+
+        async with open_inbox("sqlite:///fullstory-inbox.db") as inbox:
+            ...
+
+    Args:
+        url: ``sqlite:///path.db`` (``?synchronous=full`` for power-loss durability) or
+            ``postgresql://user@host/db`` (needs the ``postgres`` extra).
+        retention: seconds a processed event and its dedupe key are kept (7 days);
+            ``None`` keeps them forever. Pending and dead events are never purged.
+        clock: seconds since the epoch (for tests).
+
+    Raises:
+        InvalidArgumentError: an unsupported or malformed URL.
+        InboxError: the database cannot be opened, or has a newer schema than this SDK.
+
+    """
+    if not isinstance(url, str):
+        raise InvalidArgumentError("url", f"must be an inbox URL string, got {type(url).__name__}")
+    retention = check_retention(retention)
+    scheme = url.partition(":")[0].lower()
+    inbox: SqliteInbox | PostgresInbox
+    if scheme == "sqlite":
+        inbox = _sqlite(url, retention, clock)
+    elif scheme in ("postgresql", "postgres"):
+        inbox = PostgresInbox(url, retention=retention, clock=clock)
+    else:
+        shown = redact(url) if "@" in url else url
+        raise InvalidArgumentError("url", f"unsupported inbox URL {shown!r}: use sqlite:///path.db or postgresql://...")
+    await inbox.open()
+    try:
+        yield inbox
+    finally:
+        await inbox.aclose()

@@ -1,0 +1,204 @@
+"""The PostgreSQL inbox (asyncpg, ``pip install 'fullstory-async[postgres]'``), for many receiver instances.
+
+Every instance (receivers and workers alike) connects to one database. ``put`` is an
+``INSERT ... ON CONFLICT DO NOTHING`` committed before it returns, so a delivery is stored
+once whichever instance gets it. ``claim`` takes due events with ``FOR UPDATE SKIP
+LOCKED``, so concurrent workers never block on, nor take, each other's events. The
+schema is created or migrated under an advisory lock, so instances may start together.
+Passwords never appear in a message or a repr: the DSN is shown with ``***``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from fullstory_async.receiving._inbox import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    Inbox,
+    InboxError,
+    InboxRecord,
+    InboxStats,
+    check_schema_version,
+    delivery_key,
+    migrations,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+_LOCK_ID = 0x46534941  # "FSIA": serialises schema migrations across instances
+_EXPORT_PAGE = 500
+_MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
+
+
+def redact(dsn: str) -> str:
+    """Return the DSN with its password (if any) replaced by ``***``."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _record(row: Any) -> InboxRecord:
+    return InboxRecord(
+        row["key"],
+        row["org_id"],
+        bytes(row["body"]),
+        row["received_at"],
+        row["status"],
+        row["attempts"],
+        row["signed_at"],
+        row["last_error"],
+    )
+
+
+class PostgresInbox(Inbox):
+    """An `Inbox` in a PostgreSQL database (open it with `open_inbox`)."""
+
+    def __init__(self, dsn: str, *, retention: float | None, clock: Callable[[], float]) -> None:
+        super().__init__(retention=retention, clock=clock)
+        self._dsn = dsn
+        self._pool: asyncpg.Pool[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<PostgresInbox dsn={redact(self._dsn)!r}>"
+
+    def _hide(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        password = urlsplit(self._dsn).password
+        return text.replace(password, "***") if password else text
+
+    async def open(self, *, pool_size: int = 10) -> None:
+        """Connect and create or migrate the schema."""
+        try:
+            import asyncpg
+        except ImportError:  # pragma: no cover - depends on the installed extras
+            raise InboxError("a PostgreSQL inbox needs asyncpg: pip install 'fullstory-async[postgres]'") from None
+        try:
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=pool_size)
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+                await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
+                version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema")
+                check_schema_version(version)
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target]:
+                        await conn.execute(statement)
+                    await conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES ($1)", target)
+        except InboxError:
+            await self.aclose()
+            raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            await self.aclose()
+            raise InboxError(f"cannot open the PostgreSQL inbox {redact(self._dsn)}: {self._hide(exc)}") from None
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        if self._pool is None:
+            raise InboxError("the inbox is closed")
+        import asyncpg
+
+        try:
+            return await getattr(self._pool, method)(sql, *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise InboxError(f"PostgreSQL inbox call failed: {self._hide(exc)}") from None
+
+    async def put(self, body: bytes, *, org_id: str, signed_at: float | None = None) -> bool:
+        """Store a verified delivery; ``False`` if its key was already stored."""
+        now = self.clock()
+        status = await self._run(
+            "execute",
+            "INSERT INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at) "
+            "VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (key) DO NOTHING",
+            delivery_key(org_id, body),
+            org_id,
+            body,
+            signed_at,
+            now,
+        )
+        if self._purge_due():
+            await self.purge()
+        if status == "INSERT 0 1":
+            self.arrival.set()
+            return True
+        return False
+
+    async def claim(self, limit: int, *, lease: float) -> list[InboxRecord]:
+        """Take up to ``limit`` due pending events (``FOR UPDATE SKIP LOCKED``) for ``lease`` seconds."""
+        now = self.clock()
+        rows = await self._run(
+            "fetch",
+            f"UPDATE fullstory_inbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE key IN ("
+            "SELECT key FROM fullstory_inbox WHERE status = 'pending' AND next_attempt_at <= $1 "
+            "ORDER BY next_attempt_at, received_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {COLUMNS}",
+            now,
+            now + lease,
+            limit,
+        )
+        return sorted((_record(row) for row in rows), key=lambda record: record.received_at)
+
+    async def complete(self, key: str) -> None:
+        """Mark a claimed event ``done``."""
+        sql = "UPDATE fullstory_inbox SET status = 'done', processed_at = $1, last_error = NULL WHERE key = $2"
+        await self._run("execute", sql, self.clock(), key)
+
+    async def retry(self, key: str, *, error: str, delay: float) -> None:
+        """Make a claimed event due again in ``delay`` seconds."""
+        sql = "UPDATE fullstory_inbox SET next_attempt_at = $1, last_error = $2 WHERE key = $3 AND status = 'pending'"
+        await self._run("execute", sql, self.clock() + delay, error, key)
+
+    async def bury(self, key: str, *, error: str) -> None:
+        """Mark a claimed event ``dead``."""
+        sql = "UPDATE fullstory_inbox SET status = 'dead', processed_at = $1, last_error = $2 WHERE key = $3"
+        await self._run("execute", sql, self.clock(), error, key)
+
+    async def requeue_dead(self) -> int:
+        """Make every dead event pending again, attempts reset."""
+        sql = (
+            "UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = $1, processed_at = NULL "
+            "WHERE status = 'dead'"
+        )
+        status: str = await self._run("execute", sql, self.clock())
+        return int(status.rpartition(" ")[2])
+
+    async def stats(self) -> InboxStats:
+        """Count the events in each state."""
+        rows = await self._run("fetch", "SELECT status, count(*) AS n FROM fullstory_inbox GROUP BY status")
+        counts = {row["status"]: row["n"] for row in rows}
+        oldest = await self._run("fetchval", "SELECT min(received_at) FROM fullstory_inbox WHERE status = 'pending'")
+        return InboxStats(counts.get("pending", 0), counts.get("done", 0), counts.get("dead", 0), oldest)
+
+    async def export(self) -> AsyncIterator[InboxRecord]:
+        """Every stored event, in the order received, a page at a time."""
+        after: tuple[float, str] = (float("-inf"), "")
+        while True:
+            rows = await self._run(
+                "fetch",
+                f"SELECT {COLUMNS} FROM fullstory_inbox WHERE (received_at, key) > ($1, $2) "
+                "ORDER BY received_at, key LIMIT $3",
+                *after,
+                _EXPORT_PAGE,
+            )
+            for row in rows:
+                yield _record(row)
+            if len(rows) < _EXPORT_PAGE:
+                return
+            after = (rows[-1]["received_at"], rows[-1]["key"])
+
+    async def purge(self) -> int:
+        """Delete ``done`` events processed more than ``retention`` seconds ago."""
+        if self.retention is None:
+            return 0
+        sql = "DELETE FROM fullstory_inbox WHERE status = 'done' AND processed_at < $1"
+        status: str = await self._run("execute", sql, self.clock() - self.retention)
+        return int(status.rpartition(" ")[2])
+
+    async def aclose(self) -> None:
+        """Close the connection pool (idempotent)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()

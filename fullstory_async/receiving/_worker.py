@@ -1,0 +1,210 @@
+"""`InboxWorker`: process the events of an inbox at least once, with retries and dead letters.
+
+Each claimed event is handed to the handler as a `WebhookEvent`. A handler that returns
+completes the event (``done``); one that raises or outlives ``handler_timeout`` is
+retried after ``min(max_delay, base_delay * 2 ** (attempt - 1))`` seconds, until
+``max_attempts`` attempts, when the event becomes a dead letter (``dead``; ``inbox
+requeue --dead`` brings it back). A claim lasts ``lease`` seconds: if this process dies
+mid-handler, another worker takes the event again after that. So a handler may see an
+event more than once: make it idempotent (key your side effects by `InboxRecord.key`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async.receiving._envelope import parse_event
+from fullstory_async.receiving._errors import SignatureVerificationError
+from fullstory_async.receiving._events import WebhookEvent
+from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord
+from fullstory_async.receiving._receiver import is_coroutine_function, positive
+
+logger = logging.getLogger("fullstory_async.receiving")
+
+EventHandler = Callable[[WebhookEvent], object]
+"""A coroutine function, or a plain function (run in a thread), taking the event."""
+
+
+class InboxWorker:
+    """Takes events from an inbox and runs ``handler`` on each, at least once.
+
+    ::
+
+        worker = InboxWorker(inbox, handle_event, concurrency=4)
+        await worker.run()              # until worker.stop() (or cancellation)
+        await worker.run_until_idle()   # or: everything due now, then return (tests, cron jobs)
+
+    Args:
+        inbox: the inbox to process (`open_inbox`); several workers, in several processes,
+            may share it.
+        handler: called with each `WebhookEvent`; a plain function runs in a thread (a
+            timed-out thread cannot be interrupted: it runs to its end, unawaited).
+        concurrency: events handled at once by this worker.
+        max_attempts: attempts before an event becomes a dead letter.
+        handler_timeout: seconds one attempt may take.
+        base_delay: the first retry's delay in seconds, doubled on each further attempt.
+        max_delay: the longest retry delay.
+        lease: seconds a claim lasts (default ``handler_timeout + 30``).
+        poll_interval: seconds between looks at an idle inbox for events stored by other
+            processes and for retries falling due (an event stored through this process
+            wakes the worker at once).
+        drain_timeout: on `stop`, seconds the handlers in progress may finish.
+
+    """
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        handler: EventHandler,
+        *,
+        concurrency: int = 1,
+        max_attempts: int = 5,
+        handler_timeout: float = 30.0,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        lease: float | None = None,
+        poll_interval: float = 1.0,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        if not callable(handler):
+            raise InvalidArgumentError("handler", f"must be callable, got {type(handler).__name__}")
+        positive("concurrency", concurrency, integer=True)
+        positive("max_attempts", max_attempts, integer=True)
+        for name, value in (("handler_timeout", handler_timeout), ("poll_interval", poll_interval)):
+            positive(name, value)
+        for name, value in (("base_delay", base_delay), ("max_delay", max_delay), ("drain_timeout", drain_timeout)):
+            if value != 0:
+                positive(name, value)
+        self.inbox = inbox
+        self._handler = handler
+        self._handler_is_async = is_coroutine_function(handler)
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.handler_timeout = handler_timeout
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.lease = handler_timeout + 30.0 if lease is None else lease
+        positive("lease", self.lease)
+        self.poll_interval = poll_interval
+        self.drain_timeout = drain_timeout
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.handled = 0
+        """Events completed by this worker."""
+
+    def __repr__(self) -> str:
+        return f"<InboxWorker inbox={self.inbox!r} in_progress={len(self._tasks)} handled={self.handled}>"
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before the next attempt after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+    async def _fill(self) -> int:
+        """Claim and start as many events as there are free slots; return how many started."""
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        records = await self.inbox.claim(free, lease=self.lease)
+        for record in records:
+            task = asyncio.get_running_loop().create_task(
+                self._process(record), name=f"fullstory-inbox:{record.key[:12]}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(records)
+
+    async def run_until_idle(self) -> int:
+        """Handle every event due now (and retries that fall due meanwhile); return how many completed."""
+        before = self.handled
+        while await self._fill() or self._tasks:
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        return self.handled - before
+
+    async def run(self) -> None:
+        """Process events until `stop` is called (even before `run` started); then drain (see `stop`)."""
+        try:
+            while not self._stopping.is_set():
+                self.inbox.arrival.clear()  # before claiming: an event stored after the claim sets it again
+                try:
+                    started = await self._fill()
+                except InboxError as exc:  # the database is away: try again after the poll interval
+                    logger.warning("cannot claim events, retrying in %g s: %s", self.poll_interval, exc)
+                    started = 0
+                waiters: set[asyncio.Future[Any]] = {
+                    *self._tasks,
+                    asyncio.ensure_future(self._stopping.wait()),
+                    asyncio.ensure_future(self.inbox.arrival.wait()),
+                }
+                timeout = None if self._tasks and len(self._tasks) >= self.concurrency else self.poll_interval
+                if started and len(self._tasks) < self.concurrency:
+                    timeout = 0  # there may be more
+                _done, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in pending - self._tasks:
+                    waiter.cancel()
+        finally:
+            await self._drain()
+
+    async def stop(self) -> None:
+        """Stop claiming, for good; `run` returns once the handlers in progress end (or ``drain_timeout`` passed)."""
+        self._stopping.set()
+
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(list(self._tasks), timeout=self.drain_timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            logger.warning("%d event handler(s) cancelled at shutdown; they will be retried", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _process(self, record: InboxRecord) -> None:
+        try:
+            await self._attempt(record)
+        except InboxError as exc:  # the outcome was not recorded: the lease brings the event back
+            logger.warning("event %s: outcome not recorded, it will be retried: %s", record.key[:12], exc)
+
+    async def _attempt(self, record: InboxRecord) -> None:
+        try:
+            signed_at = None if record.signed_at is None else datetime.fromtimestamp(record.signed_at, UTC)
+            event = parse_event(record.body, org_id=record.org_id, signed_at=signed_at, delivery_key=record.key)
+        except SignatureVerificationError as exc:  # stored by something other than a receiver
+            await self.inbox.bury(record.key, error=f"not an event: {exc.detail}")
+            return
+        try:
+            await asyncio.wait_for(self._call(event), self.handler_timeout)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.inbox.retry(record.key, error="cancelled at shutdown", delay=0))
+            raise
+        except Exception as exc:
+            error = (
+                f"timed out after {self.handler_timeout:g} s"
+                if isinstance(exc, TimeoutError)
+                else f"{type(exc).__name__}: {exc}"
+            )[:1000]
+            if record.attempts >= self.max_attempts:
+                logger.error("event %s dead after %d attempts: %s", record.key[:12], record.attempts, error)
+                await self.inbox.bury(record.key, error=error)
+            else:
+                delay = self.retry_delay(record.attempts)
+                logger.warning(
+                    "event %s attempt %d failed, retry in %g s: %s", record.key[:12], record.attempts, delay, error
+                )
+                await self.inbox.retry(record.key, error=error, delay=delay)
+            return
+        await self.inbox.complete(record.key)
+        self.handled += 1
+
+    async def _call(self, event: WebhookEvent) -> None:
+        result = self._handler(event) if self._handler_is_async else await asyncio.to_thread(self._handler, event)
+        if inspect.isawaitable(result):
+            await result
