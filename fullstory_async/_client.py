@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl as _ssl
 import sys
 from collections.abc import Sequence
 from types import TracebackType
@@ -15,6 +16,7 @@ from fullstory_async._error_decoder import decode_errors
 from fullstory_async._exceptions import ClientClosedError, InvalidArgumentError, shown
 from fullstory_async._governor import RateGovernor
 from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._network import network_options
 from fullstory_async._pipeline import Handler, Middleware, compose
 from fullstory_async._retry import RetryMiddleware, RetryPolicy
 from fullstory_async._timeout import DEFAULT_TIMEOUT, Timeout, as_timeout
@@ -58,6 +60,12 @@ class Client:
             (`RateGovernor`, on by default); ``False`` turns it off.
         transport: an async ``(ApiRequest) -> ApiResponse`` to use instead of aiohttp,
             e.g. an in-memory handler in unit tests (the session options are then unused).
+        proxy: the ``http://`` proxy of every request (``http://user:pass@proxy:3128``);
+            overrides the environment's.
+        trust_env: use ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from
+            the environment (as curl and httpx do; nothing else is bypassed, not even
+            loopback). Read here, once; unused with a ``session`` passed in.
+        ssl: an ``ssl.SSLContext`` for the API's TLS: a private CA, a client certificate.
 
     """
 
@@ -76,6 +84,9 @@ class Client:
         allow_insecure_http: bool = False,
         rate_governor: bool | RateGovernor = True,
         transport: Handler | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         for name, value, least in (
             ("max_connections", max_connections, 0),
@@ -88,6 +99,13 @@ class Client:
         self.base_url = check_base_url(base_url or default_base_url(key), allow_insecure_http=allow_insecure_http)
         self.timeout = as_timeout(timeout)
         self.retry = retry if retry is not None else RetryPolicy()
+        proxy_used, ssl = network_options(
+            self.base_url,
+            proxy=proxy,
+            ssl=ssl,
+            trust_env=trust_env and session is None,
+            allow_insecure_http=allow_insecure_http,
+        )
         self._transport = AiohttpTransport(
             self.base_url,
             timeout=self.timeout,
@@ -96,6 +114,8 @@ class Client:
             max_connections_per_host=max_connections_per_host,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             max_response_bytes=max_response_bytes,
+            proxy=proxy_used,
+            ssl=ssl,
         )
         if rate_governor is True:
             sleep = asyncio.sleep if self.retry.wait else _no_sleep

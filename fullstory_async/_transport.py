@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl as _ssl
 import time
+from typing import Any
 
 import aiohttp
 import yarl
 
 from fullstory_async._exceptions import APIConnectionError, APITimeoutError, ClientClosedError, ResponseDecodeError
 from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._network import Proxy
 from fullstory_async._timeout import Timeout
 
 logger = logging.getLogger("fullstory_async")
@@ -34,6 +37,8 @@ class AiohttpTransport:
         max_connections_per_host: per-host pool limit of the owned session (0 = unlimited).
         headers: headers sent with every request.
         max_response_bytes: larger response bodies are refused without being read whole.
+        proxy: the proxy every request goes through, or ``None``.
+        ssl: the TLS context of every request (a private CA, a client certificate), or ``None``.
 
     """
 
@@ -47,6 +52,8 @@ class AiohttpTransport:
         max_connections_per_host: int = 0,
         headers: dict[str, str] | None = None,
         max_response_bytes: int = 10 * 1024 * 1024,
+        proxy: Proxy | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
@@ -60,6 +67,17 @@ class AiohttpTransport:
         # Parsed URLs by path: aiohttp would parse the same string on every call otherwise.
         self._url = functools.lru_cache(maxsize=1024)(lambda path: yarl.URL(base_url + path, encoded=True))
         self.closed = False
+        self._options: dict[str, Any] = {}  # per-request proxy and TLS options
+        if proxy is not None:
+            self._options["proxy"] = yarl.URL(proxy.url)
+            if proxy.authorization is None:
+                pass
+            elif base_url.startswith("https:"):  # sent on the CONNECT request only
+                self._options["proxy_headers"] = {"Proxy-Authorization": proxy.authorization}
+            else:  # a plain request goes to the proxy whole
+                self._headers = {**self._headers, "Proxy-Authorization": proxy.authorization}
+        if ssl is not None:
+            self._options["ssl"] = ssl
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self.closed:
@@ -93,6 +111,7 @@ class AiohttpTransport:
                 headers=headers,
                 timeout=self._default_timeout if request.timeout is None else self._client_timeout(request.timeout),
                 allow_redirects=False,
+                **self._options,
             ) as response:
                 length = response.content_length
                 if length is not None and length <= self._max_response_bytes:

@@ -182,3 +182,15 @@ def secret_watch(request: pytest.FixtureRequest) -> Iterator[SecretWatch]:
         leaks = WATCH.leaks()
         if leaks:
             pytest.fail("a secret used in this test reached a log record:\n  " + "\n  ".join(leaks), pytrace=False)
+
+
+PROXY_VARIABLES = tuple(
+    name for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy") for name in (base, base.upper())
+)
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test without the machine's proxy variables: clients honour them, and tests talk to loopback."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

@@ -143,3 +143,15 @@ async def main() -> None:
 
     async with Client("na1.example/ORG", transport=in_memory, retry=RetryPolicy(max_attempts=1)) as fs:
         await create(fs)
+
+
+async def network_options(ca_file: str) -> None:
+    """Use a proxy with credentials, a private CA and a client certificate; or no proxy from the environment."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca_file)
+    context.load_cert_chain("client.pem", "client.key")
+    async with Client(proxy="http://user:pass@proxy.corp:3128", ssl=context) as fs:
+        await fs.webhooks.get_endpoint("id")
+    async with Client(trust_env=False) as fs:
+        await fs.webhooks.get_endpoint("id")
