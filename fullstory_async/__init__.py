@@ -38,7 +38,9 @@ from fullstory_async._exceptions import (
     ServerError,
 )
 from fullstory_async._governor import RateGovernor
+from fullstory_async._hooks import Attempt, Call, CallResult, Hooks, RequestView
 from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._metrics import Metrics
 from fullstory_async._models import (
     CreateEndpointRequest,
     Endpoint,
@@ -63,8 +65,11 @@ __all__ = [
     "ApiRequest",
     "ApiResponse",
     "ApplyResult",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "Call",
+    "CallResult",
     "Change",
     "Client",
     "ClientClosedError",
@@ -78,7 +83,9 @@ __all__ = [
     "EventTypeDefinition",
     "FullstoryError",
     "Handler",
+    "Hooks",
     "InvalidArgumentError",
+    "Metrics",
     "Middleware",
     "NotFoundError",
     "Outcome",
@@ -88,6 +95,7 @@ __all__ = [
     "ProvisionResult",
     "RateGovernor",
     "RateLimitError",
+    "RequestView",
     "ResponseDecodeError",
     "RetryPolicy",
     "ServerError",

@@ -15,6 +15,7 @@ from fullstory_async._auth import Auth, check_base_url, default_base_url, resolv
 from fullstory_async._error_decoder import decode_errors
 from fullstory_async._exceptions import ClientClosedError, InvalidArgumentError, shown
 from fullstory_async._governor import RateGovernor
+from fullstory_async._hooks import AttemptObserver, CallObserver, Hooks
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._network import network_options
 from fullstory_async._pipeline import Handler, Middleware, compose
@@ -66,6 +67,8 @@ class Client:
             the environment (as curl and httpx do; nothing else is bypassed, not even
             loopback). Read here, once; unused with a ``session`` passed in.
         ssl: an ``ssl.SSLContext`` for the API's TLS: a private CA, a client certificate.
+        hooks: `Hooks` that observe every call and every attempt (metrics, tracing); none
+            by default, and then observing costs nothing.
 
     """
 
@@ -87,6 +90,7 @@ class Client:
         proxy: str | None = None,
         trust_env: bool = True,
         ssl: _ssl.SSLContext | None = None,
+        hooks: Sequence[Hooks] = (),
     ) -> None:
         for name, value, least in (
             ("max_connections", max_connections, 0),
@@ -123,6 +127,11 @@ class Client:
         self.governor: RateGovernor | None = rate_governor or None
         """The client's `RateGovernor`, or ``None``."""
         chain: list[Middleware] = [*middleware, Auth(key), RetryMiddleware(self.retry, self.timeout)]
+        if hooks:
+            for index, hook in enumerate(hooks):
+                if not isinstance(hook, Hooks):
+                    raise InvalidArgumentError(f"hooks[{index}]", f"must be a Hooks instance, got {shown(hook)}")
+            chain = [CallObserver(hooks, self.base_url), *chain, AttemptObserver(self.base_url)]
         if self.governor is not None:
             chain.append(self.governor)
         chain.append(decode_errors)

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from fullstory_async._exceptions import InvalidArgumentError, RateLimitError, shown
+from fullstory_async._hooks import note_governor_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
 
@@ -183,7 +184,8 @@ class RateGovernor:
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         sent_at = self._clock()
         if self.rate is not None or self.paused_until > sent_at:
-            sent_at = await self._acquire()
+            arrived, sent_at = sent_at, await self._acquire()
+            note_governor_wait(sent_at - arrived)
         try:
             response = await call_next(request)
         except RateLimitError as exc:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from fullstory_async._exceptions import APIConnectionError, APIStatusError, InvalidArgumentError, RateLimitError, shown
+from fullstory_async._hooks import note_retry_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
 from fullstory_async._timeout import Timeout
@@ -236,6 +237,7 @@ def _counting(call_next: Handler, counter: AttemptCounter) -> Handler:
 
 
 def _log_retry(request: ApiRequest, state: RetryCallState, policy: RetryPolicy) -> None:
+    note_retry_wait(state.upcoming_sleep)
     error = state.outcome.exception() if state.outcome else None
     status = getattr(error, "status", None)
     logger.info(
