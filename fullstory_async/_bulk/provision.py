@@ -9,6 +9,13 @@ Looking a URL up: endpoint ids appear to be the unpadded base64url of the URL (A
 reference §2.2), so one ``GET /endpoints/{id}`` finds it. A 404 there is conclusive only
 once this client has seen an endpoint whose id is derived that way; until then, and for
 ever if one is seen that is not, the lookup falls back to walking the listing.
+
+One budget per item: `ensure_endpoint` and each `provision` item run their lookups,
+create and reconcile under one `Budget` (the retry policy's ``deadline``, from when the
+item is admitted), each request bounded by ``max_attempts`` (A). With P the pages of a
+full listing (0 once ids are known to be derived from URLs), a lookup makes at most
+``L = A * (1 + P)`` requests, and one item at most ``(A + 1) * (L + A)``: A rounds of
+lookup and create, then after a create refused as existing one more lookup and an update.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ import asyncio
 import base64
 import contextlib
 import enum
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Literal
+import time
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import attrs
 
@@ -35,10 +43,12 @@ from fullstory_async._exceptions import (
     shown,
 )
 from fullstory_async._models import CreateEndpointRequest, Endpoint, EventType, UpdateEndpointRequest
-from fullstory_async._retry import count_attempts
+from fullstory_async._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from fullstory_async._webhooks import Webhooks
+
+T = TypeVar("T")
 
 OnExists = Literal["skip", "update", "error"]
 _ON_EXISTS = ("skip", "update", "error")
@@ -63,6 +73,46 @@ class Outcome(enum.StrEnum):
     """The item failed; see its ``error``."""
 
 
+@attrs.define
+class Budget:
+    """One operation's budget across several calls: the deadline they share and the attempts they made."""
+
+    deadline: float | None
+    """The ``time.monotonic()`` instant by which every call must end (``None``: no deadline)."""
+    attempts: int = 0
+    """HTTP attempts made so far, retries included."""
+
+    @classmethod
+    def start(cls, policy: RetryPolicy) -> Budget:
+        """Start a budget of ``policy.deadline`` seconds from now."""
+        return cls(None if policy.deadline is None else time.monotonic() + policy.deadline)
+
+    def left(self) -> float:
+        """Seconds left (infinite without a deadline)."""
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+
+async def budgeted(
+    webhooks: Webhooks, work: Callable[[Webhooks], Awaitable[T]], *, admit: str | None = None
+) -> tuple[T | None, FullstoryError | None, int]:
+    """Run ``work`` with every call under one new budget; return its result or typed error, and the attempts.
+
+    With ``admit`` (a route), wait first until the client's rate governor could start a
+    request of that route now: the budget starts when the item is admitted, so a bulk job
+    queues before its items' budgets start rather than failing them for waiting.
+    """
+    governor = webhooks.governor
+    if admit is not None and governor is not None:
+        await governor.wait_for_capacity(admit)
+    budget = Budget.start(webhooks.retry_policy)
+    try:
+        result = await work(webhooks._within(budget))
+    except FullstoryError as exc:
+        exc.attempts = budget.attempts
+        return None, exc, budget.attempts
+    return result, None, budget.attempts
+
+
 @attrs.frozen
 class ProvisionResult:
     """The outcome of one input item of `Webhooks.provision`."""
@@ -78,7 +128,7 @@ class ProvisionResult:
     outcome: Outcome
     """What happened."""
     attempts: int
-    """HTTP requests made for this item (lookups, creates, updates and retries)."""
+    """HTTP requests made for this item (lookups, creates, updates and retries), failures included."""
 
     @property
     def ok(self) -> bool:
@@ -120,10 +170,10 @@ class Provisioner:
         if self._ids_derived is not False:
             self._ids_derived = endpoint.id == derived_endpoint_id(endpoint.url)
 
-    async def lookup(self, url: str) -> Endpoint | None:
+    async def lookup(self, ops: Webhooks, url: str) -> Endpoint | None:
         """Return the endpoint with exactly this URL, or ``None`` when there is none."""
         try:
-            endpoint: Endpoint | None = await self._webhooks.get_endpoint(derived_endpoint_id(url))
+            endpoint: Endpoint | None = await ops.get_endpoint(derived_endpoint_id(url))
         except NotFoundError:
             endpoint = None
         if endpoint is not None and endpoint.url == url:
@@ -131,10 +181,10 @@ class Provisioner:
             return endpoint
         if self._ids_derived:
             return None
-        return await self._webhooks.find_endpoint_by_url(url)
+        return await ops.find_endpoint_by_url(url)
 
     async def reconcile(
-        self, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists
+        self, ops: Webhooks, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists
     ) -> tuple[Endpoint, Outcome]:
         """Bring an existing endpoint in line with ``request`` as ``on_exists`` says."""
         if on_exists == "skip":
@@ -144,52 +194,63 @@ class Provisioner:
         if not differs(existing, request):
             return existing, Outcome.UNCHANGED
         update = UpdateEndpointRequest(event_types=request.event_types, secret=request.secret, enabled=existing.enabled)
-        updated = await self._webhooks.update_endpoint(existing.id, update)
+        updated = await ops.update_endpoint(existing.id, update)
         self.observe(updated)
         return updated, Outcome.UPDATED
 
+    async def ensure(
+        self, webhooks: Webhooks, request: CreateEndpointRequest, on_exists: OnExists
+    ) -> tuple[Endpoint, Outcome]:
+        """`Webhooks.ensure_endpoint`: `create` under one budget (a new one unless ``webhooks`` has one).
+
+        A failure carries the attempts of the whole operation.
+        """
+        if webhooks.budget is not None:
+            return await self.create(webhooks, request, on_exists)
+        result, error, _attempts = await budgeted(webhooks, lambda ops: self.create(ops, request, on_exists))
+        if error is not None:
+            raise error
+        assert result is not None
+        return result
+
     async def create(
-        self, request: CreateEndpointRequest, on_exists: OnExists, *, known_absent: bool = False
+        self, ops: Webhooks, request: CreateEndpointRequest, on_exists: OnExists, *, known_absent: bool = False
     ) -> tuple[Endpoint, Outcome]:
         """Create ``request`` unless its URL exists; after an ambiguous failure look again before retrying."""
-        policy = self._webhooks.retry_policy
+        policy = ops.retry_policy
         attempt = 0
         while True:
             if not known_absent:
-                existing = await self.lookup(request.url)
+                existing = await self.lookup(ops, request.url)
                 if existing is not None:
-                    return await self._settle(existing, request, on_exists, attempt)
+                    return await self._settle(ops, existing, request, on_exists, attempt)
             attempt += 1
             try:
-                endpoint = await self._webhooks.create_endpoint(request)
+                endpoint = await ops.create_endpoint(request)
             except _AMBIGUOUS:
                 if attempt >= policy.max_attempts:
                     raise
+                if not await _pause(ops, attempt):
+                    raise  # the wait would outlast the item's budget: the ambiguous failure stands
                 known_absent = False
-                await self._pause(attempt)
                 continue
             except APIStatusError as exc:
                 # A create refused because the URL exists (the API documents no code for it).
                 if exc.status not in (400, 409):
                     raise
-                existing = await self.lookup(request.url)
+                existing = await self.lookup(ops, request.url)
                 if existing is None:
                     raise
-                return await self._settle(existing, request, on_exists, 0)
+                return await self._settle(ops, existing, request, on_exists, 0)
             self.observe(endpoint)
             return endpoint, Outcome.CREATED
 
     async def _settle(
-        self, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists, our_attempts: int
+        self, ops: Webhooks, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists, our_attempts: int
     ) -> tuple[Endpoint, Outcome]:
         if our_attempts and not differs(existing, request):
             return existing, Outcome.CREATED  # our ambiguous attempt did create it
-        return await self.reconcile(existing, request, on_exists)
-
-    async def _pause(self, attempt: int) -> None:
-        policy = self._webhooks.retry_policy
-        if policy.wait:
-            await asyncio.sleep(policy.backoff(attempt))
+        return await self.reconcile(ops, existing, request, on_exists)
 
     async def provision(
         self,
@@ -221,17 +282,31 @@ class Provisioner:
                 f"requests[{number}]", f"must be a CreateEndpointRequest, got {type(item).__name__}"
             )
             return ProvisionResult(number, None, None, error, Outcome.FAILED, 0)
-        with count_attempts() as attempts:
-            try:
-                async with job.url_lock(item.url):
-                    known = job.known(item.url)
-                    if isinstance(known, Endpoint):
-                        endpoint, outcome = await self.reconcile(known, item, on_exists)
-                    else:
-                        endpoint, outcome = await self.create(item, on_exists, known_absent=known)
-            except FullstoryError as exc:
-                return ProvisionResult(number, item, None, exc, Outcome.FAILED, attempts.count)
-        return ProvisionResult(number, item, endpoint, None, outcome, attempts.count)
+        request = item
+
+        async def work(ops: Webhooks) -> tuple[Endpoint, Outcome]:
+            known = job.known(request.url)
+            if isinstance(known, Endpoint):
+                return await self.reconcile(ops, known, request, on_exists)
+            return await self.create(ops, request, on_exists, known_absent=known)
+
+        async with job.url_lock(item.url):
+            result, failure, attempts = await budgeted(self._webhooks, work, admit="create_endpoint")
+        if failure is not None:
+            return ProvisionResult(number, item, None, failure, Outcome.FAILED, attempts)
+        assert result is not None
+        return ProvisionResult(number, item, result[0], None, result[1], attempts)
+
+
+async def _pause(ops: Webhooks, attempt: int) -> bool:
+    """Back off before looking again after an ambiguous create; False when that would outlast the budget."""
+    policy = ops.retry_policy
+    wait = policy.backoff(attempt)
+    if ops.budget is not None and wait >= ops.budget.left():
+        return False
+    if policy.wait:
+        await asyncio.sleep(wait)
+    return True
 
 
 class _Job:
