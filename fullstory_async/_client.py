@@ -17,7 +17,7 @@ from fullstory_async._exceptions import ClientClosedError, InvalidArgumentError,
 from fullstory_async._governor import RateGovernor
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler, Middleware, compose
-from fullstory_async._retry import RetryMiddleware, RetryPolicy
+from fullstory_async._retry import RetryMiddleware, RetryPolicy, Sleeper
 from fullstory_async._timeout import DEFAULT_TIMEOUT, Timeout, as_timeout
 from fullstory_async._transport import AiohttpTransport
 from fullstory_async._version import __version__
@@ -118,6 +118,7 @@ class Client:
         if rate_governor is True:
             sleep = asyncio.sleep if settings.retry.wait else _no_sleep
             rate_governor = RateGovernor(max_pause=settings.retry.max_retry_after, sleep=sleep)
+        self._sleeper = Sleeper()
         self._setup(settings, aiohttp_transport, Auth(key), tuple(middleware), rate_governor or None, transport)
 
     def _setup(
@@ -136,7 +137,7 @@ class Client:
         self._governor = governor
         self._custom_transport = transport
         self._closed = False
-        chain: list[Middleware] = [*middleware, auth, RetryMiddleware(settings.retry)]
+        chain: list[Middleware] = [*middleware, auth, RetryMiddleware(settings.retry, self._sleeper)]
         if governor is not None:
             chain.append(governor)
         chain.append(decode_response)
@@ -170,6 +171,7 @@ class Client:
             else _check_count("max_response_bytes", max_response_bytes, 1),
         )
         derived = Client.__new__(Client)
+        derived._sleeper = self._sleeper
         transport = self._transport.derive(timeout=settings.timeout, max_response_bytes=settings.max_response_bytes)
         derived._setup(settings, transport, self._auth, self._middleware, self._governor, self._custom_transport)
         derived._root = False
@@ -231,6 +233,7 @@ class Client:
         self._closed = True
         if not self._root:
             return
+        self._sleeper.close()
         if self._governor is not None:
             self._governor.close()
         await self._transport.aclose()

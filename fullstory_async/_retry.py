@@ -32,6 +32,7 @@ import attrs
 from fullstory_async._exceptions import (
     APIConnectionError,
     APIStatusError,
+    ClientClosedError,
     FullstoryError,
     InvalidArgumentError,
     NotFoundError,
@@ -120,16 +121,51 @@ class RetryPolicy:
         return isinstance(error, APIConnectionError | ResponseDecodeError)
 
 
+class Sleeper:
+    """The retry waits of a client and of its `with_options` copies: `close` ends every one at once."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._naps: set[asyncio.Future[None]] = set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``; raise `ClientClosedError` if the client is (or gets) closed."""
+        if self.closed:
+            raise ClientClosedError("the client was closed")
+        nap = asyncio.ensure_future(asyncio.sleep(seconds))
+        self._naps.add(nap)
+        try:
+            await nap
+        except asyncio.CancelledError:
+            if nap.cancelled() and self.is_closed():
+                raise ClientClosedError("the client was closed while the call waited to retry") from None
+            raise
+        finally:
+            self._naps.discard(nap)
+
+    def is_closed(self) -> bool:
+        """Return whether `close` was called."""
+        return self.closed
+
+    def close(self) -> None:
+        """End every wait at once with `ClientClosedError`; idempotent."""
+        self.closed = True
+        for nap in self._naps:
+            nap.cancel()
+
+
 class RetryMiddleware:
     """Middleware that runs the rest of the chain (one attempt) under a `RetryPolicy`.
 
     It sets the operation's deadline on the request (``ApiRequest.deadline``) for every
     layer below, and stamps the attempt count on the outcome: ``ApiResponse.attempts``,
-    or ``attempts`` of the `FullstoryError` raised.
+    or ``attempts`` of the `FullstoryError` raised. Its waits go through ``sleeper``, which
+    the client closes in ``aclose()``.
     """
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, sleeper: Sleeper | None = None) -> None:
         self.policy = policy
+        self.sleeper = sleeper or Sleeper()
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         policy = self.policy
@@ -137,7 +173,7 @@ class RetryMiddleware:
             own = time.monotonic() + policy.deadline
             if request.deadline is None or own < request.deadline:
                 request = request.with_deadline(own)
-        call = _Call(policy, request, call_next)
+        call = _Call(policy, request, call_next, self.sleeper)
         # The first attempt runs without tenacity: most calls succeed, and cost nothing more.
         try:
             return await call.attempt()
@@ -155,8 +191,9 @@ class _Call:
     `before_sleep` runs before each wait. A per-attempt observer belongs there.
     """
 
-    def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler) -> None:
+    def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler, sleeper: Sleeper) -> None:
         self.policy = policy
+        self.sleeper = sleeper
         self.request = request
         self.call_next = call_next
         self.attempts = 0
@@ -216,7 +253,7 @@ class _Call:
 
     async def sleep(self, seconds: float) -> None:
         if self.policy.wait:
-            await asyncio.sleep(seconds)
+            await self.sleeper.sleep(seconds)
         elif self.request.deadline is not None:
             # Nothing sleeps, but the deadline still counts the wait it skipped.
             self.request = self.request.with_deadline(self.request.deadline - seconds)

@@ -58,6 +58,11 @@ class SharedSession:
                 connector=aiohttp.TCPConnector(limit=limit, limit_per_host=per_host),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
+            # aiohttp re-sends an idempotent request once, unseen, when a kept-alive connection
+            # drops; that would make one attempt two requests and break the max_attempts bound.
+            # (The switch is private; aiohttp's own test client sets it the same way.)
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
         elif session.closed:
             raise ClientClosedError("the aiohttp session passed to the Client is closed")
         if self._loop is None:
