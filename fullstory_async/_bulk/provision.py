@@ -24,12 +24,12 @@ import asyncio
 import base64
 import contextlib
 import enum
-import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Literal, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -43,12 +43,9 @@ from fullstory_async._exceptions import (
     shown,
 )
 from fullstory_async._models import CreateEndpointRequest, Endpoint, EventType, UpdateEndpointRequest
-from fullstory_async._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from fullstory_async._webhooks import Webhooks
-
-T = TypeVar("T")
 
 OnExists = Literal["skip", "update", "error"]
 _ON_EXISTS = ("skip", "update", "error")
@@ -71,46 +68,6 @@ class Outcome(enum.StrEnum):
     """It was deleted (declarative sync with ``prune``)."""
     FAILED = "failed"
     """The item failed; see its ``error``."""
-
-
-@attrs.define
-class Budget:
-    """One operation's budget across several calls: the deadline they share and the attempts they made."""
-
-    deadline: float | None
-    """The ``time.monotonic()`` instant by which every call must end (``None``: no deadline)."""
-    attempts: int = 0
-    """HTTP attempts made so far, retries included."""
-
-    @classmethod
-    def start(cls, policy: RetryPolicy) -> Budget:
-        """Start a budget of ``policy.deadline`` seconds from now."""
-        return cls(None if policy.deadline is None else time.monotonic() + policy.deadline)
-
-    def left(self) -> float:
-        """Seconds left (infinite without a deadline)."""
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
-
-
-async def budgeted(
-    webhooks: Webhooks, work: Callable[[Webhooks], Awaitable[T]], *, admit: str | None = None
-) -> tuple[T | None, FullstoryError | None, int]:
-    """Run ``work`` with every call under one new budget; return its result or typed error, and the attempts.
-
-    With ``admit`` (a route), wait first until the client's rate governor could start a
-    request of that route now: the budget starts when the item is admitted, so a bulk job
-    queues before its items' budgets start rather than failing them for waiting.
-    """
-    governor = webhooks.governor
-    if admit is not None and governor is not None:
-        await governor.wait_for_capacity(admit)
-    budget = Budget.start(webhooks.retry_policy)
-    try:
-        result = await work(webhooks._within(budget))
-    except FullstoryError as exc:
-        exc.attempts = budget.attempts
-        return None, exc, budget.attempts
-    return result, None, budget.attempts
 
 
 @attrs.frozen
@@ -267,7 +224,7 @@ class Provisioner:
             async for endpoint in self._webhooks.list_endpoints():
                 existing.setdefault(endpoint.url, endpoint)
                 self.observe(endpoint)
-        job = _Job(existing)
+        job = _Job(existing, Admission(self._webhooks.governor, concurrency))
 
         async def one(number: int, item: object) -> ProvisionResult:
             return await self._one(number, item, on_exists, job)
@@ -291,7 +248,9 @@ class Provisioner:
             return await self.create(ops, request, on_exists, known_absent=known)
 
         async with job.url_lock(item.url):
-            result, failure, attempts = await budgeted(self._webhooks, work, admit="create_endpoint")
+            result, failure, attempts = await budgeted(
+                self._webhooks, work, admission=job.admission, route="create_endpoint"
+            )
         if failure is not None:
             return ProvisionResult(number, item, None, failure, Outcome.FAILED, attempts)
         assert result is not None
@@ -316,8 +275,9 @@ class _Job:
     and URLs already handled are remembered by hash only.
     """
 
-    def __init__(self, existing: dict[str, Endpoint] | None) -> None:
+    def __init__(self, existing: dict[str, Endpoint] | None, admission: Admission) -> None:
         self._existing = existing
+        self.admission = admission
         self._handled: set[int] = set()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 

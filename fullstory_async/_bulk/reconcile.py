@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
-from fullstory_async._bulk.provision import Outcome, budgeted
+from fullstory_async._bulk.provision import Outcome
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
@@ -125,10 +126,13 @@ async def plan(webhooks: Webhooks, desired: DesiredState, *, prune: bool, rotate
 
 async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGenerator[ApplyResult, None]:
     """See `Webhooks.apply`."""
+    admission = Admission(webhooks.governor, concurrency)
 
     async def run(_index: int, change: Change) -> ApplyResult:
         route = _ROUTES.get(change.action)
-        result, error, attempts = await budgeted(webhooks, lambda ops: _execute(ops, change), admit=route)
+        result, error, attempts = await budgeted(
+            webhooks, lambda ops: _execute(ops, change), admission=admission, route=route
+        )
         if error is not None or result is None:
             return ApplyResult(change, None, error, Outcome.FAILED, attempts)
         return ApplyResult(change, result[0], None, result[1], attempts)
