@@ -1,5 +1,7 @@
-"""One budget per bulk item, against raw aiohttp servers: the request formula is reached and never passed,
-and a job at many times the server's rate limit queues instead of failing its items for waiting.
+"""One budget per bulk item, against raw aiohttp servers.
+
+The request formula is reached and never passed, and a job at many times the server's rate
+limit queues instead of failing its items for waiting.
 """
 
 from __future__ import annotations
