@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
+import attrs
+
 from fullstory_async import _converter
 from fullstory_async._bulk import reconcile as _sync
+from fullstory_async._bulk.budget import Budget
 from fullstory_async._bulk.desired import DesiredState
 from fullstory_async._bulk.provision import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
 from fullstory_async._bulk.reconcile import ApplyResult, Plan
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
-from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError, shown
-from fullstory_async._messages import ApiRequest
+from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, ResponseDecodeError, shown
+from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._models import (
     CreateEndpointRequest,
     Endpoint,
@@ -29,6 +33,7 @@ from fullstory_async._timeout import Timeout, as_timeout
 
 if TYPE_CHECKING:
     from fullstory_async._client import Client
+    from fullstory_async._governor import RateGovernor
 
 T = TypeVar("T")
 
@@ -36,6 +41,8 @@ ENDPOINTS = "/webhooks/v1/endpoints"
 EVENT_TYPES = "/webhooks/v1/event-types"
 MAX_ENDPOINTS_PAGE = 100
 MAX_SUBCATEGORIES_PAGE = 1000
+MAX_PAGES = 100_000
+"""Most pages one listing walks (10 million endpoints at 100 a page) before it is refused as endless."""
 
 TimeoutArg = float | Timeout | None
 
@@ -81,21 +88,42 @@ def _check_concurrency(concurrency: object) -> None:
         raise InvalidArgumentError("concurrency", f"must be an integer from 1 to 1000, got {shown(concurrency)}")
 
 
+def _decoder(cls: type[T]) -> Callable[[bytes], T]:
+    """How a 2xx body of ``cls`` is decoded (``ApiRequest.decode``)."""
+    return functools.partial(_converter.decode, cls=cls)
+
+
+_ENDPOINT = _decoder(Endpoint)
+_ENDPOINT_LIST = _decoder(EndpointList)
+_EVENT_TYPE_LIST = _decoder(EventTypeList)
+_SUBCATEGORY_LIST = _decoder(SubcategoryList)
+
+
 def _timeout(timeout: TimeoutArg) -> Timeout | None:
     return None if timeout is None else as_timeout(timeout)
 
 
 async def _walk(fetch: Callable[[str | None], Awaitable[Page[T]]], token: str | None) -> AsyncIterator[T]:
-    """Yield every item, one page in memory at a time, until a page has no next token."""
-    while True:
+    """Yield every item, one page in memory at a time, until a page has no next token.
+
+    A token already seen in this walk (a server that cycles) or more than `MAX_PAGES`
+    pages end the walk with `ResponseDecodeError`: it never loops for ever.
+    """
+    seen: set[str] = set() if token is None else {token}
+    for _ in range(MAX_PAGES):
         page = await fetch(token)
         for item in page.items:
             yield item
-        if page.next_page_token is None:
-            return
-        if page.next_page_token == token:  # a server that does not advance would loop forever
-            raise ResponseDecodeError("nextPaginationToken repeats the token just sent", field="$.nextPaginationToken")
         token = page.next_page_token
+        if token is None:
+            return
+        if token in seen:
+            raise ResponseDecodeError(
+                f"nextPaginationToken repeats a token already seen in this listing (after {len(seen)} pages)",
+                field="$.nextPaginationToken",
+            )
+        seen.add(token)
+    raise ResponseDecodeError(f"the listing did not end within {MAX_PAGES} pages", field="$.nextPaginationToken")
 
 
 class Webhooks:
@@ -105,34 +133,47 @@ class Webhooks:
     timeout for each attempt of that call.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, budget: Budget | None = None, provisioner: Provisioner | None = None) -> None:
         self._client = client
-        self._provisioner = Provisioner(self)
+        self._budget = budget
+        self._provisioner = provisioner or Provisioner(self)
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        """The client's retry policy (also bounds the reconciling retries of `ensure_endpoint`)."""
+        """The client's retry policy (also each bulk item's budget)."""
         return self._client.retry
 
-    async def _call(self, request: ApiRequest, cls: type[T]) -> T:
-        """Send ``request`` and decode the 2xx body as ``cls``.
+    @property
+    def governor(self) -> RateGovernor | None:
+        """The client's rate governor, which admits bulk items."""
+        return self._client.governor
 
-        A body that does not decode is most likely a garbled answer (a proxy, a cut
-        connection): for idempotent calls it is asked again, within the retry policy's
-        ``max_attempts``.
-        """
-        attempts = self._client.retry.max_attempts if request.is_idempotent else 1
-        for attempt in range(1, attempts + 1):
+    @property
+    def budget(self) -> Budget | None:
+        """The budget every call of this view runs under (`_within`), or ``None``."""
+        return self._budget
+
+    def _within(self, budget: Budget) -> Webhooks:
+        """Return these operations with every call under ``budget`` (its deadline; attempts counted into it)."""
+        return Webhooks(self._client, budget, self._provisioner)
+
+    async def _call(self, request: ApiRequest) -> ApiResponse:
+        budget = self._budget
+        if budget is None:
+            return await self._client.send(request)
+        request = request.with_deadline(budget.deadline)
+        try:
             response = await self._client.send(request)
-            try:
-                return _converter.decode(response.body, cls)
-            except ResponseDecodeError as exc:
-                if attempt < attempts:
-                    continue
-                raise ResponseDecodeError(
-                    exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
-                ) from exc.__cause__
-        raise AssertionError("unreachable")  # pragma: no cover
+        except FullstoryError as exc:
+            budget.attempts += exc.attempts
+            raise
+        budget.attempts += response.attempts
+        return response
+
+    async def _decoded(self, request: ApiRequest, decode: Callable[[bytes], T]) -> T:
+        """Send ``request``; its 2xx body decoded by ``decode`` inside the attempt."""
+        response = await self._call(attrs.evolve(request, decode=decode))
+        return response.data  # type: ignore[no-any-return]
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -144,14 +185,16 @@ class Webhooks:
         """
         _require(request, CreateEndpointRequest, "request")
         body = _converter.encode(request)
-        return await self._call(
-            ApiRequest("POST", ENDPOINTS, body=body, timeout=_timeout(timeout), operation="create_endpoint"), Endpoint
+        request_ = ApiRequest(
+            "POST", ENDPOINTS, body=body, timeout=_timeout(timeout), operation="create_endpoint", decode=_ENDPOINT
         )
+        return (await self._call(request_)).data  # type: ignore[no-any-return]
 
     async def get_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> Endpoint:
         """Return one endpoint (``GET /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
         path = _endpoint_path(endpoint_id)
-        return await self._call(ApiRequest("GET", path, timeout=_timeout(timeout), operation="get_endpoint"), Endpoint)
+        request = ApiRequest("GET", path, timeout=_timeout(timeout), operation="get_endpoint", decode=_ENDPOINT)
+        return (await self._call(request)).data  # type: ignore[no-any-return]
 
     async def update_endpoint(
         self, endpoint_id: str | Endpoint, request: UpdateEndpointRequest, *, timeout: TimeoutArg = None
@@ -169,14 +212,19 @@ class Webhooks:
         if enabled is None:
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
         body = _converter.encode_update(request, enabled=enabled)
-        return await self._call(
-            ApiRequest("POST", path, body=body, timeout=_timeout(timeout), operation="update_endpoint"), Endpoint
+        request_ = ApiRequest(
+            "POST", path, body=body, timeout=_timeout(timeout), operation="update_endpoint", decode=_ENDPOINT
         )
+        return (await self._call(request_)).data  # type: ignore[no-any-return]
 
     async def delete_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> None:
-        """Delete an endpoint (``DELETE /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
+        """Delete an endpoint (``DELETE /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none.
+
+        Idempotent: a DELETE retried after an ambiguous failure (timeout, reset, 5xx) that
+        then finds 404 has succeeded (the earlier attempt deleted it), and returns.
+        """
         path = _endpoint_path(endpoint_id)
-        await self._client.send(ApiRequest("DELETE", path, timeout=_timeout(timeout), operation="delete_endpoint"))
+        await self._call(ApiRequest("DELETE", path, timeout=_timeout(timeout), operation="delete_endpoint"))
 
     async def list_endpoints_page(
         self, *, page_size: int | None = None, page_token: str | None = None, timeout: TimeoutArg = None
@@ -188,7 +236,7 @@ class Webhooks:
         """
         params = _page_params(page_size, page_token, MAX_ENDPOINTS_PAGE)
         request = ApiRequest("GET", ENDPOINTS, params=params, timeout=_timeout(timeout), operation="list_endpoints")
-        wire = await self._call(request, EndpointList)
+        wire = await self._decoded(request, _ENDPOINT_LIST)
         return Page(wire.endpoints, wire.next_pagination_token or None)
 
     def list_endpoints(
@@ -240,7 +288,7 @@ class Webhooks:
 
         """
         _require(request, CreateEndpointRequest, "request")
-        return await self._provisioner.create(request, check_on_exists(on_exists))
+        return await self._provisioner.ensure(self, request, check_on_exists(on_exists))
 
     def provision(
         self,
@@ -301,7 +349,7 @@ class Webhooks:
     async def list_event_types(self, *, timeout: TimeoutArg = None) -> list[EventTypeDefinition]:
         """Return the event types the organisation can subscribe to (``GET /webhooks/v1/event-types``)."""
         request = ApiRequest("GET", EVENT_TYPES, timeout=_timeout(timeout), operation="list_event_types")
-        return list((await self._call(request, EventTypeList)).event_defs)
+        return list((await self._decoded(request, _EVENT_TYPE_LIST)).event_defs)
 
     async def list_event_subcategories_page(
         self,
@@ -317,7 +365,7 @@ class Webhooks:
         request = ApiRequest(
             "GET", path, params=params, timeout=_timeout(timeout), operation="list_event_subcategories"
         )
-        wire = await self._call(request, SubcategoryList)
+        wire = await self._decoded(request, _SUBCATEGORY_LIST)
         items = tuple(Subcategory(s.subcategory, s.display_name or s.subcategory) for s in wire.subcategory_defs)
         return Page(items, wire.next_pagination_token or None)
 
