@@ -52,6 +52,7 @@ from fullstory_async._models import (
     UpdateEndpointRequest,
 )
 from fullstory_async._pipeline import Handler, Middleware
+from fullstory_async._raw import RawResponse, RawWebhooks
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout
 from fullstory_async._version import __version__
@@ -97,6 +98,8 @@ __all__ = [
     "ProvisionResult",
     "RateGovernor",
     "RateLimitError",
+    "RawResponse",
+    "RawWebhooks",
     "RequestView",
     "ResponseDecodeError",
     "RetryPolicy",

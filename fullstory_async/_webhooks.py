@@ -28,6 +28,7 @@ from fullstory_async._models import (
     check_unicode,
     check_url,
 )
+from fullstory_async._raw import RawWebhooks
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout, as_timeout
 
@@ -133,10 +134,26 @@ class Webhooks:
     timeout for each attempt of that call.
     """
 
-    def __init__(self, client: Client, budget: Budget | None = None, provisioner: Provisioner | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        budget: Budget | None = None,
+        provisioner: Provisioner | None = None,
+        responses: list[ApiResponse] | None = None,
+    ) -> None:
         self._client = client
         self._budget = budget
         self._provisioner = provisioner or Provisioner(self)
+        self._responses = responses  # with_raw_response: every 2xx response of the view's calls
+
+    @property
+    def with_raw_response(self) -> RawWebhooks:
+        """The single-call operations, each returning a `RawResponse` (status, headers, request id, `parse()`)."""
+        return RawWebhooks(self)
+
+    def _recording(self, responses: list[ApiResponse]) -> Webhooks:
+        """Return these operations appending each 2xx response to ``responses``."""
+        return Webhooks(self._client, self._budget, self._provisioner, responses)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -160,14 +177,17 @@ class Webhooks:
     async def _call(self, request: ApiRequest) -> ApiResponse:
         budget = self._budget
         if budget is None:
-            return await self._client.send(request)
-        request = request.with_deadline(budget.deadline)
-        try:
             response = await self._client.send(request)
-        except FullstoryError as exc:
-            budget.attempts += exc.attempts
-            raise
-        budget.attempts += response.attempts
+        else:
+            request = request.with_deadline(budget.deadline)
+            try:
+                response = await self._client.send(request)
+            except FullstoryError as exc:
+                budget.attempts += exc.attempts
+                raise
+            budget.attempts += response.attempts
+        if self._responses is not None:
+            self._responses.append(response)
         return response
 
     async def _decoded(self, request: ApiRequest, decode: Callable[[bytes], T]) -> T:

@@ -250,12 +250,12 @@ LIST = ApiRequest("GET", "/webhooks/v1/endpoints", operation="list_endpoints")
 
 
 async def test_http_proxy_from_the_environment_carries_every_request(start_proxy, monkeypatch):
-    """With HTTP_PROXY set, every request of the client's own session goes through the proxy."""
+    """With HTTP_PROXY set, every request of the client's own session (and of with_options copies) is proxied."""
     proxy = await start_proxy()
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     async with FakeFullstory() as fake, Client(api_key=fake.api_key, base_url=fake.url) as fs:
         assert [ep async for ep in fs.webhooks.list_endpoints()] == []
-        await fs.webhooks.list_event_types()
+        await fs.with_options(timeout=5).webhooks.list_event_types()  # a derived client too
     assert proxy.request_lines() == [
         ("GET", f"{fake.url}/webhooks/v1/endpoints"),
         ("GET", f"{fake.url}/webhooks/v1/event-types"),
@@ -366,10 +366,11 @@ async def test_mutual_tls_presents_the_client_certificate(tls_server, pki):
     server = await tls_server(require_client_certificate=True)
     async with Client(api_key=API_KEY, base_url=server.url, ssl=pki.client_context(certificate=True)) as fs:
         assert (await fs.send(LIST)).status == 200
+        assert (await fs.with_options(timeout=5).send(LIST)).status == 200
     async with Client(api_key=API_KEY, base_url=server.url, ssl=pki.client_context(), retry=NO_RETRY) as fs:
         with pytest.raises(APIConnectionError):
             await fs.send(LIST)
-    assert server.authorizations == [f"Basic {API_KEY}"]
+    assert server.authorizations == [f"Basic {API_KEY}"] * 2
 
 
 async def test_clients_of_the_fake_ignore_the_environment(start_proxy, monkeypatch, fullstory_client):

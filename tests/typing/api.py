@@ -155,3 +155,32 @@ async def network_options(ca_file: str) -> None:
         await fs.webhooks.get_endpoint("id")
     async with Client(trust_env=False) as fs:
         await fs.webhooks.get_endpoint("id")
+
+
+async def raw_responses_and_hooks(fs: Client, request: CreateEndpointRequest) -> None:
+    """Read headers and request ids of typed calls; observe calls with hooks, metrics and tracing."""
+    from fullstory_async import Attempt, Call, CallResult, Hooks, Metrics, RawResponse
+    from fullstory_async.otel import OpenTelemetryHooks
+
+    raw: RawResponse[Endpoint] = await fs.webhooks.with_raw_response.create_endpoint(request, timeout=5)
+    endpoint: Endpoint = raw.parse()
+    request_id: str | None = raw.request_id
+    remaining: str | None = raw.headers.get("x-ratelimit-remaining")
+    status: int = raw.status
+    attempts: int = raw.attempts
+    patient = fs.with_options(timeout=120).webhooks.with_raw_response
+    deleted: RawResponse[None] = await patient.delete_endpoint(endpoint)
+    print(request_id, remaining, status, attempts, deleted.status)
+
+    class Latency(Hooks):
+        def on_attempt(self, call: Call, attempt: Attempt) -> None:
+            print(call.request.operation, attempt.number, attempt.status, attempt.duration, attempt.wait)
+
+        def on_call_end(self, call: Call, result: CallResult) -> None:
+            print(result.attempts, result.error)
+
+    metrics = Metrics()
+    async with Client(hooks=[Latency(), metrics, OpenTelemetryHooks()]) as observed:
+        await observed.webhooks.list_event_types()
+    total: int = metrics.attempts
+    print(total, metrics.snapshot())

@@ -282,3 +282,15 @@ async def test_metrics_count_attempts_429s_and_waits(fake):
         "retry_wait_seconds": 3.0,  # Retry-After 2, then the backoff of attempt 2 (1 s)
         "governor_waits": 2,
     }
+
+
+async def test_clients_from_with_options_keep_the_hooks(fake):
+    """A client from ``with_options`` reports to the same hooks, under its own retry policy."""
+    hooks = Recorder()
+    client, _ = fake((503, {}), (200, {}), hooks=[hooks])
+    hasty = client.with_options(retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(ServerError):
+        await hasty.send(LIST)
+    await client.send(LIST)
+    assert [event[0] for event in hooks.events] == ["start", "attempt", "end"] * 2
+    assert [(a.status, a.wait) for a in hooks.attempts()] == [(503, None), (200, None)]
