@@ -121,6 +121,9 @@ async def test_aclose_wakes_every_call_waiting_on_a_pause(serve: Serve) -> None:
     fs = Client(API_KEY, base_url=base)
     first = asyncio.create_task(fs.webhooks.get_endpoint("ep-1"))
     await asyncio.wait_for(answered.wait(), 5)
+    async with asyncio.timeout(5):  # until the client has read the 429, not only the server sent it
+        while fs.governor is not None and not fs.governor.rate_limited:  # noqa: ASYNC110 - no event to await
+            await asyncio.sleep(0.001)
     waiting = [asyncio.create_task(fs.webhooks.get_endpoint("ep-1")) for _ in range(10)]
     await asyncio.sleep(0.05)
     assert not any(task.done() for task in [first, *waiting])
