@@ -143,4 +143,4 @@ async def decode_response(request: ApiRequest, call_next: Handler) -> ApiRespons
             method=request.method,
             path=request.path,
         ) from exc
-    return ApiResponse(response.status, response.headers, response.body, data)
+    return response.with_outcome(data=data)

@@ -157,13 +157,15 @@ class Webhooks:
         """Return these operations with every call under ``budget`` (its deadline; attempts counted into it)."""
         return Webhooks(self._client, budget, self._provisioner)
 
-    async def _call(self, request: ApiRequest) -> ApiResponse:
-        budget = self._budget
-        if budget is None:
-            return await self._client.send(request)
+    def _call(self, request: ApiRequest) -> Awaitable[ApiResponse]:
+        if self._budget is None:
+            return self._client._dispatch(request)  # no frame of its own on the usual path
+        return self._budgeted(request, self._budget)
+
+    async def _budgeted(self, request: ApiRequest, budget: Budget) -> ApiResponse:
         request = request.with_deadline(budget.deadline)
         try:
-            response = await self._client.send(request)
+            response = await self._client._dispatch(request)
         except FullstoryError as exc:
             budget.attempts += exc.attempts
             raise
