@@ -7,6 +7,7 @@ held only by `Auth` and never appears in a repr, log line or exception.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
@@ -88,5 +89,6 @@ class Auth:
     def __repr__(self) -> str:
         return "Auth(api_key=<redacted>)"
 
-    async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        return await call_next(request.with_header("Authorization", self._header))
+    def __call__(self, request: ApiRequest, call_next: Handler) -> Awaitable[ApiResponse]:
+        # A plain function returning the rest of the chain's coroutine: no frame of its own.
+        return call_next(request.with_header("Authorization", self._header))

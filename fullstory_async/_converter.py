@@ -276,6 +276,11 @@ def decode(body: bytes, cls: type[T]) -> T:
     return structure(data, cls)
 
 
+# Validated EventType records by (name, subcategory): a few names recur in every answer. Bounded.
+_EVENT_TYPES: dict[tuple[str, str | None], EventType] = {}
+_EVENT_TYPES_MAX = 1024
+
+
 def _plain_endpoint(data: Any) -> Endpoint | None:
     """Build an `Endpoint` from the usual camelCase body directly, or return ``None``.
 
@@ -296,7 +301,12 @@ def _plain_endpoint(data: Any) -> Endpoint | None:
             name, subcategory = item["eventName"], item.get("subcategory")
             if type(name) is not str or (subcategory is not None and type(subcategory) is not str):
                 return None
-            event_types.append(EventType(name, subcategory))
+            event_type = _EVENT_TYPES.get((name, subcategory))
+            if event_type is None:
+                if len(_EVENT_TYPES) >= _EVENT_TYPES_MAX:
+                    _EVENT_TYPES.clear()
+                event_type = _EVENT_TYPES[name, subcategory] = EventType(name, subcategory)
+            event_types.append(event_type)
         return Endpoint(id_, parse_timestamp(created), parse_timestamp(modified), enabled, url, tuple(event_types))
     except Exception:  # anything unusual: the converter decides and explains
         return None

@@ -136,4 +136,11 @@ async def decode_response(request: ApiRequest, call_next: Handler) -> ApiRespons
         raise ResponseDecodeError(
             exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
         ) from exc.__cause__
-    return ApiResponse(response.status, response.headers, response.body, data)
+    except Exception as exc:  # a raw request's own decoder: still a typed, retryable decode failure
+        raise ResponseDecodeError(
+            f"{type(exc).__name__} in the request's decode",
+            body=response.body,
+            method=request.method,
+            path=request.path,
+        ) from exc
+    return response.with_outcome(data=data)

@@ -82,9 +82,12 @@ class ApiRequest:
 
     def with_header(self, name: str, value: str) -> ApiRequest:
         """Return a copy with one header set (replacing any of the same name)."""
-        lower = name.lower()
-        headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
-        headers[name] = value
+        if self.headers:
+            lower = name.lower()
+            headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
+            headers[name] = value
+        else:
+            headers = {name: value}
         return ApiRequest(
             self.method,
             self.path,
@@ -132,6 +135,17 @@ class ApiResponse:
 
     attempts: int = 1
     """HTTP attempts the call took, retries included (set by the retry layer)."""
+
+    def with_outcome(self, *, data: Any = None, attempts: int | None = None) -> ApiResponse:
+        """Return a copy with ``data`` and/or ``attempts`` set (the headers are not converted again)."""
+        copy: ApiResponse = object.__new__(ApiResponse)
+        setattr_ = object.__setattr__
+        setattr_(copy, "status", self.status)
+        setattr_(copy, "headers", self.headers)
+        setattr_(copy, "body", self.body)
+        setattr_(copy, "data", self.data if data is None else data)
+        setattr_(copy, "attempts", self.attempts if attempts is None else attempts)
+        return copy
 
     @property
     def request_id(self) -> str | None:

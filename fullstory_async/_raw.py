@@ -13,14 +13,12 @@ with `Client.with_options`: ``fs.with_options(timeout=5).webhooks.with_raw_respo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Concatenate, Generic, ParamSpec, TypeVar
 
 import attrs
 
-from fullstory_async._messages import ApiResponse
-
-if TYPE_CHECKING:
-    from fullstory_async._webhooks import Webhooks
+from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._webhooks import Webhooks
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -60,13 +58,26 @@ class RawResponse(Generic[T]):
         return self._parsed
 
 
+class _Recording(Webhooks):
+    """The operations of one raw call: each 2xx response of the client is kept."""
+
+    def __init__(self, webhooks: Webhooks) -> None:
+        super().__init__(webhooks._client, webhooks._budget, webhooks._provisioner)
+        self.responses: list[ApiResponse] = []
+
+    async def _call(self, request: ApiRequest) -> ApiResponse:
+        response = await super()._call(request)
+        self.responses.append(response)
+        return response
+
+
 def _raw(
-    view: Callable[[list[ApiResponse]], Webhooks], method: Callable[Concatenate[Webhooks, P], Awaitable[T]]
+    webhooks: Webhooks, method: Callable[Concatenate[Webhooks, P], Awaitable[T]]
 ) -> Callable[P, Awaitable[RawResponse[T]]]:
     async def call(*args: P.args, **kwargs: P.kwargs) -> RawResponse[T]:
-        responses: list[ApiResponse] = []
-        parsed = await method(view(responses), *args, **kwargs)
-        return RawResponse(responses[-1], parsed)  # the last: update_endpoint may read first
+        recording = _Recording(webhooks)  # one per call: calls in flight at once keep their own responses
+        parsed = await method(recording, *args, **kwargs)
+        return RawResponse(recording.responses[-1], parsed)  # the last: update_endpoint may read first
 
     call.__doc__ = method.__doc__
     return call
@@ -76,15 +87,10 @@ class RawWebhooks:
     """``client.webhooks.with_raw_response``: each single-call operation, returning a `RawResponse`."""
 
     def __init__(self, webhooks: Webhooks) -> None:
-        from fullstory_async._webhooks import Webhooks
-
-        def view(responses: list[ApiResponse]) -> Webhooks:
-            return webhooks._recording(responses)
-
-        self.create_endpoint = _raw(view, Webhooks.create_endpoint)
-        self.get_endpoint = _raw(view, Webhooks.get_endpoint)
-        self.update_endpoint = _raw(view, Webhooks.update_endpoint)
-        self.delete_endpoint = _raw(view, Webhooks.delete_endpoint)
-        self.list_endpoints_page = _raw(view, Webhooks.list_endpoints_page)
-        self.list_event_types = _raw(view, Webhooks.list_event_types)
-        self.list_event_subcategories_page = _raw(view, Webhooks.list_event_subcategories_page)
+        self.create_endpoint = _raw(webhooks, Webhooks.create_endpoint)
+        self.get_endpoint = _raw(webhooks, Webhooks.get_endpoint)
+        self.update_endpoint = _raw(webhooks, Webhooks.update_endpoint)
+        self.delete_endpoint = _raw(webhooks, Webhooks.delete_endpoint)
+        self.list_endpoints_page = _raw(webhooks, Webhooks.list_endpoints_page)
+        self.list_event_types = _raw(webhooks, Webhooks.list_event_types)
+        self.list_event_subcategories_page = _raw(webhooks, Webhooks.list_event_subcategories_page)

@@ -130,6 +130,7 @@ class AiohttpTransport:
         self.shared = shared or SharedSession(session, (max_connections, max_connections_per_host))
         self._headers = headers or {}
         self._max_response_bytes = max_response_bytes
+        self._default_timeout = _client_timeout(timeout)
         # Parsed URLs by path: aiohttp would parse the same string on every call otherwise.
         self._url = functools.lru_cache(maxsize=1024)(lambda path: yarl.URL(base_url + path, encoded=True))
         self._proxy, self._ssl = proxy, ssl
@@ -170,18 +171,17 @@ class AiohttpTransport:
         """Aiohttp's timeout of this attempt, cut to what is left of the deadline; and whether it was cut."""
         timeout = request.timeout or self.timeout
         deadline = request.deadline
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise APITimeoutError(
-                    f"the operation's deadline passed before the attempt ({request.method} {request.path})",
-                    method=request.method,
-                    path=request.path,
-                )
-            if timeout.total is None or left < timeout.total:
-                connect = left if timeout.connect is None else min(timeout.connect, left)
-                return aiohttp.ClientTimeout(total=left, sock_connect=connect), True
-        return _client_timeout(timeout), False
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is None or (timeout.total is not None and left >= timeout.total):
+            return (self._default_timeout if request.timeout is None else _client_timeout(timeout)), False
+        if left <= 0:
+            raise APITimeoutError(
+                f"the operation's deadline passed before the attempt ({request.method} {request.path})",
+                method=request.method,
+                path=request.path,
+            )
+        connect = left if timeout.connect is None else min(timeout.connect, left)
+        return aiohttp.ClientTimeout(total=left, sock_connect=connect), True
 
     async def __call__(self, request: ApiRequest) -> ApiResponse:
         session = self.shared.get()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
@@ -28,13 +29,13 @@ from fullstory_async._models import (
     check_unicode,
     check_url,
 )
-from fullstory_async._raw import RawWebhooks
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout, as_timeout
 
 if TYPE_CHECKING:
     from fullstory_async._client import Client
     from fullstory_async._governor import RateGovernor
+    from fullstory_async._raw import RawWebhooks
 
 T = TypeVar("T")
 
@@ -134,26 +135,17 @@ class Webhooks:
     timeout for each attempt of that call.
     """
 
-    def __init__(
-        self,
-        client: Client,
-        budget: Budget | None = None,
-        provisioner: Provisioner | None = None,
-        responses: list[ApiResponse] | None = None,
-    ) -> None:
+    def __init__(self, client: Client, budget: Budget | None = None, provisioner: Provisioner | None = None) -> None:
         self._client = client
         self._budget = budget
         self._provisioner = provisioner or Provisioner(self)
-        self._responses = responses  # with_raw_response: every 2xx response of the view's calls
 
     @property
     def with_raw_response(self) -> RawWebhooks:
         """The single-call operations, each returning a `RawResponse` (status, headers, request id, `parse()`)."""
-        return RawWebhooks(self)
+        from fullstory_async._raw import RawWebhooks
 
-    def _recording(self, responses: list[ApiResponse]) -> Webhooks:
-        """Return these operations appending each 2xx response to ``responses``."""
-        return Webhooks(self._client, self._budget, self._provisioner, responses)
+        return RawWebhooks(self)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -174,25 +166,33 @@ class Webhooks:
         """Return these operations with every call under ``budget`` (its deadline; attempts counted into it)."""
         return Webhooks(self._client, budget, self._provisioner)
 
-    async def _call(self, request: ApiRequest) -> ApiResponse:
-        budget = self._budget
-        if budget is None:
-            response = await self._client.send(request)
-        else:
-            request = request.with_deadline(budget.deadline)
-            try:
-                response = await self._client.send(request)
-            except FullstoryError as exc:
-                budget.attempts += exc.attempts
-                raise
-            budget.attempts += response.attempts
-        if self._responses is not None:
-            self._responses.append(response)
+    def _deadline(self) -> float | None:
+        """Return the deadline of an operation starting now: the budget's, else the retry policy's from now.
+
+        Set when the request is built, so the retry layer need not copy it to set one.
+        """
+        if self._budget is not None:
+            return self._budget.deadline
+        seconds = self._client.retry.deadline
+        return None if seconds is None else time.monotonic() + seconds
+
+    def _call(self, request: ApiRequest) -> Awaitable[ApiResponse]:
+        if self._budget is None:
+            return self._client._dispatch(request)  # no frame of its own on the usual path
+        return self._budgeted(request, self._budget)
+
+    async def _budgeted(self, request: ApiRequest, budget: Budget) -> ApiResponse:
+        try:
+            response = await self._client._dispatch(request)
+        except FullstoryError as exc:
+            budget.attempts += exc.attempts
+            raise
+        budget.attempts += response.attempts
         return response
 
     async def _decoded(self, request: ApiRequest, decode: Callable[[bytes], T]) -> T:
         """Send ``request``; its 2xx body decoded by ``decode`` inside the attempt."""
-        response = await self._call(attrs.evolve(request, decode=decode))
+        response = await self._call(attrs.evolve(request, decode=decode, deadline=self._deadline()))
         return response.data  # type: ignore[no-any-return]
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -206,14 +206,27 @@ class Webhooks:
         _require(request, CreateEndpointRequest, "request")
         body = _converter.encode(request)
         request_ = ApiRequest(
-            "POST", ENDPOINTS, body=body, timeout=_timeout(timeout), operation="create_endpoint", decode=_ENDPOINT
+            "POST",
+            ENDPOINTS,
+            body=body,
+            timeout=_timeout(timeout),
+            operation="create_endpoint",
+            deadline=self._deadline(),
+            decode=_ENDPOINT,
         )
         return (await self._call(request_)).data  # type: ignore[no-any-return]
 
     async def get_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> Endpoint:
         """Return one endpoint (``GET /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
         path = _endpoint_path(endpoint_id)
-        request = ApiRequest("GET", path, timeout=_timeout(timeout), operation="get_endpoint", decode=_ENDPOINT)
+        request = ApiRequest(
+            "GET",
+            path,
+            timeout=_timeout(timeout),
+            operation="get_endpoint",
+            deadline=self._deadline(),
+            decode=_ENDPOINT,
+        )
         return (await self._call(request)).data  # type: ignore[no-any-return]
 
     async def update_endpoint(
@@ -233,7 +246,13 @@ class Webhooks:
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
         body = _converter.encode_update(request, enabled=enabled)
         request_ = ApiRequest(
-            "POST", path, body=body, timeout=_timeout(timeout), operation="update_endpoint", decode=_ENDPOINT
+            "POST",
+            path,
+            body=body,
+            timeout=_timeout(timeout),
+            operation="update_endpoint",
+            deadline=self._deadline(),
+            decode=_ENDPOINT,
         )
         return (await self._call(request_)).data  # type: ignore[no-any-return]
 
@@ -244,7 +263,10 @@ class Webhooks:
         then finds 404 has succeeded (the earlier attempt deleted it), and returns.
         """
         path = _endpoint_path(endpoint_id)
-        await self._call(ApiRequest("DELETE", path, timeout=_timeout(timeout), operation="delete_endpoint"))
+        request = ApiRequest(
+            "DELETE", path, timeout=_timeout(timeout), operation="delete_endpoint", deadline=self._deadline()
+        )
+        await self._call(request)
 
     async def list_endpoints_page(
         self, *, page_size: int | None = None, page_token: str | None = None, timeout: TimeoutArg = None
