@@ -82,7 +82,7 @@ class Client:
             overrides the environment's.
         trust_env: use ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from
             the environment (as curl and httpx do; nothing else is bypassed, not even
-            loopback). Read here, once; unused with a ``session`` passed in.
+            loopback). Read here, once; unused with a ``session`` or ``transport`` passed in.
         ssl: an ``ssl.SSLContext`` for the API's TLS: a private CA, a client certificate.
         hooks: `Hooks` that observe every call and every attempt (metrics, tracing); none
             by default, and then observing costs nothing.
@@ -125,7 +125,7 @@ class Client:
             settings.base_url,
             proxy=proxy,
             ssl=ssl,
-            trust_env=trust_env and session is None,
+            trust_env=trust_env and session is None and transport is None,
             allow_insecure_http=allow_insecure_http,
         )
         for index, hook in enumerate(hooks):

@@ -57,8 +57,15 @@ def _parse_proxy(value: str, field: str) -> Proxy:
     except ValueError:
         parts, port = None, None
     if parts is None or parts.scheme.lower() != "http" or not parts.hostname:
-        hidden = text.rpartition("@")[2] if "@" in text else text  # never show credentials
-        raise InvalidArgumentError(field, f"must be an http:// proxy URL such as http://proxy:3128, got {hidden!r}")
+        # The message never shows the value: it may hold credentials.
+        if parts is None:
+            problem = "is not a valid URL (a bad port or host)"
+        elif parts.scheme.lower() != "http":
+            scheme = parts.scheme if parts.scheme.isalnum() and len(parts.scheme) <= 10 else "another"
+            problem = f"uses the {scheme}:// scheme"
+        else:
+            problem = "has no host"
+        raise InvalidArgumentError(field, f"{problem}; it must be an http:// proxy URL such as http://proxy:3128")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     url = f"http://{host}" + (f":{port}" if port is not None else "")
     authorization = None

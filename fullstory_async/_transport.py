@@ -137,9 +137,8 @@ class AiohttpTransport:
         self._options: dict[str, Any] = {}  # per-request proxy and TLS options
         if proxy is not None:
             self._options["proxy"] = yarl.URL(proxy.url)
-            if proxy.authorization is None:
-                pass
-            elif base_url.startswith("https:"):  # sent on the CONNECT request only
+        if proxy is not None and proxy.authorization is not None:
+            if base_url.startswith("https:"):  # sent on the CONNECT request only
                 self._options["proxy_headers"] = {"Proxy-Authorization": proxy.authorization}
             else:  # a plain request goes to the proxy whole
                 self._headers = {**self._headers, "Proxy-Authorization": proxy.authorization}

@@ -127,6 +127,7 @@ def test_credentials_become_a_header_and_leave_every_text(monkeypatch):
         ("https://user:hunter2-proxy-pass@proxy:443", "ALL_PROXY"),
         ("http://user:hunter2-proxy-pass@:3128", "ALL_PROXY"),
         ("http://user:hunter2-proxy-pass@proxy:99999", "ALL_PROXY"),
+        ("user:hunter2-proxy-pass", "ALL_PROXY"),  # no scheme and no "@": the password parses as a port
     ],
 )
 def test_unsupported_proxy_is_refused_naming_the_variable(monkeypatch, value, field):
@@ -136,6 +137,7 @@ def test_unsupported_proxy_is_refused_naming_the_variable(monkeypatch, value, fi
         Client(api_key=KEY)
     assert caught.value.field == field
     assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(caught.value)
 
 
 def test_explicit_proxy_is_checked_and_wins(monkeypatch):
