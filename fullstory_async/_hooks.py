@@ -32,6 +32,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from types import MappingProxyType
+from urllib.parse import urlencode
 
 import attrs
 
@@ -63,7 +64,7 @@ class RequestView:
 
 def view(base_url: str, request: ApiRequest) -> RequestView:
     """Return the `RequestView` of ``request`` sent to ``base_url``."""
-    query = "&".join(f"{k}={v}" for k, v in request.params)
+    query = urlencode(request.params)
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _SENSITIVE_HEADERS}
     return RequestView(
         request.method,

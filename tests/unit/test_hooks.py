@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+import attrs
 import pytest
 
 from fullstory_async import (
@@ -156,11 +157,12 @@ async def test_requests_are_redacted_views(fake):
 
 
 async def test_query_parameters_are_part_of_the_url(fake):
-    """The view's URL carries the query of the request (a listing's page size and token)."""
+    """The view's URL carries the request's query, percent-encoded (a listing's page size and token)."""
     hooks = Recorder()
     client, _ = fake((200, {"endpoints": []}), hooks=[hooks])
-    await client.send(LIST)
-    assert hooks.attempts()[0].request.url == "https://api.fullstory.com/webhooks/v1/endpoints?limit=2"
+    await client.send(attrs.evolve(LIST, params=(("limit", "2"), ("paginationToken", "a+b/c="))))
+    url = "https://api.fullstory.com/webhooks/v1/endpoints?limit=2&paginationToken=a%2Bb%2Fc%3D"
+    assert hooks.attempts()[0].request.url == url
 
 
 async def test_a_connection_error_is_an_attempt_without_status(fake):
