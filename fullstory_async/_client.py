@@ -14,7 +14,7 @@ import attrs
 
 from fullstory_async._auth import Auth, check_base_url, default_base_url, resolve_api_key
 from fullstory_async._error_decoder import decode_response
-from fullstory_async._exceptions import ClientClosedError, InvalidArgumentError, shown
+from fullstory_async._exceptions import ClientClosedError
 from fullstory_async._governor import RateGovernor
 from fullstory_async._hooks import AttemptObserver, CallObserver, Hooks
 from fullstory_async._messages import ApiRequest, ApiResponse
@@ -23,6 +23,7 @@ from fullstory_async._pipeline import Handler, Middleware, compose
 from fullstory_async._retry import RetryMiddleware, RetryPolicy, Sleeper
 from fullstory_async._timeout import DEFAULT_TIMEOUT, Timeout, as_timeout
 from fullstory_async._transport import AiohttpTransport
+from fullstory_async._validation import instance, number
 from fullstory_async._version import __version__
 from fullstory_async._webhooks import Webhooks
 
@@ -35,9 +36,7 @@ async def _no_sleep(_seconds: float) -> None:
 
 
 def _check_count(name: str, value: object, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise InvalidArgumentError(name, f"must be an integer >= {least}, got {shown(value)}")
-    return value
+    return number(name, value, minimum=least, integer=True)  # type: ignore[no-any-return]
 
 
 @attrs.frozen
@@ -287,8 +286,4 @@ class Client:
 
 
 def _check_retry(retry: object) -> RetryPolicy:
-    if retry is None:
-        return RetryPolicy()
-    if not isinstance(retry, RetryPolicy):
-        raise InvalidArgumentError("retry", f"must be a RetryPolicy, got {type(retry).__name__}")
-    return retry
+    return RetryPolicy() if retry is None else instance("retry", retry, RetryPolicy)

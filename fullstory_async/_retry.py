@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -34,34 +33,19 @@ from fullstory_async._exceptions import (
     APIStatusError,
     ClientClosedError,
     FullstoryError,
-    InvalidArgumentError,
     NotFoundError,
     RateLimitError,
     ResponseDecodeError,
-    shown,
 )
 from fullstory_async._hooks import note_retry_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
+from fullstory_async._validation import validator
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 logger = logging.getLogger("fullstory_async")
-
-
-def _at_least(minimum: float, *, allow_none: bool = False, integer: bool = False) -> Any:
-    kind, what = (int, "an integer") if integer else (int | float, "a number")
-
-    def check(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, kind) or not minimum <= value < math.inf:
-            raise InvalidArgumentError(
-                f"RetryPolicy.{attribute.name}", f"must be {what} >= {minimum}, got {shown(value)}"
-            )
-
-    return check
 
 
 @attrs.frozen
@@ -73,10 +57,10 @@ class RetryPolicy:
     as they would in real time.
     """
 
-    max_attempts: int = attrs.field(default=4, validator=_at_least(1, integer=True))
+    max_attempts: int = attrs.field(default=4, validator=validator("RetryPolicy.", minimum=1, integer=True))
     """Attempts in total, the first one included."""
 
-    deadline: float | None = attrs.field(default=60.0, validator=_at_least(0, allow_none=True))
+    deadline: float | None = attrs.field(default=60.0, validator=validator("RetryPolicy.", allow_none=True))
     """Seconds for the whole operation: all attempts and every wait (retry, governor, pacing).
 
     No wait is started that would end past it, and each attempt's timeout is cut to what
@@ -84,13 +68,13 @@ class RetryPolicy:
     budget for all of its calls, counted from when it is admitted.
     """
 
-    max_retry_after: float = attrs.field(default=60.0, validator=_at_least(0))
+    max_retry_after: float = attrs.field(default=60.0, validator=validator("RetryPolicy."))
     """Longest ``Retry-After`` honoured; a longer one raises the `RateLimitError` at once."""
 
-    backoff_initial: float = attrs.field(default=0.5, validator=_at_least(0))
+    backoff_initial: float = attrs.field(default=0.5, validator=validator("RetryPolicy."))
     """First backoff step in seconds when the server gives no ``Retry-After``."""
 
-    backoff_max: float = attrs.field(default=8.0, validator=_at_least(0))
+    backoff_max: float = attrs.field(default=8.0, validator=validator("RetryPolicy."))
     """Cap of one backoff wait in seconds."""
 
     jitter: bool = True

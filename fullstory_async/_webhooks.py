@@ -17,7 +17,7 @@ from fullstory_async._bulk.desired import DesiredState
 from fullstory_async._bulk.provision import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
 from fullstory_async._bulk.reconcile import ApplyResult, Plan
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
-from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, ResponseDecodeError, shown
+from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, ResponseDecodeError
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._models import (
     CreateEndpointRequest,
@@ -31,6 +31,7 @@ from fullstory_async._models import (
 )
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout, as_timeout
+from fullstory_async._validation import instance, number
 
 if TYPE_CHECKING:
     from fullstory_async._client import Client
@@ -47,12 +48,6 @@ MAX_PAGES = 100_000
 """Most pages one listing walks (10 million endpoints at 100 a page) before it is refused as endless."""
 
 TimeoutArg = float | Timeout | None
-
-
-def _require(value: object, cls: type[T], field: str) -> T:
-    if not isinstance(value, cls):
-        raise InvalidArgumentError(field, f"must be a {cls.__name__}, got {type(value).__name__}")
-    return value
 
 
 def _segment(value: object, field: str) -> str:
@@ -75,8 +70,7 @@ def _endpoint_path(endpoint: str | Endpoint) -> str:
 def _page_params(page_size: int | None, page_token: str | None, maximum: int) -> tuple[tuple[str, str], ...]:
     params: list[tuple[str, str]] = []
     if page_size is not None:
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= maximum:
-            raise InvalidArgumentError("page_size", f"must be an integer from 1 to {maximum}, got {shown(page_size)}")
+        number("page_size", page_size, minimum=1, maximum=maximum, integer=True)
         params.append(("limit", str(page_size)))
     if page_token is not None:
         if not isinstance(page_token, str) or not page_token:
@@ -86,8 +80,7 @@ def _page_params(page_size: int | None, page_token: str | None, maximum: int) ->
 
 
 def _check_concurrency(concurrency: object) -> None:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1000:
-        raise InvalidArgumentError("concurrency", f"must be an integer from 1 to 1000, got {shown(concurrency)}")
+    number("concurrency", concurrency, minimum=1, maximum=1000, integer=True)
 
 
 def _decoder(cls: type[T]) -> Callable[[bytes], T]:
@@ -203,7 +196,7 @@ class Webhooks:
         Not idempotent: after a timeout, reset or 5xx the endpoint may exist, so such
         failures are not retried (429 is).
         """
-        _require(request, CreateEndpointRequest, "request")
+        instance("request", request, CreateEndpointRequest)
         body = _converter.encode(request)
         request_ = ApiRequest(
             "POST",
@@ -240,7 +233,7 @@ class Webhooks:
         the id: use the returned `Endpoint`'s ``id`` from then on.
         """
         path = _endpoint_path(endpoint_id)
-        _require(request, UpdateEndpointRequest, "request")
+        instance("request", request, UpdateEndpointRequest)
         enabled = request.enabled
         if enabled is None:
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
@@ -329,7 +322,7 @@ class Webhooks:
             The endpoint and the `Outcome` (created, updated, unchanged or skipped).
 
         """
-        _require(request, CreateEndpointRequest, "request")
+        instance("request", request, CreateEndpointRequest)
         return await self._provisioner.ensure(self, request, check_on_exists(on_exists))
 
     def provision(
