@@ -128,8 +128,7 @@ class Client:
             allow_insecure_http=allow_insecure_http,
         )
         for index, hook in enumerate(hooks):
-            if not isinstance(hook, Hooks):
-                raise InvalidArgumentError(f"hooks[{index}]", f"must be a Hooks instance, got {shown(hook)}")
+            instance(f"hooks[{index}]", hook, Hooks)
         aiohttp_transport = AiohttpTransport(
             settings.base_url,
             timeout=settings.timeout,

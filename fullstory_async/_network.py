@@ -28,7 +28,8 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from fullstory_async._auth import _is_loopback as is_loopback
-from fullstory_async._exceptions import InvalidArgumentError, shown
+from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async._validation import instance
 
 logger = logging.getLogger("fullstory_async")
 
@@ -131,15 +132,14 @@ def network_options(
     allow_insecure_http: bool,
 ) -> tuple[Proxy | None, _ssl.SSLContext | None]:
     """Check the ``proxy``, ``ssl`` and ``trust_env`` arguments of `Client`; return the proxy and TLS context to use."""
-    if not isinstance(trust_env, bool):
-        raise InvalidArgumentError("trust_env", f"must be True or False, got {shown(trust_env)}")
-    if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
-        raise InvalidArgumentError("ssl", f"must be an ssl.SSLContext, got {type(ssl).__name__}")
+    instance("trust_env", trust_env, bool)
     scheme = urlsplit(base_url).scheme
-    if ssl is not None and scheme != "https":
-        raise InvalidArgumentError("ssl", f"applies to https base URLs only, and base_url is {base_url!r}")
-    if proxy is not None and not isinstance(proxy, str):
-        raise InvalidArgumentError("proxy", f"must be a URL string, got {type(proxy).__name__}")
+    if ssl is not None:
+        instance("ssl", ssl, _ssl.SSLContext)
+        if scheme != "https":
+            raise InvalidArgumentError("ssl", f"applies to https base URLs only, and base_url is {base_url!r}")
+    if proxy is not None:
+        instance("proxy", proxy, str)
     chosen = _parse_proxy(proxy, "proxy") if proxy is not None else environment_proxy(base_url) if trust_env else None
     if chosen is not None:
         host = urlsplit(chosen.url).hostname or ""

@@ -147,7 +147,7 @@ def test_explicit_proxy_is_checked_and_wins(monkeypatch):
     with pytest.raises(InvalidArgumentError) as caught:
         options(proxy="ftp://mine:21")
     assert caught.value.field == "proxy"
-    with pytest.raises(InvalidArgumentError, match="proxy: must be a URL string"):
+    with pytest.raises(InvalidArgumentError, match="proxy: must be a str, got int"):
         options(proxy=3128)
 
 
@@ -156,7 +156,7 @@ def test_trust_env_false_and_a_passed_session_ignore_the_environment(monkeypatch
     monkeypatch.setenv("HTTPS_PROXY", "socks5://broken:1080")
     assert options(trust_env=False) == (None, None)
     Client(api_key=KEY, trust_env=False)
-    with pytest.raises(InvalidArgumentError, match="trust_env: must be True or False"):
+    with pytest.raises(InvalidArgumentError, match="trust_env: must be a bool, got str"):
         options(trust_env="yes")
 
 
@@ -185,7 +185,7 @@ def test_ssl_must_be_a_context_for_an_https_api():
     context = ssl.create_default_context()
     assert options(ssl=context)[1] is context
     for wrong in (False, True, "/etc/ssl/ca.pem"):
-        with pytest.raises(InvalidArgumentError, match=r"ssl: must be an ssl\.SSLContext"):
+        with pytest.raises(InvalidArgumentError, match="ssl: must be a SSLContext"):
             Client(api_key=KEY, ssl=wrong)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="https base URLs only"):
         Client(api_key=KEY, base_url="http://127.0.0.1:8080", ssl=context)
