@@ -83,6 +83,7 @@ async def test_delete_and_pages(fake):
         (204, None, {"X-Request-Id": "gone"}),
         (200, {"endpoints": [ENDPOINT], "nextPaginationToken": "t2"}, {"X-Request-Id": "page-1"}),
         (200, {"eventTypes": []}, {"X-Request-Id": "types"}),
+        (200, {"subcategoryDefs": [{"subcategory": "s1"}]}, {"X-Request-Id": "subs"}),
     )
     raw = client.webhooks.with_raw_response
     deleted = await raw.delete_endpoint(ENDPOINT_ID)
@@ -92,6 +93,9 @@ async def test_delete_and_pages(fake):
     assert page.parse().next_page_token == "t2"
     assert page.request_id == "page-1"
     assert (await raw.list_event_types()).parse() == []
+    subcategories = await raw.list_event_subcategories_page("note.created")
+    assert subcategories.request_id == "subs"
+    assert [s.subcategory for s in subcategories.parse().items] == ["s1"]
 
 
 async def test_failures_raise_the_typed_error(fake):
