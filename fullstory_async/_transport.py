@@ -208,8 +208,9 @@ class AiohttpTransport:
                 result = ApiResponse(status=response.status, headers=response.headers, body=body)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if self.shared.closed or (session.closed and (task is None or not task.cancelling())):
-                # aiohttp cancels the calls queued for the pool when the session closes
+            if (self.shared.closed or session.closed) and (task is None or not task.cancelling()):
+                # aiohttp cancels the calls queued for the pool when the session closes; a caller's
+                # own cancellation stays a CancelledError
                 raise self._closed_error(session) from None
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

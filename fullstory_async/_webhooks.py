@@ -5,15 +5,13 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
-
-import attrs
 
 from fullstory_async import _converter
 from fullstory_async._bulk import reconcile as _sync
-from fullstory_async._bulk.budget import Budget
 from fullstory_async._bulk.desired import DesiredState
+from fullstory_async._bulk.operations import Budget
 from fullstory_async._bulk.provision import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
 from fullstory_async._bulk.reconcile import ApplyResult, Plan
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
@@ -183,10 +181,19 @@ class Webhooks:
         budget.attempts += response.attempts
         return response
 
-    async def _decoded(self, request: ApiRequest, decode: Callable[[bytes], T]) -> T:
-        """Send ``request``; its 2xx body decoded by ``decode`` inside the attempt."""
-        response = await self._call(attrs.evolve(request, decode=decode, deadline=self._deadline()))
-        return response.data  # type: ignore[no-any-return]
+    def _request(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        timeout: TimeoutArg,
+        decode: Callable[[bytes], Any] | None = None,
+        *,
+        body: bytes | None = None,
+        params: tuple[tuple[str, str], ...] = (),
+    ) -> ApiRequest:
+        """Build the request of an operation starting now (its deadline set; ``decode`` reads its 2xx body)."""
+        return ApiRequest(method, path, params, {}, body, _timeout(timeout), operation, None, self._deadline(), decode)
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -198,29 +205,14 @@ class Webhooks:
         """
         instance("request", request, CreateEndpointRequest)
         body = _converter.encode(request)
-        request_ = ApiRequest(
-            "POST",
-            ENDPOINTS,
-            body=body,
-            timeout=_timeout(timeout),
-            operation="create_endpoint",
-            deadline=self._deadline(),
-            decode=_ENDPOINT,
-        )
-        return (await self._call(request_)).data  # type: ignore[no-any-return]
+        response = await self._call(self._request("POST", ENDPOINTS, "create_endpoint", timeout, _ENDPOINT, body=body))
+        return response.data  # type: ignore[no-any-return]
 
     async def get_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> Endpoint:
         """Return one endpoint (``GET /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
         path = _endpoint_path(endpoint_id)
-        request = ApiRequest(
-            "GET",
-            path,
-            timeout=_timeout(timeout),
-            operation="get_endpoint",
-            deadline=self._deadline(),
-            decode=_ENDPOINT,
-        )
-        return (await self._call(request)).data  # type: ignore[no-any-return]
+        response = await self._call(self._request("GET", path, "get_endpoint", timeout, _ENDPOINT))
+        return response.data  # type: ignore[no-any-return]
 
     async def update_endpoint(
         self, endpoint_id: str | Endpoint, request: UpdateEndpointRequest, *, timeout: TimeoutArg = None
@@ -238,16 +230,8 @@ class Webhooks:
         if enabled is None:
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
         body = _converter.encode_update(request, enabled=enabled)
-        request_ = ApiRequest(
-            "POST",
-            path,
-            body=body,
-            timeout=_timeout(timeout),
-            operation="update_endpoint",
-            deadline=self._deadline(),
-            decode=_ENDPOINT,
-        )
-        return (await self._call(request_)).data  # type: ignore[no-any-return]
+        response = await self._call(self._request("POST", path, "update_endpoint", timeout, _ENDPOINT, body=body))
+        return response.data  # type: ignore[no-any-return]
 
     async def delete_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> None:
         """Delete an endpoint (``DELETE /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none.
@@ -256,10 +240,7 @@ class Webhooks:
         then finds 404 has succeeded (the earlier attempt deleted it), and returns.
         """
         path = _endpoint_path(endpoint_id)
-        request = ApiRequest(
-            "DELETE", path, timeout=_timeout(timeout), operation="delete_endpoint", deadline=self._deadline()
-        )
-        await self._call(request)
+        await self._call(self._request("DELETE", path, "delete_endpoint", timeout))
 
     async def list_endpoints_page(
         self, *, page_size: int | None = None, page_token: str | None = None, timeout: TimeoutArg = None
@@ -270,8 +251,8 @@ class Webhooks:
         ``next_page_token`` as ``page_token`` for the next one.
         """
         params = _page_params(page_size, page_token, MAX_ENDPOINTS_PAGE)
-        request = ApiRequest("GET", ENDPOINTS, params=params, timeout=_timeout(timeout), operation="list_endpoints")
-        wire = await self._decoded(request, _ENDPOINT_LIST)
+        request = self._request("GET", ENDPOINTS, "list_endpoints", timeout, _ENDPOINT_LIST, params=params)
+        wire: EndpointList = (await self._call(request)).data
         return Page(wire.endpoints, wire.next_pagination_token or None)
 
     def list_endpoints(
@@ -383,8 +364,9 @@ class Webhooks:
 
     async def list_event_types(self, *, timeout: TimeoutArg = None) -> list[EventTypeDefinition]:
         """Return the event types the organisation can subscribe to (``GET /webhooks/v1/event-types``)."""
-        request = ApiRequest("GET", EVENT_TYPES, timeout=_timeout(timeout), operation="list_event_types")
-        return list((await self._decoded(request, _EVENT_TYPE_LIST)).event_defs)
+        request = self._request("GET", EVENT_TYPES, "list_event_types", timeout, _EVENT_TYPE_LIST)
+        wire: EventTypeList = (await self._call(request)).data
+        return list(wire.event_defs)
 
     async def list_event_subcategories_page(
         self,
@@ -397,10 +379,8 @@ class Webhooks:
         """Return one page of an event type's subcategories (``page_size`` 1..1000, the API's default)."""
         path = f"{EVENT_TYPES}/{_segment(event_name, 'event_name')}/subcategories"
         params = _page_params(page_size, page_token, MAX_SUBCATEGORIES_PAGE)
-        request = ApiRequest(
-            "GET", path, params=params, timeout=_timeout(timeout), operation="list_event_subcategories"
-        )
-        wire = await self._decoded(request, _SUBCATEGORY_LIST)
+        request = self._request("GET", path, "list_event_subcategories", timeout, _SUBCATEGORY_LIST, params=params)
+        wire: SubcategoryList = (await self._call(request)).data
         items = tuple(Subcategory(s.subcategory, s.display_name or s.subcategory) for s in wire.subcategory_defs)
         return Page(items, wire.next_pagination_token or None)
 

@@ -11,39 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-import attrs
-
+from fullstory_async._bulk.operations import Budget, Operations
 from fullstory_async._exceptions import APITimeoutError, FullstoryError, RateLimitError
-from fullstory_async._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from fullstory_async._governor import RateGovernor
-    from fullstory_async._webhooks import Webhooks
 
 T = TypeVar("T")
-
-
-@attrs.define
-class Budget:
-    """One operation's budget across several calls: the deadline they share and the attempts they made."""
-
-    deadline: float | None
-    """The ``time.monotonic()`` instant by which every call must end (``None``: no deadline)."""
-    attempts: int = 0
-    """HTTP attempts made so far, retries included."""
-
-    @classmethod
-    def start(cls, policy: RetryPolicy) -> Budget:
-        """Start a budget of ``policy.deadline`` seconds from now."""
-        return cls(None if policy.deadline is None else time.monotonic() + policy.deadline)
-
-    def left(self) -> float:
-        """Seconds left (infinite without a deadline)."""
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
 
 class Admission:
@@ -93,8 +70,8 @@ class Admission:
 
 
 async def budgeted(
-    webhooks: Webhooks,
-    work: Callable[[Webhooks], Awaitable[T]],
+    webhooks: Operations,
+    work: Callable[[Operations], Awaitable[T]],
     *,
     admission: Admission | None = None,
     route: str | None = None,

@@ -25,11 +25,12 @@ import base64
 import contextlib
 import enum
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import attrs
 
 from fullstory_async._bulk.budget import Admission, budgeted
+from fullstory_async._bulk.operations import Operations
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -43,9 +44,6 @@ from fullstory_async._exceptions import (
     shown,
 )
 from fullstory_async._models import CreateEndpointRequest, Endpoint, EventType, UpdateEndpointRequest
-
-if TYPE_CHECKING:
-    from fullstory_async._webhooks import Webhooks
 
 OnExists = Literal["skip", "update", "error"]
 _ON_EXISTS = ("skip", "update", "error")
@@ -118,7 +116,7 @@ def differs(existing: Endpoint, request: CreateEndpointRequest) -> bool:
 class Provisioner:
     """The reconciling operations behind ``client.webhooks.ensure_endpoint`` and ``provision``."""
 
-    def __init__(self, webhooks: Webhooks) -> None:
+    def __init__(self, webhooks: Operations) -> None:
         self._webhooks = webhooks
         self._ids_derived: bool | None = None  # None: not yet known
 
@@ -127,7 +125,7 @@ class Provisioner:
         if self._ids_derived is not False:
             self._ids_derived = endpoint.id == derived_endpoint_id(endpoint.url)
 
-    async def lookup(self, ops: Webhooks, url: str) -> Endpoint | None:
+    async def lookup(self, ops: Operations, url: str) -> Endpoint | None:
         """Return the endpoint with exactly this URL, or ``None`` when there is none."""
         try:
             endpoint: Endpoint | None = await ops.get_endpoint(derived_endpoint_id(url))
@@ -141,7 +139,7 @@ class Provisioner:
         return await ops.find_endpoint_by_url(url)
 
     async def reconcile(
-        self, ops: Webhooks, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists
+        self, ops: Operations, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists
     ) -> tuple[Endpoint, Outcome]:
         """Bring an existing endpoint in line with ``request`` as ``on_exists`` says."""
         if on_exists == "skip":
@@ -156,7 +154,7 @@ class Provisioner:
         return updated, Outcome.UPDATED
 
     async def ensure(
-        self, webhooks: Webhooks, request: CreateEndpointRequest, on_exists: OnExists
+        self, webhooks: Operations, request: CreateEndpointRequest, on_exists: OnExists
     ) -> tuple[Endpoint, Outcome]:
         """`Webhooks.ensure_endpoint`: `create` under one budget (a new one unless ``webhooks`` has one).
 
@@ -171,7 +169,7 @@ class Provisioner:
         return result
 
     async def create(
-        self, ops: Webhooks, request: CreateEndpointRequest, on_exists: OnExists, *, known_absent: bool = False
+        self, ops: Operations, request: CreateEndpointRequest, on_exists: OnExists, *, known_absent: bool = False
     ) -> tuple[Endpoint, Outcome]:
         """Create ``request`` unless its URL exists; after an ambiguous failure look again before retrying."""
         policy = ops.retry_policy
@@ -203,7 +201,12 @@ class Provisioner:
             return endpoint, Outcome.CREATED
 
     async def _settle(
-        self, ops: Webhooks, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists, our_attempts: int
+        self,
+        ops: Operations,
+        existing: Endpoint,
+        request: CreateEndpointRequest,
+        on_exists: OnExists,
+        our_attempts: int,
     ) -> tuple[Endpoint, Outcome]:
         if our_attempts and not differs(existing, request):
             return existing, Outcome.CREATED  # our ambiguous attempt did create it
@@ -241,7 +244,7 @@ class Provisioner:
             return ProvisionResult(number, None, None, error, Outcome.FAILED, 0)
         request = item
 
-        async def work(ops: Webhooks) -> tuple[Endpoint, Outcome]:
+        async def work(ops: Operations) -> tuple[Endpoint, Outcome]:
             known = job.known(request.url)
             if isinstance(known, Endpoint):
                 return await self.reconcile(ops, known, request, on_exists)
@@ -257,7 +260,7 @@ class Provisioner:
         return ProvisionResult(number, item, result[0], None, result[1], attempts)
 
 
-async def _pause(ops: Webhooks, attempt: int) -> bool:
+async def _pause(ops: Operations, attempt: int) -> bool:
     """Back off before looking again after an ambiguous create; False when that would outlast the budget."""
     policy = ops.retry_policy
     wait = policy.backoff(attempt)

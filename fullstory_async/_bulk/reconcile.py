@@ -16,6 +16,7 @@ import attrs
 
 from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
+from fullstory_async._bulk.operations import Operations
 from fullstory_async._bulk.provision import Outcome
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError
@@ -145,7 +146,7 @@ async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGen
 _ROUTES = {Action.CREATE: "create_endpoint", Action.UPDATE: "update_endpoint", Action.DELETE: "delete_endpoint"}
 
 
-async def _execute(webhooks: Webhooks, change: Change) -> tuple[Endpoint | None, Outcome]:
+async def _execute(webhooks: Operations, change: Change) -> tuple[Endpoint | None, Outcome]:
     desired = change.desired
     if change.action is Action.UNCHANGED:
         return change.current, Outcome.UNCHANGED
