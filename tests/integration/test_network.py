@@ -285,6 +285,20 @@ async def test_no_proxy_for_another_host_still_proxies(start_proxy, monkeypatch)
     assert proxy.request_lines() == [("GET", f"{fake.url}/webhooks/v1/event-types")]
 
 
+async def test_the_environment_is_read_when_the_client_is_created(start_proxy, monkeypatch):
+    """Variables set or removed after ``Client()`` change nothing for that client."""
+    proxy = await start_proxy()
+    async with FakeFullstory() as fake:
+        direct = Client(api_key=fake.api_key, base_url=fake.url)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        proxied = Client(api_key=fake.api_key, base_url=fake.url)
+        monkeypatch.delenv("HTTP_PROXY")
+        async with direct, proxied:
+            await direct.webhooks.list_event_types()
+            await proxied.webhooks.list_endpoints_page()
+    assert proxy.request_lines() == [("GET", f"{fake.url}/webhooks/v1/endpoints")]
+
+
 async def test_trust_env_false_ignores_the_environment(start_proxy, monkeypatch):
     """``trust_env=False`` sends directly even with HTTP_PROXY set."""
     proxy = await start_proxy()
