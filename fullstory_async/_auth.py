@@ -71,6 +71,8 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
         raise InvalidArgumentError("base_url", f"is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError("base_url", f"must be an absolute http(s) URL, got {base_url!r}")
+    if not parts.hostname.isascii():  # yarl/aiohttp would fail later on IDNA rules (e.g. a "\x80" host)
+        raise InvalidArgumentError("base_url", "the host must be ASCII (give an internationalised name in xn-- form)")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidArgumentError("base_url", "must not contain a query, fragment or credentials")
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
