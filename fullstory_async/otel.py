@@ -13,8 +13,8 @@ the call runs, so spans your own HTTP instrumentation makes nest under it). Each
 attempt is a child span of kind ``CLIENT`` named after its method, with the stable HTTP
 semantic-convention attributes: ``http.request.method``, ``url.full``, ``server.address``,
 ``server.port``, ``http.response.status_code``, ``http.request.resend_count`` (from the
-second attempt on) and ``error.type`` (the status code, or the error's class name when no
-response came). Waits are recorded where they happen:
+second attempt on), ``error.type`` (the status code, or the error's class name when no
+response came) and ``fullstory.request_id`` (when the response names one). Waits are recorded where they happen:
 
 * a wait in the rate governor: event ``fullstory.governor_wait`` on the attempt's span,
   attribute ``fullstory.wait_seconds``;
@@ -117,6 +117,10 @@ class OpenTelemetryHooks(Hooks):
         error_type = _error_type(status, attempt.error)
         if error_type is not None:
             attributes["error.type"] = error_type
+        outcome = attempt.response if attempt.response is not None else attempt.error
+        request_id = getattr(outcome, "request_id", None)
+        if request_id:
+            attributes["fullstory.request_id"] = request_id
         span = self._tracer.start_span(
             attempt.request.method,
             context=trace.set_span_in_context(parent.span),

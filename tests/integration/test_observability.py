@@ -71,7 +71,7 @@ async def test_a_call_retried_twice_over_http(flaky_server):
         for status, extra in [
             (503, {"error.type": "503"}),
             (429, {"error.type": "429", "http.request.resend_count": 1}),
-            (200, {"http.request.resend_count": 2}),
+            (200, {"http.request.resend_count": 2, "fullstory.request_id": "third"}),
         ]
     ]
     waits = [dict(e.attributes or {}) for e in call.events if e.name == "fullstory.retry_wait"]

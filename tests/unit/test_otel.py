@@ -98,7 +98,12 @@ async def test_a_create_that_retried_twice(fake, exporter, tracing):
     url = "https://api.fullstory.com/webhooks/v1/endpoints"
     expected: list[dict[str, Any]] = [
         {"http.response.status_code": 429, "error.type": "429"},
-        {"http.response.status_code": 429, "error.type": "429", "http.request.resend_count": 1},
+        {
+            "http.response.status_code": 429,
+            "error.type": "429",
+            "http.request.resend_count": 1,
+            "fullstory.request_id": "req-2",
+        },
         {"http.response.status_code": 201, "http.request.resend_count": 2},
     ]
     for span, extra in zip(attempts, expected, strict=True):
