@@ -18,6 +18,7 @@ from aiohttp import web
 from fullstory_async import (
     APITimeoutError,
     Client,
+    ClientClosedError,
     CreateEndpointRequest,
     Endpoint,
     EventType,
@@ -200,3 +201,26 @@ def app_of(handler: Handler) -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     return app
+
+
+async def test_aclose_wakes_an_item_waiting_to_look_again(serve: Serve) -> None:
+    """An ensure_endpoint backing off (30 s) after an ambiguous create ends at once in ClientClosedError on aclose()."""
+    created = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return error(404)
+        created.set()
+        return error(503)
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(max_attempts=3, deadline=None, backoff_initial=30, backoff_max=30, jitter=False)
+    fs = Client(API_KEY, base_url=base, retry=retry, rate_governor=False)
+    fs.webhooks._provisioner.observe(derived("https://example.com/paused"))
+    task = asyncio.create_task(fs.webhooks.ensure_endpoint(CreateEndpointRequest(url="https://example.com/paused")))
+    await asyncio.wait_for(created.wait(), 5)
+    await asyncio.sleep(0.05)  # let it reach its back-off
+    assert not task.done()
+    await fs.aclose()
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(task, 2)
