@@ -14,7 +14,7 @@ import attrs
 from fullstory_async._auth import Auth, check_base_url, default_base_url, resolve_api_key
 from fullstory_async._error_decoder import decode_response
 from fullstory_async._exceptions import ClientClosedError
-from fullstory_async._governor import RateGovernor
+from fullstory_async._governor import RateGovernor, no_sleep
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler, Middleware, compose
 from fullstory_async._retry import RetryMiddleware, RetryPolicy, Sleeper
@@ -26,10 +26,6 @@ from fullstory_async._webhooks import Webhooks
 
 _PYTHON = ".".join(map(str, sys.version_info[:3]))
 USER_AGENT = f"fullstory-async/{__version__} python/{_PYTHON} aiohttp/{aiohttp.__version__}"
-
-
-async def _no_sleep(_seconds: float) -> None:
-    """Sleep that returns at once (``RetryPolicy(wait=False)``)."""
 
 
 def _check_count(name: str, value: object, least: int) -> int:
@@ -115,7 +111,7 @@ class Client:
             max_response_bytes=settings.max_response_bytes,
         )
         if rate_governor is True:
-            sleep = asyncio.sleep if settings.retry.wait else _no_sleep
+            sleep = asyncio.sleep if settings.retry.wait else no_sleep
             rate_governor = RateGovernor(max_pause=settings.retry.max_retry_after, sleep=sleep)
         self._sleeper = Sleeper()
         self._setup(settings, aiohttp_transport, Auth(key), tuple(middleware), rate_governor or None, transport)
