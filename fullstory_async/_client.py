@@ -15,7 +15,7 @@ import attrs
 from fullstory_async._auth import Auth, check_base_url, default_base_url, resolve_api_key
 from fullstory_async._error_decoder import decode_response
 from fullstory_async._exceptions import ClientClosedError
-from fullstory_async._governor import RateGovernor
+from fullstory_async._governor import RateGovernor, no_sleep
 from fullstory_async._hooks import AttemptObserver, CallObserver, Hooks
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._network import network_options
@@ -29,10 +29,6 @@ from fullstory_async._webhooks import Webhooks
 
 _PYTHON = ".".join(map(str, sys.version_info[:3]))
 USER_AGENT = f"fullstory-async/{__version__} python/{_PYTHON} aiohttp/{aiohttp.__version__}"
-
-
-async def _no_sleep(_seconds: float) -> None:
-    """Sleep that returns at once (``RetryPolicy(wait=False)``)."""
 
 
 def _check_count(name: str, value: object, least: int) -> int:
@@ -141,7 +137,7 @@ class Client:
             ssl=ssl,
         )
         if rate_governor is True:
-            sleep = asyncio.sleep if settings.retry.wait else _no_sleep
+            sleep = asyncio.sleep if settings.retry.wait else no_sleep
             rate_governor = RateGovernor(max_pause=settings.retry.max_retry_after, sleep=sleep)
         self._sleeper = Sleeper()
         self._setup(

@@ -37,6 +37,10 @@ _PROBE = 0.005  # then grow this fraction per second of successes
 _MIN_WINDOW = 0.25  # shortest window the first rate estimate extrapolates from
 
 
+async def no_sleep(_seconds: float) -> None:
+    """Return at once (``RetryPolicy(wait=False)``): skipped waits take no time, so no deadline applies."""
+
+
 def _check_positive(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a positive finite number, else raise naming ``name``."""
     try:
@@ -139,7 +143,7 @@ class RateGovernor:
 
     def _check_deadline(self, ready: float, now: float, request: ApiRequest | None) -> None:
         deadline = None if request is None else request.deadline
-        if deadline is None or ready - now <= deadline - time.monotonic():
+        if deadline is None or self._sleep is no_sleep or ready - now <= deadline - time.monotonic():
             return
         if self.paused_until >= ready:
             raise RateLimitError(

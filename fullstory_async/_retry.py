@@ -31,6 +31,7 @@ import attrs
 from fullstory_async._exceptions import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     ClientClosedError,
     FullstoryError,
     NotFoundError,
@@ -154,10 +155,16 @@ class RetryMiddleware:
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         policy = self.policy
-        if policy.deadline is not None:
-            own = time.monotonic() + policy.deadline
-            if request.deadline is None or own < request.deadline:
-                request = request.with_deadline(own)
+        now = time.monotonic()
+        if policy.deadline is not None and (request.deadline is None or now + policy.deadline < request.deadline):
+            request = request.with_deadline(now + policy.deadline)
+        if request.deadline is not None and request.deadline <= now:
+            # An operation's later call (a bulk item's lookup after a timed-out create) with nothing left.
+            raise APITimeoutError(
+                f"the operation's deadline passed before this call ({request.method} {request.path})",
+                method=request.method,
+                path=request.path,
+            )
         # The first attempt runs inline (no tenacity, no frame of its own): most calls succeed.
         try:
             return await call_next(request)

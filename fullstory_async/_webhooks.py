@@ -153,6 +153,10 @@ class Webhooks:
         """The budget every call of this view runs under (`_within`), or ``None``."""
         return self._budget
 
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, as the retry layer waits: `ClientClosedError` at once when the client closes."""
+        await self._client._sleeper.sleep(seconds)
+
     def _within(self, budget: Budget) -> Webhooks:
         """Return these operations with every call under ``budget`` (its deadline; attempts counted into it)."""
         return Webhooks(self._client, budget, self._provisioner)

@@ -58,6 +58,9 @@ class Operations(Protocol):
     def _within(self, budget: Budget) -> Operations:
         """Return these operations with every call under ``budget``."""
 
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``; `ClientClosedError` at once if the client is closed meanwhile."""
+
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         """Return one endpoint; `NotFoundError` if there is none."""
 

@@ -267,7 +267,7 @@ async def _pause(ops: Operations, attempt: int) -> bool:
     if ops.budget is not None and wait >= ops.budget.left():
         return False
     if policy.wait:
-        await asyncio.sleep(wait)
+        await ops._sleep(wait)
     return True
 
 

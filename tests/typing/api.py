@@ -5,6 +5,7 @@ Nothing here executes on import: everything lives in ``async def`` functions.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from fullstory_async import (
     ClientClosedError,
     CreateEndpointRequest,
     Endpoint,
+    EventLoopError,
     EventType,
     FullstoryError,
     Handler,
@@ -130,6 +132,24 @@ async def main() -> None:
         max_connections_per_host=10,
     ) as fs:
         print(await handle_errors(fs))
+        patient: Client = fs.with_options(timeout=120, retry=RetryPolicy(max_attempts=8), max_response_bytes=1 << 20)
+        settings: tuple[str, Timeout, RetryPolicy, int] = (
+            patient.base_url,
+            patient.timeout,
+            patient.retry,
+            patient.max_response_bytes,
+        )
+        print(settings)
+        raw = await patient.send(ApiRequest("GET", "/webhooks/v1/event-types", decode=json.loads))
+        attempts: int = raw.attempts
+        print(raw.data, attempts)
+        try:
+            await patient.webhooks.get_endpoint("missing")
+        except EventLoopError as exc:
+            print(exc)
+        except FullstoryError as exc:
+            failed_after: int = exc.attempts
+            print(failed_after)
 
     async with aiohttp.ClientSession() as session:
         client = Client(base_url="http://127.0.0.1:8080", timeout=2.5, session=session, retry=RetryPolicy(wait=False))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
 from fullstory_async import (
     APIConnectionError,
     ApiRequest,
+    ApiResponse,
+    APITimeoutError,
     ClientClosedError,
     EventLoopError,
     FullstoryError,
@@ -19,6 +22,7 @@ from fullstory_async import (
     ServerError,
     Timeout,
 )
+from fullstory_async._retry import RetryMiddleware
 from fullstory_async._validation import number
 
 from .conftest import MakeClient
@@ -126,3 +130,18 @@ def test_one_number_check_refuses_the_same_things_everywhere(value: object, boun
     with pytest.raises(InvalidArgumentError, match=r"^some\.field: must be ") as info:
         number("some.field", value, **bounds)  # type: ignore[arg-type]
     assert len(str(info.value)) < 200
+
+
+async def test_a_call_with_nothing_left_of_its_deadline_sends_nothing() -> None:
+    """A request whose operation deadline has passed fails at once with APITimeoutError and 0 attempts."""
+    sent: list[ApiRequest] = []
+
+    async def transport(request: ApiRequest) -> ApiResponse:
+        sent.append(request)
+        return ApiResponse(200)
+
+    late = ApiRequest("GET", "/webhooks/v1/endpoints/x", deadline=time.monotonic() - 1)
+    with pytest.raises(APITimeoutError) as info:
+        await RetryMiddleware(RetryPolicy())(late, transport)
+    assert sent == []
+    assert info.value.attempts == 0
