@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "mypy", "docs"]
 nox.options.reuse_existing_virtualenvs = True
+# Never download an interpreter; a missing one is skipped with a visible line
+# ("Session tests-3.13 skipped: Python interpreter 3.13 not found"), also on CI.
+nox.options.download_python = "never"
+nox.options.error_on_missing_interpreters = False
+
+PYTHONS = ["3.11", "3.12", "3.13"]  # the versions pyproject.toml claims
+
+
+def _put_pyenv_interpreters_on_path() -> None:
+    """Put pyenv's installs of PYTHONS first on PATH by absolute path.
+
+    pyenv's ``python3.12`` shim fails unless ``PYENV_VERSION`` names that version, so
+    interpreter discovery would not find an installed 3.12 through it.
+    """
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = []
+    for python in PYTHONS:
+        installs = [p for p in versions.glob(f"{python}.*/bin/python{python}") if p.parent.parent.name[-1].isdigit()]
+        if installs:
+            newest = max(installs, key=lambda p: tuple(int(n) for n in p.parent.parent.name.split(".")))
+            found.append(str(newest.parent))
+    os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_put_pyenv_interpreters_on_path()
 
 RUFF = "ruff==0.17.6"
 MYPY = "mypy==2.4.1"
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (extra arguments go to pytest); PostgreSQL tests need FULLSTORY_TEST_POSTGRES_DSN."""
+    """Run the test suite on every supported Python (``tests-3.12`` for one; extra arguments go to pytest).
+
+    The PostgreSQL tests need ``FULLSTORY_TEST_POSTGRES_DSN`` (``.ci/run`` starts a server and sets it).
+    """
     session.install("-e", ".[tests,postgres]")
     session.run("pytest", *session.posargs)
 

@@ -29,6 +29,7 @@ from fullstory_async._exceptions import (
     BadRequestError,
     ClientClosedError,
     EndpointExistsError,
+    EventLoopError,
     FullstoryError,
     InvalidArgumentError,
     NotFoundError,
@@ -38,7 +39,9 @@ from fullstory_async._exceptions import (
     ServerError,
 )
 from fullstory_async._governor import RateGovernor
+from fullstory_async._hooks import Attempt, Call, CallResult, Hooks, RequestView
 from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._metrics import Metrics
 from fullstory_async._models import (
     CreateEndpointRequest,
     Endpoint,
@@ -49,6 +52,7 @@ from fullstory_async._models import (
     UpdateEndpointRequest,
 )
 from fullstory_async._pipeline import Handler, Middleware
+from fullstory_async._raw import RawResponse, RawWebhooks
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout
 from fullstory_async._version import __version__
@@ -63,8 +67,11 @@ __all__ = [
     "ApiRequest",
     "ApiResponse",
     "ApplyResult",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "Call",
+    "CallResult",
     "Change",
     "Client",
     "ClientClosedError",
@@ -74,11 +81,14 @@ __all__ = [
     "DesiredStateError",
     "Endpoint",
     "EndpointExistsError",
+    "EventLoopError",
     "EventType",
     "EventTypeDefinition",
     "FullstoryError",
     "Handler",
+    "Hooks",
     "InvalidArgumentError",
+    "Metrics",
     "Middleware",
     "NotFoundError",
     "Outcome",
@@ -88,6 +98,9 @@ __all__ = [
     "ProvisionResult",
     "RateGovernor",
     "RateLimitError",
+    "RawResponse",
+    "RawWebhooks",
+    "RequestView",
     "ResponseDecodeError",
     "RetryPolicy",
     "ServerError",

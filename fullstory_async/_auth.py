@@ -10,6 +10,7 @@ held only by `Auth` and never appears in a repr, log line or exception.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
@@ -81,6 +82,8 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
         raise InvalidArgumentError("base_url", f"is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError("base_url", f"must be an absolute http(s) URL, got {base_url!r}")
+    if not parts.hostname.isascii():  # yarl/aiohttp would fail later on IDNA rules (e.g. a "\x80" host)
+        raise InvalidArgumentError("base_url", "the host must be ASCII (give an internationalised name in xn-- form)")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidArgumentError("base_url", "must not contain a query, fragment or credentials")
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
@@ -99,5 +102,6 @@ class Auth:
     def __repr__(self) -> str:
         return "Auth(api_key=<redacted>)"
 
-    async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        return await call_next(request.with_header("Authorization", self._header))
+    def __call__(self, request: ApiRequest, call_next: Handler) -> Awaitable[ApiResponse]:
+        # A plain function returning the rest of the chain's coroutine: no frame of its own.
+        return call_next(request.with_header("Authorization", self._header))

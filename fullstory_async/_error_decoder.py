@@ -1,7 +1,8 @@
-"""Error decoding: a non-2xx `ApiResponse` becomes a typed `APIStatusError`.
+"""Response decoding: a non-2xx `ApiResponse` becomes a typed `APIStatusError`, a 2xx body the call's result.
 
 It sits inside the retry middleware, so retry decides on typed errors
-(``RateLimitError.retry_after``). The one mapping from status to class is `error_class`.
+(``RateLimitError.retry_after``, `ResponseDecodeError` for a garbled 2xx body) and a
+decode failure is one failed attempt. The one mapping from status to class is `error_class`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fullstory_async._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseDecodeError,
     ServerError,
 )
 from fullstory_async._messages import ApiRequest, ApiResponse
@@ -120,9 +122,25 @@ def error_from_response(request: ApiRequest, response: ApiResponse) -> APIStatus
     return error
 
 
-async def decode_errors(request: ApiRequest, call_next: Handler) -> ApiResponse:
-    """Middleware: pass 2xx responses through, raise the typed error for any other."""
+async def decode_response(request: ApiRequest, call_next: Handler) -> ApiResponse:
+    """Middleware: decode a 2xx body with ``request.decode`` into ``data``; raise the typed error for other statuses."""
     response = await call_next(request)
-    if response.is_success:
+    if not 200 <= response.status < 300:
+        raise error_from_response(request, response)
+    decode = request.decode
+    if decode is None:
         return response
-    raise error_from_response(request, response)
+    try:
+        data = decode(response.body)
+    except ResponseDecodeError as exc:
+        raise ResponseDecodeError(
+            exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
+        ) from exc.__cause__
+    except Exception as exc:  # a raw request's own decoder: still a typed, retryable decode failure
+        raise ResponseDecodeError(
+            f"{type(exc).__name__} in the request's decode",
+            body=response.body,
+            method=request.method,
+            path=request.path,
+        ) from exc
+    return response.with_outcome(data=data)

@@ -4,7 +4,8 @@ The tree::
 
     FullstoryError
     ├── InvalidArgumentError (also ValueError)    bad input, raised before any I/O
-    ├── ClientClosedError (also RuntimeError)      the client was used after aclose()
+    ├── ClientClosedError (also RuntimeError)      the client (or the session passed in) was closed
+    ├── EventLoopError (also RuntimeError)         the client was used from another event loop than its session's
     ├── EndpointExistsError                        ensure/provision with on_exists="error"
     ├── APIError                                   something went wrong talking to the API
     │   ├── APIStatusError                         the API answered with a non-2xx status
@@ -15,7 +16,7 @@ The tree::
     │   │   ├── RateLimitError                     429 (``retry_after``)
     │   │   └── ServerError                        500 and above
     │   ├── APIConnectionError                     no response: DNS, refused, reset
-    │   │   └── APITimeoutError (also TimeoutError)
+    │   │   └── APITimeoutError (also TimeoutError)  an attempt's timeout, or the operation's deadline
     │   └── ResponseDecodeError                    a 2xx body that does not fit the model
 
 Messages never contain the API key or an endpoint secret.
@@ -46,7 +47,13 @@ def shown(value: object, limit: int = 60) -> str:
 
 
 class FullstoryError(Exception):
-    """Root of every error raised by ``fullstory_async``."""
+    """Root of every error raised by ``fullstory_async``.
+
+    ``attempts`` is the number of HTTP attempts the failed call (or bulk item) made, retries
+    included; 0 when it failed before sending anything.
+    """
+
+    attempts: int = 0
 
 
 class InvalidArgumentError(FullstoryError, ValueError):
@@ -64,6 +71,14 @@ class InvalidArgumentError(FullstoryError, ValueError):
 
 class ClientClosedError(FullstoryError, RuntimeError):
     """The client was used after ``aclose()``; create a new ``Client``."""
+
+
+class EventLoopError(FullstoryError, RuntimeError):
+    """The client's HTTP session belongs to another event loop (e.g. a second ``asyncio.run``).
+
+    An aiohttp session works only in the loop that created it: create the ``Client``
+    inside the loop that uses it (``async with Client() as fs:``).
+    """
 
 
 class EndpointExistsError(FullstoryError):

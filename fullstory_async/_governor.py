@@ -24,7 +24,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from fullstory_async._exceptions import InvalidArgumentError, RateLimitError, shown
+from fullstory_async._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError, RateLimitError, shown
+from fullstory_async._hooks import note_governor_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
 
@@ -34,6 +35,10 @@ _FALLBACK_PAUSE = 1.0  # a 429 without Retry-After pauses this long
 _TARGET = 0.9  # approach this fraction of the last rate that failed
 _PROBE = 0.005  # then grow this fraction per second of successes
 _MIN_WINDOW = 0.25  # shortest window the first rate estimate extrapolates from
+
+
+async def no_sleep(_seconds: float) -> None:
+    """Return at once (``RetryPolicy(wait=False)``): skipped waits take no time, so no deadline applies."""
 
 
 def _check_positive(name: str, value: object) -> float:
@@ -103,28 +108,87 @@ class RateGovernor:
         self._episode_start = clock()  # when the current run without 429s began
         self._recent: deque[float] = deque()  # success times in the last second, while not pacing
         self._turnstile = asyncio.Lock()
+        self._closed = False
+        self._sleeping: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
         rate = "unlimited" if self.rate is None else f"{self.rate:.1f}/s"
         return f"RateGovernor(rate={rate}, rate_limited={self.rate_limited})"
 
-    async def _acquire(self) -> float:
+    def close(self) -> None:
+        """Wake every call waiting here at once with `ClientClosedError`; later calls raise it too. Idempotent."""
+        self._closed = True
+        for sleeping in self._sleeping:
+            sleeping.cancel()
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called."""
+        return self._closed
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep, unless `close` interrupts it."""
+        if self._closed:
+            raise ClientClosedError("the client was closed")
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        self._sleeping.add(nap)
+        try:
+            await nap
+        except asyncio.CancelledError:
+            if self.closed and nap.cancelled():
+                raise ClientClosedError("the client was closed while the call waited on the rate governor") from None
+            raise
+        finally:
+            self._sleeping.discard(nap)
+
+    def _check_deadline(self, ready: float, now: float, request: ApiRequest | None) -> None:
+        deadline = None if request is None else request.deadline
+        if deadline is None or self._sleep is no_sleep or ready - now <= deadline - time.monotonic():
+            return
+        if self.paused_until >= ready:
+            raise RateLimitError(
+                "the rate limit pause outlasts the operation's deadline",
+                status=429,
+                retry_after=ready - now,
+                method=request.method if request else "",
+                path=request.path if request else "",
+            )
+        raise APITimeoutError("the operation's deadline would be exceeded waiting for a pacing slot")
+
+    async def wait_for_capacity(self, route: str) -> None:
+        """Return as soon as a request of ``route`` could start now without waiting here; reserve nothing."""
+        del route  # one pace for every route
+        async with self._turnstile:
+            now = self._clock()
+            while (ready := self._ready_at()) > now:
+                await self._nap(ready - now)
+                if self._clock() <= now:
+                    break  # sleeping is switched off
+                now = self._clock()
+        if self._closed:
+            raise ClientClosedError("the client was closed")
+
+    async def _acquire(self, request: ApiRequest | None = None) -> float:
         """Wait for this request's turn; return the time it starts.
 
         Waiters queue in order on one turnstile, and each computes its slot only when it
         reaches the front, at the rate of that moment: a rate that grows while requests
-        wait speeds up all of them, and only one task sleeps at a time.
+        wait speeds up all of them, and only one task sleeps at a time. A wait that would
+        end past ``request.deadline`` fails at once.
         """
         async with self._turnstile:
             now = self._clock()
             ready = self._ready_at()
             while ready > now:
+                self._check_deadline(ready, now, request)
                 paused = self.paused_until
-                await self._sleep(ready - now)
+                await self._nap(ready - now)
                 now = self._clock()
                 if self.paused_until <= paused:
                     break  # slept the whole wait (or sleeping is switched off)
                 ready = self._ready_at()  # paused again while waiting
+            if self._closed:
+                raise ClientClosedError("the client was closed")
             if self.rate is not None:
                 # Late wake-ups must not slow the pace: keep up to one interval of credit.
                 interval = 1.0 / self.rate
@@ -182,8 +246,11 @@ class RateGovernor:
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         sent_at = self._clock()
+        if self._closed:
+            raise ClientClosedError("the client was closed")
         if self.rate is not None or self.paused_until > sent_at:
-            sent_at = await self._acquire()
+            arrived, sent_at = sent_at, await self._acquire(request)
+            note_governor_wait(sent_at - arrived)
         try:
             response = await call_next(request)
         except RateLimitError as exc:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -58,9 +59,18 @@ class ApiRequest:
     deadline: float | None = None
     """The ``time.monotonic()`` instant by which the whole operation must end, or ``None``.
 
-    Set by the retry layer from the operation's budget. Every layer below it that waits
-    (the rate governor's pauses and pacing slots) must not wait past it: a wait that would
-    end later fails at once with a typed error instead.
+    Set by the retry layer from the operation's budget (a caller may set an earlier one,
+    e.g. one budget for every call of a bulk item). Every layer below it that waits (the
+    rate governor's pauses and pacing slots, the transport's timeout) must not wait past
+    it: a wait that would end later fails at once with a typed error instead.
+    """
+
+    decode: Callable[[bytes], Any] | None = attrs.field(default=None, repr=False, eq=False)
+    """How a 2xx body becomes the call's result (`ApiResponse.data`), or ``None`` to keep the bytes.
+
+    It runs below the retry layer, inside the attempt: a 2xx body that does not decode
+    (raises `ResponseDecodeError`) is a failed attempt, retried like a 503 for idempotent
+    calls and never re-sent for a POST.
     """
 
     @property
@@ -72,9 +82,12 @@ class ApiRequest:
 
     def with_header(self, name: str, value: str) -> ApiRequest:
         """Return a copy with one header set (replacing any of the same name)."""
-        lower = name.lower()
-        headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
-        headers[name] = value
+        if self.headers:
+            lower = name.lower()
+            headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
+            headers[name] = value
+        else:
+            headers = {name: value}
         return ApiRequest(
             self.method,
             self.path,
@@ -85,6 +98,22 @@ class ApiRequest:
             self.operation,
             self.idempotent,
             self.deadline,
+            self.decode,
+        )
+
+    def with_deadline(self, deadline: float | None) -> ApiRequest:
+        """Return a copy whose operation must end by ``deadline`` (a ``time.monotonic()`` instant)."""
+        return ApiRequest(
+            self.method,
+            self.path,
+            self.params,
+            self.headers,
+            self.body,
+            self.timeout,
+            self.operation,
+            self.idempotent,
+            deadline,
+            self.decode,
         )
 
 
@@ -100,6 +129,23 @@ class ApiResponse:
 
     body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
     """The raw body."""
+
+    data: Any = attrs.field(default=None, repr=False, eq=False)
+    """The body decoded by the request's ``decode`` (``None`` when it has none)."""
+
+    attempts: int = 1
+    """HTTP attempts the call took, retries included (set by the retry layer)."""
+
+    def with_outcome(self, *, data: Any = None, attempts: int | None = None) -> ApiResponse:
+        """Return a copy with ``data`` and/or ``attempts`` set (the headers are not converted again)."""
+        copy: ApiResponse = object.__new__(ApiResponse)
+        setattr_ = object.__setattr__
+        setattr_(copy, "status", self.status)
+        setattr_(copy, "headers", self.headers)
+        setattr_(copy, "body", self.body)
+        setattr_(copy, "data", self.data if data is None else data)
+        setattr_(copy, "attempts", self.attempts if attempts is None else attempts)
+        return copy
 
     @property
     def request_id(self) -> str | None:

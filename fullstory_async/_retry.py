@@ -1,76 +1,52 @@
-"""Retry: the `RetryPolicy` record and the tenacity middleware that applies it.
+"""Retry: the `RetryPolicy` record and `RetryMiddleware`, the one retry loop of the SDK.
 
 What is retried:
 
 * ``429`` always (the server did not act), waiting the server's ``Retry-After`` when it
-  sends one and it is within ``max_retry_after``; beyond that cap the `RateLimitError`
-  is raised at once rather than waiting silently. Without ``Retry-After``: capped
-  exponential backoff with full jitter.
-* ``5xx`` in ``retry_statuses`` and connection errors/timeouts, only for idempotent
-  calls (GET, DELETE): for a POST the server may have applied the change.
+  sends one and it is within ``max_retry_after``; beyond that cap, or beyond what is left
+  of the deadline, the `RateLimitError` is raised at once rather than waiting silently.
+  Without ``Retry-After``: capped exponential backoff with full jitter.
+* ``5xx`` in ``retry_statuses``, connection errors, timeouts and 2xx bodies that do not
+  decode, only for idempotent calls (GET, DELETE): for a POST the server may have
+  applied the change.
+* A DELETE answered 404 after an earlier attempt failed ambiguously has succeeded (the
+  earlier attempt deleted it); this is logged at INFO.
 
-Every retry is bounded by ``max_attempts`` and by ``deadline`` (seconds across all
-attempts and waits), and logged on the ``fullstory_async`` logger.
+Every call is bounded by ``max_attempts`` requests and by one deadline
+(``ApiRequest.deadline``: ``deadline`` seconds from the start, or earlier when the caller
+set one), which every layer below shares: retry waits, governor pauses, pacing slots
+and each attempt's timeout. Retries are logged on the ``fullstory_async`` logger.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
-from fullstory_async._exceptions import APIConnectionError, APIStatusError, InvalidArgumentError, RateLimitError, shown
+from fullstory_async._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    FullstoryError,
+    NotFoundError,
+    RateLimitError,
+    ResponseDecodeError,
+)
+from fullstory_async._hooks import note_retry_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
-from fullstory_async._timeout import Timeout
+from fullstory_async._validation import validator
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 logger = logging.getLogger("fullstory_async")
-
-
-@attrs.define
-class AttemptCounter:
-    """HTTP attempts made inside a `count_attempts` block."""
-
-    count: int = 0
-
-
-_attempts: ContextVar[AttemptCounter | None] = ContextVar("fullstory_async_attempts", default=None)
-
-
-@contextlib.contextmanager
-def count_attempts() -> Iterator[AttemptCounter]:
-    """Count the HTTP attempts the retry middleware makes in this task inside the block."""
-    counter = AttemptCounter()
-    token = _attempts.set(counter)
-    try:
-        yield counter
-    finally:
-        _attempts.reset(token)
-
-
-def _at_least(minimum: float, *, allow_none: bool = False, integer: bool = False) -> Any:
-    kind, what = (int, "an integer") if integer else (int | float, "a number")
-
-    def check(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, kind) or not minimum <= value < math.inf:
-            raise InvalidArgumentError(
-                f"RetryPolicy.{attribute.name}", f"must be {what} >= {minimum}, got {shown(value)}"
-            )
-
-    return check
 
 
 @attrs.frozen
@@ -82,19 +58,24 @@ class RetryPolicy:
     as they would in real time.
     """
 
-    max_attempts: int = attrs.field(default=4, validator=_at_least(1, integer=True))
+    max_attempts: int = attrs.field(default=4, validator=validator("RetryPolicy.", minimum=1, integer=True))
     """Attempts in total, the first one included."""
 
-    deadline: float | None = attrs.field(default=60.0, validator=_at_least(0, allow_none=True))
-    """Seconds across all attempts and waits; no retry is started that would end past it."""
+    deadline: float | None = attrs.field(default=60.0, validator=validator("RetryPolicy.", allow_none=True))
+    """Seconds for the whole operation: all attempts and every wait (retry, governor, pacing).
 
-    max_retry_after: float = attrs.field(default=60.0, validator=_at_least(0))
+    No wait is started that would end past it, and each attempt's timeout is cut to what
+    is left. A bulk item (`ensure_endpoint`, one `provision`/`apply` item) has one such
+    budget for all of its calls, counted from when it is admitted.
+    """
+
+    max_retry_after: float = attrs.field(default=60.0, validator=validator("RetryPolicy."))
     """Longest ``Retry-After`` honoured; a longer one raises the `RateLimitError` at once."""
 
-    backoff_initial: float = attrs.field(default=0.5, validator=_at_least(0))
+    backoff_initial: float = attrs.field(default=0.5, validator=validator("RetryPolicy."))
     """First backoff step in seconds when the server gives no ``Retry-After``."""
 
-    backoff_max: float = attrs.field(default=8.0, validator=_at_least(0))
+    backoff_max: float = attrs.field(default=8.0, validator=validator("RetryPolicy."))
     """Cap of one backoff wait in seconds."""
 
     jitter: bool = True
@@ -123,135 +104,187 @@ class RetryPolicy:
             return False
         if isinstance(error, APIStatusError):
             return error.status in self.retry_statuses
-        return isinstance(error, APIConnectionError)
+        return isinstance(error, APIConnectionError | ResponseDecodeError)
 
 
-class _Budget:
-    """Time spent by one call (real time plus the waits skipped with ``wait=False``).
+class Sleeper:
+    """The retry waits of a client and of its `with_options` copies: `close` ends every one at once."""
 
-    As a tenacity stop condition it ends the retries at ``max_attempts`` or when the next
-    wait would end past the deadline.
-    """
-
-    def __init__(self, policy: RetryPolicy, start: float) -> None:
-        self.policy = policy
-        self.start = start
-        self.skipped = 0.0
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start + self.skipped
-
-    def __call__(self, state: RetryCallState) -> bool:
-        if state.attempt_number >= self.policy.max_attempts:
-            return True
-        deadline = self.policy.deadline
-        return deadline is not None and self.elapsed() + state.upcoming_sleep > deadline
+    def __init__(self) -> None:
+        self.closed = False
+        self._naps: set[asyncio.Future[None]] = set()
 
     async def sleep(self, seconds: float) -> None:
-        if self.policy.wait:
-            await asyncio.sleep(seconds)
-        else:
-            self.skipped += seconds
+        """Sleep ``seconds``; raise `ClientClosedError` if the client is (or gets) closed."""
+        if self.closed:
+            raise ClientClosedError("the client was closed")
+        nap = asyncio.ensure_future(asyncio.sleep(seconds))
+        self._naps.add(nap)
+        try:
+            await nap
+        except asyncio.CancelledError:
+            if nap.cancelled() and self.is_closed():
+                raise ClientClosedError("the client was closed while the call waited to retry") from None
+            raise
+        finally:
+            self._naps.discard(nap)
 
+    def is_closed(self) -> bool:
+        """Return whether `close` was called."""
+        return self.closed
 
-def _server_first_wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
-    """Wait what the server's ``Retry-After`` says, else the policy's backoff."""
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, RateLimitError) and error.retry_after is not None:
-            return error.retry_after
-        return policy.backoff(state.attempt_number)
-
-    return wait
+    def close(self) -> None:
+        """End every wait at once with `ClientClosedError`; idempotent."""
+        self.closed = True
+        for nap in self._naps:
+            nap.cancel()
 
 
 class RetryMiddleware:
-    """Middleware that retries the rest of the chain under a `RetryPolicy`.
+    """Middleware that runs the rest of the chain (one attempt) under a `RetryPolicy`.
 
-    ``timeout`` is the client's timeout of one attempt: a retry's own timeout is cut to what
-    is left of the deadline, so a call never runs much past it.
+    It sets the operation's deadline on the request (``ApiRequest.deadline``) for every
+    layer below, and stamps the attempt count on the outcome: ``ApiResponse.attempts``,
+    or ``attempts`` of the `FullstoryError` raised. Its waits go through ``sleeper``, which
+    the client closes in ``aclose()``.
     """
 
-    def __init__(self, policy: RetryPolicy, timeout: Timeout | None = None) -> None:
+    def __init__(self, policy: RetryPolicy, sleeper: Sleeper | None = None) -> None:
         self.policy = policy
-        self.timeout = timeout
-        self._wait = _server_first_wait(policy)
+        self.sleeper = sleeper or Sleeper()
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        counter = _attempts.get()
-        if counter is not None:
-            call_next = _counting(call_next, counter)
         policy = self.policy
-        started = time.monotonic()
-        # The first attempt runs without tenacity: most calls succeed, and cost nothing more.
+        now = time.monotonic()
+        if policy.deadline is not None and (request.deadline is None or now + policy.deadline < request.deadline):
+            request = request.with_deadline(now + policy.deadline)
+        if request.deadline is not None and request.deadline <= now:
+            # An operation's later call (a bulk item's lookup after a timed-out create) with nothing left.
+            raise APITimeoutError(
+                f"the operation's deadline passed before this call ({request.method} {request.path})",
+                method=request.method,
+                path=request.path,
+            )
+        # The first attempt runs inline (no tenacity, no frame of its own): most calls succeed.
         try:
             return await call_next(request)
-        except Exception as exc:
+        except FullstoryError as exc:
+            exc.attempts = 1
             if policy.max_attempts == 1 or not policy.should_retry(request, exc):
                 raise
             first_error = exc
+        return await _Call(policy, request, call_next, self.sleeper).retry(first_error)
 
+
+class _Call:
+    """The retries of one call: the unit tenacity retries, and the place each retried attempt passes.
+
+    `attempt` runs one attempt (everything below retry) and stamps the outcome;
+    `before_sleep` runs before each wait. A per-attempt observer belongs there, and at the
+    first attempt, which `RetryMiddleware.__call__` runs inline (the fast path: no frame,
+    no tenacity, for the calls that succeed at once).
+    """
+
+    def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler, sleeper: Sleeper) -> None:
+        self.policy = policy
+        self.sleeper = sleeper
+        self.request = request
+        self.call_next = call_next
+        self.attempts = 0
+        self.ambiguous = False  # an earlier attempt may have been applied by the server
+
+    async def attempt(self) -> ApiResponse:
+        """Run one attempt; stamp the attempt count on its response or error."""
+        self.attempts += 1
+        try:
+            response = await self.call_next(self.request)
+        except FullstoryError as exc:
+            exc.attempts = self.attempts
+            if isinstance(exc, NotFoundError) and self.ambiguous and self.request.method == "DELETE":
+                return self._already_deleted(exc)
+            self.ambiguous = self.ambiguous or not isinstance(exc, RateLimitError)
+            raise
+        if self.attempts > 1:
+            response = response.with_outcome(attempts=self.attempts)
+        return response
+
+    async def retry(self, first_error: FullstoryError) -> ApiResponse:
+        """Retry after ``first_error`` (the failed first attempt) until success or the policy gives up."""
+        from tenacity import AsyncRetrying, retry_if_exception
+
+        self.attempts = 1
+        self.ambiguous = not isinstance(first_error, RateLimitError)
         replayed = False
 
-        async def attempt(request: ApiRequest) -> ApiResponse:
+        async def attempt() -> ApiResponse:
             nonlocal replayed
             if not replayed:  # tenacity's attempt 1 is the one that already failed
                 replayed = True
                 raise first_error
-            return await call_next(self._within_deadline(request, budget))
+            return await self.attempt()
 
-        from tenacity import AsyncRetrying, retry_if_exception
-
-        budget = _Budget(policy, started)
         retrying = AsyncRetrying(
-            stop=budget,
-            wait=self._wait,
-            retry=retry_if_exception(lambda error: policy.should_retry(request, error)),
-            sleep=budget.sleep,
-            before_sleep=lambda state: _log_retry(request, state, policy),
+            stop=self.stop,
+            wait=self.wait,
+            retry=retry_if_exception(lambda error: self.policy.should_retry(self.request, error)),
+            sleep=self.sleep,
+            before_sleep=self.before_sleep,
             reraise=True,
         )
-        return await retrying(attempt, request)
+        return await retrying(attempt)
 
-    def _within_deadline(self, request: ApiRequest, budget: _Budget) -> ApiRequest:
-        """Cut the attempt's timeout to what is left of the deadline."""
-        deadline = self.policy.deadline
-        timeout = request.timeout or self.timeout
-        if deadline is None or timeout is None:
-            return request
-        left = max(deadline - budget.elapsed(), 0.001)
-        if timeout.total is not None and timeout.total <= left:
-            return request
-        connect = None if timeout.connect is None else min(timeout.connect, left)
-        return attrs.evolve(request, timeout=Timeout(total=left, connect=connect))
+    def stop(self, state: RetryCallState) -> bool:
+        """Stop at ``max_attempts``, or when the next wait would end past the deadline."""
+        if state.attempt_number >= self.policy.max_attempts:
+            return True
+        deadline = self.request.deadline
+        return deadline is not None and time.monotonic() + state.upcoming_sleep > deadline
 
+    def wait(self, state: RetryCallState) -> float:
+        """Wait what the server's ``Retry-After`` says, else the policy's jittered backoff."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
+            return error.retry_after
+        return self.policy.backoff(state.attempt_number)
 
-def _counting(call_next: Handler, counter: AttemptCounter) -> Handler:
-    async def attempt(request: ApiRequest) -> ApiResponse:
-        counter.count += 1
-        return await call_next(request)
+    async def sleep(self, seconds: float) -> None:
+        if self.policy.wait:
+            await self.sleeper.sleep(seconds)
+        elif self.request.deadline is not None:
+            # Nothing sleeps, but the deadline still counts the wait it skipped.
+            self.request = self.request.with_deadline(self.request.deadline - seconds)
 
-    return attempt
+    def before_sleep(self, state: RetryCallState) -> None:
+        note_retry_wait(state.upcoming_sleep)
+        error = state.outcome.exception() if state.outcome else None
+        status = getattr(error, "status", None)
+        request = self.request
+        logger.info(
+            "retrying %s %s: attempt %d of %d failed with %s; waiting %.3fs",
+            request.method,
+            request.path,
+            state.attempt_number,
+            self.policy.max_attempts,
+            status if status is not None else type(error).__name__,
+            state.upcoming_sleep,
+            extra={
+                "fullstory_method": request.method,
+                "fullstory_path": request.path,
+                "fullstory_attempt": state.attempt_number,
+                "fullstory_wait": state.upcoming_sleep,
+                "fullstory_status": status,
+                "fullstory_request_id": getattr(error, "request_id", None),
+            },
+        )
 
-
-def _log_retry(request: ApiRequest, state: RetryCallState, policy: RetryPolicy) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    status = getattr(error, "status", None)
-    logger.info(
-        "retrying %s %s: attempt %d of %d failed with %s; waiting %.3fs",
-        request.method,
-        request.path,
-        state.attempt_number,
-        policy.max_attempts,
-        status if status is not None else type(error).__name__,
-        state.upcoming_sleep,
-        extra={
-            "fullstory_method": request.method,
-            "fullstory_path": request.path,
-            "fullstory_attempt": state.attempt_number,
-            "fullstory_wait": state.upcoming_sleep,
-            "fullstory_status": status,
-            "fullstory_request_id": getattr(error, "request_id", None),
-        },
-    )
+    def _already_deleted(self, error: NotFoundError) -> ApiResponse:
+        """Succeed: a DELETE found 404 after an ambiguous attempt, so that attempt deleted it."""
+        request = self.request
+        logger.info(
+            "%s %s: 404 after an ambiguous attempt; it was deleted by that attempt (attempt %d)",
+            request.method,
+            request.path,
+            self.attempts,
+            extra={"fullstory_method": request.method, "fullstory_path": request.path, "fullstory_status": 404},
+        )
+        return ApiResponse(204, error.headers, b"", None, self.attempts)

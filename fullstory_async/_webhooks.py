@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from fullstory_async import _converter
 from fullstory_async._bulk import reconcile as _sync
 from fullstory_async._bulk.desired import DesiredState
+from fullstory_async._bulk.operations import Budget
 from fullstory_async._bulk.provision import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
 from fullstory_async._bulk.reconcile import ApplyResult, Plan
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
-from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError, shown
-from fullstory_async._messages import ApiRequest
+from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, ResponseDecodeError
+from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._models import (
     CreateEndpointRequest,
     Endpoint,
@@ -26,9 +29,12 @@ from fullstory_async._models import (
 )
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout, as_timeout
+from fullstory_async._validation import instance, number
 
 if TYPE_CHECKING:
     from fullstory_async._client import Client
+    from fullstory_async._governor import RateGovernor
+    from fullstory_async._raw import RawWebhooks
 
 T = TypeVar("T")
 
@@ -36,14 +42,10 @@ ENDPOINTS = "/webhooks/v1/endpoints"
 EVENT_TYPES = "/webhooks/v1/event-types"
 MAX_ENDPOINTS_PAGE = 100
 MAX_SUBCATEGORIES_PAGE = 1000
+MAX_PAGES = 100_000
+"""Most pages one listing walks (10 million endpoints at 100 a page) before it is refused as endless."""
 
 TimeoutArg = float | Timeout | None
-
-
-def _require(value: object, cls: type[T], field: str) -> T:
-    if not isinstance(value, cls):
-        raise InvalidArgumentError(field, f"must be a {cls.__name__}, got {type(value).__name__}")
-    return value
 
 
 def _segment(value: object, field: str) -> str:
@@ -66,8 +68,7 @@ def _endpoint_path(endpoint: str | Endpoint) -> str:
 def _page_params(page_size: int | None, page_token: str | None, maximum: int) -> tuple[tuple[str, str], ...]:
     params: list[tuple[str, str]] = []
     if page_size is not None:
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= maximum:
-            raise InvalidArgumentError("page_size", f"must be an integer from 1 to {maximum}, got {shown(page_size)}")
+        number("page_size", page_size, minimum=1, maximum=maximum, integer=True)
         params.append(("limit", str(page_size)))
     if page_token is not None:
         if not isinstance(page_token, str) or not page_token:
@@ -77,8 +78,18 @@ def _page_params(page_size: int | None, page_token: str | None, maximum: int) ->
 
 
 def _check_concurrency(concurrency: object) -> None:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1000:
-        raise InvalidArgumentError("concurrency", f"must be an integer from 1 to 1000, got {shown(concurrency)}")
+    number("concurrency", concurrency, minimum=1, maximum=1000, integer=True)
+
+
+def _decoder(cls: type[T]) -> Callable[[bytes], T]:
+    """How a 2xx body of ``cls`` is decoded (``ApiRequest.decode``)."""
+    return functools.partial(_converter.decode, cls=cls)
+
+
+_ENDPOINT = _decoder(Endpoint)
+_ENDPOINT_LIST = _decoder(EndpointList)
+_EVENT_TYPE_LIST = _decoder(EventTypeList)
+_SUBCATEGORY_LIST = _decoder(SubcategoryList)
 
 
 def _timeout(timeout: TimeoutArg) -> Timeout | None:
@@ -86,16 +97,26 @@ def _timeout(timeout: TimeoutArg) -> Timeout | None:
 
 
 async def _walk(fetch: Callable[[str | None], Awaitable[Page[T]]], token: str | None) -> AsyncIterator[T]:
-    """Yield every item, one page in memory at a time, until a page has no next token."""
-    while True:
+    """Yield every item, one page in memory at a time, until a page has no next token.
+
+    A token already seen in this walk (a server that cycles) or more than `MAX_PAGES`
+    pages end the walk with `ResponseDecodeError`: it never loops for ever.
+    """
+    seen: set[str] = set() if token is None else {token}
+    for _ in range(MAX_PAGES):
         page = await fetch(token)
         for item in page.items:
             yield item
-        if page.next_page_token is None:
-            return
-        if page.next_page_token == token:  # a server that does not advance would loop forever
-            raise ResponseDecodeError("nextPaginationToken repeats the token just sent", field="$.nextPaginationToken")
         token = page.next_page_token
+        if token is None:
+            return
+        if token in seen:
+            raise ResponseDecodeError(
+                f"nextPaginationToken repeats a token already seen in this listing (after {len(seen)} pages)",
+                field="$.nextPaginationToken",
+            )
+        seen.add(token)
+    raise ResponseDecodeError(f"the listing did not end within {MAX_PAGES} pages", field="$.nextPaginationToken")
 
 
 class Webhooks:
@@ -105,34 +126,78 @@ class Webhooks:
     timeout for each attempt of that call.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, budget: Budget | None = None, provisioner: Provisioner | None = None) -> None:
         self._client = client
-        self._provisioner = Provisioner(self)
+        self._budget = budget
+        self._provisioner = provisioner or Provisioner(self)
+
+    @property
+    def with_raw_response(self) -> RawWebhooks:
+        """The single-call operations, each returning a `RawResponse` (status, headers, request id, `parse()`)."""
+        from fullstory_async._raw import RawWebhooks
+
+        return RawWebhooks(self)
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        """The client's retry policy (also bounds the reconciling retries of `ensure_endpoint`)."""
+        """The client's retry policy (also each bulk item's budget)."""
         return self._client.retry
 
-    async def _call(self, request: ApiRequest, cls: type[T]) -> T:
-        """Send ``request`` and decode the 2xx body as ``cls``.
+    @property
+    def governor(self) -> RateGovernor | None:
+        """The client's rate governor, which admits bulk items."""
+        return self._client.governor
 
-        A body that does not decode is most likely a garbled answer (a proxy, a cut
-        connection): for idempotent calls it is asked again, within the retry policy's
-        ``max_attempts``.
+    @property
+    def budget(self) -> Budget | None:
+        """The budget every call of this view runs under (`_within`), or ``None``."""
+        return self._budget
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, as the retry layer waits: `ClientClosedError` at once when the client closes."""
+        await self._client._sleeper.sleep(seconds)
+
+    def _within(self, budget: Budget) -> Webhooks:
+        """Return these operations with every call under ``budget`` (its deadline; attempts counted into it)."""
+        return Webhooks(self._client, budget, self._provisioner)
+
+    def _deadline(self) -> float | None:
+        """Return the deadline of an operation starting now: the budget's, else the retry policy's from now.
+
+        Set when the request is built, so the retry layer need not copy it to set one.
         """
-        attempts = self._client.retry.max_attempts if request.is_idempotent else 1
-        for attempt in range(1, attempts + 1):
-            response = await self._client.send(request)
-            try:
-                return _converter.decode(response.body, cls)
-            except ResponseDecodeError as exc:
-                if attempt < attempts:
-                    continue
-                raise ResponseDecodeError(
-                    exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
-                ) from exc.__cause__
-        raise AssertionError("unreachable")  # pragma: no cover
+        if self._budget is not None:
+            return self._budget.deadline
+        seconds = self._client.retry.deadline
+        return None if seconds is None else time.monotonic() + seconds
+
+    def _call(self, request: ApiRequest) -> Awaitable[ApiResponse]:
+        if self._budget is None:
+            return self._client._dispatch(request)  # no frame of its own on the usual path
+        return self._budgeted(request, self._budget)
+
+    async def _budgeted(self, request: ApiRequest, budget: Budget) -> ApiResponse:
+        try:
+            response = await self._client._dispatch(request)
+        except FullstoryError as exc:
+            budget.attempts += exc.attempts
+            raise
+        budget.attempts += response.attempts
+        return response
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        timeout: TimeoutArg,
+        decode: Callable[[bytes], Any] | None = None,
+        *,
+        body: bytes | None = None,
+        params: tuple[tuple[str, str], ...] = (),
+    ) -> ApiRequest:
+        """Build the request of an operation starting now (its deadline set; ``decode`` reads its 2xx body)."""
+        return ApiRequest(method, path, params, {}, body, _timeout(timeout), operation, None, self._deadline(), decode)
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -142,16 +207,16 @@ class Webhooks:
         Not idempotent: after a timeout, reset or 5xx the endpoint may exist, so such
         failures are not retried (429 is).
         """
-        _require(request, CreateEndpointRequest, "request")
+        instance("request", request, CreateEndpointRequest)
         body = _converter.encode(request)
-        return await self._call(
-            ApiRequest("POST", ENDPOINTS, body=body, timeout=_timeout(timeout), operation="create_endpoint"), Endpoint
-        )
+        response = await self._call(self._request("POST", ENDPOINTS, "create_endpoint", timeout, _ENDPOINT, body=body))
+        return response.data  # type: ignore[no-any-return]
 
     async def get_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> Endpoint:
         """Return one endpoint (``GET /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
         path = _endpoint_path(endpoint_id)
-        return await self._call(ApiRequest("GET", path, timeout=_timeout(timeout), operation="get_endpoint"), Endpoint)
+        response = await self._call(self._request("GET", path, "get_endpoint", timeout, _ENDPOINT))
+        return response.data  # type: ignore[no-any-return]
 
     async def update_endpoint(
         self, endpoint_id: str | Endpoint, request: UpdateEndpointRequest, *, timeout: TimeoutArg = None
@@ -164,19 +229,22 @@ class Webhooks:
         the id: use the returned `Endpoint`'s ``id`` from then on.
         """
         path = _endpoint_path(endpoint_id)
-        _require(request, UpdateEndpointRequest, "request")
+        instance("request", request, UpdateEndpointRequest)
         enabled = request.enabled
         if enabled is None:
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
         body = _converter.encode_update(request, enabled=enabled)
-        return await self._call(
-            ApiRequest("POST", path, body=body, timeout=_timeout(timeout), operation="update_endpoint"), Endpoint
-        )
+        response = await self._call(self._request("POST", path, "update_endpoint", timeout, _ENDPOINT, body=body))
+        return response.data  # type: ignore[no-any-return]
 
     async def delete_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> None:
-        """Delete an endpoint (``DELETE /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
+        """Delete an endpoint (``DELETE /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none.
+
+        Idempotent: a DELETE retried after an ambiguous failure (timeout, reset, 5xx) that
+        then finds 404 has succeeded (the earlier attempt deleted it), and returns.
+        """
         path = _endpoint_path(endpoint_id)
-        await self._client.send(ApiRequest("DELETE", path, timeout=_timeout(timeout), operation="delete_endpoint"))
+        await self._call(self._request("DELETE", path, "delete_endpoint", timeout))
 
     async def list_endpoints_page(
         self, *, page_size: int | None = None, page_token: str | None = None, timeout: TimeoutArg = None
@@ -187,8 +255,8 @@ class Webhooks:
         ``next_page_token`` as ``page_token`` for the next one.
         """
         params = _page_params(page_size, page_token, MAX_ENDPOINTS_PAGE)
-        request = ApiRequest("GET", ENDPOINTS, params=params, timeout=_timeout(timeout), operation="list_endpoints")
-        wire = await self._call(request, EndpointList)
+        request = self._request("GET", ENDPOINTS, "list_endpoints", timeout, _ENDPOINT_LIST, params=params)
+        wire: EndpointList = (await self._call(request)).data
         return Page(wire.endpoints, wire.next_pagination_token or None)
 
     def list_endpoints(
@@ -239,8 +307,8 @@ class Webhooks:
             The endpoint and the `Outcome` (created, updated, unchanged or skipped).
 
         """
-        _require(request, CreateEndpointRequest, "request")
-        return await self._provisioner.create(request, check_on_exists(on_exists))
+        instance("request", request, CreateEndpointRequest)
+        return await self._provisioner.ensure(self, request, check_on_exists(on_exists))
 
     def provision(
         self,
@@ -320,8 +388,9 @@ class Webhooks:
 
     async def list_event_types(self, *, timeout: TimeoutArg = None) -> list[EventTypeDefinition]:
         """Return the event types the organisation can subscribe to (``GET /webhooks/v1/event-types``)."""
-        request = ApiRequest("GET", EVENT_TYPES, timeout=_timeout(timeout), operation="list_event_types")
-        return list((await self._call(request, EventTypeList)).event_defs)
+        request = self._request("GET", EVENT_TYPES, "list_event_types", timeout, _EVENT_TYPE_LIST)
+        wire: EventTypeList = (await self._call(request)).data
+        return list(wire.event_defs)
 
     async def list_event_subcategories_page(
         self,
@@ -334,10 +403,8 @@ class Webhooks:
         """Return one page of an event type's subcategories (``page_size`` 1..1000, the API's default)."""
         path = f"{EVENT_TYPES}/{_segment(event_name, 'event_name')}/subcategories"
         params = _page_params(page_size, page_token, MAX_SUBCATEGORIES_PAGE)
-        request = ApiRequest(
-            "GET", path, params=params, timeout=_timeout(timeout), operation="list_event_subcategories"
-        )
-        wire = await self._call(request, SubcategoryList)
+        request = self._request("GET", path, "list_event_subcategories", timeout, _SUBCATEGORY_LIST, params=params)
+        wire: SubcategoryList = (await self._call(request)).data
         items = tuple(Subcategory(s.subcategory, s.display_name or s.subcategory) for s in wire.subcategory_defs)
         return Page(items, wire.next_pagination_token or None)
 

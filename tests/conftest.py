@@ -4,11 +4,11 @@ Every test runs with every logger enabled at DEBUG (aiohttp's, the fake server's
 SDK's included), captured by one handler on the root logger. The secrets are learned as
 the SDK meets them: the key `Client` resolves, the ``secret`` of every
 `CreateEndpointRequest`, `UpdateEndpointRequest` and `DesiredEndpoint`, the keys of every
-`FakeFullstory`, and the secrets of `WebhookReceiver`, ``sign`` and ``verify``. At
-teardown, a record whose message, exception text, stack or extra attributes contain one
-of them fails the test. Strings shorter than six characters are not tracked (too many
-false alarms). A test that logs a secret on purpose opts out with
-``@pytest.mark.secrets_in_logs``.
+`FakeFullstory`, the secrets of `WebhookReceiver`, ``sign`` and ``verify``, and the password
+of every proxy URL the client reads. At teardown, a record whose message, exception text,
+stack or extra attributes contain one of them fails the test. Strings shorter than six
+characters are not tracked (too many false alarms). A test that logs a secret on purpose
+opts out with ``@pytest.mark.secrets_in_logs``.
 
 The hooks are installed once per session (a wrapper call per construction); CLI output is
 checked by ``tests/hardening/test_secret_hygiene.py``, not here.
@@ -16,6 +16,7 @@ checked by ``tests/hardening/test_secret_hygiene.py``, not here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -145,6 +146,20 @@ def _install_hooks() -> None:
         return digest(body, secret, *args)
 
     _replace(_signature, "_digest", _digest)
+
+    from urllib.parse import unquote, urlsplit
+
+    from fullstory_async import _network
+
+    parse_proxy = _network._parse_proxy
+
+    @functools.wraps(parse_proxy)
+    def _parse_proxy(value: str, field: str) -> Any:
+        with contextlib.suppress(ValueError):  # a bad URL: the parser refuses it
+            WATCH.learn(unquote(urlsplit(value.strip()).password or ""))
+        return parse_proxy(value, field)
+
+    _replace(_network, "_parse_proxy", _parse_proxy)
     for cls in (CreateEndpointRequest, UpdateEndpointRequest, DesiredEndpoint):
         _learn_after_init(cls, lambda request: (request.secret,))
     _learn_after_init(FakeFullstory, lambda fake: (fake.api_key, fake.read_only_api_key))
@@ -188,3 +203,15 @@ def secret_watch(request: pytest.FixtureRequest) -> Iterator[SecretWatch]:
 def _no_base_url_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unset FULLSTORY_BASE_URL: one exported in the developer's shell must not redirect the suite's clients."""
     monkeypatch.delenv("FULLSTORY_BASE_URL", raising=False)
+
+
+PROXY_VARIABLES = tuple(
+    name for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy") for name in (base, base.upper())
+)
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test without the machine's proxy variables: clients honour them, and tests talk to loopback."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

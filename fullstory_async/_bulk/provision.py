@@ -9,6 +9,13 @@ Looking a URL up: endpoint ids appear to be the unpadded base64url of the URL (A
 reference §2.2), so one ``GET /endpoints/{id}`` finds it. A 404 there is conclusive only
 once this client has seen an endpoint whose id is derived that way; until then, and for
 ever if one is seen that is not, the lookup falls back to walking the listing.
+
+One budget per item: `ensure_endpoint` and each `provision` item run their lookups,
+create and reconcile under one `Budget` (the retry policy's ``deadline``, from when the
+item is admitted), each request bounded by ``max_attempts`` (A). With P the pages of a
+full listing (0 once ids are known to be derived from URLs), a lookup makes at most
+``L = A * (1 + P)`` requests, and one item at most ``(A + 1) * (L + A)``: A rounds of
+lookup and create, then after a create refused as existing one more lookup and an update.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ import base64
 import contextlib
 import enum
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import attrs
 
+from fullstory_async._bulk.budget import Admission, budgeted
+from fullstory_async._bulk.operations import Operations
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -35,10 +44,6 @@ from fullstory_async._exceptions import (
     shown,
 )
 from fullstory_async._models import CreateEndpointRequest, Endpoint, EventType, UpdateEndpointRequest
-from fullstory_async._retry import count_attempts
-
-if TYPE_CHECKING:
-    from fullstory_async._webhooks import Webhooks
 
 OnExists = Literal["skip", "update", "error"]
 _ON_EXISTS = ("skip", "update", "error")
@@ -78,7 +83,7 @@ class ProvisionResult:
     outcome: Outcome
     """What happened."""
     attempts: int
-    """HTTP requests made for this item (lookups, creates, updates and retries)."""
+    """HTTP requests made for this item (lookups, creates, updates and retries), failures included."""
 
     @property
     def ok(self) -> bool:
@@ -111,7 +116,7 @@ def differs(existing: Endpoint, request: CreateEndpointRequest) -> bool:
 class Provisioner:
     """The reconciling operations behind ``client.webhooks.ensure_endpoint`` and ``provision``."""
 
-    def __init__(self, webhooks: Webhooks) -> None:
+    def __init__(self, webhooks: Operations) -> None:
         self._webhooks = webhooks
         self._ids_derived: bool | None = None  # None: not yet known
 
@@ -120,10 +125,10 @@ class Provisioner:
         if self._ids_derived is not False:
             self._ids_derived = endpoint.id == derived_endpoint_id(endpoint.url)
 
-    async def lookup(self, url: str) -> Endpoint | None:
+    async def lookup(self, ops: Operations, url: str) -> Endpoint | None:
         """Return the endpoint with exactly this URL, or ``None`` when there is none."""
         try:
-            endpoint: Endpoint | None = await self._webhooks.get_endpoint(derived_endpoint_id(url))
+            endpoint: Endpoint | None = await ops.get_endpoint(derived_endpoint_id(url))
         except NotFoundError:
             endpoint = None
         if endpoint is not None and endpoint.url == url:
@@ -131,10 +136,10 @@ class Provisioner:
             return endpoint
         if self._ids_derived:
             return None
-        return await self._webhooks.find_endpoint_by_url(url)
+        return await ops.find_endpoint_by_url(url)
 
     async def reconcile(
-        self, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists
+        self, ops: Operations, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists
     ) -> tuple[Endpoint, Outcome]:
         """Bring an existing endpoint in line with ``request`` as ``on_exists`` says."""
         if on_exists == "skip":
@@ -144,52 +149,68 @@ class Provisioner:
         if not differs(existing, request):
             return existing, Outcome.UNCHANGED
         update = UpdateEndpointRequest(event_types=request.event_types, secret=request.secret, enabled=existing.enabled)
-        updated = await self._webhooks.update_endpoint(existing.id, update)
+        updated = await ops.update_endpoint(existing.id, update)
         self.observe(updated)
         return updated, Outcome.UPDATED
 
+    async def ensure(
+        self, webhooks: Operations, request: CreateEndpointRequest, on_exists: OnExists
+    ) -> tuple[Endpoint, Outcome]:
+        """`Webhooks.ensure_endpoint`: `create` under one budget (a new one unless ``webhooks`` has one).
+
+        A failure carries the attempts of the whole operation.
+        """
+        if webhooks.budget is not None:
+            return await self.create(webhooks, request, on_exists)
+        result, error, _attempts = await budgeted(webhooks, lambda ops: self.create(ops, request, on_exists))
+        if error is not None:
+            raise error
+        assert result is not None
+        return result
+
     async def create(
-        self, request: CreateEndpointRequest, on_exists: OnExists, *, known_absent: bool = False
+        self, ops: Operations, request: CreateEndpointRequest, on_exists: OnExists, *, known_absent: bool = False
     ) -> tuple[Endpoint, Outcome]:
         """Create ``request`` unless its URL exists; after an ambiguous failure look again before retrying."""
-        policy = self._webhooks.retry_policy
+        policy = ops.retry_policy
         attempt = 0
         while True:
             if not known_absent:
-                existing = await self.lookup(request.url)
+                existing = await self.lookup(ops, request.url)
                 if existing is not None:
-                    return await self._settle(existing, request, on_exists, attempt)
+                    return await self._settle(ops, existing, request, on_exists, attempt)
             attempt += 1
             try:
-                endpoint = await self._webhooks.create_endpoint(request)
+                endpoint = await ops.create_endpoint(request)
             except _AMBIGUOUS:
                 if attempt >= policy.max_attempts:
                     raise
+                if not await _pause(ops, attempt):
+                    raise  # the wait would outlast the item's budget: the ambiguous failure stands
                 known_absent = False
-                await self._pause(attempt)
                 continue
             except APIStatusError as exc:
                 # A create refused because the URL exists (the API documents no code for it).
                 if exc.status not in (400, 409):
                     raise
-                existing = await self.lookup(request.url)
+                existing = await self.lookup(ops, request.url)
                 if existing is None:
                     raise
-                return await self._settle(existing, request, on_exists, 0)
+                return await self._settle(ops, existing, request, on_exists, 0)
             self.observe(endpoint)
             return endpoint, Outcome.CREATED
 
     async def _settle(
-        self, existing: Endpoint, request: CreateEndpointRequest, on_exists: OnExists, our_attempts: int
+        self,
+        ops: Operations,
+        existing: Endpoint,
+        request: CreateEndpointRequest,
+        on_exists: OnExists,
+        our_attempts: int,
     ) -> tuple[Endpoint, Outcome]:
         if our_attempts and not differs(existing, request):
             return existing, Outcome.CREATED  # our ambiguous attempt did create it
-        return await self.reconcile(existing, request, on_exists)
-
-    async def _pause(self, attempt: int) -> None:
-        policy = self._webhooks.retry_policy
-        if policy.wait:
-            await asyncio.sleep(policy.backoff(attempt))
+        return await self.reconcile(ops, existing, request, on_exists)
 
     async def provision(
         self,
@@ -206,7 +227,7 @@ class Provisioner:
             async for endpoint in self._webhooks.list_endpoints():
                 existing.setdefault(endpoint.url, endpoint)
                 self.observe(endpoint)
-        job = _Job(existing)
+        job = _Job(existing, Admission(self._webhooks.governor, concurrency))
 
         async def one(number: int, item: object) -> ProvisionResult:
             return await self._one(number, item, on_exists, job)
@@ -221,17 +242,33 @@ class Provisioner:
                 f"requests[{number}]", f"must be a CreateEndpointRequest, got {type(item).__name__}"
             )
             return ProvisionResult(number, None, None, error, Outcome.FAILED, 0)
-        with count_attempts() as attempts:
-            try:
-                async with job.url_lock(item.url):
-                    known = job.known(item.url)
-                    if isinstance(known, Endpoint):
-                        endpoint, outcome = await self.reconcile(known, item, on_exists)
-                    else:
-                        endpoint, outcome = await self.create(item, on_exists, known_absent=known)
-            except FullstoryError as exc:
-                return ProvisionResult(number, item, None, exc, Outcome.FAILED, attempts.count)
-        return ProvisionResult(number, item, endpoint, None, outcome, attempts.count)
+        request = item
+
+        async def work(ops: Operations) -> tuple[Endpoint, Outcome]:
+            known = job.known(request.url)
+            if isinstance(known, Endpoint):
+                return await self.reconcile(ops, known, request, on_exists)
+            return await self.create(ops, request, on_exists, known_absent=known)
+
+        async with job.url_lock(item.url):
+            result, failure, attempts = await budgeted(
+                self._webhooks, work, admission=job.admission, route="create_endpoint"
+            )
+        if failure is not None:
+            return ProvisionResult(number, item, None, failure, Outcome.FAILED, attempts)
+        assert result is not None
+        return ProvisionResult(number, item, result[0], None, result[1], attempts)
+
+
+async def _pause(ops: Operations, attempt: int) -> bool:
+    """Back off before looking again after an ambiguous create; False when that would outlast the budget."""
+    policy = ops.retry_policy
+    wait = policy.backoff(attempt)
+    if ops.budget is not None and wait >= ops.budget.left():
+        return False
+    if policy.wait:
+        await ops._sleep(wait)
+    return True
 
 
 class _Job:
@@ -241,8 +278,9 @@ class _Job:
     and URLs already handled are remembered by hash only.
     """
 
-    def __init__(self, existing: dict[str, Endpoint] | None) -> None:
+    def __init__(self, existing: dict[str, Endpoint] | None, admission: Admission) -> None:
         self._existing = existing
+        self.admission = admission
         self._handled: set[int] = set()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 

@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.catalogue_check import check_event_types
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
 from fullstory_async._bulk.listing import complete_listing, fingerprint
+from fullstory_async._bulk.operations import Operations
 from fullstory_async._bulk.provision import Outcome
 from fullstory_async._bulk.scope import in_scope
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError, shown
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
-from fullstory_async._retry import count_attempts
 
 if TYPE_CHECKING:
     from fullstory_async._webhooks import Webhooks
@@ -196,14 +197,16 @@ async def plan(
 
 async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGenerator[ApplyResult, None]:
     """See `Webhooks.apply`."""
+    admission = Admission(webhooks.governor, concurrency)
 
     async def run(_index: int, change: Change) -> ApplyResult:
-        with count_attempts() as attempts:
-            try:
-                endpoint, outcome = await _execute(webhooks, change)
-            except FullstoryError as exc:
-                return ApplyResult(change, None, exc, Outcome.FAILED, attempts.count)
-        return ApplyResult(change, endpoint, None, outcome, attempts.count)
+        route = _ROUTES.get(change.action)
+        result, error, attempts = await budgeted(
+            webhooks, lambda ops: _execute(ops, change), admission=admission, route=route
+        )
+        if error is not None or result is None:
+            return ApplyResult(change, None, error, Outcome.FAILED, attempts)
+        return ApplyResult(change, result[0], None, result[1], attempts)
 
     check_plan(plan)
     async with contextlib.aclosing(stream_map(plan.changes, run, concurrency=concurrency)) as results:
@@ -211,7 +214,10 @@ async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGen
             yield result
 
 
-async def _execute(webhooks: Webhooks, change: Change) -> tuple[Endpoint | None, Outcome]:
+_ROUTES = {Action.CREATE: "create_endpoint", Action.UPDATE: "update_endpoint", Action.DELETE: "delete_endpoint"}
+
+
+async def _execute(webhooks: Operations, change: Change) -> tuple[Endpoint | None, Outcome]:
     desired = change.desired
     if change.action is Action.UNCHANGED:
         return change.current, Outcome.UNCHANGED

@@ -303,10 +303,12 @@ class FakeFullstory:
     def client(self, **kwargs: Any) -> Client:
         """Return a `fullstory_async.Client` for this fake (api key and base URL preset).
 
-        Keyword arguments go to ``Client``, e.g. ``retry=RetryPolicy(wait=False)``.
+        Keyword arguments go to ``Client``, e.g. ``retry=RetryPolicy(wait=False)``. The
+        client ignores the environment's proxies (``trust_env=False``): the fake is local.
         """
         from fullstory_async import Client
 
+        kwargs.setdefault("trust_env", False)
         kwargs.setdefault("api_key", self.api_key)
         kwargs.setdefault("base_url", self.url)
         return Client(**kwargs)

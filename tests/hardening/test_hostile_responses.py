@@ -482,7 +482,7 @@ async def test_huge_valid_bodies_decode() -> None:
     ],
     ids=["4MB-garbage", "1MB-not-utf8", "2000-wrong-items", "5000-digit-int", "infinities"],
 )
-async def test_huge_hostile_bodies_are_decode_errors(body: bytes) -> None:
+async def test_huge_hostile_bodies_are_decode_response(body: bytes) -> None:
     """Megabytes of garbage, invalid UTF-8, wrong items or oversized numbers end in a ResponseDecodeError."""
     for operation in ("get_endpoint", "list_endpoints_page"):
         kind, result = await outcome(operation, 200, body)

@@ -5,6 +5,7 @@ Nothing here executes on import: everything lives in ``async def`` functions.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from fullstory_async import (
     ClientClosedError,
     CreateEndpointRequest,
     Endpoint,
+    EventLoopError,
     EventType,
     FullstoryError,
     Handler,
@@ -130,6 +132,24 @@ async def main() -> None:
         max_connections_per_host=10,
     ) as fs:
         print(await handle_errors(fs))
+        patient: Client = fs.with_options(timeout=120, retry=RetryPolicy(max_attempts=8), max_response_bytes=1 << 20)
+        settings: tuple[str, Timeout, RetryPolicy, int] = (
+            patient.base_url,
+            patient.timeout,
+            patient.retry,
+            patient.max_response_bytes,
+        )
+        print(settings)
+        raw = await patient.send(ApiRequest("GET", "/webhooks/v1/event-types", decode=json.loads))
+        attempts: int = raw.attempts
+        print(raw.data, attempts)
+        try:
+            await patient.webhooks.get_endpoint("missing")
+        except EventLoopError as exc:
+            print(exc)
+        except FullstoryError as exc:
+            failed_after: int = exc.attempts
+            print(failed_after)
 
     async with aiohttp.ClientSession() as session:
         client = Client(base_url="http://127.0.0.1:8080", timeout=2.5, session=session, retry=RetryPolicy(wait=False))
@@ -143,3 +163,44 @@ async def main() -> None:
 
     async with Client("na1.example/ORG", transport=in_memory, retry=RetryPolicy(max_attempts=1)) as fs:
         await create(fs)
+
+
+async def network_options(ca_file: str) -> None:
+    """Use a proxy with credentials, a private CA and a client certificate; or no proxy from the environment."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca_file)
+    context.load_cert_chain("client.pem", "client.key")
+    async with Client(proxy="http://user:pass@proxy.corp:3128", ssl=context) as fs:
+        await fs.webhooks.get_endpoint("id")
+    async with Client(trust_env=False) as fs:
+        await fs.webhooks.get_endpoint("id")
+
+
+async def raw_responses_and_hooks(fs: Client, request: CreateEndpointRequest) -> None:
+    """Read headers and request ids of typed calls; observe calls with hooks, metrics and tracing."""
+    from fullstory_async import Attempt, Call, CallResult, Hooks, Metrics, RawResponse
+    from fullstory_async.otel import OpenTelemetryHooks
+
+    raw: RawResponse[Endpoint] = await fs.webhooks.with_raw_response.create_endpoint(request, timeout=5)
+    endpoint: Endpoint = raw.parse()
+    request_id: str | None = raw.request_id
+    remaining: str | None = raw.headers.get("x-ratelimit-remaining")
+    status: int = raw.status
+    attempts: int = raw.attempts
+    patient = fs.with_options(timeout=120).webhooks.with_raw_response
+    deleted: RawResponse[None] = await patient.delete_endpoint(endpoint)
+    print(request_id, remaining, status, attempts, deleted.status)
+
+    class Latency(Hooks):
+        def on_attempt(self, call: Call, attempt: Attempt) -> None:
+            print(call.request.operation, attempt.number, attempt.status, attempt.duration, attempt.wait)
+
+        def on_call_end(self, call: Call, result: CallResult) -> None:
+            print(result.attempts, result.error)
+
+    metrics = Metrics()
+    async with Client(hooks=[Latency(), metrics, OpenTelemetryHooks()]) as observed:
+        await observed.webhooks.list_event_types()
+    total: int = metrics.attempts
+    print(total, metrics.snapshot())

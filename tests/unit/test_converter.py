@@ -316,3 +316,10 @@ def test_plain_create_encoding_matches_the_converter(request: CreateEndpointRequ
     from fullstory_async._converter import _plain_create, get_converter
 
     assert _plain_create(request) == get_converter().unstructure(request)
+
+
+def test_the_plain_paths_know_every_field_of_their_models() -> None:
+    """The hand-built encode/decode paths cover exactly the models' fields: this fails when a model gains one."""
+    from fullstory_async._converter import PLAIN_PATHS_CURRENT
+
+    assert PLAIN_PATHS_CURRENT, "a model changed: update _plain_endpoint/_plain_create and PLAIN_PATHS_CURRENT"

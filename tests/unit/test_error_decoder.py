@@ -24,7 +24,7 @@ from fullstory_async import (
     RetryPolicy,
     ServerError,
 )
-from fullstory_async._error_decoder import decode_errors, error_class, error_from_response, parse_retry_after
+from fullstory_async._error_decoder import decode_response, error_class, error_from_response, parse_retry_after
 
 CREATE = ApiRequest("POST", "/webhooks/v1/endpoints", body=b"{}")
 
@@ -302,22 +302,22 @@ def test_parse_retry_after_never_raises(value: str) -> None:
     assert seconds is None or 0.0 <= seconds <= 1e9
 
 
-async def test_decode_errors_passes_success_through() -> None:
-    """2xx responses pass through decode_errors unchanged."""
+async def test_decode_response_passes_success_through() -> None:
+    """2xx responses pass through decode_response unchanged."""
     for status in (200, 201, 204):
         response = ApiResponse(status, {}, b"")
 
         async def handler(request: ApiRequest, response: ApiResponse = response) -> ApiResponse:
             return response
 
-        assert await decode_errors(CREATE, handler) is response
+        assert await decode_response(CREATE, handler) is response
 
 
-async def test_decode_errors_raises_for_non_2xx() -> None:
+async def test_decode_response_raises_for_non_2xx() -> None:
     """A non-2xx response is raised as its typed error by the middleware."""
 
     async def handler(request: ApiRequest) -> ApiResponse:
         return ApiResponse(403, {}, SEED_ERRORS[2][1])
 
     with pytest.raises(PermissionDeniedError, match=r"^403 forbidden: insufficient permissions"):
-        await decode_errors(CREATE, handler)
+        await decode_response(CREATE, handler)

@@ -1,0 +1,97 @@
+"""One budget per bulk item, and the admission that starts it.
+
+`ensure_endpoint` and each item of `provision` and `apply` make several calls (lookups,
+a create, an update). They share one `Budget`: one deadline (the retry policy's
+``deadline`` seconds from when the item is admitted) and one attempt count. `Admission`
+admits the items of a job at the pace the client's rate governor can serve, so a job
+queues before its items' budgets start instead of failing them for waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from fullstory_async._bulk.operations import Budget, Operations
+from fullstory_async._exceptions import APITimeoutError, FullstoryError, RateLimitError
+
+if TYPE_CHECKING:
+    from fullstory_async._governor import RateGovernor
+
+T = TypeVar("T")
+
+
+class Admission:
+    """Admits the items of one bulk job at the pace the client's rate governor can serve.
+
+    The server's rate limit is not known up front, so a job does not open with
+    ``concurrency`` items at once: items run in a window that starts at one item, doubles
+    with every item that succeeds (up to ``concurrency``) and halves when an item fails
+    for waiting (`RateLimitError`, `APITimeoutError`). Admissions are one at a time, each
+    waiting until the governor could start a request now (`RateGovernor.wait_for_capacity`):
+    the item admitted runs straight on to its first request, which takes that capacity.
+    """
+
+    def __init__(self, governor: RateGovernor | None, concurrency: int) -> None:
+        self._governor = governor
+        self._limit = concurrency
+        self.window = 1
+        """Items that may run at once now."""
+        self._active = 0
+        self._changed = asyncio.Condition()
+        self._turn = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def admit(self, route: str | None) -> AsyncIterator[None]:
+        """Wait for a place in the window and, for a ``route``, for the governor's capacity."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._active < self.window)
+            self._active += 1
+        try:
+            if route is not None and self._governor is not None:
+                # One admission at a time: the item admitted runs on to its first request, which
+                # takes the governor's slot, before the next one asks for capacity.
+                async with self._turn:
+                    await self._governor.wait_for_capacity(route)
+            yield
+        finally:
+            self._active -= 1
+            async with self._changed:
+                self._changed.notify_all()
+
+    def record(self, error: FullstoryError | None) -> None:
+        """Grow the window after a success, shrink it after a failure for waiting."""
+        if error is None:
+            self.window = min(self._limit, self.window * 2)
+        elif isinstance(error, RateLimitError | APITimeoutError):
+            self.window = max(1, self.window // 2)
+
+
+async def budgeted(
+    webhooks: Operations,
+    work: Callable[[Operations], Awaitable[T]],
+    *,
+    admission: Admission | None = None,
+    route: str | None = None,
+) -> tuple[T | None, FullstoryError | None, int]:
+    """Run ``work`` with every call under one new budget; return its result or typed error, and the attempts.
+
+    With ``admission``, the item first waits to be admitted (for ``route``): its budget
+    starts then. A failure's ``attempts`` is set to the whole item's.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if admission is not None:
+            await stack.enter_async_context(admission.admit(route))
+        budget = Budget.start(webhooks.retry_policy)
+        try:
+            result = await work(webhooks._within(budget))
+        except FullstoryError as exc:
+            exc.attempts = budget.attempts
+            if admission is not None:
+                admission.record(exc)
+            return None, exc, budget.attempts
+        if admission is not None:
+            admission.record(None)
+        return result, None, budget.attempts

@@ -1,0 +1,163 @@
+"""OpenTelemetry tracing, an adapter on `Hooks`: ``pip install "fullstory-async[otel]"`` (``opentelemetry-api`` only).
+
+::
+
+    from fullstory_async import Client
+    from fullstory_async.otel import OpenTelemetryHooks
+
+    async with Client(hooks=[OpenTelemetryHooks()]) as fs:
+        ...
+
+Each call is one span (kind ``INTERNAL``, named ``fullstory <operation>``, current while
+the call runs, so spans your own HTTP instrumentation makes nest under it). Each HTTP
+attempt is a child span of kind ``CLIENT`` named after its method, with the stable HTTP
+semantic-convention attributes: ``http.request.method``, ``url.full``, ``server.address``,
+``server.port``, ``http.response.status_code``, ``http.request.resend_count`` (from the
+second attempt on), ``error.type`` (the status code, or the error's class name when no
+response came) and ``fullstory.request_id`` (when the response names one). Waits are recorded where they happen:
+
+* a wait in the rate governor: event ``fullstory.governor_wait`` on the attempt's span,
+  attribute ``fullstory.wait_seconds``;
+* a retry wait: event ``fullstory.retry_wait`` on the call's span, attributes
+  ``fullstory.attempt`` (the attempt that failed) and ``fullstory.wait_seconds``.
+
+No attribute holds a header or a body, so no API key, endpoint secret or proxy credential
+can reach a span.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import Token
+from urllib.parse import urlsplit
+
+import attrs
+
+try:
+    from opentelemetry import context, trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+    from opentelemetry.util.types import AttributeValue
+except ImportError as exc:
+    raise ImportError(
+        'fullstory_async.otel needs opentelemetry-api: pip install "fullstory-async[otel]"', name=exc.name
+    ) from exc
+
+from fullstory_async._hooks import Attempt, Call, CallResult, Hooks, RequestView
+from fullstory_async._version import __version__
+
+__all__ = ["OpenTelemetryHooks"]
+
+
+def _epoch_ns(monotonic: float) -> int:
+    """Convert a ``time.monotonic()`` instant to the nanoseconds since the epoch that OpenTelemetry takes."""
+    return time.time_ns() - int((time.monotonic() - monotonic) * 1e9)
+
+
+def _http_attributes(request: RequestView) -> dict[str, AttributeValue]:
+    url = urlsplit(request.url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return {
+        "http.request.method": request.method,
+        "url.full": request.url,
+        "server.address": url.hostname or "",
+        "server.port": port,
+    }
+
+
+def _error_type(status: int | None, error: BaseException | None) -> str | None:
+    if status is not None and status >= 400:
+        return str(status)
+    return None if error is None else type(error).__name__
+
+
+@attrs.define
+class _Open:
+    span: Span
+    token: Token[Context]
+
+
+class OpenTelemetryHooks(Hooks):
+    """Trace every call and attempt of the clients it is given to (``Client(hooks=[OpenTelemetryHooks()])``).
+
+    Args:
+        tracer_provider: the provider to take the tracer from; the global one by default.
+
+    """
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer("fullstory_async", __version__, tracer_provider=tracer_provider)
+        self._open: dict[Call, _Open] = {}
+
+    def on_call_start(self, call: Call) -> None:
+        """Start the call's span and make it current."""
+        request = call.request
+        attributes = _http_attributes(request)
+        if request.operation:
+            attributes["fullstory.operation"] = request.operation
+        span = self._tracer.start_span(
+            f"fullstory {request.operation or request.method}",
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=_epoch_ns(call.started),
+        )
+        self._open[call] = _Open(span, context.attach(trace.set_span_in_context(span)))
+
+    def on_attempt(self, call: Call, attempt: Attempt) -> None:
+        """Record the attempt as a child span, with its governor wait; record the retry wait on the call's span."""
+        parent = self._open.get(call)
+        if parent is None:
+            return
+        status = attempt.status
+        attributes = _http_attributes(attempt.request)
+        if attempt.number > 1:
+            attributes["http.request.resend_count"] = attempt.number - 1
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        error_type = _error_type(status, attempt.error)
+        if error_type is not None:
+            attributes["error.type"] = error_type
+        outcome = attempt.response if attempt.response is not None else attempt.error
+        request_id = getattr(outcome, "request_id", None)
+        if request_id:
+            attributes["fullstory.request_id"] = request_id
+        span = self._tracer.start_span(
+            attempt.request.method,
+            context=trace.set_span_in_context(parent.span),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=_epoch_ns(attempt.started),
+        )
+        if attempt.governor_wait > 0:
+            span.add_event(
+                "fullstory.governor_wait",
+                {"fullstory.wait_seconds": attempt.governor_wait},
+                timestamp=_epoch_ns(attempt.started),
+            )
+        if error_type is not None:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=_epoch_ns(attempt.started + attempt.duration))
+        if attempt.wait is not None:
+            parent.span.add_event(
+                "fullstory.retry_wait", {"fullstory.attempt": attempt.number, "fullstory.wait_seconds": attempt.wait}
+            )
+
+    def on_call_end(self, call: Call, result: CallResult) -> None:
+        """End the call's span, with the number of attempts and the error if any."""
+        opened = self._open.pop(call, None)
+        if opened is None:
+            return
+        context.detach(opened.token)
+        span = opened.span
+        span.set_attribute("fullstory.attempts", result.attempts)
+        if result.response is not None:
+            span.set_attribute("http.response.status_code", result.response.status)
+        error = result.error
+        if error is not None:
+            status = getattr(error, "status", None)
+            if isinstance(status, int):
+                span.set_attribute("http.response.status_code", status)
+            span.set_attribute("error.type", _error_type(status, error) or type(error).__name__)
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+        span.end()

@@ -1,0 +1,226 @@
+"""One budget per bulk item, against raw aiohttp servers.
+
+The request formula is reached and never passed, and a job at many times the server's rate
+limit queues instead of failing its items for waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+from aiohttp import web
+
+from fullstory_async import (
+    APITimeoutError,
+    Client,
+    ClientClosedError,
+    CreateEndpointRequest,
+    Endpoint,
+    EventType,
+    Outcome,
+    ProvisionResult,
+    RetryPolicy,
+    ServerError,
+)
+from fullstory_async._bulk.provision import derived_endpoint_id
+
+from .conftest import Serve
+
+API_KEY = "na1.BulkBudgetKey-Pq4z/ORG7"
+ENDPOINTS = "/webhooks/v1/endpoints"
+STAMP = "2020-04-01T21:53:58.200Z"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def endpoint_json(url: str, *names: str) -> dict[str, object]:
+    """Return the wire form of the endpoint of ``url`` (its id derived from the URL, as the API does)."""
+    return {
+        "id": derived_endpoint_id(url),
+        "created": STAMP,
+        "modified": STAMP,
+        "enabled": True,
+        "url": url,
+        "eventTypes": [{"eventName": name} for name in names],
+    }
+
+
+def error(status: int, **headers: str) -> web.Response:
+    """Return an error answer in the API's shape."""
+    return web.json_response({"code": "x", "message": f"status {status}"}, status=status, headers=headers)
+
+
+async def results_of(stream: AsyncIterator[ProvisionResult]) -> list[ProvisionResult]:
+    """Collect a provision stream, by input index."""
+    return sorted([result async for result in stream], key=lambda result: result.index)
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3])
+async def test_the_worst_item_makes_exactly_the_stated_number_of_requests(serve: Serve, attempts: int) -> None:
+    """Every request as bad as it may be: one item makes (A + 1) * (L + A) requests, L = A once ids are known.
+
+    Each lookup answers 503 until its last attempt (404), each create 429 until its last
+    attempt (503, ambiguous; 409 in the last round), then the lookup finds the endpoint with
+    other event types, and the update succeeds on its last attempt.
+    """
+    a = attempts
+    known = "https://example.com/known"
+    target = "https://example.com/target"
+    counts = {"lookup": 0, "create": 0, "update": 0}
+    served = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal served
+        path = request.path
+        if path == f"{ENDPOINTS}/{derived_endpoint_id(known)}":
+            return web.json_response(endpoint_json(known, "note.created"))
+        served += 1
+        if request.method == "GET":
+            counts["lookup"] += 1
+            n = counts["lookup"]
+            if n % a:
+                return error(503)
+            if n // a <= a:
+                return error(404)
+            return web.json_response(endpoint_json(target, "segment.created"))
+        if path == ENDPOINTS:
+            counts["create"] += 1
+            n = counts["create"]
+            if n % a:
+                return error(429, **{"Retry-After": "0"})
+            return error(409 if n // a == a else 503)
+        counts["update"] += 1
+        if counts["update"] % a:
+            return error(429, **{"Retry-After": "0"})
+        return web.json_response(endpoint_json(target, "note.created"))
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(max_attempts=a, wait=False)
+    requests = [CreateEndpointRequest(url=known, event_types=[EventType("note.created")])]
+    requests.append(CreateEndpointRequest(url=target, event_types=[EventType("note.created")]))
+    async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
+        results = await results_of(fs.webhooks.provision(requests, concurrency=1, prefetch=False))
+    first, worst = results
+    assert first.outcome is Outcome.UNCHANGED  # the client now knows ids are derived from URLs: L = A
+    assert worst.outcome is Outcome.UPDATED, worst.error
+    bound = (a + 1) * (a + a)
+    assert served == bound
+    assert worst.attempts == bound
+
+
+async def test_a_failed_item_reports_every_attempt_it_made(serve: Serve) -> None:
+    """An item that fails carries the attempts of all its calls, in its result and on its error."""
+    served = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        if request.method == "GET":
+            return error(404)
+        return error(503)
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(max_attempts=3, wait=False)
+    url = "https://example.com/fails"
+    async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
+        fs.webhooks._provisioner.observe(derived(url))  # ids are known to be derived: one GET per lookup
+        [result] = await results_of(fs.webhooks.provision([CreateEndpointRequest(url=url)], prefetch=False))
+    assert isinstance(result.error, ServerError)
+    assert result.attempts == served == 3 * (1 + 1)  # three rounds of lookup (1 attempt) and create (1 attempt)
+    assert result.error.attempts == result.attempts
+
+
+async def test_an_item_never_outlives_its_budget(serve: Serve) -> None:
+    """Lookups, creates and waits of one ensure_endpoint share one deadline: no fresh deadline per call.
+
+    Every answer takes 0.3 s and the budget is 1 s, so at most 4 requests start (the 5th would
+    begin past the deadline); with a deadline per call, 50 rounds would make 100 requests.
+    """
+    served = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        await asyncio.sleep(0.3)
+        if request.method == "GET":
+            return error(404)
+        return error(503)
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(max_attempts=50, deadline=1.0, backoff_initial=0.01, backoff_max=0.01)
+    async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
+        fs.webhooks._provisioner.observe(derived("https://example.com/slow"))
+        with pytest.raises((ServerError, APITimeoutError)) as info:
+            await asyncio.wait_for(
+                fs.webhooks.ensure_endpoint(CreateEndpointRequest(url="https://example.com/slow")), 5
+            )
+    assert 1 <= served <= 4
+    assert info.value.attempts == served
+
+
+async def test_a_job_far_above_the_rate_limit_queues_instead_of_failing(serve: Serve) -> None:
+    """Concurrency 64 against a 20/s fixed-window limit and a 2 s budget per item: every item succeeds.
+
+    Without admission every item's budget would start at once, and the later ones would
+    wait in the governor longer than their budget.
+    """
+    window, allowed = 0.1, 2
+    hits: dict[int, int] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        now = time.monotonic()
+        slot = math.floor(now / window)
+        hits[slot] = hits.get(slot, 0) + 1
+        if hits[slot] > allowed:
+            return error(429, **{"Retry-After": f"{(slot + 1) * window - now:.3f}"})
+        if request.method == "GET":
+            return web.json_response({"endpoints": []})
+        body = await request.json()
+        return web.json_response(endpoint_json(body["url"], "note.created"))
+
+    base = await serve(app_of(handler))
+    items = [CreateEndpointRequest(url=f"https://example.com/h{i}", event_types=["note.created"]) for i in range(60)]
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(deadline=2.0, max_attempts=10)) as fs:
+        results = await asyncio.wait_for(results_of(fs.webhooks.provision(items, concurrency=64)), 30)
+    failed = [(r.index, type(r.error).__name__) for r in results if not r.ok]
+    assert failed == []
+
+
+def derived(url: str) -> Endpoint:
+    """Return an endpoint of ``url`` whose id is derived from it (teaches a client that ids are derived)."""
+    when = datetime(2020, 4, 1, tzinfo=UTC)
+    return Endpoint(derived_endpoint_id(url), when, when, True, url, ())
+
+
+def app_of(handler: Handler) -> web.Application:
+    """Return an app that sends every request to ``handler``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
+async def test_aclose_wakes_an_item_waiting_to_look_again(serve: Serve) -> None:
+    """An ensure_endpoint backing off (30 s) after an ambiguous create ends at once in ClientClosedError on aclose()."""
+    created = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return error(404)
+        created.set()
+        return error(503)
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(max_attempts=3, deadline=None, backoff_initial=30, backoff_max=30, jitter=False)
+    fs = Client(API_KEY, base_url=base, retry=retry, rate_governor=False)
+    fs.webhooks._provisioner.observe(derived("https://example.com/paused"))
+    task = asyncio.create_task(fs.webhooks.ensure_endpoint(CreateEndpointRequest(url="https://example.com/paused")))
+    await asyncio.wait_for(created.wait(), 5)
+    await asyncio.sleep(0.05)  # let it reach its back-off
+    assert not task.done()
+    await fs.aclose()
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(task, 2)
