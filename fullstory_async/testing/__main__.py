@@ -35,10 +35,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--rate", type=float, help="rate limit: requests per second (off)")
     parser.add_argument("--burst", type=int, default=10, help="rate limit burst (10)")
+    parser.add_argument(
+        "--fixed-window", action="store_true", help="rate limit: at most --rate requests per whole second"
+    )
+    parser.add_argument("--per-operation", action="store_true", help="rate limit: one budget per operation")
+    parser.add_argument(
+        "--limit-operation",
+        action="append",
+        metavar="NAME",
+        help="rate limit only this operation, e.g. create_endpoint (repeatable; default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="fault randomness seed (0)")
     parser.add_argument("--endpoints", type=int, default=0, help="pre-create this many endpoints (0)")
     parser.add_argument("--request-log-size", type=int, default=0, help="requests kept in memory (0 = off)")
     return parser
+
+
+def _rate_limit(args: argparse.Namespace) -> RateLimit | None:
+    if not args.rate:
+        return None
+    return RateLimit(
+        args.rate,
+        args.burst,
+        per_operation=args.per_operation,
+        fixed_window=args.fixed_window,
+        operations=args.limit_operation,
+    )
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -49,7 +71,7 @@ async def serve(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         read_only_api_key=args.read_only_api_key,
         duplicate_url=args.duplicate_url,
-        rate_limit=RateLimit(args.rate, args.burst) if args.rate else None,
+        rate_limit=_rate_limit(args),
         seed=args.seed,
         request_log_size=args.request_log_size,
     )
