@@ -64,6 +64,8 @@ class AiohttpTransport:
     def _get_session(self) -> aiohttp.ClientSession:
         if self.closed:
             raise ClientClosedError("the client is closed; create a new Client")
+        if self._session is not None and self._session.closed:  # the caller's own session, closed by them
+            raise ClientClosedError("the aiohttp session given to the client is closed")
         if self._session is None:
             limit, per_host = self._limits
             self._session = aiohttp.ClientSession(
@@ -102,7 +104,7 @@ class AiohttpTransport:
                 result = ApiResponse(status=response.status, headers=response.headers, body=body)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if self.closed and (task is None or not task.cancelling()):
+            if (self.closed or session.closed) and (task is None or not task.cancelling()):
                 # aiohttp cancels the calls queued for the pool when the session closes
                 raise ClientClosedError("the client was closed while the call waited for a connection") from None
             raise
