@@ -103,6 +103,7 @@ class RateGovernor:
         self._sleep = sleep
         self._routes: dict[str, RoutePace] = {}
         self._turnstiles: dict[str, asyncio.Lock] = {}
+        self._queued: dict[str, int] = {}  # calls with a deadline waiting for a route's turnstile
         self._waiting: set[asyncio.Task[object]] = set()
         self._closed = False
         self.rate_limited = 0
@@ -137,9 +138,12 @@ class RateGovernor:
 
     def close(self) -> None:
         """Wake every waiting call with `ClientClosedError`; later calls raise it too. Idempotent."""
+        if self._closed:
+            return
         self._closed = True
-        for task in list(self._waiting):
+        for task in self._waiting:
             task.cancel()
+        self._waiting.clear()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -189,11 +193,18 @@ class RateGovernor:
         if deadline is None:
             await turnstile.acquire()
         else:
+            queued = self._queued.get(route, 0)
+            expected = max(pace.ready_at(now) - now, queued / pace.rate)  # the turn of the calls ahead
+            if time.monotonic() + expected > deadline:
+                raise self._too_late(pace, deadline, wait=expected)
+            self._queued[route] = queued + 1
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
                     await turnstile.acquire()
             except TimeoutError:
                 raise self._too_late(pace, deadline, queued=True) from None
+            finally:
+                self._queued[route] -= 1
         try:
             self._check_open()
             now = self._clock()

@@ -31,6 +31,8 @@ A route with no success in the last second and a binding 429 is paused until the
 
 from __future__ import annotations
 
+import itertools
+import statistics
 from collections import deque
 
 _START_GROWTH = 1.5  # slow start: x1.5 ...
@@ -42,7 +44,7 @@ _PROBING = 0.9  # or when the pace was at least this fraction of the measured li
 _EASE = 0.98  # a measurement that met no other refusal only eases the pace this much
 _MEASURE_OK = 10  # a measurement ends after this many successes ...
 _MEASURE_REFUSED = 20  # ... or refusals ...
-_MEASURE_TIME = 0.5  # ... or seconds
+_MEASURE_TIME = 10.0  # ... or seconds (calls held by Retry-After may leave none to send for a while)
 _HEADROOM = 0.95  # pace at this fraction of the measured limit
 _HOLD = 2.0  # quiet seconds before probing above it; x1.5 after each probe that met the same limit ...
 _MAX_HOLD = 4.0  # ... up to this
@@ -186,13 +188,16 @@ class RoutePace:
             if admitted == 0 and retry_after is not None:
                 self.paused_until = max(self.paused_until, now + retry_after)
             return
-        if len(times) >= 3:
-            admitted = (len(times) - 1) / (times[-1] - times[0] or 1e-9)
+        if len(times) >= 3:  # the mean gap between successes, lulls (every call held) left out
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            usual = [gap for gap in gaps if gap <= 2 * statistics.median(gaps)]
+            admitted = len(usual) / max(sum(usual), 1e-6)
         else:  # too few for their spacing
             admitted = len(times) / max(now - self._measure_start, 1e-3)
         previous = self.limit
-        if previous is not None:  # a window's first calls all pass at our pace: not more than a second admits
-            admitted = min(admitted, max(float(self._ok_last_second), self.min_rate))
+        if previous is not None and admitted > (1 + _SAME) * previous:
+            # A jump up: a window's first calls all pass at our pace; believe no more than a second admitted.
+            admitted = max(min(admitted, self._ok_last_second), previous)
         if previous is not None and abs(admitted - previous) <= _SAME * previous:
             self._hold = min(self._hold * 1.5, _MAX_HOLD)  # the same limit again: probe less often
             admitted = (admitted + previous) / 2
