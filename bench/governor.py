@@ -81,7 +81,8 @@ class Server:
         return cls(process, hello["url"], hello["key"])
 
     async def ask(self, **command: Any) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write(json.dumps(command).encode() + b"\n")
         await self.process.stdin.drain()
         answer: dict[str, Any] = json.loads(await self.process.stdout.readline())
@@ -112,7 +113,9 @@ async def provision(fs: Client, n: int, prefix: str, **kwargs: Any) -> tuple[flo
     """Run a whole job; return its seconds and each result's completion time; fail on a failed item."""
     start = time.monotonic()
     done: list[float] = []
-    async for result in fs.webhooks.provision(requests(n, prefix), concurrency=kwargs.pop("concurrency", CONCURRENCY), **kwargs):
+    async for result in fs.webhooks.provision(
+        requests(n, prefix), concurrency=kwargs.pop("concurrency", CONCURRENCY), **kwargs
+    ):
         if not result.ok:
             raise SystemExit(f"item {result.index} failed: {result.error!r}")
         done.append(time.monotonic())
@@ -130,7 +133,9 @@ async def bucket(name: str, rate: float, burst: int, n: int, least: float, most_
     await server.stop()
     ratio = n / seconds / rate
     target = f">= {least:.2f} R, <= {most_429:.0%} 429"
-    return [(name, f"{ratio:.2f} R ({n / seconds:.0f}/s)", f"{share:.1%}", target, ratio >= least and share <= most_429)]
+    return [
+        (name, f"{ratio:.2f} R ({n / seconds:.0f}/s)", f"{share:.1%}", target, ratio >= least and share <= most_429)
+    ]
 
 
 async def shape_a() -> list[Row]:
@@ -149,7 +154,9 @@ async def shape_fixed() -> list[Row]:
     await server.stop()
     ratio = 1500 / seconds / 100
     ok = ratio >= 0.85 and share <= 0.05
-    return [("fixed window 100 per second, 1,500 creates", f"{ratio:.2f} R", f"{share:.1%}", ">= 0.85 R, <= 5% 429", ok)]
+    return [
+        ("fixed window 100 per second, 1,500 creates", f"{ratio:.2f} R", f"{share:.1%}", ">= 0.85 R, <= 5% 429", ok)
+    ]
 
 
 async def shape_stray() -> list[Row]:
@@ -163,7 +170,15 @@ async def shape_stray() -> list[Row]:
     await server.stop()
     ratio = rates[1] / rates[0]
     figure = f"{ratio:.2f}x ({rates[1]:.0f}/s vs {rates[0]:.0f}/s off)"
-    return [("no limit, 1% stray 429s (Retry-After: 1), 1,500 creates", figure, f"{share:.1%}", ">= 0.7x no governor", ratio >= 0.7)]
+    return [
+        (
+            "no limit, 1% stray 429s (Retry-After: 1), 1,500 creates",
+            figure,
+            f"{share:.1%}",
+            ">= 0.7x no governor",
+            ratio >= 0.7,
+        )
+    ]
 
 
 async def shape_lift() -> list[Row]:
@@ -175,7 +190,9 @@ async def shape_lift() -> list[Row]:
     share, _ = await server.share_429(since=at)
     await server.stop()
     rate = 2000 / seconds
-    return [("20/s (burst 5), then lifted: next 2,000 creates", f"{rate:.0f}/s", f"{share:.1%}", ">= 200/s", rate >= 200)]
+    return [
+        ("20/s (burst 5), then lifted: next 2,000 creates", f"{rate:.0f}/s", f"{share:.1%}", ">= 200/s", rate >= 200)
+    ]
 
 
 async def shape_orgs() -> list[Row]:
@@ -189,7 +206,15 @@ async def shape_orgs() -> list[Row]:
         await server.stop()
     ratios = [300 / seconds / 50 for seconds, _ in jobs]
     figure = f"{min(ratios):.2f}-{max(ratios):.2f} R"
-    return [("8 orgs (8 clients, 50/s burst 5 each, concurrency 32), 300 creates each", figure, f"{max(shares):.1%}", "each >= 0.8 R", min(ratios) >= 0.8)]
+    return [
+        (
+            "8 orgs (8 clients, 50/s burst 5 each, concurrency 32), 300 creates each",
+            figure,
+            f"{max(shares):.1%}",
+            "each >= 0.8 R",
+            min(ratios) >= 0.8,
+        )
+    ]
 
 
 async def shape_drop() -> list[Row]:
@@ -212,7 +237,15 @@ async def shape_drop() -> list[Row]:
     await server.stop()
     rate = sum(dropped < t <= dropped + 10 for t in done) / 10
     ok = share <= 0.10 and rate >= 0.8 * 50
-    return [("200/s drops to 50/s 5 s into 3,000 creates: the 10 s after", f"{rate / 50:.2f} x 50/s", f"{share:.1%}", "<= 10% 429, >= 0.8 x 50/s", ok)]
+    return [
+        (
+            "200/s drops to 50/s 5 s into 3,000 creates: the 10 s after",
+            f"{rate / 50:.2f} x 50/s",
+            f"{share:.1%}",
+            "<= 10% 429, >= 0.8 x 50/s",
+            ok,
+        )
+    ]
 
 
 async def shape_route() -> list[Row]:
@@ -222,7 +255,15 @@ async def shape_route() -> list[Row]:
     share, _ = await server.share_429()
     await server.stop()
     ratio = 400 / seconds / 50
-    return [("creates 50/s (burst 5), lookups unlimited, prefetch=False, 400 items", f"{ratio:.2f} x create limit", f"{share:.1%}", ">= 0.8 x create limit", ratio >= 0.8)]
+    return [
+        (
+            "creates 50/s (burst 5), lookups unlimited, prefetch=False, 400 items",
+            f"{ratio:.2f} x create limit",
+            f"{share:.1%}",
+            ">= 0.8 x create limit",
+            ratio >= 0.8,
+        )
+    ]
 
 
 SHAPES: dict[str, Callable[[], Awaitable[list[Row]]]] = {

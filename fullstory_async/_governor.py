@@ -31,6 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fullstory_async._exceptions import (
     APITimeoutError,
@@ -104,7 +105,7 @@ class RateGovernor:
         self._routes: dict[str, RoutePace] = {}
         self._turnstiles: dict[str, asyncio.Lock] = {}
         self._queued: dict[str, int] = {}  # calls with a deadline waiting for a route's turnstile
-        self._waiting: set[asyncio.Task[object]] = set()
+        self._waiting: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.rate_limited = 0
         """429 responses seen (all routes)."""
@@ -153,7 +154,7 @@ class RateGovernor:
         """Sleep, woken early by `close` (then raise `ClientClosedError`)."""
         task = asyncio.current_task()
         assert task is not None
-        self._waiting.add(task)  # type: ignore[arg-type]
+        self._waiting.add(task)
         try:
             await self._sleep(seconds)
         except asyncio.CancelledError:
@@ -161,7 +162,7 @@ class RateGovernor:
                 raise ClientClosedError("the client was closed while the call waited for the rate limit") from None
             raise
         finally:
-            self._waiting.discard(task)  # type: ignore[arg-type]
+            self._waiting.discard(task)
 
     # -- waiting for a slot ---------------------------------------------------------
 

@@ -9,24 +9,28 @@ outcome and says at what rate the route's calls may start. The model, in order o
    every worker at once).
 2. **Binding or stray.** A 429 binds when most calls around it were refused too (3 of the
    last 10 outcomes), when refusals make up 5% of the last second, or when the pace was
-   probing at the last measured limit. Any other 429 is a stray: only the refused call
-   waits (the retry layer honours its ``Retry-After``); the pace is untouched.
+   near the last measured limit. Any other 429 is a stray: only the refused call waits
+   (the retry layer honours its ``Retry-After``); the pace is untouched.
 3. **Measure what is admitted.** On a binding 429 the pace is held while the server is
-   refusing, for at most 6 successes, 15 refusals or half a second: the spacing of the
-   successes is the rate the server admits (a token bucket's refill; a burst has already
-   been spent). Without enough successes (a fixed window admits nothing until the next
-   window) it is the successes of the last second. The limit ``C`` is that rate and the
-   pace becomes ``0.95 C``. Refusals of calls sent before that decision are not counted
-   again.
-4. **Hold, then probe.** After two quiet seconds (no binding 429) the pace grows as a
-   cubic of the time since: a few percent in the first half second, 2x after one second,
-   9x after two. A limit that stays is met again just above ``C`` (a few refusals);
-   a lifted one is left behind within seconds.
-5. **Idle restart.** A route idle for a second resumes at ``0.95 C`` (or ``start_rate``),
+   refusing, until 10 successes or 20 refusals: the mean gap between successes (lulls,
+   when every call was held, left out) is the rate the server admits, its limit ``L``, and
+   the pace becomes ``0.95 L``. An estimate within 25% of the last one is averaged with it;
+   one far above it is capped by the last second's admissions (a fixed window lets its
+   first calls through at any pace). A measurement that met no other refusal was a stray
+   or a hair over the limit: the pace only eases by 2%. Refusals of calls started before
+   a decision are not counted again.
+4. **Closed.** A measurement with no success at all (a spent fixed window, a dead route):
+   send a trickle (a tenth of the last second's admissions) until a call succeeds, then
+   resume at ``0.95 L``. With nothing admitted in the whole last second, also wait for the
+   ``Retry-After``.
+5. **Hold, then probe.** After two quiet seconds (up to four while probes keep meeting the
+   same limit) the pace grows as a cubic of the time since: a few percent in the first
+   half second, 2x after one second. Reaching 2x without a binding 429 means the limit is
+   gone: slow start again.
+6. **Idle restart.** A route idle for a second resumes at ``0.95 L`` (or ``start_rate``),
    never at a rate its traffic no longer proves.
 
-A route with no success in the last second and a binding 429 is paused until the
-``Retry-After`` moment (every call would be refused). ``max_rate`` caps the pace.
+``max_rate`` caps the pace and ``min_rate`` floors it.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ class RoutePace:
     # -- starts ---------------------------------------------------------------------
 
     def current_rate(self, now: float) -> float:
-        """The pace now, after growth (slow start, probing) and idle restart."""
+        """Return the pace now, after growth (slow start, probing) and idle restart."""
         if self._measuring is not None or self._reopen is not None:
             return self.rate
         if now - self.last_start > _IDLE and now > self._quiet_since + _IDLE:
@@ -121,7 +125,7 @@ class RoutePace:
         return max(self.paused_until, self.next_slot if self.current_rate(now) < _MAX else now)
 
     def take_slot(self, now: float) -> None:
-        """A call starts now: the next one is due one interval later (late wake-ups keep one interval of credit)."""
+        """Start a call now: the next is due one interval later (late wake-ups keep one interval of credit)."""
         interval = 1.0 / self.current_rate(now)
         self.next_slot = max(now - interval, self.next_slot) + interval
         self.last_start = now
@@ -136,7 +140,7 @@ class RoutePace:
             self._ok_last_second -= outcomes.popleft()[1]
 
     def on_success(self, started: float, now: float) -> None:
-        """A call of this route, started at ``started``, was admitted."""
+        """Record that a call started at ``started`` was admitted."""
         self._record(now, True)
         if self._measuring is not None:
             self._measuring.append(now)
@@ -146,7 +150,7 @@ class RoutePace:
             self._settle(rate, now)
 
     def on_refused(self, started: float, now: float, retry_after: float | None) -> bool:
-        """A call started at ``started`` got a 429; return whether it was binding."""
+        """Record that a call started at ``started`` got a 429; return whether it was binding."""
         self._record(now, False)
         if self._measuring is not None:
             self._measure_refused += 1
@@ -174,9 +178,9 @@ class RoutePace:
     def _maybe_decide(self, now: float, retry_after: float | None) -> None:
         times = self._measuring
         assert times is not None
-        if len(times) < _MEASURE_OK and self._measure_refused < _MEASURE_REFUSED:
-            if now < self._measure_start + _MEASURE_TIME:
-                return
+        more = len(times) < _MEASURE_OK and self._measure_refused < _MEASURE_REFUSED
+        if more and now < self._measure_start + _MEASURE_TIME:
+            return
         if self._measure_refused <= 1:  # nothing else refused: a stray, or barely over the limit
             self._settle(_EASE * self.rate, now)
             return

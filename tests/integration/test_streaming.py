@@ -39,7 +39,8 @@ async def test_a_failed_prefetch_falls_back_to_per_item_lookups() -> None:
     assert all(r.ok for r in results), [r.error for r in results]
     by_index = {r.index: r for r in results}
     assert by_index[0].outcome is Outcome.UNCHANGED
-    assert by_index[0].endpoint is not None and by_index[0].endpoint.id == existing.id
+    assert by_index[0].endpoint is not None
+    assert by_index[0].endpoint.id == existing.id
     assert {by_index[i].outcome for i in range(1, 5)} == {Outcome.CREATED}
     assert len(fake.endpoints) == 5
 
@@ -52,12 +53,15 @@ async def test_closing_mid_job_ends_the_stream_with_a_result_per_taken_item(clos
     async with FakeFullstory() as fake, aiohttp.ClientSession() as session:
         fake.faults.add(Fault.latency(0.05), route="create_endpoint")
         fs = Client(fake.api_key, base_url=fake.url, session=session, retry=RetryPolicy(wait=False))
-        async with asyncio.timeout(10):
-            with pytest.raises(ClientClosedError):
-                async for result in fs.webhooks.provision(items, concurrency=8, prefetch=False):
-                    seen.append(result.index)
-                    if len(seen) == 3:
-                        await (session.close() if closer == "user_session" else fs.aclose())
+
+        async def consume() -> None:
+            async for result in fs.webhooks.provision(items, concurrency=8, prefetch=False):
+                seen.append(result.index)
+                if len(seen) == 3:
+                    await (session.close() if closer == "user_session" else fs.aclose())
+
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(consume(), 10)
         await fs.aclose()
     assert sorted(seen) == list(range(items.taken))
     assert items.taken <= 3 + 2 * 8 + 1

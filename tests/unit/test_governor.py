@@ -10,6 +10,7 @@ uses the fake's own limiter (whole-second ``Retry-After``) on the virtual clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable, Coroutine
@@ -67,7 +68,7 @@ def now() -> float:
 
 
 def governor(**kwargs: Any) -> RateGovernor:
-    """A governor on the running virtual loop's clock."""
+    """Return a governor on the running virtual loop's clock."""
     return RateGovernor(clock=now, **kwargs)
 
 
@@ -127,6 +128,7 @@ async def job(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return now() - start
 
+
 CREATE = ApiRequest("POST", "/webhooks/v1/endpoints", operation="create_endpoint")
 
 
@@ -184,6 +186,8 @@ def test_convergence_after_the_limit_drops() -> None:
         dropped = now()
         await asyncio.sleep(10)
         running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
         completed = sum(dropped < t <= dropped + 10 for t in done)
         return server.share_429(dropped, dropped + 10), completed / 10
 
@@ -262,6 +266,8 @@ def test_nothing_admitted_pauses_the_route_until_retry_after() -> None:
         task = asyncio.ensure_future(job(server, gov, 50, concurrency=8))
         await asyncio.sleep(30)
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         return len(server.answered)
 
     assert run(scenario) < 150  # at 30 s of a dead route; without the pause thousands
@@ -357,7 +363,8 @@ def test_a_pause_past_the_deadline_fails_with_rate_limit_error() -> None:
 
     error, waited = run(scenario)
     assert waited == 0
-    assert error.retry_after is not None and 25 < error.retry_after <= 30
+    assert error.retry_after is not None
+    assert 25 < error.retry_after <= 30
 
 
 def test_governor_validates_its_settings() -> None:

@@ -50,10 +50,13 @@ async def test_a_worker_killed_by_a_stray_cancellation_does_not_hang_the_stream(
         return Result(index)
 
     seen: list[int] = []
-    async with asyncio.timeout(5):
-        with pytest.raises(asyncio.CancelledError):
-            async for result in stream_map(range(10), work, concurrency=2):
-                seen.append(result.index)
+
+    async def consume() -> None:
+        async for result in stream_map(range(10), work, concurrency=2):
+            seen.append(result.index)
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(consume(), 5)
     assert 3 not in seen
     assert len(seen) <= 9
 
@@ -78,8 +81,12 @@ async def test_a_closed_client_result_stops_the_feed_then_raises_after_the_resul
         return Result(index)
 
     seen: list[int] = []
-    with pytest.raises(ClientClosedError):
+
+    async def consume() -> None:
         async for result in stream_map(items(), work, concurrency=4):
             seen.append(result.index)
+
+    with pytest.raises(ClientClosedError):
+        await consume()
     assert sorted(seen) == pulled
     assert len(pulled) < 5 + 2 * 4 + 1
