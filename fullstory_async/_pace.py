@@ -12,7 +12,7 @@ outcome and says at what rate the route's calls may start. The model, in order o
    near the last measured limit. Any other 429 is a stray: only the refused call waits
    (the retry layer honours its ``Retry-After``); the pace is untouched.
 3. **Measure what is admitted.** On a binding 429 the pace is held while the server is
-   refusing, until 10 successes or 20 refusals: the mean gap between successes (lulls,
+   refusing (halved first when it was slow start's), until 10 successes or 20 refusals: the mean gap between successes (lulls,
    when every call was held, left out) is the rate the server admits, its limit ``L``, and
    the pace becomes ``0.95 L``. An estimate within 25% of the last one is averaged with it;
    one far above it is capped by the last second's admissions (a fixed window lets its
@@ -159,6 +159,8 @@ class RoutePace:
         if self._reopen is not None or started < self._decided_at or not self._binding():
             return False
         self._measuring, self._measure_start, self._measure_refused = [], now, 1
+        if self.limit is None:  # slow start overshoots by up to 3x: measure at half the pace, half the refusals
+            self.rate = self._capped(self.rate / 2)
         return True
 
     def _binding(self) -> bool:
