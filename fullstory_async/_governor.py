@@ -197,13 +197,13 @@ class RateGovernor:
             queued = self._queued.get(route, 0)
             expected = max(pace.ready_at(now) - now, queued / pace.rate)  # the turn of the calls ahead
             if time.monotonic() + expected > deadline:
-                raise self._too_late(pace, deadline, wait=expected)
+                raise self._too_late(pace, wait=expected)
             self._queued[route] = queued + 1
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
                     await turnstile.acquire()
             except TimeoutError:
-                raise self._too_late(pace, deadline, queued=True) from None
+                raise self._too_late(pace, queued=True) from None
             finally:
                 self._queued[route] -= 1
         try:
@@ -211,7 +211,7 @@ class RateGovernor:
             now = self._clock()
             while (ready := pace.ready_at(now)) > now:
                 if deadline is not None and time.monotonic() + (ready - now) > deadline:
-                    raise self._too_late(pace, deadline, wait=ready - now)
+                    raise self._too_late(pace, wait=ready - now)
                 paused = pace.paused_until
                 await self._wait(ready - now)
                 self._check_open()
@@ -223,7 +223,7 @@ class RateGovernor:
         finally:
             turnstile.release()
 
-    def _too_late(self, pace: RoutePace, deadline: float, *, wait: float = 0.0, queued: bool = False) -> Exception:
+    def _too_late(self, pace: RoutePace, *, wait: float = 0.0, queued: bool = False) -> Exception:
         paused = pace.paused_until - self._clock()
         if paused > 0:
             return RateLimitError(

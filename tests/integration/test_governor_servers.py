@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import time
@@ -60,21 +61,28 @@ class FixedWindow:
         return web.Response(body=json.dumps({"endpoints": []}), content_type="application/json")
 
 
-@pytest.fixture
-async def window_server() -> AsyncIterator[tuple[FixedWindow, str]]:
-    server = FixedWindow(per_second=40)
-    app = web.Application()
-    app.router.add_post("/webhooks/v1/endpoints", server.create)
-    app.router.add_get("/webhooks/v1/endpoints", server.listing)
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; yield its base URL."""
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield server, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def window_server() -> AsyncIterator[tuple[FixedWindow, str]]:
+    server = FixedWindow(per_second=40)
+    app = web.Application()
+    app.router.add_post("/webhooks/v1/endpoints", server.create)
+    app.router.add_get("/webhooks/v1/endpoints", server.listing)
+    async with serving(app) as url:
+        yield server, url
 
 
 async def test_a_fixed_window_with_whole_second_retry_after_is_not_stormed(
@@ -104,23 +112,15 @@ async def test_a_route_that_refuses_everything_is_paused_not_hammered() -> None:
 
     app = web.Application()
     app.router.add_post("/webhooks/v1/endpoints", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        retry = RetryPolicy(max_attempts=1)  # no retries: only the governor decides when calls go
-        async with Client(KEY, base_url=f"http://127.0.0.1:{port}", retry=retry) as fs:
+    retry = RetryPolicy(max_attempts=1)  # no retries: only the governor decides when calls go
+    async with serving(app) as url, Client(KEY, base_url=url, retry=retry) as fs:
 
-            async def create(i: int) -> None:
-                with pytest.raises(RateLimitError):
-                    await fs.webhooks.create_endpoint(CreateEndpointRequest(url=f"https://example.com/{i}"))
+        async def create(i: int) -> None:
+            with pytest.raises(RateLimitError):
+                await fs.webhooks.create_endpoint(CreateEndpointRequest(url=f"https://example.com/{i}"))
 
-            started = time.monotonic()
-            await asyncio.gather(*(create(i) for i in range(24)))
-            elapsed = time.monotonic() - started
-    finally:
-        await runner.cleanup()
+        started = time.monotonic()
+        await asyncio.gather(*(create(i) for i in range(24)))
+        elapsed = time.monotonic() - started
     assert len(statuses) == 24
     assert elapsed >= 1.5  # the route paused for the Retry-After once nothing got through
