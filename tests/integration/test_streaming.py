@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from fullstory_async import Client, ClientClosedError, CreateEndpointRequest, Outcome, RetryPolicy
+from fullstory_async import Client, ClientClosedError, CreateEndpointRequest, Outcome, RetryPolicy, parse_desired_state
 from fullstory_async.testing import FakeFullstory, Fault
 
 
@@ -65,3 +65,28 @@ async def test_closing_mid_job_ends_the_stream_with_a_result_per_taken_item(clos
         await fs.aclose()
     assert sorted(seen) == list(range(items.taken))
     assert items.taken <= 3 + 2 * 8 + 1
+
+
+async def test_apply_ends_with_client_closed_after_the_results_of_started_changes() -> None:
+    """Closing the client mid-apply: each change already started gets its result, then ClientClosedError."""
+    desired = parse_desired_state(
+        "\n".join(
+            f'[[endpoints]]\nurl = "https://example.com/apply/{i}"\nevent_types = ["note.created"]' for i in range(200)
+        )
+    )
+    seen: list[str] = []
+    async with FakeFullstory() as fake:
+        fake.faults.add(Fault.latency(0.05), route="create_endpoint")
+        fs = fake.client(retry=RetryPolicy(wait=False))
+        plan = await fs.webhooks.plan(desired)
+
+        async def consume() -> None:
+            async for result in fs.webhooks.apply(plan, concurrency=4):
+                seen.append(result.change.url)
+                if len(seen) == 2:
+                    await fs.aclose()
+
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(consume(), 10)
+    assert 2 <= len(seen) <= 2 + 2 * 4
+    assert len(seen) == len(set(seen))
