@@ -36,7 +36,7 @@ def _check_operations(_: object, __: object, value: frozenset[str] | None) -> No
 
 @attrs.frozen
 class RateLimit:
-    """Token-bucket settings: ``burst`` requests at once, refilled at ``rate`` per second."""
+    """Rate-limit settings: a token bucket (``burst`` at once, refilled at ``rate`` per second) or a fixed window."""
 
     rate: float = attrs.field(validator=attrs.validators.gt(0))
     """Tokens added per second."""
