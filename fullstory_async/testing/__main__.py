@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from fullstory_async.testing._ratelimit import RateLimit
+from fullstory_async.testing._routes import OPERATION_NAMES
 from fullstory_async.testing._server import FakeFullstory
 
 
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "--limit-operation",
         action="append",
         metavar="NAME",
+        choices=sorted(OPERATION_NAMES),
         help="rate limit only this operation, e.g. create_endpoint (repeatable; default: all)",
     )
     parser.add_argument("--seed", type=int, default=0, help="fault randomness seed (0)")
