@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from fullstory_async import Client, CreateEndpointRequest, RetryPolicy
+from fullstory_async import Client, CreateEndpointRequest
 
 CONCURRENCY = 64
 
@@ -98,7 +98,7 @@ class Server:
         await self.process.wait()
 
     def client(self, **kwargs: Any) -> Client:
-        return Client(self.key, base_url=self.url, retry=RetryPolicy(max_attempts=20, deadline=300), **kwargs)
+        return Client(self.key, base_url=self.url, **kwargs)  # the default RetryPolicy, as users run it
 
 
 # -- jobs -------------------------------------------------------------------------------
