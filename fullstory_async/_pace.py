@@ -18,7 +18,9 @@ outcome and says at what rate the route's calls may start. The model, in order o
    last one is averaged with it; one far above it is capped by the last second's
    admissions (a fixed window lets its first calls through at any pace). A measurement
    that met no other refusal was a stray or a hair over the limit: the pace only eases by
-   2%. Refusals of calls started before a decision are not counted again.
+   2%. One whose refusals all came before its successes saw a window open again: the limit
+   is what the last window admitted. Refusals of calls started before a decision are not
+   counted again.
 4. **Closed.** A measurement with no success at all (a spent fixed window, a dead route):
    send a trickle (a tenth of the last second's admissions) until a call succeeds, then
    resume at ``0.95 L``. With nothing admitted in the whole last second, also wait for the
@@ -84,6 +86,7 @@ class RoutePace:
         self._measuring: list[float] | None = None  # success times while measuring
         self._measure_start = 0.0
         self._measure_refused = 0
+        self._last_refused = 0.0  # when the last refusal came
         self._reopen: float | None = None  # while closed: the pace to resume at the first success
 
     def __repr__(self) -> str:
@@ -152,6 +155,7 @@ class RoutePace:
     def on_refused(self, started: float, now: float, retry_after: float | None) -> bool:
         """Record that a call started at ``started`` got a 429; return whether it was binding."""
         self._record(now, False)
+        self._last_refused = now
         if self._measuring is not None:
             self._measure_refused += 1
             self._maybe_decide(now, retry_after)
@@ -193,6 +197,9 @@ class RoutePace:
             self._reopen = self._capped(_HEADROOM * self.limit)
             if admitted == 0 and retry_after is not None:
                 self.paused_until = max(self.paused_until, now + retry_after)
+            return
+        if self._last_refused < times[0]:  # no refusal among the successes: a window opened again
+            self.learn(max(self._ok_last_second - len(times), len(times), self.min_rate), now)
             return
         if len(times) >= 3:  # the mean gap between successes, lulls (every call held) left out
             gaps = [b - a for a, b in itertools.pairwise(times)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import math
 import time
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from fullstory_async import Client, CreateEndpointRequest, RateLimitError, RetryPolicy
+from fullstory_async import Client, CreateEndpointRequest, RateGovernor, RateLimitError, RetryPolicy
 
 KEY = "na1.raw-server-key/ORG"
 
@@ -102,11 +103,11 @@ async def test_a_fixed_window_with_whole_second_retry_after_is_not_stormed(
 
 
 async def test_a_route_that_refuses_everything_is_paused_not_hammered() -> None:
-    """A server refusing every call with Retry-After 2: once that is clear, the next call waits 2 s."""
-    statuses: list[int] = []
+    """A server refusing every call with Retry-After 2: once that is clear, calls wait 2 s, then trickle."""
+    arrivals: list[float] = []
 
     async def refuse(_request: web.Request) -> web.Response:
-        statuses.append(429)
+        arrivals.append(time.monotonic())
         return web.json_response(
             {"message": "no", "code": "too_many_requests"}, status=429, headers={"Retry-After": "2"}
         )
@@ -114,14 +115,15 @@ async def test_a_route_that_refuses_everything_is_paused_not_hammered() -> None:
     app = web.Application()
     app.router.add_post("/webhooks/v1/endpoints", refuse)
     retry = RetryPolicy(max_attempts=1)  # no retries: only the governor decides when calls go
-    async with serving(app) as url, Client(KEY, base_url=url, retry=retry) as fs:
+    governor = RateGovernor(min_rate=20)  # the trickle after the pause: 20/s, to keep the test short
+    async with serving(app) as url, Client(KEY, base_url=url, retry=retry, rate_governor=governor) as fs:
 
         async def create(i: int) -> None:
             with pytest.raises(RateLimitError):
                 await fs.webhooks.create_endpoint(CreateEndpointRequest(url=f"https://example.com/{i}"))
 
-        started = time.monotonic()
-        await asyncio.gather(*(create(i) for i in range(24)))
-        elapsed = time.monotonic() - started
-    assert len(statuses) == 24
-    assert elapsed >= 1.5  # the route paused for the Retry-After once nothing got through
+        await asyncio.gather(*(create(i) for i in range(30)))
+    assert len(arrivals) == 30
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert max(gaps) >= 1.5  # the pause
+    assert sum(gap >= 1.5 for gap in gaps) == 1  # once; then the trickle, not another pause per call
