@@ -75,7 +75,7 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
     session.install("-e", ".", "httpx")  # httpx: the overhead benchmark's comparison client
-    which = session.posargs or ["fake", "rate", "faults", "memory", "overhead", "soak", "receiver"]
+    which = session.posargs or ["fake", "rate", "faults", "memory", "overhead", "soak", "receiver", "governor"]
     if "fake" in which:
         session.run("python", "bench/fake_server_throughput.py")
     for name in ("rate", "faults", "memory"):
@@ -88,3 +88,5 @@ def bench(session: nox.Session) -> None:
         session.run("python", "bench/soak.py", "--mode", "ensure")
     if "receiver" in which:
         session.run("python", "bench/receiver.py")
+    if "governor" in which:
+        session.run("python", "bench/governor.py")

@@ -1,17 +1,26 @@
-"""The rate governor: one client-wide pace for every request, learned from the server's 429s.
+"""The rate governor: each route's calls paced at what the server admits.
 
-Fullstory documents a rate limit but not its numbers, and answers ``429`` with a
-``Retry-After`` in whole seconds. Hitting the limit is therefore expensive: every 429
-costs at least a second. The governor keeps a client's calls just under the limit:
+Fullstory documents a rate limit "for this endpoint" but not its numbers, and answers
+``429`` with a ``Retry-After`` in whole seconds, so every refused call costs a second.
+The governor keeps a client's calls just under each limit without knowing it:
 
-* Until the first 429 it does nothing (no pacing, no cost for occasional calls).
-* On a 429 **every** call of the client waits until the ``Retry-After`` moment, instead
-  of each one hitting the limit in turn (no thundering herd).
-* From then on it paces request starts at a rate that adapts: slow start (the rate
-  doubles every ``doubling_time`` seconds of successes) until the first overshoot, then
-  an additive approach to just under the last rate that failed, with a slow probe above
-  it; each 429 decreases the rate multiplicatively, more the sooner it came (AIMD).
+* **Per route.** A route is ``request.operation`` (``"create_endpoint"``...; a raw
+  request without one uses its method). Each route has its own pace (`RoutePace`), so a
+  limit on creates leaves lookups alone, and two clients never share anything.
+* **Learned from what the server admits.** A binding 429 (most calls around it refused,
+  or refusals a steady share) starts a short measurement: the rate of the successes while
+  the server refuses is its limit, and the route is paced just under it. A stray 429
+  (calls around it succeed) changes nothing for anyone.
+* **Refused calls wait, the rest keep the pace.** The retry layer holds a refused call
+  for its ``Retry-After``; the other calls are not paused, they keep the learned pace.
+  Only when nothing at all gets through is the route paused until ``Retry-After``.
+* **Probe back up in seconds.** After two quiet seconds the pace grows (cubic: a few
+  percent at first, 2x after one more second), so a lifted limit is left behind quickly.
+* **Bounded waits.** A wait never runs past ``request.deadline``: a call whose slot or
+  pause would end later fails at once (`APITimeoutError`, or `RateLimitError` for a
+  pause). `close` wakes every waiting call with `ClientClosedError`.
 
+The model, step by step, is in ``fullstory_async/_pace.py``; docs/bulk.md has the figures.
 It sits inside the retry middleware, so every attempt is paced.
 """
 
@@ -21,20 +30,24 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from fullstory_async._exceptions import APITimeoutError, ClientClosedError, InvalidArgumentError, RateLimitError, shown
+from fullstory_async._exceptions import (
+    APITimeoutError,
+    ClientClosedError,
+    InvalidArgumentError,
+    RateLimitError,
+    shown,
+)
 from fullstory_async._hooks import note_governor_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
+from fullstory_async._pace import RoutePace
 from fullstory_async._pipeline import Handler
 
 logger = logging.getLogger("fullstory_async")
 
-_FALLBACK_PAUSE = 1.0  # a 429 without Retry-After pauses this long
-_TARGET = 0.9  # approach this fraction of the last rate that failed
-_PROBE = 0.005  # then grow this fraction per second of successes
-_MIN_WINDOW = 0.25  # shortest window the first rate estimate extrapolates from
+_START_RATE = 100.0  # requests per second a route starts at, growing fast until a limit binds
 
 
 async def no_sleep(_seconds: float) -> None:
@@ -52,18 +65,22 @@ def _check_positive(name: str, value: object) -> float:
     return number
 
 
+def _route(request: ApiRequest) -> str:
+    return request.operation or request.method
+
+
 class RateGovernor:
-    """Client-wide pacing that adapts to the server's rate limit (AIMD).
+    """Per-route pacing at the rate the server admits (see the module docstring).
 
     Args:
-        initial_rate: requests per second to start pacing at; ``None`` (the default)
-            sends freely until the first 429, then paces from the rate observed.
+        max_rate: never pace faster than this many requests per second: a number for
+            every route, or a mapping ``{route: rate}`` (routes not in it are uncapped),
+            e.g. to leave headroom for other tools sharing the org's limit.
+        initial_rate: a limit you already know (requests per second): routes start
+            paced just under it instead of discovering it.
         min_rate: the pace never drops below this (requests per second).
-        doubling_time: seconds of successes that double the rate in slow start.
-        approach_time: time constant (seconds) of the climb back after a decrease.
         max_pause: a ``Retry-After`` longer than this pauses nobody (the retry policy gives
-            up on it at once, and calls should fail fast rather than wait silently); the
-            client sets it to its `RetryPolicy.max_retry_after`.
+            up on it at once); the client sets it to its `RetryPolicy.max_retry_after`.
         clock: monotonic clock, injectable for tests.
         sleep: async sleep, injectable for tests.
 
@@ -72,189 +89,181 @@ class RateGovernor:
     def __init__(
         self,
         *,
+        max_rate: float | Mapping[str, float] | None = None,
         initial_rate: float | None = None,
         min_rate: float = 1.0,
-        doubling_time: float = 0.5,
-        approach_time: float = 1.0,
         max_pause: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        settings = (
-            ("min_rate", min_rate),
-            ("doubling_time", doubling_time),
-            ("approach_time", approach_time),
-            ("max_pause", max_pause),
-        )
-        for name, value in settings:
-            _check_positive(name, value)
-        if initial_rate is not None:
-            initial_rate = _check_positive("initial_rate", initial_rate)
-        self.min_rate = float(min_rate)
-        self.doubling_time = float(doubling_time)
-        self.approach_time = float(approach_time)
-        self.max_pause = float(max_pause)
+        self.min_rate = _check_positive("min_rate", min_rate)
+        self.max_pause = _check_positive("max_pause", max_pause)
+        self.initial_rate = None if initial_rate is None else _check_positive("initial_rate", initial_rate)
+        if isinstance(max_rate, Mapping):
+            self.max_rate: float | dict[str, float] | None = {
+                str(route): _check_positive(f"max_rate[{route!r}]", rate) for route, rate in max_rate.items()
+            }
+        else:
+            self.max_rate = None if max_rate is None else _check_positive("max_rate", max_rate)
         self._clock = clock
         self._sleep = sleep
-        self.rate: float | None = initial_rate
-        """Current pace in requests per second; ``None`` while not pacing."""
-        self.paused_until = 0.0
-        """Clock time until which every call waits (after a 429)."""
-        self.rate_limited = 0
-        """429 responses seen."""
-        self._slow_start = True
-        self._ceiling: float | None = None  # the last rate that failed
-        self._next_slot = 0.0
-        self._episode_start = clock()  # when the current run without 429s began
-        self._recent: deque[float] = deque()  # success times in the last second, while not pacing
-        self._turnstile = asyncio.Lock()
+        self._routes: dict[str, RoutePace] = {}
+        self._turnstiles: dict[str, asyncio.Lock] = {}
+        self._queued: dict[str, int] = {}  # calls with a deadline waiting for a route's turnstile
+        self._waiting: set[asyncio.Task[Any]] = set()
         self._closed = False
-        self._sleeping: set[asyncio.Future[None]] = set()
+        self.rate_limited = 0
+        """429 responses seen (all routes)."""
 
     def __repr__(self) -> str:
-        rate = "unlimited" if self.rate is None else f"{self.rate:.1f}/s"
-        return f"RateGovernor(rate={rate}, rate_limited={self.rate_limited})"
-
-    def close(self) -> None:
-        """Wake every call waiting here at once with `ClientClosedError`; later calls raise it too. Idempotent."""
-        self._closed = True
-        for sleeping in self._sleeping:
-            sleeping.cancel()
+        routes = ", ".join(f"{name}={pace.rate:.1f}/s" for name, pace in sorted(self._routes.items()))
+        return f"RateGovernor(routes={{{routes}}}, rate_limited={self.rate_limited})"
 
     @property
-    def closed(self) -> bool:
-        """True once `close` was called."""
-        return self._closed
+    def rates(self) -> dict[str, float]:
+        """The current pace of each route seen so far, requests per second."""
+        return {name: pace.rate for name, pace in self._routes.items()}
 
-    async def _nap(self, seconds: float) -> None:
-        """Sleep, unless `close` interrupts it."""
+    @property
+    def limits(self) -> dict[str, float]:
+        """The admitted rate measured for each route that met a binding limit, requests per second."""
+        return {name: pace.limit for name, pace in self._routes.items() if pace.limit is not None}
+
+    def _pace(self, route: str) -> RoutePace:
+        pace = self._routes.get(route)
+        if pace is None:
+            cap = self.max_rate.get(route) if isinstance(self.max_rate, dict) else self.max_rate
+            pace = RoutePace(self._clock(), start_rate=_START_RATE, min_rate=self.min_rate, max_rate=cap)
+            if self.initial_rate is not None:
+                pace.learn(self.initial_rate, self._clock())
+            self._routes[route] = pace
+            self._turnstiles[route] = asyncio.Lock()
+        return pace
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Wake every waiting call with `ClientClosedError`; later calls raise it too. Idempotent."""
         if self._closed:
-            raise ClientClosedError("the client was closed")
-        nap = asyncio.ensure_future(self._sleep(seconds))
-        self._sleeping.add(nap)
+            return
+        self._closed = True
+        for task in self._waiting:
+            task.cancel()
+        self._waiting.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client is closed; create a new Client")
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep, woken early by `close` (then raise `ClientClosedError`)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
         try:
-            await nap
+            await self._sleep(seconds)
         except asyncio.CancelledError:
-            if self.closed and nap.cancelled():
-                raise ClientClosedError("the client was closed while the call waited on the rate governor") from None
+            if self._closed and task.uncancel() == 0:
+                raise ClientClosedError("the client was closed while the call waited for the rate limit") from None
             raise
         finally:
-            self._sleeping.discard(nap)
+            self._waiting.discard(task)
 
-    def _check_deadline(self, ready: float, now: float, request: ApiRequest | None) -> None:
-        deadline = None if request is None else request.deadline
-        if deadline is None or self._sleep is no_sleep or ready - now <= deadline - time.monotonic():
-            return
-        if self.paused_until >= ready:
-            raise RateLimitError(
-                "the rate limit pause outlasts the operation's deadline",
-                status=429,
-                retry_after=ready - now,
-                method=request.method if request else "",
-                path=request.path if request else "",
-            )
-        raise APITimeoutError("the operation's deadline would be exceeded waiting for a pacing slot")
+    # -- waiting for a slot ---------------------------------------------------------
 
     async def wait_for_capacity(self, route: str) -> None:
-        """Return as soon as a request of ``route`` could start now without waiting here; reserve nothing."""
-        del route  # one pace for every route
-        async with self._turnstile:
+        """Return once a call of ``route`` could start now without waiting here; reserves nothing."""
+        pace = self._pace(route)
+        while True:
+            self._check_open()
             now = self._clock()
-            while (ready := self._ready_at()) > now:
-                await self._nap(ready - now)
-                if self._clock() <= now:
-                    break  # sleeping is switched off
-                now = self._clock()
-        if self._closed:
-            raise ClientClosedError("the client was closed")
+            ready = pace.ready_at(now)
+            if ready <= now:
+                return
+            await self._wait(ready - now)
+            if self._clock() <= now:
+                return  # sleeping is switched off
 
-    async def _acquire(self, request: ApiRequest | None = None) -> float:
-        """Wait for this request's turn; return the time it starts.
+    async def _acquire(self, pace: RoutePace, route: str, deadline: float | None) -> float:
+        """Wait for this call's turn on its route; return the time it starts.
 
-        Waiters queue in order on one turnstile, and each computes its slot only when it
-        reaches the front, at the rate of that moment: a rate that grows while requests
-        wait speeds up all of them, and only one task sleeps at a time. A wait that would
-        end past ``request.deadline`` fails at once.
+        Waiters queue in order on the route's turnstile, and each computes its slot only
+        when it reaches the front, at the pace of that moment: a pace that drops while
+        calls wait applies to all of them at once.
         """
-        async with self._turnstile:
-            now = self._clock()
-            ready = self._ready_at()
-            while ready > now:
-                self._check_deadline(ready, now, request)
-                paused = self.paused_until
-                await self._nap(ready - now)
-                now = self._clock()
-                if self.paused_until <= paused:
-                    break  # slept the whole wait (or sleeping is switched off)
-                ready = self._ready_at()  # paused again while waiting
-            if self._closed:
-                raise ClientClosedError("the client was closed")
-            if self.rate is not None:
-                # Late wake-ups must not slow the pace: keep up to one interval of credit.
-                interval = 1.0 / self.rate
-                self._next_slot = max(now - interval, self._next_slot) + interval
+        turnstile = self._turnstiles[route]
+        now = arrived = self._clock()
+        if not turnstile.locked() and pace.ready_at(now) <= now:  # the usual case: no wait
+            pace.take_slot(now)
             return now
-
-    def _ready_at(self) -> float:
-        return self.paused_until if self.rate is None else max(self.paused_until, self._next_slot)
-
-    def _on_success(self, now: float) -> None:
-        rate = self.rate
-        if rate is None:
-            self._recent.append(now)
-            while self._recent and self._recent[0] < now - 1.0:
-                self._recent.popleft()
-            return
-        if self._slow_start:
-            rate *= 2.0 ** (1.0 / (rate * self.doubling_time))
-        elif self._ceiling is not None and rate < _TARGET * self._ceiling:
-            rate += (_TARGET * self._ceiling - rate) / (rate * self.approach_time)
+        if self._sleep is no_sleep:
+            deadline = None  # waits are skipped, so they cannot outlast the deadline
+        if deadline is None:
+            await turnstile.acquire()
         else:
-            rate *= 1.0 + _PROBE / rate
-        self.rate = rate
+            queued = self._queued.get(route, 0)
+            expected = max(pace.ready_at(now) - now, queued / pace.rate)  # the turn of the calls ahead
+            if time.monotonic() + expected > deadline:
+                raise self._too_late(pace, wait=expected)
+            self._queued[route] = queued + 1
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    await turnstile.acquire()
+            except TimeoutError:
+                raise self._too_late(pace, queued=True) from None
+            finally:
+                self._queued[route] -= 1
+        try:
+            self._check_open()
+            now = self._clock()
+            while (ready := pace.ready_at(now)) > now:
+                if deadline is not None and time.monotonic() + (ready - now) > deadline:
+                    raise self._too_late(pace, wait=ready - now)
+                paused = pace.paused_until
+                await self._wait(ready - now)
+                self._check_open()
+                now = self._clock()
+                if pace.paused_until <= paused:
+                    break  # slept the whole wait (or sleeping is switched off)
+            pace.take_slot(now)
+            note_governor_wait(now - arrived)
+            return now
+        finally:
+            turnstile.release()
 
-    def _on_rate_limited(self, sent_at: float, retry_after: float | None) -> None:
-        now = self._clock()
-        self.rate_limited += 1
-        pause = retry_after if retry_after is not None else _FALLBACK_PAUSE
-        if pause <= self.max_pause:
-            self.paused_until = max(self.paused_until, now + pause)
-        if sent_at < self._episode_start:
-            return  # sent before the last decrease: already accounted for
-        episode = now - self._episode_start
-        self._episode_start = self.paused_until
-        if self.rate is None:
-            # What the server allowed in the last second, over at least a quarter second.
-            window = max(_MIN_WINDOW, now - self._recent[0]) if self._recent else 1.0
-            self.rate = max(self.min_rate, len(self._recent) / min(window, 1.0))
-            self._recent.clear()
-        elif self._slow_start:
-            self._slow_start = False
-            self._ceiling = self.rate
-            self.rate = max(self.min_rate, self.rate / 2)
-        else:
-            # The sooner the limit was hit again, the further above it the pace was.
-            factor = 0.7 if episode < 1.0 else 0.85 if episode < 3.0 else 0.95
-            self._ceiling = self.rate if episode >= 3.0 else self.rate * factor / _TARGET
-            self.rate = max(self.min_rate, self.rate * factor)
-        logger.info(
-            "rate limited: every call pauses %.3fs; pace now %.1f requests/s",
-            pause,
-            self.rate,
-            extra={"fullstory_wait": pause, "fullstory_rate": self.rate},
-        )
+    def _too_late(self, pace: RoutePace, *, wait: float = 0.0, queued: bool = False) -> Exception:
+        paused = pace.paused_until - self._clock()
+        if paused > 0:
+            return RateLimitError(
+                "rate limited: the pause the server asked for would end after the operation's deadline",
+                status=429,
+                code="too_many_requests",
+                retry_after=paused,
+            )
+        what = "queued for" if queued else f"{wait:.3f}s more for"
+        return APITimeoutError(f"the operation's deadline would be exceeded waiting {what} a pacing slot")
+
+    def _pausable(self, retry_after: float | None) -> float | None:
+        return retry_after if retry_after is not None and retry_after <= self.max_pause else None
+
+    # -- the middleware -------------------------------------------------------------
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        sent_at = self._clock()
-        if self._closed:
-            raise ClientClosedError("the client was closed")
-        if self.rate is not None or self.paused_until > sent_at:
-            arrived, sent_at = sent_at, await self._acquire(request)
-            note_governor_wait(sent_at - arrived)
+        self._check_open()
+        route = _route(request)
+        pace = self._pace(route)
+        started = await self._acquire(pace, route, request.deadline)
         try:
             response = await call_next(request)
         except RateLimitError as exc:
-            self._on_rate_limited(sent_at, exc.retry_after)
+            self.rate_limited += 1
+            if pace.on_refused(started, self._clock(), self._pausable(exc.retry_after)):
+                logger.info(
+                    "rate limited on %s: pace %.1f requests/s",
+                    route,
+                    pace.rate,
+                    extra={"fullstory_route": route, "fullstory_rate": pace.rate},
+                )
             raise
-        self._on_success(self._clock())
+        pace.on_success(started, self._clock())
         return response

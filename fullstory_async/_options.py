@@ -12,6 +12,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from fullstory_async.testing._routes import OPERATION_NAMES  # names only: no server code
+
 
 def integer(low: int, high: int | None = None) -> Callable[[str], int]:
     """Return a parser of integers from ``low`` to ``high`` (no upper bound when ``None``)."""
@@ -54,6 +56,17 @@ def add_fake_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rate", type=positive, help="rate limit: requests per second (off)")
     parser.add_argument("--burst", type=integer(0), default=10, help="rate limit burst (10)")
+    parser.add_argument(
+        "--fixed-window", action="store_true", help="rate limit: at most --rate requests per whole second"
+    )
+    parser.add_argument("--per-operation", action="store_true", help="rate limit: one budget per operation")
+    parser.add_argument(
+        "--limit-operation",
+        action="append",
+        metavar="NAME",
+        choices=sorted(OPERATION_NAMES),
+        help="rate limit only this operation, e.g. create_endpoint (repeatable; default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="fault randomness seed (0)")
     parser.add_argument("--endpoints", type=integer(0), default=0, help="pre-create this many endpoints (0)")
     parser.add_argument("--request-log-size", type=integer(0), default=0, help="requests kept in memory (0 = off)")

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import contextlib
 import enum
+import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Literal
 
@@ -35,6 +36,7 @@ from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import (
     APIConnectionError,
     APIStatusError,
+    ClientClosedError,
     EndpointExistsError,
     FullstoryError,
     InvalidArgumentError,
@@ -44,6 +46,8 @@ from fullstory_async._exceptions import (
     shown,
 )
 from fullstory_async._models import CreateEndpointRequest, Endpoint, EventType, UpdateEndpointRequest
+
+logger = logging.getLogger("fullstory_async")
 
 OnExists = Literal["skip", "update", "error"]
 _ON_EXISTS = ("skip", "update", "error")
@@ -221,13 +225,7 @@ class Provisioner:
         prefetch: bool,
     ) -> AsyncGenerator[ProvisionResult, None]:
         """See `Webhooks.provision`."""
-        existing: dict[str, Endpoint] | None = None
-        if prefetch:
-            existing = {}
-            async for endpoint in self._webhooks.list_endpoints():
-                existing.setdefault(endpoint.url, endpoint)
-                self.observe(endpoint)
-        job = _Job(existing, Admission(self._webhooks.governor, concurrency))
+        job = _Job(await self._prefetch() if prefetch else None, Admission(self._webhooks.governor, concurrency))
 
         async def one(number: int, item: object) -> ProvisionResult:
             return await self._one(number, item, on_exists, job)
@@ -235,6 +233,20 @@ class Provisioner:
         async with contextlib.aclosing(stream_map(requests, one, concurrency=concurrency)) as results:
             async for result in results:
                 yield result
+
+    async def _prefetch(self) -> dict[str, Endpoint] | None:
+        """List every endpoint once; ``None`` (per-item lookups) when the listing fails."""
+        existing: dict[str, Endpoint] = {}
+        try:
+            async for endpoint in self._webhooks.list_endpoints():
+                existing.setdefault(endpoint.url, endpoint)
+                self.observe(endpoint)
+        except ClientClosedError:
+            raise
+        except FullstoryError as exc:
+            logger.warning("prefetch listing failed (%s); looking each URL up instead", type(exc).__name__)
+            return None
+        return existing
 
     async def _one(self, number: int, item: object, on_exists: OnExists, job: _Job) -> ProvisionResult:
         if not isinstance(item, CreateEndpointRequest):

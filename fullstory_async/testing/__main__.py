@@ -28,6 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rate_limit(args: argparse.Namespace) -> RateLimit | None:
+    if not args.rate:
+        return None
+    return RateLimit(
+        args.rate,
+        args.burst,
+        per_operation=args.per_operation,
+        fixed_window=args.fixed_window,
+        operations=args.limit_operation,
+    )
+
+
 async def serve(args: argparse.Namespace) -> None:
     """Start the fake, print where it is, wait for SIGINT/SIGTERM, stop it."""
     fake = FakeFullstory(
@@ -36,7 +48,7 @@ async def serve(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         read_only_api_key=args.read_only_api_key,
         duplicate_url=args.duplicate_url,
-        rate_limit=RateLimit(args.rate, args.burst) if args.rate else None,
+        rate_limit=_rate_limit(args),
         seed=args.seed,
         request_log_size=args.request_log_size,
     )

@@ -1,9 +1,12 @@
-"""Rate limiting: a token bucket per API key (optionally per key and operation).
+"""Rate limiting: a token bucket or a fixed window per API key (optionally per key and operation).
 
 The service documents a per-second rate limit and a burst limit that "will recharge over
-time", answered with 429 and a ``Retry-After`` header in seconds (reference §5). The
-limiter reads an injectable monotonic clock, so tests advance a `ManualClock` instead of
-sleeping::
+time", answered with 429 and a ``Retry-After`` header in seconds (reference §5). Its real
+algorithm is not documented, so two shapes are offered: a token bucket (``burst``
+requests at once, refilled at ``rate`` per second) and a fixed window (at most ``rate``
+requests in each whole second of the clock, ``fixed_window=True``). A limit may apply to
+some operations only (``operations``). The limiter reads an injectable monotonic clock,
+so tests advance a `ManualClock` instead of sleeping::
 
     clock = ManualClock()
     fake = FakeFullstory(rate_limit=RateLimit(rate=2, burst=3), clock=clock)
@@ -13,19 +16,27 @@ sleeping::
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import attrs
 
 from fullstory_async.testing._responses import format_retry_after
+from fullstory_async.testing._routes import OPERATION_NAMES
 
 _EPSILON = 1e-9
 
 
+def _check_operations(_: object, __: object, value: frozenset[str] | None) -> None:
+    unknown = sorted(value - OPERATION_NAMES) if value is not None else []
+    if unknown or value == frozenset():
+        raise ValueError(f"operations: unknown or empty: {unknown or '[]'}; known: {sorted(OPERATION_NAMES)}")
+
+
 @attrs.frozen
 class RateLimit:
-    """Token-bucket settings: ``burst`` requests at once, refilled at ``rate`` per second."""
+    """Rate-limit settings: a token bucket (``burst`` at once, refilled at ``rate`` per second) or a fixed window."""
 
     rate: float = attrs.field(validator=attrs.validators.gt(0))
     """Tokens added per second."""
@@ -38,6 +49,20 @@ class RateLimit:
 
     fractional_retry_after: bool = False
     """Send ``Retry-After`` with milliseconds (``"0.250"``) instead of whole seconds (ceil, >= 1)."""
+
+    fixed_window: bool = False
+    """Count requests in fixed one-second windows of the clock (``[n, n + 1)``): at most
+    ``rate`` each (rounded down), ``Retry-After`` until the next window; ``burst`` is unused."""
+
+    operations: frozenset[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(frozenset), validator=_check_operations
+    )
+    """Limit only these operations (e.g. ``{"create_endpoint"}``); others are never limited.
+    ``None`` (the default) limits every operation."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.fixed_window and self.rate < 1:
+            raise ValueError(f"rate: a fixed window needs at least 1 request per second, got {self.rate!r}")
 
 
 class ManualClock:
@@ -96,10 +121,12 @@ class RateLimiter:
     def acquire(self, key: str, operation: str) -> str | None:
         """Take a token for ``key``: None if allowed, else the ``Retry-After`` value to send."""
         limit = self._limit
-        if limit is None:
+        if limit is None or (limit.operations is not None and operation not in limit.operations):
             return None
         now = self._clock()
         bucket_key = (key, operation if limit.per_operation else "")
+        if limit.fixed_window:
+            return self._count_in_window(bucket_key, now, limit)
         bucket = self._buckets.get(bucket_key)
         if bucket is None:
             bucket = self._buckets[bucket_key] = _Bucket(float(limit.burst), now)
@@ -112,3 +139,14 @@ class RateLimiter:
             return None
         wait = (1 - bucket.tokens) / limit.rate
         return format_retry_after(wait, fractional=limit.fractional_retry_after)
+
+    def _count_in_window(self, bucket_key: tuple[str, str], now: float, limit: RateLimit) -> str | None:
+        # A bucket here holds the requests counted so far (tokens) in the window starting at stamp.
+        window = float(math.floor(now + _EPSILON))
+        bucket = self._buckets.get(bucket_key)
+        if bucket is None or bucket.stamp != window:
+            bucket = self._buckets[bucket_key] = _Bucket(0.0, window)
+        if bucket.tokens < math.floor(limit.rate + _EPSILON):
+            bucket.tokens += 1
+            return None
+        return format_retry_after(window + 1 - now, fractional=limit.fractional_retry_after)

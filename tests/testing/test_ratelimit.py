@@ -84,6 +84,33 @@ async def test_off_by_default_and_switchable_at_runtime(api: Api) -> None:
     assert (await api.call("GET", ENDPOINTS)).status == 200
 
 
+async def test_limit_on_one_operation_only(session: aiohttp.ClientSession, api_factory: type[Api]) -> None:
+    """operations={"create_endpoint"} limits creates; listings stay unlimited."""
+    limit = RateLimit(rate=0.001, burst=1, operations={"create_endpoint"})
+    async with FakeFullstory(rate_limit=limit, clock=ManualClock()) as fake:
+        api = api_factory(session, fake)
+        listing = {(await api.call("GET", ENDPOINTS)).status for _ in range(5)}
+        creates = [
+            (await api.call("POST", ENDPOINTS, json={"url": f"https://e.com/{i}", "eventTypes": []})).status
+            for i in range(2)
+        ]
+    assert listing == {200}
+    assert creates[1] == 429
+
+
+def test_fixed_window_counts_per_whole_second_of_the_clock() -> None:
+    """A fixed window admits `rate` requests per [n, n+1) second; Retry-After runs to the next window."""
+    clock = ManualClock(10.2)
+    limiter = RateLimiter(RateLimit(rate=3, fixed_window=True, fractional_retry_after=True), clock)
+    assert [limiter.acquire("k", "op") for _ in range(4)] == [None, None, None, "0.800"]
+    clock.advance(0.7)  # 10.9: same window
+    assert limiter.acquire("k", "op") == "0.100"
+    clock.advance(0.1)  # 11.0: a new window, the full allowance again (no carry-over, no smoothing)
+    assert [limiter.acquire("k", "op") for _ in range(4)] == [None, None, None, "1.000"]
+    whole = RateLimiter(RateLimit(rate=1, fixed_window=True), ManualClock(5.5))
+    assert [whole.acquire("k", "op") for _ in range(2)] == [None, "1"]
+
+
 def test_bucket_refills_at_rate_up_to_burst() -> None:
     """Tokens accrue at `rate` per second and never exceed `burst`."""
     clock = ManualClock()
@@ -111,5 +138,9 @@ def test_rate_limit_settings_are_validated() -> None:
         RateLimit(rate=0)
     with pytest.raises(ValueError, match="burst"):
         RateLimit(rate=1, burst=0)
+    with pytest.raises(ValueError, match="fixed window"):
+        RateLimit(rate=0.5, fixed_window=True)
+    with pytest.raises(ValueError, match="operations"):
+        RateLimit(rate=1, operations={"create"})
     with pytest.raises(ValueError, match="back"):
         ManualClock().advance(-1)

@@ -69,8 +69,8 @@ async def sync(fs: Client) -> int:
 async def main() -> None:
     async with FakeFullstory(rate_limit=RateLimit(rate=50, burst=5)) as fake:
         fake.faults.add(Fault.server_error_after_commit(), route="create_endpoint", probability=0.1)
-        governor = RateGovernor(initial_rate=40, min_rate=2)
+        governor = RateGovernor(initial_rate=40, min_rate=2, max_rate={"create_endpoint": 30})
         async with fake.client(retry=RetryPolicy(wait=False), rate_governor=governor) as fs:
-            print(len(await provision(fs)), await ensure(fs), await sync(fs), governor.rate)
+            print(len(await provision(fs)), await ensure(fs), await sync(fs), governor.rates, governor.limits)
         status: int = await fake.deliver("test", {"message": "hi"}, endpoint_id="x")
         print(status, len(fake.endpoints_with_url("https://example.com/h")))
