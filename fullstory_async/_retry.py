@@ -165,24 +165,22 @@ class RetryMiddleware:
                 method=request.method,
                 path=request.path,
             )
-        # The first attempt runs inline (no tenacity, no frame of its own): most calls succeed.
+        call = _Call(policy, request, call_next, self.sleeper)
+        # The first attempt runs without tenacity: most calls succeed, and cost nothing more.
         try:
-            return await call_next(request)
+            return await call.attempt()
         except FullstoryError as exc:
-            exc.attempts = 1
             if policy.max_attempts == 1 or not policy.should_retry(request, exc):
                 raise
             first_error = exc
-        return await _Call(policy, request, call_next, self.sleeper).retry(first_error)
+        return await call.retry(first_error)
 
 
 class _Call:
-    """The retries of one call: the unit tenacity retries, and the place each retried attempt passes.
+    """The attempts of one call: the unit tenacity retries, and the one place each attempt passes.
 
-    `attempt` runs one attempt (everything below retry) and stamps the outcome;
-    `before_sleep` runs before each wait. A per-attempt observer belongs there, and at the
-    first attempt, which `RetryMiddleware.__call__` runs inline (the fast path: no frame,
-    no tenacity, for the calls that succeed at once).
+    `attempt` runs every attempt, the first included (everything below retry) and stamps the
+    outcome; `before_sleep` runs before each wait. A per-attempt observer belongs there.
     """
 
     def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler, sleeper: Sleeper) -> None:
@@ -212,8 +210,6 @@ class _Call:
         """Retry after ``first_error`` (the failed first attempt) until success or the policy gives up."""
         from tenacity import AsyncRetrying, retry_if_exception
 
-        self.attempts = 1
-        self.ambiguous = not isinstance(first_error, RateLimitError)
         replayed = False
 
         async def attempt() -> ApiResponse:

@@ -10,8 +10,7 @@ queues before its items' budgets start instead of failing them for waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from fullstory_async._bulk.operations import Budget, Operations
@@ -40,31 +39,51 @@ class Admission:
         self.window = 1
         """Items that may run at once now."""
         self._active = 0
-        self._changed = asyncio.Condition()
+        self._waiting: list[asyncio.Future[None]] = []
         self._turn = asyncio.Lock()
 
-    @contextlib.asynccontextmanager
-    async def admit(self, route: str | None) -> AsyncIterator[None]:
-        """Wait for a place in the window and, for a ``route``, for the governor's capacity."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._active < self.window)
-            self._active += 1
+    async def enter(self, route: str | None) -> None:
+        """Wait for a place in the window and, for a ``route``, for the governor's capacity; then hold the place.
+
+        Every `enter` that returns must be paired with one `leave`.
+        """
+        while self._active >= self.window:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
+        self._active += 1
+        if route is None or self._governor is None:
+            return
         try:
-            if route is not None and self._governor is not None:
-                # One admission at a time: the item admitted runs on to its first request, which
-                # takes the governor's slot, before the next one asks for capacity.
-                async with self._turn:
-                    await self._governor.wait_for_capacity(route)
-            yield
-        finally:
-            self._active -= 1
-            async with self._changed:
-                self._changed.notify_all()
+            # One admission at a time: the item admitted runs on to its first request, which
+            # takes the governor's slot, before the next one asks for capacity.
+            async with self._turn:
+                await self._governor.wait_for_capacity(route)
+        except BaseException:
+            self.leave()
+            raise
+
+    def leave(self) -> None:
+        """Give the place back; wake the items waiting for one."""
+        self._active -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:  # each checks the window again
+            if not waiter.done():
+                waiter.set_result(None)
 
     def record(self, error: FullstoryError | None) -> None:
         """Grow the window after a success, shrink it after a failure for waiting."""
         if error is None:
-            self.window = min(self._limit, self.window * 2)
+            if self.window < self._limit:
+                self.window = min(self._limit, self.window * 2)
+                self._wake()
         elif isinstance(error, RateLimitError | APITimeoutError):
             self.window = max(1, self.window // 2)
 
@@ -81,9 +100,9 @@ async def budgeted(
     With ``admission``, the item first waits to be admitted (for ``route``): its budget
     starts then. A failure's ``attempts`` is set to the whole item's.
     """
-    async with contextlib.AsyncExitStack() as stack:
-        if admission is not None:
-            await stack.enter_async_context(admission.admit(route))
+    if admission is not None:
+        await admission.enter(route)
+    try:
         budget = Budget.start(webhooks.retry_policy)
         try:
             result = await work(webhooks._within(budget))
@@ -95,3 +114,6 @@ async def budgeted(
         if admission is not None:
             admission.record(None)
         return result, None, budget.attempts
+    finally:
+        if admission is not None:
+            admission.leave()
