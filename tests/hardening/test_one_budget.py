@@ -142,7 +142,7 @@ async def test_a_retry_after_beyond_the_deadline_fails_both_calls_at_once(serve:
 
 
 async def test_aclose_wakes_every_call_waiting_on_a_pause(serve: Serve) -> None:
-    """429 Retry-After 8: one call waiting to retry, ten on the route's pause; aclose() ends all eleven at once, typed."""
+    """429 Retry-After 8: one call waiting to retry, ten on the route's pause; aclose() ends all eleven at once."""
     seen = 0
     retrying = asyncio.Event()
 

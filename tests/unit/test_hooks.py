@@ -133,7 +133,9 @@ async def test_governor_pause_is_reported_on_the_attempt_it_held(fake):
     governor = RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5)
     hooks = Recorder()
     refused = (429, {}, {"Retry-After": "3"})
-    client, _ = fake(*[refused] * 6, (200, {}), rate_governor=governor, hooks=[hooks], retry=RetryPolicy(max_attempts=7, wait=False))
+    client, _ = fake(
+        *[refused] * 6, (200, {}), rate_governor=governor, hooks=[hooks], retry=RetryPolicy(max_attempts=7, wait=False)
+    )
     await client.send(LIST)
     attempts = hooks.attempts()
     assert [a.status for a in attempts] == [429] * 6 + [200]
