@@ -196,6 +196,15 @@ class RateGovernor:
         if not turnstile.locked() and pace.ready_at(now) <= now:  # the usual case: no wait
             pace.take_slot(now)
             return now
+        try:
+            return await self._queue(pace, route, deadline)
+        finally:  # every hold is the attempt's, also one that ends in an error
+            note_governor_wait(self._clock() - arrived)
+
+    async def _queue(self, pace: RoutePace, route: str, deadline: float | None) -> float:
+        """`_acquire`'s slow path: queue on the route's turnstile, then wait for the slot or the pause."""
+        turnstile = self._turnstiles[route]
+        now = self._clock()
         if self._sleep is no_sleep:
             deadline = None  # waits are skipped, so they cannot outlast the deadline
         if deadline is None:
@@ -226,7 +235,6 @@ class RateGovernor:
                 if pace.paused_until <= paused:
                     break  # slept the whole wait (or sleeping is switched off)
             pace.take_slot(now)
-            note_governor_wait(now - arrived)
             return now
         finally:
             turnstile.release()

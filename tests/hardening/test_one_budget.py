@@ -20,9 +20,12 @@ from aiohttp import web
 
 from fullstory_async import (
     APIConnectionError,
+    Attempt,
+    Call,
     Client,
     ClientClosedError,
     CreateEndpointRequest,
+    Hooks,
     NotFoundError,
     RateLimitError,
     ResponseDecodeError,
@@ -82,14 +85,37 @@ async def test_a_garbled_2xx_is_one_failed_attempt_within_max_attempts(serve: Se
     assert getattr(info.value, "attempts", None) == 4
 
 
+async def refuse_until_paused(fs: Client, seen: Callable[[], int]) -> RateLimitError:
+    """Send calls (each one attempt, deadline 1 s) to a route refusing everything, until one never reaches it.
+
+    Every call before must fail at once with the server's 429. Once nothing has got
+    through, the governor pauses the whole route until ``Retry-After``: the call that
+    finds the pause longer than its deadline fails at once too, without being sent.
+    Returns its error.
+    """
+    hasty = fs.with_options(retry=RetryPolicy(max_attempts=1, deadline=1.0))
+    for _ in range(40):  # the governor decides after 20 refusals (src: fullstory_async/_pace.py)
+        before = seen()
+        with pytest.raises(RateLimitError) as refused:
+            await hasty.webhooks.get_endpoint("ep-1")
+        if seen() == before:
+            return refused.value
+    raise AssertionError("the governor never paused a route that admitted nothing")
+
+
 async def test_a_retry_after_beyond_the_deadline_fails_both_calls_at_once(serve: Serve) -> None:
-    """429 Retry-After 4 under deadline=1: that call and the next fail at once with RateLimitError, none waits."""
+    """429 Retry-After 4 under deadline=1: neither the refused call nor one held by a route pause waits for it.
+
+    A stray 429 pauses nobody (the next call goes through); a route that admits nothing
+    is paused, and a call whose deadline ends before the pause fails at once.
+    """
     seen = 0
+    refuse_all = False
 
     async def handler(_request: web.Request) -> web.Response:
         nonlocal seen
         seen += 1
-        if seen == 1:
+        if seen == 1 or refuse_all:
             return web.json_response({"code": "rate", "message": "slow"}, status=429, headers={"Retry-After": "4"})
         return web.json_response(ENDPOINT)
 
@@ -98,32 +124,44 @@ async def test_a_retry_after_beyond_the_deadline_fails_both_calls_at_once(serve:
         async with asyncio.timeout(3):
             with pytest.raises(RateLimitError) as first:
                 await fs.webhooks.get_endpoint("ep-1")
+            await fs.webhooks.get_endpoint("ep-1")  # a stray 429: the next call is not paused
+    assert first.value.retry_after == 4.0
+    assert seen == 2
+
+    refuse_all = True
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(deadline=1.0)) as fs:
+        async with asyncio.timeout(10):
+            held = await refuse_until_paused(fs, lambda: seen)
+            sent = seen
             with pytest.raises(RateLimitError) as second:
                 await fs.webhooks.get_endpoint("ep-1")
-    assert first.value.retry_after == 4.0
-    assert second.value.retry_after is not None
-    assert 3.0 < second.value.retry_after <= 4.0  # what the pause still needed
-    assert seen == 1  # the second call never reached the server
+    for error in (held, second.value):
+        assert error.retry_after is not None
+        assert 3.0 < error.retry_after <= 4.0  # what the pause still needed: nobody waited a second of it
+    assert seen == sent  # the paused call never reached the server
 
 
 async def test_aclose_wakes_every_call_waiting_on_a_pause(serve: Serve) -> None:
-    """429 Retry-After 8, ten calls waiting on the pause: aclose() ends them all (and the first) at once, typed."""
+    """429 Retry-After 8: one call waiting to retry, ten on the route's pause; aclose() ends all eleven at once."""
     seen = 0
-    answered = asyncio.Event()
+    retrying = asyncio.Event()
+
+    class RetryWaits(Hooks):
+        def on_attempt(self, call: Call, attempt: Attempt) -> None:
+            if attempt.wait == 8.0:
+                retrying.set()
 
     async def handler(_request: web.Request) -> web.Response:
         nonlocal seen
         seen += 1
-        answered.set()
         return web.json_response({"code": "rate", "message": "slow"}, status=429, headers={"Retry-After": "8"})
 
     base = await serve(app_of(handler))
-    fs = Client(API_KEY, base_url=base)
+    fs = Client(API_KEY, base_url=base, hooks=[RetryWaits()])
     first = asyncio.create_task(fs.webhooks.get_endpoint("ep-1"))
-    await asyncio.wait_for(answered.wait(), 5)
-    async with asyncio.timeout(5):  # until the client has read the 429, not only the server sent it
-        while fs.governor is not None and not fs.governor.rate_limited:  # noqa: ASYNC110 - no event to await
-            await asyncio.sleep(0.001)
+    await asyncio.wait_for(retrying.wait(), 5)  # the first call waits 8 s in the retry layer
+    await asyncio.wait_for(refuse_until_paused(fs, lambda: seen), 10)  # and the route is paused 8 s
+    sent = seen
     waiting = [asyncio.create_task(fs.webhooks.get_endpoint("ep-1")) for _ in range(10)]
     await asyncio.sleep(0.05)
     assert not any(task.done() for task in [first, *waiting])
@@ -131,7 +169,7 @@ async def test_aclose_wakes_every_call_waiting_on_a_pause(serve: Serve) -> None:
     async with asyncio.timeout(1.5):
         results = await asyncio.gather(first, *waiting, return_exceptions=True)
     assert [type(result) for result in results] == [ClientClosedError] * 11
-    assert seen == 1
+    assert seen == sent  # the ten never reached the server
 
 
 async def test_a_listing_whose_tokens_cycle_ends_in_a_typed_error(serve: Serve) -> None:

@@ -47,8 +47,9 @@ class Receiver:
         assert line.startswith("receiving on http://127.0.0.1:"), line
         return cls(process, line)
 
-    async def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
-        if self.process.returncode is None:
+    async def stop(self, signum: int | None = signal.SIGTERM) -> tuple[int, str]:
+        """Send ``signum`` (``None``: none, the process was already told to stop) and wait for the exit."""
+        if signum is not None and self.process.returncode is None:
             self.process.send_signal(signum)
         _, err = await asyncio.wait_for(self.process.communicate(), 30)
         return await self.process.wait(), err.decode()
@@ -294,7 +295,10 @@ async def test_sigterm_mid_burst_drains_and_keeps_every_acknowledged_delivery(
             receiver.process.send_signal(signal.SIGTERM)
 
     statuses = await send_all(receiver.url, items, on_response=count)
-    code, err = await receiver.stop()
+    assert answered >= 200  # the SIGTERM was sent
+    # No second SIGTERM: once the drain has ended and the event loop is closed, the default
+    # handler is back and a second signal kills the exiting process (-15; seen under load).
+    code, err = await receiver.stop(None)
     assert code == 0
     assert "draining" in err
     assert set(statuses) <= {202, 503, None}

@@ -18,6 +18,7 @@ from fullstory_async import (
     BadRequestError,
     Call,
     CallResult,
+    ClientClosedError,
     Handler,
     Hooks,
     InvalidArgumentError,
@@ -117,20 +118,55 @@ async def test_rate_limited_attempt_reports_the_server_wait(fake):
 
 
 async def test_governor_pause_is_reported_on_the_attempt_it_held(fake):
-    """After a 429, the next attempt's governor_wait is the pause the governor imposed (fake clock)."""
+    """A route where nothing gets through: the governor's pause (and each pacing slot) is on the attempt it held.
+
+    A stray 429 pauses nobody, so the route here binds: known limit 0.5/s (a slot every 2 s,
+    fake clock), every call refused with ``Retry-After: 3``. After 10 s of refusals with
+    nothing admitted the governor pauses the route for the ``Retry-After``; the attempt
+    after that reports the 3 s pause, the ones before it their 2 s slots.
+    """
     now = [1000.0]
 
     async def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, min_rate=0.5)
+    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5)
     hooks = Recorder()
-    client, _ = fake((429, {}, {"Retry-After": "3"}), (200, {}), rate_governor=governor, hooks=[hooks])
+    refused = (429, {}, {"Retry-After": "3"})
+    client, _ = fake(
+        *[refused] * 6, (200, {}), rate_governor=governor, hooks=[hooks], retry=RetryPolicy(max_attempts=7, wait=False)
+    )
     await client.send(LIST)
-    first, second = hooks.attempts()
+    attempts = hooks.attempts()
+    assert [a.status for a in attempts] == [429] * 6 + [200]
+    assert [a.governor_wait for a in attempts] == pytest.approx([0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0])
+    assert [a.wait for a in attempts] == [3.0] * 6 + [None]
+    assert now[0] == pytest.approx(1013.0)  # the governor held the call exactly that long, no more
+
+
+async def test_a_governor_hold_that_ends_in_an_error_is_reported(fake):
+    """A call held on a pause and woken by ``aclose()`` reports the time it was held on its attempt."""
+    now = [0.0]
+    held = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds / 2  # half the wait has passed when the client is closed
+        held.set()
+        await asyncio.Event().wait()
+
+    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5)
+    hooks = Recorder()
+    client, _ = fake((200, {}), rate_governor=governor, hooks=[hooks])
+    await client.send(LIST)
+    second = asyncio.create_task(client.send(LIST))
+    await held.wait()
+    await client.aclose()
+    with pytest.raises(ClientClosedError):
+        await second
+    first, held_attempt = hooks.attempts()
     assert first.governor_wait == 0.0
-    assert second.governor_wait == pytest.approx(3.0)
-    assert first.wait == 3.0
+    assert isinstance(held_attempt.error, ClientClosedError)
+    assert held_attempt.governor_wait == pytest.approx(1.0)
 
 
 async def test_requests_are_redacted_views(fake):
@@ -258,7 +294,7 @@ async def test_metrics_count_attempts_429s_and_waits(fake):
         now[0] += seconds
 
     metrics = Metrics()
-    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, min_rate=0.5)
+    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5)
     client, _ = fake(
         (429, {}, {"Retry-After": "2"}),
         (503, {}),
@@ -272,8 +308,8 @@ async def test_metrics_count_attempts_429s_and_waits(fake):
     with pytest.raises(BadRequestError):
         await client.send(LIST)
     snapshot = metrics.snapshot()
-    # the 2 s pause before attempt 2, then the pacing slot (0.5/s learned from the 429) before attempt 3
-    assert snapshot.pop("governor_wait_seconds") == pytest.approx(4.0)
+    # paced at the known limit 0.5/s: every attempt after the first held 2 s for its slot
+    assert snapshot.pop("governor_wait_seconds") == pytest.approx(6.0)
     assert snapshot == {
         "calls": 2,
         "failed_calls": 1,
@@ -282,7 +318,7 @@ async def test_metrics_count_attempts_429s_and_waits(fake):
         "rate_limited": 1,
         "retry_waits": 2,
         "retry_wait_seconds": 3.0,  # Retry-After 2, then the backoff of attempt 2 (1 s)
-        "governor_waits": 2,
+        "governor_waits": 3,
     }
 
 

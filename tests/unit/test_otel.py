@@ -78,7 +78,7 @@ async def test_a_create_that_retried_twice(fake, exporter, tracing):
         (429, {}, {"Retry-After": "2", "X-Request-Id": "req-2"}),
         (201, json.loads(SEED_ENDPOINT_BODY)),
         retry=RetryPolicy(wait=False, jitter=False),
-        rate_governor=RateGovernor(clock=lambda: now[0], sleep=sleep),
+        rate_governor=RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5),
         hooks=[tracing],
         middleware=[with_proxy_header],
     )
@@ -127,7 +127,8 @@ async def test_a_create_that_retried_twice(fake, exporter, tracing):
         {"fullstory.attempt": 2, "fullstory.wait_seconds": 2.0},
     ]
     governor_waits = [[dict(e.attributes or {}) for e in span.events] for span in attempts]
-    assert governor_waits == [[], [{"fullstory.wait_seconds": 1.0}], [{"fullstory.wait_seconds": 2.0}]]
+    # paced at the known limit 0.5/s (fake clock): attempts 2 and 3 each held 2 s for their slot
+    assert governor_waits == [[], [{"fullstory.wait_seconds": 2.0}], [{"fullstory.wait_seconds": 2.0}]]
 
     texts = every_text(spans)
     for secret in (API_KEY, SECRET, PROXY_PASSWORD, "Basic"):
