@@ -20,7 +20,7 @@ from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
 from fullstory_async._bulk.listing import complete_listing, fingerprint
 from fullstory_async._bulk.operations import Operations
 from fullstory_async._bulk.provision import Outcome
-from fullstory_async._bulk.scope import in_scope
+from fullstory_async._bulk.scope import UrlKey, in_scope, url_key
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError, shown
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
@@ -158,20 +158,21 @@ async def plan(
     unlisted = await check_event_types(webhooks, desired, allow_unlisted=allow_unlisted_event_types)
     listing = await complete_listing(webhooks)
     owned = [e for e in listing if desired.scope is None or in_scope(e.url, desired.scope)]
-    wanted = {endpoint.url: endpoint for endpoint in desired.endpoints}
-    matched: set[str] = set()
+    wanted = {url_key(endpoint.url): endpoint for endpoint in desired.endpoints}  # the one URL identity
+    matched: set[UrlKey | None] = set()
     updates: list[Change] = []
     deletes: list[Change] = []
     unchanged: list[Change] = []
     for current in owned:
-        target = wanted.get(current.url)
+        key = url_key(current.url)
+        target = wanted.get(key) if key is not None else None
         if target is None:
             if prune:
                 deletes.append(Change(Action.DELETE, current.url, None, current))
             continue
-        if current.url in matched:  # a second endpoint with a desired URL: never deleted, left alone
+        if key in matched:  # a second endpoint with a desired URL: never deleted, left alone
             continue
-        matched.add(current.url)
+        matched.add(key)  # spelt otherwise (`HOOKS.example.com`, `:443`): that endpoint, kept as the server spells it
         fields = _diff(target, current, rotate_secrets)
         bucket = updates if fields else unchanged
         bucket.append(Change(Action.UPDATE if fields else Action.UNCHANGED, current.url, target, current, fields))
@@ -182,7 +183,7 @@ async def plan(
             f"desired state and its scope, then allow it with max_deletes={len(deletes)} (CLI: --max-deletes "
             f"{len(deletes)})",
         )
-    creates = [Change(Action.CREATE, url, target) for url, target in wanted.items() if url not in matched]
+    creates = [Change(Action.CREATE, target.url, target) for key, target in wanted.items() if key not in matched]
     return Plan(
         tuple(creates),
         tuple(updates),

@@ -253,3 +253,44 @@ async def test_apply_refuses_a_plan_that_was_not_validated() -> None:
     async with FakeFullstory() as fake, fake.client() as fs:
         with pytest.raises(InvalidArgumentError, match="plan: was not validated"):
             fs.webhooks.apply(Plan())
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "https://HOOKS.example.com/fullstory/notes",
+        "https://hooks.example.com:443/fullstory/notes",
+        "https://hooks.example.com./fullstory/notes",
+    ],
+)
+async def test_the_desired_endpoint_spelt_otherwise_by_the_server_is_never_deleted(stored: str) -> None:
+    """The server holds the desired endpoint under another spelling: prune keeps it, updates it, creates no twin."""
+    state = DesiredState(
+        (DesiredEndpoint("https://hooks.example.com/fullstory/notes", (EventType("note.created"),), enabled=False),),
+        scope=["https://hooks.example.com/fullstory/"],
+    )
+    async with FakeFullstory() as fake, fake.client() as fs:
+        kept = fake.add_endpoint(stored)
+        fake.add_endpoint("https://hooks.example.com/fullstory/notes/")  # another path: pruned
+        plan = await fs.webhooks.plan(state, prune=True)
+        assert plan.creates == ()
+        assert [(c.url, c.fields) for c in plan.updates] == [(stored, ("enabled",))]
+        assert [c.url for c in plan.deletes] == ["https://hooks.example.com/fullstory/notes/"]
+        assert all([r.ok async for r in fs.webhooks.apply(plan)])
+    assert [(e.id, e.url, e.enabled) for e in fake.endpoints.values()] == [(kept.id, stored, False)]
+
+
+async def test_prune_never_deletes_what_leaves_the_scope_or_is_ambiguous() -> None:
+    """`..`, `%2e%2e`, a backslash or credentials in an endpoint URL: outside the scope, never deleted."""
+    escaping = [
+        "https://hooks.example.com/fullstory/../admin/x",
+        "https://hooks.example.com/fullstory/%2e%2e/admin/y",
+        "https://hooks.example.com@evil.net/fullstory/z",
+        "https://evil.net\\@hooks.example.com/fullstory/x",
+    ]
+    async with FakeFullstory() as fake, fake.client() as fs:
+        for url in escaping:
+            fake.add_endpoint(url)
+        plan = await fs.webhooks.plan(desired(scope=["https://hooks.example.com/fullstory/"]), prune=True)
+    assert plan.deletes == ()
+    assert plan.outside_scope == len(escaping)
