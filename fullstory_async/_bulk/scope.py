@@ -86,7 +86,9 @@ def url_key(url: str) -> UrlKey | None:
     split = urlsplit(url)
     scheme = split.scheme.lower()
     host = (split.hostname or "").rstrip(".")
-    return UrlKey(scheme, host, split.port or _DEFAULT_PORTS[scheme], _resolve(split.path or "/"), split.query, split.fragment)
+    return UrlKey(
+        scheme, host, split.port or _DEFAULT_PORTS[scheme], _resolve(split.path or "/"), split.query, split.fragment
+    )
 
 
 def check_scope(scope: Iterable[str]) -> tuple[str, ...]:

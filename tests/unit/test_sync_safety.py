@@ -20,7 +20,9 @@ from fullstory_async import (
     EventType,
     InvalidArgumentError,
     Plan,
+    ResponseDecodeError,
     RetryPolicy,
+    _webhooks,
     parse_desired_state,
 )
 from fullstory_async.testing import FakeFullstory, Fault
@@ -294,3 +296,27 @@ async def test_prune_never_deletes_what_leaves_the_scope_or_is_ambiguous() -> No
         plan = await fs.webhooks.plan(desired(scope=["https://hooks.example.com/fullstory/"]), prune=True)
     assert plan.deletes == ()
     assert plan.outside_scope == len(escaping)
+
+
+async def test_a_listing_that_never_ends_means_no_plan(
+    raw: Callable[[RawServer], Awaitable[RawServer]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh token on every page: plan stops at the listing walk's page cap (5 here) with an error."""
+    monkeypatch.setattr(_webhooks, "MAX_PAGES", 5)
+
+    class Endless(RawServer):
+        served = 0
+
+        async def list_endpoints(self, request: web.Request) -> web.Response:
+            self.served += 1
+            body: dict[str, Any] = {"endpoints": [endpoint_json("https://hooks.example.com/x", 1)]}
+            if self.served < 50:  # bounded, so the test ends even when the cap is missing
+                body["nextPaginationToken"] = f"t{self.served}"
+            return web.json_response(body)
+
+    server = await raw(Endless([]))
+    async with Client(api_key="k", base_url=server.url, retry=NO_RETRY) as fs:
+        with pytest.raises(ResponseDecodeError, match="did not end within 5 pages"):
+            await fs.webhooks.plan(desired(scope=SCOPE), prune=True)
+    assert server.served == 5
+    assert server.deleted == []
