@@ -80,7 +80,7 @@ def url_problem(url: str) -> str | None:
 
 
 def url_key(url: str) -> UrlKey | None:
-    """The identity of ``url``, or ``None`` when it is ambiguous to parse (see the module docstring)."""
+    """Return the identity of ``url``, or ``None`` when it is ambiguous to parse (see the module docstring)."""
     if url_problem(url) is not None:
         return None
     split = urlsplit(url)
