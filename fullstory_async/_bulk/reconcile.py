@@ -68,8 +68,15 @@ class Plan:
     """Event types or subcategories the catalogue does not list, accepted by ``allow_unlisted_event_types``."""
     fingerprint: str = ""
     """A digest of the endpoints the plan was made from (in scope): a saved plan is stale when it changes."""
-    validated: bool = False
-    """True when `Webhooks.plan` checked it against the catalogue; `apply` refuses any other plan."""
+    _seal: object = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    @property
+    def validated(self) -> bool:
+        """True when `Webhooks.plan` made it (checked against the catalogue); `apply` refuses any other plan.
+
+        A copy changed with ``attrs.evolve`` or a `Plan` built by hand is not validated.
+        """
+        return self._seal is _SEAL
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -123,12 +130,23 @@ DEFAULT_MAX_DELETES = 10
 """``plan(prune=True)`` refuses to delete more endpoints than this unless ``max_deletes`` is raised."""
 
 
+_SEAL = object()
+"""Set on each `Plan` that `plan` makes; neither the constructor nor ``attrs.evolve`` can set it."""
+
+
+def _sealed(plan: Plan) -> Plan:
+    object.__setattr__(plan, "_seal", _SEAL)
+    return plan
+
+
 def check_plan(plan: object) -> Plan:
     """Return ``plan`` if `apply` may run it: a `Plan` made (and validated) by `Webhooks.plan`."""
     if not isinstance(plan, Plan):
         raise InvalidArgumentError("plan", f"must be a Plan, got {type(plan).__name__}")
     if not plan.validated:
-        raise InvalidArgumentError("plan", "was not validated against the catalogue: make it with webhooks.plan()")
+        raise InvalidArgumentError(
+            "plan", "was not made by webhooks.plan() (built by hand or changed with attrs.evolve): plan again"
+        )
     return plan
 
 
@@ -184,7 +202,7 @@ async def plan(
             f"{len(deletes)})",
         )
     creates = [Change(Action.CREATE, target.url, target) for key, target in wanted.items() if key not in matched]
-    return Plan(
+    made = Plan(
         tuple(creates),
         tuple(updates),
         tuple(deletes),
@@ -192,8 +210,8 @@ async def plan(
         outside_scope=len(listing) - len(owned),
         unlisted=unlisted,
         fingerprint=fingerprint(owned),
-        validated=True,
     )
+    return _sealed(made)
 
 
 async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGenerator[ApplyResult, None]:

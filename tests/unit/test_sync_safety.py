@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 
 from fullstory_async import (
+    Action,
     APIError,
+    Change,
     Client,
     DesiredEndpoint,
     DesiredState,
@@ -253,7 +256,7 @@ async def test_allow_unlisted_event_types_opts_out_and_says_so() -> None:
 async def test_apply_refuses_a_plan_that_was_not_validated() -> None:
     """A Plan built by hand (not by plan()) is refused before any request."""
     async with FakeFullstory() as fake, fake.client() as fs:
-        with pytest.raises(InvalidArgumentError, match="plan: was not validated"):
+        with pytest.raises(InvalidArgumentError, match=r"plan: was not made by webhooks\.plan"):
             fs.webhooks.apply(Plan())
 
 
@@ -320,3 +323,19 @@ async def test_a_listing_that_never_ends_means_no_plan(
             await fs.webhooks.plan(desired(scope=SCOPE), prune=True)
     assert server.served == 5
     assert server.deleted == []
+
+
+async def test_apply_refuses_a_plan_changed_after_plan_made_it() -> None:
+    """`attrs.evolve` of a real plan (a forged delete of another team's endpoint) is refused; nothing deleted."""
+    async with FakeFullstory() as fake, fake.client() as fs:
+        other = fake.add_endpoint("https://other-team.example.net/hook")
+        real = await fs.webhooks.plan(desired("https://hooks.example.com/a"), prune=True)
+        assert real.validated
+        forged = attrs.evolve(real, deletes=(Change(Action.DELETE, other.url, None, other),))
+        rebuilt = Plan(*(getattr(real, f.name) for f in attrs.fields(Plan) if f.init))
+        for plan in (forged, rebuilt):
+            assert not plan.validated
+            with pytest.raises(InvalidArgumentError, match=r"plan: was not made by webhooks\.plan"):
+                fs.webhooks.apply(plan)
+        assert rebuilt == real  # equal contents, yet only the plan that plan() made runs
+    assert set(fake.endpoints) == {other.id}
