@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 from fullstory_async import DesiredState, Outcome, Plan, ProvisionResult, load_desired_state
+from fullstory_async._bulk.reconcile import DEFAULT_MAX_DELETES
 from fullstory_async.cli import _planfile
 from fullstory_async.cli._jsonl import Feed, Line, open_lines
 from fullstory_async.cli._output import (
@@ -124,9 +125,11 @@ def _load(args: argparse.Namespace, target: Target) -> tuple[DesiredState, dict[
     """Return the desired state, and the saved plan when ``args.file`` is one (``apply`` only)."""
     saved = _planfile.load(args.file) if args.command == "apply" else None
     if saved is not None:
-        desired = _planfile.restore(saved, args, target.environ)
+        desired = _planfile.restore(args.file, saved, args, target.environ)
     else:
         desired = load_desired_state(args.file, environ=target.environ)
+        if args.max_deletes is None:
+            args.max_deletes = DEFAULT_MAX_DELETES
     target.report_throwaway()
     return desired, saved
 
