@@ -113,8 +113,10 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
             async with _closing(results):
                 async for result in results:
                     line = feed.take(result.index)
-                    target.console.emit(provision_record(result, line))
-                    progress.advance(result.outcome)
+                    try:
+                        target.console.emit(provision_record(result, line))
+                    finally:  # counted even when stdout is closed
+                        progress.advance(result.outcome)
     finally:
         if file is not None:
             file.close()
@@ -234,9 +236,11 @@ async def apply(args: argparse.Namespace, target: Target) -> int:
     with _progress(args, console, len(the_plan.changes)) as progress:
         async with _closing(results):
             async for result in results:
-                if console.json:
-                    console.emit(apply_record(result))
-                elif result.outcome is not Outcome.UNCHANGED:
-                    console.lines([apply_line(result)])
-                progress.advance(result.outcome)
+                try:
+                    if console.json:
+                        console.emit(apply_record(result))
+                    elif result.outcome is not Outcome.UNCHANGED:
+                        console.lines([apply_line(result)])
+                finally:  # counted even when stdout is closed (`| head -1`)
+                    progress.advance(result.outcome)
     return 1 if progress.failed else 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import pytest
+
+from fullstory_async.cli import main
 
 SCOPED = (
     'scope = ["https://hooks.example.com/"]\n\n'
@@ -184,3 +188,37 @@ def test_a_malformed_saved_plan_is_a_clear_error(cli, three, tmp_path, damage, p
     assert problem in error["message"]
     assert "Traceback" not in run.err
     assert three.urls() == set(THREE)
+
+
+class _ClosedAfterOneLine(io.StringIO):
+    """A stdout whose reader goes away after the first line (`| head -1`)."""
+
+    def write(self, text: str) -> int:
+        if "\n" in self.getvalue():
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_a_closed_stdout_during_apply_counts_what_it_saw_and_says_the_count_is_partial(
+    served, tmp_path, monkeypatch, capsys
+):
+    """`--json apply big.toml --yes --concurrency 2 | head -1`: the change whose line failed is counted too.
+
+    The summary says the count is partial (changes in flight were cancelled and may have been made).
+    """
+    file = tmp_path / "big.toml"
+    file.write_text(
+        'scope = ["https://hooks.example.com/"]\n'
+        + "".join(
+            f'[[endpoints]]\nurl = "https://hooks.example.com/{n}"\nevent_types = ["note.created"]\n' for n in range(8)
+        )
+    )
+    monkeypatch.setattr(sys, "stdout", _ClosedAfterOneLine())
+    code = main(["--base-url", served.url, "--json", "--concurrency", "2", "apply", str(file), "--yes"])
+    assert code == 1
+    summary = [line for line in capsys.readouterr().err.splitlines() if "item(s) in" in line]
+    assert len(summary) == 1
+    assert summary[0].startswith("fullstory-async: output closed; stopped after 2 item(s)")
+    assert "2 created" in summary[0]
+    assert "partial count" in summary[0]
+    assert len(served.urls()) >= 2
