@@ -57,7 +57,7 @@ def _resolve(path: str) -> str:
     return "/" + "/".join(output)
 
 
-def url_problem(url: str) -> str | None:
+def url_problem(url: object) -> str | None:
     """Why ``url`` has no `url_key`, or ``None`` when it has one."""
     if not isinstance(url, str):
         return f"it is {type(url).__name__}, not a string"
