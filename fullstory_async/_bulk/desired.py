@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from fullstory_async._bulk.scope import UrlKey, check_scope, in_scope, url_key, url_problem
+from fullstory_async._bulk.scope import UrlKey, check_scope, in_scope, redacted, url_key, url_problem
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
 from fullstory_async._models import CreateEndpointRequest, EventType, check_url
 
@@ -114,7 +114,7 @@ class DesiredState:
             field = f"endpoints[{number}].url"
             key = url_key(endpoint.url)
             if key is None:
-                raise InvalidArgumentError(field, f"{endpoint.url!r} is ambiguous: {url_problem(endpoint.url)}")
+                raise InvalidArgumentError(field, f"{redacted(endpoint.url)}: {url_problem(endpoint.url)}")
             if key in seen:
                 first = seen[key]
                 raise InvalidArgumentError(

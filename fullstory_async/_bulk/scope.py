@@ -19,6 +19,7 @@ The path is compared as a string prefix: end it with ``/`` to own one folder onl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -62,9 +63,9 @@ def url_problem(url: object) -> str | None:
     if not isinstance(url, str):
         return f"it is {type(url).__name__}, not a string"
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        return "it contains whitespace or a control character"
+        return "whitespace or a control character makes it ambiguous"
     if "\\" in url:
-        return "it contains a backslash"
+        return "a backslash makes it ambiguous (URL parsers disagree on its host)"
     try:
         split = urlsplit(url)
         split.port  # noqa: B018 - parsing the port validates it
@@ -73,10 +74,15 @@ def url_problem(url: object) -> str | None:
     if split.scheme.lower() not in _DEFAULT_PORTS or not split.hostname:
         return "it is not an absolute http(s) URL with a host"
     if "@" in split.netloc:
-        return "it has credentials before the host (user@host)"
+        return "credentials before the host (user@host) make it ambiguous"
     if "%" in split.netloc:
-        return "its host is percent-encoded"
+        return "a percent-encoded host makes it ambiguous"
     return None
+
+
+def redacted(url: object) -> str:
+    """``repr(url)`` with any credentials before the host shown as ``***`` (for error messages)."""
+    return repr(re.sub(r"//[^/?#]*@", "//***@", url) if isinstance(url, str) else url)
 
 
 def url_key(url: str) -> UrlKey | None:
@@ -99,17 +105,16 @@ def check_scope(scope: Iterable[str]) -> tuple[str, ...]:
     if not prefixes:
         raise InvalidArgumentError("scope", "must not be empty: list the URL prefixes this state owns")
     for index, prefix in enumerate(prefixes):
-        if not isinstance(prefix, str) or urlsplit(prefix).scheme.lower() not in _DEFAULT_PORTS:
-            raise InvalidArgumentError(
-                f"scope[{index}]",
-                f"must be an absolute http(s) URL prefix like https://hooks.example.com/, got {prefix!r}",
-            )
         problem = url_problem(prefix)
         if problem is not None:
-            raise InvalidArgumentError(f"scope[{index}]", f"{prefix!r} is ambiguous: {problem}")
+            raise InvalidArgumentError(
+                f"scope[{index}]",
+                f"must be an absolute http(s) URL prefix like https://hooks.example.com/, "
+                f"got {redacted(prefix)}: {problem}",
+            )
         split = urlsplit(prefix)
         if split.query or split.fragment:
-            raise InvalidArgumentError(f"scope[{index}]", "must not contain a query, fragment or credentials")
+            raise InvalidArgumentError(f"scope[{index}]", "must not contain a query or fragment")
     return prefixes
 
 

@@ -142,3 +142,16 @@ def test_one_endpoint_listed_twice_under_two_spellings_is_an_error_naming_both()
     assert info.value.where.endswith("endpoints[2].url")
     assert "is the same endpoint as endpoints[0] (https://e.com/f/a)" in info.value.problem
     assert "https://E.COM:443/f/a" in info.value.problem
+
+
+def test_credentials_in_a_refused_url_are_never_shown() -> None:
+    """The error for a URL with user:password names the entry and the problem, never the password."""
+    for text in (
+        'scope = ["https://user:hunter2-pw@e.com/"]\nendpoints = []',
+        '[[endpoints]]\nurl = "https://user:hunter2-pw@e.com/f/x"\n',
+    ):
+        with pytest.raises(DesiredStateError) as info:
+            parse_desired_state(text, environ={})
+        assert "credentials before the host" in str(info.value)
+        assert "hunter2-pw" not in str(info.value)
+        assert "https://***@e.com/" in str(info.value)
