@@ -112,7 +112,7 @@ async def _walk(fetch: Callable[[str | None], Awaitable[Page[T]]], token: str | 
             return
         if token in seen:
             raise ResponseDecodeError(
-                f"nextPaginationToken repeats a token already seen in this listing (after {len(seen)} pages)",
+                f"nextPaginationToken repeats a token already seen (after {len(seen)} pages): the listing cycles",
                 field="$.nextPaginationToken",
             )
         seen.add(token)

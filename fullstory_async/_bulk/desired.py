@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from fullstory_async._bulk.scope import check_scope, in_scope
+from fullstory_async._bulk.scope import UrlKey, check_scope, in_scope, redacted, url_key, url_problem
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
 from fullstory_async._models import CreateEndpointRequest, EventType, check_url
 
@@ -101,25 +101,30 @@ class DesiredState:
     """
 
     endpoints: tuple[DesiredEndpoint, ...] = attrs.field(default=(), converter=_endpoints)
-    """The endpoints, in file order; URLs are unique."""
+    """The endpoints, in file order; no two URLs name the same endpoint (see `url_key`)."""
 
     scope: tuple[str, ...] | None = attrs.field(default=None, converter=_scope, kw_only=True)
     """Absolute http(s) URL prefixes this state owns (scheme, host and port match exactly)."""
 
     def __attrs_post_init__(self) -> None:
-        seen: dict[str, int] = {}
+        seen: dict[UrlKey, int] = {}
         for number, endpoint in enumerate(self.endpoints):
             if not isinstance(endpoint, DesiredEndpoint):
                 raise InvalidArgumentError(f"endpoints[{number}]", "must be a DesiredEndpoint")
-            if endpoint.url in seen:
+            field = f"endpoints[{number}].url"
+            key = url_key(endpoint.url)
+            if key is None:
+                raise InvalidArgumentError(field, f"{redacted(endpoint.url)}: {url_problem(endpoint.url)}")
+            if key in seen:
+                first = seen[key]
                 raise InvalidArgumentError(
-                    f"endpoints[{number}].url", f"duplicates endpoints[{seen[endpoint.url]}] ({endpoint.url})"
+                    field,
+                    f"{endpoint.url} is the same endpoint as endpoints[{first}] ({self.endpoints[first].url}): "
+                    "list each endpoint once",
                 )
-            seen[endpoint.url] = number
+            seen[key] = number
             if self.scope is not None and not in_scope(endpoint.url, self.scope):
-                raise InvalidArgumentError(
-                    f"endpoints[{number}].url", f"{endpoint.url} is outside the scope ({', '.join(self.scope)})"
-                )
+                raise InvalidArgumentError(field, f"{endpoint.url} is outside the scope ({', '.join(self.scope)})")
 
 
 def load_desired_state(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> DesiredState:

@@ -1,9 +1,10 @@
 """The listing a plan is made from: complete, de-duplicated, and its fingerprint.
 
 An offset-paged listing read while another writer inserts can repeat an endpoint on two
-pages (or skip one). The plan reads every page (a pagination token seen twice is an
-error, never a loop), keeps each id once (its latest ``modified`` version), and fails
-as a whole when any page fails: there is no plan from a partial listing.
+pages (or skip one). The plan reads every page with the SDK's one listing walk (a
+pagination token seen twice, or more than `MAX_PAGES` pages, is an error, never a loop),
+keeps each id once (its latest ``modified`` version), and fails as a whole when any page
+fails: there is no plan from a partial listing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from fullstory_async._exceptions import ResponseDecodeError
 from fullstory_async._models import Endpoint
 
 if TYPE_CHECKING:
@@ -21,25 +21,18 @@ if TYPE_CHECKING:
 
 
 async def complete_listing(webhooks: Webhooks) -> list[Endpoint]:
-    """Every endpoint once, in listing order (the latest version of an id listed twice)."""
+    """Every endpoint once, in listing order (the latest version of an id listed twice).
+
+    The walk is `Webhooks.list_endpoints`'s: a repeated token or more than `MAX_PAGES`
+    pages raise `ResponseDecodeError`.
+    """
     by_id: dict[str, Endpoint] = {}
-    tokens: set[str] = set()
-    token: str | None = None
-    while True:
-        page = await webhooks.list_endpoints_page(page_token=token)
-        for endpoint in page.items:
-            seen = by_id.get(endpoint.id)
-            if seen is None or endpoint.modified >= seen.modified:
-                by_id[endpoint.id] = endpoint
-            webhooks._provisioner.observe(endpoint)  # a later create can then look its URL up in one GET
-        token = page.next_page_token
-        if token is None:
-            return list(by_id.values())
-        if token in tokens:
-            raise ResponseDecodeError(
-                "nextPaginationToken repeats an earlier one: the listing cycles", field="$.nextPaginationToken"
-            )
-        tokens.add(token)
+    async for endpoint in webhooks.list_endpoints():
+        seen = by_id.get(endpoint.id)
+        if seen is None or endpoint.modified >= seen.modified:
+            by_id[endpoint.id] = endpoint
+        webhooks._provisioner.observe(endpoint)  # a later create can then look its URL up in one GET
+    return list(by_id.values())
 
 
 def fingerprint(endpoints: Iterable[Endpoint]) -> str:

@@ -20,7 +20,7 @@ from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
 from fullstory_async._bulk.listing import complete_listing, fingerprint
 from fullstory_async._bulk.operations import Operations
 from fullstory_async._bulk.provision import Outcome
-from fullstory_async._bulk.scope import in_scope
+from fullstory_async._bulk.scope import UrlKey, in_scope, url_key
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError, shown
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
@@ -68,8 +68,15 @@ class Plan:
     """Event types or subcategories the catalogue does not list, accepted by ``allow_unlisted_event_types``."""
     fingerprint: str = ""
     """A digest of the endpoints the plan was made from (in scope): a saved plan is stale when it changes."""
-    validated: bool = False
-    """True when `Webhooks.plan` checked it against the catalogue; `apply` refuses any other plan."""
+    _seal: object = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    @property
+    def validated(self) -> bool:
+        """True when `Webhooks.plan` made it (checked against the catalogue); `apply` refuses any other plan.
+
+        A copy changed with ``attrs.evolve`` or a `Plan` built by hand is not validated.
+        """
+        return self._seal is _SEAL
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -123,12 +130,23 @@ DEFAULT_MAX_DELETES = 10
 """``plan(prune=True)`` refuses to delete more endpoints than this unless ``max_deletes`` is raised."""
 
 
+_SEAL = object()
+"""Set on each `Plan` that `plan` makes; neither the constructor nor ``attrs.evolve`` can set it."""
+
+
+def _sealed(plan: Plan) -> Plan:
+    object.__setattr__(plan, "_seal", _SEAL)
+    return plan
+
+
 def check_plan(plan: object) -> Plan:
     """Return ``plan`` if `apply` may run it: a `Plan` made (and validated) by `Webhooks.plan`."""
     if not isinstance(plan, Plan):
         raise InvalidArgumentError("plan", f"must be a Plan, got {type(plan).__name__}")
     if not plan.validated:
-        raise InvalidArgumentError("plan", "was not validated against the catalogue: make it with webhooks.plan()")
+        raise InvalidArgumentError(
+            "plan", "was not made by webhooks.plan() (built by hand or changed with attrs.evolve): plan again"
+        )
     return plan
 
 
@@ -158,20 +176,21 @@ async def plan(
     unlisted = await check_event_types(webhooks, desired, allow_unlisted=allow_unlisted_event_types)
     listing = await complete_listing(webhooks)
     owned = [e for e in listing if desired.scope is None or in_scope(e.url, desired.scope)]
-    wanted = {endpoint.url: endpoint for endpoint in desired.endpoints}
-    matched: set[str] = set()
+    wanted = {url_key(endpoint.url): endpoint for endpoint in desired.endpoints}  # the one URL identity
+    matched: set[UrlKey | None] = set()
     updates: list[Change] = []
     deletes: list[Change] = []
     unchanged: list[Change] = []
     for current in owned:
-        target = wanted.get(current.url)
+        key = url_key(current.url)
+        target = wanted.get(key) if key is not None else None
         if target is None:
             if prune:
                 deletes.append(Change(Action.DELETE, current.url, None, current))
             continue
-        if current.url in matched:  # a second endpoint with a desired URL: never deleted, left alone
+        if key in matched:  # a second endpoint with a desired URL: never deleted, left alone
             continue
-        matched.add(current.url)
+        matched.add(key)  # spelt otherwise (`HOOKS.example.com`, `:443`): that endpoint, kept as the server spells it
         fields = _diff(target, current, rotate_secrets)
         bucket = updates if fields else unchanged
         bucket.append(Change(Action.UPDATE if fields else Action.UNCHANGED, current.url, target, current, fields))
@@ -182,8 +201,8 @@ async def plan(
             f"desired state and its scope, then allow it with max_deletes={len(deletes)} (CLI: --max-deletes "
             f"{len(deletes)})",
         )
-    creates = [Change(Action.CREATE, url, target) for url, target in wanted.items() if url not in matched]
-    return Plan(
+    creates = [Change(Action.CREATE, target.url, target) for key, target in wanted.items() if key not in matched]
+    made = Plan(
         tuple(creates),
         tuple(updates),
         tuple(deletes),
@@ -191,8 +210,8 @@ async def plan(
         outside_scope=len(listing) - len(owned),
         unlisted=unlisted,
         fingerprint=fingerprint(owned),
-        validated=True,
     )
+    return _sealed(made)
 
 
 async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGenerator[ApplyResult, None]:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 from fullstory_async import DesiredState, Outcome, Plan, ProvisionResult, load_desired_state
+from fullstory_async._bulk.reconcile import DEFAULT_MAX_DELETES
 from fullstory_async.cli import _planfile
 from fullstory_async.cli._jsonl import Feed, Line, open_lines
 from fullstory_async.cli._output import (
@@ -112,8 +113,10 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
             async with _closing(results):
                 async for result in results:
                     line = feed.take(result.index)
-                    target.console.emit(provision_record(result, line))
-                    progress.advance(result.outcome)
+                    try:
+                        target.console.emit(provision_record(result, line))
+                    finally:  # counted even when stdout is closed
+                        progress.advance(result.outcome)
     finally:
         if file is not None:
             file.close()
@@ -124,9 +127,11 @@ def _load(args: argparse.Namespace, target: Target) -> tuple[DesiredState, dict[
     """Return the desired state, and the saved plan when ``args.file`` is one (``apply`` only)."""
     saved = _planfile.load(args.file) if args.command == "apply" else None
     if saved is not None:
-        desired = _planfile.restore(saved, args, target.environ)
+        desired = _planfile.restore(args.file, saved, args, target.environ)
     else:
         desired = load_desired_state(args.file, environ=target.environ)
+        if args.max_deletes is None:
+            args.max_deletes = DEFAULT_MAX_DELETES
     target.report_throwaway()
     return desired, saved
 
@@ -231,9 +236,11 @@ async def apply(args: argparse.Namespace, target: Target) -> int:
     with _progress(args, console, len(the_plan.changes)) as progress:
         async with _closing(results):
             async for result in results:
-                if console.json:
-                    console.emit(apply_record(result))
-                elif result.outcome is not Outcome.UNCHANGED:
-                    console.lines([apply_line(result)])
-                progress.advance(result.outcome)
+                try:
+                    if console.json:
+                        console.emit(apply_record(result))
+                    elif result.outcome is not Outcome.UNCHANGED:
+                        console.lines([apply_line(result)])
+                finally:  # counted even when stdout is closed (`| head -1`)
+                    progress.advance(result.outcome)
     return 1 if progress.failed else 0

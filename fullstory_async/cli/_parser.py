@@ -150,7 +150,7 @@ def sync_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-deletes",
         type=integer(0),
-        default=DEFAULT_MAX_DELETES,
+        default=None,  # not given: DEFAULT_MAX_DELETES, or a saved plan's value (`_planfile.restore`)
         metavar="N",
         help=f"refuse a plan that deletes more than N endpoints ({DEFAULT_MAX_DELETES})",
     )

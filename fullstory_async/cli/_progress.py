@@ -3,7 +3,8 @@
 The bar is a single carriage-return-rewritten line on stderr, redrawn at most ten times a
 second (and at once when an item fails), and only when stderr is a terminal: never in a pipe,
 a file or a CI log. It is cleared before any notice and at the end. The summary line is
-always printed on stderr.
+always printed on stderr; it counts an item even when printing its result failed, and
+says the count is partial when the job stopped early (Ctrl-C, a closed stdout).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Progress:
         self._drawn_at = 0.0
         self._width = 0
         self.interrupted = False
+        self.output_closed = False
 
     @property
     def done(self) -> int:
@@ -99,8 +101,13 @@ class Progress:
         """``4 items in 0.12s (33.3/s): 3 created, 0 updated, ...``."""
         elapsed = self.elapsed()
         counts = ", ".join(f"{self.counts[outcome]} {outcome}" for outcome in _ORDER)
-        head = "interrupted after " if self.interrupted else ""
-        return f"{head}{self.done} item(s) in {elapsed:.2f}s ({self._rate():.1f}/s): {counts}"
+        head = (
+            "interrupted after " if self.interrupted else "output closed; stopped after " if self.output_closed else ""
+        )
+        line = f"{head}{self.done} item(s) in {elapsed:.2f}s ({self._rate():.1f}/s): {counts}"
+        if head:  # the stream was closed with items in flight: cancelled, they may have taken effect
+            line += " (partial count: items in flight when it stopped may also have been made)"
+        return line
 
     def __enter__(self) -> Self:
         if self.enabled:
@@ -113,4 +120,6 @@ class Progress:
         self.clear()
         if exc_type is not None and not issubclass(exc_type, Exception):
             self.interrupted = True  # Ctrl-C (a cancelled task): still say what was done
+        elif exc_type is not None and issubclass(exc_type, BrokenPipeError):
+            self.output_closed = True  # `apply ... | head -1`
         self._console.notice(self.summary())

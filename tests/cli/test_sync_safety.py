@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import pytest
+
+from fullstory_async.cli import main
 
 SCOPED = (
     'scope = ["https://hooks.example.com/"]\n\n'
@@ -129,3 +133,92 @@ def test_base_url_from_the_environment_without_a_key_is_a_usage_error(cli, clean
     run = cli("endpoints", "list")
     assert run.code == 2
     assert "FULLSTORY_API_KEY is not set (FULLSTORY_BASE_URL names a real server)" in run.err
+
+
+@pytest.mark.parametrize(
+    ("options", "conflict"),
+    [
+        (("--max-deletes", "0"), "--max-deletes 0 conflicts with the saved plan"),
+        (("--rotate-secrets",), "--rotate-secrets conflicts with the saved plan"),
+        (("--allow-unlisted-event-types",), "--allow-unlisted-event-types conflicts"),
+    ],
+)
+def test_options_given_to_apply_a_saved_plan_must_match_it(cli, three, tmp_path, options, conflict):
+    """`apply saved.json --max-deletes 0` is refused (exit 2, naming the option), never silently replaced."""
+    file = tmp_path / "desired.toml"
+    file.write_text(SCOPED)
+    saved = tmp_path / "plan.json"
+    base = ("--base-url", three.url)
+    assert cli(*base, "plan", str(file), "--prune", "--out", str(saved)).code == 0  # deletes b and c
+    refused = cli(*base, "apply", str(saved), *options)
+    assert refused.code == 2
+    assert conflict in refused.err
+    assert three.urls() == set(THREE)
+    same = cli(*base, "apply", str(saved), "--prune", "--max-deletes", "10")  # what it was made with
+    assert same.code == 0, same.err
+    assert three.urls() == {THREE[0]}
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda d: d.pop("options"), '"options" is missing or not an object'),
+        (lambda d: d.update(plan="x"), '"plan" is missing or not an object'),
+        (lambda d: d["options"].update(max_deletes="ten"), '"options.max_deletes" is missing or not valid'),
+        (lambda d: d["options"].pop("prune"), '"options.prune" is missing or not valid'),
+        (lambda d: d["plan"].pop("fingerprint"), '"plan.fingerprint" is missing or not a string'),
+        (lambda d: d["plan"].update(changes=None), '"plan.changes" is missing or not a list'),
+        (lambda d: d.update(format="fullstory-async-plan/9"), "made by another version"),
+        (lambda d: d["desired"].update(endpoints="x"), "desired.endpoints: must be an array"),
+    ],
+)
+def test_a_malformed_saved_plan_is_a_clear_error(cli, three, tmp_path, damage, problem):
+    """A saved plan with a missing or wrong key: exit 2, one JSON error naming the file and the key; no traceback."""
+    file = tmp_path / "desired.toml"
+    file.write_text(SCOPED)
+    saved = tmp_path / "plan.json"
+    assert cli("--base-url", three.url, "plan", str(file), "--prune", "--out", str(saved)).code == 0
+    document = json.loads(saved.read_text())
+    damage(document)
+    saved.write_text(json.dumps(document))
+    run = cli("--base-url", three.url, "--json", "apply", str(saved))
+    assert run.code == 2
+    error = json.loads(run.err.strip().splitlines()[-1])["error"]
+    assert str(saved) in error["message"]
+    assert problem in error["message"]
+    assert "Traceback" not in run.err
+    assert three.urls() == set(THREE)
+
+
+class _ClosedAfterOneLine(io.StringIO):
+    """A stdout whose reader goes away after the first line (`| head -1`)."""
+
+    def write(self, text: str) -> int:
+        if "\n" in self.getvalue():
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_a_closed_stdout_during_apply_counts_what_it_saw_and_says_the_count_is_partial(
+    served, tmp_path, monkeypatch, capsys
+):
+    """`--json apply big.toml --yes --concurrency 2 | head -1`: the change whose line failed is counted too.
+
+    The summary says the count is partial (changes in flight were cancelled and may have been made).
+    """
+    file = tmp_path / "big.toml"
+    file.write_text(
+        'scope = ["https://hooks.example.com/"]\n'
+        + "".join(
+            f'[[endpoints]]\nurl = "https://hooks.example.com/{n}"\nevent_types = ["note.created"]\n' for n in range(8)
+        )
+    )
+    monkeypatch.setattr(sys, "stdout", _ClosedAfterOneLine())
+    code = main(["--base-url", served.url, "--json", "--concurrency", "2", "apply", str(file), "--yes"])
+    assert code == 1
+    summary = [line for line in capsys.readouterr().err.splitlines() if "item(s) in" in line]
+    assert len(summary) == 1
+    assert summary[0].startswith("fullstory-async: output closed; stopped after 2 item(s)")
+    assert "2 created" in summary[0]
+    assert "partial count" in summary[0]
+    assert len(served.urls()) >= 2

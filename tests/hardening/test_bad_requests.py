@@ -32,6 +32,7 @@ from fullstory_async import (
     UpdateEndpointRequest,
     _converter,
 )
+from fullstory_async._bulk.reconcile import _sealed
 from fullstory_async._exceptions import shown
 
 T = TypeVar("T")
@@ -377,7 +378,7 @@ def test_provision_arguments(run: Run[Any], requests: Any, concurrency: Any, on_
 
 
 @FEW
-@given(plan=anything | st.just(Plan((), validated=True)), concurrency=numbers)
+@given(plan=anything | st.just(_sealed(Plan())), concurrency=numbers)
 def test_apply_arguments(run: Run[Any], plan: Any, concurrency: Any) -> None:
     """Apply takes a Plan and a concurrency of 1..1000, or names the field."""
     result, api = run(call(lambda c: c.webhooks.apply(plan, concurrency=concurrency)))

@@ -25,7 +25,7 @@ from fullstory_async import (
     UpdateEndpointRequest,
     Webhooks,
 )
-from fullstory_async._bulk.reconcile import Action
+from fullstory_async._bulk.reconcile import Action, _sealed
 
 API_KEY = "na1.LifecycleKey-Jm2x/ORG4"
 ENDPOINT_JSON = {
@@ -172,8 +172,8 @@ async def test_closing_twice_or_concurrently_is_fine() -> None:
 
 
 # Every public coroutine/iterator of `Webhooks`, called on a closed client.
-PLAN = Plan(
-    creates=(Change(Action.CREATE, "https://example.com/a", DesiredEndpoint("https://example.com/a")),), validated=True
+PLAN = _sealed(
+    Plan(creates=(Change(Action.CREATE, "https://example.com/a", DesiredEndpoint("https://example.com/a")),))
 )
 CLOSED_CALLS: dict[str, Callable[[Client], Any]] = {
     "create_endpoint": lambda c: c.webhooks.create_endpoint(CreateEndpointRequest(url="https://example.com/a")),

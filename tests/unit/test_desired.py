@@ -86,7 +86,11 @@ def test_toml_file_by_path(tmp_path: Path) -> None:
         ('[[endpoints]]\nurl = "https://x"\nsecret = "inline"', "endpoints[0].secret", "secret_env"),
         ('[[endpoints]]\nurl = "https://x"\nsecret_env = "MISSING_VAR"', "endpoints[0].secret_env", "MISSING_VAR"),
         ('[[endpoints]]\nurl = "https://x"\ncolour = "red"', "endpoints[0].colour", "unknown key"),
-        ('[[endpoints]]\nurl = "https://x"\n[[endpoints]]\nurl = "https://x"', "endpoints[1].url", "duplicates"),
+        (
+            '[[endpoints]]\nurl = "https://x"\n[[endpoints]]\nurl = "https://x"',
+            "endpoints[1].url",
+            "is the same endpoint as endpoints[0]",
+        ),
         ("endpoints = 5", "<desired state>: endpoints", "array"),
         ("[[endpoints]\nurl =", "<desired state>", "invalid TOML"),
     ],

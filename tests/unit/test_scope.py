@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fullstory_async import DesiredEndpoint, DesiredState, DesiredStateError, InvalidArgumentError, parse_desired_state
-from fullstory_async._bulk.scope import in_scope
+from fullstory_async._bulk.scope import in_scope, url_key
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,85 @@ def test_desired_state_in_python_checks_the_scope() -> None:
         DesiredState((inside,), scope=[])
     with pytest.raises(InvalidArgumentError, match=r"endpoints\[0\]\.url: .* is outside the scope"):
         DesiredState((inside,), scope=["https://e.com/other/"])
+
+
+SPELLINGS = (
+    "https://HOOKS.example.com/fullstory/notes",  # host case
+    "https://hooks.example.com:443/fullstory/notes",  # the default port written out
+    "https://hooks.example.com./fullstory/notes",  # a trailing dot in the host
+    "https://hooks.example.com/fullstory/x/../notes",  # a dot segment
+)
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_one_url_identity(spelling: str) -> None:
+    """Every spelling of one endpoint has one key; the path, query and fragment stay exact."""
+    assert url_key(spelling) == url_key("https://hooks.example.com/fullstory/notes")
+    assert url_key("https://hooks.example.com/fullstory/notes/") != url_key(spelling)
+    assert url_key("https://hooks.example.com/fullstory/Notes") != url_key(spelling)
+    assert url_key("https://hooks.example.com/fullstory/notes?a=1") != url_key(spelling)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/fullstory/../admin/x",  # leaves the scope through ..
+        "https://hooks.example.com/fullstory/%2e%2e/admin/y",  # the same, percent-encoded
+        "https://hooks.example.com/fullstory/.%2E/admin/y",
+        "https://hooks.example.com/fullstory/..",
+        "https://evil.net\\@hooks.example.com/fullstory/x",  # a backslash: parsers disagree on the host
+        "https://hooks.exa\tmple.com/fullstory/x",  # urlsplit drops a tab: never trusted
+        "https://hooks.example.com/fullstory/x\n",
+        "https://hooks.example.com@evil.net/fullstory/z",  # credentials before the host
+        "https://user@hooks.example.com/fullstory/z",
+        "https://hooks%2eexample.com/fullstory/z",
+    ],
+)
+def test_urls_that_leave_or_blur_the_scope_are_outside(url: str) -> None:
+    """Dot segments are resolved before the prefix check; an ambiguous URL is never inside a scope."""
+    assert not in_scope(url, ["https://hooks.example.com/fullstory/"])
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://evil.net\\\\@hooks.example.com/f/x", "backslash"),
+        ("https://hooks.example.com@evil.net/f/x", "credentials"),
+        ("https://hooks%2eexample.com/f/x", "percent-encoded"),
+    ],
+)
+def test_an_ambiguous_desired_url_is_refused(url: str, problem: str) -> None:
+    """A desired URL that parsers read two ways is refused at load, naming the entry."""
+    text = f'[[endpoints]]\nurl = "{url}"\n'
+    with pytest.raises(DesiredStateError) as info:
+        parse_desired_state(text, environ={})
+    assert info.value.where.endswith("endpoints[0].url")
+    assert "ambiguous" in info.value.problem
+    assert problem in info.value.problem
+
+
+def test_one_endpoint_listed_twice_under_two_spellings_is_an_error_naming_both() -> None:
+    """`https://e.com/f/a` and `https://E.COM:443/f/a` are one endpoint: the file is refused, naming both entries."""
+    text = (
+        '[[endpoints]]\nurl = "https://e.com/f/a"\n'
+        '[[endpoints]]\nurl = "https://e.com/f/b"\n'
+        '[[endpoints]]\nurl = "https://E.COM:443/f/a"\n'
+    )
+    with pytest.raises(DesiredStateError) as info:
+        parse_desired_state(text, environ={})
+    assert info.value.where.endswith("endpoints[2].url")
+    assert "is the same endpoint as endpoints[0] (https://e.com/f/a)" in info.value.problem
+    assert "https://E.COM:443/f/a" in info.value.problem
+
+
+def test_credentials_in_a_refused_url_are_never_shown() -> None:
+    """The error for a URL with user:password names the entry and the problem, never the password."""
+    for text in (
+        'scope = ["https://user:hunter2-pw@e.com/"]\nendpoints = []',
+        '[[endpoints]]\nurl = "https://user:hunter2-pw@e.com/f/x"\n',
+    ):
+        with pytest.raises(DesiredStateError) as info:
+            parse_desired_state(text, environ={})
+        assert "credentials before the host" in str(info.value)
+        assert "hunter2-pw" not in str(info.value)
+        assert "https://***@e.com/" in str(info.value)

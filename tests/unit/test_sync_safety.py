@@ -9,18 +9,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 
 from fullstory_async import (
+    Action,
     APIError,
+    Change,
     Client,
     DesiredEndpoint,
     DesiredState,
     EventType,
     InvalidArgumentError,
     Plan,
+    ResponseDecodeError,
     RetryPolicy,
+    _webhooks,
     parse_desired_state,
 )
 from fullstory_async.testing import FakeFullstory, Fault
@@ -251,5 +256,86 @@ async def test_allow_unlisted_event_types_opts_out_and_says_so() -> None:
 async def test_apply_refuses_a_plan_that_was_not_validated() -> None:
     """A Plan built by hand (not by plan()) is refused before any request."""
     async with FakeFullstory() as fake, fake.client() as fs:
-        with pytest.raises(InvalidArgumentError, match="plan: was not validated"):
+        with pytest.raises(InvalidArgumentError, match=r"plan: was not made by webhooks\.plan"):
             fs.webhooks.apply(Plan())
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "https://HOOKS.example.com/fullstory/notes",
+        "https://hooks.example.com:443/fullstory/notes",
+        "https://hooks.example.com./fullstory/notes",
+    ],
+)
+async def test_the_desired_endpoint_spelt_otherwise_by_the_server_is_never_deleted(stored: str) -> None:
+    """The server holds the desired endpoint under another spelling: prune keeps it, updates it, creates no twin."""
+    state = DesiredState(
+        (DesiredEndpoint("https://hooks.example.com/fullstory/notes", (EventType("note.created"),), enabled=False),),
+        scope=["https://hooks.example.com/fullstory/"],
+    )
+    async with FakeFullstory() as fake, fake.client() as fs:
+        kept = fake.add_endpoint(stored)
+        fake.add_endpoint("https://hooks.example.com/fullstory/notes/")  # another path: pruned
+        plan = await fs.webhooks.plan(state, prune=True)
+        assert plan.creates == ()
+        assert [(c.url, c.fields) for c in plan.updates] == [(stored, ("enabled",))]
+        assert [c.url for c in plan.deletes] == ["https://hooks.example.com/fullstory/notes/"]
+        assert all([r.ok async for r in fs.webhooks.apply(plan)])
+    assert [(e.id, e.url, e.enabled) for e in fake.endpoints.values()] == [(kept.id, stored, False)]
+
+
+async def test_prune_never_deletes_what_leaves_the_scope_or_is_ambiguous() -> None:
+    """`..`, `%2e%2e`, a backslash or credentials in an endpoint URL: outside the scope, never deleted."""
+    escaping = [
+        "https://hooks.example.com/fullstory/../admin/x",
+        "https://hooks.example.com/fullstory/%2e%2e/admin/y",
+        "https://hooks.example.com@evil.net/fullstory/z",
+        "https://evil.net\\@hooks.example.com/fullstory/x",
+    ]
+    async with FakeFullstory() as fake, fake.client() as fs:
+        for url in escaping:
+            fake.add_endpoint(url)
+        plan = await fs.webhooks.plan(desired(scope=["https://hooks.example.com/fullstory/"]), prune=True)
+    assert plan.deletes == ()
+    assert plan.outside_scope == len(escaping)
+
+
+async def test_a_listing_that_never_ends_means_no_plan(
+    raw: Callable[[RawServer], Awaitable[RawServer]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh token on every page: plan stops at the listing walk's page cap (5 here) with an error."""
+    monkeypatch.setattr(_webhooks, "MAX_PAGES", 5)
+
+    class Endless(RawServer):
+        served = 0
+
+        async def list_endpoints(self, request: web.Request) -> web.Response:
+            self.served += 1
+            body: dict[str, Any] = {"endpoints": [endpoint_json("https://hooks.example.com/x", 1)]}
+            if self.served < 50:  # bounded, so the test ends even when the cap is missing
+                body["nextPaginationToken"] = f"t{self.served}"
+            return web.json_response(body)
+
+    server = await raw(Endless([]))
+    async with Client(api_key="k", base_url=server.url, retry=NO_RETRY) as fs:
+        with pytest.raises(ResponseDecodeError, match="did not end within 5 pages"):
+            await fs.webhooks.plan(desired(scope=SCOPE), prune=True)
+    assert server.served == 5
+    assert server.deleted == []
+
+
+async def test_apply_refuses_a_plan_changed_after_plan_made_it() -> None:
+    """`attrs.evolve` of a real plan (a forged delete of another team's endpoint) is refused; nothing deleted."""
+    async with FakeFullstory() as fake, fake.client() as fs:
+        other = fake.add_endpoint("https://other-team.example.net/hook")
+        real = await fs.webhooks.plan(desired("https://hooks.example.com/a"), prune=True)
+        assert real.validated
+        forged = attrs.evolve(real, deletes=(Change(Action.DELETE, other.url, None, other),))
+        rebuilt = Plan(*(getattr(real, f.name) for f in attrs.fields(Plan) if f.init))
+        for plan in (forged, rebuilt):
+            assert not plan.validated
+            with pytest.raises(InvalidArgumentError, match=r"plan: was not made by webhooks\.plan"):
+                fs.webhooks.apply(plan)
+        assert rebuilt == real  # equal contents, yet only the plan that plan() made runs
+    assert set(fake.endpoints) == {other.id}
