@@ -77,8 +77,9 @@ async def open_inbox(
     elif scheme in ("postgresql", "postgres"):
         inbox = PostgresInbox(url, retention=retention, clock=clock)
     else:
-        shown = redact(url) if "@" in url else url
-        raise InvalidArgumentError("url", f"unsupported inbox URL {shown!r}: use sqlite:///path.db or postgresql://...")
+        raise InvalidArgumentError(
+            "url", f"unsupported inbox URL {redact(url)!r}: use sqlite:///path.db or postgresql://..."
+        )
     await inbox.open()
     try:
         yield inbox

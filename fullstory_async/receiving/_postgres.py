@@ -5,14 +5,16 @@ Every instance (receivers and workers alike) connects to one database. ``put`` i
 once whichever instance gets it. ``claim`` takes due events with ``FOR UPDATE SKIP
 LOCKED``, so concurrent workers never block on, nor take, each other's events. The
 schema is created or migrated under an advisory lock, so instances may start together.
-Passwords never appear in a message or a repr: the DSN is shown with ``***``.
+Passwords never appear in a message or a repr: the DSN is shown (`redact`) with ``***`` for its
+user-info password and every ``password``-like query parameter (``password``, ``passfile``, ``sslpassword``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from fullstory_async.receiving._inbox import (
     COLUMNS,
@@ -34,13 +36,47 @@ _EXPORT_PAGE = 500
 _MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
 
 
+_SECRET_KEY = re.compile(r"pass|secret|token|pwd", re.IGNORECASE)  # password, passfile, sslpassword, ...
+
+
+def _secrets(dsn: str) -> list[str]:
+    """The secret values a DSN carries (its user-info password, ``password``-like query values), raw and decoded."""
+    try:
+        parts = urlsplit(dsn)
+        found = [parts.password or ""]
+    except ValueError:
+        return [dsn]
+    for pair in parts.query.split("&"):
+        key, _, value = pair.partition("=")
+        if _SECRET_KEY.search(unquote_plus(key)):
+            found.append(value)
+    found += [unquote_plus(value) for value in found]
+    return sorted({value for value in found if value}, key=len, reverse=True)
+
+
 def redact(dsn: str) -> str:
-    """Return the DSN with its password (if any) replaced by ``***``."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    """Return the DSN as it may be shown: its user-info password and ``password``-like query values as ``***``."""
+    try:
+        parts = urlsplit(dsn)
+        password = parts.password
+    except ValueError:
+        return "<unparsable DSN>"
+    netloc = parts.netloc
+    if password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{key}=***" if _SECRET_KEY.search(unquote_plus(key)) else f"{key}{sep}{value}"
+        for key, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
+
+
+def hide(text: str, dsn: str) -> str:
+    """Return ``text`` with the DSN redacted and every secret value the DSN carries replaced by ``***``."""
+    text = text.replace(dsn, redact(dsn))
+    for secret in _secrets(dsn):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _record(row: Any) -> InboxRecord:
@@ -68,9 +104,7 @@ class PostgresInbox(Inbox):
         return f"<PostgresInbox dsn={redact(self._dsn)!r}>"
 
     def _hide(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        password = urlsplit(self._dsn).password
-        return text.replace(password, "***") if password else text
+        return hide(f"{type(exc).__name__}: {exc}", self._dsn)
 
     async def open(self, *, pool_size: int = 10) -> None:
         """Connect and create or migrate the schema."""

@@ -210,6 +210,37 @@ async def test_postgres_password_is_never_shown(postgres_url: str) -> None:
         assert password not in repr(inbox)
 
 
+@pytest.mark.parametrize(
+    ("suffix", "secret"),
+    [
+        ("?password=pw-Q1-in-query", "pw-Q1-in-query"),
+        ("?sslmode=disable&PASSWORD=pw%40Q2%2Fenc", "pw@Q2/enc"),
+        ("?passfile=/run/pw-Q3-file", "/run/pw-Q3-file"),
+        ("?sslpassword=pw-Q4-ssl&application_name=a", "pw-Q4-ssl"),
+        ("?db_pass_word=pw-Q5-odd", "pw-Q5-odd"),
+    ],
+)
+async def test_postgres_password_in_the_query_is_never_shown(postgres_url: str, suffix: str, secret: str) -> None:
+    """A password-like DSN query parameter: not in the repr, the InboxError text, nor a refused URL."""
+    from fullstory_async.receiving._postgres import redact
+
+    unreachable = "postgresql://nobody@127.0.0.1:1/nowhere" + suffix
+    assert secret not in redact(unreachable)
+    assert "=***" in redact(unreachable)
+    with pytest.raises(InboxError) as info:
+        async with open_inbox(unreachable):
+            pass
+    assert secret not in str(info.value)
+    assert secret.split("/")[-1] not in str(info.value)
+    with pytest.raises(InvalidArgumentError) as refused:
+        async with open_inbox("mysql://nobody@127.0.0.1:1/nowhere" + suffix):
+            pass
+    assert secret not in str(refused.value)
+    if suffix.startswith(("?password", "?sslpassword")):  # parameters PostgreSQL accepts: the inbox opens
+        async with open_inbox(postgres_url + suffix.replace("?", "&" if "?" in postgres_url else "?")) as inbox:
+            assert secret not in repr(inbox)
+
+
 async def test_closed_inbox_refuses_calls(inbox_url: str) -> None:
     """After the context exits, a put raises InboxError instead of silently dropping the event."""
     async with open_inbox(inbox_url) as inbox:

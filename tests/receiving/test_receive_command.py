@@ -278,6 +278,25 @@ async def test_the_database_password_never_reaches_the_output(
     assert password not in err
 
 
+async def test_a_password_in_the_dsn_query_never_reaches_the_output(
+    postgres_url: str, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """``?password=``/``sslpassword=`` in the inbox URL: the receive banner and ``inbox stats`` show ``***``."""
+    secret = "pw-Qq9-query-never-printed"
+    url = f"{postgres_url}?password={secret}&sslpassword={secret}x"
+    receiver = await receivers(url)
+    assert secret not in receiver.banner
+    assert receiver.banner.strip().endswith(f"{postgres_url}?password=***&sslpassword=***")
+    assert await send_all(receiver.url, deliveries(2, "qpw"), concurrency=2) == [202, 202]
+    code, err = await receiver.stop()
+    assert code == 0
+    assert secret not in err
+    code, out, err = await run_cli("inbox", "stats", "--inbox", "postgresql://nobody@127.0.0.1:1/x?password=" + secret)
+    assert code == 1
+    assert "password=***" in err
+    assert secret not in out + err
+
+
 async def test_sigterm_mid_burst_drains_and_keeps_every_acknowledged_delivery(
     tmp_path: Path, receivers: Callable[..., Awaitable[Receiver]]
 ) -> None:
