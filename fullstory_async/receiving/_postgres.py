@@ -40,7 +40,7 @@ _SECRET_KEY = re.compile(r"pass|secret|token|pwd", re.IGNORECASE)  # password, p
 
 
 def _secrets(dsn: str) -> list[str]:
-    """The secret values a DSN carries (its user-info password, ``password``-like query values), raw and decoded."""
+    """Return the secret values a DSN carries (user-info password, ``password``-like query values), raw and decoded."""
     try:
         parts = urlsplit(dsn)
         found = [parts.password or ""]
