@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import sqlite3
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -211,11 +214,28 @@ async def test_a_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/inbox.db"
     async with open_inbox(url):
         pass
-    with sqlite3.connect(tmp_path / "inbox.db") as conn:
+    with contextlib.closing(sqlite3.connect(tmp_path / "inbox.db")) as conn, conn:  # closed, not only committed
         conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES (99)")
     with pytest.raises(InboxError, match="schema version 99"):
         async with open_inbox(url):
             pass
+
+
+async def test_a_refused_sqlite_inbox_leaves_no_connection_open(tmp_path: Path) -> None:
+    """A newer schema or a file that is not a database: refused, and no unclosed connection (ResourceWarning)."""
+    async with open_inbox(f"sqlite:///{tmp_path}/newer.db"):
+        pass
+    with contextlib.closing(sqlite3.connect(tmp_path / "newer.db")) as conn, conn:
+        conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES (99)")
+    (tmp_path / "junk.db").write_bytes(b"not a database, " * 512)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("newer.db", "junk.db"):
+            with pytest.raises(InboxError):
+                async with open_inbox(f"sqlite:///{tmp_path}/{name}"):
+                    pass
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 async def test_synchronous_full_is_set_from_the_url(tmp_path: Path) -> None:
