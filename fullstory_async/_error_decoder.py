@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 
+import attrs
+
 from fullstory_async._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -104,9 +106,57 @@ def _read_error_body(response: ApiResponse) -> tuple[str | None, str]:
         return None, "no response body"
 
 
+def _request_secrets(request: ApiRequest) -> list[str]:
+    """Return every ``secret`` value in the request's JSON body (an endpoint's signing secret)."""
+    try:
+        document = json.loads(request.body) if request.body else None
+    except (ValueError, RecursionError):
+        return []
+    found: list[str] = []
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found += [v for k, v in item.items() if isinstance(v, str) and v and str(k).lower() == "secret"]
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+    return found
+
+
+def _secret_forms(request: ApiRequest) -> list[str]:
+    """Return each secret the request carried as raw text and JSON-escaped once and twice (echoes nest)."""
+    forms: set[str] = set()
+    for secret in _request_secrets(request):
+        layer = {secret}
+        for _ in range(3):
+            forms |= layer
+            layer = {json.dumps(text, ensure_ascii=only)[1:-1] for text in layer for only in (True, False)}
+    return sorted(forms, key=len, reverse=True)
+
+
+def _scrub(text: str, forms: list[str]) -> str:
+    for form in forms:
+        text = text.replace(form, "<redacted>")
+    return text
+
+
 def error_from_response(request: ApiRequest, response: ApiResponse) -> APIStatusError:
-    """Build the typed error for a non-2xx response."""
+    """Build the typed error for a non-2xx response.
+
+    Every secret the request carried (an endpoint's signing secret) is replaced by
+    ``<redacted>`` in the message, the code and the kept body: a server that echoes the
+    request (a 400 repeating what it refused) would otherwise put it in the exception text,
+    logs, the CLI's output and spans.
+    """
+    forms = _secret_forms(request)
+    if forms:
+        body = response.body
+        for form in forms:
+            body = body.replace(form.encode("utf-8"), b"<redacted>")
+        response = attrs.evolve(response, body=body)
     code, message = _read_error_body(response)
+    code, message = (None if code is None else _scrub(code, forms)), _scrub(message, forms)
     error = error_class(response.status)(
         message,
         status=response.status,

@@ -145,11 +145,12 @@ async def _receive(args: argparse.Namespace) -> int:
                 site = web.TCPSite(runner, args.host, args.port)
                 await site.start()
                 port = runner.addresses[0][1]
-                print(f"receiving on {_url(args.host, port, path)} into {redact(args.inbox)}", flush=True)
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(signum, stop.set)
+                # The banner says "ready": a SIGTERM sent as soon as it is read must drain, not kill.
+                print(f"receiving on {_url(args.host, port, path)} into {redact(args.inbox)}", flush=True)
                 await stop.wait()
                 print("fullstory-async: draining: new deliveries get 503", file=sys.stderr, flush=True)
                 await receiver.aclose()

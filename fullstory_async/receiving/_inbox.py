@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import base64
 import hashlib
 import json
 import math
@@ -33,7 +34,7 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 
 _PURGE_EVERY = 60.0
 
-COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error"
+COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at"
 """The columns an `InboxRecord` is read from, in its field order."""
 
 
@@ -62,6 +63,28 @@ def migrations(*, blob: str, real: str) -> dict[int, tuple[str, ...]]:
             "CREATE INDEX fullstory_inbox_due ON fullstory_inbox (status, next_attempt_at)",
         ),
     }
+
+
+NEVER_FINISHED = "the handler never finished its last attempt (the worker died or its lease ran out)"
+"""The error of an event buried by `Inbox.claim` because it had no attempt left."""
+
+NO_LIMIT = 2**31 - 1
+"""``max_attempts`` when none is given: no event is buried by a claim."""
+
+
+def claim_update(*, now: str, lease_until: str, max_attempts: str, error: str) -> str:
+    """Return the ``UPDATE`` (without ``WHERE``) a claim applies to each due event, from SQL expressions.
+
+    An event with attempts left gets one more attempt and the lease; one without is buried.
+    """
+    spent = f"attempts >= {max_attempts}"
+    return (
+        f"UPDATE fullstory_inbox SET status = CASE WHEN {spent} THEN 'dead' ELSE status END, "
+        f"processed_at = CASE WHEN {spent} THEN {now} ELSE processed_at END, "
+        f"last_error = CASE WHEN {spent} THEN {error} ELSE last_error END, "
+        f"next_attempt_at = CASE WHEN {spent} THEN next_attempt_at ELSE {lease_until} END, "
+        f"attempts = CASE WHEN {spent} THEN attempts ELSE attempts + 1 END"
+    )
 
 
 class InboxError(FullstoryError):
@@ -101,10 +124,26 @@ class InboxRecord:
     last_error: str | None = None
     """Why the last attempt failed, if it did."""
 
+    next_attempt_at: float | None = None
+    """When the event is due (seconds since the epoch). For a claimed record, when its lease ends:
+    it identifies the claim, so `Inbox.complete`, `Inbox.retry` and `Inbox.bury` act only while
+    that claim still holds the event."""
+
     def export_line(self) -> dict[str, Any]:
-        """Return the ``inbox export`` object: the event as received, key, received_at (RFC 3339), status, attempts."""
+        """Return the ``inbox export`` object for this record (the line format is in docs/receiving.md).
+
+        ``event`` is the body as received when it is a JSON object, else ``null`` with the raw
+        body in ``body_base64`` (``null`` otherwise), so every record exports.
+        """
+        try:
+            event = json.loads(self.body)
+        except ValueError:  # not UTF-8 (UnicodeDecodeError) or not JSON
+            event = None
+        if not isinstance(event, dict):
+            event = None
         return {
-            "event": json.loads(self.body),
+            "event": event,
+            "body_base64": None if event is not None else base64.b64encode(self.body).decode("ascii"),
             "key": self.key,
             "received_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.received_at))
             + f".{int(self.received_at % 1 * 1000):03d}Z",
@@ -172,20 +211,25 @@ class Inbox(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def claim(self, limit: int, *, lease: float) -> list[InboxRecord]:
-        """Take up to ``limit`` due pending events, oldest first, for ``lease`` seconds; count an attempt."""
+    async def claim(self, limit: int, *, lease: float, max_attempts: int | None = None) -> list[InboxRecord]:
+        """Take up to ``limit`` due pending events, oldest first, for ``lease`` seconds; count an attempt.
+
+        A due event that already had ``max_attempts`` attempts (its last claim ended without an
+        outcome: the worker died, or its lease ran out) is not handed out again: it is made
+        ``dead`` with `NEVER_FINISHED` as its error and returned with status ``"dead"``.
+        """
 
     @abc.abstractmethod
-    async def complete(self, key: str) -> None:
-        """Mark a claimed event ``done``."""
+    async def complete(self, record: InboxRecord) -> bool:
+        """Mark a claimed event ``done``; ``False`` (nothing written) if this claim no longer holds it."""
 
     @abc.abstractmethod
-    async def retry(self, key: str, *, error: str, delay: float) -> None:
-        """Make a claimed event due again ``delay`` seconds from now, noting ``error``."""
+    async def retry(self, record: InboxRecord, *, error: str, delay: float) -> bool:
+        """Make a claimed event due again ``delay`` seconds from now, noting ``error``; ``False`` as `complete`."""
 
     @abc.abstractmethod
-    async def bury(self, key: str, *, error: str) -> None:
-        """Mark a claimed event ``dead`` (a dead letter), noting ``error``."""
+    async def bury(self, record: InboxRecord, *, error: str) -> bool:
+        """Mark a claimed event ``dead`` (a dead letter), noting ``error``; ``False`` as `complete`."""
 
     @abc.abstractmethod
     async def requeue_dead(self) -> int:

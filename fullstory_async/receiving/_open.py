@@ -23,7 +23,7 @@ from fullstory_async.receiving._sqlite import SqliteInbox
 _SYNCHRONOUS = ("normal", "full")
 
 
-def _sqlite(url: str, retention: float | None, clock: Callable[[], float]) -> SqliteInbox:
+def _sqlite(url: str, retention: float | None, clock: Callable[[], float] | None) -> SqliteInbox:
     parts = urlsplit(url)
     if parts.netloc:
         raise InvalidArgumentError(
@@ -41,12 +41,12 @@ def _sqlite(url: str, retention: float | None, clock: Callable[[], float]) -> Sq
     synchronous = query.get("synchronous", ["normal"])[-1].lower()
     if synchronous not in _SYNCHRONOUS:
         raise InvalidArgumentError("url", f"synchronous must be normal or full, got {synchronous!r}")
-    return SqliteInbox(path, synchronous=synchronous.upper(), retention=retention, clock=clock)
+    return SqliteInbox(path, synchronous=synchronous.upper(), retention=retention, clock=clock or time.time)
 
 
 @contextlib.asynccontextmanager
 async def open_inbox(
-    url: str, *, retention: float | None = DEFAULT_RETENTION, clock: Callable[[], float] = time.time
+    url: str, *, retention: float | None = DEFAULT_RETENTION, clock: Callable[[], float] | None = None
 ) -> AsyncIterator[Inbox]:
     """Open (creating or migrating its schema) the inbox at ``url``; close it on exit.
 
@@ -60,7 +60,8 @@ async def open_inbox(
             ``postgresql://user@host/db`` (needs the ``postgres`` extra).
         retention: seconds a processed event and its dedupe key are kept (7 days);
             ``None`` keeps them forever. Pending and dead events are never purged.
-        clock: seconds since the epoch (for tests).
+        clock: seconds since the epoch (for tests); by default this machine's clock for
+            SQLite and the database's clock (``now()``) for PostgreSQL.
 
     Raises:
         InvalidArgumentError: an unsupported or malformed URL.
@@ -77,8 +78,9 @@ async def open_inbox(
     elif scheme in ("postgresql", "postgres"):
         inbox = PostgresInbox(url, retention=retention, clock=clock)
     else:
-        shown = redact(url) if "@" in url else url
-        raise InvalidArgumentError("url", f"unsupported inbox URL {shown!r}: use sqlite:///path.db or postgresql://...")
+        raise InvalidArgumentError(
+            "url", f"unsupported inbox URL {redact(url)!r}: use sqlite:///path.db or postgresql://..."
+        )
     await inbox.open()
     try:
         yield inbox

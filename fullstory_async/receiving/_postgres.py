@@ -5,23 +5,31 @@ Every instance (receivers and workers alike) connects to one database. ``put`` i
 once whichever instance gets it. ``claim`` takes due events with ``FOR UPDATE SKIP
 LOCKED``, so concurrent workers never block on, nor take, each other's events. The
 schema is created or migrated under an advisory lock, so instances may start together.
-Passwords never appear in a message or a repr: the DSN is shown with ``***``.
+Every time written or compared (received, lease end, retry, purge) is the database's
+clock (``now()``), so workers on machines whose clocks disagree share leases correctly.
+Passwords never appear in a message or a repr: the DSN is shown (`redact`) with ``***`` for its
+user-info password and every ``password``-like query parameter (``password``, ``passfile``, ``sslpassword``).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from fullstory_async.receiving._inbox import (
     COLUMNS,
+    NEVER_FINISHED,
+    NO_LIMIT,
     SCHEMA_VERSION,
     Inbox,
     InboxError,
     InboxRecord,
     InboxStats,
     check_schema_version,
+    claim_update,
     delivery_key,
     migrations,
 )
@@ -34,13 +42,52 @@ _EXPORT_PAGE = 500
 _MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
 
 
+_SECRET_KEY = re.compile(r"pass|secret|token|pwd", re.IGNORECASE)  # password, passfile, sslpassword, ...
+
+
+def _secrets(dsn: str) -> list[str]:
+    """Return the secret values a DSN carries (user-info password, ``password``-like query values), raw and decoded."""
+    try:
+        parts = urlsplit(dsn)
+        found = [parts.password or ""]
+    except ValueError:
+        return [dsn]
+    for pair in parts.query.split("&"):
+        key, _, value = pair.partition("=")
+        if _SECRET_KEY.search(unquote_plus(key)):
+            found.append(value)
+    found += [unquote_plus(value) for value in found]
+    return sorted({value for value in found if value}, key=len, reverse=True)
+
+
 def redact(dsn: str) -> str:
-    """Return the DSN with its password (if any) replaced by ``***``."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    """Return the DSN as it may be shown: its user-info password and ``password``-like query values as ``***``."""
+    try:
+        parts = urlsplit(dsn)
+        password = parts.password
+    except ValueError:
+        return "<unparsable DSN>"
+    netloc = parts.netloc
+    if password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{key}=***" if _SECRET_KEY.search(unquote_plus(key)) else f"{key}{sep}{value}"
+        for key, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
+
+
+def hide(text: str, dsn: str) -> str:
+    """Return ``text`` with the DSN redacted and every secret value the DSN carries replaced by ``***``."""
+    text = text.replace(dsn, redact(dsn))
+    for secret in _secrets(dsn):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _at(n: int) -> str:
+    """Return SQL for the time in parameter ``$n``, or the database's clock when it is NULL."""
+    return f"coalesce(${n}::double precision, extract(epoch from now())::double precision)"
 
 
 def _record(row: Any) -> InboxRecord:
@@ -53,14 +100,16 @@ def _record(row: Any) -> InboxRecord:
         row["attempts"],
         row["signed_at"],
         row["last_error"],
+        row["next_attempt_at"],
     )
 
 
 class PostgresInbox(Inbox):
     """An `Inbox` in a PostgreSQL database (open it with `open_inbox`)."""
 
-    def __init__(self, dsn: str, *, retention: float | None, clock: Callable[[], float]) -> None:
-        super().__init__(retention=retention, clock=clock)
+    def __init__(self, dsn: str, *, retention: float | None, clock: Callable[[], float] | None = None) -> None:
+        super().__init__(retention=retention, clock=clock or time.time)
+        self._db_clock = clock is None
         self._dsn = dsn
         self._pool: asyncpg.Pool[Any] | None = None
 
@@ -68,9 +117,7 @@ class PostgresInbox(Inbox):
         return f"<PostgresInbox dsn={redact(self._dsn)!r}>"
 
     def _hide(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        password = urlsplit(self._dsn).password
-        return text.replace(password, "***") if password else text
+        return hide(f"{type(exc).__name__}: {exc}", self._dsn)
 
     async def open(self, *, pool_size: int = 10) -> None:
         """Connect and create or migrate the schema."""
@@ -106,64 +153,73 @@ class PostgresInbox(Inbox):
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise InboxError(f"PostgreSQL inbox call failed: {self._hide(exc)}") from None
 
+    def _now(self) -> float | None:
+        """Return the time to write, or ``None`` for the database's clock (`_at`) unless a clock was given."""
+        return None if self._db_clock else self.clock()
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        status: str = await self._run("execute", sql, *args)
+        return int(status.rpartition(" ")[2])
+
     async def put(self, body: bytes, *, org_id: str, signed_at: float | None = None) -> bool:
         """Store a verified delivery; ``False`` if its key was already stored."""
-        now = self.clock()
-        status = await self._run(
-            "execute",
+        stored = await self._execute(
             "INSERT INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at) "
-            "VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (key) DO NOTHING",
+            f"VALUES ($1, $2, $3, $4, {_at(5)}, {_at(5)}) ON CONFLICT (key) DO NOTHING",
             delivery_key(org_id, body),
             org_id,
             body,
             signed_at,
-            now,
+            self._now(),
         )
         if self._purge_due():
             await self.purge()
-        if status == "INSERT 0 1":
+        if stored:
             self.arrival.set()
-            return True
-        return False
+        return bool(stored)
 
-    async def claim(self, limit: int, *, lease: float) -> list[InboxRecord]:
+    async def claim(self, limit: int, *, lease: float, max_attempts: int | None = None) -> list[InboxRecord]:
         """Take up to ``limit`` due pending events (``FOR UPDATE SKIP LOCKED``) for ``lease`` seconds."""
-        now = self.clock()
+        update = claim_update(now=_at(1), lease_until=f"({_at(1)} + $2)", max_attempts="$3::integer", error="$4::text")
         rows = await self._run(
             "fetch",
-            f"UPDATE fullstory_inbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE key IN ("
-            "SELECT key FROM fullstory_inbox WHERE status = 'pending' AND next_attempt_at <= $1 "
-            "ORDER BY next_attempt_at, received_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
+            f"{update} WHERE key IN (SELECT key FROM fullstory_inbox WHERE status = 'pending' "
+            f"AND next_attempt_at <= {_at(1)} ORDER BY next_attempt_at, received_at LIMIT $5 FOR UPDATE SKIP LOCKED) "
             f"RETURNING {COLUMNS}",
-            now,
-            now + lease,
+            self._now(),
+            float(lease),
+            max_attempts or NO_LIMIT,
+            NEVER_FINISHED,
             limit,
         )
         return sorted((_record(row) for row in rows), key=lambda record: record.received_at)
 
-    async def complete(self, key: str) -> None:
-        """Mark a claimed event ``done``."""
-        sql = "UPDATE fullstory_inbox SET status = 'done', processed_at = $1, last_error = NULL WHERE key = $2"
-        await self._run("execute", sql, self.clock(), key)
+    async def _settle(self, record: InboxRecord, assignments: str, *args: Any) -> bool:
+        sql = f"UPDATE fullstory_inbox SET {assignments} WHERE key = $1 AND status = 'pending' AND next_attempt_at = $2"
+        return bool(await self._execute(sql, record.key, record.next_attempt_at, *args))
 
-    async def retry(self, key: str, *, error: str, delay: float) -> None:
-        """Make a claimed event due again in ``delay`` seconds."""
-        sql = "UPDATE fullstory_inbox SET next_attempt_at = $1, last_error = $2 WHERE key = $3 AND status = 'pending'"
-        await self._run("execute", sql, self.clock() + delay, error, key)
+    async def complete(self, record: InboxRecord) -> bool:
+        """Mark a claimed event ``done`` (if this claim still holds it)."""
+        return await self._settle(record, f"status = 'done', processed_at = {_at(3)}, last_error = NULL", self._now())
 
-    async def bury(self, key: str, *, error: str) -> None:
-        """Mark a claimed event ``dead``."""
-        sql = "UPDATE fullstory_inbox SET status = 'dead', processed_at = $1, last_error = $2 WHERE key = $3"
-        await self._run("execute", sql, self.clock(), error, key)
+    async def retry(self, record: InboxRecord, *, error: str, delay: float) -> bool:
+        """Make a claimed event due again in ``delay`` seconds (if this claim still holds it)."""
+        assignments = f"next_attempt_at = {_at(3)} + $4, last_error = $5"
+        return await self._settle(record, assignments, self._now(), float(delay), error)
+
+    async def bury(self, record: InboxRecord, *, error: str) -> bool:
+        """Mark a claimed event ``dead`` (if this claim still holds it)."""
+        return await self._settle(
+            record, f"status = 'dead', processed_at = {_at(3)}, last_error = $4", self._now(), error
+        )
 
     async def requeue_dead(self) -> int:
         """Make every dead event pending again, attempts reset."""
         sql = (
-            "UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = $1, processed_at = NULL "
-            "WHERE status = 'dead'"
+            f"UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = {_at(1)}, "
+            "processed_at = NULL WHERE status = 'dead'"
         )
-        status: str = await self._run("execute", sql, self.clock())
-        return int(status.rpartition(" ")[2])
+        return await self._execute(sql, self._now())
 
     async def stats(self) -> InboxStats:
         """Count the events in each state."""
@@ -193,9 +249,8 @@ class PostgresInbox(Inbox):
         """Delete ``done`` events processed more than ``retention`` seconds ago."""
         if self.retention is None:
             return 0
-        sql = "DELETE FROM fullstory_inbox WHERE status = 'done' AND processed_at < $1"
-        status: str = await self._run("execute", sql, self.clock() - self.retention)
-        return int(status.rpartition(" ")[2])
+        sql = f"DELETE FROM fullstory_inbox WHERE status = 'done' AND processed_at < {_at(1)} - $2"
+        return await self._execute(sql, self._now(), self.retention)
 
     async def aclose(self) -> None:
         """Close the connection pool (idempotent)."""

@@ -24,12 +24,15 @@ from typing import Any, TypeVar
 
 from fullstory_async.receiving._inbox import (
     COLUMNS,
+    NEVER_FINISHED,
+    NO_LIMIT,
     SCHEMA_VERSION,
     Inbox,
     InboxError,
     InboxRecord,
     InboxStats,
     check_schema_version,
+    claim_update,
     delivery_key,
     migrations,
 )
@@ -44,8 +47,8 @@ _MIGRATIONS = migrations(blob="BLOB", real="REAL")
 
 
 def _record(row: tuple[Any, ...]) -> InboxRecord:
-    key, org_id, body, received_at, status, attempts, signed_at, last_error = row
-    return InboxRecord(key, org_id, bytes(body), received_at, status, attempts, signed_at, last_error)
+    key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at = row
+    return InboxRecord(key, org_id, bytes(body), received_at, status, attempts, signed_at, last_error, next_attempt_at)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -82,15 +85,19 @@ class SqliteInbox(Inbox):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            _migrate(conn)
-            conn.execute("COMMIT")
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _migrate(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.close()  # a refused inbox (newer schema, not a database) leaves no open connection behind
             raise
         return conn
 
@@ -169,8 +176,8 @@ class SqliteInbox(Inbox):
             self.arrival.set()
         return stored
 
-    async def claim(self, limit: int, *, lease: float) -> list[InboxRecord]:
-        """Take up to ``limit`` due pending events for ``lease`` seconds."""
+    async def claim(self, limit: int, *, lease: float, max_attempts: int | None = None) -> list[InboxRecord]:
+        """Take up to ``limit`` due pending events for ``lease`` seconds (bury those out of attempts)."""
         now = self.clock()
 
         def take(conn: sqlite3.Connection) -> list[InboxRecord]:
@@ -185,30 +192,35 @@ class SqliteInbox(Inbox):
             if not keys:
                 return []
             marks = ", ".join("?" * len(keys))  # no RETURNING: it needs SQLite 3.35
-            sql = f"UPDATE fullstory_inbox SET attempts = attempts + 1, next_attempt_at = ? WHERE key IN ({marks})"
-            conn.execute(sql, (now + lease, *keys))
+            sql = claim_update(now="?1", lease_until="?2", max_attempts="?3", error="?4")  # ?: the keys after them
+            conn.execute(
+                f"{sql} WHERE key IN ({marks})", (now, now + lease, max_attempts or NO_LIMIT, NEVER_FINISHED, *keys)
+            )
             sql = f"SELECT {COLUMNS} FROM fullstory_inbox WHERE key IN ({marks}) ORDER BY received_at, key"
             return [_record(row) for row in conn.execute(sql, keys)]
 
         return await self._call(take)
 
+    async def _settle(self, record: InboxRecord, assignments: str, *params: Any) -> bool:
+        sql = f"UPDATE fullstory_inbox SET {assignments} WHERE key = ? AND status = 'pending' AND next_attempt_at = ?"
+        return bool(
+            await self._call(lambda conn: conn.execute(sql, (*params, record.key, record.next_attempt_at)).rowcount)
+        )
+
+    async def complete(self, record: InboxRecord) -> bool:
+        """Mark a claimed event ``done`` (if this claim still holds it)."""
+        return await self._settle(record, "status = 'done', processed_at = ?, last_error = NULL", self.clock())
+
+    async def retry(self, record: InboxRecord, *, error: str, delay: float) -> bool:
+        """Make a claimed event due again in ``delay`` seconds (if this claim still holds it)."""
+        return await self._settle(record, "next_attempt_at = ?, last_error = ?", self.clock() + delay, error)
+
+    async def bury(self, record: InboxRecord, *, error: str) -> bool:
+        """Mark a claimed event ``dead`` (if this claim still holds it)."""
+        return await self._settle(record, "status = 'dead', processed_at = ?, last_error = ?", self.clock(), error)
+
     async def _update(self, sql: str, *params: Any) -> int:
         return await self._call(lambda conn: conn.execute(sql, params).rowcount)
-
-    async def complete(self, key: str) -> None:
-        """Mark a claimed event ``done``."""
-        sql = "UPDATE fullstory_inbox SET status = 'done', processed_at = ?, last_error = NULL WHERE key = ?"
-        await self._update(sql, self.clock(), key)
-
-    async def retry(self, key: str, *, error: str, delay: float) -> None:
-        """Make a claimed event due again in ``delay`` seconds."""
-        sql = "UPDATE fullstory_inbox SET next_attempt_at = ?, last_error = ? WHERE key = ? AND status = 'pending'"
-        await self._update(sql, self.clock() + delay, error, key)
-
-    async def bury(self, key: str, *, error: str) -> None:
-        """Mark a claimed event ``dead``."""
-        sql = "UPDATE fullstory_inbox SET status = 'dead', processed_at = ?, last_error = ? WHERE key = ?"
-        await self._update(sql, self.clock(), error, key)
 
     async def requeue_dead(self) -> int:
         """Make every dead event pending again, attempts reset."""

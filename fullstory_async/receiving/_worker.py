@@ -4,9 +4,14 @@ Each claimed event is handed to the handler as a `WebhookEvent`. A handler that 
 completes the event (``done``); one that raises or outlives ``handler_timeout`` is
 retried after ``min(max_delay, base_delay * 2 ** (attempt - 1))`` seconds, until
 ``max_attempts`` attempts, when the event becomes a dead letter (``dead``; ``inbox
-requeue --dead`` brings it back). A claim lasts ``lease`` seconds: if this process dies
-mid-handler, another worker takes the event again after that. So a handler may see an
-event more than once: make it idempotent (key your side effects by `InboxRecord.key`).
+requeue --dead`` brings it back). A claim lasts ``lease`` seconds (longer than
+``handler_timeout``): if this process dies mid-handler, another worker takes the event
+again after that, and an event whose last allowed attempt never finished (a handler that
+kills the process) is made dead by that claim instead of handed out again. An outcome is
+recorded only while this worker's claim still holds the event (otherwise it is dropped,
+logged at INFO). A ``CancelledError`` raised by the handler itself (not by stopping the
+worker) is an ordinary failure. So a handler may see an event more than once: make it
+idempotent (key your side effects by `InboxRecord.key`).
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ class InboxWorker:
         handler_timeout: seconds one attempt may take.
         base_delay: the first retry's delay in seconds, doubled on each further attempt.
         max_delay: the longest retry delay.
-        lease: seconds a claim lasts (default ``handler_timeout + 30``).
+        lease: seconds a claim lasts (default ``handler_timeout + 30``); must be longer than
+            ``handler_timeout``.
         poll_interval: seconds between looks at an idle inbox for events stored by other
             processes and for retries falling due (an event stored through this process
             wakes the worker at once).
@@ -92,6 +98,12 @@ class InboxWorker:
         self.max_delay = max_delay
         self.lease = handler_timeout + 30.0 if lease is None else lease
         positive("lease", self.lease)
+        if self.lease <= handler_timeout:
+            raise InvalidArgumentError(
+                "lease",
+                f"must be longer than handler_timeout ({handler_timeout:g} s), got {self.lease!r}: "
+                "an attempt still running when its lease ends is handed to another worker",
+            )
         self.poll_interval = poll_interval
         self.drain_timeout = drain_timeout
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,8 +123,11 @@ class InboxWorker:
         free = self.concurrency - len(self._tasks)
         if free <= 0:
             return 0
-        records = await self.inbox.claim(free, lease=self.lease)
+        records = await self.inbox.claim(free, lease=self.lease, max_attempts=self.max_attempts)
         for record in records:
+            if record.status == "dead":  # its last attempt never finished: the claim buried it
+                logger.error("event %s dead after %d attempts: %s", record.key[:12], record.attempts, record.last_error)
+                continue
             task = asyncio.get_running_loop().create_task(
                 self._process(record), name=f"fullstory-inbox:{record.key[:12]}"
             )
@@ -177,32 +192,51 @@ class InboxWorker:
             signed_at = None if record.signed_at is None else datetime.fromtimestamp(record.signed_at, UTC)
             event = parse_event(record.body, org_id=record.org_id, signed_at=signed_at, delivery_key=record.key)
         except SignatureVerificationError as exc:  # stored by something other than a receiver
-            await self.inbox.bury(record.key, error=f"not an event: {exc.detail}")
+            self._settled(record, "dead", await self.inbox.bury(record, error=f"not an event: {exc.detail}"))
             return
         try:
             await asyncio.wait_for(self._call(event), self.handler_timeout)
         except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():  # the handler raised it; this worker was not cancelled
+                await self._failed(record, "CancelledError: raised by the handler (the worker was not cancelled)")
+                return
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.inbox.retry(record.key, error="cancelled at shutdown", delay=0))
+                await asyncio.shield(self.inbox.retry(record, error="cancelled at shutdown", delay=0))
             raise
         except Exception as exc:
             error = (
                 f"timed out after {self.handler_timeout:g} s"
                 if isinstance(exc, TimeoutError)
                 else f"{type(exc).__name__}: {exc}"
-            )[:1000]
-            if record.attempts >= self.max_attempts:
-                logger.error("event %s dead after %d attempts: %s", record.key[:12], record.attempts, error)
-                await self.inbox.bury(record.key, error=error)
-            else:
-                delay = self.retry_delay(record.attempts)
-                logger.warning(
-                    "event %s attempt %d failed, retry in %g s: %s", record.key[:12], record.attempts, delay, error
-                )
-                await self.inbox.retry(record.key, error=error, delay=delay)
+            )
+            await self._failed(record, error)
             return
-        await self.inbox.complete(record.key)
-        self.handled += 1
+        if self._settled(record, "done", await self.inbox.complete(record)):
+            self.handled += 1
+
+    async def _failed(self, record: InboxRecord, error: str) -> None:
+        error = error[:1000]
+        if record.attempts >= self.max_attempts:
+            logger.error("event %s dead after %d attempts: %s", record.key[:12], record.attempts, error)
+            self._settled(record, "dead", await self.inbox.bury(record, error=error))
+        else:
+            delay = self.retry_delay(record.attempts)
+            logger.warning(
+                "event %s attempt %d failed, retry in %g s: %s", record.key[:12], record.attempts, delay, error
+            )
+            self._settled(record, "retry", await self.inbox.retry(record, error=error, delay=delay))
+
+    @staticmethod
+    def _settled(record: InboxRecord, outcome: str, applied: bool) -> bool:
+        if not applied:
+            logger.info(
+                "event %s: outcome %r dropped: this worker's claim ended (its lease ran out) and another "
+                "worker owns the event now",
+                record.key[:12],
+                outcome,
+            )
+        return applied
 
     async def _call(self, event: WebhookEvent) -> None:
         result = self._handler(event) if self._handler_is_async else await asyncio.to_thread(self._handler, event)

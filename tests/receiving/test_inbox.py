@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import sqlite3
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 
 from fullstory_async import InvalidArgumentError
 from fullstory_async.receiving import InboxError, delivery_key, open_inbox, signed_delivery
+from fullstory_async.receiving._inbox import NEVER_FINISHED
 
 ORG = "o-1A2B3C-na1"
 
@@ -95,19 +99,86 @@ async def test_retry_bury_complete_and_requeue(inbox_url: str) -> None:
         await inbox.put(body(1), org_id=ORG)
         await inbox.put(body(2), org_id=ORG)
         one, two = await inbox.claim(2, lease=60)
-        await inbox.retry(one.key, error="boom", delay=10)
-        await inbox.bury(two.key, error="gave up")
+        await inbox.retry(one, error="boom", delay=10)
+        await inbox.bury(two, error="gave up")
         clock.now += 9
         assert await inbox.claim(5, lease=60) == []
         clock.now += 1
         [again] = await inbox.claim(5, lease=60)
         assert (again.key, again.attempts, again.last_error) == (one.key, 2, "boom")
-        await inbox.complete(again.key)
+        await inbox.complete(again)
         stats = await inbox.stats()
         assert (stats.pending, stats.done, stats.dead) == (0, 1, 1)
         assert await inbox.requeue_dead() == 1
         [back] = await inbox.claim(5, lease=60)
         assert (back.key, back.attempts, back.status) == (two.key, 1, "pending")
+
+
+async def test_outcomes_apply_only_under_the_claim_that_took_the_event(inbox_url: str) -> None:
+    """After a lease ran out and the event was claimed again, the old claim's complete/retry/bury change nothing."""
+    clock = Clock()
+    async with open_inbox(inbox_url, clock=clock) as inbox:
+        await inbox.put(body(1), org_id=ORG)
+        [stale] = await inbox.claim(1, lease=60)
+        clock.now += 61
+        [fresh] = await inbox.claim(1, lease=60)
+        assert fresh.next_attempt_at != stale.next_attempt_at
+        assert not await inbox.bury(stale, error="late")
+        assert not await inbox.retry(stale, error="late", delay=0)
+        assert not await inbox.complete(stale)
+        assert await inbox.complete(fresh)
+        assert not await inbox.bury(fresh, error="twice")  # done is final
+        [record] = [r async for r in inbox.export()]
+    assert (record.status, record.attempts, record.last_error) == ("done", 2, None)
+
+
+async def test_a_claim_buries_a_due_event_with_no_attempt_left(inbox_url: str) -> None:
+    """An event whose last allowed claim ended without an outcome is returned dead, never handed out again."""
+    clock = Clock()
+    async with open_inbox(inbox_url, clock=clock) as inbox:
+        await inbox.put(body(1), org_id=ORG)
+        await inbox.put(body(2), org_id=ORG)
+        assert [r.attempts for r in await inbox.claim(2, lease=60, max_attempts=2)] == [1, 1]
+        clock.now += 61
+        assert [r.attempts for r in await inbox.claim(2, lease=60, max_attempts=2)] == [2, 2]
+        clock.now += 61
+        buried = await inbox.claim(2, lease=60, max_attempts=2)
+        assert [(r.status, r.attempts, r.last_error) for r in buried] == [("dead", 2, NEVER_FINISHED)] * 2
+        clock.now += 61
+        assert await inbox.claim(2, lease=60, max_attempts=2) == []
+        stats = await inbox.stats()
+        assert (stats.pending, stats.dead) == (0, 2)
+        assert await inbox.requeue_dead() == 2
+        assert [r.attempts for r in await inbox.claim(2, lease=60, max_attempts=2)] == [1, 1]
+
+
+async def test_postgres_times_come_from_the_database_clock(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker machine whose clock is an hour behind: its leases still end 60 s after the database's now()."""
+    import time
+
+    import asyncpg
+
+    from fullstory_async.receiving._postgres import PostgresInbox
+
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)
+    behind = PostgresInbox(postgres_url, retention=None)
+    await behind.open()
+    try:
+        await behind.put(body(1), org_id=ORG)
+        [claimed] = await behind.claim(1, lease=60)
+    finally:
+        await behind.aclose()
+    monkeypatch.setattr(time, "time", real)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        db_now = await conn.fetchval("SELECT extract(epoch from now())::double precision")
+    finally:
+        await conn.close()
+    assert claimed.received_at == pytest.approx(db_now, abs=30)
+    assert claimed.next_attempt_at == pytest.approx(db_now + 60, abs=30)
+    async with open_inbox(postgres_url) as other:
+        assert await other.claim(1, lease=60) == []  # the lease holds on every machine
 
 
 async def test_retention_purges_done_events_and_their_keys_only(inbox_url: str) -> None:
@@ -117,8 +188,8 @@ async def test_retention_purges_done_events_and_their_keys_only(inbox_url: str) 
         for n in range(3):
             await inbox.put(body(n), org_id=ORG)
         done, dead, _pending = await inbox.claim(3, lease=60)
-        await inbox.complete(done.key)
-        await inbox.bury(dead.key, error="x")
+        await inbox.complete(done)
+        await inbox.bury(dead, error="x")
         clock.now += 3599
         assert await inbox.purge() == 0
         clock.now += 2
@@ -143,11 +214,28 @@ async def test_a_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/inbox.db"
     async with open_inbox(url):
         pass
-    with sqlite3.connect(tmp_path / "inbox.db") as conn:
+    with contextlib.closing(sqlite3.connect(tmp_path / "inbox.db")) as conn, conn:  # closed, not only committed
         conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES (99)")
     with pytest.raises(InboxError, match="schema version 99"):
         async with open_inbox(url):
             pass
+
+
+async def test_a_refused_sqlite_inbox_leaves_no_connection_open(tmp_path: Path) -> None:
+    """A newer schema or a file that is not a database: refused, and no unclosed connection (ResourceWarning)."""
+    async with open_inbox(f"sqlite:///{tmp_path}/newer.db"):
+        pass
+    with contextlib.closing(sqlite3.connect(tmp_path / "newer.db")) as conn, conn:
+        conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES (99)")
+    (tmp_path / "junk.db").write_bytes(b"not a database, " * 512)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("newer.db", "junk.db"):
+            with pytest.raises(InboxError):
+                async with open_inbox(f"sqlite:///{tmp_path}/{name}"):
+                    pass
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 async def test_synchronous_full_is_set_from_the_url(tmp_path: Path) -> None:
@@ -208,6 +296,37 @@ async def test_postgres_password_is_never_shown(postgres_url: str) -> None:
     assert "***" in str(info.value)
     async with open_inbox(postgres_url.replace("postgres@", "postgres:" + password + "@")) as inbox:
         assert password not in repr(inbox)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "secret"),
+    [
+        ("?password=pw-Q1-in-query", "pw-Q1-in-query"),
+        ("?sslmode=disable&PASSWORD=pw%40Q2%2Fenc", "pw@Q2/enc"),
+        ("?passfile=/run/pw-Q3-file", "/run/pw-Q3-file"),
+        ("?sslpassword=pw-Q4-ssl&application_name=a", "pw-Q4-ssl"),
+        ("?db_pass_word=pw-Q5-odd", "pw-Q5-odd"),
+    ],
+)
+async def test_postgres_password_in_the_query_is_never_shown(postgres_url: str, suffix: str, secret: str) -> None:
+    """A password-like DSN query parameter: not in the repr, the InboxError text, nor a refused URL."""
+    from fullstory_async.receiving._postgres import redact
+
+    unreachable = "postgresql://nobody@127.0.0.1:1/nowhere" + suffix
+    assert secret not in redact(unreachable)
+    assert "=***" in redact(unreachable)
+    with pytest.raises(InboxError) as info:
+        async with open_inbox(unreachable):
+            pass
+    assert secret not in str(info.value)
+    assert secret.split("/")[-1] not in str(info.value)
+    with pytest.raises(InvalidArgumentError) as refused:
+        async with open_inbox("mysql://nobody@127.0.0.1:1/nowhere" + suffix):
+            pass
+    assert secret not in str(refused.value)
+    if suffix.startswith(("?password", "?sslpassword")):  # parameters PostgreSQL accepts: the inbox opens
+        async with open_inbox(postgres_url + suffix.replace("?", "&" if "?" in postgres_url else "?")) as inbox:
+            assert secret not in repr(inbox)
 
 
 async def test_closed_inbox_refuses_calls(inbox_url: str) -> None:

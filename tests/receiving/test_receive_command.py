@@ -6,6 +6,8 @@ Also: two instances on one PostgreSQL inbox, a graceful SIGTERM drain, and ``inb
 from __future__ import annotations
 
 import asyncio
+import base64
+import itertools
 import json
 import os
 import signal
@@ -217,8 +219,8 @@ async def test_inbox_export_stats_and_requeue(tmp_path: Path) -> None:
         for body, _ in items:
             await inbox.put(body, org_id=ORG)
         done, dead, _ = await inbox.claim(3, lease=60)
-        await inbox.complete(done.key)
-        await inbox.bury(dead.key, error="boom")
+        await inbox.complete(done)
+        await inbox.bury(dead, error="boom")
 
     code, out, _ = await run_cli("inbox", "export", "--inbox", url)
     assert code == 0
@@ -277,6 +279,45 @@ async def test_the_database_password_never_reaches_the_output(
     code, err = await receiver.stop()
     assert code == 0
     assert password not in err
+
+
+async def test_inbox_export_keeps_going_past_bodies_that_are_not_json_objects(tmp_path: Path) -> None:
+    """Bodies that are not UTF-8, not JSON, or JSON but not an object export with event null and the raw bytes."""
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    odd = [b"\xff\xfe not utf-8", b"not json at all", b"[1, 2]", b"", b'"a string"']
+    (good, _), *_ = deliveries(1, "export")
+    clock = itertools.count(1_700_000_000).__next__  # distinct received_at: export follows arrival order
+    async with open_inbox(url, retention=None, clock=clock) as inbox:
+        for body in [*odd, good]:
+            await inbox.put(body, org_id=ORG)
+        assert await InboxWorker(inbox, lambda event: None).run_until_idle() == 1
+    code, out, err = await run_cli("inbox", "export", "--inbox", url)
+    assert (code, err) == (0, "")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["event"] for line in lines[:-1]] == [None] * len(odd)
+    assert [base64.b64decode(line["body_base64"]) for line in lines[:-1]] == odd
+    assert json.dumps(lines[-1]["event"], separators=(",", ":")).encode() == good
+    assert lines[-1]["body_base64"] is None
+    assert all(line["status"] == "dead" for line in lines[:-1])
+
+
+async def test_a_password_in_the_dsn_query_never_reaches_the_output(
+    postgres_url: str, receivers: Callable[..., Awaitable[Receiver]]
+) -> None:
+    """``?password=``/``sslpassword=`` in the inbox URL: the receive banner and ``inbox stats`` show ``***``."""
+    secret = "pw-Qq9-query-never-printed"
+    url = f"{postgres_url}?password={secret}&sslpassword={secret}x"
+    receiver = await receivers(url)
+    assert secret not in receiver.banner
+    assert receiver.banner.strip().endswith(f"{postgres_url}?password=***&sslpassword=***")
+    assert await send_all(receiver.url, deliveries(2, "qpw"), concurrency=2) == [202, 202]
+    code, err = await receiver.stop()
+    assert code == 0
+    assert secret not in err
+    code, out, err = await run_cli("inbox", "stats", "--inbox", "postgresql://nobody@127.0.0.1:1/x?password=" + secret)
+    assert code == 1
+    assert "password=***" in err
+    assert secret not in out + err
 
 
 async def test_sigterm_mid_burst_drains_and_keeps_every_acknowledged_delivery(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
+import sys
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +23,7 @@ from fullstory_async.receiving import (
     open_inbox,
     signed_delivery,
 )
+from fullstory_async.receiving._inbox import NEVER_FINISHED
 
 ORG = "o-1A2B3C-na1"
 
@@ -187,6 +192,8 @@ async def test_workers_sharing_a_postgres_inbox_handle_each_event_once(postgres_
         ({"handler_timeout": 0}, "handler_timeout"),
         ({"base_delay": -1}, "base_delay"),
         ({"lease": 0}, "lease"),
+        ({"lease": 30, "handler_timeout": 30}, "lease"),
+        ({"lease": 10}, "lease"),
     ],
 )
 async def test_bad_worker_settings_are_refused(tmp_path: object, kwargs: dict[str, float], field: str) -> None:
@@ -231,17 +238,17 @@ async def test_an_unreachable_inbox_neither_kills_the_worker_nor_loses_the_event
         real_claim, real_complete = inbox.claim, inbox.complete
         failures = {"claim": 1, "complete": 1}
 
-        async def claim(limit: int, *, lease: float) -> list[InboxRecord]:
+        async def claim(limit: int, *, lease: float, max_attempts: int | None = None) -> list[InboxRecord]:
             if failures["claim"]:
                 failures["claim"] -= 1
                 raise InboxError("database is locked")
-            return await real_claim(limit, lease=lease)
+            return await real_claim(limit, lease=lease, max_attempts=max_attempts)
 
-        async def complete(key: str) -> None:
+        async def complete(record: InboxRecord) -> bool:
             if failures["complete"]:
                 failures["complete"] -= 1
                 raise InboxError("disk I/O error")
-            await real_complete(key)
+            return await real_complete(record)
 
         monkeypatch.setattr(inbox, "claim", claim)
         monkeypatch.setattr(inbox, "complete", complete)
@@ -264,3 +271,101 @@ async def test_stop_before_run_started_still_stops_it(tmp_path: object) -> None:
         running = asyncio.create_task(worker.run())
         await worker.stop()
         await asyncio.wait_for(running, 10)
+
+
+_KILLER = """
+import asyncio, os, signal, sys
+from fullstory_async.receiving import InboxWorker, open_inbox
+
+async def main(url, now, calls):
+    async def handler(event):
+        with open(calls, "a") as f:
+            f.write("call\\n")
+        os.kill(os.getpid(), signal.SIGKILL)  # an OOM kill, a segfault: the handler never returns
+
+    async with open_inbox(url, retention=None, clock=lambda: now) as inbox:
+        await InboxWorker(inbox, handler, max_attempts=2, handler_timeout=1, lease=60).run_until_idle()
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3]))
+"""
+
+
+async def test_an_event_whose_handler_kills_the_process_is_dead_lettered_after_max_attempts(
+    inbox_url: str, tmp_path: object
+) -> None:
+    """A handler that SIGKILLs its worker process: called max_attempts times, then the next claim buries it."""
+    async with open_inbox(inbox_url, clock=Clock()) as inbox:
+        await put_notes(inbox, 1)
+    calls = f"{tmp_path}/calls"
+    codes = []
+    for run in range(4):  # each worker process starts after the previous one's lease ended
+        now = 1_700_000_000.0 + 1000 * run
+        child = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", _KILLER, inbox_url, str(now), calls], timeout=60, check=False
+        )
+        codes.append(child.returncode)
+    assert (await asyncio.to_thread(Path(calls).read_text)).split() == ["call", "call"]
+    assert codes[:2] == [-9, -9]
+    assert codes[2:] == [0, 0]
+    async with open_inbox(inbox_url) as inbox:
+        [record] = [r async for r in inbox.export()]
+    assert (record.status, record.attempts, record.last_error) == ("dead", 2, NEVER_FINISHED)
+
+
+async def test_a_handler_raising_cancelled_error_itself_is_an_ordinary_failure(tmp_path: object) -> None:
+    """CancelledError from the handler (the worker not cancelled): backoff, attempts, then a dead letter."""
+    clock = Clock()
+    calls: list[float] = []
+
+    async def handler(event: WebhookEvent) -> None:
+        calls.append(clock.now)
+        raise asyncio.CancelledError  # e.g. awaiting a future someone else cancelled
+
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db", clock=clock) as inbox:
+        await put_notes(inbox, 1)
+        worker = InboxWorker(inbox, handler, max_attempts=3, base_delay=60)
+        for wait in (0, 60, 120):
+            clock.now += wait
+            assert await asyncio.wait_for(worker.run_until_idle(), 10) == 0
+        assert await worker.run_until_idle() == 0
+        [record] = [r async for r in inbox.export()]
+    assert [c - calls[0] for c in calls] == [0, 60, 180]
+    assert (record.status, record.attempts) == ("dead", 3)
+    assert record.last_error is not None
+    assert record.last_error.startswith("CancelledError: raised by the handler")
+
+
+async def test_a_stale_worker_cannot_undo_what_the_new_claim_holder_did(
+    inbox_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A's lease runs out mid-handler, B completes the event; A's late failure is dropped (logged), not buried."""
+    clock = Clock()
+    calls: list[str] = []
+    async with open_inbox(inbox_url, clock=clock) as inbox:
+        await put_notes(inbox, 1)
+        in_a, b_done = asyncio.Event(), asyncio.Event()
+
+        async def slow_failing(event: WebhookEvent) -> None:
+            calls.append("A")
+            in_a.set()
+            await b_done.wait()
+            raise RuntimeError("A failed late")
+
+        async def fine(event: WebhookEvent) -> None:
+            calls.append("B")
+
+        a = InboxWorker(inbox, slow_failing, max_attempts=1, handler_timeout=10, lease=60)
+        b = InboxWorker(inbox, fine, handler_timeout=10, lease=60)
+        running_a = asyncio.create_task(a.run_until_idle())
+        await in_a.wait()
+        clock.now += 61  # A's lease ran out: B takes the event and completes it
+        assert await b.run_until_idle() == 1
+        b_done.set()
+        with caplog.at_level(logging.INFO, logger="fullstory_async.receiving"):
+            assert await running_a == 0
+        [record] = [r async for r in inbox.export()]
+        assert (record.status, record.last_error) == ("done", None)
+        assert await inbox.requeue_dead() == 0
+        assert await b.run_until_idle() == 0
+    assert calls == ["A", "B"]
+    assert any("outcome 'dead' dropped" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,12 +16,15 @@ from opentelemetry.trace import SpanKind, StatusCode
 from fullstory_async import (
     ApiRequest,
     ApiResponse,
+    BadRequestError,
+    Client,
     CreateEndpointRequest,
     EventType,
     Handler,
     NotFoundError,
     RateGovernor,
     RetryPolicy,
+    UpdateEndpointRequest,
 )
 from fullstory_async.otel import OpenTelemetryHooks
 
@@ -198,3 +202,59 @@ def test_without_the_extra_the_import_error_says_what_to_install(monkeypatch):
     monkeypatch.delitem(sys.modules, "fullstory_async.otel")
     with pytest.raises(ImportError, match=r'pip install "fullstory-async\[otel\]"'):
         importlib.import_module("fullstory_async.otel")
+
+
+ECHOED_SECRET = 'echo-S3cret-"q"-\\-\u00e9-81'  # a quote, a backslash, non-ASCII: every escaping of it
+
+
+async def test_a_secret_echoed_by_the_server_reaches_no_error_text_body_or_span(exporter, tracing):
+    """A raw server answers 400 repeating the request body: the secret is <redacted> everywhere."""
+
+    async def echo(request: web.Request) -> web.Response:
+        if request.method == "GET":  # update_endpoint reads the endpoint first
+            return web.Response(body=SEED_ENDPOINT_BODY, content_type="application/json")
+        sent = await request.text()
+        return web.json_response(
+            {"code": f"bad:{sent}", "message": f"invalid request: {sent}", "got": sent}, status=400
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with Client(
+            api_key=API_KEY,
+            base_url=f"http://127.0.0.1:{port}",
+            allow_insecure_http=True,
+            hooks=[tracing],
+            retry=RetryPolicy(wait=False),
+        ) as client:
+            errors = []
+            with pytest.raises(BadRequestError) as created:
+                await client.webhooks.create_endpoint(
+                    CreateEndpointRequest(
+                        url="https://example.com/h", event_types=["note.created"], secret=ECHOED_SECRET
+                    )
+                )
+            errors.append(created.value)
+            with pytest.raises(BadRequestError) as updated:
+                await client.webhooks.update_endpoint("ep-1", UpdateEndpointRequest(secret=ECHOED_SECRET))
+            errors.append(updated.value)
+    finally:
+        await runner.cleanup()
+    escaped = json.dumps(ECHOED_SECRET)[1:-1]
+    for error in errors:
+        assert "invalid request" in str(error)
+        assert "<redacted>" in str(error)
+        assert b"<redacted>" in error.body
+        for text in (str(error), repr(error), str(error.code), error.body.decode("utf-8"), str(error.args)):
+            assert ECHOED_SECRET not in text
+            assert escaped not in text
+            assert "S3cret" not in text
+    texts = every_text(exporter.get_finished_spans())
+    assert any("<redacted>" in text for text in texts)
+    assert not [text for text in texts if "S3cret" in text]
