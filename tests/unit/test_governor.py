@@ -242,6 +242,43 @@ def test_a_fixed_window_is_paced_without_a_storm_of_429s() -> None:
     assert server.share_429() <= 0.05
 
 
+@attrs.define
+class BurstServer(Server):
+    """A fixed window of ``allowed`` calls per ``window`` seconds, answering 429 until the next window.
+
+    Each window admits its calls in one burst at its start (pairs, for 2 per 100 ms): the
+    gaps between successes alternate short (inside a burst) and long (between windows).
+    """
+
+    window: float = 0.1
+    allowed: int = 2
+    counts: dict[int, int] = attrs.Factory(dict)
+
+    async def __call__(self, request: ApiRequest) -> ApiResponse:
+        await asyncio.sleep(LATENCY)
+        slot = math.floor(now() / self.window)
+        self.counts[slot] = self.counts.get(slot, 0) + 1
+        admitted = self.counts[slot] <= self.allowed
+        self.answered.append((now(), request.operation, 200 if admitted else 429))
+        if not admitted:
+            raise RateLimitError("Too many requests.", status=429, retry_after=(slot + 1) * self.window - now())
+        return ApiResponse(200, {}, b"{}")
+
+
+def test_a_window_admitting_bursts_is_measured_over_the_bursts_not_inside_them() -> None:
+    """2 per 100 ms: the limit learned is 20/s (not the rate inside a pair), so most calls are admitted."""
+
+    async def scenario() -> tuple[float, BurstServer, RateGovernor]:
+        server = BurstServer()
+        gov = governor()
+        return await job(server, gov, 200, concurrency=64), server, gov
+
+    seconds, server, gov = run(scenario)
+    assert gov.limits["create_endpoint"] == pytest.approx(20, rel=0.25)
+    assert 200 / seconds >= 0.8 * 20
+    assert server.share_429(since=2.0) <= 0.2  # once learned; paced at 3x the limit, two calls in three are refused
+
+
 def test_max_rate_caps_the_pace_per_route() -> None:
     """max_rate={"create_endpoint": 20} keeps creates at 20/s on an unlimited server; other routes are free."""
 
