@@ -12,15 +12,16 @@ outcome and says at what rate the route's calls may start. The model, in order o
    near the last measured limit. Any other 429 is a stray: only the refused call waits
    (the retry layer honours its ``Retry-After``); the pace is untouched.
 3. **Measure what is admitted.** On a binding 429 the pace is held (halved first when slow
-   start overshot) while the server is refusing, until 10 successes or 20 refusals: the mean
-   gap between successes (lulls, when every call was held, left out) is the rate the server
-   admits, its limit ``L``, and the pace becomes ``0.95 L``. An estimate within 25% of the
-   last one is averaged with it; one far above it is capped by the last second's
-   admissions (a fixed window lets its first calls through at any pace). A measurement
-   that met no other refusal was a stray or a hair over the limit: the pace only eases by
-   2%. One whose refusals all came before its successes saw a window open again: the limit
-   is what the last window admitted. Refusals of calls started before a decision are not
-   counted again.
+   start overshot) while the server is refusing, until 10 successes or 20 refusals: the
+   successes per second of the time it spent sending (the gaps between all its outcomes,
+   lulls when every call was held left out, so a window's bursts are averaged over the
+   window) are the rate the server admits, its limit ``L``, and the pace becomes ``0.95 L``.
+   An estimate within 25% of the last one is averaged with it; one far above it is capped
+   by the last second's admissions (a fixed window lets its first calls through at any
+   pace). A measurement that met no other refusal was a stray or a hair over the limit:
+   the pace only eases by 2%. One whose refusals all came before its successes saw a
+   window open again: the limit is what the last window admitted. Refusals of calls
+   started before a decision are not counted again.
 4. **Closed.** A measurement with no success at all (a spent fixed window, a dead route):
    send a trickle (a tenth of the last second's admissions) until a call succeeds, then
    resume at ``0.95 L``. With nothing admitted in the whole last second, also wait for the
