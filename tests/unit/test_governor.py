@@ -359,6 +359,33 @@ def test_wait_for_capacity_returns_when_a_call_could_start() -> None:
     assert waited == pytest.approx(0.5)
 
 
+def test_wait_for_capacity_waits_behind_the_calls_queued_for_slots() -> None:
+    """At 2/s with four calls queued for slots (0.5 s to 2.0 s), capacity comes after the last of them (2.5 s).
+
+    A bulk job admits its items with wait_for_capacity: an item admitted while calls are queued
+    would start its budget waiting behind them (retries of refused calls, in a job at the limit).
+    """
+
+    async def scenario() -> tuple[float, int]:
+        gov = governor(max_rate=2)
+        started: list[float] = []
+
+        async def ok(_request: ApiRequest) -> ApiResponse:
+            started.append(now())
+            return ApiResponse(200, {}, b"{}")
+
+        calls = [asyncio.ensure_future(gov(CREATE, ok)) for _ in range(5)]
+        await asyncio.sleep(0.3)
+        await gov.wait_for_capacity("create_endpoint")
+        admitted = now()
+        await asyncio.gather(*calls)
+        return admitted, len(started)
+
+    admitted, started = run(scenario)
+    assert started == 5
+    assert admitted == pytest.approx(2.5)
+
+
 async def test_a_pacing_wait_past_the_deadline_fails_at_once() -> None:
     """A slot further away than the request's deadline raises APITimeoutError without waiting."""
     gov = RateGovernor(max_rate=1)
