@@ -172,15 +172,20 @@ class RateGovernor:
     # -- waiting for a slot ---------------------------------------------------------
 
     async def wait_for_capacity(self, route: str) -> None:
-        """Return once a call of ``route`` could start now without waiting here; reserves nothing."""
+        """Return once a call of ``route`` could start now without waiting here; reserves nothing.
+
+        Calls queued for the route's slots (retries, in a job at the limit) come first: while
+        any is queued, a new call would wait behind it, so this waits a pacing interval more.
+        """
         pace = self._pace(route)
+        turnstile = self._turnstiles[route]
         while True:
             self._check_open()
             now = self._clock()
             ready = pace.ready_at(now)
-            if ready <= now:
+            if ready <= now and not turnstile.locked():
                 return
-            await self._wait(ready - now)
+            await self._wait(ready - now if ready > now else 1.0 / pace.current_rate(now))
             if self._clock() <= now:
                 return  # sleeping is switched off
 

@@ -12,15 +12,16 @@ outcome and says at what rate the route's calls may start. The model, in order o
    near the last measured limit. Any other 429 is a stray: only the refused call waits
    (the retry layer honours its ``Retry-After``); the pace is untouched.
 3. **Measure what is admitted.** On a binding 429 the pace is held (halved first when slow
-   start overshot) while the server is refusing, until 10 successes or 20 refusals: the mean
-   gap between successes (lulls, when every call was held, left out) is the rate the server
-   admits, its limit ``L``, and the pace becomes ``0.95 L``. An estimate within 25% of the
-   last one is averaged with it; one far above it is capped by the last second's
-   admissions (a fixed window lets its first calls through at any pace). A measurement
-   that met no other refusal was a stray or a hair over the limit: the pace only eases by
-   2%. One whose refusals all came before its successes saw a window open again: the limit
-   is what the last window admitted. Refusals of calls started before a decision are not
-   counted again.
+   start overshot) while the server is refusing, until 10 successes or 20 refusals: the
+   successes per second of the time it spent sending (the gaps between all its outcomes,
+   lulls when every call was held left out, so a window's bursts are averaged over the
+   window) are the rate the server admits, its limit ``L``, and the pace becomes ``0.95 L``.
+   An estimate within 25% of the last one is averaged with it; one far above it is capped
+   by the last second's admissions (a fixed window lets its first calls through at any
+   pace). A measurement that met no other refusal was a stray or a hair over the limit:
+   the pace only eases by 2%. One whose refusals all came before its successes saw a
+   window open again: the limit is what the last window admitted. Refusals of calls
+   started before a decision are not counted again.
 4. **Closed.** A measurement with no success at all (a spent fixed window, a dead route):
    send a trickle (a tenth of the last second's admissions) until a call succeeds, then
    resume at ``0.95 L``. With nothing admitted in the whole last second, also wait for the
@@ -84,6 +85,7 @@ class RoutePace:
         self._outcomes: deque[tuple[float, bool]] = deque()  # (time, admitted) in the last second
         self._ok_last_second = 0
         self._measuring: list[float] | None = None  # success times while measuring
+        self._measure_times: list[float] = []  # every outcome's time while measuring, from the binding refusal
         self._measure_start = 0.0
         self._measure_refused = 0
         self._last_refused = 0.0  # when the last refusal came
@@ -147,6 +149,7 @@ class RoutePace:
         self._record(now, True)
         if self._measuring is not None:
             self._measuring.append(now)
+            self._measure_times.append(now)
             self._maybe_decide(now, None)
         elif self._reopen is not None and started >= self._decided_at:  # the window opened again
             rate, self._reopen = self._reopen, None
@@ -158,11 +161,12 @@ class RoutePace:
         self._last_refused = now
         if self._measuring is not None:
             self._measure_refused += 1
+            self._measure_times.append(now)
             self._maybe_decide(now, retry_after)
             return True
         if self._reopen is not None or started < self._decided_at or not self._binding():
             return False
-        self._measuring, self._measure_start, self._measure_refused = [], now, 1
+        self._measuring, self._measure_times, self._measure_start, self._measure_refused = [], [now], now, 1
         if self.limit is None:  # slow start overshoots by up to 3x: measure at half the pace, half the refusals
             self.rate = self._capped(self.rate / 2)
         return True
@@ -180,6 +184,17 @@ class RoutePace:
         """Take ``limit`` (requests per second) as the route's limit: pace just under it, probe later."""
         self.limit = max(limit, self.min_rate)
         self._settle(_HEADROOM * self.limit, now)
+
+    def _busy_time(self) -> float:
+        """Seconds the measurement spent sending: the gaps between its outcomes, lulls (every call held) left out.
+
+        The spacing of all outcomes, not of the successes, tells a lull from the server's own
+        shape: a fixed window admits its calls in bursts at each window's start, and the long
+        gaps between bursts are full of refusals, so they count.
+        """
+        gaps = [b - a for a, b in itertools.pairwise(self._measure_times)]
+        lull = 2 * statistics.median(gaps) if gaps else 0.0
+        return max(sum(gap for gap in gaps if gap <= lull), 1e-3)
 
     def _maybe_decide(self, now: float, retry_after: float | None) -> None:
         times = self._measuring
@@ -201,12 +216,7 @@ class RoutePace:
         if self._last_refused < times[0]:  # no refusal among the successes: a window opened again
             self.learn(max(self._ok_last_second - len(times), len(times), self.min_rate), now)
             return
-        if len(times) >= 3:  # the mean gap between successes, lulls (every call held) left out
-            gaps = [b - a for a, b in itertools.pairwise(times)]
-            usual = [gap for gap in gaps if gap <= 2 * statistics.median(gaps)]
-            admitted = len(usual) / max(sum(usual), 1e-6)
-        else:  # too few for their spacing
-            admitted = len(times) / max(now - self._measure_start, 1e-3)
+        admitted = len(times) / self._busy_time()
         previous = self.limit
         if previous is not None and admitted > (1 + _SAME) * previous:
             # A jump up: a window's first calls all pass at our pace; believe no more than a second admitted.

@@ -242,6 +242,43 @@ def test_a_fixed_window_is_paced_without_a_storm_of_429s() -> None:
     assert server.share_429() <= 0.05
 
 
+@attrs.define
+class BurstServer(Server):
+    """A fixed window of ``allowed`` calls per ``window`` seconds, answering 429 until the next window.
+
+    Each window admits its calls in one burst at its start (pairs, for 2 per 100 ms): the
+    gaps between successes alternate short (inside a burst) and long (between windows).
+    """
+
+    window: float = 0.1
+    allowed: int = 2
+    counts: dict[int, int] = attrs.Factory(dict)
+
+    async def __call__(self, request: ApiRequest) -> ApiResponse:
+        await asyncio.sleep(LATENCY)
+        slot = math.floor(now() / self.window)
+        self.counts[slot] = self.counts.get(slot, 0) + 1
+        admitted = self.counts[slot] <= self.allowed
+        self.answered.append((now(), request.operation, 200 if admitted else 429))
+        if not admitted:
+            raise RateLimitError("Too many requests.", status=429, retry_after=(slot + 1) * self.window - now())
+        return ApiResponse(200, {}, b"{}")
+
+
+def test_a_window_admitting_bursts_is_measured_over_the_bursts_not_inside_them() -> None:
+    """2 per 100 ms: the limit learned is 20/s (not the rate inside a pair), so most calls are admitted."""
+
+    async def scenario() -> tuple[float, BurstServer, RateGovernor]:
+        server = BurstServer()
+        gov = governor()
+        return await job(server, gov, 200, concurrency=64), server, gov
+
+    seconds, server, gov = run(scenario)
+    assert gov.limits["create_endpoint"] == pytest.approx(20, rel=0.25)
+    assert 200 / seconds >= 0.8 * 20
+    assert server.share_429(since=2.0) <= 0.2  # once learned; paced at 3x the limit, two calls in three are refused
+
+
 def test_max_rate_caps_the_pace_per_route() -> None:
     """max_rate={"create_endpoint": 20} keeps creates at 20/s on an unlimited server; other routes are free."""
 
@@ -320,6 +357,33 @@ def test_wait_for_capacity_returns_when_a_call_could_start() -> None:
     free, waited = run(scenario)
     assert free == 0
     assert waited == pytest.approx(0.5)
+
+
+def test_wait_for_capacity_waits_behind_the_calls_queued_for_slots() -> None:
+    """At 2/s with four calls queued for slots (0.5 s to 2.0 s), capacity comes after the last of them (2.5 s).
+
+    A bulk job admits its items with wait_for_capacity: an item admitted while calls are queued
+    would start its budget waiting behind them (retries of refused calls, in a job at the limit).
+    """
+
+    async def scenario() -> tuple[float, int]:
+        gov = governor(max_rate=2)
+        started: list[float] = []
+
+        async def ok(_request: ApiRequest) -> ApiResponse:
+            started.append(now())
+            return ApiResponse(200, {}, b"{}")
+
+        calls = [asyncio.ensure_future(gov(CREATE, ok)) for _ in range(5)]
+        await asyncio.sleep(0.3)
+        await gov.wait_for_capacity("create_endpoint")
+        admitted = now()
+        await asyncio.gather(*calls)
+        return admitted, len(started)
+
+    admitted, started = run(scenario)
+    assert started == 5
+    assert admitted == pytest.approx(2.5)
 
 
 async def test_a_pacing_wait_past_the_deadline_fails_at_once() -> None:
