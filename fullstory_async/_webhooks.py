@@ -177,6 +177,8 @@ class Webhooks:
         return self._budgeted(request, self._budget)
 
     async def _budgeted(self, request: ApiRequest, budget: Budget) -> ApiResponse:
+        if budget.admit is not None:  # the item's first request: admitted on its own route, then its budget starts
+            request = request.with_deadline(await budget.admitted(request.operation or request.method))
         try:
             response = await self._client._dispatch(request)
         except FullstoryError as exc:

@@ -263,9 +263,7 @@ class Provisioner:
             return await self.create(ops, request, on_exists, known_absent=known)
 
         async with job.url_lock(item.url):
-            result, failure, attempts = await budgeted(
-                self._webhooks, work, admission=job.admission, route="create_endpoint"
-            )
+            result, failure, attempts = await budgeted(self._webhooks, work, admission=job.admission)
         if failure is not None:
             return ProvisionResult(number, item, None, failure, Outcome.FAILED, attempts)
         assert result is not None
