@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fullstory_async._exceptions import (
+    APIError,
     APITimeoutError,
     ClientClosedError,
     InvalidArgumentError,
@@ -241,15 +242,19 @@ class RateGovernor:
 
     def _too_late(self, pace: RoutePace, *, wait: float = 0.0, queued: bool = False) -> Exception:
         paused = pace.paused_until - self._clock()
+        error: APIError
         if paused > 0:
-            return RateLimitError(
+            error = RateLimitError(
                 "rate limited: the pause the server asked for would end after the operation's deadline",
                 status=429,
                 code="too_many_requests",
                 retry_after=paused,
             )
-        what = "queued for" if queued else f"{wait:.3f}s more for"
-        return APITimeoutError(f"the operation's deadline would be exceeded waiting {what} a pacing slot")
+        else:
+            what = "queued for" if queued else f"{wait:.3f}s more for"
+            error = APITimeoutError(f"the operation's deadline would be exceeded waiting {what} a pacing slot")
+        error.sent = False  # refused before sending: not an attempt, not ambiguous, not retried
+        return error
 
     def _pausable(self, retry_after: float | None) -> float | None:
         return retry_after if retry_after is not None and retry_after <= self.max_pause else None

@@ -30,6 +30,7 @@ import attrs
 
 from fullstory_async._exceptions import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
@@ -98,6 +99,8 @@ class RetryPolicy:
 
     def should_retry(self, request: ApiRequest, error: BaseException) -> bool:
         """Whether ``error`` from ``request`` is worth another attempt under this policy."""
+        if isinstance(error, APIError) and not error.sent:  # refused before sending: the deadline is too near
+            return False
         if isinstance(error, RateLimitError):
             return error.retry_after is None or error.retry_after <= self.max_retry_after
         if not request.is_idempotent:
@@ -197,6 +200,10 @@ class _Call:
         try:
             response = await self.call_next(self.request)
         except FullstoryError as exc:
+            if isinstance(exc, APIError) and not exc.sent:  # refused before sending: no attempt was made
+                self.attempts -= 1
+                exc.attempts = self.attempts
+                raise
             exc.attempts = self.attempts
             if isinstance(exc, NotFoundError) and self.ambiguous and self.request.method == "DELETE":
                 return self._already_deleted(exc)

@@ -186,9 +186,9 @@ class Provisioner:
             attempt += 1
             try:
                 endpoint = await ops.create_endpoint(request)
-            except _AMBIGUOUS:
-                if attempt >= policy.max_attempts:
-                    raise
+            except _AMBIGUOUS as exc:
+                if attempt >= policy.max_attempts or not exc.sent:
+                    raise  # out of attempts, or refused before sending (nothing to look for)
                 if not await _pause(ops, attempt):
                     raise  # the wait would outlast the item's budget: the ambiguous failure stands
                 known_absent = False
