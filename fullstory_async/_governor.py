@@ -7,7 +7,9 @@ The governor keeps a client's calls just under each limit without knowing it:
 * **Per route.** A route is ``request.operation`` (``"create_endpoint"``...; a raw
   request without one uses its method). Each route has its own pace (`RoutePace`), so a
   limit on creates leaves lookups alone, and two clients never share anything.
-* **Learned from what the server admits.** A binding 429 (most calls around it refused,
+* **Learned from what the server admits.** Every answer other than a 429 (a 404 of a
+  lookup, any error status, a body that does not decode) was admitted by the limiter; a
+  connection error or timeout says nothing either way and is not counted. A binding 429 (most calls around it refused,
   or refusals a steady share) starts a short measurement: the rate of the successes while
   the server refuses is its limit, and the route is paced just under it. A stray 429
   (calls around it succeed) changes nothing for anyone.
@@ -35,10 +37,12 @@ from typing import Any
 
 from fullstory_async._exceptions import (
     APIError,
+    APIStatusError,
     APITimeoutError,
     ClientClosedError,
     InvalidArgumentError,
     RateLimitError,
+    ResponseDecodeError,
     shown,
 )
 from fullstory_async._hooks import note_governor_wait
@@ -277,6 +281,9 @@ class RateGovernor:
                     pace.rate,
                     extra={"fullstory_route": route, "fullstory_rate": pace.rate},
                 )
+            raise
+        except (APIStatusError, ResponseDecodeError):  # the server answered: the limiter let the call through
+            pace.on_success(started, self._clock())
             raise
         pace.on_success(started, self._clock())
         return response
