@@ -183,6 +183,7 @@ class Webhooks:
             response = await self._client._dispatch(request)
         except FullstoryError as exc:
             budget.attempts += exc.attempts
+            exc.attempts = budget.attempts  # the whole operation's
             raise
         budget.attempts += response.attempts
         return response
@@ -227,12 +228,17 @@ class Webhooks:
 
         The API re-enables an endpoint whenever ``disabled`` is absent from an update, so
         this method always sends it: with ``request.enabled=None`` it first reads the
-        endpoint (one extra GET) and keeps its current state. Changing the URL changes
+        endpoint (one extra GET) and keeps its current state; the read and the update share
+        one budget (one deadline, ``max_attempts`` counted per request, ``attempts`` of both). Changing the URL changes
         the id: use the returned `Endpoint`'s ``id`` from then on.
         """
         path = _endpoint_path(endpoint_id)
         instance("request", request, UpdateEndpointRequest)
         enabled = request.enabled
+        if enabled is None and self._budget is None:  # one call, one budget: the read and the write share it
+            return await self._within(Budget.start(self.retry_policy)).update_endpoint(
+                endpoint_id, request, timeout=timeout
+            )
         if enabled is None:
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
         body = _converter.encode_update(request, enabled=enabled)

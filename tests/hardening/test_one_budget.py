@@ -34,6 +34,7 @@ from fullstory_async import (
     ResponseDecodeError,
     RetryPolicy,
     ServerError,
+    UpdateEndpointRequest,
 )
 
 from .conftest import Serve
@@ -396,3 +397,23 @@ async def test_a_delete_refused_before_sending_is_not_ambiguous(serve: Serve) ->
         with pytest.raises(APIError) as info:  # not None: nothing of this call was ever deleted
             await asyncio.wait_for(delete, 5)
     assert isinstance(info.value, NotFoundError) or info.value.attempts == 0
+
+
+async def test_update_endpoint_reads_and_writes_under_one_deadline(serve: Serve) -> None:
+    """update_endpoint(enabled=None): the GET's retry waits come out of the POST's deadline too."""
+    served = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        if served % 4:
+            return web.json_response({"code": "x", "message": "slow down"}, status=429, headers={"Retry-After": "0.3"})
+        return web.json_response(ENDPOINT)
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(max_attempts=4, deadline=1.1)
+    async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
+        with pytest.raises(RateLimitError) as info:  # 3 waits of 0.3 s on the GET leave no room for the POST's
+            await asyncio.wait_for(fs.webhooks.update_endpoint("ep-1", UpdateEndpointRequest(event_types=["a.b"])), 5)
+    assert served == 5
+    assert info.value.attempts == 5  # the read's 4 and the update's 1
