@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -155,11 +156,13 @@ class Webhooks:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds``, as the retry layer waits: `ClientClosedError` at once when the client closes."""
-        await self._client._sleeper.sleep(seconds)
+        await self._client._calls.sleep(seconds)
 
     def _within(self, budget: Budget) -> Webhooks:
         """Return these operations with every call under ``budget`` (its deadline; attempts counted into it)."""
-        return Webhooks(self._client, budget, self._provisioner)
+        view = copy.copy(self)  # a copy of a subclass too (the raw response's recording)
+        view._budget = budget
+        return view
 
     def _deadline(self) -> float | None:
         """Return the deadline of an operation starting now: the budget's, else the retry policy's from now.
