@@ -263,7 +263,6 @@ class AiohttpTransport:
         is cut to the limit, so the status still maps to its error class.
         """
         cap = self._max_response_bytes
-        length = response.content_length
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
@@ -275,9 +274,8 @@ class AiohttpTransport:
         if size <= cap:
             return body
         if 200 <= response.status < 300:
-            size_text = f" of {length} bytes" if length is not None else ""
-            raise ResponseDecodeError(
-                f"body{size_text} exceeds max_response_bytes ({cap}) once decoded",
+            raise ResponseDecodeError(  # the decoded size: Content-Length counts the compressed bytes
+                f"body exceeds max_response_bytes ({cap}) once decoded: {size} bytes read when refused",
                 method=request.method,
                 path=request.path,
             )
