@@ -263,6 +263,7 @@ class AiohttpTransport:
         is cut to the limit, so the status still maps to its error class.
         """
         cap = self._max_response_bytes
+        length = None if response.headers.get(_ENCODING) else response.content_length  # compressed: not the size
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
@@ -274,8 +275,9 @@ class AiohttpTransport:
         if size <= cap:
             return body
         if 200 <= response.status < 300:
-            raise ResponseDecodeError(  # the decoded size: Content-Length counts the compressed bytes
-                f"body exceeds max_response_bytes ({cap}) once decoded: {size} bytes read when refused",
+            what = f"body of {length} bytes" if length is not None else f"body ({size} bytes decoded when refused)"
+            raise ResponseDecodeError(
+                f"{what} exceeds max_response_bytes ({cap}) once decoded",
                 method=request.method,
                 path=request.path,
             )
