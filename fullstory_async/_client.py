@@ -185,7 +185,8 @@ class Client:
             patient = fs.with_options(timeout=120, retry=RetryPolicy(max_attempts=8))
 
         Settings not given are kept. The API key and base URL cannot change (another
-        organisation gets its own `Client`, and so its own rate governor). Closing the
+        organisation gets its own `Client`, and so its own rate governor); the shared
+        governor keeps this client's ``max_retry_after`` and ``wait``. Closing the
         derived client ends its own calls (waiting or in flight) with `ClientClosedError` and
         leaves the shared session, pool and governor alone; closing this one closes both.
         """

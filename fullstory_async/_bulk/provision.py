@@ -274,10 +274,13 @@ async def _pause(ops: Operations, attempt: int) -> bool:
     """Back off before looking again after an ambiguous create; False when that would outlast the budget."""
     policy = ops.retry_policy
     wait = policy.backoff(attempt)
-    if ops.budget is not None and wait >= ops.budget.left():
+    budget = ops.budget
+    if budget is not None and wait >= budget.left():
         return False
     if policy.wait:
         await ops._sleep(wait)
+    elif budget is not None and budget.deadline is not None:
+        budget.deadline -= wait  # skipped (wait=False), still counted, as the retry layer counts its waits
     return True
 
 

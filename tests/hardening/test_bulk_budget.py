@@ -281,3 +281,23 @@ async def test_items_are_admitted_on_the_route_of_their_first_request(serve: Ser
         results = await asyncio.wait_for(results_of(fs.webhooks.provision(items, concurrency=64, prefetch=False)), 30)
     assert [(r.index, r.error) for r in results if not r.ok] == []
     assert {r.outcome for r in results} == {Outcome.CREATED}
+
+
+async def test_skipped_back_offs_between_creates_count_against_the_budget(serve: Serve) -> None:
+    """RetryPolicy(wait=False): the back-offs before looking again are skipped but charged, as real ones would be."""
+    creates = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal creates
+        if request.method == "GET":
+            return error(404)
+        creates += 1
+        return error(503)
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(wait=False, max_attempts=10, deadline=5, backoff_initial=2, backoff_max=2, jitter=False)
+    async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
+        fs.webhooks._provisioner.observe(derived("https://example.com/skipped"))
+        with pytest.raises(ServerError):
+            await fs.webhooks.ensure_endpoint(CreateEndpointRequest(url="https://example.com/skipped"))
+    assert creates == 3  # 2 s + 2 s of back-off fit a 5 s budget; a third does not
