@@ -147,7 +147,7 @@ class Calls:
             calls = calls._parent
 
     def cancelled_by_close(self, task: asyncio.Task[Any]) -> bool:
-        """In an ``except CancelledError``: whether the cancellation was `close`'s alone (then raise `ClientClosedError`)."""
+        """In an ``except CancelledError``: whether it was `close`'s alone (then raise `ClientClosedError`)."""
         return self.closed and task.uncancel() == 0
 
     async def sleep(self, seconds: float) -> None:

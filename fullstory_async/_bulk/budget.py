@@ -92,7 +92,7 @@ async def budgeted(
     work: Callable[[Operations], Awaitable[T]],
     *,
     admission: Admission | None = None,
-    route: str | None = None,  # noqa: ARG001 (unused: an item is admitted on the route of its first request)
+    route: str | None = None,
 ) -> tuple[T | None, FullstoryError | None, int]:
     """Run ``work`` with every call under one new budget; return its result or typed error, and the attempts.
 

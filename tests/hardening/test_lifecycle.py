@@ -312,10 +312,13 @@ async def test_aclose_ends_calls_in_flight_and_queued_on_a_session_passed_in(gat
 async def test_closing_a_derived_client_ends_only_its_own_calls(serve) -> None:
     """A with_options copy's aclose() wakes its call waiting a 30 s Retry-After; the parent's call and pool go on."""
     answered = 0
+    both = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
         nonlocal answered
         answered += 1
+        if answered == 2:
+            both.set()
         if request.path.endswith("/slow"):
             await asyncio.sleep(0.3)
             return web.json_response(ENDPOINT_JSON)
@@ -328,13 +331,14 @@ async def test_closing_a_derived_client_ends_only_its_own_calls(serve) -> None:
         derived = client.with_options(timeout=10)
         waiting = asyncio.create_task(derived.webhooks.get_endpoint("limited"))
         parents = asyncio.create_task(client.webhooks.get_endpoint("slow"))
-        while answered < 2:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(both.wait(), 5)
+        await asyncio.sleep(0.05)  # let the limited call reach its retry wait
         await derived.aclose()
         with pytest.raises(ClientClosedError):
             await asyncio.wait_for(waiting, 2)
         assert (await asyncio.wait_for(parents, 5)).id == "ep-1"
-        assert derived.closed and not client.closed
+        assert derived.closed
+        assert not client.closed
         assert (await client.webhooks.get_endpoint("slow")).id == "ep-1"
         with pytest.raises(ClientClosedError):
             await derived.webhooks.get_endpoint("slow")
