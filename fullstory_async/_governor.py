@@ -9,10 +9,10 @@ The governor keeps a client's calls just under each limit without knowing it:
   limit on creates leaves lookups alone, and two clients never share anything.
 * **Learned from what the server admits.** Every answer other than a 429 (a 404 of a
   lookup, any error status, a body that does not decode) was admitted by the limiter; a
-  connection error or timeout says nothing either way and is not counted. A binding 429 (most calls around it refused,
-  or refusals a steady share) starts a short measurement: the rate of the successes while
-  the server refuses is its limit, and the route is paced just under it. A stray 429
-  (calls around it succeed) changes nothing for anyone.
+  connection error or timeout says nothing either way and is not counted. A binding 429
+  (most calls around it refused, or refusals a steady share) starts a short measurement:
+  the rate of the successes while the server refuses is its limit, and the route is paced
+  just under it. A stray 429 (calls around it succeed) changes nothing for anyone.
 * **Refused calls wait, the rest keep the pace.** The retry layer holds a refused call
   for its ``Retry-After``; the other calls are not paused, they keep the learned pace.
   Only when nothing at all gets through is the route paused until ``Retry-After``.

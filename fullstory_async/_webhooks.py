@@ -232,8 +232,8 @@ class Webhooks:
         The API re-enables an endpoint whenever ``disabled`` is absent from an update, so
         this method always sends it: with ``request.enabled=None`` it first reads the
         endpoint (one extra GET) and keeps its current state; the read and the update share
-        one budget (one deadline, ``max_attempts`` counted per request, ``attempts`` of both). Changing the URL changes
-        the id: use the returned `Endpoint`'s ``id`` from then on.
+        one budget (one deadline, ``max_attempts`` per request, ``attempts`` of both).
+        Changing the URL changes the id: use the returned `Endpoint`'s ``id`` from then on.
         """
         path = _endpoint_path(endpoint_id)
         instance("request", request, UpdateEndpointRequest)

@@ -100,7 +100,8 @@ async def budgeted(
     request for the governor's capacity on its route: the budget starts then. Every
     `FullstoryError`, one raised while waiting included (`ClientClosedError` on
     ``aclose()``), is returned, never raised: each item gets exactly one result. A
-    failure's ``attempts`` is set to the whole item's.
+    failure's ``attempts`` is set to the whole item's. ``route`` is unused (an item is
+    admitted on the route of its first request, whatever its caller expects it to be).
     """
     if admission is not None:
         await admission.enter()  # only a cancellation ends this wait
