@@ -20,7 +20,7 @@ from fullstory_async._hooks import AttemptObserver, CallObserver, Hooks
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._network import network_options
 from fullstory_async._pipeline import Handler, Middleware, compose
-from fullstory_async._retry import RetryMiddleware, RetryPolicy, Sleeper
+from fullstory_async._retry import Calls, RetryMiddleware, RetryPolicy
 from fullstory_async._timeout import DEFAULT_TIMEOUT, Timeout, as_timeout
 from fullstory_async._transport import AiohttpTransport
 from fullstory_async._validation import instance, number
@@ -139,7 +139,7 @@ class Client:
         if rate_governor is True:
             sleep = asyncio.sleep if settings.retry.wait else no_sleep
             rate_governor = RateGovernor(max_pause=settings.retry.max_retry_after, sleep=sleep)
-        self._sleeper = Sleeper()
+        self._calls = Calls()
         self._setup(
             settings, aiohttp_transport, Auth(key), tuple(middleware), rate_governor or None, transport, tuple(hooks)
         )
@@ -161,8 +161,7 @@ class Client:
         self._governor = governor
         self._custom_transport = transport
         self._hooks = hooks
-        self._closed = False
-        chain: list[Middleware] = [*middleware, auth, RetryMiddleware(settings.retry, self._sleeper)]
+        chain: list[Middleware] = [*middleware, auth, RetryMiddleware(settings.retry, self._calls)]
         if hooks:  # observers only when observed: no cost otherwise
             chain = [CallObserver(hooks, settings.base_url), *chain, AttemptObserver(settings.base_url)]
         if governor is not None:
@@ -186,8 +185,10 @@ class Client:
             patient = fs.with_options(timeout=120, retry=RetryPolicy(max_attempts=8))
 
         Settings not given are kept. The API key and base URL cannot change (another
-        organisation gets its own `Client`, and so its own rate governor). Closing the
-        derived client does not close the shared session; closing this one closes both.
+        organisation gets its own `Client`, and so its own rate governor); the shared
+        governor keeps this client's ``max_retry_after`` and ``wait``. Closing the
+        derived client ends its own calls (waiting or in flight) with `ClientClosedError` and
+        leaves the shared session, pool and governor alone; closing this one closes both.
         """
         settings = attrs.evolve(
             self._settings,
@@ -198,7 +199,7 @@ class Client:
             else _check_count("max_response_bytes", max_response_bytes, 1),
         )
         derived = Client.__new__(Client)
-        derived._sleeper = self._sleeper
+        derived._calls = Calls(parent=self._calls)  # closing the copy ends its calls; closing this one, both
         transport = self._transport.derive(timeout=settings.timeout, max_response_bytes=settings.max_response_bytes)
         derived._setup(
             settings, transport, self._auth, self._middleware, self._governor, self._custom_transport, self._hooks
@@ -249,27 +250,28 @@ class Client:
         """`send` without a coroutine frame of its own (the typed operations' hot path)."""
         if self.closed:
             raise ClientClosedError("the client is closed; create a new Client")
+        self._transport.shared.check_loop()  # before the governor, whose waits belong to one loop
         return self._send(request)
 
     @property
     def closed(self) -> bool:
         """True once `aclose` has been called on this client (or on the one it derives from)."""
-        return self._closed or self._transport.closed
+        return self._calls.closed or self._transport.closed
 
     async def aclose(self) -> None:
         """Close the client; idempotent.
 
-        Every call waiting in it (a governor pause, a pacing slot, the connection pool)
-        ends at once with `ClientClosedError`. The client's own session is closed (a
-        session passed in stays open). A client from `with_options` only stops itself.
+        Every call waiting in it or in flight (a retry wait, a governor pause, a pacing
+        slot, the connection pool, the server's answer) ends at once with
+        `ClientClosedError`, with the client's own session or one passed in (which stays
+        open). A client from `with_options` only stops itself: its own calls end, the
+        shared session, pool and governor and the other clients are left alone.
         """
-        self._closed = True
-        if not self._root:
-            return
-        self._sleeper.close()
-        if self._governor is not None:
-            self._governor.close()
-        await self._transport.aclose()
+        if self._root and self._governor is not None:
+            self._governor.close()  # first: its waiters end with its own ClientClosedError
+        self._calls.close()
+        if self._root:
+            await self._transport.aclose()
 
     async def __aenter__(self) -> Self:
         return self

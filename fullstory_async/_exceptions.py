@@ -96,7 +96,12 @@ class APIError(FullstoryError):
     """Base of the errors that come from talking to the API.
 
     ``method`` and ``path`` name the call that failed (no host, no query secrets).
+    ``sent`` is False when the SDK refused the attempt before sending anything (the rate
+    governor's wait would have outlasted the deadline): such an attempt is not counted in
+    ``attempts``, not retried, and never taken as possibly applied.
     """
+
+    sent: bool = True
 
     def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
         super().__init__(message)

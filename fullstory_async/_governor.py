@@ -7,10 +7,12 @@ The governor keeps a client's calls just under each limit without knowing it:
 * **Per route.** A route is ``request.operation`` (``"create_endpoint"``...; a raw
   request without one uses its method). Each route has its own pace (`RoutePace`), so a
   limit on creates leaves lookups alone, and two clients never share anything.
-* **Learned from what the server admits.** A binding 429 (most calls around it refused,
-  or refusals a steady share) starts a short measurement: the rate of the successes while
-  the server refuses is its limit, and the route is paced just under it. A stray 429
-  (calls around it succeed) changes nothing for anyone.
+* **Learned from what the server admits.** Every answer other than a 429 (a 404 of a
+  lookup, any error status, a body that does not decode) was admitted by the limiter; a
+  connection error or timeout says nothing either way and is not counted. A binding 429
+  (most calls around it refused, or refusals a steady share) starts a short measurement:
+  the rate of the successes while the server refuses is its limit, and the route is paced
+  just under it. A stray 429 (calls around it succeed) changes nothing for anyone.
 * **Refused calls wait, the rest keep the pace.** The retry layer holds a refused call
   for its ``Retry-After``; the other calls are not paused, they keep the learned pace.
   Only when nothing at all gets through is the route paused until ``Retry-After``.
@@ -34,10 +36,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fullstory_async._exceptions import (
+    APIError,
+    APIStatusError,
     APITimeoutError,
     ClientClosedError,
     InvalidArgumentError,
     RateLimitError,
+    ResponseDecodeError,
     shown,
 )
 from fullstory_async._hooks import note_governor_wait
@@ -246,15 +251,19 @@ class RateGovernor:
 
     def _too_late(self, pace: RoutePace, *, wait: float = 0.0, queued: bool = False) -> Exception:
         paused = pace.paused_until - self._clock()
+        error: APIError
         if paused > 0:
-            return RateLimitError(
+            error = RateLimitError(
                 "rate limited: the pause the server asked for would end after the operation's deadline",
                 status=429,
                 code="too_many_requests",
                 retry_after=paused,
             )
-        what = "queued for" if queued else f"{wait:.3f}s more for"
-        return APITimeoutError(f"the operation's deadline would be exceeded waiting {what} a pacing slot")
+        else:
+            what = "queued for" if queued else f"{wait:.3f}s more for"
+            error = APITimeoutError(f"the operation's deadline would be exceeded waiting {what} a pacing slot")
+        error.sent = False  # refused before sending: not an attempt, not ambiguous, not retried
+        return error
 
     def _pausable(self, retry_after: float | None) -> float | None:
         return retry_after if retry_after is not None and retry_after <= self.max_pause else None
@@ -277,6 +286,9 @@ class RateGovernor:
                     pace.rate,
                     extra={"fullstory_route": route, "fullstory_rate": pace.rate},
                 )
+            raise
+        except (APIStatusError, ResponseDecodeError):  # the server answered: the limiter let the call through
+            pace.on_success(started, self._clock())
             raise
         pace.on_success(started, self._clock())
         return response

@@ -24,12 +24,13 @@ import asyncio
 import logging
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from fullstory_async._exceptions import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
@@ -98,6 +99,8 @@ class RetryPolicy:
 
     def should_retry(self, request: ApiRequest, error: BaseException) -> bool:
         """Whether ``error`` from ``request`` is worth another attempt under this policy."""
+        if isinstance(error, APIError) and not error.sent:  # refused before sending: the deadline is too near
+            return False
         if isinstance(error, RateLimitError):
             return error.retry_after is None or error.retry_after <= self.max_retry_after
         if not request.is_idempotent:
@@ -107,37 +110,66 @@ class RetryPolicy:
         return isinstance(error, APIConnectionError | ResponseDecodeError)
 
 
-class Sleeper:
-    """The retry waits of a client and of its `with_options` copies: `close` ends every one at once."""
+class Calls:
+    """The calls of one client in flight (from the retry layer down) and its waits: `close` ends each at once.
 
-    def __init__(self) -> None:
-        self.closed = False
-        self._naps: set[asyncio.Future[None]] = set()
+    A `with_options` copy has its own, a child of its parent's: closing the copy ends its
+    own calls; closing the parent ends the calls of both.
+    """
+
+    def __init__(self, parent: Calls | None = None) -> None:
+        self._parent = parent
+        self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called on these calls or on their parent's."""
+        return self._closed or (self._parent is not None and self._parent.closed)
+
+    def enter(self) -> asyncio.Task[Any]:
+        """Track the running task until `leave`; raise `ClientClosedError` if closed."""
+        if self.closed:
+            raise ClientClosedError("the client is closed; create a new Client")
+        task = asyncio.current_task()
+        assert task is not None
+        calls: Calls | None = self
+        while calls is not None:
+            calls._tasks.add(task)
+            calls = calls._parent
+        return task
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        """Stop tracking ``task``."""
+        calls: Calls | None = self
+        while calls is not None:
+            calls._tasks.discard(task)
+            calls = calls._parent
+
+    def cancelled_by_close(self, task: asyncio.Task[Any]) -> bool:
+        """In an ``except CancelledError``: whether it was `close`'s alone (then raise `ClientClosedError`)."""
+        return self.closed and task.uncancel() == 0
 
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``; raise `ClientClosedError` if the client is (or gets) closed."""
-        if self.closed:
-            raise ClientClosedError("the client was closed")
-        nap = asyncio.ensure_future(asyncio.sleep(seconds))
-        self._naps.add(nap)
+        task = self.enter()
         try:
-            await nap
+            await asyncio.sleep(seconds)
         except asyncio.CancelledError:
-            if nap.cancelled() and self.is_closed():
-                raise ClientClosedError("the client was closed while the call waited to retry") from None
+            if self.cancelled_by_close(task):
+                raise ClientClosedError("the client was closed while the call waited") from None
             raise
         finally:
-            self._naps.discard(nap)
-
-    def is_closed(self) -> bool:
-        """Return whether `close` was called."""
-        return self.closed
+            self.leave(task)
 
     def close(self) -> None:
-        """End every wait at once with `ClientClosedError`; idempotent."""
-        self.closed = True
-        for nap in self._naps:
-            nap.cancel()
+        """End every tracked call and wait at once with `ClientClosedError`; idempotent."""
+        self._closed = True
+        me = asyncio.current_task()  # a call that closes its own client ends normally
+        for task in self._tasks:
+            if task is not me and not task.cancelling():  # one the governor's close already woke
+                task.cancel()
+        self._tasks.clear()
 
 
 class RetryMiddleware:
@@ -145,13 +177,14 @@ class RetryMiddleware:
 
     It sets the operation's deadline on the request (``ApiRequest.deadline``) for every
     layer below, and stamps the attempt count on the outcome: ``ApiResponse.attempts``,
-    or ``attempts`` of the `FullstoryError` raised. Its waits go through ``sleeper``, which
-    the client closes in ``aclose()``.
+    or ``attempts`` of the `FullstoryError` raised. Each call is tracked in ``calls``
+    until it ends, so the client's ``aclose()`` ends it at once (`ClientClosedError`),
+    wherever it waits below: a retry wait, the governor, the pool, the server's answer.
     """
 
-    def __init__(self, policy: RetryPolicy, sleeper: Sleeper | None = None) -> None:
+    def __init__(self, policy: RetryPolicy, calls: Calls | None = None) -> None:
         self.policy = policy
-        self.sleeper = sleeper or Sleeper()
+        self.calls = calls or Calls()
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         policy = self.policy
@@ -165,15 +198,26 @@ class RetryMiddleware:
                 method=request.method,
                 path=request.path,
             )
-        call = _Call(policy, request, call_next, self.sleeper)
-        # The first attempt runs without tenacity: most calls succeed, and cost nothing more.
+        call = _Call(policy, request, call_next)
+        calls = self.calls
+        task = calls.enter()
         try:
-            return await call.attempt()
-        except FullstoryError as exc:
-            if policy.max_attempts == 1 or not policy.should_retry(request, exc):
-                raise
-            first_error = exc
-        return await call.retry(first_error)
+            # The first attempt runs without tenacity: most calls succeed, and cost nothing more.
+            try:
+                return await call.attempt()
+            except FullstoryError as exc:
+                if policy.max_attempts == 1 or not policy.should_retry(request, exc):
+                    raise
+                first_error = exc
+            return await call.retry(first_error)
+        except asyncio.CancelledError:
+            if calls.cancelled_by_close(task):
+                error = ClientClosedError("the client was closed while the call was waiting or in flight")
+                error.attempts = call.attempts
+                raise error from None
+            raise
+        finally:
+            calls.leave(task)
 
 
 class _Call:
@@ -183,9 +227,8 @@ class _Call:
     outcome; `before_sleep` runs before each wait. A per-attempt observer belongs there.
     """
 
-    def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler, sleeper: Sleeper) -> None:
+    def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler) -> None:
         self.policy = policy
-        self.sleeper = sleeper
         self.request = request
         self.call_next = call_next
         self.attempts = 0
@@ -197,6 +240,10 @@ class _Call:
         try:
             response = await self.call_next(self.request)
         except FullstoryError as exc:
+            if isinstance(exc, APIError) and not exc.sent:  # refused before sending: no attempt was made
+                self.attempts -= 1
+                exc.attempts = self.attempts
+                raise
             exc.attempts = self.attempts
             if isinstance(exc, NotFoundError) and self.ambiguous and self.request.method == "DELETE":
                 return self._already_deleted(exc)
@@ -245,7 +292,7 @@ class _Call:
 
     async def sleep(self, seconds: float) -> None:
         if self.policy.wait:
-            await self.sleeper.sleep(seconds)
+            await asyncio.sleep(seconds)  # the call is tracked: the client's aclose() ends this wait
         elif self.request.deadline is not None:
             # Nothing sleeps, but the deadline still counts the wait it skipped.
             self.request = self.request.with_deadline(self.request.deadline - seconds)

@@ -49,11 +49,25 @@ class SharedSession:
         """The session, once created (an owned one is created by the first call)."""
         return self._session
 
+    def check_loop(self) -> None:
+        """Raise `EventLoopError` unless the running loop is the client's: its first call's, or the session's passed in.
+
+        The client checks it once per call, before the rate governor (whose waits belong to one loop).
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is None:
+                self._loop = getattr(self._session, "_loop", None) or loop
+                if self._loop is loop:
+                    return
+            raise EventLoopError(
+                "the client's HTTP session belongs to another event loop; create the Client in the loop that uses it"
+            )
+
     def get(self) -> aiohttp.ClientSession:
-        """Return the session for a call in the running loop, or raise the typed reason it cannot be used."""
+        """Return the session for a call in the client's loop, or raise the typed reason it cannot be used."""
         if self.closed:
             raise ClientClosedError("the client is closed; create a new Client")
-        loop = asyncio.get_running_loop()
         session = self._session
         if session is None:
             limit, per_host = self._limits
@@ -68,12 +82,6 @@ class SharedSession:
                 session._retry_connection = False
         elif session.closed:
             raise ClientClosedError("the aiohttp session passed to the Client is closed")
-        if self._loop is None:
-            self._loop = getattr(session, "_loop", None) or loop
-        if self._loop is not loop:
-            raise EventLoopError(
-                "the client's HTTP session belongs to another event loop; create the Client in the loop that uses it"
-            )
         return session
 
     async def aclose(self) -> None:
@@ -255,7 +263,7 @@ class AiohttpTransport:
         is cut to the limit, so the status still maps to its error class.
         """
         cap = self._max_response_bytes
-        length = response.content_length
+        length = None if response.headers.get(_ENCODING) else response.content_length  # compressed: not the size
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
@@ -267,9 +275,9 @@ class AiohttpTransport:
         if size <= cap:
             return body
         if 200 <= response.status < 300:
-            size_text = f" of {length} bytes" if length is not None else ""
+            what = f"body of {length} bytes" if length is not None else f"body ({size} bytes decoded when refused)"
             raise ResponseDecodeError(
-                f"body{size_text} exceeds max_response_bytes ({cap}) once decoded",
+                f"{what} exceeds max_response_bytes ({cap}) once decoded",
                 method=request.method,
                 path=request.path,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -155,11 +156,13 @@ class Webhooks:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds``, as the retry layer waits: `ClientClosedError` at once when the client closes."""
-        await self._client._sleeper.sleep(seconds)
+        await self._client._calls.sleep(seconds)
 
     def _within(self, budget: Budget) -> Webhooks:
         """Return these operations with every call under ``budget`` (its deadline; attempts counted into it)."""
-        return Webhooks(self._client, budget, self._provisioner)
+        view = copy.copy(self)  # a copy of a subclass too (the raw response's recording)
+        view._budget = budget
+        return view
 
     def _deadline(self) -> float | None:
         """Return the deadline of an operation starting now: the budget's, else the retry policy's from now.
@@ -177,10 +180,13 @@ class Webhooks:
         return self._budgeted(request, self._budget)
 
     async def _budgeted(self, request: ApiRequest, budget: Budget) -> ApiResponse:
+        if budget.admit is not None:  # the item's first request: admitted on its own route, then its budget starts
+            request = request.with_deadline(await budget.admitted(request.operation or request.method))
         try:
             response = await self._client._dispatch(request)
         except FullstoryError as exc:
             budget.attempts += exc.attempts
+            exc.attempts = budget.attempts  # the whole operation's
             raise
         budget.attempts += response.attempts
         return response
@@ -225,12 +231,17 @@ class Webhooks:
 
         The API re-enables an endpoint whenever ``disabled`` is absent from an update, so
         this method always sends it: with ``request.enabled=None`` it first reads the
-        endpoint (one extra GET) and keeps its current state. Changing the URL changes
-        the id: use the returned `Endpoint`'s ``id`` from then on.
+        endpoint (one extra GET) and keeps its current state; the read and the update share
+        one budget (one deadline, ``max_attempts`` per request, ``attempts`` of both).
+        Changing the URL changes the id: use the returned `Endpoint`'s ``id`` from then on.
         """
         path = _endpoint_path(endpoint_id)
         instance("request", request, UpdateEndpointRequest)
         enabled = request.enabled
+        if enabled is None and self._budget is None:  # one call, one budget: the read and the write share it
+            return await self._within(Budget.start(self.retry_policy)).update_endpoint(
+                endpoint_id, request, timeout=timeout
+            )
         if enabled is None:
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
         body = _converter.encode_update(request, enabled=enabled)

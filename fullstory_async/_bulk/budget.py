@@ -3,8 +3,9 @@
 `ensure_endpoint` and each item of `provision` and `apply` make several calls (lookups,
 a create, an update). They share one `Budget`: one deadline (the retry policy's
 ``deadline`` seconds from when the item is admitted) and one attempt count. `Admission`
-admits the items of a job at the pace the client's rate governor can serve, so a job
-queues before its items' budgets start instead of failing them for waiting.
+admits the items of a job at the pace the client's rate governor can serve (on the route
+of each item's first request), so a job queues before its items' budgets start instead
+of failing them for waiting.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ class Admission:
     The server's rate limit is not known up front, so a job does not open with
     ``concurrency`` items at once: items run in a window that starts at one item, doubles
     with every item that succeeds (up to ``concurrency``) and halves when an item fails
-    for waiting (`RateLimitError`, `APITimeoutError`). Admissions are one at a time, each
-    waiting until the governor could start a request now (`RateGovernor.wait_for_capacity`):
-    the item admitted runs straight on to its first request, which takes that capacity.
+    for waiting (`RateLimitError`, `APITimeoutError`). An item in the window is admitted by
+    its first request: one at a time, each waits until the governor could start a request
+    of that request's route now (`RateGovernor.wait_for_capacity`; a lookup's route for a
+    lookup, a create's for a create), then is sent at once, taking that capacity. The
+    item's budget starts then; an item that sends nothing waits for nothing.
     """
 
     def __init__(self, governor: RateGovernor | None, concurrency: int) -> None:
@@ -42,11 +45,8 @@ class Admission:
         self._waiting: list[asyncio.Future[None]] = []
         self._turn = asyncio.Lock()
 
-    async def enter(self, route: str | None) -> None:
-        """Wait for a place in the window and, for a ``route``, for the governor's capacity; then hold the place.
-
-        Every `enter` that returns must be paired with one `leave`.
-        """
+    async def enter(self) -> None:
+        """Wait for a place in the window, then hold it. Every `enter` that returns must be paired with one `leave`."""
         while self._active >= self.window:
             waiter = asyncio.get_running_loop().create_future()
             self._waiting.append(waiter)
@@ -56,16 +56,15 @@ class Admission:
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)
         self._active += 1
-        if route is None or self._governor is None:
+
+    async def admit(self, route: str) -> None:
+        """Wait until the governor could start a request of ``route`` now (`ClientClosedError` once closed)."""
+        if self._governor is None:
             return
-        try:
-            # One admission at a time: the item admitted runs on to its first request, which
-            # takes the governor's slot, before the next one asks for capacity.
-            async with self._turn:
-                await self._governor.wait_for_capacity(route)
-        except BaseException:
-            self.leave()
-            raise
+        # One admission at a time: the item admitted sends its request (which takes the
+        # governor's slot) without yielding, before the next one asks for capacity.
+        async with self._turn:
+            await self._governor.wait_for_capacity(route)
 
     def leave(self) -> None:
         """Give the place back; wake the items waiting for one."""
@@ -97,23 +96,26 @@ async def budgeted(
 ) -> tuple[T | None, FullstoryError | None, int]:
     """Run ``work`` with every call under one new budget; return its result or typed error, and the attempts.
 
-    With ``admission``, the item first waits to be admitted (for ``route``): its budget
-    starts then. A failure's ``attempts`` is set to the whole item's.
+    With ``admission``, the item first waits for a place in the job's window, and its first
+    request for the governor's capacity on its route: the budget starts then. Every
+    `FullstoryError`, one raised while waiting included (`ClientClosedError` on
+    ``aclose()``), is returned, never raised: each item gets exactly one result. A
+    failure's ``attempts`` is set to the whole item's. ``route`` is unused (an item is
+    admitted on the route of its first request, whatever its caller expects it to be).
     """
     if admission is not None:
-        await admission.enter(route)
+        await admission.enter()  # only a cancellation ends this wait
+    budget = Budget.start(webhooks.retry_policy, None if admission is None else admission.admit)
     try:
-        budget = Budget.start(webhooks.retry_policy)
-        try:
-            result = await work(webhooks._within(budget))
-        except FullstoryError as exc:
-            exc.attempts = budget.attempts
-            if admission is not None:
-                admission.record(exc)
-            return None, exc, budget.attempts
+        result = await work(webhooks._within(budget))
+    except FullstoryError as exc:
+        exc.attempts = budget.attempts
         if admission is not None:
-            admission.record(None)
-        return result, None, budget.attempts
+            admission.record(exc)
+        return None, exc, budget.attempts
     finally:
         if admission is not None:
             admission.leave()
+    if admission is not None:
+        admission.record(None)
+    return result, None, budget.attempts

@@ -8,7 +8,7 @@ sits above the bulk layer, not beside it).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -29,11 +29,25 @@ class Budget:
     """The ``time.monotonic()`` instant by which every call must end (``None``: no deadline)."""
     attempts: int = 0
     """HTTP attempts made so far, retries included."""
+    seconds: float | None = None
+    """The budget's length (the retry policy's ``deadline``)."""
+    admit: Callable[[str], Awaitable[None]] | None = None
+    """Awaited with the route of the first request, before it is sent (bulk admission); the budget starts after."""
 
     @classmethod
-    def start(cls, policy: RetryPolicy) -> Budget:
-        """Start a budget of ``policy.deadline`` seconds from now."""
-        return cls(None if policy.deadline is None else time.monotonic() + policy.deadline)
+    def start(cls, policy: RetryPolicy, admit: Callable[[str], Awaitable[None]] | None = None) -> Budget:
+        """Start a budget of ``policy.deadline`` seconds from now (restarted once ``admit`` returns)."""
+        seconds = policy.deadline
+        return cls(None if seconds is None else time.monotonic() + seconds, 0, seconds, admit)
+
+    async def admitted(self, route: str) -> float | None:
+        """Before the first request (of ``route``): wait for admission, if any; return the deadline of the request."""
+        admit, self.admit = self.admit, None
+        if admit is not None:
+            await admit(route)
+            if self.seconds is not None:
+                self.deadline = time.monotonic() + self.seconds
+        return self.deadline
 
     def left(self) -> float:
         """Seconds left (infinite without a deadline)."""

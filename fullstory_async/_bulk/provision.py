@@ -186,9 +186,9 @@ class Provisioner:
             attempt += 1
             try:
                 endpoint = await ops.create_endpoint(request)
-            except _AMBIGUOUS:
-                if attempt >= policy.max_attempts:
-                    raise
+            except _AMBIGUOUS as exc:
+                if attempt >= policy.max_attempts or not exc.sent:
+                    raise  # out of attempts, or refused before sending (nothing to look for)
                 if not await _pause(ops, attempt):
                     raise  # the wait would outlast the item's budget: the ambiguous failure stands
                 known_absent = False
@@ -263,9 +263,7 @@ class Provisioner:
             return await self.create(ops, request, on_exists, known_absent=known)
 
         async with job.url_lock(item.url):
-            result, failure, attempts = await budgeted(
-                self._webhooks, work, admission=job.admission, route="create_endpoint"
-            )
+            result, failure, attempts = await budgeted(self._webhooks, work, admission=job.admission)
         if failure is not None:
             return ProvisionResult(number, item, None, failure, Outcome.FAILED, attempts)
         assert result is not None
@@ -276,10 +274,13 @@ async def _pause(ops: Operations, attempt: int) -> bool:
     """Back off before looking again after an ambiguous create; False when that would outlast the budget."""
     policy = ops.retry_policy
     wait = policy.backoff(attempt)
-    if ops.budget is not None and wait >= ops.budget.left():
+    budget = ops.budget
+    if budget is not None and wait >= budget.left():
         return False
     if policy.wait:
         await ops._sleep(wait)
+    elif budget is not None and budget.deadline is not None:
+        budget.deadline -= wait  # skipped (wait=False), still counted, as the retry layer counts its waits
     return True
 
 

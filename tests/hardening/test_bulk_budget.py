@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -24,6 +24,7 @@ from fullstory_async import (
     EventType,
     Outcome,
     ProvisionResult,
+    RateGovernor,
     RetryPolicy,
     ServerError,
 )
@@ -224,3 +225,79 @@ async def test_aclose_wakes_an_item_waiting_to_look_again(serve: Serve) -> None:
     await fs.aclose()
     with pytest.raises(ClientClosedError):
         await asyncio.wait_for(task, 2)
+
+
+async def test_aclose_mid_job_under_pacing_gives_every_item_taken_its_result(serve: Serve) -> None:
+    """Items waiting for the governor's capacity when the client closes still get a result each (ClientClosedError)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.json_response({"endpoints": []})
+        body = await request.json()
+        await asyncio.sleep(0.2)
+        return web.json_response(endpoint_json(body["url"], "note.created"))
+
+    base = await serve(app_of(handler))
+    taken: list[int] = []
+
+    def items() -> Iterator[CreateEndpointRequest]:
+        for i in range(200):
+            taken.append(i)
+            yield CreateEndpointRequest(url=f"https://example.com/c{i}", event_types=["note.created"])
+
+    fs = Client(API_KEY, base_url=base, rate_governor=RateGovernor(max_rate=5))
+    results: list[ProvisionResult] = []
+
+    async def consume() -> None:
+        async for result in fs.webhooks.provision(items(), concurrency=16):
+            results.append(result)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(1.0)  # a few items done, the rest waiting for the paced creates
+    assert results
+    await fs.aclose()
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(task, 5)
+    assert sorted(r.index for r in results) == taken
+    assert any(isinstance(r.error, ClientClosedError) for r in results)
+
+
+async def test_items_are_admitted_on_the_route_of_their_first_request(serve: Serve) -> None:
+    """With lookups paced (prefetch off), items queue at admission instead of failing for the lookup's slot."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "GET" and request.path == ENDPOINTS:
+            return web.json_response({"endpoints": []})
+        if request.method == "GET":
+            return error(404)
+        body = await request.json()
+        return web.json_response(endpoint_json(body["url"], "note.created"))
+
+    base = await serve(app_of(handler))
+    items = [CreateEndpointRequest(url=f"https://example.com/r{i}", event_types=["note.created"]) for i in range(20)]
+    governor = RateGovernor(max_rate={"get_endpoint": 10})
+    retry = RetryPolicy(deadline=0.5)
+    async with Client(API_KEY, base_url=base, retry=retry, rate_governor=governor) as fs:
+        results = await asyncio.wait_for(results_of(fs.webhooks.provision(items, concurrency=64, prefetch=False)), 30)
+    assert [(r.index, r.error) for r in results if not r.ok] == []
+    assert {r.outcome for r in results} == {Outcome.CREATED}
+
+
+async def test_skipped_back_offs_between_creates_count_against_the_budget(serve: Serve) -> None:
+    """RetryPolicy(wait=False): the back-offs before looking again are skipped but charged, as real ones would be."""
+    creates = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal creates
+        if request.method == "GET":
+            return error(404)
+        creates += 1
+        return error(503)
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(wait=False, max_attempts=10, deadline=5, backoff_initial=2, backoff_max=2, jitter=False)
+    async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
+        fs.webhooks._provisioner.observe(derived("https://example.com/skipped"))
+        with pytest.raises(ServerError):
+            await fs.webhooks.ensure_endpoint(CreateEndpointRequest(url="https://example.com/skipped"))
+    assert creates == 3  # 2 s + 2 s of back-off fit a 5 s budget; a third does not

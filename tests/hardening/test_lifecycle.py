@@ -9,11 +9,13 @@ import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from fullstory_async import (
     ApiRequest,
+    ApiResponse,
     Change,
     Client,
     ClientClosedError,
@@ -21,6 +23,7 @@ from fullstory_async import (
     DesiredEndpoint,
     DesiredState,
     Plan,
+    RateGovernor,
     RetryPolicy,
     UpdateEndpointRequest,
     Webhooks,
@@ -288,3 +291,70 @@ async def test_a_used_and_closed_client_leaves_no_warning(gate: Gate) -> None:
         await asyncio.sleep(0)
         gc.collect()
     assert [str(w.message) for w in caught] == []
+
+
+async def test_aclose_ends_calls_in_flight_and_queued_on_a_session_passed_in(gate: Gate) -> None:
+    """With the caller's own session: calls on the wire and queued for its pool end at once; the session stays open."""
+    gate.expected = 2
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2)) as session:
+        client = Client(API_KEY, base_url=gate.base_url, session=session, retry=RetryPolicy(wait=False))
+        request = CreateEndpointRequest(url="https://example.com/hook")
+        tasks = [asyncio.create_task(client.webhooks.create_endpoint(request))]
+        tasks += [asyncio.create_task(client.webhooks.get_endpoint("ep-1")) for _ in range(5)]
+        await asyncio.wait_for(gate.all_arrived.wait(), 10)
+        await client.aclose()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)
+        gate.release.set()
+        assert [type(result).__name__ for result in results] == ["ClientClosedError"] * 6
+        assert not session.closed
+
+
+async def test_closing_a_derived_client_ends_only_its_own_calls(serve) -> None:
+    """A with_options copy's aclose() wakes its call waiting a 30 s Retry-After; the parent's call and pool go on."""
+    answered = 0
+    both = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal answered
+        answered += 1
+        if answered == 2:
+            both.set()
+        if request.path.endswith("/slow"):
+            await asyncio.sleep(0.3)
+            return web.json_response(ENDPOINT_JSON)
+        return web.json_response({"code": "x", "message": "wait"}, status=429, headers={"Retry-After": "30"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    base = await serve(app)
+    async with Client(API_KEY, base_url=base, rate_governor=False) as client:
+        derived = client.with_options(timeout=10)
+        waiting = asyncio.create_task(derived.webhooks.get_endpoint("limited"))
+        parents = asyncio.create_task(client.webhooks.get_endpoint("slow"))
+        await asyncio.wait_for(both.wait(), 5)
+        await asyncio.sleep(0.05)  # let the limited call reach its retry wait
+        await derived.aclose()
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(waiting, 2)
+        assert (await asyncio.wait_for(parents, 5)).id == "ep-1"
+        assert derived.closed
+        assert not client.closed
+        assert (await client.webhooks.get_endpoint("slow")).id == "ep-1"
+        with pytest.raises(ClientClosedError):
+            await derived.webhooks.get_endpoint("slow")
+
+
+def test_a_contended_governor_under_a_second_event_loop_raises_event_loop_error() -> None:
+    """Concurrent calls of a client reused under a second asyncio.run all fail typed, none with a bare RuntimeError."""
+
+    async def transport(request: ApiRequest) -> ApiResponse:
+        await asyncio.sleep(0)
+        return ApiResponse(200, {}, b'{"eventDefs": []}')
+
+    client = Client(API_KEY, transport=transport, rate_governor=RateGovernor(initial_rate=1000))
+
+    async def burst() -> list[object]:
+        return await asyncio.gather(*(client.webhooks.list_event_types() for _ in range(6)), return_exceptions=True)
+
+    assert asyncio.run(burst()) == [[]] * 6
+    assert [type(result).__name__ for result in asyncio.run(burst())] == ["EventLoopError"] * 6

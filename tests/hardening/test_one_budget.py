@@ -20,6 +20,8 @@ from aiohttp import web
 
 from fullstory_async import (
     APIConnectionError,
+    APIError,
+    APITimeoutError,
     Attempt,
     Call,
     Client,
@@ -27,10 +29,12 @@ from fullstory_async import (
     CreateEndpointRequest,
     Hooks,
     NotFoundError,
+    RateGovernor,
     RateLimitError,
     ResponseDecodeError,
     RetryPolicy,
     ServerError,
+    UpdateEndpointRequest,
 )
 
 from .conftest import Serve
@@ -208,6 +212,8 @@ async def test_a_gzip_bomb_is_refused_while_streaming(serve: Serve) -> None:
         finally:
             tracemalloc.stop()
     assert "max_response_bytes" in info.value.reason
+    assert str(len(bomb)) not in info.value.reason  # the compressed Content-Length is not the decoded size
+    assert "decoded when refused" in info.value.reason
     assert peak < 16 * 1024 * 1024  # inflating it whole would take 64 MB
 
 
@@ -352,3 +358,64 @@ def test_a_client_used_under_a_second_event_loop_says_so() -> None:
         first.run(fs.aclose())
     assert type(info.value).__name__ == "EventLoopError"
     assert "event loop" in str(info.value)
+
+
+async def test_a_governor_refusal_before_sending_is_not_an_attempt(serve: Serve) -> None:
+    """A pacing wait past the deadline fails the call at once with attempts 0 and nothing sent; no retry."""
+    sent: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        sent.append(request.path)
+        return web.json_response({"eventDefs": []})
+
+    base = await serve(app_of(handler))
+    governor = RateGovernor(max_rate=0.4)  # one request per 2.5 s
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(deadline=1.0), rate_governor=governor) as fs:
+        await fs.webhooks.list_event_types()
+        with pytest.raises(APITimeoutError) as info:
+            await asyncio.wait_for(fs.webhooks.list_event_types(), 5)
+    assert info.value.attempts == 0
+    assert not info.value.sent
+    assert len(sent) == 1
+
+
+async def test_a_delete_refused_before_sending_is_not_ambiguous(serve: Serve) -> None:
+    """A DELETE whose first attempt the governor refused unsent never reports a 404 as a successful delete."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"code": "not_found", "message": "no such endpoint"}, status=404)
+
+    base = await serve(app_of(handler))
+    async with Client(API_KEY, base_url=base, rate_governor=RateGovernor(max_rate=1.0)) as fs:
+        with pytest.raises(NotFoundError):
+            await fs.webhooks.delete_endpoint("x0")  # takes the route's slot: the next one in 1 s
+        queued = [asyncio.create_task(fs.webhooks.delete_endpoint(f"x{i}")) for i in range(1, 7)]
+        await asyncio.sleep(0.01)
+        short = fs.with_options(retry=RetryPolicy(deadline=2.5, backoff_initial=0.1, jitter=False))
+        delete = asyncio.create_task(short.webhooks.delete_endpoint("never-existed"))
+        await asyncio.sleep(0.02)  # refused: six calls queued ahead of it would outlast its deadline
+        for task in queued:
+            task.cancel()
+        with pytest.raises(APIError) as info:  # not None: nothing of this call was ever deleted
+            await asyncio.wait_for(delete, 5)
+    assert isinstance(info.value, NotFoundError) or info.value.attempts == 0
+
+
+async def test_update_endpoint_reads_and_writes_under_one_deadline(serve: Serve) -> None:
+    """update_endpoint(enabled=None): the GET's retry waits come out of the POST's deadline too."""
+    served = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        if served % 4:
+            return web.json_response({"code": "x", "message": "slow down"}, status=429, headers={"Retry-After": "0.3"})
+        return web.json_response(ENDPOINT)
+
+    base = await serve(app_of(handler))
+    retry = RetryPolicy(max_attempts=4, deadline=1.1)
+    async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
+        with pytest.raises(RateLimitError) as info:  # 3 waits of 0.3 s on the GET leave no room for the POST's
+            await asyncio.wait_for(fs.webhooks.update_endpoint("ep-1", UpdateEndpointRequest(event_types=["a.b"])), 5)
+    assert served == 5
+    assert info.value.attempts == 5  # the read's 4 and the update's 1

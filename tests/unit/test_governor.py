@@ -25,6 +25,7 @@ from fullstory_async import (
     APITimeoutError,
     ClientClosedError,
     InvalidArgumentError,
+    NotFoundError,
     RateGovernor,
     RateLimitError,
     RetryPolicy,
@@ -459,3 +460,39 @@ async def test_the_client_governor_pauses_no_longer_than_the_retry_policy_waits(
     async with Client("na1.governor-test-key/ORG", retry=RetryPolicy(max_retry_after=7)) as fs:
         assert fs.governor is not None
         assert fs.governor.max_pause == 7
+
+
+def test_answers_other_than_429_count_as_admitted() -> None:
+    """A lookup route answered 404 (absent URLs) learns and keeps its limit as one answered 200 does."""
+
+    async def lookups(status: int) -> tuple[float, RateGovernor]:
+        server, gov = Server(RateLimit(rate=20, fixed_window=True)), governor()
+        request = ApiRequest("GET", "/webhooks/v1/endpoints/x", operation="get_endpoint")
+        items = iter(range(600))
+
+        async def worker() -> None:
+            for _ in items:
+                while True:
+                    try:
+                        await gov(request, answering)
+                    except RateLimitError as exc:
+                        await asyncio.sleep(exc.retry_after or 1.0)
+                        continue
+                    except NotFoundError:
+                        pass
+                    break
+
+        async def answering(request: ApiRequest) -> ApiResponse:
+            response = await server(request)
+            if status == 404:
+                raise NotFoundError("no such endpoint", status=404)
+            return response
+
+        start = now()
+        await asyncio.gather(*(worker() for _ in range(64)))
+        return now() - start, gov
+
+    ok_seconds, _ = run(lambda: lookups(200))
+    missing_seconds, gov = run(lambda: lookups(404))
+    assert missing_seconds <= 1.15 * ok_seconds
+    assert gov.rates["get_endpoint"] > 5 * gov.min_rate
