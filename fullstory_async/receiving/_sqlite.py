@@ -191,11 +191,12 @@ class SqliteInbox(Inbox):
             ]
             if not keys:
                 return []
-            marks = ", ".join("?" * len(keys))  # no RETURNING: it needs SQLite 3.35
-            sql = claim_update(now="?1", lease_until="?2", max_attempts="?3", error="?4")  # ?: the keys after them
-            conn.execute(
-                f"{sql} WHERE key IN ({marks})", (now, now + lease, max_attempts or NO_LIMIT, NEVER_FINISHED, *keys)
-            )
+            names = {f"k{i}": key for i, key in enumerate(keys)}
+            marks = ", ".join(f":{name}" for name in names)  # no RETURNING: it needs SQLite 3.35
+            sql = claim_update(now=":now", lease_until=":lease_until", max_attempts=":max_attempts", error=":error")
+            params = {"now": now, "lease_until": now + lease, "max_attempts": max_attempts or NO_LIMIT}
+            conn.execute(f"{sql} WHERE key IN ({marks})", {**params, "error": NEVER_FINISHED, **names})
+            marks = ", ".join("?" * len(keys))
             sql = f"SELECT {COLUMNS} FROM fullstory_inbox WHERE key IN ({marks}) ORDER BY received_at, key"
             return [_record(row) for row in conn.execute(sql, keys)]
 
