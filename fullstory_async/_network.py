@@ -19,10 +19,8 @@ and encrypted bytes only, never the API key.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import logging
 import ssl as _ssl
-import urllib.request
 from urllib.parse import unquote, urlsplit
 
 import attrs
@@ -80,6 +78,8 @@ def _bypassed(host: str, port: int, no_proxy: str) -> bool:
     """Whether ``NO_PROXY`` covers ``host`` on ``port`` (see the module docstring for the forms)."""
     host = host.lower()
     try:
+        import ipaddress  # on first use: keeps `import fullstory_async` light
+
         address = ipaddress.ip_address(host)
     except ValueError:
         address = None
@@ -112,6 +112,8 @@ def _bypassed(host: str, port: int, no_proxy: str) -> bool:
 def environment_proxy(base_url: str) -> Proxy | None:
     """Return the proxy the environment sets for ``base_url``, or ``None`` (none set, or ``NO_PROXY`` covers it)."""
     parts = urlsplit(base_url)
+    import urllib.request  # on first use: keeps `import fullstory_async` light
+
     env = urllib.request.getproxies_environment()
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if parts.hostname is None or _bypassed(parts.hostname, port, env.get("no", "")):

@@ -8,7 +8,6 @@ the value and a suggestion, unless ``allow_unlisted`` (then it is reported in
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING
 
 from fullstory_async._bulk.desired import DesiredState, did_you_mean
@@ -65,6 +64,8 @@ async def check_event_types(webhooks: Webhooks, desired: DesiredState, *, allow_
                 )
             values = await catalogue.subcategories(name)
             if subcategory not in values:
+                import difflib  # on first use: keeps `import fullstory_async` light
+
                 close = difflib.get_close_matches(subcategory, values, n=1, cutoff=0.6)
                 hint = f' (did you mean "{close[0]}"?)' if close else f"; see `fullstory-async subcategories {name}`"
                 problem = f"{subcategory!r} is not a subcategory of {name}{hint}"

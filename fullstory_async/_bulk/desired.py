@@ -23,7 +23,6 @@ A ``provision`` input line (JSON Lines) is one endpoint object of the same schem
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -51,6 +50,8 @@ class DesiredStateError(FullstoryError, ValueError):
 
 def did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     """`` (did you mean "x"?)`` for the closest of ``choices``, or ``""``."""
+    import difflib  # on first use: keeps `import fullstory_async` light
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
 
