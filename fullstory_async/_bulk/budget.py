@@ -92,7 +92,6 @@ async def budgeted(
     work: Callable[[Operations], Awaitable[T]],
     *,
     admission: Admission | None = None,
-    route: str | None = None,
 ) -> tuple[T | None, FullstoryError | None, int]:
     """Run ``work`` with every call under one new budget; return its result or typed error, and the attempts.
 
@@ -100,8 +99,7 @@ async def budgeted(
     request for the governor's capacity on its route: the budget starts then. Every
     `FullstoryError`, one raised while waiting included (`ClientClosedError` on
     ``aclose()``), is returned, never raised: each item gets exactly one result. A
-    failure's ``attempts`` is set to the whole item's. ``route`` is unused (an item is
-    admitted on the route of its first request, whatever its caller expects it to be).
+    failure's ``attempts`` is set to the whole item's.
     """
     if admission is not None:
         await admission.enter()  # only a cancellation ends this wait

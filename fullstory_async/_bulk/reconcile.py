@@ -219,10 +219,7 @@ async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGen
     admission = Admission(webhooks.governor, concurrency)
 
     async def run(_index: int, change: Change) -> ApplyResult:
-        route = _ROUTES.get(change.action)
-        result, error, attempts = await budgeted(
-            webhooks, lambda ops: _execute(ops, change), admission=admission, route=route
-        )
+        result, error, attempts = await budgeted(webhooks, lambda ops: _execute(ops, change), admission=admission)
         if error is not None or result is None:
             return ApplyResult(change, None, error, Outcome.FAILED, attempts)
         return ApplyResult(change, result[0], None, result[1], attempts)
@@ -231,9 +228,6 @@ async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGen
     async with contextlib.aclosing(stream_map(plan.changes, run, concurrency=concurrency)) as results:
         async for result in results:
             yield result
-
-
-_ROUTES = {Action.CREATE: "create_endpoint", Action.UPDATE: "update_endpoint", Action.DELETE: "delete_endpoint"}
 
 
 async def _execute(webhooks: Operations, change: Change) -> tuple[Endpoint | None, Outcome]:
