@@ -15,18 +15,9 @@ import pytest
 from fullstory_async import InvalidArgumentError
 from fullstory_async.receiving import InboxError, delivery_key, open_inbox, signed_delivery
 from fullstory_async.receiving._inbox import NEVER_FINISHED
+from fullstory_async.testing import ManualClock
 
 ORG = "o-1A2B3C-na1"
-
-
-class Clock:
-    """A settable wall clock."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def body(n: int) -> bytes:
@@ -67,17 +58,17 @@ async def test_stored_events_survive_reopening(inbox_url: str) -> None:
 
 async def test_claims_are_exclusive_until_the_lease_ends(inbox_url: str) -> None:
     """A claimed event is not claimed again within its lease; after it, it is, with one more attempt."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     async with open_inbox(inbox_url, clock=clock) as inbox:
         for n in range(3):
-            clock.now += 1
+            clock.advance(1)
             await inbox.put(body(n), org_id=ORG)
         first = await inbox.claim(2, lease=60)
         assert [r.body for r in first] == [body(0), body(1)]
         assert [r.attempts for r in first] == [1, 1]
         assert [r.body for r in await inbox.claim(5, lease=60)] == [body(2)]
         assert await inbox.claim(5, lease=60) == []
-        clock.now += 61  # the claiming worker died: its events come back
+        clock.advance(61)  # the claiming worker died: its events come back
         again = await inbox.claim(5, lease=60)
         assert sorted(r.body for r in again) == sorted(body(n) for n in range(3))
         assert {r.attempts for r in again} == {2}
@@ -94,16 +85,16 @@ async def test_concurrent_claims_never_hand_out_an_event_twice(inbox_url: str) -
 
 async def test_retry_bury_complete_and_requeue(inbox_url: str) -> None:
     """Retry delays an event, bury makes it dead, requeue_dead brings it back with attempts reset."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     async with open_inbox(inbox_url, clock=clock) as inbox:
         await inbox.put(body(1), org_id=ORG)
         await inbox.put(body(2), org_id=ORG)
         one, two = await inbox.claim(2, lease=60)
         await inbox.retry(one, error="boom", delay=10)
         await inbox.bury(two, error="gave up")
-        clock.now += 9
+        clock.advance(9)
         assert await inbox.claim(5, lease=60) == []
-        clock.now += 1
+        clock.advance(1)
         [again] = await inbox.claim(5, lease=60)
         assert (again.key, again.attempts, again.last_error) == (one.key, 2, "boom")
         await inbox.complete(again)
@@ -116,11 +107,11 @@ async def test_retry_bury_complete_and_requeue(inbox_url: str) -> None:
 
 async def test_outcomes_apply_only_under_the_claim_that_took_the_event(inbox_url: str) -> None:
     """After a lease ran out and the event was claimed again, the old claim's complete/retry/bury change nothing."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     async with open_inbox(inbox_url, clock=clock) as inbox:
         await inbox.put(body(1), org_id=ORG)
         [stale] = await inbox.claim(1, lease=60)
-        clock.now += 61
+        clock.advance(61)
         [fresh] = await inbox.claim(1, lease=60)
         assert fresh.next_attempt_at != stale.next_attempt_at
         assert not await inbox.bury(stale, error="late")
@@ -134,17 +125,17 @@ async def test_outcomes_apply_only_under_the_claim_that_took_the_event(inbox_url
 
 async def test_a_claim_buries_a_due_event_with_no_attempt_left(inbox_url: str) -> None:
     """An event whose last allowed claim ended without an outcome is returned dead, never handed out again."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     async with open_inbox(inbox_url, clock=clock) as inbox:
         await inbox.put(body(1), org_id=ORG)
         await inbox.put(body(2), org_id=ORG)
         assert [r.attempts for r in await inbox.claim(2, lease=60, max_attempts=2)] == [1, 1]
-        clock.now += 61
+        clock.advance(61)
         assert [r.attempts for r in await inbox.claim(2, lease=60, max_attempts=2)] == [2, 2]
-        clock.now += 61
+        clock.advance(61)
         buried = await inbox.claim(2, lease=60, max_attempts=2)
         assert [(r.status, r.attempts, r.last_error) for r in buried] == [("dead", 2, NEVER_FINISHED)] * 2
-        clock.now += 61
+        clock.advance(61)
         assert await inbox.claim(2, lease=60, max_attempts=2) == []
         stats = await inbox.stats()
         assert (stats.pending, stats.dead) == (0, 2)
@@ -183,16 +174,16 @@ async def test_postgres_times_come_from_the_database_clock(postgres_url: str, mo
 
 async def test_retention_purges_done_events_and_their_keys_only(inbox_url: str) -> None:
     """Done events older than the retention go (their key with them); pending and dead ones stay."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     async with open_inbox(inbox_url, retention=3600, clock=clock) as inbox:
         for n in range(3):
             await inbox.put(body(n), org_id=ORG)
         done, dead, _pending = await inbox.claim(3, lease=60)
         await inbox.complete(done)
         await inbox.bury(dead, error="x")
-        clock.now += 3599
+        clock.advance(3599)
         assert await inbox.purge() == 0
-        clock.now += 2
+        clock.advance(2)
         assert await inbox.purge() == 1
         statuses = sorted([r.status async for r in inbox.export()])
         assert statuses == ["dead", "pending"]
@@ -201,10 +192,10 @@ async def test_retention_purges_done_events_and_their_keys_only(inbox_url: str) 
 
 async def test_export_pages_through_every_event_in_order(inbox_url: str) -> None:
     """Export yields all events (more than one page) in the order received."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     async with open_inbox(inbox_url, clock=clock) as inbox:
         for n in range(1203):
-            clock.now += 0.001
+            clock.advance(0.001)
             await inbox.put(body(n), org_id=ORG)
         assert [r.body async for r in inbox.export()] == [body(n) for n in range(1203)]
 

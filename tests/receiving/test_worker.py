@@ -24,18 +24,9 @@ from fullstory_async.receiving import (
     signed_delivery,
 )
 from fullstory_async.receiving._inbox import NEVER_FINISHED
+from fullstory_async.testing import ManualClock
 
 ORG = "o-1A2B3C-na1"
-
-
-class Clock:
-    """A settable wall clock."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def put_notes(inbox: Inbox, count: int) -> None:
@@ -74,11 +65,11 @@ async def test_plain_function_handler_runs_off_the_loop(tmp_path: object) -> Non
 
 async def test_failures_are_retried_with_backoff_then_dead_lettered(tmp_path: object) -> None:
     """Attempts wait 1, 2, 4 s between them; after max_attempts the event is dead with its last error."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     calls: list[float] = []
 
     async def failing(event: WebhookEvent) -> None:
-        calls.append(clock.now)
+        calls.append(clock())
         raise RuntimeError(f"downstream refused #{len(calls)}")
 
     async with open_inbox(f"sqlite:///{tmp_path}/i.db", clock=clock) as inbox:
@@ -86,10 +77,10 @@ async def test_failures_are_retried_with_backoff_then_dead_lettered(tmp_path: ob
         worker = InboxWorker(inbox, failing, max_attempts=4, base_delay=1.0)
         for n, wait in enumerate((0.0, 1.0, 2.0, 4.0)):
             if wait:
-                clock.now += wait - 0.001
+                clock.advance(wait - 0.001)
                 assert await worker.run_until_idle() == 0
                 assert len(calls) == n  # not due yet: nothing ran
-                clock.now += 0.001
+                clock.advance(0.001)
             await worker.run_until_idle()
             assert len(calls) == n + 1
         assert [c - calls[0] for c in calls] == [0.0, 1.0, 3.0, 7.0]
@@ -225,7 +216,7 @@ async def test_an_unreachable_inbox_neither_kills_the_worker_nor_loses_the_event
     tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failing claim is retried after the poll interval; a failing complete leaves the event to come back."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     calls: list[str] = []
     handled = asyncio.Event()
 
@@ -258,7 +249,7 @@ async def test_an_unreachable_inbox_neither_kills_the_worker_nor_loses_the_event
         await worker.stop()
         await running
         assert (await inbox.stats()).pending == 1  # complete failed: not done, not lost
-        clock.now += 61  # the lease ends
+        clock.advance(61)  # the lease ends
         assert await worker.run_until_idle() == 1
         assert (await inbox.stats()).done == 1
     assert calls == ["note.created", "note.created"]
@@ -294,7 +285,7 @@ async def test_an_event_whose_handler_kills_the_process_is_dead_lettered_after_m
     inbox_url: str, tmp_path: object
 ) -> None:
     """A handler that SIGKILLs its worker process: called max_attempts times, then the next claim buries it."""
-    async with open_inbox(inbox_url, clock=Clock()) as inbox:
+    async with open_inbox(inbox_url, clock=ManualClock(1_700_000_000.0)) as inbox:
         await put_notes(inbox, 1)
     calls = f"{tmp_path}/calls"
     codes = []
@@ -314,18 +305,18 @@ async def test_an_event_whose_handler_kills_the_process_is_dead_lettered_after_m
 
 async def test_a_handler_raising_cancelled_error_itself_is_an_ordinary_failure(tmp_path: object) -> None:
     """CancelledError from the handler (the worker not cancelled): backoff, attempts, then a dead letter."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     calls: list[float] = []
 
     async def handler(event: WebhookEvent) -> None:
-        calls.append(clock.now)
+        calls.append(clock())
         raise asyncio.CancelledError  # e.g. awaiting a future someone else cancelled
 
     async with open_inbox(f"sqlite:///{tmp_path}/i.db", clock=clock) as inbox:
         await put_notes(inbox, 1)
         worker = InboxWorker(inbox, handler, max_attempts=3, base_delay=60)
         for wait in (0, 60, 120):
-            clock.now += wait
+            clock.advance(wait)
             assert await asyncio.wait_for(worker.run_until_idle(), 10) == 0
         assert await worker.run_until_idle() == 0
         [record] = [r async for r in inbox.export()]
@@ -339,7 +330,7 @@ async def test_a_stale_worker_cannot_undo_what_the_new_claim_holder_did(
     inbox_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A's lease runs out mid-handler, B completes the event; A's late failure is dropped (logged), not buried."""
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     calls: list[str] = []
     async with open_inbox(inbox_url, clock=clock) as inbox:
         await put_notes(inbox, 1)
@@ -358,7 +349,7 @@ async def test_a_stale_worker_cannot_undo_what_the_new_claim_holder_did(
         b = InboxWorker(inbox, fine, handler_timeout=10, lease=60)
         running_a = asyncio.create_task(a.run_until_idle())
         await in_a.wait()
-        clock.now += 61  # A's lease ran out: B takes the event and completes it
+        clock.advance(61)  # A's lease ran out: B takes the event and completes it
         assert await b.run_until_idle() == 1
         b_done.set()
         with caplog.at_level(logging.INFO, logger="fullstory_async.receiving"):
