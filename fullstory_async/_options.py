@@ -31,14 +31,26 @@ def integer(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def positive(text: str) -> float:
-    """Parse a finite number above zero."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def positive(text: str) -> float:
+    """Parse a finite number above zero."""
+    value = _number(text)
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """Parse a finite number of seconds, zero included."""
+    value = _number(text)
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
     return value
 
 

@@ -22,21 +22,11 @@ from typing import Any
 from aiohttp import web
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
-from fullstory_async._options import integer
+from fullstory_async._options import integer, non_negative
 from fullstory_async.receiving import open_inbox
 from fullstory_async.receiving._postgres import redact
 from fullstory_async.receiving._receiver import DEFAULT_MAX_BODY_BYTES, add_webhook_route
 from fullstory_async.receiving._signature import DEFAULT_TOLERANCE
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
-    return value
 
 
 def _org_id(text: str) -> str:
@@ -72,7 +62,7 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
     )
     receive.add_argument(
         "--tolerance",
-        type=_non_negative,
+        type=non_negative,
         default=DEFAULT_TOLERANCE,
         metavar="SECONDS",
         help=f"replay window of the signature timestamp ({DEFAULT_TOLERANCE:g})",
