@@ -17,8 +17,8 @@ from fullstory_async._bulk.desired import (
     load_desired_state,
     parse_desired_state,
 )
-from fullstory_async._bulk.provision import Outcome, ProvisionResult
-from fullstory_async._bulk.reconcile import Action, ApplyResult, Change, Plan
+from fullstory_async._bulk.reconcile import Action, Change, Plan
+from fullstory_async._bulk.results import ApplyResult, Outcome, ProvisionResult
 from fullstory_async._client import Client
 from fullstory_async._exceptions import (
     APIConnectionError,

@@ -13,8 +13,9 @@ from fullstory_async import _converter
 from fullstory_async._bulk import reconcile as _sync
 from fullstory_async._bulk.desired import DesiredState
 from fullstory_async._bulk.operations import Budget
-from fullstory_async._bulk.provision import OnExists, Outcome, Provisioner, ProvisionResult, check_on_exists
-from fullstory_async._bulk.reconcile import ApplyResult, Plan
+from fullstory_async._bulk.provision import OnExists, Provisioner, check_on_exists
+from fullstory_async._bulk.reconcile import Plan
+from fullstory_async._bulk.results import ApplyResult, Outcome, ProvisionResult
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, ResponseDecodeError
 from fullstory_async._messages import ApiRequest, ApiResponse

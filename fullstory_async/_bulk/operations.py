@@ -17,7 +17,8 @@ from fullstory_async._models import CreateEndpointRequest, Endpoint, UpdateEndpo
 from fullstory_async._retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from fullstory_async._bulk.provision import OnExists, Outcome
+    from fullstory_async._bulk.provision import OnExists
+    from fullstory_async._bulk.results import Outcome
     from fullstory_async._governor import RateGovernor
 
 

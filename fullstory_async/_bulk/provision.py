@@ -23,15 +23,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import enum
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Literal
 
-import attrs
-
 from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.operations import Operations
+from fullstory_async._bulk.results import Outcome, ProvisionResult
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -53,51 +51,6 @@ OnExists = Literal["skip", "update", "error"]
 _ON_EXISTS = ("skip", "update", "error")
 # Failures after which a create may or may not have been applied.
 _AMBIGUOUS = (ServerError, APIConnectionError, ResponseDecodeError)
-
-
-class Outcome(enum.StrEnum):
-    """What happened to one desired endpoint."""
-
-    CREATED = "created"
-    """It did not exist and was created."""
-    UPDATED = "updated"
-    """It existed with other settings and was updated."""
-    UNCHANGED = "unchanged"
-    """It existed with these settings already."""
-    SKIPPED = "skipped"
-    """It existed and was left as it was (``on_exists="skip"``)."""
-    DELETED = "deleted"
-    """It was deleted (declarative sync with ``prune``)."""
-    FAILED = "failed"
-    """The item failed; see its ``error``."""
-
-
-@attrs.frozen
-class ProvisionResult:
-    """The outcome of one input item of `Webhooks.provision`."""
-
-    index: int
-    """Position of the item in the input, from 0."""
-    request: CreateEndpointRequest | None
-    """The request, or ``None`` when the item was not a `CreateEndpointRequest`."""
-    endpoint: Endpoint | None
-    """The endpoint as it now is; ``None`` on failure."""
-    error: FullstoryError | None
-    """The typed error on failure; ``None`` on success."""
-    outcome: Outcome
-    """What happened."""
-    attempts: int
-    """HTTP requests made for this item (lookups, creates, updates and retries), failures included."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the item succeeded."""
-        return self.error is None
-
-    @property
-    def url(self) -> str | None:
-        """The item's URL, when it had one."""
-        return self.request.url if self.request is not None else None
 
 
 def derived_endpoint_id(url: str) -> str:

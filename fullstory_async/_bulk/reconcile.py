@@ -19,10 +19,10 @@ from fullstory_async._bulk.catalogue_check import check_event_types
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
 from fullstory_async._bulk.listing import complete_listing, fingerprint
 from fullstory_async._bulk.operations import Operations
-from fullstory_async._bulk.provision import Outcome
+from fullstory_async._bulk.results import ApplyResult, Outcome
 from fullstory_async._bulk.scope import UrlKey, in_scope, url_key
 from fullstory_async._bulk.streaming import stream_map
-from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, NotFoundError, shown
+from fullstory_async._exceptions import InvalidArgumentError, NotFoundError, shown
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
 
 if TYPE_CHECKING:
@@ -92,27 +92,6 @@ class Plan:
     def is_empty(self) -> bool:
         """True when applying would change nothing."""
         return not self.pending
-
-
-@attrs.frozen
-class ApplyResult:
-    """The outcome of one `Change` of an applied plan."""
-
-    change: Change
-    """The planned change."""
-    endpoint: Endpoint | None
-    """The endpoint as it now is (``None`` after a delete or on failure)."""
-    error: FullstoryError | None
-    """The typed error on failure."""
-    outcome: Outcome
-    """What happened."""
-    attempts: int
-    """HTTP requests made for this change."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the change succeeded."""
-        return self.error is None
 
 
 def _diff(desired: DesiredEndpoint, current: Endpoint, rotate_secrets: bool) -> tuple[str, ...]:
