@@ -301,3 +301,37 @@ async def test_skipped_back_offs_between_creates_count_against_the_budget(serve:
         with pytest.raises(ServerError):
             await fs.webhooks.ensure_endpoint(CreateEndpointRequest(url="https://example.com/skipped"))
     assert creates == 3  # 2 s + 2 s of back-off fit a 5 s budget; a third does not
+
+
+async def test_a_create_applied_then_cut_off_is_never_sent_again(serve: Serve) -> None:
+    """A server that stores each create, then drops the connection: every URL is created once, never twice.
+
+    Not FakeFullstory: a raw server whose GET finds what its POST stored, and whose POST
+    commits before the connection is cut (the ambiguous case the SDK must settle by reading).
+    """
+    stored: dict[str, dict[str, object]] = {}
+    posts: dict[str, int] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            body = await request.json()
+            url = body["url"]
+            posts[url] = posts.get(url, 0) + 1
+            stored[url] = endpoint_json(url, *(t["eventName"] for t in body.get("eventTypes", [])))
+            assert request.transport is not None
+            request.transport.close()  # committed, then the answer is lost
+            return web.Response()
+        endpoint_id = request.match_info["tail"].rsplit("/", 1)[-1]
+        for endpoint in stored.values():
+            if endpoint["id"] == endpoint_id:
+                return web.json_response(endpoint)
+        return error(404)
+
+    base = await serve(app_of(handler))
+    urls = [f"https://example.com/cut/{n}" for n in range(20)]
+    requests = [CreateEndpointRequest(url=url, event_types=[EventType("note.created")]) for url in urls]
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(wait=False), rate_governor=False) as fs:
+        fs.webhooks._provisioner.observe(derived(urls[0]))  # ids are known to be derived: one GET per lookup
+        results = await results_of(fs.webhooks.provision(requests, prefetch=False, concurrency=8))
+    assert [result.outcome for result in results] == [Outcome.CREATED] * len(urls)  # settled by reading it back
+    assert posts == dict.fromkeys(urls, 1)  # and never re-sent
