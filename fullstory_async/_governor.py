@@ -70,10 +70,6 @@ def _check_positive(name: str, value: object) -> float:
     return number
 
 
-def _route(request: ApiRequest) -> str:
-    return request.operation or request.method
-
-
 class RateGovernor:
     """Per-route pacing at the rate the server admits (see the module docstring).
 
@@ -194,25 +190,20 @@ class RateGovernor:
             if self._clock() <= now:
                 return  # sleeping is switched off
 
-    async def _acquire(self, pace: RoutePace, route: str, deadline: float | None) -> float:
-        """Wait for this call's turn on its route; return the time it starts.
+    async def _acquire(self, pace: RoutePace, route: str, deadline: float | None, arrived: float) -> float:
+        """Wait for this call's turn on its route (it could not start on arrival); return the time it starts.
 
         Waiters queue in order on the route's turnstile, and each computes its slot only
         when it reaches the front, at the pace of that moment: a pace that drops while
         calls wait applies to all of them at once.
         """
-        turnstile = self._turnstiles[route]
-        now = arrived = self._clock()
-        if not turnstile.locked() and pace.ready_at(now) <= now:  # the usual case: no wait
-            pace.take_slot(now)
-            return now
         try:
             return await self._queue(pace, route, deadline)
         finally:  # every hold is the attempt's, also one that ends in an error
             note_governor_wait(self._clock() - arrived)
 
     async def _queue(self, pace: RoutePace, route: str, deadline: float | None) -> float:
-        """`_acquire`'s slow path: queue on the route's turnstile, then wait for the slot or the pause."""
+        """`_acquire`'s work: queue on the route's turnstile, then wait for the slot or the pause."""
         turnstile = self._turnstiles[route]
         now = self._clock()
         if self._sleep is no_sleep:
@@ -272,9 +263,11 @@ class RateGovernor:
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         self._check_open()
-        route = _route(request)
-        pace = self._pace(route)
-        started = await self._acquire(pace, route, request.deadline)
+        route = request.operation or request.method
+        pace = self._routes.get(route) or self._pace(route)
+        started = self._clock()
+        if self._turnstiles[route].locked() or not pace.try_start(started):  # else the usual case: no wait
+            started = await self._acquire(pace, route, request.deadline, started)
         try:
             response = await call_next(request)
         except RateLimitError as exc:

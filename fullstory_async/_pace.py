@@ -6,7 +6,9 @@ outcome and says at what rate the route's calls may start. The model, in order o
 1. **Slow start.** A route starts paced at ``start_rate`` and grows 1.5x every 50 ms
    while nothing binds, so an unlimited server is run at full speed within half a second,
    while a limited one meets its limit with a bounded overshoot (never a whole burst of
-   every worker at once).
+   every worker at once). Above 100/s its calls leave in batches: those whose slots fall
+   in the same 10 ms go together at its start (the same rate, fewer wake-ups: a paced
+   call costs the client less CPU). A ``max_rate`` it reached is kept exactly.
 2. **Binding or stray.** A 429 binds when most calls around it were refused too (3 of the
    last 10 outcomes), when refusals make up 5% of the last second, or when the pace was
    near the last measured limit. Any other 429 is a stray: only the refused call waits
@@ -44,6 +46,7 @@ from collections import deque
 
 _START_GROWTH = 1.5  # slow start: x1.5 ...
 _START_STEP = 0.05  # ... every 50 ms
+_BATCH = 0.01  # slow start: calls whose slots fall in the same 10 ms leave together
 _MOST = 3  # a 429 binds when this many of ...
 _AROUND = 10  # ... the last outcomes were refused
 _SHARE = 0.05  # or when refusals are this share of the last second (and at least _MOST)
@@ -114,9 +117,8 @@ class RoutePace:
         if now - self.last_start > _IDLE and now > self._quiet_since + _IDLE:
             self._settle(self.start_rate if self.limit is None else _HEADROOM * self.limit, now)
         elif self.limit is None:
-            steps = (now - self._grown_at) / _START_STEP
-            if steps > 0:
-                self.rate = self._capped(self.rate * _START_GROWTH**steps)
+            if self.rate < _MAX and now > self._grown_at:
+                self.rate = self._capped(self.rate * _START_GROWTH ** ((now - self._grown_at) / _START_STEP))
                 self._grown_at = now
         elif now > self._quiet_since + self._hold:
             probing = (now - self._quiet_since - self._hold) / _CUBIC
@@ -127,13 +129,28 @@ class RoutePace:
 
     def ready_at(self, now: float) -> float:
         """When the next call may start."""
-        return max(self.paused_until, self.next_slot if self.current_rate(now) < _MAX else now)
+        rate = self.current_rate(now)
+        if rate >= _MAX:
+            return max(self.paused_until, now)
+        slow_start = self.limit is None and self._measuring is None and self._reopen is None
+        if slow_start and rate * _BATCH > 1 and rate != self.max_rate:  # several slots in 10 ms: in batches
+            return max(self.paused_until, int(self.next_slot / _BATCH) * _BATCH)
+        return max(self.paused_until, self.next_slot)
 
     def take_slot(self, now: float) -> None:
         """Start a call now: the next is due one interval later (late wake-ups keep one interval of credit)."""
-        interval = 1.0 / self.current_rate(now)
-        self.next_slot = max(now - interval, self.next_slot) + interval
+        rate = self.rate  # as of the `ready_at` just before
+        if rate < _MAX:
+            interval = 1.0 / rate
+            self.next_slot = max(now - interval, self.next_slot) + interval
         self.last_start = now
+
+    def try_start(self, now: float) -> bool:
+        """Start a call now if it need not wait (`ready_at`, then `take_slot`); the usual case."""
+        if self.ready_at(now) > now:
+            return False
+        self.take_slot(now)
+        return True
 
     # -- outcomes -------------------------------------------------------------------
 

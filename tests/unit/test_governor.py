@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Coroutine
@@ -293,6 +294,52 @@ def test_max_rate_caps_the_pace_per_route() -> None:
     creates, lookups = run(scenario)
     assert creates == pytest.approx(20, rel=0.1)
     assert lookups > 200
+
+
+def starts_of(gov: RateGovernor, n: int, **kwargs: Any) -> list[float]:
+    """Run a job of ``n`` calls through ``gov`` on an unlimited server; return when each call left."""
+    starts: list[float] = []
+    server = Server()
+
+    async def counted(request: ApiRequest) -> ApiResponse:
+        starts.append(now())
+        return await server(request)
+
+    async def scenario() -> None:
+        await job(counted, gov, n, **kwargs)  # type: ignore[arg-type]
+
+    run(scenario)
+    return starts
+
+
+def test_slow_start_sends_in_batches_at_its_pace() -> None:
+    """Above 100/s, slow start releases calls in 10 ms batches; no batch holds more than its 10 ms of the pace.
+
+    The pace starts at 100/s and grows x1.5 every 50 ms: a 10 ms batch starting at t may hold
+    the slots of [t, t + 10 ms) at most, so at most rate(t + 10 ms) x 10 ms calls, plus the one
+    interval of credit a late wake-up keeps.
+    """
+    starts = starts_of(governor(), 3000, concurrency=64)
+    paced = [at for at in starts if at < 0.4]  # slow start: 100/s to ~1.5 * 10**4/s
+    batches: dict[float, int] = {}
+    for at in paced:
+        batches[round(at, 9)] = batches.get(round(at, 9), 0) + 1
+    assert len(batches) < len(paced) / 4  # calls leave together
+    for at, count in batches.items():
+        assert count <= 100 * 1.5 ** ((at + 0.01) / 0.05) * 0.01 + 2, f"{count} calls at {at:.3f}s"
+    for start, end in ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3)):  # the rate is slow start's, not more
+        sent = sum(start <= at < end for at in paced)
+        allowed = sum(100 * 1.5 ** (t / 1000 / 0.05) for t in range(int(start * 1000), int(end * 1000))) / 1000
+        assert sent <= allowed * 1.1 + 2
+
+
+def test_a_learned_or_capped_pace_is_never_batched() -> None:
+    """With a known limit (initial_rate) or once at max_rate, calls leave one interval apart, never in batches."""
+    for gov, interval in ((governor(initial_rate=400), 1 / (0.95 * 400)), (governor(max_rate=400), 1 / 400)):
+        starts = [at for at in starts_of(gov, 400, concurrency=64) if at > 0.3]  # slow start reached 400/s by 0.2 s
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert len(gaps) > 200
+        assert min(gaps) == pytest.approx(interval, rel=0.01)
 
 
 def test_nothing_admitted_pauses_the_route_until_retry_after() -> None:
