@@ -29,8 +29,7 @@ from fullstory_async import (
     ServerError,
 )
 from fullstory_async._bulk.provision import derived_endpoint_id
-
-from .conftest import Serve
+from tests.fakes import Serve
 
 API_KEY = "na1.BulkBudgetKey-Pq4z/ORG7"
 ENDPOINTS = "/webhooks/v1/endpoints"

@@ -36,8 +36,7 @@ from fullstory_async import (
     ServerError,
     UpdateEndpointRequest,
 )
-
-from .conftest import Serve
+from tests.fakes import Serve
 
 API_KEY = "na1.OneBudgetKey-Qx7v/ORG9"
 ENDPOINTS = "/webhooks/v1/endpoints"

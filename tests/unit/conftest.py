@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -13,7 +11,8 @@ import pytest
 from aiohttp import web
 from aioresponses import aioresponses
 
-from fullstory_async import ApiRequest, ApiResponse, Client, RetryPolicy
+from fullstory_async import Client, RetryPolicy
+from tests.fakes import Reply, StubTransport
 
 API_KEY = "na1.T0pS3cretApiKeyValue/ORG42"
 SECRET = "w7ixQjN7QEiWRwXUFfXneA"
@@ -42,41 +41,6 @@ SEED_ENDPOINT_BODY = (
 )
 
 
-def as_response(status: int = 200, body: object = None, headers: dict[str, str] | None = None) -> ApiResponse:
-    """Build an `ApiResponse`; a dict/list body is JSON-encoded, bytes are kept as they are."""
-    raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-    return ApiResponse(status=status, headers=headers or {}, body=raw)
-
-
-# A scripted reply: a response, a ``(status, body[, headers])`` tuple, an exception to raise,
-# or an async callable that gets the request.
-Reply = ApiResponse | tuple[Any, ...] | BaseException | Callable[[ApiRequest], Awaitable[ApiResponse]]
-
-
-class FakeTransport:
-    """In-memory transport for ``Client(transport=...)``: records requests and plays scripted replies.
-
-    The real auth -> retry -> error decoding chain runs on top of it; no socket is opened.
-    """
-
-    def __init__(self, *replies: Reply) -> None:
-        self.replies: deque[Reply] = deque(replies)
-        self.requests: list[ApiRequest] = []
-
-    async def __call__(self, request: ApiRequest) -> ApiResponse:
-        self.requests.append(request)
-        if not self.replies:
-            raise AssertionError(f"unexpected request {request.method} {request.path}")
-        reply = self.replies.popleft()
-        if isinstance(reply, BaseException):
-            raise reply
-        if isinstance(reply, ApiResponse):
-            return reply
-        if isinstance(reply, tuple):
-            return as_response(*reply)
-        return await reply(request)
-
-
 @pytest.fixture
 def api_key() -> str:
     """Return the API key the ``fake`` clients use (it must never leak)."""
@@ -95,7 +59,7 @@ def seed_body() -> bytes:
     return SEED_ENDPOINT_BODY
 
 
-MakeClient = Callable[..., tuple[Client, FakeTransport]]
+MakeClient = Callable[..., tuple[Client, StubTransport]]
 
 
 @pytest.fixture
@@ -107,10 +71,10 @@ async def fake() -> AsyncIterator[MakeClient]:
     """
     clients: list[Client] = []
 
-    def make(*replies: Reply, **kwargs: Any) -> tuple[Client, FakeTransport]:
+    def make(*replies: Reply, **kwargs: Any) -> tuple[Client, StubTransport]:
         kwargs.setdefault("api_key", API_KEY)
         kwargs.setdefault("retry", RetryPolicy(wait=False))
-        transport = FakeTransport(*replies)
+        transport = StubTransport(*replies)
         client = Client(transport=transport, **kwargs)
         clients.append(client)
         return client, transport
@@ -187,26 +151,4 @@ async def slow_server() -> AsyncIterator[SlowServer]:
         yield server
     finally:
         server.release.set()
-        await runner.cleanup()
-
-
-Serve = Callable[[web.Application], Awaitable[str]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Run aiohttp apps on 127.0.0.1 until teardown; awaiting the factory on an app gives its base URL."""
-    runners: list[web.AppRunner] = []
-
-    async def start(app: web.Application) -> str:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    yield start
-    for runner in runners:
         await runner.cleanup()

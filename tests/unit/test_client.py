@@ -30,6 +30,7 @@ from fullstory_async import (
     Timeout,
     __version__,
 )
+from tests.fakes import StubTransport
 
 BASE = "https://api.fullstory.com"
 ENDPOINTS_URL = BASE + "/webhooks/v1/endpoints"
@@ -426,16 +427,11 @@ async def test_secrets_never_leak(
             Client(api_key=bad)  # type: ignore[arg-type]
         texts.append(str(bad_key.value))
 
-    authed: list[ApiRequest] = []
-
-    async def capture(req: ApiRequest) -> ApiResponse:
-        authed.append(req)
-        return ApiResponse(200, {}, seed_body)
-
-    async with Client(api_key=api_key, transport=capture) as client:
+    stub = StubTransport((200, seed_body))
+    async with Client(api_key=api_key, transport=stub) as client:
         await client.webhooks.create_endpoint(request)
-    assert authed[0].headers["Authorization"] == f"Basic {api_key}"
-    texts.append(repr(authed[0]))
+    assert stub.requests[0].headers["Authorization"] == f"Basic {api_key}"
+    texts.append(repr(stub.requests[0]))
 
     assert any(r.name == "fullstory_async" and r.levelno == logging.DEBUG for r in caplog.records)
     assert any(r.name == "fullstory_async" and r.getMessage().startswith("retrying") for r in caplog.records)

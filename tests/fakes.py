@@ -1,0 +1,140 @@
+"""The suite's stand-ins for the Fullstory API, one per purpose (see tests/README.md).
+
+- `StubTransport`: replaces only aiohttp. ``Client(transport=StubTransport(...))`` runs the
+  whole middleware chain (auth, retry, governor, decoding) on scripted replies, no socket.
+- `ServedFake`: a `FakeFullstory` on its own event loop in a daemon thread, for code that runs
+  its own loop (the CLI's ``main()``, a docs sample). Async tests start ``FakeFullstory()`` directly.
+- `answering`: the smallest raw aiohttp app (one fixed answer, requests recorded) for tests that
+  look at what reaches the wire; start it with the ``serve`` fixture (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import attrs
+from aiohttp import web
+from multidict import CIMultiDict
+
+from fullstory_async import ApiRequest, ApiResponse
+from fullstory_async.testing import FakeFullstory
+
+T = TypeVar("T")
+
+Serve = Callable[[web.Application], Awaitable[str]]
+"""The ``serve`` fixture: ``await serve(app)`` runs ``app`` on 127.0.0.1 and returns its base URL."""
+
+Answer = Callable[[ApiRequest], Awaitable[ApiResponse]]
+Reply = ApiResponse | tuple[Any, ...] | BaseException | Answer
+"""A scripted reply: a response, a ``(status, body[, headers])`` tuple, an exception to raise,
+or an async callable that gets the request."""
+
+
+def as_response(status: int = 200, body: object = None, headers: dict[str, str] | None = None) -> ApiResponse:
+    """Build an `ApiResponse`; a dict/list body is JSON-encoded, bytes are kept as they are."""
+    raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+    return ApiResponse(status=status, headers=headers or {}, body=raw)
+
+
+class StubTransport:
+    """In-memory transport for ``Client(transport=...)``: records requests and plays scripted replies.
+
+    Once the script is used up, ``answer`` (if given) answers every further request; without
+    it, an unexpected request fails the test.
+    """
+
+    def __init__(self, *replies: Reply, answer: Answer | None = None) -> None:
+        self.replies: deque[Reply] = deque(replies)
+        self.answer = answer
+        self.requests: list[ApiRequest] = []
+
+    async def __call__(self, request: ApiRequest) -> ApiResponse:
+        self.requests.append(request)
+        if not self.replies:
+            if self.answer is None:
+                raise AssertionError(f"unexpected request {request.method} {request.path}")
+            return await self.answer(request)
+        reply = self.replies.popleft()
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, ApiResponse):
+            return reply
+        if isinstance(reply, tuple):
+            return as_response(*reply)
+        return await reply(request)
+
+    def body(self, index: int) -> Any:
+        """Return the JSON body of the request at ``index``."""
+        raw = self.requests[index].body
+        assert raw is not None, f"request {index} has no body"
+        return json.loads(raw)
+
+
+@attrs.frozen
+class Seen:
+    """One request as it reached a raw server: method, path with query, headers, body."""
+
+    method: str
+    path_qs: str
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+def answering(
+    status: int = 200, body: bytes = b"{}", headers: dict[str, str] | None = None
+) -> tuple[web.Application, list[Seen]]:
+    """Return an app answering every request with ``status``/``body``/``headers``, and the list it records into."""
+    seen: list[Seen] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers), await request.read()))
+        return web.Response(status=status, body=body, headers=headers, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app, seen
+
+
+class ServedFake:
+    """A `FakeFullstory` running on its own event loop in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="served-fake", daemon=True)
+        self.thread.start()
+        self.fake: FakeFullstory = self.run(self._start())
+        self.url = self.fake.url
+        self.api_key = self.fake.api_key
+
+    @staticmethod
+    async def _start() -> FakeFullstory:
+        fake = FakeFullstory()
+        await fake.start()
+        return fake
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the fake's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def call(self, func: Callable[[], T]) -> T:
+        """Run a plain function on the fake's loop thread (e.g. ``fake.add_endpoint``)."""
+
+        async def wrapper() -> T:
+            return func()
+
+        return self.run(wrapper())
+
+    def urls(self) -> set[str]:
+        """Return the URLs of the stored endpoints."""
+        return self.call(lambda: {endpoint.url for endpoint in self.fake.endpoints.values()})
+
+    def close(self) -> None:
+        self.run(self.fake.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
