@@ -1,4 +1,4 @@
-"""Shared fixtures for the unit tests: an in-memory transport, aioresponses, a local slow server."""
+"""Shared fixtures for the unit tests: clients on the stub transport (``fake``), a local slow server."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aioresponses import aioresponses
 
 from fullstory_async import Client, RetryPolicy
 from tests.fakes import Reply, StubTransport
@@ -82,41 +80,6 @@ async def fake() -> AsyncIterator[MakeClient]:
     yield make
     for client in clients:
         await client.aclose()
-
-
-class _SentWriter:
-    """The one thing a finished ``ClientResponse`` reads from its stream writer."""
-
-    output_size = 0
-
-
-class CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the ``stream_writer`` argument newer aiohttp requires."""
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _SentWriter())
-        super().__init__(method, url, **kwargs)
-
-
-class MockAPI(aioresponses):
-    """`aioresponses` whose mocked responses work with the installed aiohttp."""
-
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", CompatResponse)
-        super().add(*args, **kwargs)
-
-    def calls(self, method: str, url: str) -> list[Any]:
-        """Return the recorded calls of ``method url`` (each has ``.kwargs``: headers, data, timeout...)."""
-        from yarl import URL
-
-        return list(self.requests.get((method, URL(url)), []))
-
-
-@pytest.fixture
-def mock_api() -> Any:
-    """aioresponses, patched for the installed aiohttp; unmatched requests fail as connection errors."""
-    with MockAPI() as mocked:
-        yield mocked
 
 
 class SlowServer:

@@ -30,10 +30,8 @@ from fullstory_async import (
     Timeout,
     __version__,
 )
-from tests.fakes import StubTransport
+from tests.fakes import StubTransport, answering
 
-BASE = "https://api.fullstory.com"
-ENDPOINTS_URL = BASE + "/webhooks/v1/endpoints"
 SUBCATEGORY = (
     "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoI"
     "U2VhcmNoaWUaBTQ5MTY4EhAKBUFsZXJ0EICAgICAqJkL"
@@ -54,43 +52,44 @@ def seed_request(secret: str | None = None) -> CreateEndpointRequest:
     )
 
 
-async def test_create_endpoint_sends_the_exact_request(mock_api, api_key: str, secret: str, seed_body: bytes) -> None:
+# aiohttp adds these on the wire by itself; everything else is what the client sent.
+AIOHTTP_HEADERS = {"Host", "Content-Length", "Accept-Encoding"}
+
+
+async def test_create_endpoint_sends_the_exact_request(serve, api_key: str, secret: str, seed_body: bytes) -> None:
     """create_endpoint POSTs camelCase JSON to /webhooks/v1/endpoints with Basic <raw key> and JSON headers."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
-    async with Client(api_key=api_key) as client:
+    app, seen = answering(200, seed_body)
+    async with Client(api_key=api_key, base_url=await serve(app)) as client:
         await client.webhooks.create_endpoint(seed_request(secret))
-    [call] = mock_api.calls("POST", ENDPOINTS_URL)
-    headers = call.kwargs["headers"]
+    [call] = seen
+    assert (call.method, call.path_qs) == ("POST", "/webhooks/v1/endpoints")
+    headers = {name: value for name, value in call.headers.items() if name not in AIOHTTP_HEADERS}
     assert headers["Authorization"] == f"Basic {api_key}"
     assert headers["Accept"] == "application/json"
     assert headers["Content-Type"] == "application/json"
     assert headers["User-Agent"].startswith(f"fullstory-async/{__version__} python/")
     assert f"aiohttp/{aiohttp.__version__}" in headers["User-Agent"]
     assert set(headers) == {"Authorization", "Accept", "Content-Type", "User-Agent"}
-    assert json.loads(call.kwargs["data"]) == {
+    assert json.loads(call.body) == {
         "url": "https://example.com/fullstory-webhooks",
         "secret": secret,
         "eventTypes": [{"eventName": "recording.event.custom", "subcategory": SUBCATEGORY}],
     }
-    assert call.kwargs["allow_redirects"] is False
 
 
-async def test_create_endpoint_body_omits_none_fields(mock_api, api_key: str, seed_body: bytes) -> None:
+async def test_create_endpoint_body_omits_none_fields(fake, seed_body: bytes) -> None:
     """Without a secret or subcategory the body carries neither key (no nulls)."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
-    async with Client(api_key=api_key) as client:
-        await client.webhooks.create_endpoint(
-            CreateEndpointRequest(url="https://example.com/h", event_types=["note.created"])
-        )
-    [call] = mock_api.calls("POST", ENDPOINTS_URL)
-    assert call.kwargs["data"] == b'{"url":"https://example.com/h","eventTypes":[{"eventName":"note.created"}]}'
+    client, transport = fake((200, seed_body))
+    await client.webhooks.create_endpoint(
+        CreateEndpointRequest(url="https://example.com/h", event_types=["note.created"])
+    )
+    assert transport.requests[0].body == b'{"url":"https://example.com/h","eventTypes":[{"eventName":"note.created"}]}'
 
 
-async def test_create_endpoint_decodes_the_seed_response(mock_api, api_key: str, seed_body: bytes) -> None:
+async def test_create_endpoint_decodes_the_seed_response(fake, seed_body: bytes) -> None:
     """The seed page's example response comes back as an Endpoint with aware UTC times to the millisecond."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
-    async with Client(api_key=api_key) as client:
-        endpoint = await client.webhooks.create_endpoint(seed_request())
+    client, _ = fake((200, seed_body))
+    endpoint = await client.webhooks.create_endpoint(seed_request())
     assert isinstance(endpoint, Endpoint)
     assert endpoint.id == "aHR0cHM6Ly9leGFtcGxlLmNvbS9mdWxsc3Rvcnktd2ViaG9va3M"
     assert endpoint.enabled is True
@@ -100,22 +99,17 @@ async def test_create_endpoint_decodes_the_seed_response(mock_api, api_key: str,
     assert endpoint.modified == endpoint.created
 
 
-async def test_eu1_key_talks_to_the_eu1_host(mock_api, seed_body: bytes) -> None:
-    """A client with an eu1. key sends to https://api.eu1.fullstory.com."""
-    url = "https://api.eu1.fullstory.com/webhooks/v1/endpoints"
-    mock_api.post(url, status=200, body=seed_body)
-    async with Client(api_key="eu1.abc/ORG") as client:
-        await client.webhooks.create_endpoint(seed_request())
-    assert len(mock_api.calls("POST", url)) == 1
+def test_eu1_key_talks_to_the_eu1_host() -> None:
+    """A client with an eu1. key sends to https://api.eu1.fullstory.com (its transport's base URL)."""
+    assert Client(api_key="eu1.abc/ORG").base_url == "https://api.eu1.fullstory.com"
 
 
-async def test_base_url_prefix_is_kept(mock_api, api_key: str, seed_body: bytes) -> None:
+async def test_base_url_prefix_is_kept(serve, api_key: str, seed_body: bytes) -> None:
     """A base_url with a path prefix (a proxy) keeps the prefix before the API path."""
-    url = "https://proxy.example.com/fs/webhooks/v1/endpoints"
-    mock_api.post(url, status=200, body=seed_body)
-    async with Client(api_key=api_key, base_url="https://proxy.example.com/fs/") as client:
+    app, seen = answering(200, seed_body)
+    async with Client(api_key=api_key, base_url=await serve(app) + "/fs/") as client:
         await client.webhooks.create_endpoint(seed_request())
-    assert len(mock_api.calls("POST", url)) == 1
+    assert [call.path_qs for call in seen] == ["/fs/webhooks/v1/endpoints"]
 
 
 async def test_decode_error_through_the_client(fake) -> None:
@@ -307,10 +301,10 @@ async def test_cancellation_leaves_no_connection_or_task(slow_server, api_key: s
         assert not connector._acquired
 
 
-async def test_aclose_is_idempotent_and_closes_the_owned_session(mock_api, api_key: str, seed_body: bytes) -> None:
+async def test_aclose_is_idempotent_and_closes_the_owned_session(serve, api_key: str, seed_body: bytes) -> None:
     """Aclose closes the session the client created; a second aclose is harmless."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
-    client = Client(api_key=api_key)
+    app, _ = answering(200, seed_body)
+    client = Client(api_key=api_key, base_url=await serve(app))
     await client.webhooks.create_endpoint(seed_request())
     session = client._transport._session
     assert session is not None
@@ -331,11 +325,12 @@ async def test_use_after_close_raises_client_closed_error(api_key: str) -> None:
     assert client._transport._session is None
 
 
-async def test_async_with_closes_even_on_error(mock_api, api_key: str) -> None:
+async def test_async_with_closes_even_on_error(serve, api_key: str) -> None:
     """Leaving `async with` by an exception still closes the client."""
-    mock_api.post(ENDPOINTS_URL, status=401, payload=UNAUTHORIZED)
+    app, _ = answering(401, json.dumps(UNAUTHORIZED).encode())
+    base = await serve(app)
     with pytest.raises(AuthenticationError):
-        async with Client(api_key=api_key) as client:
+        async with Client(api_key=api_key, base_url=base) as client:
             await client.webhooks.create_endpoint(seed_request())
     assert client.closed
     assert client._transport._session is None
@@ -364,21 +359,30 @@ async def test_passed_in_session_is_used_and_left_open(serve, api_key: str, seed
     assert user_agents[0].startswith("fullstory-async/")
 
 
-async def test_max_response_bytes_refuses_a_large_body(mock_api, api_key: str) -> None:
+async def test_max_response_bytes_refuses_a_large_body(serve, api_key: str) -> None:
     """A response larger than max_response_bytes raises ResponseDecodeError instead of being read."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=b'{"id": "' + b"x" * 5000 + b'"}')
-    async with Client(api_key=api_key, max_response_bytes=4096) as client:
+    app, _ = answering(200, b'{"id": "' + b"x" * 5000 + b'"}')
+    async with Client(api_key=api_key, base_url=await serve(app), max_response_bytes=4096) as client:
         with pytest.raises(ResponseDecodeError, match=r"max_response_bytes \(4096\)"):
             await client.webhooks.create_endpoint(seed_request())
 
 
-async def test_connection_error_through_the_client(mock_api, api_key: str) -> None:
-    """A connection failure on create surfaces as APIConnectionError after one attempt."""
-    mock_api.post(ENDPOINTS_URL, exception=aiohttp.ClientConnectionError("Connection refused"))
-    async with Client(api_key=api_key) as client:
+async def test_connection_error_through_the_client(serve, api_key: str) -> None:
+    """A dropped connection on create surfaces as APIConnectionError after one attempt (a POST is not re-sent)."""
+    hits: list[str] = []
+
+    async def drop(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/webhooks/v1/endpoints", drop)
+    async with Client(api_key=api_key, base_url=await serve(app)) as client:
         with pytest.raises(APIConnectionError):
             await client.webhooks.create_endpoint(seed_request())
-    assert len(mock_api.calls("POST", ENDPOINTS_URL)) == 1
+    assert hits == ["/webhooks/v1/endpoints"]
 
 
 async def test_secrets_never_leak(
