@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.fakes import Serve, ServedFake
+from tests.fakes import Gate, Serve, ServedFake
 
 MARKER = "secrets_in_logs"
 MIN_SECRET_LENGTH = 6
@@ -250,3 +250,14 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServedFake]:
         yield served
     finally:
         served.close()
+
+
+@pytest.fixture
+async def gate(serve: Serve) -> AsyncIterator[Gate]:
+    """Serve a `Gate` (every request held until ``gate.release`` is set); release it at teardown."""
+    gate = Gate()
+    gate.base_url = await serve(gate.app())
+    try:
+        yield gate
+    finally:
+        gate.release.set()

@@ -6,6 +6,9 @@
   its own loop (the CLI's ``main()``, a docs sample). Async tests start ``FakeFullstory()`` directly.
 - `answering`: the smallest raw aiohttp app (one fixed answer, requests recorded) for tests that
   look at what reaches the wire; start it with the ``serve`` fixture (tests/conftest.py).
+- `Gate`: a raw app that holds every request until released, counting arrivals: how a test sees
+  what is in flight (timeouts, cancellation, the pool's width) from the server's side
+  (the ``gate`` fixture).
 """
 
 from __future__ import annotations
@@ -98,6 +101,50 @@ def answering(
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
     return app, seen
+
+
+ENDPOINT = {
+    "id": "ep-1",
+    "created": "2020-04-01T21:53:58.200Z",
+    "modified": "2020-04-01T21:53:58.200Z",
+    "enabled": True,
+    "url": "https://example.com/hook",
+}
+
+
+class Gate:
+    """A raw server whose handler holds every request until ``release`` is set, counting arrivals.
+
+    Released, it answers a listing with one endpoint and a next token, anything else with
+    the endpoint (``ENDPOINT``).
+    """
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.arrived = 0
+        self.base_url = ""
+        self._arrival = asyncio.Event()
+
+    async def arrivals(self, n: int, timeout: float = 10) -> None:
+        """Wait until ``n`` requests have arrived in all (a hang guard fails the test after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while self.arrived < n:
+                self._arrival.clear()
+                await self._arrival.wait()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.arrived += 1
+        self._arrival.set()
+        await self.release.wait()
+        if request.path == "/webhooks/v1/endpoints" and request.method == "GET":
+            return web.json_response({"endpoints": [ENDPOINT], "nextPaginationToken": "more"})
+        return web.json_response(ENDPOINT)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
 
 
 class ServedFake:

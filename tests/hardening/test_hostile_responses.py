@@ -565,16 +565,26 @@ class Firehose:
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
 async def test_oversized_body_is_refused_without_reading_it_whole(serve, chunked: bool) -> None:
-    """A 64 MiB body against a 256 KiB cap: ResponseDecodeError, the connection dropped, most bytes never sent."""
+    """A 64 MiB body against a 256 KiB cap: ResponseDecodeError, the connection dropped, most bytes never sent.
+
+    The client has one connection: the listing after the refusal is only sent if it came back.
+    """
     firehose = Firehose(chunked=chunked)
+
+    async def empty_listing(_request: web.Request) -> web.Response:
+        return web.json_response({"endpoints": []})
+
     app = web.Application()
     app.router.add_get("/webhooks/v1/endpoints/{id}", firehose.handle)
+    app.router.add_get("/webhooks/v1/endpoints", empty_listing)
     base = await serve(app)
-    async with Client(API_KEY, base_url=base, max_response_bytes=CAP, retry=RetryPolicy(max_attempts=1)) as client:
+    async with Client(
+        API_KEY, base_url=base, max_response_bytes=CAP, retry=RetryPolicy(max_attempts=1), max_connections=1
+    ) as client:
         with pytest.raises(ResponseDecodeError, match=r"exceeds max_response_bytes \(262144\)"):
             await client.webhooks.get_endpoint("ep-1")
-        connector = client._transport._session.connector  # type: ignore[union-attr]
-        assert not connector._acquired
+        async with asyncio.timeout(10):
+            assert (await client.webhooks.list_endpoints_page()).items == ()
         await asyncio.wait_for(firehose.done.wait(), 10)
     assert firehose.disconnected
     assert firehose.sent < TOTAL // 8, f"server sent {firehose.sent} bytes of {TOTAL}"

@@ -172,16 +172,6 @@ def test_default_base_urls_are_https(key: str) -> None:
 # -- TLS -------------------------------------------------------------------------------------------
 
 
-async def test_the_owned_session_verifies_tls() -> None:
-    """The session the client creates keeps certificate verification on (no ssl=False, no CERT_NONE)."""
-    async with Client(API_KEY, base_url="http://127.0.0.1:9") as client:
-        session = client._transport.shared.get()
-        ssl_setting = session.connector._ssl  # type: ignore[union-attr]
-        assert ssl_setting is True or (
-            isinstance(ssl_setting, ssl.SSLContext) and ssl_setting.verify_mode == ssl.CERT_REQUIRED
-        )
-
-
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Make a throwaway self-signed certificate for 127.0.0.1 with the openssl command."""

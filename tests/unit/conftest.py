@@ -1,13 +1,11 @@
-"""Shared fixtures for the unit tests: clients on the stub transport (``fake``), a local slow server."""
+"""Shared fixtures for the unit tests: clients on the stub transport (``fake``), the seed page's example."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from fullstory_async import Client, RetryPolicy
 from tests.fakes import Reply, StubTransport
@@ -80,38 +78,3 @@ async def fake() -> AsyncIterator[MakeClient]:
     yield make
     for client in clients:
         await client.aclose()
-
-
-class SlowServer:
-    """A 127.0.0.1 server whose handler waits on ``release`` (set at teardown) before answering."""
-
-    def __init__(self) -> None:
-        self.arrived = asyncio.Event()
-        self.release = asyncio.Event()
-        self.hits = 0
-        self.base_url = ""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.hits += 1
-        self.arrived.set()
-        await self.release.wait()
-        return web.Response(body=SEED_ENDPOINT_BODY, content_type="application/json")
-
-
-@pytest.fixture
-async def slow_server() -> AsyncIterator[SlowServer]:
-    """Run a slow server on 127.0.0.1 (any path); release it and shut it down at teardown."""
-    server = SlowServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.base_url = f"http://{host}:{port}"
-    try:
-        yield server
-    finally:
-        server.release.set()
-        await runner.cleanup()

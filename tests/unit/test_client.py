@@ -30,7 +30,7 @@ from fullstory_async import (
     Timeout,
     __version__,
 )
-from tests.fakes import StubTransport, answering
+from tests.fakes import ENDPOINT, Gate, StubTransport, answering
 
 SUBCATEGORY = (
     "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoI"
@@ -234,71 +234,79 @@ def test_bad_timeout_record_is_rejected(value: object) -> None:
     assert info.value.field == "timeout.connect"
 
 
-async def test_per_client_timeout(slow_server, api_key: str) -> None:
+async def test_per_client_timeout(gate: Gate, api_key: str) -> None:
     """A call slower than the client's timeout raises APITimeoutError, also a TimeoutError; a POST is not retried."""
-    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05) as client:
+    async with Client(api_key=api_key, base_url=gate.base_url, timeout=0.05) as client:
         with pytest.raises(APITimeoutError) as info:
             await client.webhooks.create_endpoint(seed_request())
     assert isinstance(info.value, TimeoutError)
     assert (info.value.method, info.value.path) == ("POST", "/webhooks/v1/endpoints")
-    assert slow_server.hits == 1
+    assert gate.arrived == 1
 
 
 @pytest.mark.parametrize("timeout", [0.05, Timeout(total=0.05)])
-async def test_per_call_timeout(slow_server, api_key: str, timeout: float | Timeout) -> None:
+async def test_per_call_timeout(gate: Gate, api_key: str, timeout: float | Timeout) -> None:
     """A call's own timeout (seconds or Timeout) replaces the client's 30 s default."""
-    async with Client(api_key=api_key, base_url=slow_server.base_url) as client:
+    async with Client(api_key=api_key, base_url=gate.base_url) as client:
         with pytest.raises(TimeoutError):
             await client.webhooks.create_endpoint(seed_request(), timeout=timeout)
 
 
-async def test_per_call_timeout_can_be_longer_than_the_clients(slow_server, api_key: str) -> None:
-    """A longer per-call timeout lets a call outlive the client's short default."""
-    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05) as client:
+async def test_per_call_timeout_can_be_longer_than_the_clients(gate: Gate, api_key: str) -> None:
+    """A longer per-call timeout lets a call outlive the client's short default.
+
+    The held call is still running after a call on the 0.05 s default timed out beside it.
+    """
+    async with asyncio.timeout(10), Client(api_key=api_key, base_url=gate.base_url, timeout=0.05) as client:
         call = asyncio.create_task(client.webhooks.create_endpoint(seed_request(), timeout=10))
-        await slow_server.arrived.wait()
-        slow_server.release.set()
+        await gate.arrivals(1)
+        with pytest.raises(APITimeoutError):
+            await client.webhooks.create_endpoint(seed_request())  # a POST: one attempt
+        assert not call.done()
+        gate.release.set()
         endpoint = await call
-    assert endpoint.id == "aHR0cHM6Ly9leGFtcGxlLmNvbS9mdWxsc3Rvcnktd2ViaG9va3M"
+    assert endpoint.id == ENDPOINT["id"]
 
 
-async def test_timeouts_are_retried_for_get(slow_server, api_key: str) -> None:
+async def test_timeouts_are_retried_for_get(gate: Gate, api_key: str) -> None:
     """An idempotent GET that times out is retried up to max_attempts, then raises APITimeoutError."""
     retry = RetryPolicy(wait=False, max_attempts=3)
-    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05, retry=retry) as client:
+    async with Client(api_key=api_key, base_url=gate.base_url, timeout=0.05, retry=retry) as client:
         with pytest.raises(APITimeoutError):
             await client.webhooks.get_endpoint("abc")
-    assert slow_server.hits == 3
+    assert gate.arrived == 3
 
 
 def _server_task(task: asyncio.Task[object]) -> bool:
     return task.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
 
 
-async def test_cancellation_leaves_no_connection_or_task(slow_server, api_key: str) -> None:
-    """Cancelling an in-flight call releases its connection and leaves no task behind; the client still works."""
+async def test_cancellation_leaves_no_connection_or_task(gate: Gate, api_key: str) -> None:
+    """Cancelling an in-flight call releases its connection and leaves no task behind; the client still works.
+
+    The client has one connection: a call after the cancelled one (and one after that) can
+    only be sent if the connection came back to the pool.
+    """
     before = asyncio.all_tasks()
-    async with Client(api_key=api_key, base_url=slow_server.base_url) as client:
+    async with asyncio.timeout(10), Client(api_key=api_key, base_url=gate.base_url, max_connections=1) as client:
         call = asyncio.create_task(client.webhooks.create_endpoint(seed_request()))
-        await slow_server.arrived.wait()
-        connector = client._transport._session.connector  # type: ignore[union-attr]
-        assert len(connector._acquired) == 1
+        await gate.arrivals(1)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        assert not connector._acquired
         client_tasks = {t for t in asyncio.all_tasks() - before if not _server_task(t)}
         assert client_tasks == set()
 
-        slow_server.release.set()
+        gate.release.set()
         server_tasks = {t for t in asyncio.all_tasks() - before if _server_task(t)}
         if server_tasks:
             await asyncio.wait(server_tasks, timeout=5)
         assert asyncio.all_tasks() == before
 
-        endpoint = await client.webhooks.create_endpoint(seed_request())
-        assert endpoint.enabled
-        assert not connector._acquired
+        for _ in range(2):
+            endpoint = await client.webhooks.create_endpoint(seed_request())
+            assert endpoint.enabled
+    assert gate.arrived == 3
 
 
 async def test_aclose_is_idempotent_and_closes_the_owned_session(serve, api_key: str, seed_body: bytes) -> None:

@@ -19,7 +19,7 @@ from fullstory_async import (
     Timeout,
 )
 from fullstory_async._transport import AiohttpTransport
-from tests.fakes import Seen, answering
+from tests.fakes import Gate, Seen, answering
 
 BASE = "https://api.fullstory.com"
 DEFAULT_HEADERS = {"Accept": "application/json", "User-Agent": "fullstory-async/test"}
@@ -230,7 +230,8 @@ async def test_body_over_cap_is_refused_from_a_real_server(serve) -> None:
     app.router.add_get("/sized", sized)
     app.router.add_get("/chunked", chunked)
     base = await serve(app)
-    capped = AiohttpTransport(base, timeout=Timeout(total=5), max_response_bytes=64 * 1024)
+    # One connection: a refused body that kept it would block the requests after it.
+    capped = AiohttpTransport(base, timeout=Timeout(total=5), max_response_bytes=64 * 1024, max_connections=1)
     try:
         with pytest.raises(ResponseDecodeError, match=r"body of 65537 bytes exceeds max_response_bytes"):
             await capped(ApiRequest("GET", "/sized", params=(("n", "65537"),)))
@@ -238,8 +239,6 @@ async def test_body_over_cap_is_refused_from_a_real_server(serve) -> None:
             await capped(ApiRequest("GET", "/chunked", params=(("n", "200000"),)))
         assert len((await capped(ApiRequest("GET", "/sized", params=(("n", "65536"),)))).body) == 65536
         assert len((await capped(ApiRequest("GET", "/chunked", params=(("n", "65500"),)))).body) == 65500
-        assert capped._session is not None
-        assert not capped._session.connector._acquired  # type: ignore[union-attr]
     finally:
         await capped.aclose()
 
@@ -281,15 +280,19 @@ async def test_connection_refused_is_an_api_connection_error() -> None:
     assert not isinstance(info.value, APITimeoutError)
 
 
-async def test_slow_server_times_out(slow_server) -> None:
-    """A response slower than the total timeout raises APITimeoutError (a TimeoutError) quickly."""
-    owned = AiohttpTransport(slow_server.base_url, timeout=Timeout(total=0.05))
+async def test_slow_server_times_out(gate: Gate) -> None:
+    """A response slower than the total timeout raises APITimeoutError (a TimeoutError); the connection is freed.
+
+    The transport has one connection: the request after the timeout is only sent if it came back.
+    """
+    owned = AiohttpTransport(gate.base_url, timeout=Timeout(total=0.05), max_connections=1)
     try:
         with pytest.raises(TimeoutError) as info:
             await owned(ApiRequest("GET", "/slow"))
         assert isinstance(info.value, APITimeoutError)
-        assert slow_server.arrived.is_set()
-        assert not owned._session.connector._acquired  # type: ignore[union-attr]
+        assert gate.arrived == 1
+        gate.release.set()
+        assert (await owned(ApiRequest("GET", "/slow"))).status == 200
     finally:
         await owned.aclose()
 
