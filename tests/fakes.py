@@ -116,7 +116,8 @@ class Gate:
     """A raw server whose handler holds every request until ``release`` is set, counting arrivals.
 
     Released, it answers a listing with one endpoint and a next token, anything else with
-    the endpoint (``ENDPOINT``).
+    the endpoint (``ENDPOINT``). ``middleware()`` puts the same hold in front of another
+    app's handlers (a `FakeFullstory`'s ``app``, before it starts).
     """
 
     def __init__(self) -> None:
@@ -132,11 +133,35 @@ class Gate:
                 self._arrival.clear()
                 await self._arrival.wait()
 
-    async def handle(self, request: web.Request) -> web.Response:
-        await request.read()
+    async def check_pool_width(self, call: Callable[[], Awaitable[object]], width: int) -> None:
+        """Assert that ``width + 1`` held calls put exactly ``width`` requests on the wire; then let them finish.
+
+        How a test sees that a client's pool of ``width`` connections is whole: a connection
+        kept by an earlier call (a leak) shows as fewer arrivals, and the wait fails.
+        """
+        self.release.clear()
+        start = self.arrived
+        tasks = [asyncio.create_task(call()) for _ in range(width + 1)]
+        try:
+            await self.arrivals(start + width)
+            for _ in range(50):  # what else could reach the server now does
+                await asyncio.sleep(0)
+            assert self.arrived == start + width, f"{self.arrived - start} requests on the wire, the pool has {width}"
+        finally:
+            self.release.set()
+            async with asyncio.timeout(10):
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [result for result in results if isinstance(result, BaseException)]
+        assert errors == [], errors[:3]
+
+    async def _hold(self) -> None:
         self.arrived += 1
         self._arrival.set()
         await self.release.wait()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        await self._hold()
         if request.path == "/webhooks/v1/endpoints" and request.method == "GET":
             return web.json_response({"endpoints": [ENDPOINT], "nextPaginationToken": "more"})
         return web.json_response(ENDPOINT)
@@ -145,6 +170,16 @@ class Gate:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
+
+    def middleware(self) -> Any:
+        """Return an aiohttp middleware holding each request at this gate before the app's handler."""
+
+        @web.middleware
+        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+            await self._hold()
+            return await handler(request)
+
+        return hold
 
 
 class ServedFake:
