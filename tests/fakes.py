@@ -8,7 +8,9 @@
   look at what reaches the wire; start it with the ``serve`` fixture (tests/conftest.py).
 - `Gate`: a raw app that holds every request until released, counting arrivals: how a test sees
   what is in flight (timeouts, cancellation, the pool's width) from the server's side
-  (the ``gate`` fixture).
+  (the ``gate`` fixture); `gate_in_front_of` puts one before a `FakeFullstory`'s handlers.
+- `RetryWaits`: hooks that tell when a call has begun a retry wait, so a test need not sleep
+  to get there.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import attrs
 from aiohttp import web
 from multidict import CIMultiDict
 
-from fullstory_async import ApiRequest, ApiResponse
+from fullstory_async import ApiRequest, ApiResponse, Attempt, Call, Hooks
 from fullstory_async.testing import FakeFullstory
 
 T = TypeVar("T")
@@ -123,8 +125,11 @@ class Gate:
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.arrived = 0
+        self.in_flight = 0
         self.base_url = ""
         self._arrival = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def arrivals(self, n: int, timeout: float = 10) -> None:
         """Wait until ``n`` requests have arrived in all (a hang guard fails the test after ``timeout``)."""
@@ -132,6 +137,11 @@ class Gate:
             while self.arrived < n:
                 self._arrival.clear()
                 await self._arrival.wait()
+
+    async def idle(self, timeout: float = 10) -> None:
+        """Wait until no request is in the app behind the gate (a hang guard fails the test after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            await self._idle.wait()
 
     async def check_pool_width(self, call: Callable[[], Awaitable[object]], width: int) -> None:
         """Assert that ``width + 1`` held calls put exactly ``width`` requests on the wire; then let them finish.
@@ -176,10 +186,38 @@ class Gate:
 
         @web.middleware
         async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
-            await self._hold()
-            return await handler(request)
+            self.in_flight += 1
+            self._idle.clear()
+            try:
+                await self._hold()
+                return await handler(request)
+            finally:
+                self.in_flight -= 1
+                if not self.in_flight:
+                    self._idle.set()
 
         return hold
+
+
+def gate_in_front_of(fake: FakeFullstory) -> Gate:
+    """Put an open `Gate` in front of a fake's handlers (call it before the fake starts)."""
+    gate = Gate()
+    gate.release.set()
+    fake.app.middlewares.append(gate.middleware())
+    return gate
+
+
+class RetryWaits(Hooks):
+    """Hooks (``Client(hooks=[...])``) that record each retry wait a call begins and set ``waiting``."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.waiting = asyncio.Event()
+
+    def on_attempt(self, call: Call, attempt: Attempt) -> None:
+        if attempt.wait is not None:
+            self.waits.append(attempt.wait)
+            self.waiting.set()
 
 
 class ServedFake:

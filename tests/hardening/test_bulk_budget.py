@@ -247,13 +247,15 @@ async def test_aclose_mid_job_under_pacing_gives_every_item_taken_its_result(ser
     fs = Client(API_KEY, base_url=base, rate_governor=RateGovernor(max_rate=5))
     results: list[ProvisionResult] = []
 
+    first_result = asyncio.Event()
+
     async def consume() -> None:
         async for result in fs.webhooks.provision(items(), concurrency=16):
             results.append(result)
+            first_result.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(1.0)  # a few items done, the rest waiting for the paced creates
-    assert results
+    await asyncio.wait_for(first_result.wait(), 10)  # an item done, the rest waiting for the paced creates
     await fs.aclose()
     with pytest.raises(ClientClosedError):
         await asyncio.wait_for(task, 5)

@@ -29,7 +29,7 @@ from fullstory_async import (
     Webhooks,
 )
 from fullstory_async._bulk.reconcile import Action, _sealed
-from tests.fakes import ENDPOINT, Gate
+from tests.fakes import ENDPOINT, Gate, RetryWaits
 
 API_KEY = "na1.LifecycleKey-Jm2x/ORG4"
 
@@ -264,31 +264,32 @@ async def test_aclose_ends_calls_in_flight_and_queued_on_a_session_passed_in(gat
 
 async def test_closing_a_derived_client_ends_only_its_own_calls(serve) -> None:
     """A with_options copy's aclose() wakes its call waiting a 30 s Retry-After; the parent's call and pool go on."""
-    answered = 0
-    both = asyncio.Event()
+    slow_arrived = asyncio.Event()
+    release = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
-        nonlocal answered
-        answered += 1
-        if answered == 2:
-            both.set()
         if request.path.endswith("/slow"):
-            await asyncio.sleep(0.3)
+            slow_arrived.set()
+            await release.wait()
             return web.json_response(ENDPOINT)
         return web.json_response({"code": "x", "message": "wait"}, status=429, headers={"Retry-After": "30"})
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     base = await serve(app)
-    async with Client(API_KEY, base_url=base, rate_governor=False) as client:
+    waits = RetryWaits()
+    async with Client(API_KEY, base_url=base, rate_governor=False, hooks=[waits]) as client:
         derived = client.with_options(timeout=10)
         waiting = asyncio.create_task(derived.webhooks.get_endpoint("limited"))
         parents = asyncio.create_task(client.webhooks.get_endpoint("slow"))
-        await asyncio.wait_for(both.wait(), 5)
-        await asyncio.sleep(0.05)  # let the limited call reach its retry wait
+        await asyncio.wait_for(slow_arrived.wait(), 5)
+        await asyncio.wait_for(waits.waiting.wait(), 5)  # the limited call is in its retry wait
+        assert waits.waits == [30.0]
         await derived.aclose()
         with pytest.raises(ClientClosedError):
             await asyncio.wait_for(waiting, 2)
+        assert not parents.done()  # still on the wire, on the shared pool
+        release.set()
         assert (await asyncio.wait_for(parents, 5)).id == "ep-1"
         assert derived.closed
         assert not client.closed

@@ -28,7 +28,7 @@ from fullstory_async import (
     ServerError,
 )
 from fullstory_async.testing import FakeFullstory, Fault, FaultKind, RecordedRequest
-from tests.fakes import Gate
+from tests.fakes import Gate, gate_in_front_of
 
 TIMEOUT = 1.0  # per attempt; generous so a loaded machine never times out a healthy request
 DEADLINE = 5.0  # the whole soak
@@ -68,14 +68,6 @@ async def run_all(n: int, call: Any, concurrency: int = 64) -> list[object]:
     return outcomes
 
 
-def gated(fake: FakeFullstory) -> Gate:
-    """Put an open `Gate` in front of the fake's handlers (before it starts): it will show the client's pool."""
-    gate = Gate()
-    gate.release.set()
-    fake.app.middlewares.append(gate.middleware())
-    return gate
-
-
 async def check_pool_is_whole(fake: FakeFullstory, gate: Gate, client: Client) -> None:
     """After a soak, with faults off: the client's 100 connections (the default) all go on the wire at once."""
     fake.faults.clear()
@@ -102,7 +94,7 @@ async def test_soak_of_500_creates_every_outcome_is_the_one_its_fault_implies() 
     n = 500
     wanted = requests(n)
     fake = FakeFullstory(seed=7, request_log_size=4 * n)
-    gate = gated(fake)
+    gate = gate_in_front_of(fake)
     async with fake:
         for fault in FAULTS:
             fake.faults.add(fault, probability=0.1 / len(FAULTS))
@@ -136,7 +128,7 @@ async def test_soak_of_300_ensures_makes_no_duplicate() -> None:
     n = 300
     wanted = requests(n)
     fake = FakeFullstory(seed=11, duplicate_url="allow", request_log_size=8 * n)
-    gate = gated(fake)
+    gate = gate_in_front_of(fake)
     async with fake:
         for fault in FAULTS:
             fake.faults.add(fault, probability=0.1 / len(FAULTS))
@@ -164,7 +156,7 @@ async def test_soak_of_300_ensures_makes_no_duplicate() -> None:
 async def test_a_deadline_ends_a_soak_that_would_hang(concurrency: int) -> None:
     """Against a server that never answers, the global deadline (not the test runner) ends every call."""
     fake = FakeFullstory()
-    gate = gated(fake)
+    gate = gate_in_front_of(fake)
     async with fake:
         fake.faults.add(Fault.latency(60))
         async with fake.client(retry=RetryPolicy(wait=False), timeout=60) as client:
