@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -224,17 +225,20 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    """Run aiohttp apps written in a test on 127.0.0.1 until teardown; awaiting the factory on an app gives its URL."""
+    """Run aiohttp apps written in a test on 127.0.0.1 until teardown; awaiting the factory on an app gives its URL.
+
+    With ``ssl_context`` the app is served over TLS (an ``https://`` URL).
+    """
     runners: list[web.AppRunner] = []
 
-    async def start(app: web.Application) -> str:
+    async def start(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> str:
         runner = web.AppRunner(app, shutdown_timeout=0.5)
         await runner.setup()
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if ssl_context else 'http'}://{host}:{port}"
 
     yield start
     for runner in reversed(runners):

@@ -31,8 +31,8 @@ from fullstory_async.testing import FakeFullstory
 
 T = TypeVar("T")
 
-Serve = Callable[[web.Application], Awaitable[str]]
-"""The ``serve`` fixture: ``await serve(app)`` runs ``app`` on 127.0.0.1 and returns its base URL."""
+Serve = Callable[..., Awaitable[str]]
+"""The ``serve`` fixture: ``await serve(app[, ssl_context])`` runs ``app`` on 127.0.0.1 and returns its base URL."""
 
 Answer = Callable[[ApiRequest], Awaitable[ApiResponse]]
 Reply = ApiResponse | tuple[Any, ...] | BaseException | Answer
@@ -221,9 +221,10 @@ class RetryWaits(Hooks):
 
 
 class ServedFake:
-    """A `FakeFullstory` running on its own event loop in a daemon thread."""
+    """A `FakeFullstory` running on its own event loop in a daemon thread; ``serve`` adds raw apps there."""
 
     def __init__(self) -> None:
+        self._runners: list[web.AppRunner] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="served-fake", daemon=True)
         self.thread.start()
@@ -253,7 +254,21 @@ class ServedFake:
         """Return the URLs of the stored endpoints."""
         return self.call(lambda: {endpoint.url for endpoint in self.fake.endpoints.values()})
 
+    def serve(self, app: web.Application) -> str:
+        """Run a raw app written in a sync test on this loop (127.0.0.1) until close; return its base URL."""
+
+        async def start() -> str:
+            runner = web.AppRunner(app, shutdown_timeout=0.5)
+            await runner.setup()
+            self._runners.append(runner)
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+        return self.run(start())
+
     def close(self) -> None:
+        for runner in self._runners:
+            self.run(runner.cleanup())
         self.run(self.fake.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)

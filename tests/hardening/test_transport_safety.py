@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +25,7 @@ from fullstory_async import (
     RetryPolicy,
     UpdateEndpointRequest,
 )
+from tests.fakes import Serve
 
 API_KEY = "na1.TransportSafetyKey-Vb3r/ORG3"
 ENDPOINT_JSON = {
@@ -192,21 +192,13 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-async def tls_origin(self_signed: tuple[Path, Path]) -> AsyncIterator[tuple[Origin, str]]:
+async def tls_origin(self_signed: tuple[Path, Path], serve: Serve) -> tuple[Origin, str]:
     """Serve https on 127.0.0.1 with the self-signed certificate."""
     cert, key = self_signed
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     origin = Origin()
-    runner = web.AppRunner(origin.app(), shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield origin, f"https://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return origin, await serve(origin.app(), context)
 
 
 async def test_a_self_signed_certificate_is_refused(tls_origin) -> None:
