@@ -42,6 +42,7 @@ from fullstory_async import (
 )
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
 from fullstory_async._error_decoder import error_class, error_from_response
+from tests.fakes import StubTransport
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -226,20 +227,13 @@ def assert_typed(error: BaseException) -> None:
 # -- the calls ---------------------------------------------------------------------------------------
 
 
-class Script:
-    """An in-memory transport: the hostile response first, then an empty last page for any follow-up."""
-
-    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.first = ApiResponse(status, headers or {}, body)
-        self.calls = 0
-
-    async def __call__(self, request: ApiRequest) -> ApiResponse:
-        self.calls += 1
-        return self.first if self.calls == 1 else ApiResponse(200, {}, b"{}")
+async def empty_last_page(request: ApiRequest) -> ApiResponse:
+    """Answer any follow-up of a hostile response (a listing's next page) with an empty last page."""
+    return ApiResponse(200, {}, b"{}")
 
 
-def client_for(script: Script) -> Client:
-    return Client(API_KEY, transport=script, retry=RetryPolicy(max_attempts=1, wait=False), rate_governor=False)
+def client_for(stub: StubTransport) -> Client:
+    return Client(API_KEY, transport=stub, retry=RetryPolicy(max_attempts=1, wait=False), rate_governor=False)
 
 
 async def collect(iterator: Any) -> list[Any]:
@@ -298,8 +292,7 @@ DOCUMENTS: dict[str, st.SearchStrategy[Any]] = {
 async def outcome(operation: str, status: int, body: bytes) -> tuple[str, Any]:
     """Run one operation against the scripted response; return ("ok", result) or ("error", exception)."""
     call, _ = CALLS[operation]
-    script = Script(status, body)
-    async with client_for(script) as client:
+    async with client_for(StubTransport(ApiResponse(status, {}, body), answer=empty_last_page)) as client:
         try:
             return "ok", await call(client)
         except Exception as exc:  # the property under test: only FullstoryError may come out
