@@ -90,6 +90,16 @@ class Seen:
     body: bytes
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def app_of(handler: Handler) -> web.Application:
+    """Return an app that sends every request (any method, any path) to ``handler``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
 def answering(
     status: int = 200, body: bytes = b"{}", headers: dict[str, str] | None = None
 ) -> tuple[web.Application, list[Seen]]:
@@ -100,9 +110,7 @@ def answering(
         seen.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers), await request.read()))
         return web.Response(status=status, body=body, headers=headers, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app, seen
+    return app_of(handle), seen
 
 
 ENDPOINT = {
@@ -177,9 +185,7 @@ class Gate:
         return web.json_response(ENDPOINT)
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+        return app_of(self.handle)
 
     def middleware(self) -> Any:
         """Return an aiohttp middleware holding each request at this gate before the app's handler."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -29,12 +29,11 @@ from fullstory_async import (
     ServerError,
 )
 from fullstory_async._bulk.provision import derived_endpoint_id
-from tests.fakes import Serve
+from tests.fakes import Serve, app_of
 
 API_KEY = "na1.BulkBudgetKey-Pq4z/ORG7"
 ENDPOINTS = "/webhooks/v1/endpoints"
 STAMP = "2020-04-01T21:53:58.200Z"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def endpoint_json(url: str, *names: str) -> dict[str, object]:
@@ -194,13 +193,6 @@ def derived(url: str) -> Endpoint:
     """Return an endpoint of ``url`` whose id is derived from it (teaches a client that ids are derived)."""
     when = datetime(2020, 4, 1, tzinfo=UTC)
     return Endpoint(derived_endpoint_id(url), when, when, True, url, ())
-
-
-def app_of(handler: Handler) -> web.Application:
-    """Return an app that sends every request to ``handler``."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
 
 
 async def test_aclose_wakes_an_item_waiting_to_look_again(serve: Serve) -> None:

@@ -29,7 +29,7 @@ from fullstory_async import (
     Webhooks,
 )
 from fullstory_async._bulk.reconcile import Action, _sealed
-from tests.fakes import ENDPOINT, Gate, RetryWaits
+from tests.fakes import ENDPOINT, Gate, RetryWaits, app_of
 
 API_KEY = "na1.LifecycleKey-Jm2x/ORG4"
 
@@ -99,8 +99,7 @@ async def test_cancelling_during_a_retry_wait_leaves_no_connection(serve) -> Non
             return web.json_response({"code": "unavailable", "message": "later"}, status=503)
         return web.json_response(ENDPOINT)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", unavailable_once)
+    app = app_of(unavailable_once)
     base = await serve(app)
     retry = RetryPolicy(backoff_initial=30, backoff_max=30, jitter=False, max_attempts=5, deadline=None)
     before = asyncio.all_tasks()
@@ -274,8 +273,7 @@ async def test_closing_a_derived_client_ends_only_its_own_calls(serve) -> None:
             return web.json_response(ENDPOINT)
         return web.json_response({"code": "x", "message": "wait"}, status=429, headers={"Retry-After": "30"})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
+    app = app_of(handler)
     base = await serve(app)
     waits = RetryWaits()
     async with Client(API_KEY, base_url=base, rate_governor=False, hooks=[waits]) as client:

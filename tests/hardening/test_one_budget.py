@@ -12,7 +12,7 @@ import gc
 import gzip
 import logging
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -33,25 +33,10 @@ from fullstory_async import (
     ServerError,
     UpdateEndpointRequest,
 )
-from tests.fakes import RetryWaits, Serve
+from tests.fakes import ENDPOINT, RetryWaits, Serve, app_of
 
 API_KEY = "na1.OneBudgetKey-Qx7v/ORG9"
 ENDPOINTS = "/webhooks/v1/endpoints"
-ENDPOINT = {
-    "id": "ep-1",
-    "created": "2020-04-01T21:53:58.200Z",
-    "modified": "2020-04-01T21:53:58.200Z",
-    "enabled": True,
-    "url": "https://example.com/hook",
-}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def app_of(handler: Handler) -> web.Application:
-    """Return an app that sends every request to ``handler``."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
 
 
 async def consume(items: AsyncIterator[object]) -> None:

@@ -25,7 +25,7 @@ from fullstory_async import (
     RetryPolicy,
     UpdateEndpointRequest,
 )
-from tests.fakes import Serve
+from tests.fakes import Serve, app_of
 
 API_KEY = "na1.TransportSafetyKey-Vb3r/ORG3"
 ENDPOINT_JSON = {
@@ -53,9 +53,7 @@ class Origin:
         return web.json_response(ENDPOINT_JSON)
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+        return app_of(self.handle)
 
 
 @pytest.fixture
@@ -105,8 +103,7 @@ async def test_a_redirect_with_a_json_body_still_names_the_location(serve) -> No
             {"code": "moved", "message": "go elsewhere"}, status=307, headers={"Location": "https://evil.example"}
         )
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", moved)
+    app = app_of(moved)
     base = await serve(app)
     async with Client(API_KEY, base_url=base, retry=RetryPolicy(max_attempts=1)) as client:
         with pytest.raises(APIStatusError, match=r"redirect to https://evil\.example not followed"):

@@ -27,6 +27,7 @@ from fullstory_async import (
     UpdateEndpointRequest,
 )
 from fullstory_async.otel import OpenTelemetryHooks
+from tests.fakes import app_of
 
 from .conftest import API_KEY, SECRET, SEED_ENDPOINT_BODY
 
@@ -218,8 +219,7 @@ async def test_a_secret_echoed_by_the_server_reaches_no_error_text_body_or_span(
             {"code": f"bad:{sent}", "message": f"invalid request: {sent}", "got": sent}, status=400
         )
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
+    app = app_of(echo)
     async with Client(
         api_key=API_KEY,
         base_url=await serve(app),

@@ -19,7 +19,7 @@ from fullstory_async import (
     Timeout,
 )
 from fullstory_async._transport import AiohttpTransport
-from tests.fakes import Gate, Seen, answering
+from tests.fakes import Gate, Seen, answering, app_of
 
 BASE = "https://api.fullstory.com"
 DEFAULT_HEADERS = {"Accept": "application/json", "User-Agent": "fullstory-async/test"}
@@ -251,8 +251,7 @@ async def test_redirects_are_not_followed(serve) -> None:
         hits.append(request.path)
         raise web.HTTPFound(location=str(request.url.with_path("/target")))
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", moved)
+    app = app_of(moved)
     base = await serve(app)
     owned = AiohttpTransport(base, timeout=Timeout(total=5))
     try:
