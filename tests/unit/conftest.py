@@ -12,8 +12,6 @@ from tests.fakes import Reply, StubTransport
 
 API_KEY = "na1.T0pS3cretApiKeyValue/ORG42"
 SECRET = "w7ixQjN7QEiWRwXUFfXneA"
-BASE_URL = "https://api.fullstory.com"
-ENDPOINTS_URL = BASE_URL + "/webhooks/v1/endpoints"
 
 # The example response of the Create Endpoint page (reference/000_391a3d7169c7600a.txt), verbatim.
 SUBCATEGORY = (
