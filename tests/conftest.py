@@ -1,4 +1,6 @@
-"""Suite-wide secret hygiene: no API key or endpoint secret used in a test may reach a log record.
+"""Suite-wide fixtures: secret hygiene in every test, ``serve`` for raw servers, ``served`` for a threaded fake.
+
+No API key or endpoint secret used in a test may reach a log record.
 
 Every test runs with every logger enabled at DEBUG (aiohttp's, the fake server's and the
 SDK's included), captured by one handler on the root logger. The secrets are learned as
@@ -19,11 +21,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+
+from tests.fakes import Gate, Serve, ServedFake
 
 MARKER = "secrets_in_logs"
 MIN_SECRET_LENGTH = 6
@@ -215,3 +221,47 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run every test without the machine's proxy variables: clients honour them, and tests talk to loopback."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Run aiohttp apps written in a test on 127.0.0.1 until teardown; awaiting the factory on an app gives its URL.
+
+    With ``ssl_context`` the app is served over TLS (an ``https://`` URL).
+    """
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> str:
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return f"{'https' if ssl_context else 'http'}://{host}:{port}"
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServedFake]:
+    """Serve a `FakeFullstory` from a thread (for code with its own loop); put its key in FULLSTORY_API_KEY."""
+    served = ServedFake()
+    monkeypatch.setenv("FULLSTORY_API_KEY", served.api_key)
+    try:
+        yield served
+    finally:
+        served.close()
+
+
+@pytest.fixture
+async def gate(serve: Serve) -> AsyncIterator[Gate]:
+    """Serve a `Gate` (every request held until ``gate.release`` is set); release it at teardown."""
+    gate = Gate()
+    gate.base_url = await serve(gate.app())
+    try:
+        yield gate
+    finally:
+        gate.release.set()

@@ -171,11 +171,8 @@ def test_subcategories(cli, served):
     assert unknown.err.startswith("error: 404")
 
 
-def test_a_secret_the_server_echoes_in_an_error_never_reaches_the_output(cli, clean_env):
+def test_a_secret_the_server_echoes_in_an_error_never_reaches_the_output(cli, clean_env, served):
     """A raw server answering 400 with the request body repeated: the CLI prints <redacted>, not the secret."""
-    import asyncio
-    import threading
-
     from aiohttp import web
 
     async def echo(request: web.Request) -> web.Response:
@@ -184,34 +181,16 @@ def test_a_secret_the_server_echoes_in_an_error_never_reaches_the_output(cli, cl
         sent = await request.text()
         return web.json_response({"code": "invalid_argument", "message": f"invalid request: {sent}"}, status=400)
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    async def start() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_route("*", "/webhooks/v1/endpoints", echo)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        clean_env.setenv("FULLSTORY_API_KEY", "na1.test-key")
-        clean_env.setenv("HOOK_SECRET", SECRET)
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        for extra in ((), ("--json",)):
-            run = cli(
-                "--base-url", url, *extra, "endpoints", "create", "--url", "https://example.com/h",
-                "--event-type", "note.created", "--secret-env", "HOOK_SECRET",
-            )  # fmt: skip
-            assert run.code == 1
-            assert "invalid request" in run.err
-            assert "<redacted>" in run.err
-            assert SECRET not in run.out + run.err
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+    app = web.Application()
+    app.router.add_route("*", "/webhooks/v1/endpoints", echo)
+    url = served.serve(app)
+    clean_env.setenv("HOOK_SECRET", SECRET)
+    for extra in ((), ("--json",)):
+        run = cli(
+            "--base-url", url, *extra, "endpoints", "create", "--url", "https://example.com/h",
+            "--event-type", "note.created", "--secret-env", "HOOK_SECRET",
+        )  # fmt: skip
+        assert run.code == 1
+        assert "invalid request" in run.err
+        assert "<redacted>" in run.err
+        assert SECRET not in run.out + run.err

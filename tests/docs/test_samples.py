@@ -22,7 +22,6 @@ import inspect
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import attrs
 import pytest
 
 from fullstory_async import Client
-from fullstory_async.testing import FakeFullstory
+from tests.fakes import ServedFake
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -58,34 +57,6 @@ def samples() -> Iterator[Sample]:
 
 
 ALL = list(samples())
-
-
-class ServedFake:
-    """A FakeFullstory on its own event loop in a daemon thread (the sample runs its own loop)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.fake = FakeFullstory()
-        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFullstory]:
-    served = ServedFake()
-    monkeypatch.setenv("FULLSTORY_API_KEY", served.fake.api_key)
-    monkeypatch.setenv("FULLSTORY_BASE_URL", served.fake.url)
-    try:
-        yield served.fake
-    finally:
-        served.close()
 
 
 def _is_test_file(code: str) -> bool:
@@ -123,8 +94,9 @@ def test_test_sample_passes_in_strict_mode(sample: Sample, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("page", SESSIONS)
-def test_page_samples_run(page: str, served: FakeFullstory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_page_samples_run(page: str, served: ServedFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The page's samples run in order in one namespace and loop (see the module docstring)."""
+    monkeypatch.setenv("FULLSTORY_BASE_URL", served.url)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": "__main__"}
     with asyncio.Runner() as runner:

@@ -1,36 +1,14 @@
-"""Fixtures for the hardening tests: aiohttp apps served on 127.0.0.1, one event loop for hypothesis."""
+"""Fixtures for the hardening tests: one event loop for a module's hypothesis examples."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from aiohttp import web
 
 T = TypeVar("T")
-
-Serve = Callable[[web.Application], Awaitable[str]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Run aiohttp apps on 127.0.0.1 until teardown; awaiting the factory on an app gives its base URL."""
-    runners: list[web.AppRunner] = []
-
-    async def start(app: web.Application) -> str:
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    yield start
-    for runner in reversed(runners):
-        await runner.cleanup()
 
 
 @pytest.fixture(scope="module")

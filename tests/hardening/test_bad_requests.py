@@ -34,6 +34,7 @@ from fullstory_async import (
 )
 from fullstory_async._bulk.reconcile import _sealed
 from fullstory_async._exceptions import shown
+from tests.fakes import StubTransport
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -232,32 +233,26 @@ def endpoint_doc(url: str = "https://example.com/hook") -> dict[str, Any]:
     }
 
 
-class Api:
-    """An in-memory API that answers every well-formed call; records what reached it."""
-
-    def __init__(self) -> None:
-        self.requests: list[ApiRequest] = []
-
-    async def __call__(self, request: ApiRequest) -> ApiResponse:
-        self.requests.append(request)
-        path = request.path
-        if path.endswith("/subcategories"):
-            body: object = {"subcategoryDefs": []}
-        elif path == "/webhooks/v1/event-types":
-            body = {"eventDefs": []}
-        elif path == ENDPOINTS and request.method == "GET":
-            body = {"endpoints": []}
-        elif request.method == "DELETE":
-            body = {}
-        else:
-            sent = json.loads(request.body) if request.body else {}
-            body = endpoint_doc(sent.get("url", "https://example.com/hook"))
-        return ApiResponse(200, {}, json.dumps(body).encode())
+async def answer_anything(request: ApiRequest) -> ApiResponse:
+    """Answer every well-formed call as an API would (for a `StubTransport` with no script)."""
+    path = request.path
+    if path.endswith("/subcategories"):
+        body: object = {"subcategoryDefs": []}
+    elif path == "/webhooks/v1/event-types":
+        body = {"eventDefs": []}
+    elif path == ENDPOINTS and request.method == "GET":
+        body = {"endpoints": []}
+    elif request.method == "DELETE":
+        body = {}
+    else:
+        sent = json.loads(request.body) if request.body else {}
+        body = endpoint_doc(sent.get("url", "https://example.com/hook"))
+    return ApiResponse(200, {}, json.dumps(body).encode())
 
 
-async def call(method: Callable[[Client], Any]) -> tuple[Any, Api]:
+async def call(method: Callable[[Client], Any]) -> tuple[Any, StubTransport]:
     """Call ``method(client)`` on a fresh in-memory client; iterate an async iterator it returns."""
-    api = Api()
+    api = StubTransport(answer=answer_anything)
     async with Client(API_KEY, transport=api, retry=RetryPolicy(max_attempts=1, wait=False)) as client:
         try:
             result = method(client)
@@ -272,7 +267,7 @@ async def call(method: Callable[[Client], Any]) -> tuple[Any, Api]:
     return result, api
 
 
-def refused_before_io(result: object, api: Api, *fields: str) -> bool:
+def refused_before_io(result: object, api: StubTransport, *fields: str) -> bool:
     """Return True if ``result`` is a refusal naming one of ``fields``, with nothing sent."""
     if isinstance(result, InvalidArgumentError):
         names(result, *fields)
@@ -393,7 +388,7 @@ def test_apply_arguments(run: Run[Any], plan: Any, concurrency: Any) -> None:
 @pytest.mark.parametrize("endpoint_id", [".", ".."])
 async def test_dot_segments_never_reach_the_parent_path(endpoint_id: str) -> None:
     """An id of '.' or '..' is refused: URL normalisation would turn DELETE /endpoints/.. into DELETE /webhooks/v1/."""
-    api = Api()
+    api = StubTransport(answer=answer_anything)
     async with Client(API_KEY, transport=api) as client:
         with pytest.raises(InvalidArgumentError, match="endpoint_id: must not be") as info:
             await client.webhooks.delete_endpoint(endpoint_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -29,13 +29,11 @@ from fullstory_async import (
     ServerError,
 )
 from fullstory_async._bulk.provision import derived_endpoint_id
-
-from .conftest import Serve
+from tests.fakes import Serve, app_of
 
 API_KEY = "na1.BulkBudgetKey-Pq4z/ORG7"
 ENDPOINTS = "/webhooks/v1/endpoints"
 STAMP = "2020-04-01T21:53:58.200Z"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def endpoint_json(url: str, *names: str) -> dict[str, object]:
@@ -197,13 +195,6 @@ def derived(url: str) -> Endpoint:
     return Endpoint(derived_endpoint_id(url), when, when, True, url, ())
 
 
-def app_of(handler: Handler) -> web.Application:
-    """Return an app that sends every request to ``handler``."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
-
-
 async def test_aclose_wakes_an_item_waiting_to_look_again(serve: Serve) -> None:
     """An ensure_endpoint backing off (30 s) after an ambiguous create ends at once in ClientClosedError on aclose()."""
     created = asyncio.Event()
@@ -248,13 +239,15 @@ async def test_aclose_mid_job_under_pacing_gives_every_item_taken_its_result(ser
     fs = Client(API_KEY, base_url=base, rate_governor=RateGovernor(max_rate=5))
     results: list[ProvisionResult] = []
 
+    first_result = asyncio.Event()
+
     async def consume() -> None:
         async for result in fs.webhooks.provision(items(), concurrency=16):
             results.append(result)
+            first_result.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(1.0)  # a few items done, the rest waiting for the paced creates
-    assert results
+    await asyncio.wait_for(first_result.wait(), 10)  # an item done, the rest waiting for the paced creates
     await fs.aclose()
     with pytest.raises(ClientClosedError):
         await asyncio.wait_for(task, 5)

@@ -42,6 +42,7 @@ from fullstory_async import (
 )
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
 from fullstory_async._error_decoder import error_class, error_from_response
+from tests.fakes import StubTransport
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -226,20 +227,13 @@ def assert_typed(error: BaseException) -> None:
 # -- the calls ---------------------------------------------------------------------------------------
 
 
-class Script:
-    """An in-memory transport: the hostile response first, then an empty last page for any follow-up."""
-
-    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.first = ApiResponse(status, headers or {}, body)
-        self.calls = 0
-
-    async def __call__(self, request: ApiRequest) -> ApiResponse:
-        self.calls += 1
-        return self.first if self.calls == 1 else ApiResponse(200, {}, b"{}")
+async def empty_last_page(request: ApiRequest) -> ApiResponse:
+    """Answer any follow-up of a hostile response (a listing's next page) with an empty last page."""
+    return ApiResponse(200, {}, b"{}")
 
 
-def client_for(script: Script) -> Client:
-    return Client(API_KEY, transport=script, retry=RetryPolicy(max_attempts=1, wait=False), rate_governor=False)
+def client_for(stub: StubTransport) -> Client:
+    return Client(API_KEY, transport=stub, retry=RetryPolicy(max_attempts=1, wait=False), rate_governor=False)
 
 
 async def collect(iterator: Any) -> list[Any]:
@@ -298,8 +292,7 @@ DOCUMENTS: dict[str, st.SearchStrategy[Any]] = {
 async def outcome(operation: str, status: int, body: bytes) -> tuple[str, Any]:
     """Run one operation against the scripted response; return ("ok", result) or ("error", exception)."""
     call, _ = CALLS[operation]
-    script = Script(status, body)
-    async with client_for(script) as client:
+    async with client_for(StubTransport(ApiResponse(status, {}, body), answer=empty_last_page)) as client:
         try:
             return "ok", await call(client)
         except Exception as exc:  # the property under test: only FullstoryError may come out
@@ -565,16 +558,26 @@ class Firehose:
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
 async def test_oversized_body_is_refused_without_reading_it_whole(serve, chunked: bool) -> None:
-    """A 64 MiB body against a 256 KiB cap: ResponseDecodeError, the connection dropped, most bytes never sent."""
+    """A 64 MiB body against a 256 KiB cap: ResponseDecodeError, the connection dropped, most bytes never sent.
+
+    The client has one connection: the listing after the refusal is only sent if it came back.
+    """
     firehose = Firehose(chunked=chunked)
+
+    async def empty_listing(_request: web.Request) -> web.Response:
+        return web.json_response({"endpoints": []})
+
     app = web.Application()
     app.router.add_get("/webhooks/v1/endpoints/{id}", firehose.handle)
+    app.router.add_get("/webhooks/v1/endpoints", empty_listing)
     base = await serve(app)
-    async with Client(API_KEY, base_url=base, max_response_bytes=CAP, retry=RetryPolicy(max_attempts=1)) as client:
+    async with Client(
+        API_KEY, base_url=base, max_response_bytes=CAP, retry=RetryPolicy(max_attempts=1), max_connections=1
+    ) as client:
         with pytest.raises(ResponseDecodeError, match=r"exceeds max_response_bytes \(262144\)"):
             await client.webhooks.get_endpoint("ep-1")
-        connector = client._transport._session.connector  # type: ignore[union-attr]
-        assert not connector._acquired
+        async with asyncio.timeout(10):
+            assert (await client.webhooks.list_endpoints_page()).items == ()
         await asyncio.wait_for(firehose.done.wait(), 10)
     assert firehose.disconnected
     assert firehose.sent < TOTAL // 8, f"server sent {firehose.sent} bytes of {TOTAL}"

@@ -29,49 +29,9 @@ from fullstory_async import (
     Webhooks,
 )
 from fullstory_async._bulk.reconcile import Action, _sealed
+from tests.fakes import ENDPOINT, Gate, RetryWaits, app_of
 
 API_KEY = "na1.LifecycleKey-Jm2x/ORG4"
-ENDPOINT_JSON = {
-    "id": "ep-1",
-    "created": "2020-04-01T21:53:58.200Z",
-    "modified": "2020-04-01T21:53:58.200Z",
-    "enabled": True,
-    "url": "https://example.com/hook",
-}
-
-
-class Gate:
-    """A 127.0.0.1 server whose handler waits on ``release`` before answering."""
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.arrived = 0
-        self.expected = 0
-        self.all_arrived = asyncio.Event()
-        self.base_url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.arrived += 1
-        if self.arrived >= self.expected:
-            self.all_arrived.set()
-        await self.release.wait()
-        if request.path == "/webhooks/v1/endpoints" and request.method == "GET":
-            return web.json_response({"endpoints": [ENDPOINT_JSON], "nextPaginationToken": "more"})
-        return web.json_response(ENDPOINT_JSON)
-
-
-@pytest.fixture
-async def gate(serve) -> AsyncIterator[Gate]:
-    """Serve a gated server on 127.0.0.1; release it at teardown."""
-    gate = Gate()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", gate.handle)
-    gate.base_url = await serve(app)
-    try:
-        yield gate
-    finally:
-        gate.release.set()
 
 
 def is_server_task(task: asyncio.Task[Any]) -> bool:
@@ -83,14 +43,13 @@ async def consume(iterator: AsyncIterator[Any]) -> list[Any]:
     return [item async for item in iterator]
 
 
-def waiting_for_a_connection(connector: Any) -> int:
-    return sum(len(waiters) for waiters in connector._waiters.values())
-
-
 async def test_cancelling_1000_in_flight_calls_leaves_no_connection_and_no_task(gate: Gate) -> None:
-    """1,000 calls (100 on the wire, 900 queued for the pool) cancelled: zero acquired, zero waiters, no task left."""
+    """1,000 calls (100 on the wire, 900 queued for the pool) cancelled: the whole pool free again, no task left.
+
+    Seen from the server: 100 arrive and no more (the pool's width); after the cancel, 101
+    new calls put 100 on the wire again, so no connection was kept and no slot was lost.
+    """
     before = asyncio.all_tasks()
-    gate.expected = 100  # the default pool size
     request = CreateEndpointRequest(url="https://example.com/hook", secret="LifecycleSecret-4hQ")
     calls: list[Callable[[Client], Any]] = [
         lambda c: c.webhooks.create_endpoint(request),
@@ -100,21 +59,16 @@ async def test_cancelling_1000_in_flight_calls_leaves_no_connection_and_no_task(
     ]
     async with Client(API_KEY, base_url=gate.base_url, retry=RetryPolicy(wait=False)) as client:
         tasks = [asyncio.create_task(calls[n % len(calls)](client)) for n in range(1000)]
-        await asyncio.wait_for(gate.all_arrived.wait(), 10)
-        connector = client._transport._session.connector  # type: ignore[union-attr]
-        for _ in range(1000):  # let every call reach the pool's queue
-            if waiting_for_a_connection(connector) == 900:
-                break
+        await gate.arrivals(100)  # the default pool size
+        for _ in range(50):  # what else could reach the server now does
             await asyncio.sleep(0)
-        assert len(connector._acquired) == 100
-        assert waiting_for_a_connection(connector) == 900
+        assert gate.arrived == 100
+        assert not any(task.done() for task in tasks)
 
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(result, asyncio.CancelledError) for result in results)
-        assert not connector._acquired
-        assert waiting_for_a_connection(connector) == 0
         gc.collect()  # finalise abandoned listing generators now, not at some later test
         for _ in range(3):
             await asyncio.sleep(0)
@@ -126,38 +80,39 @@ async def test_cancelling_1000_in_flight_calls_leaves_no_connection_and_no_task(
             await asyncio.wait(server_tasks, timeout=5)
         assert asyncio.all_tasks() == before
 
-        endpoint = await client.webhooks.get_endpoint("ep-1")  # the client still works
-        assert endpoint.id == "ep-1"
-        assert not connector._acquired
+        await gate.check_pool_width(lambda: client.webhooks.get_endpoint("ep-1"), 100)  # the client still works
 
 
 async def test_cancelling_during_a_retry_wait_leaves_no_connection(serve) -> None:
-    """A call cancelled while it sleeps before a retry holds no connection and leaves no task."""
-    attempts = 0
+    """A call cancelled while it sleeps before a retry holds no connection and leaves no task.
 
-    async def unavailable(_request: web.Request) -> web.Response:
+    The client has one connection: another call gets it while the first sleeps, and after it is cancelled.
+    """
+    attempts = 0
+    first_answered = asyncio.Event()
+
+    async def unavailable_once(_request: web.Request) -> web.Response:
         nonlocal attempts
         attempts += 1
-        return web.json_response({"code": "unavailable", "message": "later"}, status=503)
+        if attempts == 1:
+            first_answered.set()
+            return web.json_response({"code": "unavailable", "message": "later"}, status=503)
+        return web.json_response(ENDPOINT)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", unavailable)
+    app = app_of(unavailable_once)
     base = await serve(app)
     retry = RetryPolicy(backoff_initial=30, backoff_max=30, jitter=False, max_attempts=5, deadline=None)
     before = asyncio.all_tasks()
-    async with Client(API_KEY, base_url=base, retry=retry) as client:
+    async with asyncio.timeout(10), Client(API_KEY, base_url=base, retry=retry, max_connections=1) as client:
         call = asyncio.create_task(client.webhooks.get_endpoint("ep-1"))
-        for _ in range(1000):
-            if attempts == 1 and client._transport._session is not None:
-                connector = client._transport._session.connector
-                if not connector._acquired:  # type: ignore[union-attr]
-                    break
-            await asyncio.sleep(0.001)
+        await first_answered.wait()
+        assert (await client.webhooks.get_endpoint("ep-1")).id == "ep-1"
+        assert not call.done()
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        assert attempts == 1
-        assert not connector._acquired  # type: ignore[union-attr]
+        assert (await client.webhooks.get_endpoint("ep-1")).id == "ep-1"
+    assert attempts == 3  # the cancelled call's one attempt, and the two calls beside it
     assert {task for task in asyncio.all_tasks() - before if not is_server_task(task)} == set()
 
 
@@ -232,10 +187,9 @@ async def test_send_on_a_closed_client_raises_client_closed_error() -> None:
 
 async def test_calls_waiting_for_a_connection_when_the_client_closes_get_client_closed_error(gate: Gate) -> None:
     """aclose() with calls queued for the pool ends them in ClientClosedError, never a stray CancelledError."""
-    gate.expected = 2
     client = Client(API_KEY, base_url=gate.base_url, max_connections=2, retry=RetryPolicy(wait=False))
     tasks = [asyncio.create_task(client.webhooks.get_endpoint("ep-1")) for _ in range(6)]
-    await asyncio.wait_for(gate.all_arrived.wait(), 10)
+    await gate.arrivals(2)
     await client.aclose()
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
     assert [type(result).__name__ for result in results] == ["ClientClosedError"] * 6
@@ -243,12 +197,11 @@ async def test_calls_waiting_for_a_connection_when_the_client_closes_get_client_
 
 async def test_in_flight_calls_end_promptly_when_the_client_closes(gate: Gate) -> None:
     """aclose() while calls wait on the server ends them at once with ClientClosedError, a POST too."""
-    gate.expected = 3
     client = Client(API_KEY, base_url=gate.base_url, max_connections=3, retry=RetryPolicy(wait=False))
     request = CreateEndpointRequest(url="https://example.com/hook")
     tasks = [asyncio.create_task(client.webhooks.get_endpoint("ep-1")) for _ in range(2)]
     tasks.append(asyncio.create_task(client.webhooks.create_endpoint(request)))
-    await asyncio.wait_for(gate.all_arrived.wait(), 10)
+    await gate.arrivals(3)
     await client.aclose()
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
     assert [type(result) for result in results] == [ClientClosedError, ClientClosedError, ClientClosedError]
@@ -295,13 +248,12 @@ async def test_a_used_and_closed_client_leaves_no_warning(gate: Gate) -> None:
 
 async def test_aclose_ends_calls_in_flight_and_queued_on_a_session_passed_in(gate: Gate) -> None:
     """With the caller's own session: calls on the wire and queued for its pool end at once; the session stays open."""
-    gate.expected = 2
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2)) as session:
         client = Client(API_KEY, base_url=gate.base_url, session=session, retry=RetryPolicy(wait=False))
         request = CreateEndpointRequest(url="https://example.com/hook")
         tasks = [asyncio.create_task(client.webhooks.create_endpoint(request))]
         tasks += [asyncio.create_task(client.webhooks.get_endpoint("ep-1")) for _ in range(5)]
-        await asyncio.wait_for(gate.all_arrived.wait(), 10)
+        await gate.arrivals(2)
         await client.aclose()
         results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)
         gate.release.set()
@@ -311,31 +263,31 @@ async def test_aclose_ends_calls_in_flight_and_queued_on_a_session_passed_in(gat
 
 async def test_closing_a_derived_client_ends_only_its_own_calls(serve) -> None:
     """A with_options copy's aclose() wakes its call waiting a 30 s Retry-After; the parent's call and pool go on."""
-    answered = 0
-    both = asyncio.Event()
+    slow_arrived = asyncio.Event()
+    release = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
-        nonlocal answered
-        answered += 1
-        if answered == 2:
-            both.set()
         if request.path.endswith("/slow"):
-            await asyncio.sleep(0.3)
-            return web.json_response(ENDPOINT_JSON)
+            slow_arrived.set()
+            await release.wait()
+            return web.json_response(ENDPOINT)
         return web.json_response({"code": "x", "message": "wait"}, status=429, headers={"Retry-After": "30"})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
+    app = app_of(handler)
     base = await serve(app)
-    async with Client(API_KEY, base_url=base, rate_governor=False) as client:
+    waits = RetryWaits()
+    async with Client(API_KEY, base_url=base, rate_governor=False, hooks=[waits]) as client:
         derived = client.with_options(timeout=10)
         waiting = asyncio.create_task(derived.webhooks.get_endpoint("limited"))
         parents = asyncio.create_task(client.webhooks.get_endpoint("slow"))
-        await asyncio.wait_for(both.wait(), 5)
-        await asyncio.sleep(0.05)  # let the limited call reach its retry wait
+        await asyncio.wait_for(slow_arrived.wait(), 5)
+        await asyncio.wait_for(waits.waiting.wait(), 5)  # the limited call is in its retry wait
+        assert waits.waits == [30.0]
         await derived.aclose()
         with pytest.raises(ClientClosedError):
             await asyncio.wait_for(waiting, 2)
+        assert not parents.done()  # still on the wire, on the shared pool
+        release.set()
         assert (await asyncio.wait_for(parents, 5)).id == "ep-1"
         assert derived.closed
         assert not client.closed

@@ -12,7 +12,7 @@ import gc
 import gzip
 import logging
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -22,12 +22,9 @@ from fullstory_async import (
     APIConnectionError,
     APIError,
     APITimeoutError,
-    Attempt,
-    Call,
     Client,
     ClientClosedError,
     CreateEndpointRequest,
-    Hooks,
     NotFoundError,
     RateGovernor,
     RateLimitError,
@@ -36,26 +33,10 @@ from fullstory_async import (
     ServerError,
     UpdateEndpointRequest,
 )
-
-from .conftest import Serve
+from tests.fakes import ENDPOINT, RetryWaits, Serve, app_of
 
 API_KEY = "na1.OneBudgetKey-Qx7v/ORG9"
 ENDPOINTS = "/webhooks/v1/endpoints"
-ENDPOINT = {
-    "id": "ep-1",
-    "created": "2020-04-01T21:53:58.200Z",
-    "modified": "2020-04-01T21:53:58.200Z",
-    "enabled": True,
-    "url": "https://example.com/hook",
-}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def app_of(handler: Handler) -> web.Application:
-    """Return an app that sends every request to ``handler``."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
 
 
 async def consume(items: AsyncIterator[object]) -> None:
@@ -148,12 +129,7 @@ async def test_a_retry_after_beyond_the_deadline_fails_both_calls_at_once(serve:
 async def test_aclose_wakes_every_call_waiting_on_a_pause(serve: Serve) -> None:
     """429 Retry-After 8: one call waiting to retry, ten on the route's pause; aclose() ends all eleven at once."""
     seen = 0
-    retrying = asyncio.Event()
-
-    class RetryWaits(Hooks):
-        def on_attempt(self, call: Call, attempt: Attempt) -> None:
-            if attempt.wait == 8.0:
-                retrying.set()
+    waits = RetryWaits()
 
     async def handler(_request: web.Request) -> web.Response:
         nonlocal seen
@@ -161,9 +137,10 @@ async def test_aclose_wakes_every_call_waiting_on_a_pause(serve: Serve) -> None:
         return web.json_response({"code": "rate", "message": "slow"}, status=429, headers={"Retry-After": "8"})
 
     base = await serve(app_of(handler))
-    fs = Client(API_KEY, base_url=base, hooks=[RetryWaits()])
+    fs = Client(API_KEY, base_url=base, hooks=[waits])
     first = asyncio.create_task(fs.webhooks.get_endpoint("ep-1"))
-    await asyncio.wait_for(retrying.wait(), 5)  # the first call waits 8 s in the retry layer
+    await asyncio.wait_for(waits.waiting.wait(), 5)
+    assert waits.waits == [8.0]  # the first call waits 8 s in the retry layer
     await asyncio.wait_for(refuse_until_paused(fs, lambda: seen), 10)  # and the route is paused 8 s
     sent = seen
     waiting = [asyncio.create_task(fs.webhooks.get_endpoint("ep-1")) for _ in range(10)]

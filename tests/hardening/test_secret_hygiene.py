@@ -7,16 +7,13 @@ kind) and check everything a user could see, and prove the suite-wide check itse
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import subprocess
 import sys
 import textwrap
-import threading
 import traceback
-from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +33,7 @@ from fullstory_async import (
 from fullstory_async.cli import main
 from fullstory_async.receiving import SignatureVerificationError, WebhookReceiver, sign, verify
 from fullstory_async.testing import FakeFullstory, Fault
+from tests.fakes import ServedFake
 
 T = TypeVar("T")
 
@@ -217,38 +215,12 @@ def test_receiving_shows_no_secret() -> None:
 # -- the CLI -----------------------------------------------------------------------------------------
 
 
-class ServedFake:
-    """A FakeFullstory with known keys on its own event loop in a daemon thread (the CLI runs its own loop)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="hygiene-fake", daemon=True)
-        self.thread.start()
-        self.fake = FakeFullstory(api_key=KEY, read_only_api_key=READ_ONLY_KEY)
-        self.run(self.fake.start())
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def close(self) -> None:
-        self.run(self.fake.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServedFake]:
-    """Serve a fake with known keys; put the admin key in FULLSTORY_API_KEY and the secrets in the environment."""
-    served = ServedFake()
-    monkeypatch.setenv("FULLSTORY_API_KEY", KEY)
+def cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put a wrong key and the endpoint secrets in the environment (``served`` puts in its admin key)."""
     monkeypatch.setenv("WRONG_KEY", WRONG_KEY)
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     monkeypatch.setenv("NEW_HOOK_SECRET", NEW_SECRET)
-    try:
-        yield served
-    finally:
-        served.close()
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -259,7 +231,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 
 
 def test_cli_output_shows_no_key_or_secret(
-    served: ServedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path, secret_watch: Any
+    served: ServedFake, cli_env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, secret_watch: Any
 ) -> None:
     """Every command, in text and JSON, at -vv, with failures: stdout and stderr hold no key and no secret."""
     base = ["--base-url", served.fake.url]
@@ -298,7 +270,7 @@ def test_cli_output_shows_no_key_or_secret(
     assert "401" in runs[8][2]
     assert served.fake.endpoints[next(iter(served.fake.endpoints))].secret in (SECRET, NEW_SECRET)
     texts = [text for _, out, err in runs for text in (out, err)]
-    assert_clean(texts, set(ALL_KNOWN) | secret_watch.secrets)
+    assert_clean(texts, {*ALL_KNOWN, served.api_key, served.fake.read_only_api_key} | secret_watch.secrets)
 
 
 def test_cli_on_the_embedded_fake_shows_no_generated_key_or_secret(
@@ -319,7 +291,7 @@ def test_cli_on_the_embedded_fake_shows_no_generated_key_or_secret(
 
 
 def test_cli_refuses_a_bad_secret_without_echoing_it(
-    served: ServedFake, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    served: ServedFake, cli_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A secret with a control character is a usage error (exit 2) that names the option, not the value."""
     monkeypatch.setenv("HOOK_SECRET", SECRET + "\x01")
@@ -329,4 +301,4 @@ def test_cli_refuses_a_bad_secret_without_echoing_it(
     )  # fmt: skip
     assert code == 2
     assert "secret" in err
-    assert_clean([out, err])
+    assert_clean([out, err], {*ALL_KNOWN, served.api_key})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +25,7 @@ from fullstory_async import (
     RetryPolicy,
     UpdateEndpointRequest,
 )
+from tests.fakes import Serve, app_of
 
 API_KEY = "na1.TransportSafetyKey-Vb3r/ORG3"
 ENDPOINT_JSON = {
@@ -53,9 +53,7 @@ class Origin:
         return web.json_response(ENDPOINT_JSON)
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+        return app_of(self.handle)
 
 
 @pytest.fixture
@@ -105,8 +103,7 @@ async def test_a_redirect_with_a_json_body_still_names_the_location(serve) -> No
             {"code": "moved", "message": "go elsewhere"}, status=307, headers={"Location": "https://evil.example"}
         )
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", moved)
+    app = app_of(moved)
     base = await serve(app)
     async with Client(API_KEY, base_url=base, retry=RetryPolicy(max_attempts=1)) as client:
         with pytest.raises(APIStatusError, match=r"redirect to https://evil\.example not followed"):
@@ -172,16 +169,6 @@ def test_default_base_urls_are_https(key: str) -> None:
 # -- TLS -------------------------------------------------------------------------------------------
 
 
-async def test_the_owned_session_verifies_tls() -> None:
-    """The session the client creates keeps certificate verification on (no ssl=False, no CERT_NONE)."""
-    async with Client(API_KEY, base_url="http://127.0.0.1:9") as client:
-        session = client._transport.shared.get()
-        ssl_setting = session.connector._ssl  # type: ignore[union-attr]
-        assert ssl_setting is True or (
-            isinstance(ssl_setting, ssl.SSLContext) and ssl_setting.verify_mode == ssl.CERT_REQUIRED
-        )
-
-
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Make a throwaway self-signed certificate for 127.0.0.1 with the openssl command."""
@@ -202,21 +189,13 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-async def tls_origin(self_signed: tuple[Path, Path]) -> AsyncIterator[tuple[Origin, str]]:
+async def tls_origin(self_signed: tuple[Path, Path], serve: Serve) -> tuple[Origin, str]:
     """Serve https on 127.0.0.1 with the self-signed certificate."""
     cert, key = self_signed
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     origin = Origin()
-    runner = web.AppRunner(origin.app(), shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield origin, f"https://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return origin, await serve(origin.app(), context)
 
 
 async def test_a_self_signed_certificate_is_refused(tls_origin) -> None:

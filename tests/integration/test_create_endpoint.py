@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +17,7 @@ from fullstory_async import (
     ServerError,
     __version__,
 )
-from fullstory_async.testing import FakeFullstory, Fault, endpoint_id
+from fullstory_async.testing import FakeFullstory, Fault, ManualClock, endpoint_id
 
 URL = "https://example.com/fullstory-webhooks"
 SECRET = "w7ixQjN7QEiWRwXUFfXneA"
@@ -28,17 +28,19 @@ def create_request() -> CreateEndpointRequest:
     return CreateEndpointRequest(url=URL, event_types=[EventType("note.created")], secret=SECRET)
 
 
-async def test_create_succeeds(fake_fullstory: FakeFullstory) -> None:
+async def test_create_succeeds() -> None:
     """A create reaches the server as camelCase JSON with the raw key, and returns the stored endpoint."""
-    before = time.time()
-    async with fake_fullstory.client() as fs:
+    async with (
+        FakeFullstory(wall_clock=ManualClock(1585778038.2)) as fake_fullstory,  # 2020-04-01T21:53:58.200Z
+        fake_fullstory.client() as fs,
+    ):
         endpoint = await fs.webhooks.create_endpoint(create_request())
     assert endpoint.url == URL
     assert endpoint.id == endpoint_id(URL)
     assert endpoint.enabled is True
     assert endpoint.event_types == (EventType("note.created"),)
+    assert endpoint.created == datetime(2020, 4, 1, 21, 53, 58, 200_000, tzinfo=UTC)
     assert endpoint.created.tzinfo is UTC
-    assert endpoint.created.timestamp() >= before - 1
 
     stored = fake_fullstory.endpoints[endpoint.id]
     assert stored.url == URL

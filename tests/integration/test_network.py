@@ -18,6 +18,7 @@ from aiohttp import web
 from fullstory_async import APIConnectionError, ApiRequest, APIStatusError, Client, FullstoryError, RetryPolicy
 from fullstory_async.cli import main
 from fullstory_async.testing import FakeFullstory
+from tests.fakes import Serve
 
 API_KEY = "na1.Pr0xyT3stApiKey/ORG7"
 PROXY_PASSWORD = "pr0xy-P4ssw0rd-s3cret"
@@ -220,9 +221,8 @@ class TlsServer:
 
 
 @pytest.fixture
-async def tls_server(pki: Pki) -> AsyncIterator[Callable[..., Awaitable[TlsServer]]]:
+def tls_server(pki: Pki, serve: Serve) -> Callable[..., Awaitable[TlsServer]]:
     """Serve an app on https://127.0.0.1 with the private CA's certificate; it records Authorization headers."""
-    runners: list[web.AppRunner] = []
 
     async def start(*, require_client_certificate: bool = False) -> TlsServer:
         authorizations: list[str | None] = []
@@ -233,17 +233,10 @@ async def tls_server(pki: Pki) -> AsyncIterator[Callable[..., Awaitable[TlsServe
 
         app = web.Application()
         app.router.add_get("/webhooks/v1/endpoints", endpoints)
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        runners.append(runner)
         context = pki.server_context(require_client_certificate=require_client_certificate)
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        return TlsServer(f"https://127.0.0.1:{runner.addresses[0][1]}", authorizations)
+        return TlsServer(await serve(app, context), authorizations)
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    return start
 
 
 LIST = ApiRequest("GET", "/webhooks/v1/endpoints", operation="list_endpoints")

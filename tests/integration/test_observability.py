@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -14,12 +13,13 @@ from opentelemetry.trace import SpanKind
 
 from fullstory_async import Client, Metrics, RetryPolicy
 from fullstory_async.otel import OpenTelemetryHooks
+from tests.fakes import Serve
 
 API_KEY = "na1.0bs3rv4bilityK3y/ORG9"
 
 
 @pytest.fixture
-async def flaky_server() -> AsyncIterator[str]:
+async def flaky_server(serve: Serve) -> str:
     """``GET /webhooks/v1/event-types``: 503, then 429 with a fractional Retry-After, then 200."""
     replies = [
         web.Response(status=503, text="<html>upstream down</html>", content_type="text/html"),
@@ -33,12 +33,7 @@ async def flaky_server() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/webhooks/v1/event-types", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    return await serve(app)
 
 
 async def test_a_call_retried_twice_over_http(flaky_server):

@@ -20,6 +20,7 @@ from fullstory_async import (
     ServerError,
 )
 from fullstory_async.testing import FakeFullstory, Fault
+from tests.fakes import gate_in_front_of
 
 URL = "https://example.com/hooks/provisioned"
 
@@ -109,10 +110,12 @@ async def test_ensure_retries_a_create_the_server_never_applied() -> None:
 
 async def test_ensure_after_a_timeout_while_the_server_is_slow() -> None:
     """A create that times out (the server applies it late) still ends with exactly one endpoint."""
-    async with FakeFullstory() as fake, fast_client(fake, timeout=0.05) as fs:
+    fake = FakeFullstory()
+    gate = gate_in_front_of(fake)
+    async with fake, fast_client(fake, timeout=0.05) as fs:
         fake.faults.add(Fault.latency(0.3), route="create_endpoint", times=1)
         endpoint, _ = await fs.webhooks.ensure_endpoint(request())
-        await asyncio.sleep(0.4)  # let the slow request finish on the server side
+        await gate.idle()  # the slow request finishes on the server side
         assert [e.id for e in fake.endpoints_with_url(URL)] == [endpoint.id]
 
 
@@ -138,7 +141,9 @@ async def test_ensure_gives_up_after_max_attempts_without_duplicates() -> None:
 
 async def test_provision_with_faults_of_every_kind_reports_every_item_once() -> None:
     """300 items through 10% seeded faults: one result each, every endpoint exactly once."""
-    async with FakeFullstory(seed=7) as fake, fast_client(fake, timeout=0.2) as fs:
+    fake = FakeFullstory(seed=7)
+    gate = gate_in_front_of(fake)
+    async with fake, fast_client(fake, timeout=0.2) as fs:
         for fault in (
             Fault.server_error_after_commit(),
             Fault.server_error(502),
@@ -157,7 +162,7 @@ async def test_provision_with_faults_of_every_kind_reports_every_item_once() -> 
         created = {r.endpoint.url for r in results if r.endpoint is not None}
         assert len(created) == 300 - len(failed)
         assert len(failed) <= 3
-        await asyncio.sleep(0.6)  # slow requests still in the fake finish
+        await gate.idle()  # slow requests still in the fake finish
         assert_no_duplicates(fake)
         assert {e.url for e in fake.endpoints.values()} >= created
 

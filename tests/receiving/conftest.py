@@ -37,11 +37,11 @@ class Site:
         await self.server.close()
 
 
-Serve = Callable[..., Awaitable[Site]]
+ServeReceiver = Callable[..., Awaitable[Site]]
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
+async def serve_receiver() -> AsyncIterator[ServeReceiver]:
     """Start ``add_webhook_route`` receivers on free ports; all are stopped after the test."""
     sites: list[Site] = []
 

@@ -16,7 +16,7 @@ NOTE = {"id": "n-9", "author": "ada@example.com", "text": "checkout bug", "noted
 
 
 async def test_endpoint_created_on_the_fake_receives_a_verified_event(
-    fake_fullstory: FakeFullstory, fullstory_client: Client, serve: Any
+    fake_fullstory: FakeFullstory, fullstory_client: Client, serve_receiver: Any
 ) -> None:
     """Create an endpoint with a secret, deliver with what the fake stored, and get the typed event."""
     events: list[WebhookEvent] = []
@@ -24,7 +24,7 @@ async def test_endpoint_created_on_the_fake_receives_a_verified_event(
     async def on_event(event: WebhookEvent) -> None:
         events.append(event)
 
-    site = await serve("s3cret-on-both-sides", on_event, org_id=fake_fullstory.org_id)
+    site = await serve_receiver("s3cret-on-both-sides", on_event, org_id=fake_fullstory.org_id)
     endpoint = await fullstory_client.webhooks.create_endpoint(
         CreateEndpointRequest(url=site.url, event_types=[EventType("note.created")], secret="s3cret-on-both-sides")
     )
@@ -54,11 +54,11 @@ async def test_endpoint_created_on_the_fake_receives_a_verified_event(
 
 
 async def test_fake_deliver_signs_with_the_stored_secret(
-    fake_fullstory: FakeFullstory, fullstory_client: Client, serve: Any
+    fake_fullstory: FakeFullstory, fullstory_client: Client, serve_receiver: Any
 ) -> None:
     """fake.deliver(event, data, endpoint_id=...) reaches the receiver as a verified, typed event."""
     events: list[WebhookEvent] = []
-    site = await serve("deliver-secret-1", events.append, org_id=fake_fullstory.org_id)
+    site = await serve_receiver("deliver-secret-1", events.append, org_id=fake_fullstory.org_id)
     endpoint = await fullstory_client.webhooks.create_endpoint(
         CreateEndpointRequest(url=site.url, event_types=["note.created"], secret="deliver-secret-1")
     )

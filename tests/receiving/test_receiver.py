@@ -52,10 +52,10 @@ def signed(body: bytes, secret: str = SECRET, timestamp: int | None = None) -> d
 # Accepted deliveries -----------------------------------------------------------------------------
 
 
-async def test_delivered_event_reaches_the_async_callback(serve: Any) -> None:
+async def test_delivered_event_reaches_the_async_callback(serve_receiver: Any) -> None:
     """A signed delivery is answered 202 and the callback gets the typed event."""
     recorder = Recorder()
-    site = await serve([SECRET, OLD_SECRET], recorder)
+    site = await serve_receiver([SECRET, OLD_SECRET], recorder)
     assert await deliver(site) == 202
     [event] = recorder.events
     assert event.event_name == "note.created"
@@ -63,33 +63,33 @@ async def test_delivered_event_reaches_the_async_callback(serve: Any) -> None:
     assert (event.data.id, event.data.author, event.org_id) == ("n-1", "ada@example.com", ORG_ID)
 
 
-async def test_old_secret_is_accepted_during_rotation(serve: Any) -> None:
+async def test_old_secret_is_accepted_during_rotation(serve_receiver: Any) -> None:
     """A delivery signed with the previous secret is accepted while both are configured."""
     recorder = Recorder()
-    site = await serve([SECRET, OLD_SECRET], recorder)
+    site = await serve_receiver([SECRET, OLD_SECRET], recorder)
     assert await deliver(site, secret=OLD_SECRET) == 202
     assert len(recorder.events) == 1
 
 
-async def test_sync_callback_runs_in_a_worker_thread(serve: Any) -> None:
+async def test_sync_callback_runs_in_a_worker_thread(serve_receiver: Any) -> None:
     """A plain function callback runs off the event loop's thread."""
     seen: list[tuple[str, int]] = []
-    site = await serve(SECRET, lambda event: seen.append((event.event_name, threading.get_ident())))
+    site = await serve_receiver(SECRET, lambda event: seen.append((event.event_name, threading.get_ident())))
     assert await deliver(site) == 202
     assert seen
     assert seen[0][0] == "note.created"
     assert seen[0][1] != threading.get_ident()
 
 
-async def test_awaitable_returned_by_a_plain_callable_is_awaited(serve: Any) -> None:
+async def test_awaitable_returned_by_a_plain_callable_is_awaited(serve_receiver: Any) -> None:
     """A plain callable that returns a coroutine (a lambda around an async function) is awaited."""
     recorder = Recorder()
-    site = await serve(SECRET, lambda event: recorder(event))
+    site = await serve_receiver(SECRET, lambda event: recorder(event))
     assert await deliver(site) == 202
     assert len(recorder.events) == 1
 
 
-async def test_response_waits_for_the_callback(serve: Any) -> None:
+async def test_response_waits_for_the_callback(serve_receiver: Any) -> None:
     """Without an inbox the 202 is sent only after the callback returned (acknowledge only what is held)."""
     release = asyncio.Event()
     started = asyncio.Event()
@@ -98,7 +98,7 @@ async def test_response_waits_for_the_callback(serve: Any) -> None:
         started.set()
         await release.wait()
 
-    site = await serve(SECRET, slow)
+    site = await serve_receiver(SECRET, slow)
     answer = asyncio.create_task(deliver(site))
     await started.wait()
     await asyncio.sleep(0.01)  # give the response a chance to leave early; it must not
@@ -107,10 +107,10 @@ async def test_response_waits_for_the_callback(serve: Any) -> None:
     assert await answer == 202
 
 
-async def test_body_exactly_at_the_limit_is_accepted(serve: Any) -> None:
+async def test_body_exactly_at_the_limit_is_accepted(serve_receiver: Any) -> None:
     """A body of exactly max_body_bytes is read and accepted."""
     recorder = Recorder()
-    site = await serve(SECRET, recorder, max_body_bytes=2048)
+    site = await serve_receiver(SECRET, recorder, max_body_bytes=2048)
     base = len(encode_envelope("test", {"message": ""}))
     body = encode_envelope("test", {"message": "x" * (2048 - base)})
     assert len(body) == 2048
@@ -121,10 +121,10 @@ async def test_body_exactly_at_the_limit_is_accepted(serve: Any) -> None:
 # Refusals --------------------------------------------------------------------------------------
 
 
-async def test_tampered_body_is_refused_with_401(serve: Any) -> None:
+async def test_tampered_body_is_refused_with_401(serve_receiver: Any) -> None:
     """A body changed after signing gets 401, with an empty response body, and no callback."""
     recorder = Recorder()
-    site = await serve(SECRET, recorder)
+    site = await serve_receiver(SECRET, recorder)
     body = encode_envelope("note.created", NOTE)
     headers = signed(body)
     status, text = await site.post(body.replace(b"look at this", b"look at that"), headers)
@@ -132,55 +132,55 @@ async def test_tampered_body_is_refused_with_401(serve: Any) -> None:
     assert recorder.events == []
 
 
-async def test_wrong_secret_is_refused_with_401(serve: Any) -> None:
+async def test_wrong_secret_is_refused_with_401(serve_receiver: Any) -> None:
     """A delivery signed with a secret the receiver does not know gets 401."""
     recorder = Recorder()
-    site = await serve(SECRET, recorder)
+    site = await serve_receiver(SECRET, recorder)
     assert await deliver(site, secret="some-other-secret") == 401
     assert recorder.events == []
 
 
-async def test_stale_timestamp_is_refused_with_401(serve: Any) -> None:
+async def test_stale_timestamp_is_refused_with_401(serve_receiver: Any) -> None:
     """A genuinely signed delivery from an hour ago is refused as a replay."""
     recorder = Recorder()
-    site = await serve(SECRET, recorder)
+    site = await serve_receiver(SECRET, recorder)
     assert await deliver(site, timestamp=int(time.time()) - 3600) == 401
     assert recorder.events == []
 
 
-async def test_missing_header_is_refused_with_401(serve: Any) -> None:
+async def test_missing_header_is_refused_with_401(serve_receiver: Any) -> None:
     """A POST without Fullstory-Signature gets 401."""
-    site = await serve(SECRET, Recorder())
+    site = await serve_receiver(SECRET, Recorder())
     status, text = await site.post(encode_envelope("test", {}))
     assert (status, text) == (401, b"")
 
 
-async def test_other_org_is_refused_when_pinned(serve: Any) -> None:
+async def test_other_org_is_refused_when_pinned(serve_receiver: Any) -> None:
     """With org_id pinned, a delivery signed for another org gets 401."""
-    site = await serve(SECRET, Recorder(), org_id="o-ANOTHER-na1")
+    site = await serve_receiver(SECRET, Recorder(), org_id="o-ANOTHER-na1")
     assert await deliver(site) == 401
 
 
-async def test_signed_body_that_is_not_an_envelope_gets_400(serve: Any) -> None:
+async def test_signed_body_that_is_not_an_envelope_gets_400(serve_receiver: Any) -> None:
     """A correctly signed body that is not an event envelope gets 400 (not 401): the sender is genuine."""
-    site = await serve(SECRET, Recorder())
+    site = await serve_receiver(SECRET, Recorder())
     status, text = await site.post(b"[]", signed(b"[]"))
     assert (status, text) == (400, b"")
 
 
-async def test_oversized_body_with_content_length_gets_413(serve: Any) -> None:
+async def test_oversized_body_with_content_length_gets_413(serve_receiver: Any) -> None:
     """A declared Content-Length above the limit is refused with 413 before any verification."""
     recorder = Recorder()
-    site = await serve(SECRET, recorder, max_body_bytes=1024)
+    site = await serve_receiver(SECRET, recorder, max_body_bytes=1024)
     body = encode_envelope("test", {"message": "x" * 1024})
     status, _ = await site.post(body, signed(body))
     assert status == 413
     assert recorder.events == []
 
 
-async def test_oversized_chunked_body_gets_413(serve: Any) -> None:
+async def test_oversized_chunked_body_gets_413(serve_receiver: Any) -> None:
     """A chunked body (no Content-Length) is cut off once it passes the limit."""
-    site = await serve(SECRET, Recorder(), max_body_bytes=1024)
+    site = await serve_receiver(SECRET, Recorder(), max_body_bytes=1024)
     body = encode_envelope("test", {"message": "x" * 4096})
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -229,7 +229,7 @@ async def test_body_reader_never_reads_more_than_one_byte_past_the_limit(size: i
 
 
 async def test_callback_exception_answers_500_so_the_sender_retries(
-    serve: Any, caplog: pytest.LogCaptureFixture
+    serve_receiver: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A failing callback gets 500 (never a 2xx), is logged with its traceback, and the retry is handled."""
     calls: list[str] = []
@@ -240,7 +240,7 @@ async def test_callback_exception_answers_500_so_the_sender_retries(
             raise RuntimeError("database is down")
 
     caplog.set_level(logging.INFO, logger=LOGGER)
-    site = await serve(SECRET, flaky)
+    site = await serve_receiver(SECRET, flaky)
     assert await deliver(site) == 500
     assert await deliver(site) == 202
     assert calls == ["note.created", "note.created"]
@@ -250,13 +250,13 @@ async def test_callback_exception_answers_500_so_the_sender_retries(
     assert isinstance(record.exc_info[1], RuntimeError)
 
 
-async def test_sync_callback_exception_answers_500(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_sync_callback_exception_answers_500(serve_receiver: Any, caplog: pytest.LogCaptureFixture) -> None:
     """An exception in a thread-run callback is a 500 and is logged too."""
 
     def broken(event: WebhookEvent) -> None:
         raise ValueError("bad")
 
-    site = await serve(SECRET, broken)
+    site = await serve_receiver(SECRET, broken)
     assert await deliver(site) == 500
     assert any("callback failed" in r.getMessage() for r in caplog.records if r.name == LOGGER)
 
@@ -265,11 +265,11 @@ async def test_sync_callback_exception_answers_500(serve: Any, caplog: pytest.Lo
 
 
 async def test_refusals_are_logged_with_their_reason_and_never_the_secret(
-    serve: Any, caplog: pytest.LogCaptureFixture
+    serve_receiver: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A mismatch is a WARNING naming the reason; a missing header is only INFO; no secret is logged."""
     caplog.set_level(logging.DEBUG)
-    site = await serve([SECRET, OLD_SECRET], Recorder())
+    site = await serve_receiver([SECRET, OLD_SECRET], Recorder())
     assert await deliver(site, secret="wrong-secret") == 401
     await site.post(encode_envelope("test", {}))
     mine = [r for r in caplog.records if r.name == LOGGER]
@@ -282,9 +282,9 @@ async def test_refusals_are_logged_with_their_reason_and_never_the_secret(
             assert hidden not in record.getMessage()
 
 
-async def test_oversized_refusal_is_logged(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_oversized_refusal_is_logged(serve_receiver: Any, caplog: pytest.LogCaptureFixture) -> None:
     """A 413 is logged at WARNING with the limit."""
-    site = await serve(SECRET, Recorder(), max_body_bytes=10)
+    site = await serve_receiver(SECRET, Recorder(), max_body_bytes=10)
     status, _ = await site.post(b"x" * 11)
     assert status == 413
     assert any("body over 10 bytes" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -293,7 +293,7 @@ async def test_oversized_refusal_is_logged(serve: Any, caplog: pytest.LogCapture
 # Shutdown --------------------------------------------------------------------------------------
 
 
-async def test_aclose_gives_up_waiting_after_the_shutdown_timeout(serve: Any) -> None:
+async def test_aclose_gives_up_waiting_after_the_shutdown_timeout(serve_receiver: Any) -> None:
     """A stuck callback does not hold aclose past shutdown_timeout; its delivery is never acknowledged."""
     started = asyncio.Event()
 
@@ -301,7 +301,7 @@ async def test_aclose_gives_up_waiting_after_the_shutdown_timeout(serve: Any) ->
         started.set()
         await asyncio.Event().wait()
 
-    site = await serve(SECRET, stuck, shutdown_timeout=0)
+    site = await serve_receiver(SECRET, stuck, shutdown_timeout=0)
     answer = asyncio.create_task(deliver(site))
     await started.wait()
     await site.receiver.aclose()
@@ -312,7 +312,7 @@ async def test_aclose_gives_up_waiting_after_the_shutdown_timeout(serve: Any) ->
         await answer
 
 
-async def test_aclose_lets_running_callbacks_finish(serve: Any) -> None:
+async def test_aclose_lets_running_callbacks_finish(serve_receiver: Any) -> None:
     """Within shutdown_timeout, aclose waits for callbacks instead of cancelling them."""
     release = asyncio.Event()
     started = asyncio.Event()
@@ -323,7 +323,7 @@ async def test_aclose_lets_running_callbacks_finish(serve: Any) -> None:
         await release.wait()
         finished.append(True)
 
-    site = await serve(SECRET, slow, shutdown_timeout=30)
+    site = await serve_receiver(SECRET, slow, shutdown_timeout=30)
     answer = asyncio.create_task(deliver(site))
     await started.wait()
     closing = asyncio.create_task(site.receiver.aclose())
@@ -336,10 +336,10 @@ async def test_aclose_lets_running_callbacks_finish(serve: Any) -> None:
     assert await answer == 202
 
 
-async def test_closed_receiver_answers_503(serve: Any) -> None:
+async def test_closed_receiver_answers_503(serve_receiver: Any) -> None:
     """After aclose, deliveries get 503 (retry later) and no callback runs; aclose is idempotent."""
     recorder = Recorder()
-    site = await serve(SECRET, recorder)
+    site = await serve_receiver(SECRET, recorder)
     await site.receiver.aclose()
     await site.receiver.aclose()
     assert await deliver(site) == 503

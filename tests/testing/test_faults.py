@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -108,13 +107,12 @@ async def test_latency_triggers_client_timeouts(api: Api) -> None:
     """Fault.latency(): the response is late enough for a client timeout; later requests are prompt."""
     api.fake.faults.add(Fault.latency(5.0), route="list_endpoints", times=1)
     timeout = aiohttp.ClientTimeout(total=0.1)
-    started = time.monotonic()
     with pytest.raises(asyncio.TimeoutError):
         await api.session.get(
             api.fake.url + ENDPOINTS, headers={"Authorization": f"Basic {api.fake.api_key}"}, timeout=timeout
         )
-    assert time.monotonic() - started < 2.0
     assert (await api.call("GET", ENDPOINTS)).status == 200
+    assert api.fake.requests[-1].faults == ()  # the later request met no latency
 
 
 async def test_latency_adds_to_another_fault(api: Api) -> None:
@@ -135,18 +133,16 @@ async def test_latency_does_not_block_shutdown(session: aiohttp.ClientSession) -
         pending = asyncio.create_task(
             session.get(fake.url + ENDPOINTS, headers={"Authorization": f"Basic {fake.api_key}"})
         )
-        for _ in range(200):  # bounded wait for the request to reach the latency wait
+        for _ in range(1000):  # bounded: the request reaches the latency wait
             if fake._fake_app._sleepers:
                 break
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0)
         assert fake._fake_app._sleepers
     finally:
-        started = time.monotonic()
-        await fake.stop()
-        stopped_in = time.monotonic() - started
+        async with asyncio.timeout(1.0):  # a hang guard: the 60 s latency must not hold the stop
+            await fake.stop()
     with pytest.raises(aiohttp.ClientError):
         await pending
-    assert stopped_in < 1.0
 
 
 async def test_times_limits_a_rule_and_then_it_is_removed(api: Api) -> None:

@@ -1,24 +1,17 @@
-"""Shared fixtures for the unit tests: an in-memory transport, aioresponses, a local slow server."""
+"""Shared fixtures for the unit tests: clients on the stub transport (``fake``), the seed page's example."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aioresponses import aioresponses
 
-from fullstory_async import ApiRequest, ApiResponse, Client, RetryPolicy
+from fullstory_async import Client, RetryPolicy
+from tests.fakes import Reply, StubTransport
 
 API_KEY = "na1.T0pS3cretApiKeyValue/ORG42"
 SECRET = "w7ixQjN7QEiWRwXUFfXneA"
-BASE_URL = "https://api.fullstory.com"
-ENDPOINTS_URL = BASE_URL + "/webhooks/v1/endpoints"
 
 # The example response of the Create Endpoint page (reference/000_391a3d7169c7600a.txt), verbatim.
 SUBCATEGORY = (
@@ -42,41 +35,6 @@ SEED_ENDPOINT_BODY = (
 )
 
 
-def as_response(status: int = 200, body: object = None, headers: dict[str, str] | None = None) -> ApiResponse:
-    """Build an `ApiResponse`; a dict/list body is JSON-encoded, bytes are kept as they are."""
-    raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-    return ApiResponse(status=status, headers=headers or {}, body=raw)
-
-
-# A scripted reply: a response, a ``(status, body[, headers])`` tuple, an exception to raise,
-# or an async callable that gets the request.
-Reply = ApiResponse | tuple[Any, ...] | BaseException | Callable[[ApiRequest], Awaitable[ApiResponse]]
-
-
-class FakeTransport:
-    """In-memory transport for ``Client(transport=...)``: records requests and plays scripted replies.
-
-    The real auth -> retry -> error decoding chain runs on top of it; no socket is opened.
-    """
-
-    def __init__(self, *replies: Reply) -> None:
-        self.replies: deque[Reply] = deque(replies)
-        self.requests: list[ApiRequest] = []
-
-    async def __call__(self, request: ApiRequest) -> ApiResponse:
-        self.requests.append(request)
-        if not self.replies:
-            raise AssertionError(f"unexpected request {request.method} {request.path}")
-        reply = self.replies.popleft()
-        if isinstance(reply, BaseException):
-            raise reply
-        if isinstance(reply, ApiResponse):
-            return reply
-        if isinstance(reply, tuple):
-            return as_response(*reply)
-        return await reply(request)
-
-
 @pytest.fixture
 def api_key() -> str:
     """Return the API key the ``fake`` clients use (it must never leak)."""
@@ -95,7 +53,7 @@ def seed_body() -> bytes:
     return SEED_ENDPOINT_BODY
 
 
-MakeClient = Callable[..., tuple[Client, FakeTransport]]
+MakeClient = Callable[..., tuple[Client, StubTransport]]
 
 
 @pytest.fixture
@@ -107,10 +65,10 @@ async def fake() -> AsyncIterator[MakeClient]:
     """
     clients: list[Client] = []
 
-    def make(*replies: Reply, **kwargs: Any) -> tuple[Client, FakeTransport]:
+    def make(*replies: Reply, **kwargs: Any) -> tuple[Client, StubTransport]:
         kwargs.setdefault("api_key", API_KEY)
         kwargs.setdefault("retry", RetryPolicy(wait=False))
-        transport = FakeTransport(*replies)
+        transport = StubTransport(*replies)
         client = Client(transport=transport, **kwargs)
         clients.append(client)
         return client, transport
@@ -118,95 +76,3 @@ async def fake() -> AsyncIterator[MakeClient]:
     yield make
     for client in clients:
         await client.aclose()
-
-
-class _SentWriter:
-    """The one thing a finished ``ClientResponse`` reads from its stream writer."""
-
-    output_size = 0
-
-
-class CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the ``stream_writer`` argument newer aiohttp requires."""
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _SentWriter())
-        super().__init__(method, url, **kwargs)
-
-
-class MockAPI(aioresponses):
-    """`aioresponses` whose mocked responses work with the installed aiohttp."""
-
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", CompatResponse)
-        super().add(*args, **kwargs)
-
-    def calls(self, method: str, url: str) -> list[Any]:
-        """Return the recorded calls of ``method url`` (each has ``.kwargs``: headers, data, timeout...)."""
-        from yarl import URL
-
-        return list(self.requests.get((method, URL(url)), []))
-
-
-@pytest.fixture
-def mock_api() -> Any:
-    """aioresponses, patched for the installed aiohttp; unmatched requests fail as connection errors."""
-    with MockAPI() as mocked:
-        yield mocked
-
-
-class SlowServer:
-    """A 127.0.0.1 server whose handler waits on ``release`` (set at teardown) before answering."""
-
-    def __init__(self) -> None:
-        self.arrived = asyncio.Event()
-        self.release = asyncio.Event()
-        self.hits = 0
-        self.base_url = ""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.hits += 1
-        self.arrived.set()
-        await self.release.wait()
-        return web.Response(body=SEED_ENDPOINT_BODY, content_type="application/json")
-
-
-@pytest.fixture
-async def slow_server() -> AsyncIterator[SlowServer]:
-    """Run a slow server on 127.0.0.1 (any path); release it and shut it down at teardown."""
-    server = SlowServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.base_url = f"http://{host}:{port}"
-    try:
-        yield server
-    finally:
-        server.release.set()
-        await runner.cleanup()
-
-
-Serve = Callable[[web.Application], Awaitable[str]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Run aiohttp apps on 127.0.0.1 until teardown; awaiting the factory on an app gives its base URL."""
-    runners: list[web.AppRunner] = []
-
-    async def start(app: web.Application) -> str:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()

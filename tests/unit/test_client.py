@@ -30,9 +30,8 @@ from fullstory_async import (
     Timeout,
     __version__,
 )
+from tests.fakes import ENDPOINT, Gate, StubTransport, answering
 
-BASE = "https://api.fullstory.com"
-ENDPOINTS_URL = BASE + "/webhooks/v1/endpoints"
 SUBCATEGORY = (
     "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoI"
     "U2VhcmNoaWUaBTQ5MTY4EhAKBUFsZXJ0EICAgICAqJkL"
@@ -53,43 +52,44 @@ def seed_request(secret: str | None = None) -> CreateEndpointRequest:
     )
 
 
-async def test_create_endpoint_sends_the_exact_request(mock_api, api_key: str, secret: str, seed_body: bytes) -> None:
+# aiohttp adds these on the wire by itself; everything else is what the client sent.
+AIOHTTP_HEADERS = {"Host", "Content-Length", "Accept-Encoding"}
+
+
+async def test_create_endpoint_sends_the_exact_request(serve, api_key: str, secret: str, seed_body: bytes) -> None:
     """create_endpoint POSTs camelCase JSON to /webhooks/v1/endpoints with Basic <raw key> and JSON headers."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
-    async with Client(api_key=api_key) as client:
+    app, seen = answering(200, seed_body)
+    async with Client(api_key=api_key, base_url=await serve(app)) as client:
         await client.webhooks.create_endpoint(seed_request(secret))
-    [call] = mock_api.calls("POST", ENDPOINTS_URL)
-    headers = call.kwargs["headers"]
+    [call] = seen
+    assert (call.method, call.path_qs) == ("POST", "/webhooks/v1/endpoints")
+    headers = {name: value for name, value in call.headers.items() if name not in AIOHTTP_HEADERS}
     assert headers["Authorization"] == f"Basic {api_key}"
     assert headers["Accept"] == "application/json"
     assert headers["Content-Type"] == "application/json"
     assert headers["User-Agent"].startswith(f"fullstory-async/{__version__} python/")
     assert f"aiohttp/{aiohttp.__version__}" in headers["User-Agent"]
     assert set(headers) == {"Authorization", "Accept", "Content-Type", "User-Agent"}
-    assert json.loads(call.kwargs["data"]) == {
+    assert json.loads(call.body) == {
         "url": "https://example.com/fullstory-webhooks",
         "secret": secret,
         "eventTypes": [{"eventName": "recording.event.custom", "subcategory": SUBCATEGORY}],
     }
-    assert call.kwargs["allow_redirects"] is False
 
 
-async def test_create_endpoint_body_omits_none_fields(mock_api, api_key: str, seed_body: bytes) -> None:
+async def test_create_endpoint_body_omits_none_fields(fake, seed_body: bytes) -> None:
     """Without a secret or subcategory the body carries neither key (no nulls)."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
-    async with Client(api_key=api_key) as client:
-        await client.webhooks.create_endpoint(
-            CreateEndpointRequest(url="https://example.com/h", event_types=["note.created"])
-        )
-    [call] = mock_api.calls("POST", ENDPOINTS_URL)
-    assert call.kwargs["data"] == b'{"url":"https://example.com/h","eventTypes":[{"eventName":"note.created"}]}'
+    client, transport = fake((200, seed_body))
+    await client.webhooks.create_endpoint(
+        CreateEndpointRequest(url="https://example.com/h", event_types=["note.created"])
+    )
+    assert transport.requests[0].body == b'{"url":"https://example.com/h","eventTypes":[{"eventName":"note.created"}]}'
 
 
-async def test_create_endpoint_decodes_the_seed_response(mock_api, api_key: str, seed_body: bytes) -> None:
+async def test_create_endpoint_decodes_the_seed_response(fake, seed_body: bytes) -> None:
     """The seed page's example response comes back as an Endpoint with aware UTC times to the millisecond."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
-    async with Client(api_key=api_key) as client:
-        endpoint = await client.webhooks.create_endpoint(seed_request())
+    client, _ = fake((200, seed_body))
+    endpoint = await client.webhooks.create_endpoint(seed_request())
     assert isinstance(endpoint, Endpoint)
     assert endpoint.id == "aHR0cHM6Ly9leGFtcGxlLmNvbS9mdWxsc3Rvcnktd2ViaG9va3M"
     assert endpoint.enabled is True
@@ -99,22 +99,17 @@ async def test_create_endpoint_decodes_the_seed_response(mock_api, api_key: str,
     assert endpoint.modified == endpoint.created
 
 
-async def test_eu1_key_talks_to_the_eu1_host(mock_api, seed_body: bytes) -> None:
-    """A client with an eu1. key sends to https://api.eu1.fullstory.com."""
-    url = "https://api.eu1.fullstory.com/webhooks/v1/endpoints"
-    mock_api.post(url, status=200, body=seed_body)
-    async with Client(api_key="eu1.abc/ORG") as client:
-        await client.webhooks.create_endpoint(seed_request())
-    assert len(mock_api.calls("POST", url)) == 1
+def test_eu1_key_talks_to_the_eu1_host() -> None:
+    """A client with an eu1. key sends to https://api.eu1.fullstory.com (its transport's base URL)."""
+    assert Client(api_key="eu1.abc/ORG").base_url == "https://api.eu1.fullstory.com"
 
 
-async def test_base_url_prefix_is_kept(mock_api, api_key: str, seed_body: bytes) -> None:
+async def test_base_url_prefix_is_kept(serve, api_key: str, seed_body: bytes) -> None:
     """A base_url with a path prefix (a proxy) keeps the prefix before the API path."""
-    url = "https://proxy.example.com/fs/webhooks/v1/endpoints"
-    mock_api.post(url, status=200, body=seed_body)
-    async with Client(api_key=api_key, base_url="https://proxy.example.com/fs/") as client:
+    app, seen = answering(200, seed_body)
+    async with Client(api_key=api_key, base_url=await serve(app) + "/fs/") as client:
         await client.webhooks.create_endpoint(seed_request())
-    assert len(mock_api.calls("POST", url)) == 1
+    assert [call.path_qs for call in seen] == ["/fs/webhooks/v1/endpoints"]
 
 
 async def test_decode_error_through_the_client(fake) -> None:
@@ -239,77 +234,85 @@ def test_bad_timeout_record_is_rejected(value: object) -> None:
     assert info.value.field == "timeout.connect"
 
 
-async def test_per_client_timeout(slow_server, api_key: str) -> None:
+async def test_per_client_timeout(gate: Gate, api_key: str) -> None:
     """A call slower than the client's timeout raises APITimeoutError, also a TimeoutError; a POST is not retried."""
-    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05) as client:
+    async with Client(api_key=api_key, base_url=gate.base_url, timeout=0.05) as client:
         with pytest.raises(APITimeoutError) as info:
             await client.webhooks.create_endpoint(seed_request())
     assert isinstance(info.value, TimeoutError)
     assert (info.value.method, info.value.path) == ("POST", "/webhooks/v1/endpoints")
-    assert slow_server.hits == 1
+    assert gate.arrived == 1
 
 
 @pytest.mark.parametrize("timeout", [0.05, Timeout(total=0.05)])
-async def test_per_call_timeout(slow_server, api_key: str, timeout: float | Timeout) -> None:
+async def test_per_call_timeout(gate: Gate, api_key: str, timeout: float | Timeout) -> None:
     """A call's own timeout (seconds or Timeout) replaces the client's 30 s default."""
-    async with Client(api_key=api_key, base_url=slow_server.base_url) as client:
+    async with Client(api_key=api_key, base_url=gate.base_url) as client:
         with pytest.raises(TimeoutError):
             await client.webhooks.create_endpoint(seed_request(), timeout=timeout)
 
 
-async def test_per_call_timeout_can_be_longer_than_the_clients(slow_server, api_key: str) -> None:
-    """A longer per-call timeout lets a call outlive the client's short default."""
-    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05) as client:
+async def test_per_call_timeout_can_be_longer_than_the_clients(gate: Gate, api_key: str) -> None:
+    """A longer per-call timeout lets a call outlive the client's short default.
+
+    The held call is still running after a call on the 0.05 s default timed out beside it.
+    """
+    async with asyncio.timeout(10), Client(api_key=api_key, base_url=gate.base_url, timeout=0.05) as client:
         call = asyncio.create_task(client.webhooks.create_endpoint(seed_request(), timeout=10))
-        await slow_server.arrived.wait()
-        slow_server.release.set()
+        await gate.arrivals(1)
+        with pytest.raises(APITimeoutError):
+            await client.webhooks.create_endpoint(seed_request())  # a POST: one attempt
+        assert not call.done()
+        gate.release.set()
         endpoint = await call
-    assert endpoint.id == "aHR0cHM6Ly9leGFtcGxlLmNvbS9mdWxsc3Rvcnktd2ViaG9va3M"
+    assert endpoint.id == ENDPOINT["id"]
 
 
-async def test_timeouts_are_retried_for_get(slow_server, api_key: str) -> None:
+async def test_timeouts_are_retried_for_get(gate: Gate, api_key: str) -> None:
     """An idempotent GET that times out is retried up to max_attempts, then raises APITimeoutError."""
     retry = RetryPolicy(wait=False, max_attempts=3)
-    async with Client(api_key=api_key, base_url=slow_server.base_url, timeout=0.05, retry=retry) as client:
+    async with Client(api_key=api_key, base_url=gate.base_url, timeout=0.05, retry=retry) as client:
         with pytest.raises(APITimeoutError):
             await client.webhooks.get_endpoint("abc")
-    assert slow_server.hits == 3
+    assert gate.arrived == 3
 
 
 def _server_task(task: asyncio.Task[object]) -> bool:
     return task.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
 
 
-async def test_cancellation_leaves_no_connection_or_task(slow_server, api_key: str) -> None:
-    """Cancelling an in-flight call releases its connection and leaves no task behind; the client still works."""
+async def test_cancellation_leaves_no_connection_or_task(gate: Gate, api_key: str) -> None:
+    """Cancelling an in-flight call releases its connection and leaves no task behind; the client still works.
+
+    The client has one connection: a call after the cancelled one (and one after that) can
+    only be sent if the connection came back to the pool.
+    """
     before = asyncio.all_tasks()
-    async with Client(api_key=api_key, base_url=slow_server.base_url) as client:
+    async with asyncio.timeout(10), Client(api_key=api_key, base_url=gate.base_url, max_connections=1) as client:
         call = asyncio.create_task(client.webhooks.create_endpoint(seed_request()))
-        await slow_server.arrived.wait()
-        connector = client._transport._session.connector  # type: ignore[union-attr]
-        assert len(connector._acquired) == 1
+        await gate.arrivals(1)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        assert not connector._acquired
         client_tasks = {t for t in asyncio.all_tasks() - before if not _server_task(t)}
         assert client_tasks == set()
 
-        slow_server.release.set()
+        gate.release.set()
         server_tasks = {t for t in asyncio.all_tasks() - before if _server_task(t)}
         if server_tasks:
             await asyncio.wait(server_tasks, timeout=5)
         assert asyncio.all_tasks() == before
 
-        endpoint = await client.webhooks.create_endpoint(seed_request())
-        assert endpoint.enabled
-        assert not connector._acquired
+        for _ in range(2):
+            endpoint = await client.webhooks.create_endpoint(seed_request())
+            assert endpoint.enabled
+    assert gate.arrived == 3
 
 
-async def test_aclose_is_idempotent_and_closes_the_owned_session(mock_api, api_key: str, seed_body: bytes) -> None:
+async def test_aclose_is_idempotent_and_closes_the_owned_session(serve, api_key: str, seed_body: bytes) -> None:
     """Aclose closes the session the client created; a second aclose is harmless."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=seed_body)
-    client = Client(api_key=api_key)
+    app, _ = answering(200, seed_body)
+    client = Client(api_key=api_key, base_url=await serve(app))
     await client.webhooks.create_endpoint(seed_request())
     session = client._transport._session
     assert session is not None
@@ -330,11 +333,12 @@ async def test_use_after_close_raises_client_closed_error(api_key: str) -> None:
     assert client._transport._session is None
 
 
-async def test_async_with_closes_even_on_error(mock_api, api_key: str) -> None:
+async def test_async_with_closes_even_on_error(serve, api_key: str) -> None:
     """Leaving `async with` by an exception still closes the client."""
-    mock_api.post(ENDPOINTS_URL, status=401, payload=UNAUTHORIZED)
+    app, _ = answering(401, json.dumps(UNAUTHORIZED).encode())
+    base = await serve(app)
     with pytest.raises(AuthenticationError):
-        async with Client(api_key=api_key) as client:
+        async with Client(api_key=api_key, base_url=base) as client:
             await client.webhooks.create_endpoint(seed_request())
     assert client.closed
     assert client._transport._session is None
@@ -363,21 +367,30 @@ async def test_passed_in_session_is_used_and_left_open(serve, api_key: str, seed
     assert user_agents[0].startswith("fullstory-async/")
 
 
-async def test_max_response_bytes_refuses_a_large_body(mock_api, api_key: str) -> None:
+async def test_max_response_bytes_refuses_a_large_body(serve, api_key: str) -> None:
     """A response larger than max_response_bytes raises ResponseDecodeError instead of being read."""
-    mock_api.post(ENDPOINTS_URL, status=200, body=b'{"id": "' + b"x" * 5000 + b'"}')
-    async with Client(api_key=api_key, max_response_bytes=4096) as client:
+    app, _ = answering(200, b'{"id": "' + b"x" * 5000 + b'"}')
+    async with Client(api_key=api_key, base_url=await serve(app), max_response_bytes=4096) as client:
         with pytest.raises(ResponseDecodeError, match=r"max_response_bytes \(4096\)"):
             await client.webhooks.create_endpoint(seed_request())
 
 
-async def test_connection_error_through_the_client(mock_api, api_key: str) -> None:
-    """A connection failure on create surfaces as APIConnectionError after one attempt."""
-    mock_api.post(ENDPOINTS_URL, exception=aiohttp.ClientConnectionError("Connection refused"))
-    async with Client(api_key=api_key) as client:
+async def test_connection_error_through_the_client(serve, api_key: str) -> None:
+    """A dropped connection on create surfaces as APIConnectionError after one attempt (a POST is not re-sent)."""
+    hits: list[str] = []
+
+    async def drop(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/webhooks/v1/endpoints", drop)
+    async with Client(api_key=api_key, base_url=await serve(app)) as client:
         with pytest.raises(APIConnectionError):
             await client.webhooks.create_endpoint(seed_request())
-    assert len(mock_api.calls("POST", ENDPOINTS_URL)) == 1
+    assert hits == ["/webhooks/v1/endpoints"]
 
 
 async def test_secrets_never_leak(
@@ -426,16 +439,11 @@ async def test_secrets_never_leak(
             Client(api_key=bad)  # type: ignore[arg-type]
         texts.append(str(bad_key.value))
 
-    authed: list[ApiRequest] = []
-
-    async def capture(req: ApiRequest) -> ApiResponse:
-        authed.append(req)
-        return ApiResponse(200, {}, seed_body)
-
-    async with Client(api_key=api_key, transport=capture) as client:
+    stub = StubTransport((200, seed_body))
+    async with Client(api_key=api_key, transport=stub) as client:
         await client.webhooks.create_endpoint(request)
-    assert authed[0].headers["Authorization"] == f"Basic {api_key}"
-    texts.append(repr(authed[0]))
+    assert stub.requests[0].headers["Authorization"] == f"Basic {api_key}"
+    texts.append(repr(stub.requests[0]))
 
     assert any(r.name == "fullstory_async" and r.levelno == logging.DEBUG for r in caplog.records)
     assert any(r.name == "fullstory_async" and r.getMessage().startswith("retrying") for r in caplog.records)

@@ -27,6 +27,7 @@ from fullstory_async import (
     UpdateEndpointRequest,
 )
 from fullstory_async.otel import OpenTelemetryHooks
+from tests.fakes import app_of
 
 from .conftest import API_KEY, SECRET, SEED_ENDPOINT_BODY
 
@@ -207,7 +208,7 @@ def test_without_the_extra_the_import_error_says_what_to_install(monkeypatch):
 ECHOED_SECRET = 'echo-S3cret-"q"-\\-\u00e9-81'  # a quote, a backslash, non-ASCII: every escaping of it
 
 
-async def test_a_secret_echoed_by_the_server_reaches_no_error_text_body_or_span(exporter, tracing):
+async def test_a_secret_echoed_by_the_server_reaches_no_error_text_body_or_span(serve, exporter, tracing):
     """A raw server answers 400 repeating the request body: the secret is <redacted> everywhere."""
 
     async def echo(request: web.Request) -> web.Response:
@@ -218,34 +219,22 @@ async def test_a_secret_echoed_by_the_server_reaches_no_error_text_body_or_span(
             {"code": f"bad:{sent}", "message": f"invalid request: {sent}", "got": sent}, status=400
         )
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with Client(
-            api_key=API_KEY,
-            base_url=f"http://127.0.0.1:{port}",
-            allow_insecure_http=True,
-            hooks=[tracing],
-            retry=RetryPolicy(wait=False),
-        ) as client:
-            errors = []
-            with pytest.raises(BadRequestError) as created:
-                await client.webhooks.create_endpoint(
-                    CreateEndpointRequest(
-                        url="https://example.com/h", event_types=["note.created"], secret=ECHOED_SECRET
-                    )
-                )
-            errors.append(created.value)
-            with pytest.raises(BadRequestError) as updated:
-                await client.webhooks.update_endpoint("ep-1", UpdateEndpointRequest(secret=ECHOED_SECRET))
-            errors.append(updated.value)
-    finally:
-        await runner.cleanup()
+    app = app_of(echo)
+    async with Client(
+        api_key=API_KEY,
+        base_url=await serve(app),
+        hooks=[tracing],
+        retry=RetryPolicy(wait=False),
+    ) as client:
+        errors = []
+        with pytest.raises(BadRequestError) as created:
+            await client.webhooks.create_endpoint(
+                CreateEndpointRequest(url="https://example.com/h", event_types=["note.created"], secret=ECHOED_SECRET)
+            )
+        errors.append(created.value)
+        with pytest.raises(BadRequestError) as updated:
+            await client.webhooks.update_endpoint("ep-1", UpdateEndpointRequest(secret=ECHOED_SECRET))
+        errors.append(updated.value)
     escaped = json.dumps(ECHOED_SECRET)[1:-1]
     for error in errors:
         assert "invalid request" in str(error)

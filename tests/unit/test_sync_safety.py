@@ -80,7 +80,7 @@ class RawServer:
 
 @pytest.fixture
 def raw(serve: Callable[[web.Application], Awaitable[str]]) -> Callable[[RawServer], Awaitable[RawServer]]:
-    """Serve a `RawServer` on 127.0.0.1 (the `serve` fixture of tests/unit/conftest.py)."""
+    """Serve a `RawServer` on 127.0.0.1 (the `serve` fixture of tests/conftest.py)."""
 
     async def start(server: RawServer) -> RawServer:
         server.url = await serve(server.app())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
@@ -18,60 +19,101 @@ from fullstory_async import (
     Timeout,
 )
 from fullstory_async._transport import AiohttpTransport
+from tests.fakes import Gate, Seen, answering, app_of
 
 BASE = "https://api.fullstory.com"
 DEFAULT_HEADERS = {"Accept": "application/json", "User-Agent": "fullstory-async/test"}
 
 
-@pytest.fixture
-async def transport():
-    """Yield an AiohttpTransport with an owned session, closed at teardown."""
-    owned = AiohttpTransport(BASE, timeout=Timeout(total=7, connect=2), headers=dict(DEFAULT_HEADERS))
-    yield owned
-    await owned.aclose()
+# aiohttp adds these on the wire by itself; everything else is what the transport sent.
+AIOHTTP_HEADERS = {"Host", "Content-Length", "Accept-Encoding"}
 
 
-async def test_post_is_sent_with_body_headers_and_no_redirects(transport, mock_api) -> None:
-    """A POST goes to base_url + path with the body, default and request headers, JSON type, no redirects."""
-    mock_api.post(BASE + "/webhooks/v1/endpoints", status=200, body=b"{}")
+def sent_headers(seen: Seen) -> dict[str, str]:
+    return {name: value for name, value in seen.headers.items() if name not in AIOHTTP_HEADERS}
+
+
+async def test_post_is_sent_with_body_headers_and_no_redirects(serve) -> None:
+    """A POST goes to base_url + path with the body, default and request headers and JSON type (redirects: below)."""
+    app, seen = answering()
+    owned = AiohttpTransport(await serve(app), timeout=Timeout(total=7, connect=2), headers=dict(DEFAULT_HEADERS))
     request = ApiRequest("POST", "/webhooks/v1/endpoints", headers={"Authorization": "Basic k"}, body=b'{"url":"u"}')
-    await transport(request)
-    [call] = mock_api.calls("POST", BASE + "/webhooks/v1/endpoints")
-    assert call.kwargs["data"] == b'{"url":"u"}'
-    assert call.kwargs["headers"] == {**DEFAULT_HEADERS, "Authorization": "Basic k", "Content-Type": "application/json"}
-    assert call.kwargs["allow_redirects"] is False
-    assert call.kwargs["timeout"] == aiohttp.ClientTimeout(total=7, sock_connect=2)
+    try:
+        await owned(request)
+    finally:
+        await owned.aclose()
+    [call] = seen
+    assert (call.method, call.path_qs) == ("POST", "/webhooks/v1/endpoints")
+    assert call.body == b'{"url":"u"}'
+    assert sent_headers(call) == {**DEFAULT_HEADERS, "Authorization": "Basic k", "Content-Type": "application/json"}
 
 
-async def test_get_has_params_and_no_content_type(transport, mock_api) -> None:
+async def test_get_has_params_and_no_content_type(serve) -> None:
     """A GET without a body sends its query parameters and no Content-Type."""
-    url = BASE + "/webhooks/v1/endpoints?limit=5&paginationToken=t1"
-    mock_api.get(url, status=200, body=b"{}")
-    await transport(ApiRequest("GET", "/webhooks/v1/endpoints", params=(("limit", "5"), ("paginationToken", "t1"))))
-    [call] = mock_api.calls("GET", url)
-    assert call.kwargs["params"] == (("limit", "5"), ("paginationToken", "t1"))
-    assert "Content-Type" not in call.kwargs["headers"]
-    assert call.kwargs["data"] is None
+    app, seen = answering()
+    owned = AiohttpTransport(await serve(app), timeout=Timeout(total=7, connect=2), headers=dict(DEFAULT_HEADERS))
+    try:
+        await owned(ApiRequest("GET", "/webhooks/v1/endpoints", params=(("limit", "5"), ("paginationToken", "t1"))))
+    finally:
+        await owned.aclose()
+    [call] = seen
+    assert call.path_qs == "/webhooks/v1/endpoints?limit=5&paginationToken=t1"
+    assert "Content-Type" not in call.headers
+    assert call.body == b""
 
 
-async def test_request_timeout_overrides_the_default(transport, mock_api) -> None:
-    """A request's own Timeout replaces the transport default for that request only."""
-    mock_api.get(BASE + "/a", status=200, repeat=True)
-    await transport(ApiRequest("GET", "/a", timeout=Timeout(total=0.5, connect=None)))
-    await transport(ApiRequest("GET", "/a"))
-    first, second = mock_api.calls("GET", BASE + "/a")
-    assert first.kwargs["timeout"] == aiohttp.ClientTimeout(total=0.5, sock_connect=None)
-    assert second.kwargs["timeout"] == aiohttp.ClientTimeout(total=7, sock_connect=2)
+async def test_request_timeout_overrides_the_default(serve) -> None:
+    """A request's own Timeout replaces the transport default for that request only.
+
+    The server holds every request. A request with a 10 s timeout outlives one on the 0.05 s
+    default, which times out meanwhile; released, the long one succeeds.
+    """
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.Response(body=b"{}")
+
+    app = web.Application()
+    app.router.add_get("/a", held)
+    owned = AiohttpTransport(await serve(app), timeout=Timeout(total=0.05))
+    try:
+        async with asyncio.timeout(10):
+            long_call = asyncio.create_task(owned(ApiRequest("GET", "/a", timeout=Timeout(total=10, connect=None))))
+            await arrived.wait()
+            with pytest.raises(APITimeoutError):
+                await owned(ApiRequest("GET", "/a"))
+            assert not long_call.done()
+            release.set()
+            assert (await long_call).status == 200
+    finally:
+        release.set()
+        await owned.aclose()
 
 
-async def test_response_becomes_an_api_response(transport, mock_api) -> None:
+async def test_response_becomes_an_api_response(serve) -> None:
     """Status, lower-cased headers, the whole body and the request id are carried over."""
-    mock_api.get(BASE + "/a", status=404, body=b'{"code":"resource_not_found"}', headers={"X-Request-Id": "r-9"})
-    response = await transport(ApiRequest("GET", "/a"))
+    app, _ = answering(404, b'{"code":"resource_not_found"}', {"X-Request-Id": "r-9"})
+    owned = AiohttpTransport(await serve(app), timeout=Timeout(total=5))
+    try:
+        response = await owned(ApiRequest("GET", "/a"))
+    finally:
+        await owned.aclose()
     assert response.status == 404
     assert response.body == b'{"code":"resource_not_found"}'
     assert response.headers["x-request-id"] == "r-9"
     assert response.request_id == "r-9"
+
+
+def raising(error: BaseException) -> aiohttp.ClientSession:
+    """Return a session whose every request raises ``error`` (an aiohttp client middleware; no socket)."""
+
+    async def fail(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+        raise error
+
+    return aiohttp.ClientSession(middlewares=(fail,))
 
 
 @pytest.mark.parametrize(
@@ -82,11 +124,13 @@ async def test_response_becomes_an_api_response(transport, mock_api) -> None:
         aiohttp.ClientPayloadError("truncated"),
     ],
 )
-async def test_client_errors_become_api_connection_error(transport, mock_api, error: Exception) -> None:
+async def test_client_errors_become_api_connection_error(error: Exception) -> None:
     """Aiohttp client errors become APIConnectionError naming the call, chained to the cause."""
-    mock_api.delete(BASE + "/webhooks/v1/endpoints/x", exception=error)
-    with pytest.raises(APIConnectionError) as info:
-        await transport(ApiRequest("DELETE", "/webhooks/v1/endpoints/x"))
+    async with raising(error) as session:
+        with pytest.raises(APIConnectionError) as info:
+            await AiohttpTransport(BASE, timeout=Timeout(), session=session)(
+                ApiRequest("DELETE", "/webhooks/v1/endpoints/x")
+            )
     assert not isinstance(info.value, APITimeoutError)
     assert (info.value.method, info.value.path) == ("DELETE", "/webhooks/v1/endpoints/x")
     assert info.value.__cause__ is error
@@ -96,21 +140,21 @@ async def test_client_errors_become_api_connection_error(transport, mock_api, er
 @pytest.mark.parametrize(
     "error", [TimeoutError(), aiohttp.ServerTimeoutError("read"), aiohttp.ConnectionTimeoutError()]
 )
-async def test_timeouts_become_api_timeout_error(transport, mock_api, error: Exception) -> None:
+async def test_timeouts_become_api_timeout_error(error: Exception) -> None:
     """Timeouts become APITimeoutError, which is also a TimeoutError and an APIConnectionError."""
-    mock_api.get(BASE + "/a", exception=error)
-    with pytest.raises(TimeoutError) as info:
-        await transport(ApiRequest("GET", "/a"))
+    async with raising(error) as session:
+        with pytest.raises(TimeoutError) as info:
+            await AiohttpTransport(BASE, timeout=Timeout(), session=session)(ApiRequest("GET", "/a"))
     assert isinstance(info.value, APITimeoutError)
     assert isinstance(info.value, APIConnectionError)
     assert "timed out after" in str(info.value)
 
 
-async def test_session_is_created_lazily_and_closed(mock_api) -> None:
+async def test_session_is_created_lazily_and_closed(serve) -> None:
     """The owned session appears on the first request, with the pool limits, and aclose closes it."""
-    owned = AiohttpTransport(BASE, timeout=Timeout(), max_connections=7, max_connections_per_host=3)
+    app, _ = answering()
+    owned = AiohttpTransport(await serve(app), timeout=Timeout(), max_connections=7, max_connections_per_host=3)
     assert owned._session is None
-    mock_api.get(BASE + "/a", status=200)
     await owned(ApiRequest("GET", "/a"))
     session = owned._session
     assert session is not None
@@ -131,27 +175,38 @@ async def test_aclose_is_idempotent_and_blocks_further_use() -> None:
     assert owned._session is None
 
 
-async def test_passed_in_session_is_used_and_never_closed(mock_api) -> None:
+async def test_passed_in_session_is_used_and_never_closed(serve) -> None:
     """A session passed in carries the requests and stays open after aclose."""
-    mock_api.get(BASE + "/a", status=204)
-    async with aiohttp.ClientSession() as session:
-        borrowed = AiohttpTransport(BASE, timeout=Timeout(), session=session)
+    app, seen = answering(204, b"")
+    base = await serve(app)
+    async with aiohttp.ClientSession(headers={"X-Session": "the user's"}) as session:
+        borrowed = AiohttpTransport(base, timeout=Timeout(), session=session)
         assert (await borrowed(ApiRequest("GET", "/a"))).status == 204
         await borrowed.aclose()
         assert not session.closed
         with pytest.raises(ClientClosedError):
             await borrowed(ApiRequest("GET", "/a"))
+    assert [call.headers["X-Session"] for call in seen] == ["the user's"]
 
 
-async def test_body_over_cap_is_refused_without_content_length(mock_api) -> None:
-    """A streamed body larger than max_response_bytes raises ResponseDecodeError naming the cap."""
-    capped = AiohttpTransport(BASE, timeout=Timeout(), max_response_bytes=1000)
-    mock_api.get(BASE + "/big", status=200, body=b"x" * 1001)
-    mock_api.get(BASE + "/fits", status=200, body=b"x" * 1000)
+async def test_body_over_cap_is_refused_without_content_length(serve) -> None:
+    """A streamed (chunked) body one byte over max_response_bytes raises ResponseDecodeError naming the cap."""
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"x" * int(request.query["n"]))
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", chunked)
+    capped = AiohttpTransport(await serve(app), timeout=Timeout(total=5), max_response_bytes=1000)
     try:
         with pytest.raises(ResponseDecodeError, match=r"exceeds max_response_bytes \(1000\)"):
-            await capped(ApiRequest("GET", "/big"))
-        assert (await capped(ApiRequest("GET", "/fits"))).body == b"x" * 1000
+            await capped(ApiRequest("GET", "/", params=(("n", "1001"),)))
+        assert (await capped(ApiRequest("GET", "/", params=(("n", "1000"),)))).body == b"x" * 1000
     finally:
         await capped.aclose()
 
@@ -175,7 +230,8 @@ async def test_body_over_cap_is_refused_from_a_real_server(serve) -> None:
     app.router.add_get("/sized", sized)
     app.router.add_get("/chunked", chunked)
     base = await serve(app)
-    capped = AiohttpTransport(base, timeout=Timeout(total=5), max_response_bytes=64 * 1024)
+    # One connection: a refused body that kept it would block the requests after it.
+    capped = AiohttpTransport(base, timeout=Timeout(total=5), max_response_bytes=64 * 1024, max_connections=1)
     try:
         with pytest.raises(ResponseDecodeError, match=r"body of 65537 bytes exceeds max_response_bytes"):
             await capped(ApiRequest("GET", "/sized", params=(("n", "65537"),)))
@@ -183,8 +239,6 @@ async def test_body_over_cap_is_refused_from_a_real_server(serve) -> None:
             await capped(ApiRequest("GET", "/chunked", params=(("n", "200000"),)))
         assert len((await capped(ApiRequest("GET", "/sized", params=(("n", "65536"),)))).body) == 65536
         assert len((await capped(ApiRequest("GET", "/chunked", params=(("n", "65500"),)))).body) == 65500
-        assert capped._session is not None
-        assert not capped._session.connector._acquired  # type: ignore[union-attr]
     finally:
         await capped.aclose()
 
@@ -197,8 +251,7 @@ async def test_redirects_are_not_followed(serve) -> None:
         hits.append(request.path)
         raise web.HTTPFound(location=str(request.url.with_path("/target")))
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", moved)
+    app = app_of(moved)
     base = await serve(app)
     owned = AiohttpTransport(base, timeout=Timeout(total=5))
     try:
@@ -226,24 +279,28 @@ async def test_connection_refused_is_an_api_connection_error() -> None:
     assert not isinstance(info.value, APITimeoutError)
 
 
-async def test_slow_server_times_out(slow_server) -> None:
-    """A response slower than the total timeout raises APITimeoutError (a TimeoutError) quickly."""
-    owned = AiohttpTransport(slow_server.base_url, timeout=Timeout(total=0.05))
+async def test_slow_server_times_out(gate: Gate) -> None:
+    """A response slower than the total timeout raises APITimeoutError (a TimeoutError); the connection is freed.
+
+    The transport has one connection: the request after the timeout is only sent if it came back.
+    """
+    owned = AiohttpTransport(gate.base_url, timeout=Timeout(total=0.05), max_connections=1)
     try:
         with pytest.raises(TimeoutError) as info:
             await owned(ApiRequest("GET", "/slow"))
         assert isinstance(info.value, APITimeoutError)
-        assert slow_server.arrived.is_set()
-        assert not owned._session.connector._acquired  # type: ignore[union-attr]
+        assert gate.arrived == 1
+        gate.release.set()
+        assert (await owned(ApiRequest("GET", "/slow"))).status == 200
     finally:
         await owned.aclose()
 
 
-async def test_debug_log_has_metadata_only(mock_api, caplog: pytest.LogCaptureFixture) -> None:
+async def test_debug_log_has_metadata_only(serve, caplog: pytest.LogCaptureFixture) -> None:
     """The transport logs method, path, status and request id at DEBUG, not headers or bodies."""
     caplog.set_level(logging.DEBUG, logger="fullstory_async")
-    owned = AiohttpTransport(BASE, timeout=Timeout())
-    mock_api.post(BASE + "/webhooks/v1/endpoints", status=200, body=b"{}", headers={"X-Request-Id": "r-1"})
+    app, _ = answering(200, b"{}", {"X-Request-Id": "r-1"})
+    owned = AiohttpTransport(await serve(app), timeout=Timeout())
     try:
         await owned(
             ApiRequest(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 
 from fullstory_async import (
     APIConnectionError,
-    ApiRequest,
     ApiResponse,
     Client,
     CreateEndpointRequest,
@@ -27,6 +25,7 @@ from fullstory_async import (
     Subcategory,
     UpdateEndpointRequest,
 )
+from tests.fakes import StubTransport
 
 KEY = "na1.unit-test-key/ORG"
 
@@ -49,33 +48,13 @@ def respond(data: object = None, status: int = 200, raw: bytes | None = None) ->
     return ApiResponse(status=status, headers={"Content-Type": "application/json"}, body=body)
 
 
-class Recorder:
-    """An in-memory transport: records requests and plays back scripted responses or errors."""
-
-    def __init__(self, *responses: ApiResponse | Exception) -> None:
-        self.requests: list[ApiRequest] = []
-        self._responses: Iterator[ApiResponse | Exception] = iter(responses)
-
-    async def __call__(self, request: ApiRequest) -> ApiResponse:
-        self.requests.append(request)
-        result = next(self._responses)
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def body(self, index: int) -> Any:
-        raw = self.requests[index].body
-        assert raw is not None
-        return json.loads(raw)
-
-
-def client(recorder: Recorder) -> Client:
+def client(recorder: StubTransport) -> Client:
     return Client(KEY, transport=recorder, retry=RetryPolicy(wait=False))
 
 
 async def test_list_endpoints_follows_tokens_across_pages() -> None:
     """Iteration follows nextPaginationToken through an empty page to a last page without a token."""
-    rec = Recorder(
+    rec = StubTransport(
         respond({"endpoints": [endpoint_json(1), endpoint_json(2)], "nextPaginationToken": "t1"}),
         respond({"endpoints": [], "nextPaginationToken": "t2"}),
         respond({"endpoints": [endpoint_json(3)], "nextPaginationToken": "t3"}),
@@ -95,7 +74,7 @@ async def test_list_endpoints_follows_tokens_across_pages() -> None:
 
 async def test_list_endpoints_fetches_lazily_one_page_at_a_time() -> None:
     """The iterator asks for the next page only when the current one is used up."""
-    rec = Recorder(
+    rec = StubTransport(
         respond({"endpoints": [endpoint_json(1)], "nextPaginationToken": "t1"}),
         respond({"endpoints": [endpoint_json(2)]}),
     )
@@ -110,7 +89,7 @@ async def test_list_endpoints_fetches_lazily_one_page_at_a_time() -> None:
 
 async def test_empty_string_token_ends_the_listing() -> None:
     """An empty nextPaginationToken means the last page, like an absent one."""
-    rec = Recorder(respond({"endpoints": [endpoint_json(1)], "nextPaginationToken": ""}))
+    rec = StubTransport(respond({"endpoints": [endpoint_json(1)], "nextPaginationToken": ""}))
     async with client(rec) as fs:
         page = await fs.webhooks.list_endpoints_page()
     assert page == Page((expected_endpoint(1),), None)
@@ -129,7 +108,7 @@ def expected_endpoint(n: int, enabled: bool = True) -> Endpoint:
 
 async def test_list_endpoints_page_reads_snake_case() -> None:
     """A page in snake_case decodes like camelCase, and page_token is sent as paginationToken."""
-    rec = Recorder(respond({"endpoints": [endpoint_json(1, snake=True)], "next_pagination_token": "n"}))
+    rec = StubTransport(respond({"endpoints": [endpoint_json(1, snake=True)], "next_pagination_token": "n"}))
     async with client(rec) as fs:
         page = await fs.webhooks.list_endpoints_page(page_size=100, page_token="abc")
     assert page.items == (expected_endpoint(1),)
@@ -139,7 +118,7 @@ async def test_list_endpoints_page_reads_snake_case() -> None:
 
 async def test_list_endpoints_resumes_from_a_token() -> None:
     """list_endpoints(page_token=...) starts from that page."""
-    rec = Recorder(respond({"endpoints": [endpoint_json(7)]}))
+    rec = StubTransport(respond({"endpoints": [endpoint_json(7)]}))
     async with client(rec) as fs:
         ids = [ep.id async for ep in fs.webhooks.list_endpoints(page_token="saved")]
     assert ids == ["id-7"]
@@ -149,7 +128,7 @@ async def test_list_endpoints_resumes_from_a_token() -> None:
 @pytest.mark.parametrize("size", [0, 101, -1, True, 2.5, "10"])
 async def test_list_endpoints_rejects_bad_page_size_before_io(size: Any) -> None:
     """page_size outside 1..100 is an InvalidArgumentError at call time, with no request sent."""
-    rec = Recorder()
+    rec = StubTransport()
     async with client(rec) as fs:
         with pytest.raises(InvalidArgumentError) as info:
             fs.webhooks.list_endpoints(page_size=size)
@@ -161,7 +140,7 @@ async def test_list_endpoints_rejects_bad_page_size_before_io(size: Any) -> None
 
 async def test_repeated_token_stops_the_listing() -> None:
     """A server that returns the token it was sent raises instead of looping forever."""
-    rec = Recorder(
+    rec = StubTransport(
         respond({"endpoints": [], "nextPaginationToken": "same"}),
         respond({"endpoints": [], "nextPaginationToken": "same"}),
     )
@@ -173,7 +152,7 @@ async def test_repeated_token_stops_the_listing() -> None:
 
 async def test_get_endpoint_percent_encodes_the_id() -> None:
     """The id goes into the path as one percent-encoded segment."""
-    rec = Recorder(respond(endpoint_json(1)))
+    rec = StubTransport(respond(endpoint_json(1)))
     async with client(rec) as fs:
         endpoint = await fs.webhooks.get_endpoint("a/b c?d=e")
     assert endpoint == expected_endpoint(1)
@@ -184,7 +163,7 @@ async def test_get_endpoint_percent_encodes_the_id() -> None:
 async def test_get_endpoint_unknown_id_raises_not_found() -> None:
     """A 404 resource_not_found body becomes NotFoundError with its code."""
     body = {"message": "Requested resource does not exist", "code": "resource_not_found"}
-    rec = Recorder(respond(body, status=404))
+    rec = StubTransport(respond(body, status=404))
     async with client(rec) as fs:
         with pytest.raises(NotFoundError) as info:
             await fs.webhooks.get_endpoint("missing")
@@ -195,7 +174,7 @@ async def test_get_endpoint_unknown_id_raises_not_found() -> None:
 @pytest.mark.parametrize("bad", ["", "   ", None, 5])
 async def test_empty_or_wrong_id_is_rejected_before_io(bad: Any) -> None:
     """get/update/delete refuse an empty or non-string id with an error naming endpoint_id."""
-    rec = Recorder()
+    rec = StubTransport()
     async with client(rec) as fs:
         for call in (
             fs.webhooks.get_endpoint(bad),
@@ -210,7 +189,7 @@ async def test_empty_or_wrong_id_is_rejected_before_io(bad: Any) -> None:
 
 async def test_update_with_enabled_none_keeps_a_disabled_endpoint_disabled() -> None:
     """enabled=None reads the endpoint first and sends disabled=true for a disabled one."""
-    rec = Recorder(respond(endpoint_json(1, enabled=False)), respond(endpoint_json(1, enabled=False)))
+    rec = StubTransport(respond(endpoint_json(1, enabled=False)), respond(endpoint_json(1, enabled=False)))
     async with client(rec) as fs:
         updated = await fs.webhooks.update_endpoint("id-1", UpdateEndpointRequest(secret="rotated-secret"))
     assert [(r.method, r.path) for r in rec.requests] == [
@@ -223,7 +202,7 @@ async def test_update_with_enabled_none_keeps_a_disabled_endpoint_disabled() -> 
 
 async def test_update_with_explicit_enabled_sends_disabled_without_a_read() -> None:
     """enabled=True/False maps to disabled=False/True in one POST."""
-    rec = Recorder(respond(endpoint_json(1)), respond(endpoint_json(1, enabled=False)))
+    rec = StubTransport(respond(endpoint_json(1)), respond(endpoint_json(1, enabled=False)))
     async with client(rec) as fs:
         await fs.webhooks.update_endpoint("id-1", UpdateEndpointRequest(enabled=True, event_types=["note.created"]))
         await fs.webhooks.update_endpoint(expected_endpoint(1), UpdateEndpointRequest(enabled=False))
@@ -235,7 +214,7 @@ async def test_update_with_explicit_enabled_sends_disabled_without_a_read() -> N
 async def test_update_url_change_returns_the_new_id() -> None:
     """A URL change answers with the endpoint under its new id, which the caller gets."""
     new = endpoint_json(2)
-    rec = Recorder(respond(new))
+    rec = StubTransport(respond(new))
     async with client(rec) as fs:
         updated = await fs.webhooks.update_endpoint(
             "id-1", UpdateEndpointRequest(url="https://example.com/hooks/2", enabled=True)
@@ -252,7 +231,7 @@ def test_update_that_changes_nothing_is_rejected() -> None:
 
 async def test_update_post_is_not_retried_on_server_error() -> None:
     """A 503 on update (a POST) raises at once: the change may have been applied."""
-    rec = Recorder(respond({"message": "Server error was encountered", "code": "server_error"}, status=503))
+    rec = StubTransport(respond({"message": "Server error was encountered", "code": "server_error"}, status=503))
     async with client(rec) as fs:
         with pytest.raises(ServerError):
             await fs.webhooks.update_endpoint("id-1", UpdateEndpointRequest(enabled=True))
@@ -261,7 +240,7 @@ async def test_update_post_is_not_retried_on_server_error() -> None:
 
 async def test_get_is_retried_on_server_error() -> None:
     """GET is idempotent: a 503 is retried and the second answer returned."""
-    rec = Recorder(respond({"message": "down", "code": "server_error"}, status=503), respond(endpoint_json(1)))
+    rec = StubTransport(respond({"message": "down", "code": "server_error"}, status=503), respond(endpoint_json(1)))
     async with client(rec) as fs:
         assert (await fs.webhooks.get_endpoint("id-1")).id == "id-1"
     assert len(rec.requests) == 2
@@ -270,7 +249,7 @@ async def test_get_is_retried_on_server_error() -> None:
 @pytest.mark.parametrize("body", [b"", b"{}"])
 async def test_delete_accepts_an_empty_or_missing_body(body: bytes) -> None:
     """DELETE returns None whether the body is empty or {}."""
-    rec = Recorder(respond(raw=body))
+    rec = StubTransport(respond(raw=body))
     async with client(rec) as fs:
         assert await fs.webhooks.delete_endpoint("id-1") is None
     assert (rec.requests[0].method, rec.requests[0].path) == ("DELETE", "/webhooks/v1/endpoints/id-1")
@@ -278,7 +257,7 @@ async def test_delete_accepts_an_empty_or_missing_body(body: bytes) -> None:
 
 async def test_delete_is_retried_after_a_connection_error() -> None:
     """DELETE is idempotent: a connection error is retried."""
-    rec = Recorder(APIConnectionError("reset", method="DELETE", path="/x"), respond(raw=b"{}"))
+    rec = StubTransport(APIConnectionError("reset", method="DELETE", path="/x"), respond(raw=b"{}"))
     async with client(rec) as fs:
         await fs.webhooks.delete_endpoint("id-1")
     assert len(rec.requests) == 2
@@ -286,7 +265,7 @@ async def test_delete_is_retried_after_a_connection_error() -> None:
 
 async def test_create_sends_camel_case_and_operation_name() -> None:
     """create_endpoint POSTs camelCase JSON without the None fields."""
-    rec = Recorder(respond(endpoint_json(1)))
+    rec = StubTransport(respond(endpoint_json(1)))
     async with client(rec) as fs:
         await fs.webhooks.create_endpoint(CreateEndpointRequest(url="https://example.com/hooks/1"))
     request = rec.requests[0]
@@ -296,7 +275,7 @@ async def test_create_sends_camel_case_and_operation_name() -> None:
 
 async def test_create_rejects_a_wrong_request_type() -> None:
     """Passing a dict instead of CreateEndpointRequest names the argument."""
-    rec = Recorder()
+    rec = StubTransport()
     async with client(rec) as fs:
         with pytest.raises(InvalidArgumentError) as info:
             await fs.webhooks.create_endpoint({"url": "https://example.com"})  # type: ignore[arg-type]
@@ -312,7 +291,7 @@ async def test_list_event_types_decodes_both_spellings(snake: bool) -> None:
         }
     else:
         data = {"eventDefs": [{"eventName": "segment.trend.alert", "displayName": "Alert", "hasSubcategories": True}]}
-    rec = Recorder(respond(data))
+    rec = StubTransport(respond(data))
     async with client(rec) as fs:
         types = await fs.webhooks.list_event_types()
     assert types == [EventTypeDefinition("segment.trend.alert", "Alert", True)]
@@ -321,14 +300,14 @@ async def test_list_event_types_decodes_both_spellings(snake: bool) -> None:
 
 async def test_list_event_types_empty_response() -> None:
     """A body without eventDefs (protojson omits empty lists) is an empty list."""
-    rec = Recorder(respond({}))
+    rec = StubTransport(respond({}))
     async with client(rec) as fs:
         assert await fs.webhooks.list_event_types() == []
 
 
 async def test_list_event_subcategories_paginates_and_falls_back_to_value() -> None:
     """Subcategories follow tokens, encode the event name, and use the value as a missing display name."""
-    rec = Recorder(
+    rec = StubTransport(
         respond({"subcategoryDefs": [{"subcategory": "A1", "displayName": "Cart"}], "nextPaginationToken": "p2"}),
         respond({"subcategory_defs": [{"subcategory": "B2", "display_name": ""}, {"subcategory": "C3"}]}),
     )
@@ -341,7 +320,7 @@ async def test_list_event_subcategories_paginates_and_falls_back_to_value() -> N
 
 async def test_list_event_subcategories_validates_before_io() -> None:
     """An empty event name or a page size above 1000 is rejected at call time."""
-    rec = Recorder()
+    rec = StubTransport()
     async with client(rec) as fs:
         with pytest.raises(InvalidArgumentError) as info:
             fs.webhooks.list_event_subcategories("")
@@ -358,7 +337,7 @@ async def test_find_endpoint_by_url_walks_pages() -> None:
         respond({"endpoints": [endpoint_json(1)], "nextPaginationToken": "t"}),
         respond({"endpoints": [endpoint_json(2)]}),
     ]
-    rec = Recorder(*pages, *pages)
+    rec = StubTransport(*pages, *pages)
     async with client(rec) as fs:
         found = await fs.webhooks.find_endpoint_by_url("https://example.com/hooks/2")
         missing = await fs.webhooks.find_endpoint_by_url("https://example.com/hooks/9")
@@ -370,7 +349,7 @@ async def test_find_endpoint_by_url_walks_pages() -> None:
 
 async def test_decode_error_names_call_and_field() -> None:
     """A malformed 200 body on a GET is asked again, then raises ResponseDecodeError naming field and call."""
-    rec = Recorder(*[respond({"endpoints": [{"id": 5}]})] * 4)
+    rec = StubTransport(*[respond({"endpoints": [{"id": 5}]})] * 4)
     async with client(rec) as fs:
         with pytest.raises(ResponseDecodeError) as info:
             await fs.webhooks.list_endpoints_page()
@@ -382,7 +361,7 @@ async def test_decode_error_names_call_and_field() -> None:
 
 async def test_a_garbled_get_answer_is_asked_again() -> None:
     """One malformed 200 on an idempotent GET is followed by a second request that decodes."""
-    rec = Recorder(respond(raw=b"<html>proxy"), respond(endpoint_json(1)))
+    rec = StubTransport(respond(raw=b"<html>proxy"), respond(endpoint_json(1)))
     async with client(rec) as fs:
         assert (await fs.webhooks.get_endpoint("id-1")).id == "id-1"
     assert len(rec.requests) == 2
@@ -390,7 +369,7 @@ async def test_a_garbled_get_answer_is_asked_again() -> None:
 
 async def test_a_garbled_create_answer_is_not_asked_again() -> None:
     """A malformed 200 on create (a POST) raises at once: asking again could create twice."""
-    rec = Recorder(respond(raw=b"{"))
+    rec = StubTransport(respond(raw=b"{"))
     async with client(rec) as fs:
         with pytest.raises(ResponseDecodeError):
             await fs.webhooks.create_endpoint(CreateEndpointRequest(url="https://example.com/x"))
