@@ -41,7 +41,6 @@ outcome and says at what rate the route's calls may start. The model, in order o
 from __future__ import annotations
 
 import itertools
-import statistics
 from collections import deque
 
 _START_GROWTH = 1.5  # slow start: x1.5 ...
@@ -209,6 +208,8 @@ class RoutePace:
         shape: a fixed window admits its calls in bursts at each window's start, and the long
         gaps between bursts are full of refusals, so they count.
         """
+        import statistics  # on first use: only a binding limit is measured, and import time counts
+
         gaps = [b - a for a, b in itertools.pairwise(self._measure_times)]
         lull = 2 * statistics.median(gaps) if gaps else 0.0
         return max(sum(gap for gap in gaps if gap <= lull), 1e-3)
