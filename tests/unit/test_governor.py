@@ -296,13 +296,13 @@ def test_max_rate_caps_the_pace_per_route() -> None:
     assert lookups > 200
 
 
-def starts_of(gov: RateGovernor, n: int, **kwargs: Any) -> list[float]:
-    """Run a job of ``n`` calls through ``gov`` on an unlimited server; return when each call left."""
-    starts: list[float] = []
+def starts_of(gov: RateGovernor, n: int, **kwargs: Any) -> list[tuple[float, float]]:
+    """Run a job of ``n`` calls through ``gov`` on an unlimited server; return when each call left, and its pace."""
+    starts: list[tuple[float, float]] = []
     server = Server()
 
     async def counted(request: ApiRequest) -> ApiResponse:
-        starts.append(now())
+        starts.append((now(), gov.rates[request.operation]))
         return await server(request)
 
     async def scenario() -> None:
@@ -315,28 +315,40 @@ def starts_of(gov: RateGovernor, n: int, **kwargs: Any) -> list[float]:
 def test_slow_start_sends_in_batches_at_its_pace() -> None:
     """Above 100/s, slow start releases calls in 10 ms batches; no batch holds more than its 10 ms of the pace.
 
-    The pace starts at 100/s and grows x1.5 every 50 ms: a 10 ms batch starting at t may hold
-    the slots of [t, t + 10 ms) at most, so at most rate(t + 10 ms) x 10 ms calls, plus the one
-    interval of credit a late wake-up keeps.
+    A batch starting at t holds the slots of [t, t + 10 ms) at most: the pace then (the
+    highest while it leaves) x 10 ms, plus the one interval of credit a late wake-up keeps.
+    Below 1,000/s the pace grows with time only: x1.5 every 50 ms from 100/s.
     """
     starts = starts_of(governor(), 3000, concurrency=64)
-    paced = [at for at in starts if at < 0.4]  # slow start: 100/s to ~1.5 * 10**4/s
-    batches: dict[float, int] = {}
-    for at in paced:
-        batches[round(at, 9)] = batches.get(round(at, 9), 0) + 1
+    paced = [(at, rate) for at, rate in starts if rate < 10**6]
+    batches: dict[float, tuple[int, float]] = {}
+    for at, rate in paced:
+        count, highest = batches.get(round(at, 9), (0, 0.0))
+        batches[round(at, 9)] = (count + 1, max(highest, rate))
     assert len(batches) < len(paced) / 4  # calls leave together
-    for at, count in batches.items():
-        assert count <= 100 * 1.5 ** ((at + 0.01) / 0.05) * 0.01 + 2, f"{count} calls at {at:.3f}s"
-    for start, end in ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3)):  # the rate is slow start's, not more
-        sent = sum(start <= at < end for at in paced)
+    for at, (count, rate) in batches.items():
+        assert count <= rate * 0.01 + 2, f"{count} calls at {at:.3f}s paced at {rate:.0f}/s"
+    for start, end in ((0.0, 0.1), (0.1, 0.2)):  # the rate is slow start's, not more
+        sent = sum(start <= at < end for at, _ in paced)
         allowed = sum(100 * 1.5 ** (t / 1000 / 0.05) for t in range(int(start * 1000), int(end * 1000))) / 1000
         assert sent <= allowed * 1.1 + 2
+
+
+def test_slow_start_meets_a_fast_server_within_700_calls_of_1000_per_second() -> None:
+    """From 1,000/s, every admitted call also grows the pace 1%: under 700 calls later it is unpaced.
+
+    (Growth by time alone, x1.5 every 50 ms, would take 0.85 s more: about 13,000 calls here.)
+    """
+    starts = starts_of(governor(), 20_000, concurrency=64)
+    fast = [rate for _, rate in starts if rate >= 1000]
+    assert fast[-1] >= 10**6
+    assert sum(rate < 10**6 for rate in fast) < 700
 
 
 def test_a_learned_or_capped_pace_is_never_batched() -> None:
     """With a known limit (initial_rate) or once at max_rate, calls leave one interval apart, never in batches."""
     for gov, interval in ((governor(initial_rate=400), 1 / (0.95 * 400)), (governor(max_rate=400), 1 / 400)):
-        starts = [at for at in starts_of(gov, 400, concurrency=64) if at > 0.3]  # slow start reached 400/s by 0.2 s
+        starts = [at for at, _ in starts_of(gov, 400, concurrency=64) if at > 0.3]  # 400/s reached by 0.2 s
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         assert len(gaps) > 200
         assert min(gaps) == pytest.approx(interval, rel=0.01)
