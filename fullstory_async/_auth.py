@@ -13,6 +13,8 @@ import os
 from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
+import yarl
+
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._models import check_unicode
@@ -78,6 +80,7 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
     try:
         parts = urlsplit(base_url.strip())
         parts.port  # noqa: B018 - parsing the port validates it
+        yarl.URL(base_url.strip())  # the parser aiohttp will use must accept it too
     except ValueError as exc:
         raise InvalidArgumentError("base_url", f"is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:

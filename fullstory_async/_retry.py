@@ -198,14 +198,16 @@ class RetryMiddleware:
                 method=request.method,
                 path=request.path,
             )
-        call = _Call(policy, request, call_next)
         calls = self.calls
         task = calls.enter()
+        call: _Call | None = None
         try:
-            # The first attempt runs without tenacity: most calls succeed, and cost nothing more.
+            # The first attempt runs without tenacity or a _Call: most calls succeed, and cost nothing more.
             try:
-                return await call.attempt()
+                return await call_next(request)
             except FullstoryError as exc:
+                call = _Call(policy, request, call_next, attempts=1)
+                call.stamp(exc)
                 if policy.max_attempts == 1 or not policy.should_retry(request, exc):
                     raise
                 first_error = exc
@@ -213,7 +215,7 @@ class RetryMiddleware:
         except asyncio.CancelledError:
             if calls.cancelled_by_close(task):
                 error = ClientClosedError("the client was closed while the call was waiting or in flight")
-                error.attempts = call.attempts
+                error.attempts = 1 if call is None else call.attempts
                 raise error from None
             raise
         finally:
@@ -221,37 +223,39 @@ class RetryMiddleware:
 
 
 class _Call:
-    """The attempts of one call: the unit tenacity retries, and the one place each attempt passes.
+    """The attempts of a call whose first attempt failed: the unit tenacity retries.
 
-    `attempt` runs every attempt, the first included (everything below retry) and stamps the
-    outcome; `before_sleep` runs before each wait. A per-attempt observer belongs there.
+    `stamp` counts every failed attempt, the first included (which `RetryMiddleware` runs
+    itself); `attempt` runs each later one and stamps its outcome; `before_sleep` runs
+    before each wait.
     """
 
-    def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler) -> None:
+    def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler, *, attempts: int) -> None:
         self.policy = policy
         self.request = request
         self.call_next = call_next
-        self.attempts = 0
+        self.attempts = attempts
         self.ambiguous = False  # an earlier attempt may have been applied by the server
 
+    def stamp(self, error: FullstoryError) -> None:
+        """Stamp the attempt count on ``error``, the outcome of the latest attempt."""
+        if isinstance(error, APIError) and not error.sent:  # refused before sending: no attempt was made
+            self.attempts -= 1
+        else:
+            self.ambiguous = self.ambiguous or not isinstance(error, RateLimitError)
+        error.attempts = self.attempts
+
     async def attempt(self) -> ApiResponse:
-        """Run one attempt; stamp the attempt count on its response or error."""
+        """Run one more attempt; stamp the attempt count on its response or error."""
         self.attempts += 1
         try:
             response = await self.call_next(self.request)
         except FullstoryError as exc:
-            if isinstance(exc, APIError) and not exc.sent:  # refused before sending: no attempt was made
-                self.attempts -= 1
-                exc.attempts = self.attempts
-                raise
-            exc.attempts = self.attempts
             if isinstance(exc, NotFoundError) and self.ambiguous and self.request.method == "DELETE":
                 return self._already_deleted(exc)
-            self.ambiguous = self.ambiguous or not isinstance(exc, RateLimitError)
+            self.stamp(exc)
             raise
-        if self.attempts > 1:
-            response = response.with_outcome(attempts=self.attempts)
-        return response
+        return response.with_outcome(attempts=self.attempts)
 
     async def retry(self, first_error: FullstoryError) -> ApiResponse:
         """Retry after ``first_error`` (the failed first attempt) until success or the policy gives up."""
