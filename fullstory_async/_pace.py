@@ -44,6 +44,7 @@ outcome and says at what rate the route's calls may start. The model, in order o
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 
 _START_GROWTH = 1.5  # slow start: x1.5 ...
@@ -81,7 +82,7 @@ class RoutePace:
         """The admitted rate measured in the last binding episode (None: no limit met yet)."""
         self.rate = self._capped(start_rate)
         """Current pace, requests per second."""
-        self.paused_until = 0.0
+        self.paused_until = now
         self.next_slot = now
         self.last_start = now
         self._grown_at = now  # slow start: when the rate last grew
@@ -138,12 +139,12 @@ class RoutePace:
             return max(self.paused_until, now)
         slow_start = self.limit is None and self._measuring is None and self._reopen is None
         if slow_start and rate * _BATCH > 1 and rate != self.max_rate:  # several slots in 10 ms: in batches
-            return max(self.paused_until, int(self.next_slot / _BATCH) * _BATCH)
+            return max(self.paused_until, math.floor(self.next_slot / _BATCH) * _BATCH)
         return max(self.paused_until, self.next_slot)
 
     def take_slot(self, now: float) -> None:
         """Start a call now: the next is due one interval later (late wake-ups keep one interval of credit)."""
-        rate = self.rate  # as of the `ready_at` just before
+        rate = self.current_rate(now)  # a late wake-up may find the route idle: it restarts, never bursts
         if rate < _MAX:
             interval = 1.0 / rate
             self.next_slot = max(now - interval, self.next_slot) + interval

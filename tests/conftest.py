@@ -229,20 +229,18 @@ async def serve() -> AsyncIterator[Serve]:
 
     With ``ssl_context`` the app is served over TLS (an ``https://`` URL).
     """
-    runners: list[web.AppRunner] = []
+    async with contextlib.AsyncExitStack() as cleanups:  # every runner is cleaned up, even after one fails to
 
-    async def start(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> str:
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return f"{'https' if ssl_context else 'http'}://{host}:{port}"
+        async def start(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> str:
+            runner = web.AppRunner(app, shutdown_timeout=0.5)
+            await runner.setup()
+            cleanups.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            return f"{'https' if ssl_context else 'http'}://{host}:{port}"
 
-    yield start
-    for runner in reversed(runners):
-        await runner.cleanup()
+        yield start
 
 
 @pytest.fixture

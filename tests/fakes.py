@@ -89,6 +89,19 @@ class Seen:
     headers: CIMultiDict[str]
     body: bytes
 
+    @property
+    def sent_headers(self) -> dict[str, str]:
+        """The headers the client chose (aiohttp's own Host, Content-Length and Accept-Encoding left out)."""
+        return {name: value for name, value in self.headers.items() if name not in _AIOHTTP_HEADERS}
+
+
+_AIOHTTP_HEADERS = {"Host", "Content-Length", "Accept-Encoding"}
+
+
+def is_server_task(task: asyncio.Task[Any]) -> bool:
+    """Tell a task of aiohttp's server (the test's side of the wire) from the client's."""
+    return getattr(task.get_coro(), "__qualname__", "").startswith("RequestHandler.")
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -172,17 +185,29 @@ class Gate:
         errors = [result for result in results if isinstance(result, BaseException)]
         assert errors == [], errors[:3]
 
-    async def _hold(self) -> None:
-        self.arrived += 1
-        self._arrival.set()
-        await self.release.wait()
+    async def _held(self, then: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Count the request in, hold it until ``release``, then answer with ``then()``."""
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            self.arrived += 1
+            self._arrival.set()
+            await self.release.wait()
+            return await then()
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         await request.read()
-        await self._hold()
-        if request.path == "/webhooks/v1/endpoints" and request.method == "GET":
-            return web.json_response({"endpoints": [ENDPOINT], "nextPaginationToken": "more"})
-        return web.json_response(ENDPOINT)
+
+        async def answer() -> web.Response:
+            if request.path == "/webhooks/v1/endpoints" and request.method == "GET":
+                return web.json_response({"endpoints": [ENDPOINT], "nextPaginationToken": "more"})
+            return web.json_response(ENDPOINT)
+
+        return await self._held(answer)
 
     def app(self) -> web.Application:
         return app_of(self.handle)
@@ -192,15 +217,7 @@ class Gate:
 
         @web.middleware
         async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
-            self.in_flight += 1
-            self._idle.clear()
-            try:
-                await self._hold()
-                return await handler(request)
-            finally:
-                self.in_flight -= 1
-                if not self.in_flight:
-                    self._idle.set()
+            return await self._held(lambda: handler(request))
 
         return hold
 

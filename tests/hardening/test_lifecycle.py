@@ -29,14 +29,9 @@ from fullstory_async import (
     Webhooks,
 )
 from fullstory_async._bulk.reconcile import Action, _sealed
-from tests.fakes import ENDPOINT, Gate, RetryWaits, app_of
+from tests.fakes import ENDPOINT, Gate, RetryWaits, app_of, is_server_task
 
 API_KEY = "na1.LifecycleKey-Jm2x/ORG4"
-
-
-def is_server_task(task: asyncio.Task[Any]) -> bool:
-    """Tell a task of aiohttp's server (the test's side of the wire) from the client's."""
-    return getattr(task.get_coro(), "__qualname__", "").startswith("RequestHandler.")
 
 
 async def consume(iterator: AsyncIterator[Any]) -> list[Any]:

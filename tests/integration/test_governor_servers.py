@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import itertools
 import json
 import math
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
 from fullstory_async import Client, CreateEndpointRequest, RateGovernor, RateLimitError, RetryPolicy
+from tests.fakes import Serve
 
 KEY = "na1.raw-server-key/ORG"
 
@@ -62,28 +61,13 @@ class FixedWindow:
         return web.Response(body=json.dumps({"endpoints": []}), content_type="application/json")
 
 
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on a free loopback port; yield its base URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
-async def window_server() -> AsyncIterator[tuple[FixedWindow, str]]:
+async def window_server(serve: Serve) -> tuple[FixedWindow, str]:
     server = FixedWindow(per_second=40)
     app = web.Application()
     app.router.add_post("/webhooks/v1/endpoints", server.create)
     app.router.add_get("/webhooks/v1/endpoints", server.listing)
-    async with serving(app) as url:
-        yield server, url
+    return server, await serve(app)
 
 
 async def test_a_fixed_window_with_whole_second_retry_after_is_not_stormed(
@@ -102,7 +86,7 @@ async def test_a_fixed_window_with_whole_second_retry_after_is_not_stormed(
     assert server.statuses.count(429) <= 0.3 * len(server.statuses)
 
 
-async def test_a_route_that_refuses_everything_is_paused_not_hammered() -> None:
+async def test_a_route_that_refuses_everything_is_paused_not_hammered(serve: Serve) -> None:
     """A server refusing every call with Retry-After 2: once that is clear, calls wait 2 s, then trickle."""
     arrivals: list[float] = []
 
@@ -116,7 +100,7 @@ async def test_a_route_that_refuses_everything_is_paused_not_hammered() -> None:
     app.router.add_post("/webhooks/v1/endpoints", refuse)
     retry = RetryPolicy(max_attempts=1)  # no retries: only the governor decides when calls go
     governor = RateGovernor(min_rate=20)  # the trickle after the pause: 20/s, to keep the test short
-    async with serving(app) as url, Client(KEY, base_url=url, retry=retry, rate_governor=governor) as fs:
+    async with Client(KEY, base_url=await serve(app), retry=retry, rate_governor=governor) as fs:
 
         async def create(i: int) -> None:
             with pytest.raises(RateLimitError):

@@ -30,7 +30,7 @@ from fullstory_async import (
     Timeout,
     __version__,
 )
-from tests.fakes import ENDPOINT, Gate, StubTransport, answering
+from tests.fakes import ENDPOINT, Gate, StubTransport, answering, is_server_task
 
 SUBCATEGORY = (
     "CgsiCW8tSDkxLW5hMRIOCgRTZWF0GgZzeXN0ZW0SEwoHU2VnbWVudBoIZXZlcnlvbmUSEQoI"
@@ -53,9 +53,6 @@ def seed_request(secret: str | None = None) -> CreateEndpointRequest:
 
 
 # aiohttp adds these on the wire by itself; everything else is what the client sent.
-AIOHTTP_HEADERS = {"Host", "Content-Length", "Accept-Encoding"}
-
-
 async def test_create_endpoint_sends_the_exact_request(serve, api_key: str, secret: str, seed_body: bytes) -> None:
     """create_endpoint POSTs camelCase JSON to /webhooks/v1/endpoints with Basic <raw key> and JSON headers."""
     app, seen = answering(200, seed_body)
@@ -63,7 +60,7 @@ async def test_create_endpoint_sends_the_exact_request(serve, api_key: str, secr
         await client.webhooks.create_endpoint(seed_request(secret))
     [call] = seen
     assert (call.method, call.path_qs) == ("POST", "/webhooks/v1/endpoints")
-    headers = {name: value for name, value in call.headers.items() if name not in AIOHTTP_HEADERS}
+    headers = call.sent_headers
     assert headers["Authorization"] == f"Basic {api_key}"
     assert headers["Accept"] == "application/json"
     assert headers["Content-Type"] == "application/json"
@@ -99,9 +96,21 @@ async def test_create_endpoint_decodes_the_seed_response(fake, seed_body: bytes)
     assert endpoint.modified == endpoint.created
 
 
-def test_eu1_key_talks_to_the_eu1_host() -> None:
-    """A client with an eu1. key sends to https://api.eu1.fullstory.com (its transport's base URL)."""
-    assert Client(api_key="eu1.abc/ORG").base_url == "https://api.eu1.fullstory.com"
+async def test_eu1_key_talks_to_the_eu1_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client with an eu1. key sends to https://api.eu1.fullstory.com (seen by an aiohttp middleware; no socket)."""
+    monkeypatch.delenv("FULLSTORY_BASE_URL", raising=False)
+    urls: list[str] = []
+
+    async def record(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+        urls.append(str(request.url))
+        raise aiohttp.ClientConnectionError("recorded, not sent")
+
+    session = aiohttp.ClientSession(middlewares=(record,))
+    async with session, Client(api_key="eu1.abc/ORG", session=session, retry=RetryPolicy(wait=False)) as client:
+        with pytest.raises(APIConnectionError):
+            await client.webhooks.get_endpoint("ep-1", timeout=1)
+    assert urls
+    assert set(urls) == {"https://api.eu1.fullstory.com/webhooks/v1/endpoints/ep-1"}
 
 
 async def test_base_url_prefix_is_kept(serve, api_key: str, seed_body: bytes) -> None:
@@ -277,10 +286,6 @@ async def test_timeouts_are_retried_for_get(gate: Gate, api_key: str) -> None:
     assert gate.arrived == 3
 
 
-def _server_task(task: asyncio.Task[object]) -> bool:
-    return task.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
-
-
 async def test_cancellation_leaves_no_connection_or_task(gate: Gate, api_key: str) -> None:
     """Cancelling an in-flight call releases its connection and leaves no task behind; the client still works.
 
@@ -294,11 +299,11 @@ async def test_cancellation_leaves_no_connection_or_task(gate: Gate, api_key: st
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        client_tasks = {t for t in asyncio.all_tasks() - before if not _server_task(t)}
+        client_tasks = {t for t in asyncio.all_tasks() - before if not is_server_task(t)}
         assert client_tasks == set()
 
         gate.release.set()
-        server_tasks = {t for t in asyncio.all_tasks() - before if _server_task(t)}
+        server_tasks = {t for t in asyncio.all_tasks() - before if is_server_task(t)}
         if server_tasks:
             await asyncio.wait(server_tasks, timeout=5)
         assert asyncio.all_tasks() == before

@@ -31,7 +31,7 @@ from fullstory_async import (
     RateLimitError,
     RetryPolicy,
 )
-from fullstory_async.testing import RateLimit
+from fullstory_async.testing import ManualClock, RateLimit
 from fullstory_async.testing._ratelimit import RateLimiter
 
 T = TypeVar("T")
@@ -352,6 +352,68 @@ def test_a_learned_or_capped_pace_is_never_batched() -> None:
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         assert len(gaps) > 200
         assert min(gaps) == pytest.approx(interval, rel=0.01)
+
+
+def test_a_call_waking_late_restarts_an_idle_route_instead_of_releasing_every_waiter() -> None:
+    """Slow start, 100 workers queued; one pacing sleep overruns by 2 s (a blocked loop): the route restarts at 100/s.
+
+    Before the fix the woken call started at the pace from before its sleep, so the next call
+    saw two seconds of slow-start growth (1.5**40): every queued call left at that instant.
+    """
+    clock = ManualClock(1000.0)
+    late = [False]
+    starts: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds + (2.0 if late[0] else 0.0))
+        late[0] = False
+        await asyncio.sleep(0)
+
+    async def ok(_request: ApiRequest) -> ApiResponse:
+        starts.append(clock())
+        late[0] = late[0] or len(starts) == 20
+        await asyncio.sleep(0)
+        return ApiResponse(200, {}, b"{}")
+
+    async def scenario() -> None:
+        gov = RateGovernor(clock=clock, sleep=sleep)
+
+        async def worker() -> None:
+            for _ in range(5):
+                await gov(CREATE, ok)
+
+        await asyncio.gather(*(worker() for _ in range(100)))
+
+    asyncio.run(scenario())
+    after = [at for at in starts if at > 1001.5]
+    assert after.count(min(after)) <= 2
+
+
+def test_slow_start_keeps_its_pace_on_a_negative_clock() -> None:
+    """An injected clock may be negative: batches still leave at the start of their 10 ms, none are lost."""
+    clock = ManualClock(-7.0037)
+    starts: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        await asyncio.sleep(0)
+
+    async def ok(_request: ApiRequest) -> ApiResponse:
+        starts.append(clock() + 7.0037)
+        return ApiResponse(200, {}, b"{}")
+
+    async def scenario() -> None:
+        gov = RateGovernor(clock=clock, sleep=sleep)
+
+        async def worker() -> None:
+            while clock() + 7.0037 < 0.3:
+                await gov(CREATE, ok)
+
+        await asyncio.gather(*(worker() for _ in range(64)))
+
+    asyncio.run(scenario())
+    assert min(starts) == 0  # not paused until the clock reaches 0
+    assert sum(0.2 <= at < 0.3 for at in starts) >= 70  # slow start's ~78 in [0.2, 0.3)
 
 
 def test_nothing_admitted_pauses_the_route_until_retry_after() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 
@@ -19,20 +20,13 @@ from fullstory_async import (
     Timeout,
 )
 from fullstory_async._transport import AiohttpTransport
-from tests.fakes import Gate, Seen, answering, app_of
+from tests.fakes import Gate, answering, app_of
 
 BASE = "https://api.fullstory.com"
 DEFAULT_HEADERS = {"Accept": "application/json", "User-Agent": "fullstory-async/test"}
 
 
 # aiohttp adds these on the wire by itself; everything else is what the transport sent.
-AIOHTTP_HEADERS = {"Host", "Content-Length", "Accept-Encoding"}
-
-
-def sent_headers(seen: Seen) -> dict[str, str]:
-    return {name: value for name, value in seen.headers.items() if name not in AIOHTTP_HEADERS}
-
-
 async def test_post_is_sent_with_body_headers_and_no_redirects(serve) -> None:
     """A POST goes to base_url + path with the body, default and request headers and JSON type (redirects: below)."""
     app, seen = answering()
@@ -45,7 +39,7 @@ async def test_post_is_sent_with_body_headers_and_no_redirects(serve) -> None:
     [call] = seen
     assert (call.method, call.path_qs) == ("POST", "/webhooks/v1/endpoints")
     assert call.body == b'{"url":"u"}'
-    assert sent_headers(call) == {**DEFAULT_HEADERS, "Authorization": "Basic k", "Content-Type": "application/json"}
+    assert call.sent_headers == {**DEFAULT_HEADERS, "Authorization": "Basic k", "Content-Type": "application/json"}
 
 
 async def test_get_has_params_and_no_content_type(serve) -> None:
@@ -333,3 +327,28 @@ async def test_oversized_error_body_is_cut_and_still_maps_by_status(serve) -> No
         await capped.aclose()
     assert response.status == 502
     assert len(response.body) == 1024
+
+
+async def test_timeout_connect_bounds_the_tcp_connect() -> None:
+    """Timeout(connect=0.2) ends a connect that hangs (a loopback listener's accept queue is full) within total=30."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):  # fill the accept queue: further SYNs are dropped, so a connect hangs
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    transport = AiohttpTransport(f"http://127.0.0.1:{port}", timeout=Timeout(total=30, connect=0.2))
+    try:
+        with pytest.raises(APITimeoutError):
+            async with asyncio.timeout(5):  # a hang guard: its TimeoutError is not an APITimeoutError
+                await transport(ApiRequest("GET", "/x"))
+    finally:
+        await transport.aclose()
+        for filler in fillers:
+            filler.close()
+        listener.close()
