@@ -10,14 +10,8 @@
         )
 """
 
-from fullstory_async._bulk.desired import (
-    DesiredEndpoint,
-    DesiredState,
-    DesiredStateError,
-    load_desired_state,
-    parse_desired_state,
-)
-from fullstory_async._bulk.reconcile import Action, Change, Plan
+import typing
+
 from fullstory_async._bulk.results import ApplyResult, Outcome, ProvisionResult
 from fullstory_async._client import Client
 from fullstory_async._exceptions import (
@@ -57,6 +51,45 @@ from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout
 from fullstory_async._version import __version__
 from fullstory_async._webhooks import Webhooks
+
+if typing.TYPE_CHECKING:
+    from fullstory_async._bulk.desired import (
+        DesiredEndpoint,
+        DesiredState,
+        DesiredStateError,
+        load_desired_state,
+        parse_desired_state,
+    )
+    from fullstory_async._bulk.reconcile import Action, Change, Plan
+
+# Declarative sync (desired-state files, plan and apply) loads on first use: most programs never
+# touch it, and every program would pay its import time.
+_ON_FIRST_USE = {
+    "Action": "fullstory_async._bulk.reconcile",
+    "Change": "fullstory_async._bulk.reconcile",
+    "Plan": "fullstory_async._bulk.reconcile",
+    "DesiredEndpoint": "fullstory_async._bulk.desired",
+    "DesiredState": "fullstory_async._bulk.desired",
+    "DesiredStateError": "fullstory_async._bulk.desired",
+    "load_desired_state": "fullstory_async._bulk.desired",
+    "parse_desired_state": "fullstory_async._bulk.desired",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fullstory_async' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ON_FIRST_USE})
+
 
 __all__ = [
     "APIConnectionError",

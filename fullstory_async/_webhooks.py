@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from fullstory_async import _converter
-from fullstory_async._bulk import reconcile as _sync
-from fullstory_async._bulk.desired import DesiredState
+from fullstory_async._bulk import DEFAULT_MAX_DELETES
 from fullstory_async._bulk.operations import Budget
 from fullstory_async._bulk.provision import OnExists, Provisioner, check_on_exists
-from fullstory_async._bulk.reconcile import Plan
 from fullstory_async._bulk.results import ApplyResult, Outcome, ProvisionResult
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, ResponseDecodeError
@@ -34,6 +32,8 @@ from fullstory_async._timeout import Timeout, as_timeout
 from fullstory_async._validation import instance, number
 
 if TYPE_CHECKING:
+    from fullstory_async._bulk.desired import DesiredState
+    from fullstory_async._bulk.reconcile import Plan
     from fullstory_async._client import Client
     from fullstory_async._governor import RateGovernor
     from fullstory_async._raw import RawWebhooks
@@ -360,7 +360,7 @@ class Webhooks:
         *,
         prune: bool = False,
         rotate_secrets: bool = False,
-        max_deletes: int | None = _sync.DEFAULT_MAX_DELETES,
+        max_deletes: int | None = DEFAULT_MAX_DELETES,
         allow_unlisted_event_types: bool = False,
     ) -> Plan:
         """Compare ``desired`` with the endpoints that exist; return what `apply` would do.
@@ -376,7 +376,9 @@ class Webhooks:
         write-only: with ``rotate_secrets`` every desired secret is sent again. Any
         failure means no plan.
         """
-        return await _sync.plan(
+        from fullstory_async._bulk import reconcile  # on first use: most programs never plan
+
+        return await reconcile.plan(
             self,
             desired,
             prune=prune,
@@ -393,8 +395,10 @@ class Webhooks:
         failure never stops the others. Planning and applying again changes nothing.
         A plan not made by `plan` (not validated) is refused.
         """
+        from fullstory_async._bulk import reconcile
+
         _check_concurrency(concurrency)
-        return _sync.apply(self, _sync.check_plan(plan), concurrency=concurrency)
+        return reconcile.apply(self, reconcile.check_plan(plan), concurrency=concurrency)
 
     # -- event types -------------------------------------------------------------------------
 

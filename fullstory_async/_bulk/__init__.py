@@ -5,3 +5,6 @@
 * `provision` is ``ensure_endpoint`` and ``provision``: create without duplicates.
 * `reconcile` is ``plan`` and ``apply``: make the server match a desired state.
 """
+
+DEFAULT_MAX_DELETES = 10
+"""The mass-delete guard's default: a plan that would delete more endpoints is refused (``max_deletes``)."""

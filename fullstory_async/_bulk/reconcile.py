@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from fullstory_async._bulk import DEFAULT_MAX_DELETES
 from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.catalogue_check import check_event_types
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
@@ -105,7 +106,6 @@ def _diff(desired: DesiredEndpoint, current: Endpoint, rotate_secrets: bool) -> 
     return tuple(fields)
 
 
-DEFAULT_MAX_DELETES = 10
 """``plan(prune=True)`` refuses to delete more endpoints than this unless ``max_deletes`` is raised."""
 
 

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, Protocol
 
+from fullstory_async._bulk import DEFAULT_MAX_DELETES
 from fullstory_async._bulk.desired import did_you_mean
-from fullstory_async._bulk.reconcile import DEFAULT_MAX_DELETES
 from fullstory_async._options import integer, positive
 from fullstory_async._version import __version__
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
+
+import pytest
 
 import fullstory_async
 from fullstory_async import FullstoryError
@@ -33,11 +37,11 @@ STABLE = {
 
 
 def public_members() -> set[str]:
-    """Return the names the package binds that are not private and not submodules."""
+    """Return the names the package binds (also those it loads on first use) that are not private or submodules."""
     return {
         name
-        for name, value in vars(fullstory_async).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
+        for name in dir(fullstory_async)
+        if not name.startswith("_") and not inspect.ismodule(getattr(fullstory_async, name))
     }
 
 
@@ -90,3 +94,17 @@ def test_exported_objects_come_from_the_package() -> None:
 def test_version_is_a_version_string() -> None:
     """__version__ looks like a PEP 440 release."""
     assert re.fullmatch(r"\d+\.\d+\.\d+([ab]|rc|\.dev|\.post)?\d*", fullstory_async.__version__)
+
+
+def test_declarative_sync_loads_on_first_use() -> None:
+    """`import fullstory_async` leaves plan/apply and desired-state files unloaded until a name of theirs is used."""
+    code = (
+        "import sys, fullstory_async\n"
+        "wing = ('fullstory_async._bulk.reconcile', 'fullstory_async._bulk.desired')\n"
+        "assert not any(m in sys.modules for m in wing), sorted(m for m in wing if m in sys.modules)\n"
+        "from fullstory_async import Plan, DesiredState\n"
+        "assert all(m in sys.modules for m in wing)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        fullstory_async.Nothing  # noqa: B018
