@@ -153,10 +153,14 @@ def test_python_m_runs_the_fake_server_until_ctrl_c(cli, clean_env):
         assert run.code == 0
         assert run.out == ""
         process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=10)
+        # Not communicate(): it closes stdin, and a job that reads the end of its input before the
+        # signal lands ends normally (exit 0). With stdin open, only the signal can end it.
+        process.wait(timeout=10)
+        assert process.stderr is not None
+        err = process.stderr.read()
     finally:
         process.kill()
-        process.wait()
+        process.communicate()  # closes the pipes
     assert process.returncode == 0
     assert "stopped" in err
 
@@ -178,10 +182,14 @@ def test_ctrl_c_exits_130_with_a_summary(clean_env):
         process.stdin.flush()
         first = process.stdout.readline()  # the job is running and waiting for more input
         process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=10)
+        # Not communicate(): it closes stdin, and a job that reads the end of its input before the
+        # signal lands ends normally (exit 0). With stdin open, only the signal can end it.
+        process.wait(timeout=10)
+        assert process.stderr is not None
+        err = process.stderr.read()
     finally:
         process.kill()
-        process.wait()
+        process.communicate()  # closes the pipes
     assert '"outcome": "created"' in first
     assert process.returncode == 130
     assert "interrupted after 1 item(s)" in err
