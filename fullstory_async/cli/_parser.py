@@ -13,6 +13,8 @@ the top-level parser with their defaults and again on each command with
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -33,26 +35,61 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """`argparse.ArgumentParser` whose usage errors suggest the closest command or option."""
+    """`argparse.ArgumentParser` whose usage errors suggest the closest command or option of the command given.
+
+    With ``--json`` (or ``--output json``) anywhere on the line, a usage error is one
+    ``{"error": {"type": "UsageError", "message": ...}}`` object on stderr, like every other error.
+    """
+
+    root: Parser | None = None
+    """The top-level parser (``None`` on the top-level parser itself), which saw the whole command line."""
+    _argv: Sequence[str] = ()
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._argv, namespace)
 
     def error(self, message: str) -> NoReturn:
-        """Print usage and ``message`` (with a did-you-mean) on stderr; exit 2."""
+        """Print usage and ``message`` (with a did-you-mean) on stderr, or with ``--json`` one JSON object; exit 2."""
+        argv = (self.root or self)._argv
+        message += self._suggestion(message, argv)
+        if _wants_json(argv):
+            self.exit(2, json.dumps({"error": {"type": "UsageError", "message": message}}, ensure_ascii=False) + "\n")
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)}\n")
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
-    def _suggestion(self, message: str) -> str:
+    def _suggestion(self, message: str, argv: Sequence[str]) -> str:
         choice = re.search(r"invalid choice: '([^']*)'", message)
         if choice:
             names = [name for action in self._actions if action.choices for name in action.choices]
             return did_you_mean(choice.group(1), names)
         unknown = re.search(r"unrecognized arguments: (\S+)", message)
-        if unknown:
-            flags = [flag for action in self._actions for flag in action.option_strings]
-            for sub in self._actions:
-                if isinstance(sub, argparse._SubParsersAction):
-                    flags += [f for parser in sub.choices.values() for a in parser._actions for f in a.option_strings]
-            return did_you_mean(unknown.group(1).partition("=")[0], sorted(set(flags)))
+        if unknown:  # the flags of the command given, and the global ones
+            flags = {
+                flag for parser in (self, _command_of(self, argv)) for a in parser._actions for flag in a.option_strings
+            }
+            return did_you_mean(unknown.group(1).partition("=")[0], sorted(flags))
         return ""
+
+
+def _command_of(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Return the parser of the command ``argv`` names (``endpoints list``), or ``parser`` when it names none."""
+    for token in argv:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction) and token in action.choices:
+                parser = action.choices[token]
+                break
+    return parser
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    return (
+        "--json" in argv
+        or "--output=json" in argv
+        or any(flag == "--output" and value == "json" for flag, value in itertools.pairwise(argv))
+    )
 
 
 def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -211,14 +248,16 @@ def build_parser(commands: Sequence[CommandLike]) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_globals(parser, top=True)
     top = parser.add_subparsers(dest="group", required=True, metavar="COMMAND", parser_class=Parser)
-    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    groups: dict[str, argparse._SubParsersAction[Parser]] = {}
     for spec in commands:
         name, help_text, configure = spec.name, spec.help, spec.configure
         group, _, action = name.rpartition(" ")
         if group and group not in groups:
             holder = top.add_parser(group, help=f"{group}: see `{PROG} {group} --help`")
+            holder.root = parser
             groups[group] = holder.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
         command = (groups[group] if group else top).add_parser(action, help=help_text, description=help_text)
+        command.root = parser
         command.set_defaults(command=name)
         if spec.uses_server:
             _add_globals(command, top=False)

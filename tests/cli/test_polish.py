@@ -28,6 +28,34 @@ def test_misspelt_commands_and_flags_suggest(cli, clean_env, argv, suggestion):
     assert suggestion in run.err
 
 
+def test_a_misspelt_flag_is_matched_against_its_own_command(cli, clean_env):
+    """`endpoints list --brust` suggests nothing of fake-server's (--burst): only flags `endpoints list` takes."""
+    run = cli("endpoints", "list", "--brust")
+    assert run.code == 2
+    assert "--burst" not in run.err
+    assert 'did you mean "--json"?' in cli("endpoints", "list", "--jsno").err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "endpoints", "lst"],
+        ["endpoints", "list", "--jsno", "--json"],
+        ["--output", "json", "plan"],
+        ["plan", "x.toml", "--prnue", "--output=json"],
+    ],
+)
+def test_usage_errors_under_json_are_one_json_object(cli, clean_env, argv):
+    """With --json (or --output json) anywhere, a usage error is one {"error": ...} object on stderr, nothing else."""
+    run = cli(*argv)
+    assert run.code == 2
+    assert run.out == ""
+    [line] = run.err.splitlines()
+    error = json.loads(line)["error"]
+    assert error["type"] == "UsageError"
+    assert error["message"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
