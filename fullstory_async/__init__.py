@@ -76,19 +76,20 @@ _ON_FIRST_USE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _ON_FIRST_USE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fullstory_async' has no attribute {name!r}")
-    import importlib
+if not typing.TYPE_CHECKING:  # a type checker reads the imports above (and refuses a misspelt name)
 
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> object:
+        module = _ON_FIRST_USE.get(name)
+        if module is None:
+            raise AttributeError(f"module 'fullstory_async' has no attribute {name!r}")
+        import importlib
 
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_ON_FIRST_USE})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_ON_FIRST_USE})
 
 
 __all__ = [

@@ -84,7 +84,9 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
     except ValueError as exc:
         raise InvalidArgumentError("base_url", f"is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgumentError("base_url", f"must be an absolute http(s) URL, got {base_url!r}")
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"  # never the URL: it may hold a password
+        got += "" if parts.hostname else " and no host"
+        raise InvalidArgumentError("base_url", f"must be an absolute http(s) URL, got {got}")
     if not parts.hostname.isascii():  # yarl/aiohttp would fail later on IDNA rules (e.g. a "\x80" host)
         raise InvalidArgumentError("base_url", "the host must be ASCII (give an internationalised name in xn-- form)")
     if parts.query or parts.fragment or parts.username or parts.password:

@@ -6,12 +6,11 @@ outcome and says at what rate the route's calls may start. The model, in order o
 1. **Slow start.** A route starts paced at ``start_rate`` and grows 1.5x every 50 ms
    while nothing binds, so an unlimited server is run at full speed within half a second,
    while a limited one meets its limit with a bounded overshoot (never a whole burst of
-   every worker at once). From 1,000/s, far above any limit met so far, each admitted
-   call also grows it 1%, so a server admitting thousands per second is met within a few
-   hundred calls (a limiter admitting fewer than 800/s never sees this growth outpace time's).
-   Above 100/s its calls leave in batches: those whose slots fall in the same 10 ms go
-   together at its start (the same rate, fewer wake-ups: a paced call costs the client
-   less CPU). A ``max_rate`` it reached is kept exactly.
+   every worker at once). Above 100/s, until the route's first 429, its calls leave in
+   batches: those whose slots fall in the same 10 ms go together at its start (the same
+   rate, fewer wake-ups: a paced call costs the client less CPU). A route that met a 429
+   (a limiter with a small burst refuses the second call of a batch) and a ``max_rate``
+   it reached are paced call by call.
 2. **Binding or stray.** A 429 binds when most calls around it were refused too (3 of the
    last 10 outcomes), when refusals make up 5% of the last second, or when the pace was
    near the last measured limit. Any other 429 is a stray: only the refused call waits
@@ -49,8 +48,6 @@ from collections import deque
 
 _START_GROWTH = 1.5  # slow start: x1.5 ...
 _START_STEP = 0.05  # ... every 50 ms
-_FAST_FROM = 1000.0  # slow start from this pace also grows ...
-_PER_SUCCESS = 1.01  # ... x1.01 per admitted call (x2.7 per 100): a server admitting thousands per second is met fast
 _BATCH = 0.01  # slow start: calls whose slots fall in the same 10 ms leave together
 _MOST = 3  # a 429 binds when this many of ...
 _AROUND = 10  # ... the last outcomes were refused
@@ -98,6 +95,7 @@ class RoutePace:
         self._measure_refused = 0
         self._last_refused = 0.0  # when the last refusal came
         self._reopen: float | None = None  # while closed: the pace to resume at the first success
+        self._batching = True  # slow start releases batches until the route's first 429
 
     def __repr__(self) -> str:
         limit = "unknown" if self.limit is None else f"{self.limit:.1f}/s"
@@ -138,7 +136,7 @@ class RoutePace:
         if rate >= _MAX:
             return max(self.paused_until, now)
         slow_start = self.limit is None and self._measuring is None and self._reopen is None
-        if slow_start and rate * _BATCH > 1 and rate != self.max_rate:  # several slots in 10 ms: in batches
+        if slow_start and self._batching and rate * _BATCH > 1 and rate != self.max_rate:  # several slots in 10 ms
             return max(self.paused_until, math.floor(self.next_slot / _BATCH) * _BATCH)
         return max(self.paused_until, self.next_slot)
 
@@ -179,13 +177,12 @@ class RoutePace:
         elif self._reopen is not None and started >= self._decided_at:  # the window opened again
             rate, self._reopen = self._reopen, None
             self._settle(rate, now)
-        elif self.limit is None and _FAST_FROM <= self.rate < _MAX:  # slow start, well above any limit met
-            self.rate = self._capped(self.rate * _PER_SUCCESS)
 
     def on_refused(self, started: float, now: float, retry_after: float | None) -> bool:
         """Record that a call started at ``started`` got a 429; return whether it was binding."""
         self._record(now, False)
         self._last_refused = now
+        self._batching = False
         if self._measuring is not None:
             self._measure_refused += 1
             self._measure_times.append(now)

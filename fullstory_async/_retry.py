@@ -24,6 +24,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -121,6 +122,7 @@ class Calls:
         self._parent = parent
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._ended: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # the tasks `close` cancelled
 
     @property
     def closed(self) -> bool:
@@ -147,8 +149,16 @@ class Calls:
             calls = calls._parent
 
     def cancelled_by_close(self, task: asyncio.Task[Any]) -> bool:
-        """In an ``except CancelledError``: whether it was `close`'s alone (then raise `ClientClosedError`)."""
-        return self.closed and task.uncancel() == 0
+        """In an ``except CancelledError``: whether it was `close`'s alone (then raise `ClientClosedError`).
+
+        A cancellation of the caller's own (before the close, or after it) stays a `CancelledError`.
+        """
+        calls: Calls | None = self
+        while calls is not None:
+            if task in calls._ended:
+                return task.uncancel() == 0
+            calls = calls._parent
+        return False
 
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``; raise `ClientClosedError` if the client is (or gets) closed."""
@@ -167,8 +177,9 @@ class Calls:
         self._closed = True
         me = asyncio.current_task()  # a call that closes its own client ends normally
         for task in self._tasks:
-            if task is not me and not task.cancelling():  # one the governor's close already woke
+            if task is not me and not task.cancelling():  # not one the governor's close (or its caller) ended
                 task.cancel()
+                self._ended.add(task)
         self._tasks.clear()
 
 

@@ -7,4 +7,4 @@
 """
 
 DEFAULT_MAX_DELETES = 10
-"""The mass-delete guard's default: a plan that would delete more endpoints is refused (``max_deletes``)."""
+"""``plan(prune=True)`` refuses to delete more endpoints than this unless ``max_deletes`` is raised."""

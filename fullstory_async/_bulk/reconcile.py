@@ -106,9 +106,6 @@ def _diff(desired: DesiredEndpoint, current: Endpoint, rotate_secrets: bool) -> 
     return tuple(fields)
 
 
-"""``plan(prune=True)`` refuses to delete more endpoints than this unless ``max_deletes`` is raised."""
-
-
 _SEAL = object()
 """Set on each `Plan` that `plan` makes; neither the constructor nor ``attrs.evolve`` can set it."""
 

@@ -305,3 +305,25 @@ def test_a_contended_governor_under_a_second_event_loop_raises_event_loop_error(
 
     assert asyncio.run(burst()) == [[]] * 6
     assert [type(result).__name__ for result in asyncio.run(burst())] == ["EventLoopError"] * 6
+
+
+@pytest.mark.parametrize("governor", [False, True])
+async def test_a_callers_cancel_stays_a_cancel_when_the_client_closes_right_after(governor: bool) -> None:
+    """The caller cancels a call in flight, then the client closes before the call runs again: CancelledError.
+
+    (The close used to take the caller's cancellation for its own and raise ClientClosedError.)
+    """
+    started = asyncio.Event()
+
+    async def hang(_request: ApiRequest) -> ApiResponse:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    fs = Client(API_KEY, transport=hang, retry=RetryPolicy(wait=False), rate_governor=governor)
+    task = asyncio.ensure_future(fs.webhooks.get_endpoint("ep-1"))
+    await started.wait()
+    task.cancel()
+    await fs.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await task

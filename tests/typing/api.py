@@ -13,6 +13,7 @@ from datetime import datetime
 
 import aiohttp
 
+import fullstory_async
 from fullstory_async import (
     APIConnectionError,
     ApiRequest,
@@ -204,3 +205,8 @@ async def raw_responses_and_hooks(fs: Client, request: CreateEndpointRequest) ->
         await observed.webhooks.list_event_types()
     total: int = metrics.attempts
     print(total, metrics.snapshot())
+
+
+def a_misspelt_name_is_an_error() -> None:
+    """Check the names loaded on first use too: a misspelt one is an error, not an ``object``."""
+    print(fullstory_async.Plann)  # type: ignore[attr-defined]

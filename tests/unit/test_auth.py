@@ -150,6 +150,15 @@ def test_bad_base_urls_refused(url: str) -> None:
     assert info.value.field == "base_url"
 
 
+@pytest.mark.parametrize("url", ["ftp://user:s3cretpw@api.example.com", "user:s3cretpw@api.example.com"])
+def test_a_refused_base_url_never_echoes_its_password(url: str) -> None:
+    """A base URL refused for its scheme or host is not shown: it may carry credentials."""
+    with pytest.raises(InvalidArgumentError) as info:
+        check_base_url(url)
+    assert info.value.field == "base_url"
+    assert "s3cretpw" not in str(info.value)
+
+
 def test_non_string_base_url_refused() -> None:
     """A base_url that is not a str is refused naming the field."""
     with pytest.raises(InvalidArgumentError, match=r"^base_url: must be a string"):
