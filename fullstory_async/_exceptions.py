@@ -55,6 +55,19 @@ class FullstoryError(Exception):
 
     attempts: int = 0
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by fields, not by calling ``__init__`` again (process pools, pytest-xdist)."""
+        state = {name: dict(v) if isinstance(v, MappingProxyType) else v for name, v in vars(self).items()}
+        return _unpickle, (type(self), self.args, state)
+
+
+def _unpickle(cls: type[FullstoryError], args: tuple[Any, ...], state: dict[str, Any]) -> FullstoryError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    for name, value in state.items():  # read-only mappings (response headers) become read-only again
+        setattr(error, name, MappingProxyType(value) if name == "headers" else value)
+    return error
+
 
 class InvalidArgumentError(FullstoryError, ValueError):
     """An argument was rejected before any I/O.
