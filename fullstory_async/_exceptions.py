@@ -50,10 +50,14 @@ class FullstoryError(Exception):
     """Root of every error raised by ``fullstory_async``.
 
     ``attempts`` is the number of HTTP attempts the failed call (or bulk item) made, retries
-    included; 0 when it failed before sending anything.
+    included; 0 when it failed before sending anything. ``sent`` is False when the SDK ended
+    the attempt before sending anything (the rate governor's wait would have outlasted the
+    deadline, or the client closed while the call waited there): such an attempt is not
+    counted in ``attempts``, not retried, and never taken as possibly applied.
     """
 
     attempts: int = 0
+    sent: bool = True
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle by fields, not by calling ``__init__`` again (process pools, pytest-xdist)."""
@@ -109,12 +113,7 @@ class APIError(FullstoryError):
     """Base of the errors that come from talking to the API.
 
     ``method`` and ``path`` name the call that failed (no host, no query secrets).
-    ``sent`` is False when the SDK refused the attempt before sending anything (the rate
-    governor's wait would have outlasted the deadline): such an attempt is not counted in
-    ``attempts``, not retried, and never taken as possibly applied.
     """
-
-    sent: bool = True
 
     def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
         super().__init__(message)

@@ -40,6 +40,7 @@ from fullstory_async._exceptions import (
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
+    FullstoryError,
     InvalidArgumentError,
     RateLimitError,
     ResponseDecodeError,
@@ -68,6 +69,12 @@ def _check_positive(name: str, value: object) -> float:
     if not 0 < number < math.inf:
         raise InvalidArgumentError(name, f"must be a positive number, got {shown(value)}")
     return number
+
+
+def _unsent(error: FullstoryError) -> FullstoryError:
+    """Mark ``error`` as ending an attempt before anything was sent: not an attempt, not ambiguous, not retried."""
+    error.sent = False
+    return error
 
 
 class RateGovernor:
@@ -154,7 +161,7 @@ class RateGovernor:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ClientClosedError("the client is closed; create a new Client")
+            raise _unsent(ClientClosedError("the client is closed; create a new Client"))
 
     async def _wait(self, seconds: float) -> None:
         """Sleep, woken early by `close` (then raise `ClientClosedError`)."""
@@ -165,7 +172,9 @@ class RateGovernor:
             await self._sleep(seconds)
         except asyncio.CancelledError:
             if self._closed and task.uncancel() == 0:
-                raise ClientClosedError("the client was closed while the call waited for the rate limit") from None
+                raise _unsent(
+                    ClientClosedError("the client was closed while the call waited for the rate limit")
+                ) from None
             raise
         finally:
             self._waiting.discard(task)
@@ -253,8 +262,7 @@ class RateGovernor:
         else:
             what = "queued for" if queued else f"{wait:.3f}s more for"
             error = APITimeoutError(f"the operation's deadline would be exceeded waiting {what} a pacing slot")
-        error.sent = False  # refused before sending: not an attempt, not ambiguous, not retried
-        return error
+        return _unsent(error)
 
     def _pausable(self, retry_after: float | None) -> float | None:
         return retry_after if retry_after is not None and retry_after <= self.max_pause else None

@@ -31,7 +31,6 @@ import attrs
 
 from fullstory_async._exceptions import (
     APIConnectionError,
-    APIError,
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
@@ -100,7 +99,7 @@ class RetryPolicy:
 
     def should_retry(self, request: ApiRequest, error: BaseException) -> bool:
         """Whether ``error`` from ``request`` is worth another attempt under this policy."""
-        if isinstance(error, APIError) and not error.sent:  # refused before sending: the deadline is too near
+        if isinstance(error, FullstoryError) and not error.sent:  # ended before sending (a deadline too near, a close)
             return False
         if isinstance(error, RateLimitError):
             return error.retry_after is None or error.retry_after <= self.max_retry_after
@@ -250,7 +249,7 @@ class _Call:
 
     def stamp(self, error: FullstoryError) -> None:
         """Stamp the attempt count on ``error``, the outcome of the latest attempt."""
-        if isinstance(error, APIError) and not error.sent:  # refused before sending: no attempt was made
+        if not error.sent:  # ended before sending: no attempt was made
             self.attempts -= 1
         else:
             self.ambiguous = self.ambiguous or not isinstance(error, RateLimitError)

@@ -327,3 +327,22 @@ async def test_a_callers_cancel_stays_a_cancel_when_the_client_closes_right_afte
     await fs.aclose()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_call_closed_while_it_waits_in_the_governor_made_no_attempt() -> None:
+    """aclose() ends a call waiting for its pacing slot: ClientClosedError with attempts 0 (nothing was sent)."""
+    sent: list[ApiRequest] = []
+
+    async def answer(request: ApiRequest) -> ApiResponse:
+        sent.append(request)
+        return ApiResponse(200, {}, b"{}")
+
+    fs = Client(API_KEY, transport=answer, rate_governor=RateGovernor(max_rate=1.0))
+    await fs.send(ApiRequest("GET", "/x", operation="op"))
+    waiting = asyncio.ensure_future(fs.send(ApiRequest("GET", "/x", operation="op")))
+    for _ in range(20):  # let it reach the governor's wait for the next slot, a second away
+        await asyncio.sleep(0)
+    await fs.aclose()
+    with pytest.raises(ClientClosedError) as info:
+        await waiting
+    assert (info.value.attempts, info.value.sent, len(sent)) == (0, False, 1)
