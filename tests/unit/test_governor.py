@@ -176,6 +176,31 @@ def test_recovery_after_the_limit_is_lifted() -> None:
     assert run(scenario) >= 200
 
 
+def test_a_quiet_spell_below_the_pace_does_not_forget_the_limit() -> None:
+    """100/s learned; then 30 calls/s for 6 s (the service is quiet); then a burst: paced at the limit, few 429s.
+
+    Probing grew the pace by time alone: after 3 s below it, the limit was "gone", and the burst
+    after the quiet spell ran unpaced into the limit (0.67 R, 12% 429s).
+    """
+
+    async def scenario() -> tuple[float, float, float]:
+        server, gov = Server(RateLimit(rate=100, burst=10)), governor()
+        await job(server, gov, 600, concurrency=64)
+        quiet = now()
+        while now() - quiet < 6:
+            with contextlib.suppress(RateLimitError):
+                await gov(CREATE, server)
+            await asyncio.sleep(1 / 30)
+        burst = now()
+        seconds = await job(server, gov, 600, concurrency=64)
+        return gov.limits["create_endpoint"], 600 / seconds, server.share_429(since=burst)
+
+    limit, rate, share = run(scenario)
+    assert 90 <= limit <= 110  # remembered
+    assert rate >= 90
+    assert share <= 0.03
+
+
 def test_convergence_after_the_limit_drops() -> None:
     """200/s drops to 50/s mid-job: over the next 10 s, at most 10% 429s and at least 0.8 x 50/s."""
 
