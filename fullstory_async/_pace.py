@@ -34,7 +34,7 @@ outcome and says at what rate the route's calls may start. The model, in order o
    same limit) the pace grows as a cubic of the time since: a few percent in the first
    half second, 2x after one second. Reaching 2x without a binding 429 means the limit is
    gone: slow start again. Only traffic that uses the pace probes it: while the last
-   second's calls are fewer than half the pace, it stays at ``0.95 L`` and the probe waits
+   second's answers are fewer than half the pace, it stays at ``0.95 L`` and the probe waits
    (a quiet service that bursts later meets its limit remembered, not forgotten).
 6. **Idle restart.** A route idle for a second resumes at ``0.95 L`` (or ``start_rate``),
    never at a rate its traffic no longer proves.
@@ -65,7 +65,7 @@ _MAX_HOLD = 4.0  # ... up to this
 _SAME = 0.25  # "the same limit": within this fraction (then estimates are averaged)
 _CUBIC = 1.0  # probing: the pace is base * (1 + (t / _CUBIC) ** 3), t = seconds of probing ...
 _LEFT_BEHIND = 2.0  # ... until it reaches this multiple of the base unrefused: the limit is gone, slow start
-_USED = 0.5  # probing only while the last second's calls used at least this share of the pace
+_USED = 0.5  # probing only while the last second's answers were at least this share of the pace
 _IDLE = 1.0  # a route idle this long restarts from its base
 _TRICKLE = 0.1  # while nothing is admitted (a closed window), send this fraction of the last second's admissions
 _MAX = 1e6  # requests per second: effectively unpaced
@@ -127,6 +127,7 @@ class RoutePace:
                 self.rate = self._capped(self.rate * _START_GROWTH ** ((now - self._grown_at) / _START_STEP))
                 self._grown_at = now
         elif now > self._quiet_since + self._hold:
+            self._forget_before(now - 1.0)
             if len(self._outcomes) < _USED * self.rate:  # traffic below the pace proves nothing above it
                 self._quiet_since, self.rate = now - self._hold, self._base
                 return self.rate
@@ -167,10 +168,13 @@ class RoutePace:
     # -- outcomes -------------------------------------------------------------------
 
     def _record(self, now: float, admitted: bool) -> None:
-        outcomes = self._outcomes
-        outcomes.append((now, admitted))
+        self._outcomes.append((now, admitted))
         self._ok_last_second += admitted
-        while outcomes[0][0] < now - 1.0:
+        self._forget_before(now - 1.0)
+
+    def _forget_before(self, since: float) -> None:
+        outcomes = self._outcomes
+        while outcomes and outcomes[0][0] < since:
             self._ok_last_second -= outcomes.popleft()[1]
 
     def on_success(self, started: float, now: float) -> None:

@@ -201,6 +201,28 @@ def test_a_quiet_spell_below_the_pace_does_not_forget_the_limit() -> None:
     assert share <= 0.03
 
 
+def test_bursts_with_pauses_under_a_second_keep_the_limit() -> None:
+    """100/s learned; then bursts of 80 calls with 0.9 s pauses: every burst paced at the limit.
+
+    The answers of the second before a pause still counted as traffic using the pace (they were
+    forgotten only when a new answer came), so the probe ran on through the pause and every
+    second burst went at 4x the limit (16% 429s).
+    """
+
+    async def scenario() -> list[float]:
+        server, gov = Server(RateLimit(rate=100, burst=10)), governor()
+        await job(server, gov, 600, concurrency=64)
+        shares = []
+        for _ in range(8):
+            burst = now()
+            await job(server, gov, 80, concurrency=64)
+            shares.append(server.share_429(since=burst))
+            await asyncio.sleep(0.9)
+        return shares
+
+    assert max(run(scenario)) <= 0.05
+
+
 def test_convergence_after_the_limit_drops() -> None:
     """200/s drops to 50/s mid-job: over the next 10 s, at most 10% 429s and at least 0.8 x 50/s."""
 
