@@ -54,7 +54,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Print usage and ``message`` (with a did-you-mean) on stderr, or with ``--json`` one JSON object; exit 2."""
         argv = (self.root or self)._argv
-        message += self._suggestion(message, argv)
+        message = _CREDENTIALS.sub("://<redacted>@", message) + self._suggestion(message, argv)
         if _wants_json(argv):
             self.exit(2, json.dumps({"error": {"type": "UsageError", "message": message}}, ensure_ascii=False) + "\n")
         self.print_usage(sys.stderr)
@@ -74,6 +74,9 @@ class Parser(argparse.ArgumentParser):
         return ""
 
 
+_CREDENTIALS = re.compile(r"://[^/@\s]*@")  # the user and password of a URL echoed in a usage error
+
+
 def _command_of(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
     """Return the parser of the command ``argv`` names (``endpoints list``), or ``parser`` when it names none."""
     for token in argv:
@@ -85,11 +88,18 @@ def _command_of(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argpars
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
-    return (
-        "--json" in argv
-        or "--output=json" in argv
-        or any(flag == "--output" and value == "json" for flag, value in itertools.pairwise(argv))
-    )
+    """Whether the line asks for JSON output as argparse reads it: the last ``--json``/``--output`` before ``--``."""
+    output = "text"
+    for token, following in itertools.pairwise([*argv, ""]):
+        if token == "--":
+            break
+        if token == "--json":
+            output = "json"
+        elif token == "--output":
+            output = following
+        elif token.startswith("--output="):
+            output = token.partition("=")[2]
+    return output == "json"
 
 
 def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:

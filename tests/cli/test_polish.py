@@ -56,6 +56,30 @@ def test_usage_errors_under_json_are_one_json_object(cli, clean_env, argv):
     assert error["message"]
 
 
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_a_usage_error_never_echoes_the_credentials_of_a_url(cli, clean_env, json_mode):
+    """A misspelt option followed by a URL with a password: the error shows the URL without them."""
+    run = cli("endpoints", "list", "--baseurl", "https://user:s3cretpw@api.example.com", *(["--json"] * json_mode))
+    assert run.code == 2
+    assert "s3cretpw" not in run.err
+    assert "api.example.com" in run.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "json_error"),
+    [
+        (["--json", "--output", "text", "endpoints", "lst"], False),  # the last one wins, as argparse reads it
+        (["--output", "text", "--output=json", "endpoints", "lst"], True),
+        (["endpoints", "list", "--", "--json"], False),  # after --, --json is not an option
+    ],
+)
+def test_usage_errors_follow_the_output_argparse_would_choose(cli, clean_env, argv, json_error):
+    """JSON usage errors exactly when argparse would have chosen JSON output (the last choice, none after --)."""
+    run = cli(*argv)
+    assert run.code == 2
+    assert run.err.startswith('{"error"') is json_error
+
+
 @pytest.mark.parametrize(
     "argv",
     [
