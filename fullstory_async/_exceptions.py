@@ -61,15 +61,21 @@ class FullstoryError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle by fields, not by calling ``__init__`` again (process pools, pytest-xdist)."""
-        state = {name: dict(v) if isinstance(v, MappingProxyType) else v for name, v in vars(self).items()}
-        return _unpickle, (type(self), self.args, state)
+        state = dict(vars(self))
+        read_only = [name for name, value in state.items() if isinstance(value, MappingProxyType)]
+        state.update({name: dict(state[name]) for name in read_only}, _read_only=read_only)
+        return _new_error, (type(self), self.args), state
+
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        state = dict(state or {})
+        read_only = state.pop("_read_only", ())
+        for name, value in state.items():  # read-only mappings (response headers) become read-only again
+            setattr(self, name, MappingProxyType(value) if name in read_only else value)
 
 
-def _unpickle(cls: type[FullstoryError], args: tuple[Any, ...], state: dict[str, Any]) -> FullstoryError:
-    error = cls.__new__(cls)
-    Exception.__init__(error, *args)
-    for name, value in state.items():  # read-only mappings (response headers) become read-only again
-        setattr(error, name, MappingProxyType(value) if name == "headers" else value)
+def _new_error(cls: type[FullstoryError], args: tuple[Any, ...]) -> FullstoryError:
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)  # the message (an OSError subclass, APITimeoutError, needs it said)
     return error
 
 

@@ -54,3 +54,13 @@ def test_every_error_survives_pickling(error: FullstoryError) -> None:
     if isinstance(error, APIStatusError):
         with pytest.raises(TypeError):
             copy.headers["new"] = "value"  # still read-only
+
+
+def test_pickling_keeps_each_mapping_as_it_was_and_survives_a_cycle() -> None:
+    """Headers given as a plain dict stay a dict; an error that refers to itself is pickled once."""
+    error = ServerError("oops", status=503, headers={"retry-after": "1"})
+    error.me = error  # type: ignore[attr-defined]
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.me is copy
+    assert copy.headers == {"retry-after": "1"}
+    copy.headers["x"] = "y"  # a dict, as it was given
