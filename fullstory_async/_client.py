@@ -14,7 +14,7 @@ import attrs
 
 from fullstory_async._auth import Auth, check_base_url, resolve_api_key, resolve_base_url
 from fullstory_async._error_decoder import decode_response
-from fullstory_async._exceptions import ClientClosedError
+from fullstory_async._exceptions import ClientClosedError, unsent
 from fullstory_async._governor import RateGovernor, no_sleep
 from fullstory_async._hooks import AttemptObserver, CallObserver, Hooks
 from fullstory_async._messages import ApiRequest, ApiResponse
@@ -249,7 +249,7 @@ class Client:
     def _dispatch(self, request: ApiRequest) -> Awaitable[ApiResponse]:
         """`send` without a coroutine frame of its own (the typed operations' hot path)."""
         if self.closed:
-            raise ClientClosedError("the client is closed; create a new Client")
+            raise unsent(ClientClosedError("the client is closed; create a new Client"))
         self._transport.shared.check_loop()  # before the governor, whose waits belong to one loop
         return self._send(request)
 

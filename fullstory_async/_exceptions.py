@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from fullstory_async._models import Endpoint
@@ -76,6 +76,15 @@ class FullstoryError(Exception):
 def _new_error(cls: type[FullstoryError], args: tuple[Any, ...]) -> FullstoryError:
     error = cls.__new__(cls, *args)
     Exception.__init__(error, *args)  # the message (an OSError subclass, APITimeoutError, needs it said)
+    return error
+
+
+E = TypeVar("E", bound=FullstoryError)
+
+
+def unsent(error: E) -> E:
+    """Mark ``error`` as ending an attempt before anything was sent: not an attempt, not ambiguous, not retried."""
+    error.sent = False
     return error
 
 

@@ -40,11 +40,11 @@ from fullstory_async._exceptions import (
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
-    FullstoryError,
     InvalidArgumentError,
     RateLimitError,
     ResponseDecodeError,
     shown,
+    unsent,
 )
 from fullstory_async._hooks import note_governor_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
@@ -69,12 +69,6 @@ def _check_positive(name: str, value: object) -> float:
     if not 0 < number < math.inf:
         raise InvalidArgumentError(name, f"must be a positive number, got {shown(value)}")
     return number
-
-
-def _unsent(error: FullstoryError) -> FullstoryError:
-    """Mark ``error`` as ending an attempt before anything was sent: not an attempt, not ambiguous, not retried."""
-    error.sent = False
-    return error
 
 
 class RateGovernor:
@@ -161,7 +155,7 @@ class RateGovernor:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise _unsent(ClientClosedError("the client is closed; create a new Client"))
+            raise unsent(ClientClosedError("the client is closed; create a new Client"))
 
     async def _wait(self, seconds: float) -> None:
         """Sleep, woken early by `close` (then raise `ClientClosedError`)."""
@@ -172,7 +166,7 @@ class RateGovernor:
             await self._sleep(seconds)
         except asyncio.CancelledError:
             if self._closed and task.uncancel() == 0:
-                raise _unsent(
+                raise unsent(
                     ClientClosedError("the client was closed while the call waited for the rate limit")
                 ) from None
             raise
@@ -208,6 +202,9 @@ class RateGovernor:
         """
         try:
             return await self._queue(pace, route, deadline)
+        except asyncio.CancelledError as exc:  # cancelled while held: nothing was sent
+            exc.sent = False  # type: ignore[attr-defined]  # read by the retry layer, as FullstoryError.sent
+            raise
         finally:  # every hold is the attempt's, also one that ends in an error
             note_governor_wait(self._clock() - arrived)
 
@@ -262,7 +259,7 @@ class RateGovernor:
         else:
             what = "queued for" if queued else f"{wait:.3f}s more for"
             error = APITimeoutError(f"the operation's deadline would be exceeded waiting {what} a pacing slot")
-        return _unsent(error)
+        return unsent(error)
 
     def _pausable(self, retry_after: float | None) -> float | None:
         return retry_after if retry_after is not None and retry_after <= self.max_pause else None

@@ -118,6 +118,11 @@ class Attempt:
     """
 
     @property
+    def sent(self) -> bool:
+        """False when the SDK ended the attempt before sending it (the rate governor: a deadline, a close)."""
+        return getattr(self.error, "sent", True) is not False
+
+    @property
     def status(self) -> int | None:
         """The HTTP status of the response or of the error, ``None`` when no response came."""
         if self.response is not None:
@@ -245,7 +250,8 @@ class CallObserver:
         finally:
             _current.reset(token)
             state.report(None)
-            result = CallResult(response, error, state.attempts, time.monotonic() - call.started)
+            attempts = response.attempts if response is not None else getattr(error, "attempts", state.attempts)
+            result = CallResult(response, error, attempts, time.monotonic() - call.started)
             _emit(self.hooks, "on_call_end", call, result)
 
 

@@ -46,8 +46,8 @@ class Metrics(Hooks):
 
     def on_attempt(self, call: Call, attempt: Attempt) -> None:
         """Count the attempt, its 429 and its waits."""
-        self.attempts += 1
-        self.retries += attempt.number > 1
+        self.attempts += attempt.sent  # one the rate governor ended before sending is no HTTP attempt
+        self.retries += attempt.sent and attempt.number > 1
         self.rate_limited += attempt.status == 429
         if attempt.wait is not None:
             self.retry_waits += 1

@@ -38,6 +38,7 @@ from fullstory_async._exceptions import (
     NotFoundError,
     RateLimitError,
     ResponseDecodeError,
+    unsent,
 )
 from fullstory_async._hooks import note_retry_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
@@ -131,7 +132,7 @@ class Calls:
     def enter(self) -> asyncio.Task[Any]:
         """Track the running task until `leave`; raise `ClientClosedError` if closed."""
         if self.closed:
-            raise ClientClosedError("the client is closed; create a new Client")
+            raise unsent(ClientClosedError("the client is closed; create a new Client"))
         task = asyncio.current_task()
         assert task is not None
         calls: Calls | None = self
@@ -222,10 +223,11 @@ class RetryMiddleware:
                     raise
                 first_error = exc
             return await call.retry(first_error)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if calls.cancelled_by_close(task):
                 error = ClientClosedError("the client was closed while the call was waiting or in flight")
-                error.attempts = 1 if call is None else call.attempts
+                error.sent = getattr(exc, "sent", True)  # False: closed while held in the rate governor
+                error.attempts = (1 if call is None else call.attempts) - (not error.sent)
                 raise error from None
             raise
         finally:

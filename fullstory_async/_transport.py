@@ -26,6 +26,7 @@ from fullstory_async._exceptions import (
     ClientClosedError,
     EventLoopError,
     ResponseDecodeError,
+    unsent,
 )
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._network import Proxy
@@ -67,7 +68,7 @@ class SharedSession:
     def get(self) -> aiohttp.ClientSession:
         """Return the session for a call in the client's loop, or raise the typed reason it cannot be used."""
         if self.closed:
-            raise ClientClosedError("the client is closed; create a new Client")
+            raise unsent(ClientClosedError("the client is closed; create a new Client"))
         session = self._session
         if session is None:
             limit, per_host = self._limits
@@ -81,7 +82,7 @@ class SharedSession:
             if hasattr(session, "_retry_connection"):
                 session._retry_connection = False
         elif session.closed:
-            raise ClientClosedError("the aiohttp session passed to the Client is closed")
+            raise unsent(ClientClosedError("the aiohttp session passed to the Client is closed"))
         return session
 
     async def aclose(self) -> None:

@@ -108,6 +108,13 @@ class OpenTelemetryHooks(Hooks):
         parent = self._open.get(call)
         if parent is None:
             return
+        if not attempt.sent:  # the rate governor ended it before sending: no HTTP request, so no client span
+            parent.span.add_event(
+                "fullstory.not_sent",
+                {"fullstory.wait_seconds": attempt.governor_wait, "error.type": type(attempt.error).__name__},
+                timestamp=_epoch_ns(attempt.started),
+            )
+            return
         status = attempt.status
         attributes = _http_attributes(attempt.request)
         if attempt.number > 1:

@@ -346,3 +346,30 @@ async def test_a_call_closed_while_it_waits_in_the_governor_made_no_attempt() ->
     with pytest.raises(ClientClosedError) as info:
         await waiting
     assert (info.value.attempts, info.value.sent, len(sent)) == (0, False, 1)
+
+
+async def test_calls_queued_behind_the_governor_or_on_a_closed_copy_made_no_attempt() -> None:
+    """Calls closed while they wait in the governor (queued behind another, or on a closed copy) made no attempt.
+
+    Both end with ClientClosedError, attempts 0, nothing sent.
+    """
+    sent: list[ApiRequest] = []
+
+    async def answer(request: ApiRequest) -> ApiResponse:
+        sent.append(request)
+        return ApiResponse(200, {}, b"{}")
+
+    fs = Client(API_KEY, transport=answer, rate_governor=RateGovernor(max_rate=1.0))
+    copy = fs.with_options(timeout=5)
+    await fs.send(ApiRequest("GET", "/x", operation="op"))
+    on_copy = asyncio.ensure_future(copy.send(ApiRequest("GET", "/x", operation="op")))
+    queued = asyncio.ensure_future(fs.send(ApiRequest("GET", "/x", operation="op")))
+    for _ in range(30):  # one waits for the next slot, a second away; the other queues behind it
+        await asyncio.sleep(0)
+    await copy.aclose()
+    await fs.aclose()
+    for call in (on_copy, queued):
+        with pytest.raises(ClientClosedError) as info:
+            await call
+        assert (info.value.attempts, info.value.sent) == (0, False)
+    assert len(sent) == 1

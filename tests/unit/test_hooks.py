@@ -18,6 +18,7 @@ from fullstory_async import (
     BadRequestError,
     Call,
     CallResult,
+    Client,
     ClientClosedError,
     Handler,
     Hooks,
@@ -332,3 +333,41 @@ async def test_clients_from_with_options_keep_the_hooks(fake):
     await client.send(LIST)
     assert [event[0] for event in hooks.events] == ["start", "attempt", "end"] * 2
     assert [(a.status, a.wait) for a in hooks.attempts()] == [(503, None), (200, None)]
+
+
+async def test_an_attempt_ended_in_the_governor_is_not_counted_as_sent() -> None:
+    """Closed while it waits for its pacing slot: the call reports 0 attempts, metrics count none, the attempt says so.
+
+    The hooks counted it as an HTTP attempt (1), while the error said 0 and nothing was sent.
+    """
+    sent: list[ApiRequest] = []
+
+    async def answer(request: ApiRequest) -> ApiResponse:
+        sent.append(request)
+        return ApiResponse(200, {}, b"{}")
+
+    hooks, metrics = Recorder(), Metrics()
+    fs = Client(API_KEY, transport=answer, rate_governor=RateGovernor(max_rate=1.0), hooks=[hooks, metrics])
+    await fs.send(ApiRequest("GET", "/x", operation="op"))
+    waiting = asyncio.ensure_future(fs.send(ApiRequest("GET", "/x", operation="op")))
+    for _ in range(20):  # let it reach the governor's wait for the next slot, a second away
+        await asyncio.sleep(0)
+    await fs.aclose()
+    with pytest.raises(ClientClosedError) as info:
+        await waiting
+    result = hooks.events[-1][2]
+    assert (info.value.attempts, result.attempts, len(sent), metrics.attempts) == (0, 0, 1, 1)
+    assert [attempt.sent for attempt in hooks.attempts()] == [True, False]
+
+
+async def test_a_closed_client_refuses_a_call_before_sending_it() -> None:
+    """A call on a closed client: ClientClosedError, nothing sent (attempts 0, sent False)."""
+
+    async def answer(_request: ApiRequest) -> ApiResponse:
+        raise AssertionError("nothing may be sent")
+
+    fs = Client(API_KEY, transport=answer)
+    await fs.aclose()
+    with pytest.raises(ClientClosedError) as info:
+        await fs.send(ApiRequest("GET", "/x", operation="op"))
+    assert (info.value.attempts, info.value.sent) == (0, False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from fullstory_async import (
     ApiRequest,
     ApiResponse,
+    APITimeoutError,
     BadRequestError,
     Client,
     CreateEndpointRequest,
@@ -247,3 +249,21 @@ async def test_a_secret_echoed_by_the_server_reaches_no_error_text_body_or_span(
     texts = every_text(exporter.get_finished_spans())
     assert any("<redacted>" in text for text in texts)
     assert not [text for text in texts if "S3cret" in text]
+
+
+async def test_an_attempt_the_governor_ended_is_an_event_not_a_client_span(exporter, tracing):
+    """A call whose deadline comes before its pacing slot: no HTTP client span (nothing was sent), one event."""
+
+    async def answer(_request: ApiRequest) -> ApiResponse:
+        return ApiResponse(200, {}, b"{}")
+
+    fs = Client(API_KEY, transport=answer, rate_governor=RateGovernor(max_rate=1.0), hooks=[tracing])
+    await fs.send(ApiRequest("GET", "/x", operation="op"))
+    exporter.clear()
+    with pytest.raises(APITimeoutError):
+        await fs.send(ApiRequest("GET", "/x", operation="op", deadline=time.monotonic() + 0.2))
+    await fs.aclose()
+    spans = exporter.get_finished_spans()
+    assert [span.kind for span in spans] == [SpanKind.INTERNAL]
+    assert [event.name for event in spans[0].events] == ["fullstory.not_sent", "exception"]
+    assert spans[0].attributes["fullstory.attempts"] == 0
