@@ -50,10 +50,11 @@ class FullstoryError(Exception):
     """Root of every error raised by ``fullstory_async``.
 
     ``attempts`` is the number of HTTP attempts the failed call (or bulk item) made, retries
-    included; 0 when it failed before sending anything. ``sent`` is False when the SDK ended
-    the attempt before sending anything (the rate governor's wait would have outlasted the
-    deadline, or the client closed while the call waited there): such an attempt is not
-    counted in ``attempts``, not retried, and never taken as possibly applied.
+    included; 0 when it failed before sending anything. ``sent`` is False when the call sent
+    nothing at all (a closed client; the rate governor ended its attempt because the wait would
+    have outlasted the deadline, or because the client closed while the call waited there):
+    nothing can have been applied. Such an attempt is not counted in ``attempts`` and not
+    retried; when an earlier attempt was sent, ``sent`` stays True.
     """
 
     attempts: int = 0

@@ -222,12 +222,17 @@ class RetryMiddleware:
                 if policy.max_attempts == 1 or not policy.should_retry(request, exc):
                     raise
                 first_error = exc
-            return await call.retry(first_error)
+            try:
+                return await call.retry(first_error)
+            except FullstoryError as exc:
+                exc.sent = exc.attempts > 0  # the call's: an earlier attempt may have been applied
+                raise
         except asyncio.CancelledError as exc:
             if calls.cancelled_by_close(task):
                 error = ClientClosedError("the client was closed while the call was waiting or in flight")
-                error.sent = getattr(exc, "sent", True)  # False: closed while held in the rate governor
-                error.attempts = (1 if call is None else call.attempts) - (not error.sent)
+                held = getattr(exc, "sent", True) is False  # closed while held in the rate governor
+                error.attempts = (1 if call is None else call.attempts) - held
+                error.sent = error.attempts > 0
                 raise error from None
             raise
         finally:

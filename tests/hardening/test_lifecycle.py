@@ -14,8 +14,10 @@ import pytest
 from aiohttp import web
 
 from fullstory_async import (
+    APIConnectionError,
     ApiRequest,
     ApiResponse,
+    APITimeoutError,
     Change,
     Client,
     ClientClosedError,
@@ -373,3 +375,22 @@ async def test_calls_queued_behind_the_governor_or_on_a_closed_copy_made_no_atte
             await call
         assert (info.value.attempts, info.value.sent) == (0, False)
     assert len(sent) == 1
+
+
+async def test_an_ambiguous_delete_then_an_unsent_retry_still_says_sent() -> None:
+    """A DELETE reset after it was written, then a retry the governor refuses (deadline): the error says sent.
+
+    It said ``sent=False`` (the last attempt's), as if nothing could have been deleted.
+    """
+    seen: list[str] = []
+
+    async def reset(request: ApiRequest) -> ApiResponse:
+        seen.append(request.method)
+        raise APIConnectionError("reset after the request was written", method=request.method, path=request.path)
+
+    retry = RetryPolicy(deadline=0.5, backoff_initial=0.01, jitter=False)
+    async with Client(API_KEY, transport=reset, rate_governor=RateGovernor(max_rate=1.0), retry=retry) as fs:
+        with pytest.raises(APITimeoutError) as info:
+            await fs.send(ApiRequest("DELETE", "/webhooks/v1/endpoints/e1", operation="delete_endpoint"))
+    assert seen == ["DELETE"]
+    assert (info.value.attempts, info.value.sent) == (1, True)
