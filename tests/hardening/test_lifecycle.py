@@ -331,11 +331,7 @@ async def test_a_callers_cancel_stays_a_cancel_when_the_client_closes_right_afte
         await task
 
 
-async def test_a_call_closed_while_it_waits_in_the_governor_made_no_attempt() -> None:
-    """aclose() ends a call waiting for its pacing slot: ClientClosedError with attempts 0 (nothing was sent)."""
-    sent: list[ApiRequest] = []
-
-    async def answer(request: ApiRequest) -> ApiResponse:
+async def answer(request: ApiRequest) -> ApiResponse:
         sent.append(request)
         return ApiResponse(200, {}, b"{}")
 
