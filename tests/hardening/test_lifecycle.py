@@ -331,21 +331,6 @@ async def test_a_callers_cancel_stays_a_cancel_when_the_client_closes_right_afte
         await task
 
 
-async def answer(request: ApiRequest) -> ApiResponse:
-        sent.append(request)
-        return ApiResponse(200, {}, b"{}")
-
-    fs = Client(API_KEY, transport=answer, rate_governor=RateGovernor(max_rate=1.0))
-    await fs.send(ApiRequest("GET", "/x", operation="op"))
-    waiting = asyncio.ensure_future(fs.send(ApiRequest("GET", "/x", operation="op")))
-    for _ in range(20):  # let it reach the governor's wait for the next slot, a second away
-        await asyncio.sleep(0)
-    await fs.aclose()
-    with pytest.raises(ClientClosedError) as info:
-        await waiting
-    assert (info.value.attempts, info.value.sent, len(sent)) == (0, False, 1)
-
-
 async def test_calls_queued_behind_the_governor_or_on_a_closed_copy_made_no_attempt() -> None:
     """Calls closed while they wait in the governor (queued behind another, or on a closed copy) made no attempt.
 
