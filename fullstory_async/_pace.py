@@ -129,7 +129,7 @@ class RoutePace:
         elif now > self._quiet_since + self._hold:
             self._forget_before(now - 1.0)
             if len(self._outcomes) < _USED * self.rate:  # traffic below the pace proves nothing above it
-                self._quiet_since, self.rate = now - self._hold, self._base
+                self._quiet_since, self.rate = now, self._base  # and the hold starts again
                 return self.rate
             probing = (now - self._quiet_since - self._hold) / _CUBIC
             self.rate = self._capped(self._base * (1 + probing**3))
