@@ -24,7 +24,9 @@ outcome and says at what rate the route's calls may start. The model, in order o
    by the last second's admissions (a fixed window lets its first calls through at any
    pace). A measurement that met no other refusal was a stray or a hair over the limit:
    the pace only eases by 2%. One whose refusals all came before its successes saw a
-   window open again: the limit is what the last window admitted. Refusals of calls
+   window open again: the limit is what the spent window admitted, the successes in the
+   second before the reopened window's first (kept from the binding refusal on: by the
+   decision they are older than a second). Refusals of calls
    started before a decision are not counted again.
 4. **Closed.** A measurement with no success at all (a spent fixed window, a dead route):
    send a trickle (a tenth of the last second's admissions) until a call succeeds, then
@@ -96,6 +98,7 @@ class RoutePace:
         self._measure_times: list[float] = []  # every outcome's time while measuring, from the binding refusal
         self._measure_start = 0.0
         self._measure_refused = 0
+        self._admitted_before: list[float] = []  # success times in the second before the binding refusal
         self._last_refused = 0.0  # when the last refusal came
         self._reopen: float | None = None  # while closed: the pace to resume at the first success
         self._batching = True  # slow start releases batches until the route's first 429
@@ -201,6 +204,7 @@ class RoutePace:
         if self._reopen is not None or started < self._decided_at or not self._binding():
             return False
         self._measuring, self._measure_times, self._measure_start, self._measure_refused = [], [now], now, 1
+        self._admitted_before = [at for at, ok in self._outcomes if ok]
         if self.limit is None:  # slow start overshoots by up to 3x: measure at half the pace, half the refusals
             self.rate = self._capped(self.rate / 2)
         return True
@@ -249,14 +253,14 @@ class RoutePace:
             if admitted == 0 and retry_after is not None:
                 self.paused_until = max(self.paused_until, now + retry_after)
             return
-        if self._last_refused < times[0]:  # no refusal among the successes: a window opened again
-            self.learn(max(self._ok_last_second - len(times), len(times), self.min_rate), now)
-            return
-        admitted = len(times) / self._busy_time()
         previous = self.limit
-        if previous is not None and admitted > (1 + _SAME) * previous:
-            # A jump up: a window's first calls all pass at our pace; believe no more than a second admitted.
-            admitted = max(min(admitted, self._ok_last_second), previous)
+        if self._last_refused < times[0]:  # no refusal among the successes: a window opened again
+            admitted = float(max(sum(at >= times[0] - 1.0 for at in self._admitted_before), len(times)))
+        else:
+            admitted = len(times) / self._busy_time()
+            if previous is not None and admitted > (1 + _SAME) * previous:
+                # A jump up: a window's first calls all pass at our pace; believe no more than a second admitted.
+                admitted = max(min(admitted, self._ok_last_second), previous)
         if previous is not None and abs(admitted - previous) <= _SAME * previous:
             self._hold = min(self._hold * 1.5, _MAX_HOLD)  # the same limit again: probe less often
             admitted = (admitted + previous) / 2

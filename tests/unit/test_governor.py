@@ -328,6 +328,42 @@ def test_a_window_admitting_bursts_is_measured_over_the_bursts_not_inside_them()
     assert server.share_429(since=2.0) <= 0.2  # once learned; paced at 3x the limit, two calls in three are refused
 
 
+@attrs.define
+class WholeSecondWindow(Server):
+    """``allowed`` calls per whole second of a clock ``phase`` seconds ahead, refused with ``Retry-After: 1``."""
+
+    phase: float = 0.0
+    allowed: int = 40
+    counts: dict[int, int] = attrs.Factory(dict)
+
+    async def __call__(self, request: ApiRequest) -> ApiResponse:
+        await asyncio.sleep(LATENCY)
+        second = math.floor(now() + self.phase)
+        self.counts[second] = self.counts.get(second, 0) + 1
+        admitted = self.counts[second] <= self.allowed
+        self.answered.append((now(), request.operation, 200 if admitted else 429))
+        if not admitted:
+            raise RateLimitError("Too many requests.", status=429, retry_after=1.0)
+        return ApiResponse(200, {}, b"{}")
+
+
+@pytest.mark.parametrize("phase", [i / 10 for i in range(10)])
+def test_a_whole_second_window_is_learned_whatever_part_of_it_the_job_starts_in(phase: float) -> None:
+    """40 per whole second, the job starting anywhere in a second: the limit learned is a window's worth.
+
+    When a window reopens during a measurement, the spent window's admissions are counted
+    from the second before its first refusal: counting them at the decision, after the
+    measurement, forgot the part of the window older than a second then (21/s learned).
+    """
+
+    async def scenario() -> RateGovernor:
+        gov = governor()
+        await job(WholeSecondWindow(phase=phase), gov, 150, concurrency=32)
+        return gov
+
+    assert 0.7 * 40 <= run(scenario).limits["create_endpoint"] <= 2 * 40
+
+
 def test_max_rate_caps_the_pace_per_route() -> None:
     """max_rate={"create_endpoint": 20} keeps creates at 20/s on an unlimited server; other routes are free."""
 
