@@ -20,20 +20,21 @@ outcome and says at what rate the route's calls may start. The model, in order o
    successes per second of the time it spent sending (the gaps between all its outcomes,
    lulls when every call was held left out, so a window's bursts are averaged over the
    window) are the rate the server admits, its limit ``L``, and the pace becomes ``0.95 L``.
-   An estimate within 25% of the last one is averaged with it; one far above it is capped
-   by the last second's admissions (a fixed window lets its first calls through at any
-   pace). A measurement that met no other refusal was a stray or a hair over the limit:
-   the pace only eases by 2%. One whose refusals all came before its successes saw a
-   window open again: the limit is what the spent window admitted, the successes in the
-   second before the reopened window's first (kept from the binding refusal on: by the
-   decision they are older than a second). Refusals of calls
-   started before a decision are not counted again.
+   One whose refusals all came before its successes saw a window open again: ``L`` is what
+   the spent window admitted, the run of successes before its refusals (kept at the binding
+   refusal: by the decision they are older than a second), counted from a second before the
+   reopened window's first success, or whole when that success came late (every call held
+   by ``Retry-After``). An estimate within 25% of the last one is averaged with it; one far
+   above it is capped by the last second's admissions (a fixed window lets its first calls
+   through at any pace). A measurement that met no other refusal was a stray or a hair over
+   the limit: the pace only eases by 2%. Refusals of calls started before a decision are
+   not counted again.
 4. **Closed.** A measurement with no success at all (a spent fixed window, a dead route):
    send a trickle (a tenth of the last second's admissions) until a call succeeds, then
    resume at ``0.95 L``. With nothing admitted in the whole last second, also wait for the
    ``Retry-After``.
-5. **Hold, then probe.** After two quiet seconds (up to four while probes keep meeting the
-   same limit) the pace grows as a cubic of the time since: a few percent in the first
+5. **Hold, then probe.** After two quiet seconds (x1.5, up to four, each time a probe meets
+   the same limit) the pace grows as a cubic of the time since: a few percent in the first
    half second, 2x after one second. Reaching 2x without a binding 429 means the limit is
    gone: slow start again. Only traffic that uses the pace probes it: while the last
    second's answers are fewer than half the pace, it stays at ``0.95 L`` and the probe waits
@@ -98,7 +99,9 @@ class RoutePace:
         self._measure_times: list[float] = []  # every outcome's time while measuring, from the binding refusal
         self._measure_start = 0.0
         self._measure_refused = 0
-        self._admitted_before: list[float] = []  # success times in the second before the binding refusal
+        self._spent: list[float] = []  # at a binding refusal: the success times of the window it closed
+        self._spent_end = 0.0  # ... and when that window's refusals began
+        self._probing_bound = False  # whether the binding refusal met a probe above the base pace
         self._last_refused = 0.0  # when the last refusal came
         self._reopen: float | None = None  # while closed: the pace to resume at the first success
         self._batching = True  # slow start releases batches until the route's first 429
@@ -114,7 +117,7 @@ class RoutePace:
     def _settle(self, rate: float, now: float) -> None:
         """Pace at ``rate`` from now on; hold before probing; later refusals are new evidence."""
         self._base = self.rate = self._capped(rate)
-        self._measuring = None
+        self._measuring, self._spent = None, []
         self._decided_at = self._quiet_since = self._grown_at = now
 
     # -- starts ---------------------------------------------------------------------
@@ -204,7 +207,8 @@ class RoutePace:
         if self._reopen is not None or started < self._decided_at or not self._binding():
             return False
         self._measuring, self._measure_times, self._measure_start, self._measure_refused = [], [now], now, 1
-        self._admitted_before = [at for at, ok in self._outcomes if ok]
+        self._spent, self._spent_end = self._spent_window()
+        self._probing_bound = self.limit is not None and self.rate > self._base
         if self.limit is None:  # slow start overshoots by up to 3x: measure at half the pace, half the refusals
             self.rate = self._capped(self.rate / 2)
         return True
@@ -217,6 +221,26 @@ class RoutePace:
             or (refused >= _MOST and refused >= _SHARE * len(recent))
             or (self.limit is not None and self.rate >= _PROBING * self.limit)
         )
+
+    def _spent_window(self) -> tuple[list[float], float]:
+        """Return the success times of the window the current refusals closed, and when those refusals began.
+
+        Read back through the last second: first the current run of refusals (a success alone
+        among them is a call admitted just before the window closed, answered late), then the
+        run of successes before it, back to the previous window's refusals (two in a row: one
+        alone among successes is a stray).
+        """
+        outcomes = list(self._outcomes)
+        i = len(outcomes) - 1
+        while i >= 0 and (not outcomes[i][1] or (i > 0 and not outcomes[i - 1][1])):
+            i -= 1
+        refusals_began = outcomes[i + 1][0] if i + 1 < len(outcomes) else math.inf
+        successes: list[float] = []
+        while i >= 0 and (outcomes[i][1] or (i > 0 and outcomes[i - 1][1])):
+            if outcomes[i][1]:
+                successes.append(outcomes[i][0])
+            i -= 1
+        return successes, refusals_began
 
     def learn(self, limit: float, now: float) -> None:
         """Take ``limit`` (requests per second) as the route's limit: pace just under it, probe later."""
@@ -255,14 +279,18 @@ class RoutePace:
             return
         previous = self.limit
         if self._last_refused < times[0]:  # no refusal among the successes: a window opened again
-            admitted = float(max(sum(at >= times[0] - 1.0 for at in self._admitted_before), len(times)))
+            # The spent window began about a second before the reopened one's first success, unless
+            # that success was seen late (every call held by Retry-After): then count the whole run.
+            opened = times[0] - 1.0 if times[0] - 1.0 < self._spent_end else -math.inf
+            admitted = float(max(sum(at >= opened for at in self._spent), len(times)))
         else:
             admitted = len(times) / self._busy_time()
             if previous is not None and admitted > (1 + _SAME) * previous:
                 # A jump up: a window's first calls all pass at our pace; believe no more than a second admitted.
                 admitted = max(min(admitted, self._ok_last_second), previous)
         if previous is not None and abs(admitted - previous) <= _SAME * previous:
-            self._hold = min(self._hold * 1.5, _MAX_HOLD)  # the same limit again: probe less often
+            if self._probing_bound:  # a probe met the same limit again: probe less often
+                self._hold = min(self._hold * 1.5, _MAX_HOLD)
             admitted = (admitted + previous) / 2
         else:
             self._hold = _HOLD
