@@ -21,14 +21,13 @@ outcome and says at what rate the route's calls may start. The model, in order o
    lulls when every call was held left out, so a window's bursts are averaged over the
    window) are the rate the server admits, its limit ``L``, and the pace becomes ``0.95 L``.
    One whose refusals all came before its successes saw a window open again: ``L`` is what
-   the spent window admitted, the run of successes before its refusals (kept at the binding
-   refusal: by the decision they are older than a second), counted from a second before the
-   reopened window's first success, or whole when that success came late (every call held
-   by ``Retry-After``). An estimate within 25% of the last one is averaged with it; one far
-   above it is capped by the last second's admissions (a fixed window lets its first calls
-   through at any pace). A measurement that met no other refusal was a stray or a hair over
-   the limit: the pace only eases by 2%. Refusals of calls started before a decision are
-   not counted again.
+   was admitted in the second before the reopened window's first success (kept from the
+   binding refusal: by the decision it is older than a second), or, when that success came
+   late (every call held by ``Retry-After``), the run of successes the refusals ended. An
+   estimate within 25% of the last one is averaged with it; one far above it is capped by
+   the last second's admissions (a fixed window lets its first calls through at any pace). A
+   measurement that met no other refusal was a stray or a hair over the limit: the pace only
+   eases by 2%. Refusals of calls started before a decision are not counted again.
 4. **Closed.** A measurement with no success at all (a spent fixed window, a dead route):
    send a trickle (a tenth of the last second's admissions) until a call succeeds, then
    resume at ``0.95 L``. With nothing admitted in the whole last second, also wait for the
@@ -99,8 +98,9 @@ class RoutePace:
         self._measure_times: list[float] = []  # every outcome's time while measuring, from the binding refusal
         self._measure_start = 0.0
         self._measure_refused = 0
-        self._spent: list[float] = []  # at a binding refusal: the success times of the window it closed
-        self._spent_end = 0.0  # ... and when that window's refusals began
+        self._spent: list[float] = []  # at a binding refusal: the success times of the last second
+        self._run_began = 0.0  # ... when the run of successes the refusals ended began
+        self._spent_end = 0.0  # ... and when those refusals began
         self._probing_bound = False  # whether the binding refusal met a probe above the base pace
         self._last_refused = 0.0  # when the last refusal came
         self._reopen: float | None = None  # while closed: the pace to resume at the first success
@@ -207,7 +207,8 @@ class RoutePace:
         if self._reopen is not None or started < self._decided_at or not self._binding():
             return False
         self._measuring, self._measure_times, self._measure_start, self._measure_refused = [], [now], now, 1
-        self._spent, self._spent_end = self._spent_window()
+        self._spent = [at for at, ok in self._outcomes if ok]
+        self._run_began, self._spent_end = self._spent_window()
         self._probing_bound = self.limit is not None and self.rate > self._base
         if self.limit is None:  # slow start overshoots by up to 3x: measure at half the pace, half the refusals
             self.rate = self._capped(self.rate / 2)
@@ -222,8 +223,8 @@ class RoutePace:
             or (self.limit is not None and self.rate >= _PROBING * self.limit)
         )
 
-    def _spent_window(self) -> tuple[list[float], float]:
-        """Return the success times of the window the current refusals closed, and when those refusals began.
+    def _spent_window(self) -> tuple[float, float]:
+        """Return when the run of successes that the current refusals ended began, and when the refusals began.
 
         Read back through the last second: first the current run of refusals (a success alone
         among them is a call admitted just before the window closed, answered late), then the
@@ -235,12 +236,11 @@ class RoutePace:
         while i >= 0 and (not outcomes[i][1] or (i > 0 and not outcomes[i - 1][1])):
             i -= 1
         refusals_began = outcomes[i + 1][0] if i + 1 < len(outcomes) else math.inf
-        successes: list[float] = []
+        run_began = refusals_began
         while i >= 0 and (outcomes[i][1] or (i > 0 and outcomes[i - 1][1])):
-            if outcomes[i][1]:
-                successes.append(outcomes[i][0])
+            run_began = outcomes[i][0]
             i -= 1
-        return successes, refusals_began
+        return run_began, refusals_began
 
     def learn(self, limit: float, now: float) -> None:
         """Take ``limit`` (requests per second) as the route's limit: pace just under it, probe later."""
@@ -279,10 +279,12 @@ class RoutePace:
             return
         previous = self.limit
         if self._last_refused < times[0]:  # no refusal among the successes: a window opened again
-            # The spent window began about a second before the reopened one's first success, unless
-            # that success was seen late (every call held by Retry-After): then count the whole run.
-            opened = times[0] - 1.0 if times[0] - 1.0 < self._spent_end else -math.inf
-            admitted = float(max(sum(at >= opened for at in self._spent), len(times)))
+            # A one-second window began a second before the reopened one's first success (a shorter
+            # one, windows ago: all of that second counts). When that success was seen late (every
+            # call held by Retry-After), count the run of successes the refusals ended instead.
+            opened = times[0] - 1.0
+            since = opened if opened < self._spent_end else self._run_began
+            admitted = float(max(sum(at >= since for at in self._spent), len(times)))
         else:
             admitted = len(times) / self._busy_time()
             if previous is not None and admitted > (1 + _SAME) * previous:

@@ -369,6 +369,17 @@ def test_a_whole_second_window_is_learned_whatever_part_of_it_the_job_starts_in(
     assert limit is None or 0.7 * 40 <= limit <= 2 * 40  # None: probes found no limit left (they overshoot by little)
 
 
+@pytest.mark.parametrize(("window", "allowed"), [(0.25, 10), (0.2, 10)])
+def test_a_window_shorter_than_a_second_is_learned_over_a_second(window: float, allowed: int) -> None:
+    """10 per 250 ms is 40/s: a window seen to reopen counts the whole second before, not its last window (10/s)."""
+
+    async def scenario() -> float:
+        server = BurstServer(window=window, allowed=allowed)
+        return 600 / await job(server, governor(), 600, concurrency=32)
+
+    assert run(scenario) >= 0.6 * allowed / window
+
+
 def test_max_rate_caps_the_pace_per_route() -> None:
     """max_rate={"create_endpoint": 20} keeps creates at 20/s on an unlimited server; other routes are free."""
 
