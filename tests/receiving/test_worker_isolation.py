@@ -39,7 +39,7 @@ def note_id(event: WebhookEvent) -> str:
 
 @pytest.fixture
 def gate() -> Iterator[threading.Event]:
-    """An event hung handlers wait on; set at the end of the test so their threads end."""
+    """Give hung handlers an event to wait on, set at the end of the test so their threads end."""
     released = threading.Event()
     yield released
     released.set()
