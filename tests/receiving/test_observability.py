@@ -8,8 +8,10 @@ Spans come from the OpenTelemetry SDK's in-memory exporter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import sqlite3
 import sys
 import threading
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ from fullstory_async.receiving import (
     sign,
     signed_delivery,
 )
+from fullstory_async.receiving._inbox import migrations
 from fullstory_async.testing import ManualClock
 
 from .conftest import ServeReceiver
@@ -244,3 +247,51 @@ async def test_without_a_tracing_sdk_nothing_is_stored_and_nothing_breaks(tmp_pa
         [record] = [r async for r in inbox.export()]
         assert record.traceparent is None
         assert await InboxWorker(inbox, lambda event: None, hooks=[tracing]).run_until_idle() == 1
+
+
+async def test_an_inbox_of_schema_1_is_migrated_and_its_events_processed(inbox_url: str) -> None:
+    """Schema 2 adds the traceparent column: a schema-1 inbox with a pending event opens, migrates, and is processed."""
+    body = signed_delivery("test", {}, secret=SECRET, org_id=ORG)[0]
+    row = ("k" * 64, ORG, body, 1_700_000_000.0, 1_700_000_000.0)
+    insert = "INSERT INTO fullstory_inbox (key, org_id, body, received_at, next_attempt_at) VALUES "
+    if inbox_url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(inbox_url.removeprefix("sqlite:///"))) as conn, conn:
+            conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
+            for statement in migrations(blob="BLOB", real="REAL")[1]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
+            conn.execute(insert + "(?, ?, ?, ?, ?)", row)
+    else:
+        import asyncpg
+
+        conn = await asyncpg.connect(inbox_url)
+        try:
+            await conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
+            for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION")[1]:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
+            await conn.execute(insert + "($1, $2, $3, $4, $5)", *row)
+        finally:
+            await conn.close()
+    metrics = ReceivingMetrics()
+    async with open_inbox(inbox_url) as inbox:
+        [before] = [r async for r in inbox.export()]
+        assert before.traceparent is None
+        assert await InboxWorker(inbox, lambda event: None, hooks=[metrics]).run_until_idle() == 1
+        assert (await inbox.stats()).done == 1
+    assert metrics.handler_runs["ok"] == 1
+
+
+async def test_dead_letters_without_a_handler_run_are_counted(tmp_path: Path) -> None:
+    """A stored body that is no event is buried without calling the handler: outcome not_run, one dead letter."""
+    metrics = ReceivingMetrics()
+    called: list[WebhookEvent] = []
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db") as inbox:
+        await inbox.put(b"not an event", org_id=ORG)
+        await InboxWorker(inbox, called.append, hooks=[metrics]).run_until_idle()
+    assert called == []
+    assert ({k: v for k, v in metrics.handler_runs.items() if v}, metrics.dead_letters) == ({"not_run": 1}, 1)
+    text = metrics.prometheus()
+    assert 'fullstory_worker_handler_runs_total{outcome="not_run"} 1\n' in text
+    assert "fullstory_worker_dead_letters_total 1\n" in text
+    assert "fullstory_inbox_events" not in text  # no stats given: the gauges are left out
