@@ -160,7 +160,8 @@ class Hooks:
         """Observe the end of a call: ``result`` holds what the caller gets."""
 
 
-def _emit(hooks: Sequence[Hooks], event: str, *args: object) -> None:
+def _emit(hooks: Sequence[object], event: str, *args: object) -> None:
+    """Call ``event`` on every hook (client `Hooks` and `ReceivingHooks` alike); log and ignore what raises."""
     for hook in hooks:
         try:
             getattr(hook, event)(*args)

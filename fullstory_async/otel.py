@@ -23,6 +23,11 @@ response came) and ``fullstory.request_id`` (when the response names one). Waits
 
 No attribute holds a header or a body, so no API key, endpoint secret or proxy credential
 can reach a span.
+
+`OpenTelemetryReceivingHooks` traces the receiving side the same way (``hooks=[...]`` on a
+`WebhookReceiver` and an `InboxWorker`): a ``SERVER`` span per delivery with ``verify`` and
+``commit`` children, and a ``CONSUMER`` span per handler run, linked to its delivery's span
+through the W3C ``traceparent`` the inbox stored with the event.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ import attrs
 try:
     from opentelemetry import context, trace
     from opentelemetry.context import Context
-    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+    from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     from opentelemetry.util.types import AttributeValue
 except ImportError as exc:
     raise ImportError(
@@ -45,8 +51,9 @@ except ImportError as exc:
 
 from fullstory_async._hooks import Attempt, Call, CallResult, Hooks, RequestView
 from fullstory_async._version import __version__
+from fullstory_async.receiving._hooks import Delivery, DeliveryResult, HandlerRun, ReceivingHooks, RunResult
 
-__all__ = ["OpenTelemetryHooks"]
+__all__ = ["OpenTelemetryHooks", "OpenTelemetryReceivingHooks"]
 
 
 def _epoch_ns(monotonic: float) -> int:
@@ -168,3 +175,94 @@ class OpenTelemetryHooks(Hooks):
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, str(error)))
         span.end()
+
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class OpenTelemetryReceivingHooks(ReceivingHooks):
+    """Trace every delivery and handler run of the receivers and workers it is given to (``hooks=[...]``).
+
+    Args:
+        tracer_provider: the provider to take the tracer from; the global one by default.
+
+    """
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer("fullstory_async", __version__, tracer_provider=tracer_provider)
+        self._open: dict[Delivery | HandlerRun, _Open] = {}
+
+    def _start(self, key: Delivery | HandlerRun, span: Span) -> None:
+        self._open[key] = _Open(span, context.attach(trace.set_span_in_context(span)))
+
+    def _end(self, key: Delivery | HandlerRun) -> Span | None:
+        opened = self._open.pop(key, None)
+        if opened is None:
+            return None
+        context.detach(opened.token)
+        return opened.span
+
+    def on_delivery_start(self, delivery: Delivery) -> None:
+        """Start the delivery's span, make it current, and give its ``traceparent`` to the inbox."""
+        span = self._tracer.start_span(
+            "fullstory webhook delivery", kind=SpanKind.SERVER, start_time=_epoch_ns(delivery.started)
+        )
+        self._start(delivery, span)
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        delivery.traceparent = carrier.get("traceparent")  # none when the span is not recorded (no SDK)
+
+    def on_delivery_end(self, delivery: Delivery, result: DeliveryResult) -> None:
+        """Record the ``verify`` and ``commit`` steps as child spans and end the delivery's span with its outcome."""
+        span = self._end(delivery)
+        if span is None:
+            return
+        parent = trace.set_span_in_context(span)
+        verified = delivery.started + result.verify_duration
+        steps = [("verify", delivery.started, verified)]
+        if result.commit_duration is not None:
+            steps.append(("commit", verified, verified + result.commit_duration))
+        for name, start, end in steps:
+            step = self._tracer.start_span(name, context=parent, start_time=_epoch_ns(start))
+            step.end(end_time=_epoch_ns(end))
+        span.set_attribute("fullstory.delivery.outcome", result.outcome)
+        if result.status:
+            span.set_attribute("http.response.status_code", result.status)
+        if result.reason is not None:
+            span.set_attribute("fullstory.refusal_reason", result.reason)
+        if result.status >= 500 or not result.status:
+            span.set_attribute("error.type", str(result.status) if result.status else result.reason or "aborted")
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=_epoch_ns(delivery.started + result.duration))
+
+    def on_run_start(self, run: HandlerRun) -> None:
+        """Start the run's span, linked to its delivery's, and make it current while the handler runs."""
+        links = []
+        if run.delivery_traceparent:
+            delivered = trace.get_current_span(_PROPAGATOR.extract({"traceparent": run.delivery_traceparent}))
+            if delivered.get_span_context().is_valid:
+                links.append(Link(delivered.get_span_context()))
+        attributes: dict[str, AttributeValue] = {"fullstory.delivery_key": run.key, "fullstory.attempt": run.attempt}
+        if run.event_name is not None:
+            attributes["fullstory.event_name"] = run.event_name
+        span = self._tracer.start_span(
+            f"fullstory handle {run.event_name or 'event'}",
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
+            start_time=_epoch_ns(run.started),
+        )
+        self._start(run, span)
+
+    def on_run_end(self, run: HandlerRun, result: RunResult) -> None:
+        """End the run's span with its outcome and what the inbox recorded."""
+        span = self._end(run)
+        if span is None:
+            return
+        span.set_attribute("fullstory.run.outcome", result.outcome)
+        if result.recorded is not None:
+            span.set_attribute("fullstory.run.recorded", result.recorded)
+        if result.outcome not in ("ok", "cancelled"):
+            span.set_attribute("error.type", result.outcome)
+            span.set_status(Status(StatusCode.ERROR, result.error))
+        span.end(end_time=_epoch_ns(run.started + result.duration))

@@ -4,13 +4,16 @@ These commands never talk to the Fullstory API, so they never start the embedded
 server. ``receive`` acknowledges a delivery only after it is committed to the inbox,
 prints its bound URL on stdout (handy with ``--port 0``), logs each refusal on one
 rate-limited stderr line, and on SIGTERM or SIGINT answers ``503`` to new deliveries,
-lets those in progress commit, and exits 0.
+lets those in progress commit, and exits 0. With ``--metrics-port`` it also serves its
+`ReceivingMetrics` and the inbox's depth as Prometheus text on ``GET /metrics`` (on
+127.0.0.1 unless ``--metrics-host`` says otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +26,7 @@ from aiohttp import web
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
 from fullstory_async._options import integer, non_negative
-from fullstory_async.receiving import open_inbox
+from fullstory_async.receiving import Inbox, InboxError, ReceivingMetrics, open_inbox
 from fullstory_async.receiving._postgres import redact
 from fullstory_async.receiving._receiver import DEFAULT_MAX_BODY_BYTES, add_webhook_route
 from fullstory_async.receiving._signature import DEFAULT_TOLERANCE
@@ -67,6 +70,15 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"replay window of the signature timestamp ({DEFAULT_TOLERANCE:g})",
     )
+    receive.add_argument(
+        "--metrics-port",
+        type=integer(0, 65535),
+        metavar="PORT",
+        help="serve Prometheus metrics on GET /metrics at this port (off by default; 0 = a free one)",
+    )
+    receive.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address the metrics port binds (127.0.0.1: this machine only)"
+    )
 
 
 def inbox_options(action: argparse.ArgumentParser) -> None:
@@ -109,6 +121,26 @@ def _url(host: str, port: int, path: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
+_STATS_TIMEOUT = 2.0
+"""Seconds a scrape waits for the inbox's counts (well inside Prometheus's 10 s scrape timeout)."""
+_PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox) -> web.Application:
+    """``GET /metrics``: the counters, and the inbox gauges when the inbox answers within `_STATS_TIMEOUT`."""
+
+    async def scrape(_request: web.Request) -> web.Response:
+        try:
+            stats = await asyncio.wait_for(inbox.stats(), _STATS_TIMEOUT)
+        except (InboxError, TimeoutError):  # the counters still say what happened; the gauges are left out
+            stats = None
+        return web.Response(body=metrics.prometheus(stats).encode(), headers={"Content-Type": _PROMETHEUS_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    return app
+
+
 async def _receive(args: argparse.Namespace) -> int:
     secrets = [_secret(name) for name in args.secret_envs]
     path = args.path if args.path.startswith("/") else f"/{args.path}"
@@ -118,8 +150,9 @@ async def _receive(args: argparse.Namespace) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        async with open_inbox(args.inbox) as inbox:
+        async with open_inbox(args.inbox) as inbox, contextlib.AsyncExitStack() as exits:
             app = web.Application()
+            metrics = ReceivingMetrics()
             receiver = add_webhook_route(
                 app,
                 path,
@@ -128,7 +161,15 @@ async def _receive(args: argparse.Namespace) -> int:
                 max_body_bytes=args.max_body_bytes,
                 tolerance=args.tolerance or None,
                 org_id=args.org_id,
+                hooks=[metrics] if args.metrics_port is not None else (),
             )
+            metrics_url = None
+            if args.metrics_port is not None:
+                metrics_runner = web.AppRunner(_metrics_app(metrics, inbox), access_log=None, handle_signals=False)
+                await metrics_runner.setup()
+                exits.push_async_callback(metrics_runner.cleanup)
+                await web.TCPSite(metrics_runner, args.metrics_host, args.metrics_port).start()
+                metrics_url = _url(args.metrics_host, metrics_runner.addresses[0][1], "/metrics")
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             try:
@@ -141,6 +182,8 @@ async def _receive(args: argparse.Namespace) -> int:
                     loop.add_signal_handler(signum, stop.set)
                 # The banner says "ready": a SIGTERM sent as soon as it is read must drain, not kill.
                 print(f"receiving on {_url(args.host, port, path)} into {redact(args.inbox)}", flush=True)
+                if metrics_url is not None:
+                    print(f"metrics on {metrics_url}", flush=True)
                 await stop.wait()
                 print("fullstory-async: draining: new deliveries get 503", file=sys.stderr, flush=True)
                 await receiver.aclose()

@@ -33,7 +33,9 @@ from fullstory_async.receiving._event_data import (
     SegmentTrendAlertData,
 )
 from fullstory_async.receiving._events import EventData, WebhookEvent
+from fullstory_async.receiving._hooks import Delivery, DeliveryResult, HandlerRun, ReceivingHooks, RunResult
 from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord, InboxStats, delivery_key
+from fullstory_async.receiving._metrics import ReceivingMetrics
 from fullstory_async.receiving._open import open_inbox
 from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
 from fullstory_async.receiving._refusals import RefusalLog
@@ -43,9 +45,12 @@ from fullstory_async.receiving._worker import EventHandler, InboxWorker
 __all__ = [
     "CustomEventData",
     "CustomEventIssue",
+    "Delivery",
+    "DeliveryResult",
     "EndpointTestData",
     "EventData",
     "EventHandler",
+    "HandlerRun",
     "Inbox",
     "InboxError",
     "InboxRecord",
@@ -56,7 +61,10 @@ __all__ = [
     "NativeMobileCrashData",
     "NoteCreatedData",
     "PageInfo",
+    "ReceivingHooks",
+    "ReceivingMetrics",
     "RefusalLog",
+    "RunResult",
     "SegmentAlertConfig",
     "SegmentCreatedData",
     "SegmentTrendAlertData",

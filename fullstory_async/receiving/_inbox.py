@@ -26,7 +26,7 @@ import attrs
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
 
 Status = Literal["pending", "done", "dead"]
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The inbox schema this version of the SDK writes; older schemas are migrated forward on open."""
 
 DEFAULT_RETENTION = 7 * 24 * 3600.0
@@ -34,7 +34,7 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 
 _PURGE_EVERY = 60.0
 
-COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at"
+COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at, traceparent"
 """The columns an `InboxRecord` is read from, in its field order."""
 
 
@@ -62,6 +62,8 @@ def migrations(*, blob: str, real: str) -> dict[int, tuple[str, ...]]:
             )""",
             "CREATE INDEX fullstory_inbox_due ON fullstory_inbox (status, next_attempt_at)",
         ),
+        # The W3C traceparent of the delivery's span, so a handler run's span links to it.
+        2: ("ALTER TABLE fullstory_inbox ADD COLUMN traceparent TEXT",),
     }
 
 
@@ -116,7 +118,7 @@ class InboxRecord:
     """``"pending"``, ``"done"`` or ``"dead"``."""
 
     attempts: int
-    """How many times a worker claimed it."""
+    """How many times a worker handed it to its handler (a claim given back unrun, `Inbox.release`, does not count)."""
 
     signed_at: float | None = None
     """The signature timestamp, in seconds since the epoch."""
@@ -128,6 +130,9 @@ class InboxRecord:
     """When the event is due (seconds since the epoch). For a claimed record, when its lease ends:
     it identifies the claim, so `Inbox.complete`, `Inbox.retry` and `Inbox.bury` act only while
     that claim still holds the event."""
+
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the delivery's span, when a tracing hook gave one (links a handler run's span)."""
 
     def export_line(self) -> dict[str, Any]:
         """Return the ``inbox export`` object for this record (the line format is in docs/receiving.md).
@@ -204,15 +209,21 @@ class Inbox(abc.ABC):
         return True
 
     @abc.abstractmethod
-    async def put(self, body: bytes, *, org_id: str, signed_at: float | None = None) -> bool:
+    async def put(
+        self, body: bytes, *, org_id: str, signed_at: float | None = None, traceparent: str | None = None
+    ) -> bool:
         """Store a verified delivery; return ``False`` if its key was already stored (nothing written).
 
         Returns only once the delivery is committed: acknowledge the sender after it.
+        ``traceparent`` (W3C) names the delivery's span, for the handler run's span to link to.
         """
 
     @abc.abstractmethod
     async def claim(self, limit: int, *, lease: float, max_attempts: int | None = None) -> list[InboxRecord]:
         """Take up to ``limit`` due pending events, oldest first, for ``lease`` seconds; count an attempt.
+
+        The attempt is counted with the claim, so a process that dies in the handler has spent
+        it; a worker that cannot run a claimed event gives it back uncounted with `release`.
 
         A due event that already had ``max_attempts`` attempts (its last claim ended without an
         outcome: the worker died, or its lease ran out) is not handed out again: it is made
@@ -250,3 +261,7 @@ class Inbox(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Finish the writes in progress and release the connections (idempotent)."""
+
+    @abc.abstractmethod
+    async def release(self, record: InboxRecord) -> bool:
+        """Give a claimed event back unrun: due at once, its claim's attempt uncounted; ``False`` as `complete`."""

@@ -101,6 +101,7 @@ def _record(row: Any) -> InboxRecord:
         row["signed_at"],
         row["last_error"],
         row["next_attempt_at"],
+        row["traceparent"],
     )
 
 
@@ -161,16 +162,19 @@ class PostgresInbox(Inbox):
         status: str = await self._run("execute", sql, *args)
         return int(status.rpartition(" ")[2])
 
-    async def put(self, body: bytes, *, org_id: str, signed_at: float | None = None) -> bool:
+    async def put(
+        self, body: bytes, *, org_id: str, signed_at: float | None = None, traceparent: str | None = None
+    ) -> bool:
         """Store a verified delivery; ``False`` if its key was already stored."""
         stored = await self._execute(
-            "INSERT INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at) "
-            f"VALUES ($1, $2, $3, $4, {_at(5)}, {_at(5)}) ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at, traceparent) "
+            f"VALUES ($1, $2, $3, $4, {_at(5)}, {_at(5)}, $6) ON CONFLICT (key) DO NOTHING",
             delivery_key(org_id, body),
             org_id,
             body,
             signed_at,
             self._now(),
+            traceparent,
         )
         if self._purge_due():
             await self.purge()
@@ -257,3 +261,7 @@ class PostgresInbox(Inbox):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    async def release(self, record: InboxRecord) -> bool:
+        """Give a claimed event back unrun, due now, its attempt uncounted (if this claim still holds it)."""
+        return await self._settle(record, f"attempts = attempts - 1, next_attempt_at = {_at(3)}", self._now())

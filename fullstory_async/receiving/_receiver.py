@@ -36,6 +36,13 @@ from fullstory_async.receiving._asgi import WebhookASGIApp
 from fullstory_async.receiving._envelope import parse_event, read_envelope
 from fullstory_async.receiving._errors import SignatureVerificationError, VerificationFailure
 from fullstory_async.receiving._events import WebhookEvent
+from fullstory_async.receiving._hooks import (
+    ReceivingHooks,
+    note_refusal,
+    note_verified,
+    observe_delivery,
+    timed_commit,
+)
 from fullstory_async.receiving._inbox import Inbox, InboxError
 from fullstory_async.receiving._refusals import RefusalLog
 from fullstory_async.receiving._signature import (
@@ -90,6 +97,7 @@ class WebhookReceiver:
         shutdown_timeout: on `aclose`, how long deliveries in progress may finish.
         clock: the wall clock in seconds since the epoch, for the replay window (tests).
         refusal_log: how refusals are logged (10 lines every 10 s by default).
+        hooks: `ReceivingHooks` observing each delivery (`ReceivingMetrics`, the ``otel`` extra's tracing).
 
     """
 
@@ -105,6 +113,7 @@ class WebhookReceiver:
         shutdown_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         refusal_log: RefusalLog | None = None,
+        hooks: Sequence[ReceivingHooks] = (),
     ) -> None:
         if (callback is None) == (inbox is None):
             raise InvalidArgumentError("callback", "give exactly one of callback= and inbox=")
@@ -133,6 +142,7 @@ class WebhookReceiver:
         self.closed = False
         self.asgi = WebhookASGIApp(self)
         """This receiver as an ASGI application: ``POST /`` deliveries, ``GET /health``."""
+        self._hooks = tuple(hooks)
 
     def __repr__(self) -> str:
         return (
@@ -151,9 +161,15 @@ class WebhookReceiver:
         The framework-neutral core of ``handle`` and ``asgi``: returns only once the
         delivery is stored (or handled), so the caller can answer with the status.
         """
+        if self._hooks:
+            return await observe_delivery(self._hooks, lambda: self._accept(body, signature_header, peer))
+        return await self._accept(body, signature_header, peer)
+
+    async def _accept(self, body: bytes | None, signature_header: str | None, peer: str | None) -> int:
         if self.closed:
             return 503
         if body is None:
+            note_refusal("body_too_large")
             return self.refuse(413, logging.WARNING, f"body over {self.max_body_bytes} bytes", peer)
         try:
             signer, signed_at = check_signature(
@@ -166,7 +182,9 @@ class WebhookReceiver:
         except SignatureVerificationError as exc:
             level = logging.INFO if exc.reason in _QUIET_REASONS else logging.WARNING
             status = 400 if exc.reason is VerificationFailure.MALFORMED_BODY else 401
+            note_refusal(exc.reason.value)
             return self.refuse(status, level, f"{exc.reason.value}: {exc.detail}", peer)
+        note_verified()
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -180,11 +198,13 @@ class WebhookReceiver:
 
     async def _store(self, body: bytes, org_id: str, signed_at: datetime | None, peer: str | None) -> int:
         assert self.inbox is not None
+        inbox, at = self.inbox, None if signed_at is None else signed_at.timestamp()
         try:
-            stored = await self.inbox.put(
-                body, org_id=org_id, signed_at=None if signed_at is None else signed_at.timestamp()
+            stored = await timed_commit(
+                lambda traceparent: inbox.put(body, org_id=org_id, signed_at=at, traceparent=traceparent)
             )
         except InboxError as exc:  # rate-limited like refusals: an outage must not flood the log
+            note_refusal("not_stored")
             return self.refuse(503, logging.ERROR, f"not stored, the sender will retry: {exc}", peer)
         if not stored:
             logger.debug("webhook duplicate acknowledged without storing it again")
@@ -200,6 +220,7 @@ class WebhookReceiver:
                 await result
         except Exception:
             logger.exception("webhook callback failed for a %s event; answered 500", event.event_name)
+            note_refusal("callback_failed")
             return 500
         return 202
 
@@ -260,6 +281,7 @@ def add_webhook_route(
     org_id: str | None = None,
     shutdown_timeout: float = 10.0,
     clock: Callable[[], float] = time.time,
+    hooks: Sequence[ReceivingHooks] = (),
 ) -> WebhookReceiver:
     """Mount a `WebhookReceiver` on ``POST path`` (and ``GET path/health``); close it on cleanup.
 
@@ -274,6 +296,7 @@ def add_webhook_route(
         org_id=org_id,
         shutdown_timeout=shutdown_timeout,
         clock=clock,
+        hooks=hooks,
     )
     app.router.add_post(path, receiver.handle)
     app.router.add_get(f"{path.rstrip('/')}/health", receiver.health)

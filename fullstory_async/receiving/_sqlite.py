@@ -47,8 +47,10 @@ _MIGRATIONS = migrations(blob="BLOB", real="REAL")
 
 
 def _record(row: tuple[Any, ...]) -> InboxRecord:
-    key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at = row
-    return InboxRecord(key, org_id, bytes(body), received_at, status, attempts, signed_at, last_error, next_attempt_at)
+    key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at, traceparent = row
+    return InboxRecord(
+        key, org_id, bytes(body), received_at, status, attempts, signed_at, last_error, next_attempt_at, traceparent
+    )
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -154,17 +156,19 @@ class SqliteInbox(Inbox):
         self._jobs.put((job, future))
         return await future
 
-    async def put(self, body: bytes, *, org_id: str, signed_at: float | None = None) -> bool:
+    async def put(
+        self, body: bytes, *, org_id: str, signed_at: float | None = None, traceparent: str | None = None
+    ) -> bool:
         """Store a verified delivery; ``False`` if its key was already stored."""
         now = self.clock()
         key = delivery_key(org_id, body)
-        row = (key, org_id, body, signed_at, now, now)
+        row = (key, org_id, body, signed_at, now, now, traceparent)
         purge = self._purge_due()
 
         def insert(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at, "
+                "traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             if purge:
@@ -278,6 +282,10 @@ class SqliteInbox(Inbox):
         self._closed = True
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
+
+    async def release(self, record: InboxRecord) -> bool:
+        """Give a claimed event back unrun, due now, its attempt uncounted (if this claim still holds it)."""
+        return await self._settle(record, "attempts = attempts - 1, next_attempt_at = ?", self.clock())
 
 
 def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

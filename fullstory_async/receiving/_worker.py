@@ -12,6 +12,13 @@ recorded only while this worker's claim still holds the event (otherwise it is d
 logged at INFO). A ``CancelledError`` raised by the handler itself (not by stopping the
 worker) is an ordinary failure. So a handler may see an event more than once: make it
 idempotent (key your side effects by `InboxRecord.key`).
+
+An event's failures are its own: an attempt is counted by the claim that hands the event
+to the handler (so a run whose process died still counts), and a claimed event this
+worker cannot run (every handler thread stuck, see `HandlerThreads`) is given back
+uncounted (`Inbox.release`). A plain-function handler runs on the worker's own threads,
+never asyncio's shared default executor, so a hung handler costs its own event a timeout
+and nothing else.
 """
 
 from __future__ import annotations
@@ -20,21 +27,27 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async._hooks import _emit
 from fullstory_async.receiving._envelope import parse_event
 from fullstory_async.receiving._errors import SignatureVerificationError
 from fullstory_async.receiving._events import WebhookEvent
+from fullstory_async.receiving._hooks import HandlerRun, ReceivingHooks, RunOutcome, RunResult
 from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord
 from fullstory_async.receiving._receiver import is_coroutine_function, positive
+from fullstory_async.receiving._threads import HandlerThreads, NoIdleThread
 
 logger = logging.getLogger("fullstory_async.receiving")
 
 EventHandler = Callable[[WebhookEvent], object]
-"""A coroutine function, or a plain function (run in a thread), taking the event."""
+"""A coroutine function, or a plain function (run on one of the worker's own threads), taking the event."""
+
+Recorded = Literal["done", "retry", "dead"] | None
 
 
 class InboxWorker:
@@ -49,8 +62,10 @@ class InboxWorker:
     Args:
         inbox: the inbox to process (`open_inbox`); several workers, in several processes,
             may share it.
-        handler: called with each `WebhookEvent`; a plain function runs in a thread (a
-            timed-out thread cannot be interrupted: it runs to its end, unawaited).
+        handler: called with each `WebhookEvent`; a plain function runs on the worker's own
+            threads, ``concurrency`` of them (a timed-out call cannot be interrupted: it runs to its
+            end, unawaited, on a thread of its own while a new thread takes its place, at most
+            ``concurrency`` times at once; past that the worker is not `healthy` and claims nothing).
         concurrency: events handled at once by this worker.
         max_attempts: attempts before an event becomes a dead letter.
         handler_timeout: seconds one attempt may take.
@@ -62,6 +77,7 @@ class InboxWorker:
             processes and for retries falling due (an event stored through this process
             wakes the worker at once).
         drain_timeout: on `stop`, seconds the handlers in progress may finish.
+        hooks: `ReceivingHooks` observing each handler run (`ReceivingMetrics`, the ``otel`` extra's tracing).
 
     """
 
@@ -78,6 +94,7 @@ class InboxWorker:
         lease: float | None = None,
         poll_interval: float = 1.0,
         drain_timeout: float = 30.0,
+        hooks: Sequence[ReceivingHooks] = (),
     ) -> None:
         if not callable(handler):
             raise InvalidArgumentError("handler", f"must be callable, got {type(handler).__name__}")
@@ -110,6 +127,9 @@ class InboxWorker:
         self._stopping = asyncio.Event()
         self.handled = 0
         """Events completed by this worker."""
+        self._hooks = tuple(hooks)
+        self._threads = HandlerThreads(concurrency, name="fullstory-inbox-handler")
+        self._unhealthy_logged = False
 
     def __repr__(self) -> str:
         return f"<InboxWorker inbox={self.inbox!r} in_progress={len(self._tasks)} handled={self.handled}>"
@@ -118,8 +138,22 @@ class InboxWorker:
         """Seconds before the next attempt after failed attempt number ``attempt`` (1-based)."""
         return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
+    @property
+    def healthy(self) -> bool:
+        """False while more of a plain-function handler's threads are stuck than can be replaced (``concurrency``).
+
+        An unhealthy worker claims nothing (it would time out events on threads that never ran
+        them); it is healthy again once enough hung handler calls returned.
+        """
+        return self._threads.healthy
+
     async def _fill(self) -> int:
         """Claim and start as many events as there are free slots; return how many started."""
+        if not self.healthy:
+            return 0
+        if self._unhealthy_logged:
+            self._unhealthy_logged = False
+            logger.warning("worker healthy again: its stuck handler threads returned; claiming events again")
         free = self.concurrency - len(self._tasks)
         if free <= 0:
             return 0
@@ -127,6 +161,8 @@ class InboxWorker:
         for record in records:
             if record.status == "dead":  # its last attempt never finished: the claim buried it
                 logger.error("event %s dead after %d attempts: %s", record.key[:12], record.attempts, record.last_error)
+                run = self._run(record, None)
+                self._emit("on_run_end", run, RunResult("not_run", "dead", record.last_error, 0.0))
                 continue
             task = asyncio.get_running_loop().create_task(
                 self._process(record), name=f"fullstory-inbox:{record.key[:12]}"
@@ -138,9 +174,12 @@ class InboxWorker:
     async def run_until_idle(self) -> int:
         """Handle every event due now (and retries that fall due meanwhile); return how many completed."""
         before = self.handled
-        while await self._fill() or self._tasks:
-            if self._tasks:
-                await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        try:
+            while await self._fill() or self._tasks:
+                if self._tasks:
+                    await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._threads.close()
         return self.handled - before
 
     async def run(self) -> None:
@@ -166,6 +205,7 @@ class InboxWorker:
                     waiter.cancel()
         finally:
             await self._drain()
+            self._threads.close()
 
     async def stop(self) -> None:
         """Stop claiming, for good; `run` returns once the handlers in progress end (or ``drain_timeout`` passed)."""
@@ -181,54 +221,99 @@ class InboxWorker:
             logger.warning("%d event handler(s) cancelled at shutdown; they will be retried", len(pending))
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def _emit(self, event: str, *args: object) -> None:
+        if self._hooks:
+            _emit(self._hooks, event, *args)
+
+    def _run(self, record: InboxRecord, event: WebhookEvent | None) -> HandlerRun:
+        run = HandlerRun(
+            record.key,
+            None if event is None else event.event_name,
+            record.attempts,
+            time.monotonic(),
+            record.traceparent,
+        )
+        self._emit("on_run_start", run)
+        return run
+
     async def _process(self, record: InboxRecord) -> None:
         try:
-            await self._attempt(record)
+            signed_at = None if record.signed_at is None else datetime.fromtimestamp(record.signed_at, UTC)
+            event: WebhookEvent | None = parse_event(
+                record.body, org_id=record.org_id, signed_at=signed_at, delivery_key=record.key
+            )
+            error = None
+        except SignatureVerificationError as exc:  # stored by something other than a receiver
+            event, error = None, f"not an event: {exc.detail}"
+        if event is not None and not self._handler_is_async and not self._threads.available:
+            await self._release(record)  # every thread is stuck: give it back unrun, its attempt uncounted
+            return
+        run = self._run(record, event)
+        outcome: RunOutcome = "not_run"
+        recorded: Recorded = None
+        try:
+            if event is None:
+                recorded = self._settled(record, "dead", await self.inbox.bury(record, error=str(error)))
+            else:
+                outcome, recorded, error = await self._attempt(record, event)
         except InboxError as exc:  # the outcome was not recorded: the lease brings the event back
             logger.warning("event %s: outcome not recorded, it will be retried: %s", record.key[:12], exc)
+        except asyncio.CancelledError:
+            outcome, error = "cancelled", "cancelled at shutdown"
+            raise
+        finally:
+            self._emit("on_run_end", run, RunResult(outcome, recorded, error, time.monotonic() - run.started))
 
-    async def _attempt(self, record: InboxRecord) -> None:
-        try:
-            signed_at = None if record.signed_at is None else datetime.fromtimestamp(record.signed_at, UTC)
-            event = parse_event(record.body, org_id=record.org_id, signed_at=signed_at, delivery_key=record.key)
-        except SignatureVerificationError as exc:  # stored by something other than a receiver
-            self._settled(record, "dead", await self.inbox.bury(record, error=f"not an event: {exc.detail}"))
-            return
+    async def _release(self, record: InboxRecord) -> None:
+        with contextlib.suppress(InboxError):  # else the lease brings it back (that claim's attempt counted)
+            await self.inbox.release(record)
+
+    async def _attempt(self, record: InboxRecord, event: WebhookEvent) -> tuple[RunOutcome, Recorded, str | None]:
         try:
             await asyncio.wait_for(self._call(event), self.handler_timeout)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or not task.cancelling():  # the handler raised it; this worker was not cancelled
-                await self._failed(record, "CancelledError: raised by the handler (the worker was not cancelled)")
-                return
+                error = "CancelledError: raised by the handler (the worker was not cancelled)"
+                return "error", await self._failed(record, error), error
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.inbox.retry(record, error="cancelled at shutdown", delay=0))
             raise
+        except NoIdleThread:  # a thread got stuck since this event was started: it never ran
+            await self._release(record)
+            return "not_run", None, None
         except Exception as exc:
-            error = (
-                f"timed out after {self.handler_timeout:g} s"
-                if isinstance(exc, TimeoutError)
-                else f"{type(exc).__name__}: {exc}"
-            )
-            await self._failed(record, error)
-            return
-        if self._settled(record, "done", await self.inbox.complete(record)):
-            self.handled += 1
+            timed_out = isinstance(exc, TimeoutError)
+            error = f"timed out after {self.handler_timeout:g} s" if timed_out else f"{type(exc).__name__}: {exc}"
+            if timed_out:
+                self._check_health()
+            return ("timeout" if timed_out else "error"), await self._failed(record, error), error[:1000]
+        recorded = self._settled(record, "done", await self.inbox.complete(record))
+        self.handled += recorded is not None
+        return "ok", recorded, None
 
-    async def _failed(self, record: InboxRecord, error: str) -> None:
+    def _check_health(self) -> None:
+        if not self.healthy and not self._unhealthy_logged:
+            self._unhealthy_logged = True
+            logger.error(
+                "worker unhealthy: %d handler threads are stuck in calls that outlived handler_timeout, more than "
+                "the %d replacements allowed; it claims no more events until they return (restart the process if "
+                "they never do)",
+                self._threads.stuck,
+                self.concurrency,
+            )
+
+    async def _failed(self, record: InboxRecord, error: str) -> Recorded:
         error = error[:1000]
         if record.attempts >= self.max_attempts:
             logger.error("event %s dead after %d attempts: %s", record.key[:12], record.attempts, error)
-            self._settled(record, "dead", await self.inbox.bury(record, error=error))
-        else:
-            delay = self.retry_delay(record.attempts)
-            logger.warning(
-                "event %s attempt %d failed, retry in %g s: %s", record.key[:12], record.attempts, delay, error
-            )
-            self._settled(record, "retry", await self.inbox.retry(record, error=error, delay=delay))
+            return self._settled(record, "dead", await self.inbox.bury(record, error=error))
+        delay = self.retry_delay(record.attempts)
+        logger.warning("event %s attempt %d failed, retry in %g s: %s", record.key[:12], record.attempts, delay, error)
+        return self._settled(record, "retry", await self.inbox.retry(record, error=error, delay=delay))
 
     @staticmethod
-    def _settled(record: InboxRecord, outcome: str, applied: bool) -> bool:
+    def _settled(record: InboxRecord, outcome: Literal["done", "retry", "dead"], applied: bool) -> Recorded:
         if not applied:
             logger.info(
                 "event %s: outcome %r dropped: this worker's claim ended (its lease ran out) and another "
@@ -236,9 +321,10 @@ class InboxWorker:
                 record.key[:12],
                 outcome,
             )
-        return applied
+            return None
+        return outcome
 
     async def _call(self, event: WebhookEvent) -> None:
-        result = self._handler(event) if self._handler_is_async else await asyncio.to_thread(self._handler, event)
+        result = self._handler(event) if self._handler_is_async else await self._threads.call(self._handler, event)
         if inspect.isawaitable(result):
             await result

@@ -192,6 +192,7 @@ def test_the_adapter_needs_only_the_api():
         "opentelemetry",
         "opentelemetry.context",
         "opentelemetry.trace",
+        "opentelemetry.trace.propagation.tracecontext",  # W3C traceparent, part of opentelemetry-api
         "opentelemetry.util.types",
     }
 
