@@ -33,6 +33,7 @@ from fullstory_async.receiving._event_data import (
     SegmentTrendAlertData,
 )
 from fullstory_async.receiving._events import EventData, WebhookEvent
+from fullstory_async.receiving._forwarded import verify_forwarded
 from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord, InboxStats, delivery_key
 from fullstory_async.receiving._open import open_inbox
 from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
@@ -72,4 +73,5 @@ __all__ = [
     "sign",
     "signed_delivery",
     "verify",
+    "verify_forwarded",
 ]
