@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.fakes import Gate, Serve, ServedFake
+from tests.fakes import Gate, Pki, Serve, ServedFake, make_pki
 
 MARKER = "secrets_in_logs"
 MIN_SECRET_LENGTH = 6
@@ -263,3 +263,9 @@ async def gate(serve: Serve) -> AsyncIterator[Gate]:
         yield gate
     finally:
         gate.release.set()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """Make a private CA with a server certificate for 127.0.0.1 and a client certificate (PEM files)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

@@ -33,6 +33,7 @@ from fullstory_async.receiving._event_data import (
     SegmentTrendAlertData,
 )
 from fullstory_async.receiving._events import EventData, WebhookEvent
+from fullstory_async.receiving._forwarded import verify_forwarded
 from fullstory_async.receiving._hooks import Delivery, DeliveryResult, HandlerRun, ReceivingHooks, RunResult
 from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord, InboxStats, delivery_key
 from fullstory_async.receiving._metrics import ReceivingMetrics
@@ -80,4 +81,5 @@ __all__ = [
     "sign",
     "signed_delivery",
     "verify",
+    "verify_forwarded",
 ]

@@ -147,12 +147,25 @@ def read_envelope(body: bytes) -> tuple[dict[str, Any], str, int, dict[str, Any]
 
 
 def parse_event(
-    body: bytes, *, org_id: str | None = None, signed_at: datetime | None = None, delivery_key: str | None = None
+    body: bytes,
+    *,
+    org_id: str | None = None,
+    signed_at: datetime | None = None,
+    delivery_key: str | None = None,
+    attempt: int | None = None,
 ) -> WebhookEvent:
     """Decode a verified body into a `WebhookEvent`; raise `SignatureVerificationError` if it is no envelope."""
     document, event_name, version, raw_data = read_envelope(body)
     cls = DATA_TYPES.get(event_name) if version == 1 else None
     data: EventData = raw_data if cls is None else converter.structure(raw_data, cls)
     return WebhookEvent(
-        event_name, version, data, raw=document, org_id=org_id, signed_at=signed_at, delivery_key=delivery_key
+        event_name,
+        version,
+        data,
+        raw=document,
+        org_id=org_id,
+        signed_at=signed_at,
+        delivery_key=delivery_key,
+        attempt=attempt,
+        body=body,
     )

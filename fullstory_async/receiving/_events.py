@@ -67,3 +67,10 @@ class WebhookEvent:
     delivery_key: str | None = None
     """The inbox's key for this delivery, when an `InboxWorker` hands it over: stable across
     redeliveries and retries, so an idempotent handler can record what it has done by it."""
+
+    attempt: int | None = None
+    """The attempt number of this run when an `InboxWorker` hands the event over (1 for the first
+    run of a series), as the inbox counted it."""
+
+    body: bytes = attrs.field(default=b"", repr=False)
+    """The raw body exactly as received (what was signed), for re-sending or archiving it."""

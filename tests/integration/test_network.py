@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,7 +16,7 @@ from aiohttp import web
 from fullstory_async import APIConnectionError, ApiRequest, APIStatusError, Client, FullstoryError, RetryPolicy
 from fullstory_async.cli import main
 from fullstory_async.testing import FakeFullstory
-from tests.fakes import Serve
+from tests.fakes import Pki, Serve
 
 API_KEY = "na1.Pr0xyT3stApiKey/ORG7"
 PROXY_PASSWORD = "pr0xy-P4ssw0rd-s3cret"
@@ -118,100 +116,6 @@ async def start_proxy() -> AsyncIterator[Callable[..., Awaitable[ForwardProxy]]]
     yield start
     for proxy in proxies:
         await proxy.stop()
-
-
-@attrs.frozen
-class Pki:
-    """PEM files of a private CA, a server certificate for 127.0.0.1 and a client certificate."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-    def client_context(self, *, certificate: bool = False) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        if certificate:
-            context.load_cert_chain(self.client_cert, self.client_key)
-        return context
-
-    def server_context(self, *, require_client_certificate: bool = False) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.server_cert, self.server_key)
-        if require_client_certificate:
-            context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(cafile=str(self.ca))
-        return context
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """Generate a self-signed CA and certificates signed by it (EC P-256, valid for a day)."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    folder = tmp_path_factory.mktemp("pki")
-    now = datetime.now(UTC)
-
-    def builder(subject: str, issuer: str, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        )
-
-    def write(name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[Path, Path]:
-        cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        return cert_path, key_path
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    usage = dict.fromkeys(
-        ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement", "encipher_only"), False
-    )
-    ca = (
-        builder("fullstory-async test CA", "fullstory-async test CA", ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, decipher_only=False, **usage),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, _ = write("ca", ca_key, ca)
-
-    def leaf(name: str, purpose: x509.ObjectIdentifier) -> tuple[Path, Path]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            builder(name, "fullstory-async test CA", key.public_key())
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        return write(name, key, cert)
-
-    server = leaf("server", ExtendedKeyUsageOID.SERVER_AUTH)
-    client = leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH)
-    return Pki(ca_path, *server, *client)
 
 
 @attrs.define
