@@ -26,7 +26,7 @@ from aiohttp import web
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
 from fullstory_async._options import integer, non_negative
-from fullstory_async.receiving import Inbox, InboxError, ReceivingMetrics, open_inbox
+from fullstory_async.receiving import Inbox, InboxError, InboxStats, ReceivingMetrics, open_inbox
 from fullstory_async.receiving._postgres import redact
 from fullstory_async.receiving._receiver import DEFAULT_MAX_BODY_BYTES, add_webhook_route
 from fullstory_async.receiving._signature import DEFAULT_TOLERANCE
@@ -127,18 +127,40 @@ _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox) -> web.Application:
-    """``GET /metrics``: the counters, and the inbox gauges when the inbox answers within `_STATS_TIMEOUT`."""
+    """``GET /metrics``: the counters, and the inbox gauges when the inbox answers within `_STATS_TIMEOUT`.
+
+    The counts are read *single flight*: one `Inbox.stats` at a time, shared by every scrape that
+    arrives while it runs (and left running for the next scrape when it outlives this one's
+    wait). A count scans the inbox and shares the database with the deliveries' commits, so the
+    cost of scraping is one count at a time, however many scrapes come.
+    """
+    counting: asyncio.Future[InboxStats] | None = None
 
     async def scrape(_request: web.Request) -> web.Response:
+        nonlocal counting
+        if counting is None or counting.done():
+            counting = asyncio.ensure_future(inbox.stats())
+            counting.add_done_callback(_retrieve)
         try:
-            stats = await asyncio.wait_for(inbox.stats(), _STATS_TIMEOUT)
+            stats = await asyncio.wait_for(asyncio.shield(counting), _STATS_TIMEOUT)
         except (InboxError, TimeoutError):  # the counters still say what happened; the gauges are left out
             stats = None
         return web.Response(body=metrics.prometheus(stats).encode(), headers={"Content-Type": _PROMETHEUS_TYPE})
 
+    async def stop_counting(_app: web.Application) -> None:
+        if counting is not None:
+            counting.cancel()
+
     app = web.Application()
     app.router.add_get("/metrics", scrape)
+    app.on_cleanup.append(stop_counting)
     return app
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared count's failure as seen (every scrape may have stopped waiting for it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _receive(args: argparse.Namespace) -> int:
