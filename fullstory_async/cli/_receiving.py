@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from fullstory_async._auth import _is_loopback as is_loopback
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
 from fullstory_async._options import integer, non_negative
 from fullstory_async.receiving import Inbox, InboxError, InboxStats, ReceivingMetrics, open_inbox
@@ -77,7 +79,14 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on GET /metrics at this port (off by default; 0 = a free one)",
     )
     receive.add_argument(
-        "--metrics-host", default="127.0.0.1", help="address the metrics port binds (127.0.0.1: this machine only)"
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics port binds (127.0.0.1: this machine only; any other needs --metrics-token-env)",
+    )
+    receive.add_argument(
+        "--metrics-token-env",
+        metavar="VAR",
+        help="environment variable holding a token every scrape must send (Authorization: Bearer <token>)",
     )
 
 
@@ -117,6 +126,24 @@ def _secret(name: str) -> str:
     return value
 
 
+def _metrics_token(args: argparse.Namespace) -> bytes | None:
+    """The token scrapes must send: required off loopback (what we serve there is read with a token only)."""
+    if args.metrics_token_env is not None:
+        value = os.environ.get(args.metrics_token_env)
+        if not value:
+            raise InvalidArgumentError(
+                "--metrics-token-env", f"environment variable {args.metrics_token_env} is not set or empty"
+            )
+        return value.encode()
+    if args.metrics_port is not None and not is_loopback(args.metrics_host):
+        raise InvalidArgumentError(
+            "--metrics-host",
+            f"{args.metrics_host} is not loopback: anyone who reaches it would read the metrics; "
+            "give --metrics-token-env VAR (a token your scraper sends as Authorization: Bearer <token>)",
+        )
+    return None
+
+
 def _url(host: str, port: int, path: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
@@ -126,8 +153,10 @@ _STATS_TIMEOUT = 2.0
 _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox) -> web.Application:
+def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox, token: bytes | None = None) -> web.Application:
     """``GET /metrics``: the counters, and the inbox gauges when the inbox answers within `_STATS_TIMEOUT`.
+
+    With a ``token``, a scrape without ``Authorization: Bearer <token>`` is answered ``401``.
 
     The counts are read *single flight*: one `Inbox.stats` at a time, shared by every scrape that
     arrives while it runs (and left running for the next scrape when it outlives this one's
@@ -136,8 +165,12 @@ def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox) -> web.Application:
     """
     counting: asyncio.Future[InboxStats] | None = None
 
-    async def scrape(_request: web.Request) -> web.Response:
+    async def scrape(request: web.Request) -> web.Response:
         nonlocal counting
+        if token is not None and not hmac.compare_digest(
+            request.headers.get("Authorization", "").encode(), b"Bearer " + token
+        ):
+            return web.Response(status=401, text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"})
         if counting is None or counting.done():
             counting = asyncio.ensure_future(inbox.stats())
             counting.add_done_callback(_retrieve)
@@ -165,6 +198,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 async def _receive(args: argparse.Namespace) -> int:
     secrets = [_secret(name) for name in args.secret_envs]
+    metrics_token = _metrics_token(args)
     path = args.path if args.path.startswith("/") else f"/{args.path}"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("fullstory-async: %(message)s"))
@@ -187,7 +221,7 @@ async def _receive(args: argparse.Namespace) -> int:
             )
             metrics_url = None
             if args.metrics_port is not None:
-                metrics_runner = web.AppRunner(_metrics_app(metrics, inbox), access_log=None, handle_signals=False)
+                metrics_runner = web.AppRunner(_metrics_app(metrics, inbox, metrics_token), access_log=None, handle_signals=False)
                 await metrics_runner.setup()
                 exits.push_async_callback(metrics_runner.cleanup)
                 await web.TCPSite(metrics_runner, args.metrics_host, args.metrics_port).start()

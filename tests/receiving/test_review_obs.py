@@ -1,0 +1,153 @@
+"""Adversarial review of handler isolation and receiving observability (issue 18, items 3 and 6).
+
+Each test is a way an attacker or an operator broke the first version: a storm of scrapes on
+``/metrics``, the metrics port off loopback, a schema migration queued behind another
+session's lock on a real PostgreSQL, a tracing hook giving the inbox something that is no
+``traceparent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from fullstory_async.cli import _receiving
+from fullstory_async.receiving import InboxStats, ReceivingMetrics, open_inbox
+
+from .test_observability import parse_exposition
+
+
+async def raw_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET with a hand-written HTTP/1.1 request on a plain socket; return the status and the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+async def test_a_storm_of_scrapes_costs_the_inbox_one_count_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 scrapes at once while the inbox is slow to count: one `stats` call, shared; every scrape answered.
+
+    The first version started one count per scrape and left each running after its scrape gave
+    up: on a SQLite inbox of a million events (0.3 s a count, on the writer thread) 30 scrapes
+    held a valid delivery's commit for 9 s; on PostgreSQL 60 scrapes took the pool from the
+    deliveries for 2 s and no scrape got its gauges.
+    """
+    monkeypatch.setattr(_receiving, "_STATS_TIMEOUT", 0.2)
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db") as inbox:
+        counted = inbox.stats
+        calls = 0
+        gate = asyncio.Event()
+
+        async def slow_stats() -> InboxStats:
+            nonlocal calls
+            calls += 1
+            await gate.wait()
+            return await counted()
+
+        monkeypatch.setattr(inbox, "stats", slow_stats)
+        runner = web.AppRunner(_receiving._metrics_app(ReceivingMetrics(), inbox))
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            answers = await asyncio.gather(*(raw_get(port, "/metrics") for _ in range(40)))
+            assert {status for status, _ in answers} == {200}
+            assert all(b"fullstory_inbox_events" not in body for _, body in answers)  # the count is late
+            assert calls == 1  # the first version: 40, each left running on the database
+            gate.set()
+            status, body = await raw_get(port, "/metrics")
+            assert status == 200
+            samples = parse_exposition(body.decode())
+            assert samples[("fullstory_inbox_events", frozenset({("status", "pending")}))] == 0
+        finally:
+            await runner.cleanup()
+
+
+def _receive_args(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "fullstory_async", "receive", "--inbox", f"sqlite:///{tmp_path}/i.db"),
+        *("--secret-env", "FS_REVIEW_SECRET", "--port", "0", "--metrics-port", "0", *extra),
+    ]
+
+
+TOKEN = "metrics-token-Zq81xv"
+ENV: dict[str, Any] = {**os.environ, "FS_REVIEW_SECRET": "wh-secret-review-3", "FS_REVIEW_TOKEN": TOKEN}
+
+
+async def run_to_end(args: list[str]) -> tuple[int | None, bytes, bytes]:
+    """Run a command expected to exit at once; one still running after 10 s is stopped (and the test fails)."""
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return process.returncode, out, err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "metrics.example"])
+async def test_metrics_off_loopback_without_a_token_is_refused(tmp_path: Path, host: str) -> None:
+    """`--metrics-host` off loopback without `--metrics-token-env`: exit 2 naming both, nothing bound or created."""
+    code, out, err = await run_to_end(_receive_args(tmp_path, "--metrics-host", host))
+    assert code == 2, err
+    assert out == b""
+    assert b"--metrics-host" in err
+    assert b"--metrics-token-env" in err
+    assert not (tmp_path / "i.db").exists()
+
+
+async def test_a_metrics_token_is_required_of_every_scrape_and_never_shown(tmp_path: Path) -> None:
+    """With `--metrics-token-env`, a scrape without ``Authorization: Bearer <token>`` (or with another) gets 401."""
+    process = await asyncio.create_subprocess_exec(
+        *_receive_args(tmp_path, "--metrics-token-env", "FS_REVIEW_TOKEN"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=ENV,
+    )
+    assert process.stdout is not None
+    try:
+        banner = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        metrics_line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert banner.startswith("receiving on ")
+        port = int(metrics_line.split()[2].rsplit(":", 1)[1].split("/")[0])
+        refused = [
+            await raw_get(port, "/metrics"),
+            await raw_get(port, "/metrics", {"Authorization": "Bearer not-the-token"}),
+            await raw_get(port, "/metrics", {"Authorization": f"Basic {TOKEN}"}),
+            await raw_get(port, "/metrics", {"Authorization": f"Bearer {TOKEN}x"}),
+        ]
+        assert {status for status, _ in refused} == {401}
+        assert all(b"fullstory_" not in body for _, body in refused)
+        status, body = await raw_get(port, "/metrics", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200
+        assert ("fullstory_inbox_events", frozenset({("status", "pending")})) in parse_exposition(body.decode())
+    finally:
+        process.terminate()
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert TOKEN.encode() not in banner.encode() + metrics_line.encode() + out + err
+
+
+async def test_an_empty_metrics_token_is_a_usage_error(tmp_path: Path) -> None:
+    """A token variable that is unset or empty would let every scrape in: exit 2 naming the variable."""
+    code, _out, err = await run_to_end(_receive_args(tmp_path, "--metrics-token-env", "FS_REVIEW_UNSET"))
+    assert code == 2, err
+    assert b"FS_REVIEW_UNSET" in err
