@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     import asyncpg
 
 _LOCK_ID = 0x46534941  # "FSIA": serialises schema migrations across instances
+_MIGRATION_LOCK_TIMEOUT = 1.0
+"""Seconds a migration's ``ALTER TABLE`` may wait for the inbox's lock. While it waits, every later
+statement on the table (every instance's deliveries) queues behind it, so it gives up quickly (the
+``lock_timeout`` pattern of online PostgreSQL migrations) rather than stall the receivers for as
+long as another session keeps a transaction open."""
 _EXPORT_PAGE = 500
 _MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
 
@@ -130,6 +135,7 @@ class PostgresInbox(Inbox):
             self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=pool_size)
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+                await conn.execute(f"SET LOCAL lock_timeout = {round(_MIGRATION_LOCK_TIMEOUT * 1000)}")  # after it
                 await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
                 version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema")
                 check_schema_version(version)
@@ -138,6 +144,15 @@ class PostgresInbox(Inbox):
                         await conn.execute(statement)
                     await conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES ($1)", target)
         except InboxError:
+            await self.aclose()
+            raise
+        except asyncpg.LockNotAvailableError:
+            await self.aclose()
+            raise InboxError(
+                f"cannot migrate the PostgreSQL inbox {redact(self._dsn)} to schema version {SCHEMA_VERSION}: "
+                f"another session held a lock on its tables for {_MIGRATION_LOCK_TIMEOUT:g} s (a transaction left "
+                "open?); nothing changed, deliveries went on: end that session (pg_stat_activity) and open it again"
+            ) from None
             await self.aclose()
             raise
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:

@@ -18,7 +18,9 @@ import pytest
 from aiohttp import web
 
 from fullstory_async.cli import _receiving
-from fullstory_async.receiving import InboxStats, ReceivingMetrics, open_inbox
+from fullstory_async.receiving import InboxError, InboxStats, ReceivingMetrics, open_inbox
+from fullstory_async.receiving import _postgres
+from fullstory_async.receiving._inbox import migrations
 
 from .test_observability import parse_exposition
 
@@ -151,3 +153,74 @@ async def test_an_empty_metrics_token_is_a_usage_error(tmp_path: Path) -> None:
     code, _out, err = await run_to_end(_receive_args(tmp_path, "--metrics-token-env", "FS_REVIEW_UNSET"))
     assert code == 2, err
     assert b"FS_REVIEW_UNSET" in err
+
+
+async def schema_1_inbox(dsn: str) -> None:
+    """Create an inbox as the SDK of schema 1 left it (no traceparent column)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
+        for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION")[1]:
+            await conn.execute(statement)
+        await conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
+    finally:
+        await conn.close()
+
+
+async def test_a_migration_behind_another_sessions_lock_gives_up_without_stalling_the_receivers(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rolling upgrade while a session (an operator's psql, idle in transaction) holds a lock on the inbox.
+
+    ``ALTER TABLE`` waits for that lock, and while it waits every later statement on the table
+    (the old instances' ``INSERT`` of each delivery) queues behind it: the first version's
+    ``open_inbox`` waited forever and so did every delivery. Now the migration waits at most its
+    lock timeout, then fails naming the cause, nothing changed, and the receivers went on.
+    """
+    import asyncpg
+
+    monkeypatch.setattr(_postgres, "_MIGRATION_LOCK_TIMEOUT", 0.3, raising=False)
+    await schema_1_inbox(postgres_url)
+    holder = await asyncpg.connect(postgres_url)
+    old_receiver = await asyncpg.connect(postgres_url)
+    try:
+        await holder.execute("BEGIN; SELECT count(*) FROM fullstory_inbox")  # left open
+
+        async def open_new() -> None:
+            async with open_inbox(postgres_url):
+                pass
+
+        upgrade = asyncio.create_task(open_new())
+        insert = "INSERT INTO fullstory_inbox (key, org_id, body, received_at, next_attempt_at) VALUES ($1, 'o', 'x', 1, 1)"
+        await asyncio.wait_for(old_receiver.execute(insert, "a"), 10)  # waited at most the lock timeout
+        with pytest.raises(InboxError, match="lock") as failed:
+            await asyncio.wait_for(upgrade, 10)
+        assert "schema version 2" in str(failed.value)
+        assert await old_receiver.fetchval("SELECT max(version) FROM fullstory_inbox_schema") == 1
+        await asyncio.wait_for(old_receiver.execute(insert, "b"), 1)
+        await holder.execute("ROLLBACK")
+        async with open_inbox(postgres_url) as inbox:  # the lock gone, it migrates
+            assert {r.key: r.traceparent async for r in inbox.export()} == {"a": None, "b": None}
+    finally:
+        await holder.close()
+        await old_receiver.close()
+
+
+async def test_instances_starting_together_migrate_a_schema_1_inbox_once(postgres_url: str) -> None:
+    """Six instances open a schema-1 inbox at once: each opens (the advisory lock's wait is not the lock timeout)."""
+    await schema_1_inbox(postgres_url)
+
+    async def open_one() -> None:
+        async with open_inbox(postgres_url):
+            pass
+
+    await asyncio.wait_for(asyncio.gather(*(open_one() for _ in range(6))), 30)
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert [r["version"] for r in await conn.fetch("SELECT version FROM fullstory_inbox_schema ORDER BY 1")] == [1, 2]
+    finally:
+        await conn.close()
