@@ -18,7 +18,16 @@ import pytest
 from aiohttp import web
 
 from fullstory_async.cli import _receiving
-from fullstory_async.receiving import InboxError, InboxStats, ReceivingMetrics, open_inbox
+from fullstory_async.receiving import (
+    Delivery,
+    InboxError,
+    InboxStats,
+    ReceivingHooks,
+    ReceivingMetrics,
+    WebhookReceiver,
+    open_inbox,
+    signed_delivery,
+)
 from fullstory_async.receiving import _postgres
 from fullstory_async.receiving._inbox import migrations
 
@@ -89,7 +98,9 @@ def _receive_args(tmp_path: Path, *extra: str) -> list[str]:
 
 
 TOKEN = "metrics-token-Zq81xv"
-ENV: dict[str, Any] = {**os.environ, "FS_REVIEW_SECRET": "wh-secret-review-3", "FS_REVIEW_TOKEN": TOKEN}
+SECRET = "wh-secret-review-3"
+ORG = "o-1A2B3C-na1"
+ENV: dict[str, Any] = {**os.environ, "FS_REVIEW_SECRET": SECRET, "FS_REVIEW_TOKEN": TOKEN}
 
 
 async def run_to_end(args: list[str]) -> tuple[int | None, bytes, bytes]:
@@ -224,3 +235,38 @@ async def test_instances_starting_together_migrate_a_schema_1_inbox_once(postgre
         assert [r["version"] for r in await conn.fetch("SELECT version FROM fullstory_inbox_schema ORDER BY 1")] == [1, 2]
     finally:
         await conn.close()
+
+
+class _Stamp(ReceivingHooks):
+    """A tracing hook with a bug: it sets `Delivery.traceparent` to something else than a W3C traceparent."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def on_delivery_start(self, delivery: Delivery) -> None:
+        delivery.traceparent = self.value  # type: ignore[assignment]
+
+
+VALID_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [12345, "x" * 100_000, "00-zz", VALID_TRACEPARENT + "\n", VALID_TRACEPARENT],
+    ids=["int", "100k-characters", "malformed", "newline", "valid"],
+)
+async def test_a_hooks_traceparent_is_stored_only_when_it_is_one(
+    inbox_url: str, value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a hook sets is data it gives the inbox: on PostgreSQL a non-string made every delivery 503 forever,
+    and on both engines any string (a megabyte) was stored with every event. Now only a traceparent is stored."""
+    async with open_inbox(inbox_url) as inbox:
+        receiver = WebhookReceiver(SECRET, inbox=inbox, hooks=[_Stamp(value)])
+        body, headers = signed_delivery("note.created", {"id": "n"}, secret=SECRET, org_id=ORG)
+        assert await receiver.accept(body, headers["Fullstory-Signature"]) == 202
+        [record] = [r async for r in inbox.export()]
+    valid = value == VALID_TRACEPARENT
+    assert record.traceparent == (value if valid else None)
+    warned = [r.getMessage() for r in caplog.records if "not a W3C traceparent" in r.getMessage()]
+    assert len(warned) == (0 if valid else 1)
+    assert all(len(message) < 200 for message in warned)  # the value itself is not logged
