@@ -30,6 +30,7 @@ from fullstory_async.receiving import (
 )
 from fullstory_async.receiving import _postgres
 from fullstory_async.receiving._inbox import migrations
+from fullstory_async.testing import ManualClock
 
 from .test_observability import parse_exposition
 
@@ -270,3 +271,27 @@ async def test_a_hooks_traceparent_is_stored_only_when_it_is_one(
     warned = [r.getMessage() for r in caplog.records if "not a W3C traceparent" in r.getMessage()]
     assert len(warned) == (0 if valid else 1)
     assert all(len(message) < 200 for message in warned)  # the value itself is not logged
+
+
+async def test_a_release_after_the_lease_ran_out_never_uncounts_the_next_claim(inbox_url: str) -> None:
+    """Two workers on one inbox: A's claim runs out, B claims; A's late release changes nothing (B's attempt stands).
+
+    A claim is identified by its lease end, so a release (like an outcome) applies only to the
+    claim it came from: the late release neither gives B's claim back nor uncounts B's attempt.
+    """
+    clock = ManualClock(1_700_000_000.0)
+    async with open_inbox(inbox_url, clock=clock) as a, open_inbox(inbox_url, clock=clock) as b:
+        body = signed_delivery("note.created", {"id": "raced"}, secret=SECRET, org_id=ORG)[0]
+        await a.put(body, org_id=ORG)
+        [by_a] = await a.claim(1, lease=5, max_attempts=3)
+        assert await b.claim(1, lease=5, max_attempts=3) == []  # A holds it
+        clock.advance(5)  # A's lease ends before A gives the event back
+        [by_b] = await b.claim(1, lease=5, max_attempts=3)
+        assert (by_a.attempts, by_b.attempts) == (1, 2)
+        assert not await a.release(by_a)
+        assert not await a.complete(by_a)
+        [now] = [r async for r in b.export()]
+        assert (now.status, now.attempts, now.next_attempt_at) == ("pending", 2, by_b.next_attempt_at)
+        assert await b.release(by_b)  # B's own release uncounts B's claim only
+        [after] = [r async for r in b.export()]
+        assert (after.status, after.attempts) == ("pending", 1)
