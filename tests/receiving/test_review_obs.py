@@ -295,3 +295,48 @@ async def test_a_release_after_the_lease_ran_out_never_uncounts_the_next_claim(i
         assert await b.release(by_b)  # B's own release uncounts B's claim only
         [after] = [r async for r in b.export()]
         assert (after.status, after.attempts) == ("pending", 1)
+
+
+_HUNG_FOREVER = """
+import asyncio, sys, threading
+from fullstory_async.receiving import InboxWorker, open_inbox, signed_delivery
+
+def handler(event):  # never returns: its threads can only be abandoned
+    threading.Event().wait()
+
+async def main(url, concurrency):
+    async with open_inbox(url) as inbox:
+        for n in range(20):
+            body = signed_delivery("note.created", {"id": n}, secret="s", org_id="o-1A2B3C-na1")[0]
+            await inbox.put(body, org_id="o-1A2B3C-na1")
+        worker = InboxWorker(inbox, handler, concurrency=concurrency, handler_timeout=0.1, lease=5,
+                             base_delay=0.01, poll_interval=0.05, drain_timeout=0.1)
+        running = asyncio.create_task(worker.run())
+        for _ in range(1000):  # bounded: about 2 * concurrency timeouts of 0.1 s
+            if not worker.healthy:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # a few more poll intervals: an unhealthy worker starts nothing more
+        handlers = sum(t.name == "fullstory-inbox-handler" for t in threading.enumerate())
+        await worker.stop()
+        await running
+        stats = await inbox.stats()
+        print(worker.healthy, handlers, stats.pending, stats.dead, flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_a_handler_hung_forever_on_every_event_leaves_threads_bounded_and_the_process_exits(
+    tmp_path: Path, concurrency: int
+) -> None:
+    """Every call hangs forever: at most 2 x concurrency threads, nothing failed it never ran, and the process exits.
+
+    The stuck threads cannot be joined; they are daemon threads, so neither `stop` nor the
+    interpreter's exit waits for them.
+    """
+    code, out, err = await run_to_end([sys.executable, "-c", _HUNG_FOREVER, f"sqlite:///{tmp_path}/i.db", str(concurrency)])
+    assert code == 0, err
+    healthy, threads, pending, dead = out.decode().split()
+    assert (healthy, int(threads), int(pending), int(dead)) == ("False", 2 * concurrency, 20, 0)
