@@ -127,7 +127,7 @@ def _secret(name: str) -> str:
 
 
 def _metrics_token(args: argparse.Namespace) -> bytes | None:
-    """The token scrapes must send: required off loopback (what we serve there is read with a token only)."""
+    """Return the token every scrape must send; required off loopback (nothing served there is read without one)."""
     if args.metrics_token_env is not None:
         value = os.environ.get(args.metrics_token_env)
         if not value:
@@ -221,7 +221,8 @@ async def _receive(args: argparse.Namespace) -> int:
             )
             metrics_url = None
             if args.metrics_port is not None:
-                metrics_runner = web.AppRunner(_metrics_app(metrics, inbox, metrics_token), access_log=None, handle_signals=False)
+                metrics_app = _metrics_app(metrics, inbox, metrics_token)
+                metrics_runner = web.AppRunner(metrics_app, access_log=None, handle_signals=False)
                 await metrics_runner.setup()
                 exits.push_async_callback(metrics_runner.cleanup)
                 await web.TCPSite(metrics_runner, args.metrics_host, args.metrics_port).start()

@@ -188,7 +188,7 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def _traceparent(value: object) -> str | None:
-    """Return ``value`` when it is a W3C ``traceparent``; else ``None``: a hook's mistake never fails or bloats a commit."""
+    """Return ``value`` if it is a W3C ``traceparent``, else ``None``: a hook's mistake never fails a commit."""
     if value is None or (isinstance(value, str) and _TRACEPARENT.fullmatch(value)):
         return value
     shown = f"a {len(value)}-character string" if isinstance(value, str) else type(value).__name__

@@ -153,8 +153,6 @@ class PostgresInbox(Inbox):
                 f"another session held a lock on its tables for {_MIGRATION_LOCK_TIMEOUT:g} s (a transaction left "
                 "open?); nothing changed, deliveries went on: end that session (pg_stat_activity) and open it again"
             ) from None
-            await self.aclose()
-            raise
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             await self.aclose()
             raise InboxError(f"cannot open the PostgreSQL inbox {redact(self._dsn)}: {self._hide(exc)}") from None

@@ -25,10 +25,10 @@ from fullstory_async.receiving import (
     ReceivingHooks,
     ReceivingMetrics,
     WebhookReceiver,
+    _postgres,
     open_inbox,
     signed_delivery,
 )
-from fullstory_async.receiving import _postgres
 from fullstory_async.receiving._inbox import migrations
 from fullstory_async.testing import ManualClock
 
@@ -105,12 +105,12 @@ ENV: dict[str, Any] = {**os.environ, "FS_REVIEW_SECRET": SECRET, "FS_REVIEW_TOKE
 
 
 async def run_to_end(args: list[str]) -> tuple[int | None, bytes, bytes]:
-    """Run a command expected to exit at once; one still running after 10 s is stopped (and the test fails)."""
+    """Run a command expected to exit at once; one still running after 30 s is stopped (and the test fails)."""
     process = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV
     )
     try:
-        out, err = await asyncio.wait_for(process.communicate(), 10)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
     finally:
         if process.returncode is None:
             process.kill()
@@ -205,7 +205,9 @@ async def test_a_migration_behind_another_sessions_lock_gives_up_without_stallin
                 pass
 
         upgrade = asyncio.create_task(open_new())
-        insert = "INSERT INTO fullstory_inbox (key, org_id, body, received_at, next_attempt_at) VALUES ($1, 'o', 'x', 1, 1)"
+        insert = (
+            "INSERT INTO fullstory_inbox (key, org_id, body, received_at, next_attempt_at) VALUES ($1, 'o', 'x', 1, 1)"
+        )
         await asyncio.wait_for(old_receiver.execute(insert, "a"), 10)  # waited at most the lock timeout
         with pytest.raises(InboxError, match="lock") as failed:
             await asyncio.wait_for(upgrade, 10)
@@ -233,7 +235,8 @@ async def test_instances_starting_together_migrate_a_schema_1_inbox_once(postgre
 
     conn = await asyncpg.connect(postgres_url)
     try:
-        assert [r["version"] for r in await conn.fetch("SELECT version FROM fullstory_inbox_schema ORDER BY 1")] == [1, 2]
+        versions = await conn.fetch("SELECT version FROM fullstory_inbox_schema ORDER BY 1")
+        assert [row["version"] for row in versions] == [1, 2]
     finally:
         await conn.close()
 
@@ -259,8 +262,11 @@ VALID_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 async def test_a_hooks_traceparent_is_stored_only_when_it_is_one(
     inbox_url: str, value: object, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """What a hook sets is data it gives the inbox: on PostgreSQL a non-string made every delivery 503 forever,
-    and on both engines any string (a megabyte) was stored with every event. Now only a traceparent is stored."""
+    """Only a W3C traceparent set by a hook is stored; anything else is dropped with a WARNING, the delivery stored.
+
+    What a hook sets is data it gives the inbox: on PostgreSQL a non-string made every delivery
+    503 forever, and on both engines any string (a megabyte) was stored with every event.
+    """
     async with open_inbox(inbox_url) as inbox:
         receiver = WebhookReceiver(SECRET, inbox=inbox, hooks=[_Stamp(value)])
         body, headers = signed_delivery("note.created", {"id": "n"}, secret=SECRET, org_id=ORG)
@@ -336,7 +342,8 @@ async def test_a_handler_hung_forever_on_every_event_leaves_threads_bounded_and_
     The stuck threads cannot be joined; they are daemon threads, so neither `stop` nor the
     interpreter's exit waits for them.
     """
-    code, out, err = await run_to_end([sys.executable, "-c", _HUNG_FOREVER, f"sqlite:///{tmp_path}/i.db", str(concurrency)])
+    script = [sys.executable, "-c", _HUNG_FOREVER, f"sqlite:///{tmp_path}/i.db", str(concurrency)]
+    code, out, err = await run_to_end(script)
     assert code == 0, err
     healthy, threads, pending, dead = out.decode().split()
     assert (healthy, int(threads), int(pending), int(dead)) == ("False", 2 * concurrency, 20, 0)
