@@ -240,7 +240,7 @@ class InboxWorker:
         try:
             signed_at = None if record.signed_at is None else datetime.fromtimestamp(record.signed_at, UTC)
             event: WebhookEvent | None = parse_event(
-                record.body, org_id=record.org_id, signed_at=signed_at, delivery_key=record.key
+                record.body, org_id=record.org_id, signed_at=signed_at, delivery_key=record.key, attempt=record.attempts
             )
             error = None
         except SignatureVerificationError as exc:  # stored by something other than a receiver

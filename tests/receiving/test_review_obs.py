@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from fullstory_async.receiving import (
     Delivery,
     InboxError,
     InboxStats,
+    InboxWorker,
     ReceivingHooks,
     ReceivingMetrics,
+    WebhookEvent,
     WebhookReceiver,
     _postgres,
     open_inbox,
@@ -347,3 +350,66 @@ async def test_a_handler_hung_forever_on_every_event_leaves_threads_bounded_and_
     assert code == 0, err
     healthy, threads, pending, dead = out.decode().split()
     assert (healthy, int(threads), int(pending), int(dead)) == ("False", 2 * concurrency, 20, 0)
+
+
+async def test_a_hung_call_that_returns_late_records_no_second_outcome(tmp_path: Path) -> None:
+    """A plain handler outlives its timeout, then returns: the timeout's retry stands, nothing else is recorded.
+
+    Its thread goes back to the pool (the worker is healthy again) and the next run of the event
+    is attempt 2; the metrics count two runs, one per outcome.
+    """
+    gate = threading.Event()
+    returned = threading.Event()
+    calls: list[int] = []
+
+    def handler(event: WebhookEvent) -> None:
+        calls.append(event.attempt)
+        if len(calls) == 1:
+            gate.wait(30)
+            returned.set()
+
+    metrics = ReceivingMetrics()
+    clock = ManualClock(1_700_000_000.0)
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db", clock=clock) as inbox:
+        await inbox.put(signed_delivery("note.created", {"id": "late"}, secret=SECRET, org_id=ORG)[0], org_id=ORG)
+        worker = InboxWorker(inbox, handler, concurrency=1, handler_timeout=0.2, lease=5, base_delay=1, hooks=[metrics])
+        try:
+            assert await worker.run_until_idle() == 0
+        finally:
+            gate.set()
+        assert await asyncio.to_thread(returned.wait, 30)
+        for _ in range(1000):  # the thread settles its late result on the loop, then leaves
+            if worker._threads.stuck == 0:
+                break
+            await asyncio.sleep(0.005)
+        assert worker.healthy
+        [record] = [r async for r in inbox.export()]
+        assert (record.status, record.attempts, record.last_error) == ("pending", 1, "timed out after 0.2 s")
+        clock.advance(1)
+        assert await worker.run_until_idle() == 1
+        [record] = [r async for r in inbox.export()]
+    assert (record.status, record.attempts, calls) == ("done", 2, [1, 2])
+    assert {k: v for k, v in metrics.handler_runs.items() if v} == {"timeout": 1, "ok": 1}
+    assert (metrics.retries, metrics.dead_letters) == (1, 0)
+
+
+async def test_the_worker_hands_each_run_its_attempt_number(inbox_url: str) -> None:
+    """`WebhookEvent.attempt` (what a forwarding handler re-sends) is the inbox's count: 1, then 2 after a failure.
+
+    The merged worker never passed it: every event reached the handler with ``attempt=None``.
+    """
+    seen: list[int | None] = []
+
+    async def handler(event: WebhookEvent) -> None:
+        seen.append(event.attempt)
+        if len(seen) == 1:
+            raise RuntimeError("first run fails")
+
+    clock = ManualClock(1_700_000_000.0)
+    async with open_inbox(inbox_url, clock=clock) as inbox:
+        await inbox.put(signed_delivery("note.created", {"id": "a"}, secret=SECRET, org_id=ORG)[0], org_id=ORG)
+        worker = InboxWorker(inbox, handler, base_delay=1)
+        assert await worker.run_until_idle() == 0
+        clock.advance(1)
+        assert await worker.run_until_idle() == 1
+    assert seen == [1, 2]
