@@ -123,8 +123,9 @@ class RunResult:
 
     outcome: RunOutcome
     """``"ok"`` (returned), ``"error"`` (raised), ``"timeout"`` (outlived ``handler_timeout``),
-    ``"cancelled"`` (the worker stopped mid-run) or ``"not_run"`` (the event was made a dead letter
-    without calling the handler: not an event, or no attempt left after a run that never finished)."""
+    ``"cancelled"`` (the worker stopped mid-run) or ``"not_run"`` (the handler was not called: the
+    stored body is not an event, no attempt was left after a run that never finished, or the
+    event's previous run is still stuck on one of the worker's threads)."""
 
     recorded: Literal["done", "retry", "dead"] | None
     """What the inbox recorded; ``None`` when nothing was (this worker's claim had ended, or the

@@ -413,3 +413,55 @@ async def test_the_worker_hands_each_run_its_attempt_number(inbox_url: str) -> N
         clock.advance(1)
         assert await worker.run_until_idle() == 1
     assert seen == [1, 2]
+
+
+async def test_one_event_that_hangs_every_run_costs_one_thread_not_the_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A poison event on which the handler hangs for good, among healthy ones (concurrency 1).
+
+    The first version ran each retry of it on a new thread: its 2nd attempt left 2 threads stuck,
+    more than the 1 replacement, so the worker went unhealthy and stopped claiming every other
+    event for good. An event whose previous run is still stuck on this worker is not run again
+    there: the attempt fails at once ("still running"), so the event ends dead after its
+    attempts, holding one thread, and the worker goes on.
+    """
+    gate = threading.Event()
+    poison_calls = 0
+
+    def handler(event: WebhookEvent) -> None:
+        nonlocal poison_calls
+        if event.raw["data"]["id"] == "poison":
+            poison_calls += 1
+            gate.wait(30)
+
+    clock = ManualClock(1_700_000_000.0)
+    try:
+        async with open_inbox(f"sqlite:///{tmp_path}/i.db", clock=clock) as inbox:
+
+            async def put(note: str) -> None:
+                body = signed_delivery("note.created", {"id": note}, secret=SECRET, org_id=ORG)[0]
+                await inbox.put(body, org_id=ORG)
+
+            await put("poison")
+            for n in range(3):
+                await put(f"ok-{n}")
+            worker = InboxWorker(
+                inbox, handler, concurrency=1, handler_timeout=0.2, lease=5, base_delay=1, max_attempts=3
+            )
+            assert await worker.run_until_idle() == 3
+            for step in range(2):  # the poison event's 2nd and 3rd attempts fall due, with new healthy events
+                clock.advance(10)
+                for n in range(3):
+                    await put(f"ok-{step}-{n}")
+                assert await worker.run_until_idle() == 3
+                assert worker.healthy
+            records = {r.body: r async for r in inbox.export()}
+    finally:
+        gate.set()
+    [poison] = [r for r in records.values() if b'"poison"' in r.body]
+    assert poison_calls == 1
+    assert (poison.status, poison.attempts) == ("dead", 3)
+    assert "still running" in (poison.last_error or "")
+    assert sorted(r.status for r in records.values() if r is not poison) == ["done"] * 9
+    assert not [r for r in caplog.records if "unhealthy" in r.getMessage()]
