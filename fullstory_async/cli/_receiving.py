@@ -168,7 +168,7 @@ def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox, token: bytes | None = 
     async def scrape(request: web.Request) -> web.Response:
         nonlocal counting
         if token is not None and not hmac.compare_digest(
-            request.headers.get("Authorization", "").encode(), b"Bearer " + token
+            request.headers.get("Authorization", "").encode("utf-8", "surrogateescape"), b"Bearer " + token
         ):
             return web.Response(status=401, text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"})
         if counting is None or counting.done():

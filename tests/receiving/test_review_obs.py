@@ -38,12 +38,12 @@ from fullstory_async.testing import ManualClock
 from .test_observability import parse_exposition
 
 
-async def raw_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """GET with a hand-written HTTP/1.1 request on a plain socket; return the status and the body."""
+async def raw_get(port: int, path: str, headers: dict[str, str | bytes] | None = None) -> tuple[int, bytes]:
+    """GET with a hand-written HTTP/1.1 request on a plain socket (header values as given); return status and body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
-    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    head = [f"GET {path} HTTP/1.1".encode(), f"Host: 127.0.0.1:{port}".encode(), b"Connection: close"]
+    head += [k.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) for k, v in (headers or {}).items()]
+    writer.write(b"\r\n".join(head) + b"\r\n\r\n")
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 10)
     writer.close()
@@ -151,6 +151,7 @@ async def test_a_metrics_token_is_required_of_every_scrape_and_never_shown(tmp_p
             await raw_get(port, "/metrics", {"Authorization": "Bearer not-the-token"}),
             await raw_get(port, "/metrics", {"Authorization": f"Basic {TOKEN}"}),
             await raw_get(port, "/metrics", {"Authorization": f"Bearer {TOKEN}x"}),
+            await raw_get(port, "/metrics", {"Authorization": b"Bearer \xff\xfe"}),  # not UTF-8: was a 500
         ]
         assert {status for status, _ in refused} == {401}
         assert all(b"fullstory_" not in body for _, body in refused)
