@@ -34,8 +34,9 @@ from fullstory_async.cli._target import Target
 SECRET_ENV_PREFIX = "FS_WEBHOOK_SECRET_"
 
 _WHY = (
-    "# Secrets cannot be read back from the API. Without a secret_env, plan and apply leave an\n"
-    "# endpoint's secret as it is. To manage one, put it in the suggested variable and uncomment the line\n"
+    "# Secrets cannot be read back from the API, so none is here. Without a secret_env, plan and apply",
+    "# leave an endpoint's secret as it is; to manage it, put the secret in the suggested variable and",
+    "# uncomment its secret_env line.",
 )
 
 
@@ -98,23 +99,17 @@ def _toml_event_type(event_type: EventType) -> str:
     )
 
 
-def _comment_text(url: str) -> str:
-    """``url`` for a one-line comment: credentials hidden, control characters escaped."""
-    return json.dumps(redacted(url)[1:-1], ensure_ascii=True)
-
-
 def toml_document(
     scope: Sequence[str], endpoints: Sequence[Endpoint], names: Sequence[str], ambiguous: Sequence[str], where: str
 ) -> str:
     """The desired-state file, as TOML."""
     lines = [
         f"# Imported by `{PROG} import` from {where}: {len(endpoints)} endpoint(s) inside the scope.",
-        *_WHY.rstrip("\n").split("\n"),
-        "# (each endpoint has its own line: a suggested name).",
+        *_WHY,
     ]
     if ambiguous:
         lines.append("# Left out: URLs the scope rules call ambiguous (never inside a scope, never pruned):")
-        lines.extend(f"#   {_comment_text(url)}: {url_problem(url)}" for url in ambiguous)
+        lines.extend(f"#   {redacted(url)}: {url_problem(url)}" for url in ambiguous)
     lines.append(f"scope = [{', '.join(_toml_string(prefix) for prefix in scope)}]")
     for endpoint, name in zip(endpoints, names, strict=True):
         lines += [
@@ -183,7 +178,7 @@ async def run(args: argparse.Namespace, target: Target) -> int:
             outside += 1
     console = target.console
     for url in ambiguous:
-        console.notice(f"left out {_comment_text(url)}: {url_problem(url)}")
+        console.notice(f"left out {redacted(url)}: {url_problem(url)}")
     if not inside:
         raise FullstoryError(
             f"no endpoint at {target.describe()} is inside the scope ({', '.join(scope)}; "
