@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from fullstory_async import (
+    BadRequestError,
     CreateEndpointRequest,
     Endpoint,
     EventType,
@@ -22,8 +23,10 @@ from fullstory_async.cli._output import (
     endpoint_lines,
     endpoint_record,
     endpoint_row,
+    error_text,
     table,
 )
+from fullstory_async._bulk.desired import did_you_mean
 from fullstory_async.cli._parser import UsageError
 from fullstory_async.cli._target import Target
 
@@ -91,16 +94,47 @@ async def endpoints_get(args: argparse.Namespace, target: Target) -> int:
     return 0
 
 
+async def _event_type_hint(target: Target, event_types: Sequence[EventType]) -> str:
+    """After the server refused a request: a did-you-mean for each event name its catalogue does not list.
+
+    The catalogue is fetched only then, so a request that succeeds costs no extra call.
+    """
+    try:
+        names = [d.event_name for d in await target.client.webhooks.list_event_types()]
+    except FullstoryError:
+        return ""
+    return "".join(
+        f"; {e.event_name!r} is not an event type of this account{did_you_mean(e.event_name, names)}"
+        for e in event_types
+        if e.event_name not in names
+    )
+
+
 async def endpoints_create(args: argparse.Namespace, target: Target) -> int:
-    """Create one endpoint; never a duplicate (an existing URL is an error), safe to retry."""
+    """Create one endpoint; never a duplicate (an existing URL is an error), safe to retry.
+
+    Without ``--secret-env`` its deliveries could never be verified: ``--no-secret`` says so on purpose.
+    """
     try:
         request = CreateEndpointRequest(url=args.url, event_types=_event_types(args.event_types) or ())
     except InvalidArgumentError as exc:
         raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.problem}") from None
+    if args.secret_env is None and not args.no_secret:
+        raise UsageError(
+            "--secret-env VAR is required: without a secret, the endpoint's deliveries cannot be verified "
+            "(pass --no-secret to create it without one anyway)"
+        )
     secret = _secret(args, target)
     if secret is not None:
         request = CreateEndpointRequest(url=request.url, event_types=request.event_types, secret=secret)
-    endpoint, _outcome = await target.client.webhooks.ensure_endpoint(request, on_exists="error")
+    try:
+        endpoint, _outcome = await target.client.webhooks.ensure_endpoint(request, on_exists="error")
+    except BadRequestError as exc:
+        hint = await _event_type_hint(target, request.event_types)
+        if not hint:
+            raise
+        target.console.error(error_text(exc) + hint, exc)
+        return 1
     _show(target, endpoint)
     return 0
 

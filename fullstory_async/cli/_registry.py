@@ -39,6 +39,9 @@ def _event(parser: argparse.ArgumentParser) -> None:
 
 def _create(parser: argparse.ArgumentParser) -> None:
     _parser.add_endpoint_fields(parser, required=True)
+    parser.add_argument(
+        "--no-secret", action="store_true", help="create it without a secret (its deliveries cannot be verified)"
+    )
 
 
 COMMANDS: tuple[Command, ...] = (
