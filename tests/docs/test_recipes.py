@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.docs.recipes import matches, recipe, run_recipe
 
 
@@ -22,3 +24,35 @@ def test_cli_fake_server_recipe(tmp_path) -> None:
         assert "4 to create" in ran[3].output
         assert "4 created" in ran[3].output
         assert "4 endpoint(s) already match" in ran[4].output
+
+
+def test_five_minute_tour(tmp_path) -> None:
+    """docs/tour.md runs as written: fake server, apply, receive, send (20 stored, a forged one refused), inbox stats.
+
+    The receiver's banner and the `inbox stats` line are checked by their key fields only (their
+    format belongs to the receiving side); the other steps line by line.
+    """
+    steps = recipe("docs/tour.md", "tour")
+    assert [s.command.split()[:2] for s in steps if s.command.startswith("fullstory-async")] == [
+        ["fullstory-async", "fake-server"],
+        ["fullstory-async", "apply"],
+        ["fullstory-async", "receive"],
+        ["fullstory-async", "send"],
+        ["fullstory-async", "inbox"],
+    ]
+    with run_recipe(steps, tmp_path) as ran:
+        by_command = {step.step.command.split(" --")[0]: step for step in ran}
+        for step in ran:
+            if step.step.background or "inbox stats" in step.command:
+                continue
+            assert matches(step.documented, step.output), f"$ {step.command}\n{step.output}"
+        assert "4 created" in by_command["fullstory-async apply examples/endpoints.toml"].output
+        sent = by_command["fullstory-async send http://127.0.0.1:8081/"].output
+        assert sent.count(" 202 ") == 20
+        assert "20 sent: 20 2xx, 0 other, 0 no answer" in sent
+        forged = next(step for step in ran if step.command.startswith("FORGED="))
+        assert " 401 " in forged.output
+        assert forged.output.rstrip().endswith("exit 1")
+        stats = next(step for step in ran if "inbox stats" in step.command)
+        assert re.search(r"\bpending\W+20\b", stats.output), stats.output
+        assert re.search(r"\bdead\W+0\b", stats.output), stats.output
