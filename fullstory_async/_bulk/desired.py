@@ -208,9 +208,7 @@ def desired_state_from(document: object, *, environ: Mapping[str, str]) -> Desir
     return DesiredState(tuple(endpoints), scope=scope)
 
 
-def parse_endpoint(
-    entry: object, environ: Mapping[str, str], keys: tuple[str, ...] = ENDPOINT_KEYS
-) -> DesiredEndpoint:
+def parse_endpoint(entry: object, environ: Mapping[str, str], keys: tuple[str, ...] = ENDPOINT_KEYS) -> DesiredEndpoint:
     """Read one endpoint object (a desired-state entry, or one ``provision`` line, whose ``keys`` lack ``enabled``).
 
     Raises `InvalidArgumentError` whose ``field`` is the key path inside the entry

@@ -18,6 +18,7 @@ from fullstory_async import (
     InvalidArgumentError,
     UpdateEndpointRequest,
 )
+from fullstory_async._bulk.desired import did_you_mean
 from fullstory_async.cli._output import (
     ENDPOINT_HEADERS,
     endpoint_lines,
@@ -26,7 +27,6 @@ from fullstory_async.cli._output import (
     error_text,
     table,
 )
-from fullstory_async._bulk.desired import did_you_mean
 from fullstory_async.cli._parser import UsageError
 from fullstory_async.cli._target import Target
 

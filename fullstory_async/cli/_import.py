@@ -86,7 +86,7 @@ def _looks_inside(url: str, scope: Sequence[str]) -> bool:
 
 
 def _toml_string(text: str) -> str:
-    """A TOML basic string (JSON's escapes are TOML's, but DEL must be escaped too)."""
+    """Return ``text`` as a TOML basic string (JSON's escapes are TOML's, but DEL must be escaped too)."""
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
@@ -102,7 +102,7 @@ def _toml_event_type(event_type: EventType) -> str:
 def toml_document(
     scope: Sequence[str], endpoints: Sequence[Endpoint], names: Sequence[str], ambiguous: Sequence[str], where: str
 ) -> str:
-    """The desired-state file, as TOML."""
+    """Return the desired-state file as TOML."""
     lines = [
         f"# Imported by `{PROG} import` from {where}: {len(endpoints)} endpoint(s) inside the scope.",
         *_WHY,
@@ -125,7 +125,7 @@ def toml_document(
 
 
 def json_document(scope: Sequence[str], endpoints: Sequence[Endpoint]) -> str:
-    """The desired-state file, as JSON (which has no comments: the notes go to stderr)."""
+    """Return the desired-state file as JSON (which has no comments: the notes go to stderr)."""
     document: dict[str, Any] = {
         "scope": list(scope),
         "endpoints": [
@@ -164,7 +164,7 @@ def _write(path: str, text: str, force: bool) -> None:
 async def run(args: argparse.Namespace, target: Target) -> int:
     """List the endpoints; write the desired state of those inside the scope."""
     scope = check_scope(args.scope)
-    if args.out is not None and not args.force and os.path.lexists(args.out):
+    if args.out is not None and not args.force and os.path.lexists(args.out):  # noqa: ASYNC240 - one stat, before any request
         raise UsageError(f"--out: {args.out} exists; pass --force to replace it")
     inside: list[Endpoint] = []
     ambiguous: list[str] = []

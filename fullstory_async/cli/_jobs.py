@@ -121,7 +121,8 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
         if file is not None:
             file.close()
         raise UsageError(
-            f"{args.file}: secret_env variable(s) not set: {_unset_text(unset)}; nothing was sent: set them and run again"
+            f"{args.file}: secret_env variable(s) not set: {_unset_text(unset)}; "
+            "nothing was sent: set them and run again"
         )
     feed = Feed(lines, target.environ, target.report_throwaway)
     try:

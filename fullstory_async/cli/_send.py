@@ -48,7 +48,10 @@ def options(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``send``."""
     parser.add_argument("url", metavar="URL", help="where to POST the deliveries (a running `receive`, your service)")
     parser.add_argument(
-        "--secret-env", required=True, metavar="VAR", help="environment variable holding the endpoint secret to sign with"
+        "--secret-env",
+        required=True,
+        metavar="VAR",
+        help="environment variable holding the endpoint secret to sign with",
     )
     parser.add_argument(
         "--event-type",
@@ -94,17 +97,22 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
     def record(self) -> dict[str, Any]:
-        """The ``--json`` line."""
-        return {"n": self.number, "status": self.status, "latency_ms": round(self.latency * 1000, 3), "error": self.error}
+        """Return the ``--json`` line."""
+        return {
+            "n": self.number,
+            "status": self.status,
+            "latency_ms": round(self.latency * 1000, 3),
+            "error": self.error,
+        }
 
     def text(self) -> str:
-        """The text line."""
+        """Return the text line."""
         answer = str(self.status) if self.status is not None else f"failed ({self.error})"
         return f"#{self.number}  {answer}  {self.latency * 1000:.1f} ms"
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``sorted_values`` (not empty)."""
+    """Return the nearest-rank percentile of ``sorted_values`` (not empty)."""
     rank = max(1, math.ceil(fraction * len(sorted_values)))
     return sorted_values[rank - 1]
 
@@ -138,7 +146,8 @@ def _body_maker(args: argparse.Namespace) -> Callable[[], bytes]:
         return lambda: body
     if args.event_type not in SAMPLE_EVENT_NAMES:
         raise UsageError(
-            f"--event-type: no documented event {args.event_type!r}{did_you_mean(args.event_type, SAMPLE_EVENT_NAMES)}; "
+            f"--event-type: no documented event {args.event_type!r}"
+            f"{did_you_mean(args.event_type, SAMPLE_EVENT_NAMES)}; "
             f"one of {', '.join(SAMPLE_EVENT_NAMES)} (or send your own with --body FILE)"
         )
 

@@ -101,7 +101,9 @@ def test_scope_with_nothing_in_it_writes_nothing(cli, served, tmp_path):
     """A scope that holds no endpoint (a typo?) is exit 1 and no file, naming how many are outside it."""
     _populate(served)
     out = tmp_path / "empty.toml"
-    run = cli("--base-url", served.url, "import", "--scope", "https://hooks.example-shop.com/fulstory/", "--out", str(out))
+    run = cli(
+        "--base-url", served.url, "import", "--scope", "https://hooks.example-shop.com/fulstory/", "--out", str(out)
+    )
     assert run.code == 1
     assert "no endpoint" in run.err
     assert "4 outside it" in run.err
@@ -128,8 +130,14 @@ def _raw_api(endpoints, status=200):
 
 def _endpoint(url, number):
     stamp = "2024-05-01T10:00:00Z"
-    return {"id": f"id{number}", "url": url, "enabled": True, "eventTypes": [{"eventName": "note.created"}],
-            "created": stamp, "modified": stamp}
+    return {
+        "id": f"id{number}",
+        "url": url,
+        "enabled": True,
+        "eventTypes": [{"eventName": "note.created"}],
+        "created": stamp,
+        "modified": stamp,
+    }
 
 
 def test_ambiguous_urls_are_left_out_and_named_by_a_raw_server(cli, served, tmp_path):

@@ -98,7 +98,9 @@ def test_body_file_is_sent_as_is(cli, served, secret, tmp_path):
     url = served.serve(recorder.app())
     body = b'{"eventName":"note.created","version":1,"data":{"text":"caf\xc3\xa9"}}  \n'
     (tmp_path / "body.json").write_bytes(body)
-    run = cli("send", url, "--secret-env", secret, "--body", str(tmp_path / "body.json"), "--org-id", "o-X", "--count", "3")
+    run = cli(
+        "send", url, "--secret-env", secret, "--body", str(tmp_path / "body.json"), "--org-id", "o-X", "--count", "3"
+    )
     assert run.code == 0, run.err
     assert [b for b, _ in recorder.requests] == [body] * 3
     for sent, headers in recorder.requests:
@@ -175,7 +177,10 @@ def test_a_receiver_that_never_answers_times_out(cli, served, secret):
     ("args", "message"),
     [
         (("http://127.0.0.1:1/", "--secret-env", "UNSET_SEND_SECRET"), "UNSET_SEND_SECRET is not set"),
-        (("http://127.0.0.1:1/", "--secret-env", "SEND_SECRET", "--event-type", "note.craeted"), 'did you mean "note.created"'),
+        (
+            ("http://127.0.0.1:1/", "--secret-env", "SEND_SECRET", "--event-type", "note.craeted"),
+            'did you mean "note.created"',
+        ),
         (("ftp://127.0.0.1/", "--secret-env", "SEND_SECRET"), "absolute http(s) URL"),
         (("http://127.0.0.1:1/", "--secret-env", "SEND_SECRET", "--body", "/no/such/file"), "--body: cannot read"),
         (("http://127.0.0.1:1/", "--secret-env", "SEND_SECRET", "--count", "0"), "--count"),

@@ -1,4 +1,4 @@
-"""Run a shell recipe of the docs (a ```` ```console ```` block marked ``<!-- recipe: NAME -->``) as a reader would.
+r"""Run a shell recipe of the docs (a ```` ```console ```` block marked ``<!-- recipe: NAME -->``) as a reader would.
 
 The block is ``$ command`` lines (a trailing ``\\`` continues one) each followed by its
 documented output. The runner:
@@ -59,7 +59,7 @@ class Ran:
 
 
 def recipe(page: str, name: str) -> list[Step]:
-    """The steps of the recipe ``name`` of ``page`` (relative to the repository)."""
+    """Return the steps of the recipe ``name`` of ``page`` (relative to the repository)."""
     text = (ROOT / page).read_text(encoding="utf-8")
     for found in _RECIPE.finditer(text):
         if found.group(1) == name:
@@ -89,7 +89,10 @@ def _steps(block: str) -> list[Step]:
 
 
 def matches(documented: tuple[str, ...], output: str) -> bool:
-    """Whether ``output`` has the documented lines: ``...`` in a line is any text, a ``...`` line any lines, a number any number."""
+    """Whether ``output`` has the documented lines.
+
+    ``...`` in a line is any text, a ``...`` line any lines (none too), a number any number.
+    """
     parts = []
     for line in documented:
         if line.strip() == "...":
@@ -175,8 +178,9 @@ def run_recipe(steps: list[Step], folder: Path) -> Iterator[list[Ran]]:
                         substitutions[value] = got_value
                 ran.append(Ran(step, command, "\n".join(printed), step.documented))
                 continue
+            saved = shlex.quote(str(state))
             result = subprocess.run(
-                ["bash", "-c", f". {shlex.quote(str(state))}\n{command}\nstatus=$?\nexport -p > {shlex.quote(str(state))}\nexit $status"],
+                ["bash", "-c", f". {saved}\n{command}\nstatus=$?\nexport -p > {saved}\nexit $status"],
                 cwd=folder,
                 env=env,
                 stdout=subprocess.PIPE,
