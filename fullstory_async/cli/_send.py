@@ -33,6 +33,7 @@ import aiohttp
 import attrs
 
 from fullstory_async._bulk.desired import did_you_mean
+from fullstory_async._bulk.scope import redacted
 from fullstory_async._options import integer, positive
 from fullstory_async.cli._parser import DEFAULT_CONCURRENCY, PROG, UsageError
 from fullstory_async.receiving import sign
@@ -41,7 +42,7 @@ from fullstory_async.testing._samples import SAMPLE_EVENT_NAMES, sample_event_da
 
 DEFAULT_ORG_ID = "o-1A2B3C-na1"
 """The org id of the documented samples (their ``sessionUrl``s)."""
-_TIME_KEYS = ("created", "timestamp")
+_TIME_KEYS = ("created", "timestamp")  # the time field of a sample; "timestamp" added when it has none
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +133,7 @@ def summary(answers: list[Answer]) -> str:
 def _check_url(url: str) -> None:
     split = urlsplit(url)
     if split.scheme not in ("http", "https") or not split.hostname:
-        raise UsageError(f"URL must be an absolute http(s) URL, got {url!r}")
+        raise UsageError(f"URL must be an absolute http(s) URL, got {redacted(url)}")
 
 
 def _body_maker(args: argparse.Namespace) -> Callable[[], bytes]:
@@ -154,11 +155,8 @@ def _body_maker(args: argparse.Namespace) -> Callable[[], bytes]:
     def generated() -> bytes:
         data = sample_event_data(args.event_type)
         data["id"] = str(uuid.uuid4())  # a new event each time: an inbox stores each one
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        for key in _TIME_KEYS:
-            if key in data or key == _TIME_KEYS[-1]:
-                data[key] = now
-                break
+        time_key = next((key for key in _TIME_KEYS if key in data), "timestamp")
+        data[time_key] = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return encode_envelope(args.event_type, data)
 
     return generated
@@ -195,14 +193,17 @@ async def _send(args: argparse.Namespace, secret: str, make_body: Callable[[], b
             slots.release()
 
     timeout = aiohttp.ClientTimeout(total=args.timeout)
-    async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session, asyncio.TaskGroup() as tasks:
-        start = time.monotonic()
-        for number in range(1, args.count + 1):
-            due = None if args.rate is None else start + (number - 1) / args.rate
-            if due is not None:
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-            await slots.acquire()
-            tasks.create_task(one(session, number, time.monotonic() if due is None else due))
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session, asyncio.TaskGroup() as tasks:
+            start = time.monotonic()
+            for number in range(1, args.count + 1):
+                due = None if args.rate is None else start + (number - 1) / args.rate
+                if due is not None:
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                await slots.acquire()
+                tasks.create_task(one(session, number, time.monotonic() if due is None else due))
+    except* BrokenPipeError:  # `send ... | head -1`: the CLI ends quietly (exit 1)
+        raise BrokenPipeError from None
     return answers
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 
 import pytest
 from aiohttp import web
@@ -13,6 +15,7 @@ from aiohttp import web
 from fullstory_async.cli._send import DEFAULT_ORG_ID, percentile
 from fullstory_async.receiving import add_webhook_route, open_inbox, verify
 from fullstory_async.testing._samples import SAMPLE_EVENT_NAMES
+from tests.cli.conftest import ROOT
 
 SECRET = "send-test-secret-4tQm9"
 
@@ -207,3 +210,36 @@ def test_nearest_rank_percentiles():
     values = [float(v) for v in range(1, 11)]
     assert [percentile(values, f) for f in (0.5, 0.9, 0.99, 1.0)] == [5.0, 9.0, 10.0, 10.0]
     assert percentile([3.0], 0.5) == 3.0
+
+
+def test_closed_stdout_ends_quietly(served, secret, monkeypatch):
+    """`send ... | head -1`: no traceback when stdout closes mid-run, exit 1 (not everything was written)."""
+    recorder = Recorder(202)
+    url = served.serve(recorder.app())
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fullstory_async",
+            "send",
+            url,
+            "--secret-env",
+            secret,
+            "--count",
+            "2000",
+            "--rate",
+            "500",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    assert b" 202 " in process.stdout.readline()
+    process.stdout.close()  # as `head -1` does
+    stderr = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(30) == 1
+    assert b"Traceback" not in stderr
+    assert len(recorder.requests) < 2000

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -149,6 +150,8 @@ def run_recipe(steps: list[Step], folder: Path) -> Iterator[list[Ran]]:
             text = text.replace(documented, actual)
         return text
 
+    saved = shlex.quote(str(state))
+    shell: dict[str, Any] = {"cwd": folder, "env": env, "text": True}
     background: list[subprocess.Popen[str]] = []
     ran: list[Ran] = []
     try:
@@ -156,12 +159,10 @@ def run_recipe(steps: list[Step], folder: Path) -> Iterator[list[Ran]]:
             command = substitute(step.command)
             if step.background:
                 process = subprocess.Popen(
-                    ["bash", "-c", f". {shlex.quote(str(state))}; exec {command.removesuffix('&').strip()}"],
-                    cwd=folder,
-                    env=env,
+                    ["bash", "-c", f". {saved}; exec {command.removesuffix('&').strip()}"],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
-                    text=True,
+                    **shell,
                 )
                 background.append(process)
                 port = re.search(r"--port (\d+)", command)
@@ -178,16 +179,13 @@ def run_recipe(steps: list[Step], folder: Path) -> Iterator[list[Ran]]:
                         substitutions[value] = got_value
                 ran.append(Ran(step, command, "\n".join(printed), step.documented))
                 continue
-            saved = shlex.quote(str(state))
             result = subprocess.run(
                 ["bash", "-c", f". {saved}\n{command}\nstatus=$?\nexport -p > {saved}\nexit $status"],
-                cwd=folder,
-                env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                text=True,
                 timeout=120,
                 check=False,
+                **shell,
             )
             assert result.returncode == 0, f"$ {command}\nexit {result.returncode}\n{result.stdout}"
             ran.append(Ran(step, command, result.stdout, tuple(substitute(line) for line in step.documented)))
