@@ -117,7 +117,7 @@ def toml_document(
             "[[endpoints]]",
             f"url = {_toml_string(endpoint.url)}",
             f"event_types = [{', '.join(_toml_event_type(e) for e in endpoint.event_types)}]",
-            f"# secret_env = {_toml_string(name)}",
+            f"# secret_env = {_toml_string(name)}  # uncomment once {name} holds the secret",
         ]
         if not endpoint.enabled:
             lines.append("enabled = false")

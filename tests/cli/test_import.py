@@ -16,6 +16,11 @@ HOOKS = "https://hooks.example-shop.com/fullstory/"
 ALERT = opaque_subcategory("segment.trend.alert", "Checkout errors above 5%")
 
 
+def _written(path, text):
+    path.write_text(text)
+    return path
+
+
 def _populate(served):
     fake = served.fake
     served.call(lambda: fake.add_endpoint(HOOKS + "notes", ["note.created"], secret="kept-secret-1"))
@@ -44,8 +49,19 @@ def test_import_then_plan_shows_no_change(cli, served, tmp_path):
     assert document["endpoints"][0]["enabled"] is False
     assert "enabled" not in document["endpoints"][1]
     assert "secret_env" not in document["endpoints"][0]  # commented out: secrets cannot be read back
-    assert '# secret_env = "FS_WEBHOOK_SECRET_HOOKS_EXAMPLE_SHOP_COM_FULLSTORY_ALERTS"' in text
-    assert '# secret_env = "FS_WEBHOOK_SECRET_HOOKS_EXAMPLE_SHOP_COM_FULLSTORY_NOTES"' in text
+    for name in (
+        "FS_WEBHOOK_SECRET_HOOKS_EXAMPLE_SHOP_COM_FULLSTORY_ALERTS",
+        "FS_WEBHOOK_SECRET_HOOKS_EXAMPLE_SHOP_COM_FULLSTORY_NOTES",
+    ):
+        assert f'# secret_env = "{name}"  # uncomment once {name} holds the secret' in text
+    # uncommented (the variable set), the file is still a desired state, and the secret is managed
+    uncommented = text.replace("# secret_env", "secret_env")
+    names = {
+        "FS_WEBHOOK_SECRET_HOOKS_EXAMPLE_SHOP_COM_FULLSTORY_ALERTS": "a",
+        "FS_WEBHOOK_SECRET_HOOKS_EXAMPLE_SHOP_COM_FULLSTORY_NOTES": "n",
+    }
+    managed = load_desired_state(_written(tmp_path / "managed.toml", uncommented), environ=names)
+    assert {e.secret_env for e in managed.endpoints} == set(names)
     assert "Secrets cannot be read back" in text
     state = load_desired_state(out, environ={})
     assert {e.url for e in state.endpoints} == {HOOKS + "alerts", HOOKS + "notes"}
