@@ -113,11 +113,11 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
     """
     _refuse_desired_state_file(args.file)
     try:
-        total, unset = survey(args.file, os.environ) if args.file != "-" else (None, Counter[str]())
+        total, unset = survey(args.file, target.environ) if args.file != "-" else (None, Counter[str]())
         lines, file = open_lines(args.file, sys.stdin)
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-    if unset and not target.fake:  # the embedded fake gets throwaway secrets
+    if unset:  # never on the embedded fake: its environment fills them with throwaway secrets
         if file is not None:
             file.close()
         raise UsageError(
@@ -139,9 +139,8 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
     finally:
         if file is not None:
             file.close()
-        if not target.fake:
-            for name, count in feed.unset_secrets.items():
-                target.console.notice(f"{name} is not set: {count} line(s) failed for it")
+        for name, count in feed.unset_secrets.items():
+            target.console.notice(f"{name} is not set: {count} line(s) failed for it")
     return 1 if progress.failed else 0
 
 
