@@ -156,6 +156,8 @@ def _write(path: str, text: str, force: bool) -> None:
             os.link(temporary, target)  # fails if a file appeared there since the check
     except FileExistsError:
         raise UsageError(f"--out: {path} exists; pass --force to replace it") from None
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

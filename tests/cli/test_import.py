@@ -113,6 +113,18 @@ def test_existing_out_is_refused_without_force(cli, served, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.toml"]  # no temporary file left
 
 
+def test_unwritable_out_is_a_usage_error(cli, served, tmp_path):
+    """--out in a missing folder, or --force over a folder: exit 2 naming the file, nothing left behind."""
+    _populate(served)
+    (tmp_path / "folder").mkdir()
+    for out, extra in ((tmp_path / "missing" / "x.toml", ()), (tmp_path / "folder", ("--force",))):
+        run = cli("--base-url", served.url, "import", "--scope", HOOKS, "--out", str(out), *extra)
+        assert run.code == 2
+        assert f"--out: cannot write {out}" in run.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
 def test_scope_with_nothing_in_it_writes_nothing(cli, served, tmp_path):
     """A scope that holds no endpoint (a typo?) is exit 1 and no file, naming how many are outside it."""
     _populate(served)
