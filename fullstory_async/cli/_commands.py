@@ -7,7 +7,7 @@ status. ``fake-server`` (no client) is here too.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from fullstory_async import (
     BadRequestError,
@@ -94,20 +94,30 @@ async def endpoints_get(args: argparse.Namespace, target: Target) -> int:
     return 0
 
 
-async def _event_type_hint(target: Target, event_types: Sequence[EventType]) -> str:
-    """After the server refused a request: a did-you-mean for each event name its catalogue does not list.
+async def _hinted(target: Target, event_types: Sequence[EventType] | None, call: Awaitable[Endpoint]) -> int:
+    """Await ``call`` and show its endpoint (0); a refused event name gets a did-you-mean (1).
 
-    The catalogue is fetched only then, so a request that succeeds costs no extra call.
+    After the server's ``400`` only, the catalogue is fetched, and each event name it does not
+    list is named with the closest one: a request that succeeds costs no extra call.
     """
     try:
-        names = [d.event_name for d in await target.client.webhooks.list_event_types()]
-    except FullstoryError:
-        return ""
-    return "".join(
-        f"; {e.event_name!r} is not an event type of this account{did_you_mean(e.event_name, names)}"
-        for e in event_types
-        if e.event_name not in names
-    )
+        endpoint = await call
+    except BadRequestError as exc:
+        try:
+            names = [d.event_name for d in await target.client.webhooks.list_event_types()]
+        except FullstoryError:
+            raise exc from None
+        hint = "".join(
+            f"; {e.event_name!r} is not an event type of this account{did_you_mean(e.event_name, names)}"
+            for e in event_types or ()
+            if e.event_name not in names
+        )
+        if not hint:
+            raise
+        target.console.error(error_text(exc) + hint, exc)
+        return 1
+    _show(target, endpoint)
+    return 0
 
 
 async def endpoints_create(args: argparse.Namespace, target: Target) -> int:
@@ -127,16 +137,12 @@ async def endpoints_create(args: argparse.Namespace, target: Target) -> int:
     secret = _secret(args, target)
     if secret is not None:
         request = CreateEndpointRequest(url=request.url, event_types=request.event_types, secret=secret)
-    try:
+
+    async def create() -> Endpoint:
         endpoint, _outcome = await target.client.webhooks.ensure_endpoint(request, on_exists="error")
-    except BadRequestError as exc:
-        hint = await _event_type_hint(target, request.event_types)
-        if not hint:
-            raise
-        target.console.error(error_text(exc) + hint, exc)
-        return 1
-    _show(target, endpoint)
-    return 0
+        return endpoint
+
+    return await _hinted(target, request.event_types, create())
 
 
 async def endpoints_update(args: argparse.Namespace, target: Target) -> int:
@@ -151,8 +157,8 @@ async def endpoints_update(args: argparse.Namespace, target: Target) -> int:
                 "nothing to change: give --url, --event-type, --secret-env, --enable or --disable"
             ) from None
         raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.problem}") from None
-    _show(target, await target.client.webhooks.update_endpoint(await endpoint_id(target, args.id), request))
-    return 0
+    endpoint = await endpoint_id(target, args.id)
+    return await _hinted(target, event_types, target.client.webhooks.update_endpoint(endpoint, request))
 
 
 async def endpoints_delete(args: argparse.Namespace, target: Target) -> int:

@@ -116,6 +116,15 @@ def test_create_with_a_misspelt_event_type_is_exit_1_with_a_did_you_mean(cli, se
     assert "list_event_types" not in served.call(lambda: [r.operation for r in served.fake.requests])
 
 
+def test_update_with_a_misspelt_event_type_gets_the_did_you_mean_too(cli, served):
+    """`endpoints update --event-type segment.craeted`: the server's 400, then the closest catalogue name."""
+    endpoint = served.call(lambda: served.fake.add_endpoint("https://e.com/a"))
+    run = cli("--base-url", served.url, "endpoints", "update", endpoint.id, "--event-type", "segment.craeted")
+    assert run.code == 1
+    assert run.err.startswith("error: 400 ")
+    assert run.err.rstrip().endswith("""(did you mean "segment.created"?)""")
+
+
 def test_create_without_a_secret_is_refused_unless_no_secret(cli, served):
     """No --secret-env: exit 2 naming --no-secret, nothing created; with --no-secret it is created."""
     base = ("--base-url", served.url, "endpoints", "create", "--url", "https://e.com/a", "--event-type", "note.created")
