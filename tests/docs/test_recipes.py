@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import re
+import shutil
+
+import pytest
 
 from tests.docs.recipes import matches, recipe, run_recipe
+
+needs_shell = pytest.mark.skipif(
+    shutil.which("bash") is None or shutil.which("openssl") is None,
+    reason="the recipes are bash and make secrets with openssl, as the docs show",
+)
 
 
 def test_matches_reads_elisions_and_numbers() -> None:
@@ -16,6 +24,7 @@ def test_matches_reads_elisions_and_numbers() -> None:
     assert not matches(documented, "Plan for x: 4 to create.\ndone in 3s (key na1.YdQ)\nextra\n")
 
 
+@needs_shell
 def test_cli_fake_server_recipe(tmp_path) -> None:
     """docs/cli.md: fake-server, export its lines and the example's secrets, apply twice: the second changes nothing."""
     with run_recipe(recipe("docs/cli.md", "fake-server"), tmp_path) as ran:
@@ -26,6 +35,7 @@ def test_cli_fake_server_recipe(tmp_path) -> None:
         assert "4 endpoint(s) already match" in ran[4].output
 
 
+@needs_shell
 def test_five_minute_tour(tmp_path) -> None:
     """docs/tour.md runs as written: fake server, apply, receive, send (20 stored, a forged one refused), inbox stats.
 
