@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from fullstory_async._options import add_fake_server_options
-from fullstory_async.cli import _commands, _completion, _jobs, _parser, _receiving
+from fullstory_async.cli import _commands, _completion, _import, _jobs, _parser, _receiving, _send
 from fullstory_async.cli._target import Target
 
 
@@ -39,6 +39,9 @@ def _event(parser: argparse.ArgumentParser) -> None:
 
 def _create(parser: argparse.ArgumentParser) -> None:
     _parser.add_endpoint_fields(parser, required=True)
+    parser.add_argument(
+        "--no-secret", action="store_true", help="create it without a secret (its deliveries cannot be verified)"
+    )
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -64,6 +67,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "apply", "make the endpoints match a desired-state file or a saved plan", _parser.apply_options, _jobs.apply
     ),
+    Command("import", "write the desired-state file of the endpoints inside a scope", _import.options, _import.run),
     Command(
         "fake-server", "serve the embedded fake API until Ctrl-C", add_fake_server_options, local=_commands.fake_server
     ),
@@ -71,6 +75,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "receive", "serve webhook deliveries into a durable inbox", _receiving.receive_options, local=_receiving.receive
     ),
+    Command("send", "send signed webhook deliveries to a receiver", _send.options, local=_send.run),
     Command(
         "inbox export",
         "every stored event, dead letters included, one JSON object a line",
