@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from fullstory_async._options import add_fake_server_options
-from fullstory_async.cli import _commands, _completion, _jobs, _parser, _receiving
+from fullstory_async.cli import _commands, _completion, _forward, _jobs, _parser, _receiving
 from fullstory_async.cli._target import Target
 
 
@@ -70,6 +70,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("completion", "print a shell completion script", _completion.options, local=_completion.run),
     Command(
         "receive", "serve webhook deliveries into a durable inbox", _receiving.receive_options, local=_receiving.receive
+    ),
+    Command(
+        "forward",
+        "forward every stored delivery to an internal service, signed (Standard Webhooks)",
+        _forward.forward_options,
+        local=_forward.forward,
     ),
     Command(
         "inbox export",
