@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from fullstory_async._options import add_fake_server_options
-from fullstory_async.cli import _commands, _completion, _import, _jobs, _parser, _receiving, _send
+from fullstory_async.cli import _commands, _completion, _forward, _import, _jobs, _parser, _receiving, _send
 from fullstory_async.cli._target import Target
 
 
@@ -76,6 +76,12 @@ COMMANDS: tuple[Command, ...] = (
         "receive", "serve webhook deliveries into a durable inbox", _receiving.receive_options, local=_receiving.receive
     ),
     Command("send", "send signed webhook deliveries to a receiver", _send.options, local=_send.run),
+    Command(
+        "forward",
+        "forward every stored delivery to an internal service, signed (Standard Webhooks)",
+        _forward.forward_options,
+        local=_forward.forward,
+    ),
     Command(
         "inbox export",
         "every stored event, dead letters included, one JSON object a line",

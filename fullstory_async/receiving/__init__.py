@@ -33,7 +33,8 @@ from fullstory_async.receiving._event_data import (
     SegmentTrendAlertData,
 )
 from fullstory_async.receiving._events import EventData, WebhookEvent
-from fullstory_async.receiving._forwarded import verify_forwarded
+from fullstory_async.receiving._forward import Forwarder, ForwardHandler, ForwardOutcome, ForwardTarget
+from fullstory_async.receiving._forwarded import new_forward_secret, verify_forwarded
 from fullstory_async.receiving._hooks import Delivery, DeliveryResult, HandlerRun, ReceivingHooks, RunResult
 from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord, InboxStats, delivery_key
 from fullstory_async.receiving._metrics import ReceivingMetrics
@@ -41,16 +42,22 @@ from fullstory_async.receiving._open import open_inbox
 from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
 from fullstory_async.receiving._refusals import RefusalLog
 from fullstory_async.receiving._signature import sign, signed_delivery, verify
+from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
 from fullstory_async.receiving._worker import EventHandler, InboxWorker
 
 __all__ = [
     "CustomEventData",
     "CustomEventIssue",
+    "DeadLetterError",
     "Delivery",
     "DeliveryResult",
     "EndpointTestData",
     "EventData",
     "EventHandler",
+    "ForwardHandler",
+    "ForwardOutcome",
+    "ForwardTarget",
+    "Forwarder",
     "HandlerRun",
     "Inbox",
     "InboxError",
@@ -65,10 +72,12 @@ __all__ = [
     "ReceivingHooks",
     "ReceivingMetrics",
     "RefusalLog",
+    "RetryLaterError",
     "RunResult",
     "SegmentAlertConfig",
     "SegmentCreatedData",
     "SegmentTrendAlertData",
+    "ServiceUnavailableError",
     "SignatureVerificationError",
     "VerificationFailure",
     "WebhookASGIApp",
@@ -77,6 +86,7 @@ __all__ = [
     "WebhookReceiver",
     "add_webhook_route",
     "delivery_key",
+    "new_forward_secret",
     "open_inbox",
     "sign",
     "signed_delivery",
