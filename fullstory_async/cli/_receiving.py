@@ -22,10 +22,11 @@ from typing import Any
 from aiohttp import web
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
-from fullstory_async._options import integer, non_negative
-from fullstory_async.receiving import open_inbox
+from fullstory_async._options import integer, non_negative, positive
+from fullstory_async.receiving import ReceiverSettings, add_webhook_route, open_inbox
+from fullstory_async.receiving._limits import ConnectionGate, ConnectionLimits, check_descriptors
 from fullstory_async.receiving._postgres import redact
-from fullstory_async.receiving._receiver import DEFAULT_MAX_BODY_BYTES, add_webhook_route
+from fullstory_async.receiving._settings import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from fullstory_async.receiving._signature import DEFAULT_TOLERANCE
 
 
@@ -67,6 +68,17 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"replay window of the signature timestamp ({DEFAULT_TOLERANCE:g})",
     )
+    limits = ConnectionLimits()
+    bounds = (
+        ("--head-timeout", positive, limits.head_timeout, "SECONDS", "to send a complete request head"),
+        ("--body-timeout", positive, DEFAULT_BODY_TIMEOUT, "SECONDS", "to send the whole body (then 408)"),
+        ("--keepalive-timeout", positive, limits.keepalive_timeout, "SECONDS", "an idle connection stays open"),
+        ("--max-connections", integer(1), limits.max_connections, "N", "open at once (see docs/receiving.md)"),
+        ("--max-headers", integer(1), limits.max_headers, "N", "header lines per request (400 above)"),
+        ("--max-header-bytes", integer(1), limits.max_header_bytes, "N", "bytes in one header line (400 above)"),
+    )
+    for flag, kind, default, metavar, text in bounds:
+        receive.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} ({default:g})")
 
 
 def inbox_options(action: argparse.ArgumentParser) -> None:
@@ -112,6 +124,20 @@ def _url(host: str, port: int, path: str) -> str:
 async def _receive(args: argparse.Namespace) -> int:
     secrets = [_secret(name) for name in args.secret_envs]
     path = args.path if args.path.startswith("/") else f"/{args.path}"
+    check_descriptors(args.max_connections)
+    limits = ConnectionLimits(
+        head_timeout=args.head_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+        max_headers=args.max_headers,
+        max_header_bytes=args.max_header_bytes,
+    )
+    settings = ReceiverSettings(
+        max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
+        tolerance=args.tolerance or None,
+        org_id=args.org_id,
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("fullstory-async: %(message)s"))
     logger = logging.getLogger("fullstory_async.receiving")
@@ -119,22 +145,16 @@ async def _receive(args: argparse.Namespace) -> int:
     logger.setLevel(logging.INFO)
     try:
         async with open_inbox(args.inbox) as inbox:
-            app = web.Application()
-            receiver = add_webhook_route(
-                app,
-                path,
-                secrets,
-                inbox=inbox,
-                max_body_bytes=args.max_body_bytes,
-                tolerance=args.tolerance or None,
-                org_id=args.org_id,
-            )
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            gate = ConnectionGate(limits)
+            app = web.Application(middlewares=[gate.middleware])
+            receiver = add_webhook_route(app, path, secrets, inbox=inbox, settings=settings)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, **limits.server_options())
             await runner.setup()
+            assert runner.server is not None
+            server: asyncio.Server | None = None
             try:
-                site = web.TCPSite(runner, args.host, args.port)
-                await site.start()
-                port = runner.addresses[0][1]
+                server = await gate.listen(runner.server, args.host, args.port)
+                port = server.sockets[0].getsockname()[1]
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
@@ -145,6 +165,8 @@ async def _receive(args: argparse.Namespace) -> int:
                 print("fullstory-async: draining: new deliveries get 503", file=sys.stderr, flush=True)
                 await receiver.aclose()
             finally:
+                if server is not None:
+                    server.close()
                 await runner.cleanup()
     finally:
         logger.removeHandler(handler)

@@ -37,6 +37,7 @@ from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord, Inb
 from fullstory_async.receiving._open import open_inbox
 from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
 from fullstory_async.receiving._refusals import RefusalLog
+from fullstory_async.receiving._settings import ReceiverSettings
 from fullstory_async.receiving._signature import sign, signed_delivery, verify
 from fullstory_async.receiving._worker import EventHandler, InboxWorker
 
@@ -56,6 +57,7 @@ __all__ = [
     "NativeMobileCrashData",
     "NoteCreatedData",
     "PageInfo",
+    "ReceiverSettings",
     "RefusalLog",
     "SegmentAlertConfig",
     "SegmentCreatedData",
