@@ -24,7 +24,7 @@ from aiohttp import web
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
 from fullstory_async._options import integer, non_negative, positive
 from fullstory_async.receiving import ReceiverSettings, add_webhook_route, open_inbox
-from fullstory_async.receiving._limits import ConnectionGate, ConnectionLimits, check_descriptors
+from fullstory_async.receiving._limits import ConnectionLimits, check_descriptors, serve
 from fullstory_async.receiving._postgres import redact
 from fullstory_async.receiving._settings import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from fullstory_async.receiving._signature import DEFAULT_TOLERANCE
@@ -145,16 +145,9 @@ async def _receive(args: argparse.Namespace) -> int:
     logger.setLevel(logging.INFO)
     try:
         async with open_inbox(args.inbox) as inbox:
-            gate = ConnectionGate(limits)
-            app = web.Application(middlewares=[gate.middleware])
+            app = web.Application()
             receiver = add_webhook_route(app, path, secrets, inbox=inbox, settings=settings)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, **limits.server_options())
-            await runner.setup()
-            assert runner.server is not None
-            server: asyncio.Server | None = None
-            try:
-                server = await gate.listen(runner.server, args.host, args.port)
-                port = server.sockets[0].getsockname()[1]
+            async with serve(app, args.host, args.port, limits) as port:
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
@@ -164,10 +157,6 @@ async def _receive(args: argparse.Namespace) -> int:
                 await stop.wait()
                 print("fullstory-async: draining: new deliveries get 503", file=sys.stderr, flush=True)
                 await receiver.aclose()
-            finally:
-                if server is not None:
-                    server.close()
-                await runner.cleanup()
     finally:
         logger.removeHandler(handler)
     return 0
