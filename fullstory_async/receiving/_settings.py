@@ -30,29 +30,30 @@ def positive(name: str, value: float, *, integer: bool = False) -> None:
 
 @attrs.frozen(kw_only=True)
 class ReceiverSettings:
-    """How a `WebhookReceiver` bounds, checks and logs deliveries (all optional).
-
-    Args:
-        max_body_bytes: larger bodies are refused with ``413`` (never read past the limit).
-        body_timeout: seconds to receive the whole body once the request head is in; a
-            slower body is answered ``408`` with ``Connection: close``. Enforced by the
-            receiver itself, so it holds under any server (aiohttp, uvicorn, ...).
-        tolerance: replay window of the signature timestamp, in seconds; ``None`` disables it.
-        org_id: if given, deliveries signed for another org are refused.
-        shutdown_timeout: on `WebhookReceiver.aclose`, how long deliveries in progress may
-            finish (``0``: do not wait).
-        refusal_log: how refusals are logged (a new `RefusalLog`, 10 lines every 10 s, when ``None``).
-        clock: the wall clock in seconds since the epoch, for the replay window (tests).
-
-    """
+    """How a `WebhookReceiver` bounds, checks and logs deliveries (every field optional, validated here)."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Larger bodies are refused with ``413`` (never read past the limit)."""
+
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    """Seconds to receive the whole body once the request head is in; a slower body is
+    answered ``408`` with ``Connection: close``. The receiver enforces it itself, so it holds
+    under any server (aiohttp, uvicorn, ...)."""
+
     tolerance: float | None = DEFAULT_TOLERANCE
+    """Replay window of the signature timestamp, in seconds; ``None`` disables it."""
+
     org_id: str | None = None
+    """If given, deliveries signed for another org are refused."""
+
     shutdown_timeout: float = 10.0
+    """On `WebhookReceiver.aclose`, how long deliveries in progress may finish (``0``: do not wait)."""
+
     refusal_log: RefusalLog | None = None
+    """How refusals are logged (a new `RefusalLog`, 10 lines every 10 s, when ``None``)."""
+
     clock: Callable[[], float] = time.time
+    """The wall clock in seconds since the epoch, for the replay window (tests)."""
 
     def __attrs_post_init__(self) -> None:
         positive("max_body_bytes", self.max_body_bytes, integer=True)
