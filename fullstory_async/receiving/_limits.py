@@ -111,6 +111,7 @@ async def serve(app: web.Application, host: str, port: int, limits: ConnectionLi
         yield server.sockets[0].getsockname()[1]
     finally:
         if server is not None:
+            await asyncio.sleep(0)  # connections accepted this iteration attach first (3.11 asserts otherwise)
             server.close()
         await runner.cleanup()
 
@@ -158,8 +159,8 @@ class ConnectionGate:
             now = asyncio.get_running_loop().time()
             oldest = next((waiting for waiting in self._waiting if waiting.evictable(now)), None)
             if oldest is None:
-                if len(self._refused) >= _MAX_REFUSING:  # the reserve is spent: the oldest answered refusal
-                    answered = (refused for refused in self._refused if refused.answered)  # goes, else the oldest
+                if len(self._refused) >= _MAX_REFUSING:  # the reserve is spent: close the oldest, answered first
+                    answered = (refused for refused in self._refused if refused.answered)
                     self.evict(next(answered, next(iter(self._refused))))
                 self._refused[connection] = None
                 return None
