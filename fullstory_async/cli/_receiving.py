@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
@@ -125,13 +126,7 @@ async def _receive(args: argparse.Namespace) -> int:
     secrets = [_secret(name) for name in args.secret_envs]
     path = args.path if args.path.startswith("/") else f"/{args.path}"
     check_descriptors(args.max_connections)
-    limits = ConnectionLimits(
-        head_timeout=args.head_timeout,
-        keepalive_timeout=args.keepalive_timeout,
-        max_connections=args.max_connections,
-        max_headers=args.max_headers,
-        max_header_bytes=args.max_header_bytes,
-    )
+    limits = ConnectionLimits(**{name: getattr(args, name) for name in attrs.fields_dict(ConnectionLimits)})
     settings = ReceiverSettings(
         max_body_bytes=args.max_body_bytes,
         body_timeout=args.body_timeout,

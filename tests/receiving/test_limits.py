@@ -22,6 +22,7 @@ import attrs
 import pytest
 from aiohttp import web
 
+from fullstory_async import InvalidArgumentError
 from fullstory_async.cli import main
 from fullstory_async.receiving import (
     Inbox,
@@ -352,3 +353,11 @@ def test_receiver_and_route_take_the_same_arguments() -> None:
     receiver = list(inspect.signature(WebhookReceiver).parameters.values())
     assert [(p.name, p.kind, p.default) for p in route] == [(p.name, p.kind, p.default) for p in receiver]
     assert [p.name for p in receiver] == ["secrets", "callback", "inbox", "settings"]
+
+
+@pytest.mark.parametrize("field", ["head_timeout", "keepalive_timeout", "max_connections", "max_headers"])
+def test_limits_refuse_a_bound_that_is_not_positive(field: str) -> None:
+    """A zero bound would close every connection (or admit none): refused, naming the field."""
+    with pytest.raises(InvalidArgumentError) as info:
+        ConnectionLimits(**{field: 0})
+    assert info.value.field == field
