@@ -134,6 +134,18 @@ async def test_an_idle_connection_is_closed_at_the_keepalive_timeout(
     await asyncio.wait_for(until_closed(reader), 5)
 
 
+async def test_the_next_head_on_a_kept_alive_connection_has_the_head_timeout(
+    start: Start, streams: Callable[[int], Awaitable[Stream]]
+) -> None:
+    """Idle time is ``keepalive_timeout``, but once the next request begins its head has ``head_timeout``."""
+    port = await start(attrs.evolve(LIMITS, head_timeout=0.3, keepalive_timeout=30))
+    reader, writer = await streams(port)
+    writer.write(delivery("n-first"))
+    assert (await read_response(reader))[0] == 202
+    writer.write(b"POST /fullstory/webhooks HTTP/1.1\r\n")  # the next head begins, and stalls
+    await asyncio.wait_for(until_closed(reader), 5)
+
+
 async def test_a_trickled_body_is_answered_408_at_the_body_timeout(
     start: Start, streams: Callable[[int], Awaitable[Stream]], inbox: Inbox
 ) -> None:
