@@ -292,19 +292,17 @@ async def test_receive_under_a_flood_of_stalled_bodies_still_acknowledges_a_vali
         url = banner.split()[2]
         port = int(url.rsplit(":", 1)[1].split("/")[0])
 
-        async def staller() -> float:
+        async def stall() -> Stream:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            try:
-                writer.write(head(100) + b"{")
-                return await until_closed(reader)
-            finally:
-                writer.close()
+            writer.write(head(100) + b"{")
+            return reader, writer
 
-        stallers = [asyncio.create_task(staller()) for _ in range(150)]
+        # Every staller is connected and has sent its head before the valid sender starts.
+        stalled = await asyncio.wait_for(asyncio.gather(*(stall() for _ in range(150))), 30)
         body, headers = signed_delivery("note.created", {"id": "n-flood"}, secret=SECRET, org_id=ORG)
         outcomes: list[object] = []
         async with aiohttp.ClientSession() as session:
-            for _ in range(5):  # a sender that retries a 503 or a reset after Retry-After, as Fullstory does
+            for _ in range(10):  # a sender that retries a 503 or a reset after Retry-After, as Fullstory does
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
                         outcomes.append(response.status)
@@ -315,7 +313,11 @@ async def test_receive_under_a_flood_of_stalled_bodies_still_acknowledges_a_vali
                     outcomes.append(type(exc).__name__)
                 await asyncio.sleep(1)
         assert outcomes[-1] == 202, outcomes
-        await asyncio.wait_for(asyncio.gather(*stallers), 15)  # every staller was closed by the receiver
+        try:  # every staller was closed by the receiver
+            await asyncio.wait_for(asyncio.gather(*(until_closed(reader) for reader, _ in stalled)), 30)
+        finally:
+            for _, writer in stalled:
+                writer.close()
         async with aiohttp.ClientSession() as session, session.get(f"{url.rstrip('/')}/health") as response:
             assert response.status == 200
     finally:
