@@ -22,13 +22,22 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
-from fullstory_async._options import integer, non_negative
-from fullstory_async.receiving import Inbox, InboxError, ReceivingMetrics, open_inbox
+from fullstory_async._options import integer, non_negative, positive
+from fullstory_async.receiving import (
+    Inbox,
+    InboxError,
+    ReceiverSettings,
+    ReceivingMetrics,
+    add_webhook_route,
+    open_inbox,
+)
+from fullstory_async.receiving._limits import ConnectionLimits, check_descriptors, serve
 from fullstory_async.receiving._postgres import redact
-from fullstory_async.receiving._receiver import DEFAULT_MAX_BODY_BYTES, add_webhook_route
+from fullstory_async.receiving._settings import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from fullstory_async.receiving._signature import DEFAULT_TOLERANCE
 
 
@@ -79,6 +88,17 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
     receive.add_argument(
         "--metrics-host", default="127.0.0.1", help="address the metrics port binds (127.0.0.1: this machine only)"
     )
+    limits = ConnectionLimits()
+    bounds = (
+        ("--head-timeout", positive, limits.head_timeout, "SECONDS", "to send a complete request head"),
+        ("--body-timeout", positive, DEFAULT_BODY_TIMEOUT, "SECONDS", "to send the whole body (then 408)"),
+        ("--keepalive-timeout", positive, limits.keepalive_timeout, "SECONDS", "an idle connection stays open"),
+        ("--max-connections", integer(1), limits.max_connections, "N", "open at once (see docs/receiving.md)"),
+        ("--max-headers", integer(1), limits.max_headers, "N", "header lines per request (400 above)"),
+        ("--max-header-bytes", integer(1), limits.max_header_bytes, "N", "bytes in one header line (400 above)"),
+    )
+    for flag, kind, default, metavar, text in bounds:
+        receive.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} ({default:g})")
 
 
 def inbox_options(action: argparse.ArgumentParser) -> None:
@@ -144,6 +164,14 @@ def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox) -> web.Application:
 async def _receive(args: argparse.Namespace) -> int:
     secrets = [_secret(name) for name in args.secret_envs]
     path = args.path if args.path.startswith("/") else f"/{args.path}"
+    check_descriptors(args.max_connections)
+    limits = ConnectionLimits(**{name: getattr(args, name) for name in attrs.fields_dict(ConnectionLimits)})
+    settings = ReceiverSettings(
+        max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
+        tolerance=args.tolerance or None,
+        org_id=args.org_id,
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("fullstory-async: %(message)s"))
     logger = logging.getLogger("fullstory_async.receiving")
@@ -153,29 +181,15 @@ async def _receive(args: argparse.Namespace) -> int:
         async with open_inbox(args.inbox) as inbox, contextlib.AsyncExitStack() as exits:
             app = web.Application()
             metrics = ReceivingMetrics()
-            receiver = add_webhook_route(
-                app,
-                path,
-                secrets,
-                inbox=inbox,
-                max_body_bytes=args.max_body_bytes,
-                tolerance=args.tolerance or None,
-                org_id=args.org_id,
-                hooks=[metrics] if args.metrics_port is not None else (),
-            )
+            hooks = [metrics] if args.metrics_port is not None else []
+            receiver = add_webhook_route(app, path, secrets, inbox=inbox, settings=settings, hooks=hooks)
             metrics_url = None
             if args.metrics_port is not None:
-                metrics_runner = web.AppRunner(_metrics_app(metrics, inbox), access_log=None, handle_signals=False)
-                await metrics_runner.setup()
-                exits.push_async_callback(metrics_runner.cleanup)
-                await web.TCPSite(metrics_runner, args.metrics_host, args.metrics_port).start()
-                metrics_url = _url(args.metrics_host, metrics_runner.addresses[0][1], "/metrics")
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, args.host, args.port)
-                await site.start()
-                port = runner.addresses[0][1]
+                metrics_port = await exits.enter_async_context(
+                    serve(_metrics_app(metrics, inbox), args.metrics_host, args.metrics_port, limits)
+                )
+                metrics_url = _url(args.metrics_host, metrics_port, "/metrics")
+            async with serve(app, args.host, args.port, limits) as port:
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
@@ -187,8 +201,6 @@ async def _receive(args: argparse.Namespace) -> int:
                 await stop.wait()
                 print("fullstory-async: draining: new deliveries get 503", file=sys.stderr, flush=True)
                 await receiver.aclose()
-            finally:
-                await runner.cleanup()
     finally:
         logger.removeHandler(handler)
     return 0

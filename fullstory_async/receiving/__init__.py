@@ -41,6 +41,7 @@ from fullstory_async.receiving._metrics import ReceivingMetrics
 from fullstory_async.receiving._open import open_inbox
 from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
 from fullstory_async.receiving._refusals import RefusalLog
+from fullstory_async.receiving._settings import ReceiverSettings
 from fullstory_async.receiving._signature import sign, signed_delivery, verify
 from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
 from fullstory_async.receiving._worker import EventHandler, InboxWorker
@@ -69,6 +70,7 @@ __all__ = [
     "NativeMobileCrashData",
     "NoteCreatedData",
     "PageInfo",
+    "ReceiverSettings",
     "ReceivingHooks",
     "ReceivingMetrics",
     "RefusalLog",

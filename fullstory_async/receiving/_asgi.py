@@ -5,11 +5,14 @@ serve it alone (``uvicorn module:receiver.asgi``). Relative to where it is mount
 ``POST /`` takes deliveries and ``GET /health`` reports health; anything else is 404
 (405 for another method on ``/``). The body is read with the size cap before any check:
 a larger ``Content-Length`` is refused without reading, a chunked body is never read
-past the limit. On a ``lifespan`` shutdown (when served alone) the receiver closes.
+past the limit, and a body not received within ``body_timeout`` is answered ``408`` with
+``Connection: close`` (an ASGI server such as uvicorn bounds neither the head nor the body).
+On a ``lifespan`` shutdown (when served alone) the receiver closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -65,15 +68,20 @@ class WebhookASGIApp:
         elif self.receiver.closed:
             await _respond(send, 503)
         else:
-            body = await self._read_body(scope, receive)
+            client = scope.get("client")
+            peer = str(client[0]) if client else None
+            try:
+                async with asyncio.timeout(self.receiver.settings.body_timeout):
+                    body = await self._read_body(scope, receive)
+            except TimeoutError:
+                await _respond(send, self.receiver.body_timed_out(peer), close=True)
+                return
             if body is not False:
-                client = scope.get("client")
-                peer = str(client[0]) if client else None
                 await _respond(send, await self.receiver.accept(body, _header(scope, _SIGNATURE), peer))
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Literal[False] | None:
         """Read the body; ``None`` once it is known to exceed the cap; ``False`` if the client went away."""
-        limit = self.receiver.max_body_bytes
+        limit = self.receiver.settings.max_body_bytes
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:
             return None
@@ -99,9 +107,13 @@ class WebhookASGIApp:
                 return
 
 
-async def _respond(send: Send, status: int, body: bytes = b"", content_type: bytes | None = None) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes = b"", content_type: bytes | None = None, *, close: bool = False
+) -> None:
     headers = [(b"content-length", str(len(body)).encode())]
     if content_type is not None:
         headers.append((b"content-type", content_type))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
