@@ -366,7 +366,7 @@ def test_receiver_and_route_take_the_same_arguments() -> None:
     route = list(inspect.signature(add_webhook_route).parameters.values())[2:]
     receiver = list(inspect.signature(WebhookReceiver).parameters.values())
     assert [(p.name, p.kind, p.default) for p in route] == [(p.name, p.kind, p.default) for p in receiver]
-    assert [p.name for p in receiver] == ["secrets", "callback", "inbox", "settings"]
+    assert [p.name for p in receiver] == ["secrets", "callback", "inbox", "settings", "hooks"]
 
 
 @pytest.mark.parametrize("field", ["head_timeout", "keepalive_timeout", "max_connections", "max_headers"])
