@@ -9,8 +9,12 @@ Answers (always without a body, so a refusal never explains itself to the sender
 401   any signature failure (missing, malformed, mismatch, unknown org, stale)
 413   the body is larger than ``max_body_bytes`` (never read past the limit)
 500   without an inbox: the callback raised (the sender will retry)
-503   the receiver is closing, or the inbox could not store the delivery
+503   the receiver is closing, or the inbox could not store the delivery within its
+      ``commit_timeout`` (with ``Retry-After``: that bound, rounded up)
 ====  ==========================================================================
+
+``GET <path>/health`` is liveness (``200`` while serving); ``GET <path>/health/ready`` is
+readiness: ``503`` while the inbox cannot commit within its bound (`Inbox.ready`).
 
 Refusals are logged on the ``fullstory_async.receiving`` logger, one line each with
 the reason and the peer, rate-limited (`RefusalLog`): INFO for a missing or malformed
@@ -208,7 +212,27 @@ class WebhookReceiver:
         if self.closed:
             return web.Response(status=503)
         body = await self._read_body(request)
-        return web.Response(status=await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote))
+        status = await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote)
+        return web.Response(status=status, headers=self.retry_after(status))
+
+    def retry_after(self, status: int) -> dict[str, str]:
+        """Return the ``Retry-After`` header a ``503`` carries: the inbox's ``commit_timeout``, rounded up."""
+        if status != 503 or self.inbox is None:
+            return {}
+        return {"Retry-After": str(math.ceil(self.inbox.commit_timeout))}
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        """``GET <path>/health/ready``: ``200`` when the inbox commits within its bound, else ``503``."""
+        document, status = await self.ready_status()
+        return web.json_response(document, status=status, headers=self.retry_after(status))
+
+    async def ready_status(self) -> tuple[dict[str, str], int]:
+        """Return the readiness document and its HTTP status (waits at most the inbox's ``commit_timeout``)."""
+        if self.closed:
+            return {"status": "closing"}, 503
+        if self.inbox is not None and not await self.inbox.ready():
+            return {"status": "inbox unavailable"}, 503
+        return {"status": "ready"}, 200
 
     async def health(self, _request: web.Request) -> web.Response:
         """``200 {"status": "ok"}`` while serving, ``503 {"status": "closing"}`` after `aclose`."""
@@ -261,7 +285,7 @@ def add_webhook_route(
     shutdown_timeout: float = 10.0,
     clock: Callable[[], float] = time.time,
 ) -> WebhookReceiver:
-    """Mount a `WebhookReceiver` on ``POST path`` (and ``GET path/health``); close it on cleanup.
+    """Mount a `WebhookReceiver` on ``POST path`` (and ``GET path/health``, ``path/health/ready``); close it on cleanup.
 
     The arguments after ``path`` are those of `WebhookReceiver`. Returns the receiver.
     """
@@ -277,5 +301,6 @@ def add_webhook_route(
     )
     app.router.add_post(path, receiver.handle)
     app.router.add_get(f"{path.rstrip('/')}/health", receiver.health)
+    app.router.add_get(f"{path.rstrip('/')}/health/ready", receiver.ready)
     app.on_cleanup.append(receiver.on_cleanup)
     return receiver

@@ -201,7 +201,8 @@ class SqliteInbox(Inbox):
         except (sqlite3.Error, OSError, InboxError) as exc:
             error = exc if isinstance(exc, InboxError) else self._error("cannot open", exc)
             assert self._stopped is not None
-            loop.call_soon_threadsafe(_settle_all, [(ready, None, error), (self._stopped, None, None)])
+            settled: list[Outcome] = [(ready, None, error), (self._stopped, None, None)]
+            loop.call_soon_threadsafe(_settle_all, settled)
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
         try:
