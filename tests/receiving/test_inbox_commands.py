@@ -27,7 +27,7 @@ from .test_receive_command import Receiver, deliveries, run_cli, send_all
         ("postgres://u:hunter2@127.0.0.1:99999/db", "port '99999' is not a port number (1-65535)"),
         ("postgresql://u:hunter2@127.0.0.1:5x/db", "port '5x' is not a port number"),
         ("postgresql://u:hunter2@[::1/db", "malformed PostgreSQL URL"),
-        ("mysql://u:hunter2@h/db", "unsupported inbox URL"),
+        ("mysql://u:hunter2@h/db", "unsupported inbox URL scheme 'mysql' in 'mysql://u:***@h/db'"),
         ("postgresql://u:hunter2@127.0.0.1:5432/db?sslmode=sometimes", "sslmode"),
     ],
 )
@@ -38,7 +38,7 @@ async def test_a_malformed_inbox_url_is_a_usage_error_naming_the_field(
     code, out, err = await run_cli("inbox", command, "--inbox", url, cwd=tmp_path)
     assert (code, out) == (2, "")
     assert problem in err
-    if "port" in problem:
+    if problem.startswith("port"):
         assert "u:***@127.0.0.1" in err  # the URL is shown, its password redacted
     assert "hunter2" not in err
     assert "Traceback" not in err
