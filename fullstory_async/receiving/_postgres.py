@@ -190,25 +190,31 @@ class PostgresInbox(Inbox):
             raise InboxError(f"cannot open the PostgreSQL inbox {redact(self._dsn)}: {self._hide(exc)}") from None
 
     async def _prepare_schema(self) -> None:
+        """Check the schema; create or migrate it (under the advisory lock) only when needed and allowed.
+
+        An up-to-date inbox is opened without DDL, so a role with only the documented grants opens it.
+        """
         assert self._pool is not None
+        version_sql = "SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema"
         async with self._pool.acquire() as conn, conn.transaction():
+            exists = await conn.fetchval("SELECT to_regclass('fullstory_inbox_schema')") is not None
+            version = await conn.fetchval(version_sql) if exists else 0
+            check_schema_version(version)
+            if version == SCHEMA_VERSION:
+                return
             if not self.create:
-                if await conn.fetchval("SELECT to_regclass('fullstory_inbox_schema')") is None:
+                if not exists:
                     raise InboxError(
                         f"the database {redact(self._dsn)} has no fullstory-async inbox (no inbox tables); "
                         "nothing changed"
                     )
-                version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema")
-                check_schema_version(version)
-                if version < SCHEMA_VERSION:
-                    raise InboxError(
-                        f"the inbox {redact(self._dsn)} has schema version {version}: open it once with receive "
-                        "or open_inbox to migrate it"
-                    )
-                return
+                raise InboxError(
+                    f"the inbox {redact(self._dsn)} has schema version {version}: open it once with receive "
+                    "or open_inbox to migrate it"
+                )
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
             await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
-            version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema")
+            version = await conn.fetchval(version_sql)  # another instance may have migrated meanwhile
             check_schema_version(version)
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[target]:

@@ -331,3 +331,53 @@ async def test_create_false_on_a_postgres_database_without_the_inbox(postgres_ur
     finally:
         await conn.close()
     await reset_postgres(postgres_url)
+
+
+async def test_the_documented_postgres_grants_are_all_an_inbox_needs(postgres_url: str) -> None:
+    """Run docs/receiving.md's role SQL as written (names made unique): the owner creates, the app role works."""
+    import re
+    import secrets
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    docs = (Path(__file__).parents[2] / "docs" / "receiving.md").read_text()
+    owner_sql, app_sql = re.findall(r"```sql\n(.*?)```", docs, re.DOTALL)
+    owner, app = f"fs_owner_{secrets.token_hex(4)}", f"fs_app_{secrets.token_hex(4)}"
+    parts = urlsplit(postgres_url)
+    database = parts.path.lstrip("/") or "postgres"
+
+    def named(sql: str) -> str:
+        sql = re.sub(r"\bfullstory_app\b", app, sql)
+        sql = re.sub(r"\bfullstory\b", owner, sql)
+        return re.sub(r"\bwebhooks\b", database, sql).replace("'...'", "'x'")
+
+    def as_role(role: str) -> str:
+        return parts._replace(netloc=f"{role}:x@{parts.netloc.rpartition('@')[2]}").geturl()
+
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(named(owner_sql))
+        await admin.execute(f"CREATE ROLE {app} LOGIN PASSWORD 'x'; ALTER ROLE {app} SET search_path = {owner}")
+        async with open_inbox(as_role(owner)) as inbox:  # the owner creates the tables in its schema
+            assert await inbox.put(b'{"n": 1}', org_id=ORG)
+        await admin.execute(named(app_sql))
+        async with open_inbox(as_role(app), retention=1e-6) as inbox:  # the app role only uses them
+            assert await inbox.put(b'{"n": 2}', org_id=ORG)
+            one, two = await inbox.claim(2, lease=60)
+            assert await inbox.complete(one)
+            assert await inbox.bury(two, error="boom")
+            assert await inbox.requeue_dead() == 1
+            (three,) = await inbox.claim(1, lease=60)
+            assert await inbox.retry(three, error="again", delay=0)
+            assert await inbox.purge() == 1
+            assert (await inbox.stats()).pending == 1
+            assert len([record async for record in inbox.export()]) == 1
+            assert await inbox.ready()
+        assert await admin.fetchval(f"SELECT count(*) FROM {owner}.fullstory_inbox") == 1
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {owner} CASCADE")
+        for role in (app, owner):
+            if await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                await admin.execute(f"DROP OWNED BY {role} CASCADE; DROP ROLE {role}")
+        await admin.close()
