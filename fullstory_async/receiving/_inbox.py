@@ -26,8 +26,8 @@ import hashlib
 import json
 import math
 import time
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import attrs
@@ -112,7 +112,7 @@ def rfc3339(timestamp: float) -> str:
 
 
 def check_commit_timeout(commit_timeout: float) -> float:
-    """A positive, finite number of seconds."""
+    """Return ``commit_timeout`` as a float, or refuse it unless a positive, finite number of seconds."""
     if (
         not isinstance(commit_timeout, int | float)
         or isinstance(commit_timeout, bool)

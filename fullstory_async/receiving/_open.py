@@ -103,7 +103,8 @@ async def open_inbox(
         inbox = PostgresInbox(url, clock=clock, **options)
     else:
         raise InvalidArgumentError(
-            "url", f"unsupported inbox URL scheme {scheme!r} in {redact(url)!r}: use sqlite:///path.db or postgresql://..."
+            "url",
+            f"unsupported inbox URL scheme {scheme!r} in {redact(url)!r}: use sqlite:///path.db or postgresql://...",
         )
     await inbox.open()
     try:

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._inbox import (

@@ -246,7 +246,9 @@ class SqliteInbox(Inbox):
                     outcomes.append((job.future, job.run(conn), None))
                 except Exception as exc:  # this job alone: its savepoint is undone, the others stand
                     conn.execute("ROLLBACK TO job")
-                    outcomes.append((job.future, None, exc if isinstance(exc, InboxError) else self._error("cannot write", exc)))
+                    outcomes.append(
+                        (job.future, None, exc if isinstance(exc, InboxError) else self._error("cannot write", exc))
+                    )
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -297,7 +299,9 @@ class SqliteInbox(Inbox):
             async with asyncio.timeout(self.commit_timeout):
                 return await asyncio.to_thread(run)
         except TimeoutError:
-            raise InboxError(f"the SQLite inbox {self.path!r} did not answer within {self.commit_timeout:g} s") from None
+            raise InboxError(
+                f"the SQLite inbox {self.path!r} did not answer within {self.commit_timeout:g} s"
+            ) from None
         except sqlite3.Error as exc:
             raise self._error("cannot read", exc) from None
 

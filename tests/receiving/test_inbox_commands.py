@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -55,7 +56,7 @@ async def test_a_mistyped_path_is_an_error_not_an_empty_inbox(tmp_path: Path) ->
         code, out, err = await run_cli("inbox", *command, "--inbox", "sqlite:///typo.db", cwd=tmp_path)
         assert (code, out) == (1, "")
         assert "no inbox at 'typo.db': the file does not exist" in err
-    assert list(tmp_path.iterdir()) == []
+    assert os.listdir(tmp_path) == []
 
 
 async def test_someone_elses_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -120,7 +121,14 @@ async def test_inbox_stats_answers_while_another_process_holds_the_lock(tmp_path
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "soon"])
 async def test_a_bad_commit_timeout_is_a_usage_error(tmp_path: Path, value: str) -> None:
     code, _, err = await run_cli(
-        "receive", "--inbox", "sqlite:///x.db", "--secret-env", "FS_TEST_SECRET", "--commit-timeout", value, cwd=tmp_path
+        "receive",
+        "--inbox",
+        "sqlite:///x.db",
+        "--secret-env",
+        "FS_TEST_SECRET",
+        "--commit-timeout",
+        value,
+        cwd=tmp_path,
     )
     assert code == 2
     assert "--commit-timeout" in err
