@@ -11,7 +11,8 @@ when the lock never came. A job whose caller already gave up (timed out or cance
 the lock was taken is not run at all, so a late claim never takes events nobody handles.
 
 Reads (`stats`, `export`) use their own short-lived connection: in WAL mode they pass
-another process's write lock (``BEGIN EXCLUSIVE``, a ``VACUUM`` aside). The file, and with
+another process's write lock (a ``BEGIN EXCLUSIVE``, a long write), and so does opening an
+inbox whose schema is up to date. The file, and with
 it SQLite's ``-wal`` and ``-shm`` files, is created readable by its owner only (0600).
 
 ``synchronous=NORMAL`` (the default) keeps every committed transaction across a crash or
@@ -155,44 +156,42 @@ class SqliteInbox(Inbox):
         return Path(self.path).absolute().as_uri()
 
     def _connect(self, *, writer: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            f"{self._uri}?mode=rw",
-            uri=True,
-            isolation_level=None,
-            timeout=self.commit_timeout,
-            check_same_thread=writer,
-        )
+        conn = sqlite3.connect(f"{self._uri}?mode=rw", uri=True, isolation_level=None, timeout=self.commit_timeout)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.commit_timeout * 1000)}")
             if writer:
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 if self.create:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        _migrate(conn)
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                else:
-                    self._check_schema(conn)
+                    conn.execute("PRAGMA journal_mode = WAL")  # no lock needed once the file is in WAL mode
+                self._prepare_schema(conn)
         except BaseException:
             conn.close()  # a refused inbox (newer schema, not a database) leaves no open connection behind
             raise
         return conn
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        """Refuse (never create nor migrate) a database that is not an inbox of this SDK's schema."""
+    def _prepare_schema(self, conn: sqlite3.Connection) -> None:
+        """Check the schema; create or migrate it only when needed and allowed (``create``).
+
+        An up-to-date inbox is opened with a read alone, so it opens while another process holds the lock.
+        """
         version = _schema_version(conn)
-        if version is None:
-            raise InboxError(f"{self.path!r} is not a fullstory-async inbox (it has no inbox tables); nothing changed")
-        check_schema_version(version)
-        if version < SCHEMA_VERSION:
+        check_schema_version(version or 0)
+        if version == SCHEMA_VERSION:
+            return
+        if not self.create:
+            if version is None:
+                raise InboxError(f"{self.path!r} is not a fullstory-async inbox (it has no inbox tables); nothing changed")
             raise InboxError(
                 f"the inbox {self.path!r} has schema version {version}: open it once with receive or open_inbox "
                 "to migrate it"
             )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _migrate(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _serve(self, ready: asyncio.Future[None]) -> None:
         loop = ready.get_loop()

@@ -100,6 +100,8 @@ async def test_a_held_sqlite_lock_costs_a_delivery_the_commit_timeout_and_loses_
             assert max(seconds for *_, seconds in answers) < LATE  # once per batch, not once per delivery
             started = time.monotonic()
             assert (await inbox.stats()).pending == 1  # a read passes the held lock
+            async with open_inbox(f"sqlite:///{path}", commit_timeout=BOUND) as another:  # so does opening one
+                assert not await another.ready()
             assert [record.key async for record in inbox.export()] != []
             with pytest.raises(InboxError, match=r"within 0\.5 s"):
                 await inbox.claim(10, lease=60)  # the worker's claim is bounded too
