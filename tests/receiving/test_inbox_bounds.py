@@ -117,6 +117,28 @@ async def test_a_held_sqlite_lock_costs_a_delivery_the_commit_timeout_and_loses_
     assert len(held) == 17
 
 
+async def test_the_asgi_receiver_answers_503_with_retry_after_and_readiness(tmp_path: Path) -> None:
+    """The same bound and the same answers when the receiver is served as ASGI (httpx's transport)."""
+    import httpx
+
+    from fullstory_async.receiving import WebhookReceiver
+
+    path = tmp_path / "inbox.db"
+    (body, headers), *_ = deliveries(1, "asgi")
+    async with open_inbox(f"sqlite:///{path}", commit_timeout=BOUND) as inbox:
+        transport = httpx.ASGITransport(app=WebhookReceiver(SECRET, inbox=inbox).asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+            with locked(path):
+                refused = await client.post("/", content=body, headers=headers)
+                assert (refused.status_code, refused.headers.get("retry-after")) == (503, "1")  # ceil(0.5)
+                unready = await client.get("/health/ready")
+                assert (unready.status_code, unready.json()) == (503, {"status": "inbox unavailable"})
+                assert (await client.get("/health")).status_code == 200  # liveness is not readiness
+            assert (await client.get("/health/ready")).json() == {"status": "ready"}
+            accepted = await client.post("/", content=body, headers=headers)
+            assert (accepted.status_code, accepted.headers.get("retry-after")) == (202, None)
+
+
 async def test_a_failing_job_fails_alone_without_a_second_lock_wait(tmp_path: Path) -> None:
     """A batch with a failing job: the others commit, and nothing is re-run (each job runs exactly once)."""
     async with open_inbox(f"sqlite:///{tmp_path}/inbox.db", commit_timeout=BOUND) as inbox:
