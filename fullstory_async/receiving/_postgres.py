@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 POOL_SIZE = 10
 """Connections one inbox holds at most (calls beyond wait for one, within ``commit_timeout``)."""
 _REFUSED_PARAMETER = ("42704", "22023")  # undefined_object, invalid_parameter_value: a bad URL parameter
+T = TypeVar("T")
 _LOCK_ID = 0x46534941  # "FSIA": serialises schema migrations across instances
 _EXPORT_PAGE = 500
 _MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
@@ -221,7 +222,7 @@ class PostgresInbox(Inbox):
                     await conn.execute(statement)
                 await conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES ($1)", target)
 
-    async def _bounded(self, call: Any, doing: str) -> Any:
+    async def _bounded(self, call: Awaitable[T], doing: str) -> T:
         """Await ``call`` for at most ``commit_timeout``; past it, cancel it in the background and raise."""
         task = asyncio.ensure_future(call)
         try:

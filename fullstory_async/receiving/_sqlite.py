@@ -180,7 +180,9 @@ class SqliteInbox(Inbox):
             return
         if not self.create:
             if version is None:
-                raise InboxError(f"{self.path!r} is not a fullstory-async inbox (it has no inbox tables); nothing changed")
+                raise InboxError(
+                    f"{self.path!r} is not a fullstory-async inbox (it has no inbox tables); nothing changed"
+                )
             raise InboxError(
                 f"the inbox {self.path!r} has schema version {version}: open it once with receive or open_inbox "
                 "to migrate it"
@@ -230,6 +232,8 @@ class SqliteInbox(Inbox):
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
         """Run the batch in one transaction (one lock wait, a savepoint per job); return every job's outcome."""
+        if all(job.state == _ABANDONED for job in batch):  # only the loop abandons, and only queued jobs
+            return []
         wait = max(job.deadline for job in batch) - time.monotonic()
         outcomes: list[Outcome] = []
         try:

@@ -25,7 +25,7 @@ import pytest
 
 from fullstory_async.receiving import Inbox, InboxError, open_inbox, signed_delivery
 
-from .conftest import ServeReceiver, reset_postgres
+from .conftest import ServeReceiver
 
 SECRET = "wh-secret-bounds-4Rt8"
 ORG = "o-1A2B3C-na1"
@@ -344,20 +344,6 @@ async def test_create_false_never_creates_nor_adds_tables(tmp_path: Path) -> Non
             pass
     with contextlib.closing(sqlite3.connect(other)) as conn:
         assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["users"]
-
-
-async def test_create_false_on_a_postgres_database_without_the_inbox(postgres_url: str) -> None:
-    import asyncpg
-
-    with pytest.raises(InboxError, match="no fullstory-async inbox"):
-        async with open_inbox(postgres_url, create=False):
-            pass
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        assert await conn.fetchval("SELECT to_regclass('fullstory_inbox_schema')") is None
-    finally:
-        await conn.close()
-    await reset_postgres(postgres_url)
 
 
 async def test_the_documented_postgres_grants_are_all_an_inbox_needs(postgres_url: str) -> None:
