@@ -114,7 +114,7 @@ async def _forward(args: argparse.Namespace) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        async with open_inbox(args.inbox) as inbox, forwarder:
+        async with open_inbox(args.inbox, create=False) as inbox, forwarder:
             worker = forward_worker(inbox, forwarder, args)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,5 +1,8 @@
 """``fullstory-async receive`` (a durable webhook sink) and ``fullstory-async inbox export|stats|requeue``.
 
+The ``inbox`` commands never create nor migrate an inbox (``open_inbox(create=False)``): a
+mistyped path or another application's database is an error, not a new empty inbox.
+
 These commands never talk to the Fullstory API, so they never start the embedded fake
 server. ``receive`` acknowledges a delivery only after it is committed to the inbox,
 prints its bound URL on stdout (handy with ``--port 0``), logs each refusal on one
@@ -35,6 +38,7 @@ from fullstory_async.receiving import (
     add_webhook_route,
     open_inbox,
 )
+from fullstory_async.receiving._inbox import DEFAULT_COMMIT_TIMEOUT, rfc3339
 from fullstory_async.receiving._limits import ConnectionLimits, check_descriptors, serve
 from fullstory_async.receiving._postgres import redact
 from fullstory_async.receiving._settings import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
@@ -78,6 +82,13 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
         default=DEFAULT_TOLERANCE,
         metavar="SECONDS",
         help=f"replay window of the signature timestamp ({DEFAULT_TOLERANCE:g})",
+    )
+    receive.add_argument(
+        "--commit-timeout",
+        type=positive,
+        default=DEFAULT_COMMIT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"an inbox commit that takes longer is answered 503 with Retry-After ({DEFAULT_COMMIT_TIMEOUT:g})",
     )
     receive.add_argument(
         "--metrics-port",
@@ -178,7 +189,10 @@ async def _receive(args: argparse.Namespace) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        async with open_inbox(args.inbox) as inbox, contextlib.AsyncExitStack() as exits:
+        async with (
+            open_inbox(args.inbox, commit_timeout=args.commit_timeout) as inbox,
+            contextlib.AsyncExitStack() as exits,
+        ):
             app = web.Application()
             metrics = ReceivingMetrics()
             hooks = [metrics] if args.metrics_port is not None else []
@@ -207,7 +221,7 @@ async def _receive(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    async with open_inbox(args.inbox, retention=None) as inbox:
+    async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         async for record in inbox.export():
             sys.stdout.write(json.dumps(record.export_line(), ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -215,15 +229,22 @@ async def _export(args: argparse.Namespace) -> int:
 
 
 async def _stats(args: argparse.Namespace) -> int:
-    async with open_inbox(args.inbox, retention=None) as inbox:
+    async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         stats = await inbox.stats()
-    record = {"pending": stats.pending, "done": stats.done, "dead": stats.dead}
-    print(json.dumps({**record, "oldest_pending_at": stats.oldest_pending_at}))
+    oldest, age = stats.oldest_pending_at, stats.oldest_pending_age
+    record = {
+        "pending": stats.pending,
+        "done": stats.done,
+        "dead": stats.dead,
+        "oldest_pending_at": None if oldest is None else rfc3339(oldest),
+        "oldest_pending_age_seconds": None if age is None else round(age, 3),
+    }
+    print(json.dumps(record))
     return 0
 
 
 async def _requeue(args: argparse.Namespace) -> int:
-    async with open_inbox(args.inbox, retention=None) as inbox:
+    async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         count = await inbox.requeue_dead()
     print(f"requeued {count} dead event(s)")
     return 0

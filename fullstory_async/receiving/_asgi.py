@@ -2,7 +2,8 @@
 
 Mount it in FastAPI or Starlette (``app.mount("/fullstory/webhooks", receiver.asgi)``) or
 serve it alone (``uvicorn module:receiver.asgi``). Relative to where it is mounted,
-``POST /`` takes deliveries and ``GET /health`` reports health; anything else is 404
+``POST /`` takes deliveries, ``GET /health`` reports liveness and ``GET /health/ready``
+readiness (the inbox commits within its bound); anything else is 404
 (405 for another method on ``/``). The body is read with the size cap before any check:
 a larger ``Content-Length`` is refused without reading, a chunked body is never read
 past the limit, and a body not received within ``body_timeout`` is answered ``408`` with
@@ -61,6 +62,9 @@ class WebhookASGIApp:
         if path == "/health" and method in ("GET", "HEAD"):
             document, status = self.receiver.health_status()
             await _respond(send, status, json.dumps(document).encode(), b"application/json")
+        elif path == "/health/ready" and method in ("GET", "HEAD"):
+            document, status = await self.receiver.ready_status()
+            await _respond(send, status, json.dumps(document).encode(), b"application/json", self.receiver)
         elif path != "/":
             await _respond(send, 404)
         elif method != "POST":
@@ -77,7 +81,8 @@ class WebhookASGIApp:
                 await _respond(send, self.receiver.body_timed_out(peer), close=True)
                 return
             if body is not False:
-                await _respond(send, await self.receiver.accept(body, _header(scope, _SIGNATURE), peer))
+                status = await self.receiver.accept(body, _header(scope, _SIGNATURE), peer)
+                await _respond(send, status, receiver=self.receiver)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Literal[False] | None:
         """Read the body; ``None`` once it is known to exceed the cap; ``False`` if the client went away."""
@@ -108,12 +113,20 @@ class WebhookASGIApp:
 
 
 async def _respond(
-    send: Send, status: int, body: bytes = b"", content_type: bytes | None = None, *, close: bool = False
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    content_type: bytes | None = None,
+    receiver: WebhookReceiver | None = None,
+    *,
+    close: bool = False,
 ) -> None:
     headers = [(b"content-length", str(len(body)).encode())]
     if content_type is not None:
         headers.append((b"content-type", content_type))
     if close:
         headers.append((b"connection", b"close"))
+    if receiver is not None:
+        headers += [(name.lower().encode(), value.encode()) for name, value in receiver.retry_after(status).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -10,8 +10,12 @@ Answers (always without a body, so a refusal never explains itself to the sender
 408   the body did not arrive within ``body_timeout`` (with ``Connection: close``)
 413   the body is larger than ``max_body_bytes`` (never read past the limit)
 500   without an inbox: the callback raised (the sender will retry)
-503   the receiver is closing, or the inbox could not store the delivery
+503   the receiver is closing, or the inbox could not store the delivery within its
+      ``commit_timeout`` (with ``Retry-After``: that bound, rounded up)
 ====  ==========================================================================
+
+``GET <path>/health`` is liveness (``200`` while serving); ``GET <path>/health/ready`` is
+readiness: ``503`` while the inbox cannot commit within its bound (`Inbox.ready`).
 
 Refusals are logged on the ``fullstory_async.receiving`` logger, one line each with
 the reason and the peer, rate-limited (`RefusalLog`): INFO for a missing or malformed
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeAlias
@@ -212,7 +217,27 @@ class WebhookReceiver:
             response = web.Response(status=self.body_timed_out(request.remote))
             response.force_close()  # the rest of the body is never read: the connection cannot be reused
             return response
-        return web.Response(status=await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote))
+        status = await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote)
+        return web.Response(status=status, headers=self.retry_after(status))
+
+    def retry_after(self, status: int) -> dict[str, str]:
+        """Return the ``Retry-After`` header a ``503`` carries: the inbox's ``commit_timeout``, rounded up."""
+        if status != 503 or self.inbox is None:
+            return {}
+        return {"Retry-After": str(math.ceil(self.inbox.commit_timeout))}
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        """``GET <path>/health/ready``: ``200`` when the inbox commits within its bound, else ``503``."""
+        document, status = await self.ready_status()
+        return web.json_response(document, status=status, headers=self.retry_after(status))
+
+    async def ready_status(self) -> tuple[dict[str, str], int]:
+        """Return the readiness document and its HTTP status (waits at most the inbox's ``commit_timeout``)."""
+        if self.closed:
+            return {"status": "closing"}, 503
+        if self.inbox is not None and not await self.inbox.ready():
+            return {"status": "inbox unavailable"}, 503
+        return {"status": "ready"}, 200
 
     def body_timed_out(self, peer: str | None) -> int:
         """Log the refusal of a body not received within ``settings.body_timeout`` and return ``408``."""
@@ -266,7 +291,7 @@ def add_webhook_route(
     settings: ReceiverSettings | None = None,
     hooks: Sequence[ReceivingHooks] = (),
 ) -> WebhookReceiver:
-    """Mount a `WebhookReceiver` on ``POST path`` (and ``GET path/health``); close it on cleanup.
+    """Mount a `WebhookReceiver` on ``POST path`` (and ``GET path/health``, ``path/health/ready``); close it on cleanup.
 
     The arguments after ``path`` are those of `WebhookReceiver` (a test keeps the two
     signatures identical). Returns the receiver.
@@ -274,5 +299,6 @@ def add_webhook_route(
     receiver = WebhookReceiver(secrets, callback, inbox=inbox, settings=settings, hooks=hooks)
     app.router.add_post(path, receiver.handle)
     app.router.add_get(f"{path.rstrip('/')}/health", receiver.health)
+    app.router.add_get(f"{path.rstrip('/')}/health/ready", receiver.ready)
     app.on_cleanup.append(receiver.on_cleanup)
     return receiver
