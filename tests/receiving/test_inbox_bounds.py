@@ -165,7 +165,7 @@ async def test_a_failing_job_fails_alone_without_a_second_lock_wait(tmp_path: Pa
         versions = await inbox._call(
             lambda conn: [v for (v,) in conn.execute("SELECT version FROM fullstory_inbox_schema")]
         )  # type: ignore[attr-defined]
-    assert len(versions) == 3  # version 1, and the writes of a and c; b's was rolled back alone
+    assert sorted(v for v in versions if v > 100) == [101, 103]  # a's and c's writes; b's was rolled back alone
 
 
 async def test_closing_is_not_held_up_by_a_locked_inbox(tmp_path: Path) -> None:
