@@ -44,6 +44,7 @@ import argparse
 import asyncio
 import contextlib
 import glob
+import itertools
 import json
 import os
 import random
@@ -76,7 +77,7 @@ MAX_STALLED = 1_000  # open stalled connections at most (the client's own descri
 MAX_BODY_BYTES = 65_536
 CONNECTIONS = 100  # the valid senders' connection pool
 ATTEMPT_TIMEOUT = 30.0  # one attempt; today's SQLite busy timeout is 30 s
-MAX_RETRY_WAIT = 2.0  # Retry-After honoured up to this, so a short run ends
+MAX_RETRY_WAIT = 2.0  # a retry waits Retry-After (or backoff with jitter) up to this, so a short run ends
 DRAIN = 20.0  # after the run, unacknowledged deliveries are retried this long
 SETTLE = 1.0  # seconds after a fault window still counted as inside it
 CYCLE = 20.0  # seconds per fault cycle (database stall, then SIGKILL)
@@ -217,7 +218,7 @@ class Receiver:
         self.lives: list[Life] = []
         self.generation = 0  # counts the kills: a connection closed in its own generation was closed by the receiver
         self.unexpected_exits = 0
-        self._killing = False
+        self.killing = False  # between the SIGKILL and the new banner
         self._sampler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -236,7 +237,7 @@ class Receiver:
     async def _sample(self) -> None:
         while True:
             await asyncio.sleep(0.1)
-            if self.process is None or self._killing:
+            if self.process is None or self.killing:
                 continue
             if self.process.returncode is None:
                 self.lives[-1].sample()
@@ -247,14 +248,14 @@ class Receiver:
 
     async def kill_and_restart(self) -> None:
         assert self.process is not None
-        self._killing = True
+        self.killing = True
         self.generation += 1
         try:
             self.process.kill()
             await self.process.wait()
             await self.start()
         finally:
-            self._killing = False
+            self.killing = False
 
     async def stop(self) -> int | None:
         """SIGTERM (drain), SIGKILL after 30 s; return the exit code."""
@@ -412,7 +413,7 @@ class Stall:
     opened: float
     generation: int  # the receiver's generation it was opened in
     closed: float | None = None
-    closed_in: int | None = None
+    by_receiver: bool = False  # closed by the receiver (not by its death, nor by the end of the run)
 
 
 @dataclass
@@ -453,7 +454,7 @@ class Soak:
         """One attempt; return the status (``None``: no answer), or after a 503 and such, retry until drained."""
         import aiohttp
 
-        while True:
+        for attempt in itertools.count():
             start, status, retry_after = time.perf_counter(), None, None
             try:
                 async with session.post(self.url, data=body, headers=headers) as response:
@@ -461,7 +462,8 @@ class Soak:
                     status, retry_after = response.status, response.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError, OSError):
                 pass
-            wait = float(retry_after) if retry_after and retry_after.isdigit() else 0.25
+            # Retry-After when given, else exponential backoff with full jitter from 0.25 s
+            wait = float(retry_after) if retry_after and retry_after.isdigit() else random.uniform(0, 0.25 * 2**attempt)
             end = time.perf_counter()
             self.attempts.append(Attempt(kind, start - self.began, end - self.began, status))
             if status == 202 or kind not in ("valid", "duplicate") or (status is not None and status < 500):
@@ -469,6 +471,7 @@ class Soak:
             if end + wait > self.gives_up:
                 return status
             await asyncio.sleep(min(wait, MAX_RETRY_WAIT))
+        raise AssertionError("unreachable")
 
     async def valid(self, session: Any, n: int) -> None:
         from fullstory_async.receiving import delivery_key, signed_delivery
@@ -510,11 +513,12 @@ class Soak:
         if kind == "body":
             head += "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
         try:
-            writer.write(head.encode())
-            await writer.drain()
             with contextlib.suppress(OSError):
+                writer.write(head.encode())
+                await writer.drain()
                 await reader.read()  # until the receiver closes it (or the run ends: cancelled)
-            record.closed, record.closed_in = self.now(), self.receiver.generation
+            record.closed = self.now()
+            record.by_receiver = not self.receiver.killing and self.receiver.generation == record.generation
         finally:
             writer.close()
 
@@ -580,12 +584,13 @@ def figures(soak: Soak, stored: set[str], flags: list[str], backend: str, exit_c
     statuses = Counter(f"{a.kind} {a.status or 'no answer'}" for a in soak.attempts)
     lives = soak.receiver.lives
     first = lives[0]
-    growth = max(life.peak_rss_mb - life.start_rss_mb for life in lives)
-    fd_allowance = max(life.start_fds for life in lives)
+    # Against the first life's start, before any load (a restarted receiver meets the load at once).
+    growth = max(life.peak_rss_mb for life in lives) - first.start_rss_mb
+    fd_allowance = first.start_fds
     stall_figures = {}
     for kind in ("head", "body"):
         mine = [s for s in soak.stalls if s.kind == kind]
-        closed = [s.closed - s.opened for s in mine if s.closed is not None and s.closed_in == s.generation]
+        closed = [s.closed - s.opened for s in mine if s.by_receiver and s.closed is not None]
         stall_figures[kind] = {
             "opened": len(mine),
             "closed_by_receiver": len(closed),
