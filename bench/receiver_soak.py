@@ -1,6 +1,6 @@
 """Receiver soak (issue 18): ``fullstory-async receive`` under mixed senders, a locked or paused database and SIGKILLs.
 
-    python bench/receiver_soak.py                     # SQLite then PostgreSQL, 60 s each, then bench/receiver.py
+    python bench/receiver_soak.py                     # SQLite, then PostgreSQL, 60 s each; then bench/receiver.py
     python bench/receiver_soak.py --quick             # 10 s each, no ratio run
     python bench/receiver_soak.py --backend sqlite --duration 30 --no-ratio
 
@@ -8,9 +8,10 @@ Everything runs on 127.0.0.1 and stops by itself. One client process sends, for 
 seconds, on an open-loop schedule (a delivery is sent at its time whether or not earlier ones
 were answered, so a stall shows in the latency instead of slowing the senders):
 
-- valid signed ``note.created`` deliveries at ``--rate`` (500/s), each retried after a ``503``,
-  a dropped connection or a timeout (honouring ``Retry-After``, capped at 2 s) as Fullstory
-  retries, until it is acknowledged (``202``) or the run's drain ends;
+- valid signed ``note.created`` deliveries at ``--rate`` (500/s; 200/s on PostgreSQL, see
+  ``POSTGRES_RATE``), each retried after a ``503``, a dropped connection or a timeout (after
+  ``Retry-After``, else backoff with jitter, at most 2 s) as Fullstory retries, until it is
+  acknowledged (``202``) or ``DRAIN`` seconds after the run;
 - duplicates (50/s): exact re-sends of acknowledged deliveries (expected ``202``, stored once);
 - bad signatures (10/s, expected ``401``) and oversized bodies (2/s, twice ``--max-body-bytes``,
   expected ``413``); neither may be stored;
@@ -59,7 +60,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit, urlunsplit
@@ -67,7 +68,10 @@ from urllib.parse import urlsplit, urlunsplit
 HOST = "127.0.0.1"
 SECRET = "soak-secret-Q7m2xL"
 ORG = "o-SOAK-na1"
-RATE = 500.0  # valid deliveries per second
+RATE = 500.0  # valid deliveries per second on SQLite
+# The PostgreSQL inbox commits each delivery alone (no group commit): `receive` on it acknowledged 150-290
+# deliveries/s at concurrency 50 here when SQLite did 840, so at 500/s its queue only grows.
+POSTGRES_RATE = 200.0
 DUPLICATE_RATE = 50.0
 FORGED_RATE = 10.0
 OVERSIZED_RATE = 2.0
@@ -282,11 +286,11 @@ class Database:
 
     receiver_url: str
     direct_url: str
-    stall: Callable[[float], AsyncIterator[None]]  # an async context manager: the database stalled inside
-    close: Callable[[], Awaitable[None]]
+    stall: Callable[[float], contextlib.AbstractAsyncContextManager[None]]  # the database stalls inside, then ends
 
 
-async def sqlite_database(directory: str) -> Database:
+@contextlib.asynccontextmanager
+async def sqlite_database(directory: str) -> AsyncIterator[Database]:
     path = os.path.join(directory, "inbox.db")
     url = f"sqlite:///{path}"  # an absolute path: sqlite:////tmp/...
 
@@ -303,10 +307,7 @@ async def sqlite_database(directory: str) -> Database:
                 locker.kill()
                 await locker.wait()
 
-    async def close() -> None:
-        pass
-
-    return Database(url, url, stall, close)
+    yield Database(url, url, stall)
 
 
 def with_database(dsn: str, name: str, netloc: str | None = None) -> str:
@@ -340,20 +341,37 @@ def throwaway_server(directory: str) -> tuple[str, Callable[[], object]]:
     return f"postgresql://postgres@{HOST}:{port}/postgres", stop
 
 
-async def postgres_database(directory: str) -> Database:
+@contextlib.asynccontextmanager
+async def postgres_database(directory: str) -> AsyncIterator[Database]:
+    dsn = os.environ.get("FULLSTORY_TEST_POSTGRES_DSN")
+    if dsn:
+        async with scratch_database(dsn) as database:
+            yield database
+        return
+    dsn, stop = await asyncio.to_thread(throwaway_server, directory)
+    try:
+        async with scratch_database(dsn) as database:
+            yield database
+    finally:
+        await asyncio.to_thread(stop)
+
+
+async def admin(dsn: str, statement: str) -> None:
     import asyncpg
 
-    dsn = os.environ.get("FULLSTORY_TEST_POSTGRES_DSN")
-    stop_server: Callable[[], object] | None = None
-    if not dsn:
-        dsn, stop_server = await asyncio.to_thread(throwaway_server, directory)
-    name = f"fs_soak_{os.getpid()}_{random.randrange(10**6)}"
-    admin = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(statement)
     finally:
-        await admin.close()
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(dsn: str) -> AsyncIterator[Database]:
+    """A database of our own on the server of ``dsn``, reached through a pausable proxy; dropped at the end."""
+    name = f"fs_soak_{os.getpid()}_{random.randrange(10**6)}"
     parts = urlsplit(dsn)
+    await admin(dsn, f'CREATE DATABASE "{name}"')
     proxy = await spawn(
         sys.executable, __file__, "--serve-proxy", f"{parts.hostname}:{parts.port or 5432}", stdin=subprocess.PIPE
     )
@@ -377,23 +395,13 @@ async def postgres_database(directory: str) -> Database:
         finally:
             await command("resume", "resumed")
 
-    async def close() -> None:
-        assert proxy.stdin is not None
-        proxy.stdin.close()
-        try:
-            await asyncio.wait_for(proxy.wait(), 10)
-        except TimeoutError:
+    try:
+        yield Database(proxied, with_database(dsn, name), stall)
+    finally:
+        if proxy.returncode is None:
             proxy.kill()
             await proxy.wait()
-        admin = await asyncpg.connect(dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        if stop_server is not None:
-            await asyncio.to_thread(stop_server)
-
-    return Database(proxied, with_database(dsn, name), stall, close)
+        await admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- the senders -------------------------------------------------------------------------------------
@@ -626,16 +634,17 @@ def figures(soak: Soak, stored: set[str], flags: list[str], backend: str, exit_c
         "restarts": len(lives) - 1,
         "unexpected_exits": soak.receiver.unexpected_exits,
         "final_exit_code": exit_code,
+        "load_average_1m": round(os.getloadavg()[0], 2),  # the machine is shared: read the figures with it
     }
     report["targets"] = {
         "lost": "0",
-        "p99_ms": f"<= {TARGET_P99_MS:g}" + ("" if backend == "sqlite" else " (set for SQLite)"),
+        "p99_ms": f"<= {TARGET_P99_MS:g}" if backend == "sqlite" else "none (the 50 ms is SQLite's)",
         "rss_growth_mb": f"<= {TARGET_RSS_GROWTH_MB:g}",
         "fds_peak": f"<= {CAP} connections + {fd_allowance} at start",
     }
     report["met"] = {
         "lost": lost == 0 and report["refused_but_stored"] == 0,
-        "p99_ms": p99 is not None and (p99 <= TARGET_P99_MS or backend != "sqlite"),
+        "p99_ms": backend != "sqlite" or (p99 is not None and p99 <= TARGET_P99_MS),
         "rss_growth_mb": growth <= TARGET_RSS_GROWTH_MB,
         "fds_peak": report["fds_peak"] <= CAP + fd_allowance,
     }
@@ -644,12 +653,14 @@ def figures(soak: Soak, stored: set[str], flags: list[str], backend: str, exit_c
 
 def show(report: dict[str, Any]) -> None:
     def mark(name: str) -> str:
-        return f"target {report['targets'][name]:<34} {'ok' if report['met'][name] else 'MISSED'}"
+        target = report["targets"][name]
+        verdict = "" if target.startswith("none") else "ok" if report["met"][name] else "MISSED"
+        return f"target {target:<34} {verdict}"
 
     flags = " ".join(report["flags"]) or "none (receive --help lists none of the issue-18 flags)"
     lines = [
         f"receiver soak, {report['backend']}: {report['duration_s']:g} s at {report['rate']:g} valid deliveries/s;"
-        f" flags passed: {flags}",
+        f" flags passed: {flags}; load average {report['load_average_1m']} at the end",
         f"  acknowledged         {report['acknowledged']:,} of {report['valid_sent']:,} valid"
         f" (+{report['duplicates_acknowledged']:,} duplicates); {report['unacknowledged']} never acknowledged",
         f"  lost                 {report['lost']:<26} {mark('lost')}"
@@ -675,8 +686,7 @@ async def soak(
     flags = hardening_flags()
     cycles = cycles or max(1, round(duration / CYCLE))
     with tempfile.TemporaryDirectory(prefix="receiver-soak-") as directory:
-        database = await (sqlite_database if backend == "sqlite" else postgres_database)(directory)
-        try:
+        async with (sqlite_database if backend == "sqlite" else postgres_database)(directory) as database:
             port = free_port()
             with open(os.path.join(directory, "receive.log"), "wb") as log:  # noqa: ASYNC230 (before any load)
                 receiver = Receiver(database.receiver_url, port, flags, log)
@@ -687,8 +697,6 @@ async def soak(
                 finally:
                     exit_code = await receiver.stop()
             stored = await stored_keys(database.direct_url)
-        finally:
-            await database.close()
     return figures(run, stored, flags, backend, exit_code)
 
 
@@ -705,7 +713,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per backend (60)")
     parser.add_argument("--quick", action="store_true", help="10 s per backend, one fault of each kind, no ratio run")
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--rate", type=float, default=RATE, help=f"valid deliveries per second ({RATE:g})")
+    parser.add_argument("--rate", type=float, default=RATE, help=f"valid deliveries/s on SQLite ({RATE:g})")
+    parser.add_argument(
+        "--postgres-rate",
+        type=float,
+        default=POSTGRES_RATE,
+        help=f"valid deliveries/s on PostgreSQL ({POSTGRES_RATE:g})",
+    )
     parser.add_argument("--no-ratio", action="store_true", help="skip the bench/receiver.py ratio run")
     parser.add_argument("--hold-lock", nargs=2, metavar=("DB", "SECONDS"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-proxy", metavar="HOST:PORT", help=argparse.SUPPRESS)
@@ -719,7 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     duration = 10.0 if args.quick else args.duration
     ok = True
     for backend in ("sqlite", "postgres") if args.backend == "both" else (args.backend,):
-        report = asyncio.run(soak(backend, duration, rate=args.rate))
+        rate = args.rate if backend == "sqlite" else args.postgres_rate
+        report = asyncio.run(soak(backend, duration, rate=rate))
         show(report)
         print(json.dumps(report), flush=True)
         ok = ok and all(report["met"].values())
