@@ -10,8 +10,8 @@ were answered, so a stall shows in the latency instead of slowing the senders):
 
 - valid signed ``note.created`` deliveries at ``--rate`` (500/s; 200/s on PostgreSQL, see
   ``POSTGRES_RATE``), each retried after a ``503``, a dropped connection or a timeout (after
-  ``Retry-After``, else backoff with jitter, at most 2 s) as Fullstory retries, until it is
-  acknowledged (``202``) or ``DRAIN`` seconds after the run;
+  ``Retry-After``, else backoff with jitter, at most 2 s; Fullstory retries too, on a schedule
+  it does not document), until it is acknowledged (``202``) or ``DRAIN`` seconds after the run;
 - duplicates (50/s): exact re-sends of acknowledged deliveries (expected ``202``, stored once);
 - bad signatures (10/s, expected ``401``) and oversized bodies (2/s, twice ``--max-body-bytes``,
   expected ``413``); neither may be stored;
@@ -331,7 +331,8 @@ def throwaway_server(directory: str) -> tuple[str, Callable[[], object]]:
         check=True,
         capture_output=True,
     )
-    options = f"-c listen_addresses={HOST} -p {port} -k {directory}"
+    # fsync off as in .ci/run: the soak kills receivers, never the database
+    options = f"-c listen_addresses={HOST} -p {port} -k {directory} -c fsync=off"
     pg_ctl = [*as_pg, f"{bin_dir}/pg_ctl", "-D", data, "-l", os.path.join(directory, "log")]
     subprocess.run([*pg_ctl, "-w", "-o", options, "start"], check=True, capture_output=True)
 
