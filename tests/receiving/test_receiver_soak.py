@@ -35,6 +35,8 @@ async def test_quick_soak_loses_no_acknowledged_delivery() -> None:
     assert report["acknowledged"] == 150  # each retried after a 503 or the kill until acknowledged
     assert report["lost"] == 0  # every 202'd delivery is in the inbox after the kill
     assert report["refused_but_stored"] == 0  # no forged or oversized delivery was stored
+    assert report["stored_twice"] == 0
+    assert report["duplicates_acknowledged"] > 0
     statuses = report["statuses"]
     assert statuses.get("forged 401", 0) > 0
     assert set(statuses) <= {
