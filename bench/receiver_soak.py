@@ -231,7 +231,10 @@ class Receiver:
         self.process = await spawn(*command, *self.flags, stderr=self.log, env=env)
         banner = await read_line(self.process)
         if not banner.startswith("receiving on "):
-            raise RuntimeError(f"receive did not start ({banner!r}); its stderr is in {self.log.name}")
+            self.log.flush()
+            with open(self.log.name, "rb") as log:  # noqa: ASYNC230 (it failed to start: no load to disturb)
+                stderr = log.read()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"receive did not start ({banner!r}); its stderr ends:\n{stderr}")
         self.lives.append(Life(self.process.pid))
         self.lives[-1].sample()
         if self._sampler is None:
