@@ -346,9 +346,9 @@ def throwaway_server(directory: str) -> tuple[str, Callable[[], object]]:
 
 @contextlib.asynccontextmanager
 async def postgres_database(directory: str) -> AsyncIterator[Database]:
-    dsn = os.environ.get("FULLSTORY_TEST_POSTGRES_DSN")
-    if dsn:
-        async with scratch_database(dsn) as database:
+    shared = os.environ.get("FULLSTORY_TEST_POSTGRES_DSN")
+    if shared:
+        async with scratch_database(shared) as database:
             yield database
         return
     dsn, stop = await asyncio.to_thread(throwaway_server, directory)
