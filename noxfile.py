@@ -74,8 +74,9 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
-    session.install("-e", ".", "httpx")  # httpx: the overhead benchmark's comparison client
-    which = session.posargs or ["fake", "rate", "faults", "memory", "overhead", "soak", "receiver", "governor"]
+    session.install("-e", ".[postgres]", "httpx")  # httpx: the overhead benchmark's comparison client
+    every = ("fake", "rate", "faults", "memory", "overhead", "soak", "receiver", "governor", "receiver_soak")
+    which = session.posargs or list(every)
     if "fake" in which:
         session.run("python", "bench/fake_server_throughput.py")
     for name in ("rate", "faults", "memory"):
@@ -90,3 +91,5 @@ def bench(session: nox.Session) -> None:
         session.run("python", "bench/receiver.py")
     if "governor" in which:
         session.run("python", "bench/governor.py")
+    if "receiver_soak" in which:  # SQLite and PostgreSQL (FULLSTORY_TEST_POSTGRES_DSN, or a throwaway server)
+        session.run("python", "bench/receiver_soak.py", *(["--no-ratio"] if "receiver" in which else []))

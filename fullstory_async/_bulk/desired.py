@@ -48,6 +48,24 @@ class DesiredStateError(FullstoryError, ValueError):
         self.problem = problem
 
 
+class UnsetSecretError(InvalidArgumentError):
+    """A ``secret_env`` variable is unset or empty; ``variable`` names it (never its value: there is none)."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__("secret_env", f"environment variable {variable} is not set")
+        self.variable = variable
+
+
+def unset_secrets_error(unset: Mapping[str, list[str]]) -> InvalidArgumentError:
+    """One error naming every unset ``secret_env`` variable and where each is used (``{variable: [where...]}``)."""
+    if len(unset) == 1:
+        [(variable, places)] = unset.items()
+        if len(places) == 1:
+            return InvalidArgumentError(f"{places[0]}.secret_env", f"environment variable {variable} is not set")
+    listed = "; ".join(f"{variable} ({', '.join(places)})" for variable, places in unset.items())
+    return InvalidArgumentError("secret_env", f"{len(unset)} environment variable(s) are not set: {listed}")
+
+
 def did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     """`` (did you mean "x"?)`` for the closest of ``choices``, or ``""``."""
     import difflib  # on first use: keeps `import fullstory_async` light
@@ -177,19 +195,24 @@ def desired_state_from(document: object, *, environ: Mapping[str, str]) -> Desir
     if "scope" in document and not isinstance(scope, list):
         raise InvalidArgumentError("scope", f"must be an array of URL prefixes, got {_type_name(scope)}")
     endpoints = []
+    unset: dict[str, list[str]] = {}  # every unset variable is named at once, not one run at a time
     for number, entry in enumerate(entries):
         try:
             endpoints.append(parse_endpoint(entry, environ))
+        except UnsetSecretError as exc:
+            unset.setdefault(exc.variable, []).append(f"endpoints[{number}]")
         except InvalidArgumentError as exc:
             raise InvalidArgumentError(f"endpoints[{number}].{exc.field}".rstrip("."), exc.problem) from None
+    if unset:
+        raise unset_secrets_error(unset)
     return DesiredState(tuple(endpoints), scope=scope)
 
 
-def parse_endpoint(entry: object, environ: Mapping[str, str]) -> DesiredEndpoint:
-    """Read one endpoint object (a desired-state entry, or one ``provision`` line).
+def parse_endpoint(entry: object, environ: Mapping[str, str], keys: tuple[str, ...] = ENDPOINT_KEYS) -> DesiredEndpoint:
+    """Read one endpoint object (a desired-state entry, or one ``provision`` line, whose ``keys`` lack ``enabled``).
 
     Raises `InvalidArgumentError` whose ``field`` is the key path inside the entry
-    (empty when the entry itself is wrong).
+    (empty when the entry itself is wrong); `UnsetSecretError` for an unset ``secret_env``.
     """
     if not isinstance(entry, dict):
         raise InvalidArgumentError("", f"must be a table/object, got {_type_name(entry)}")
@@ -202,10 +225,8 @@ def parse_endpoint(entry: object, environ: Mapping[str, str]) -> DesiredEndpoint
             "(in TOML, a key below a table header belongs to that table)",
         )
     for key in entry:
-        if key not in ENDPOINT_KEYS:
-            raise InvalidArgumentError(
-                key, f"unknown key{did_you_mean(key, ENDPOINT_KEYS)}; expected one of {', '.join(ENDPOINT_KEYS)}"
-            )
+        if key not in keys:
+            raise InvalidArgumentError(key, f"unknown key{did_you_mean(key, keys)}; expected one of {', '.join(keys)}")
     if "url" not in entry:
         raise InvalidArgumentError("url", "is required")
     url = check_url("url", entry["url"])
@@ -223,7 +244,7 @@ def parse_endpoint(entry: object, environ: Mapping[str, str]) -> DesiredEndpoint
             raise InvalidArgumentError("secret_env", "must be the name of an environment variable")
         secret = environ.get(secret_env)
         if not secret:
-            raise InvalidArgumentError("secret_env", f"environment variable {secret_env} is not set")
+            raise UnsetSecretError(secret_env)
     return DesiredEndpoint(url, event_types, secret, secret_env, enabled)
 
 

@@ -7,9 +7,10 @@ status. ``fake-server`` (no client) is here too.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from fullstory_async import (
+    BadRequestError,
     CreateEndpointRequest,
     Endpoint,
     EventType,
@@ -17,11 +18,13 @@ from fullstory_async import (
     InvalidArgumentError,
     UpdateEndpointRequest,
 )
+from fullstory_async._bulk.desired import did_you_mean
 from fullstory_async.cli._output import (
     ENDPOINT_HEADERS,
     endpoint_lines,
     endpoint_record,
     endpoint_row,
+    error_text,
     table,
 )
 from fullstory_async.cli._parser import UsageError
@@ -91,18 +94,55 @@ async def endpoints_get(args: argparse.Namespace, target: Target) -> int:
     return 0
 
 
+async def _hinted(target: Target, event_types: Sequence[EventType] | None, call: Awaitable[Endpoint]) -> int:
+    """Await ``call`` and show its endpoint (0); a refused event name gets a did-you-mean (1).
+
+    After the server's ``400`` only, the catalogue is fetched, and each event name it does not
+    list is named with the closest one: a request that succeeds costs no extra call.
+    """
+    try:
+        endpoint = await call
+    except BadRequestError as exc:
+        try:
+            names = [d.event_name for d in await target.client.webhooks.list_event_types()]
+        except FullstoryError:
+            raise exc from None
+        hint = "".join(
+            f"; {e.event_name!r} is not an event type of this account{did_you_mean(e.event_name, names)}"
+            for e in event_types or ()
+            if e.event_name not in names
+        )
+        if not hint:
+            raise
+        target.console.error(error_text(exc) + hint, exc)
+        return 1
+    _show(target, endpoint)
+    return 0
+
+
 async def endpoints_create(args: argparse.Namespace, target: Target) -> int:
-    """Create one endpoint; never a duplicate (an existing URL is an error), safe to retry."""
+    """Create one endpoint; never a duplicate (an existing URL is an error), safe to retry.
+
+    Without ``--secret-env`` its deliveries could never be verified: ``--no-secret`` says so on purpose.
+    """
     try:
         request = CreateEndpointRequest(url=args.url, event_types=_event_types(args.event_types) or ())
     except InvalidArgumentError as exc:
         raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.problem}") from None
+    if args.secret_env is None and not args.no_secret:
+        raise UsageError(
+            "--secret-env VAR is required: without a secret, the endpoint's deliveries cannot be verified "
+            "(pass --no-secret to create it without one anyway)"
+        )
     secret = _secret(args, target)
     if secret is not None:
         request = CreateEndpointRequest(url=request.url, event_types=request.event_types, secret=secret)
-    endpoint, _outcome = await target.client.webhooks.ensure_endpoint(request, on_exists="error")
-    _show(target, endpoint)
-    return 0
+
+    async def create() -> Endpoint:
+        endpoint, _outcome = await target.client.webhooks.ensure_endpoint(request, on_exists="error")
+        return endpoint
+
+    return await _hinted(target, request.event_types, create())
 
 
 async def endpoints_update(args: argparse.Namespace, target: Target) -> int:
@@ -117,8 +157,8 @@ async def endpoints_update(args: argparse.Namespace, target: Target) -> int:
                 "nothing to change: give --url, --event-type, --secret-env, --enable or --disable"
             ) from None
         raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.problem}") from None
-    _show(target, await target.client.webhooks.update_endpoint(await endpoint_id(target, args.id), request))
-    return 0
+    endpoint = await endpoint_id(target, args.id)
+    return await _hinted(target, event_types, target.client.webhooks.update_endpoint(endpoint, request))
 
 
 async def endpoints_delete(args: argparse.Namespace, target: Target) -> int:

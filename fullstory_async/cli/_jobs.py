@@ -15,13 +15,14 @@ import contextlib
 import os
 import sys
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 from fullstory_async import DesiredState, Outcome, Plan, ProvisionResult, load_desired_state
 from fullstory_async._bulk import DEFAULT_MAX_DELETES
 from fullstory_async.cli import _planfile
-from fullstory_async.cli._jsonl import Feed, Line, open_lines
+from fullstory_async.cli._jsonl import Feed, Line, open_lines, survey
 from fullstory_async.cli._output import (
     Console,
     Record,
@@ -98,16 +99,34 @@ def _refuse_desired_state_file(path: str) -> None:
             )
 
 
+def _unset_text(unset: Counter[str]) -> str:
+    return ", ".join(f"{name} ({count} line(s))" for name, count in unset.items())
+
+
 async def provision(args: argparse.Namespace, target: Target) -> int:
-    """Stream JSON Lines into ``provision``; print one JSON result a line as each finishes."""
+    """Stream JSON Lines into ``provision``; print one JSON result a line as each finishes.
+
+    A regular file is read once before the job (streaming: memory stays flat) for its line
+    count, the progress bar's total, and its ``secret_env`` names: an unset one is a usage
+    error before any request. Stdin cannot be read twice: each of its lines naming an unset
+    variable fails in its turn, and one line per variable on stderr counts them at the end.
+    """
     _refuse_desired_state_file(args.file)
     try:
+        total, unset = survey(args.file, target.environ) if args.file != "-" else (None, Counter[str]())
         lines, file = open_lines(args.file, sys.stdin)
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    if unset:  # never on the embedded fake: its environment fills them with throwaway secrets
+        if file is not None:
+            file.close()
+        raise UsageError(
+            f"{args.file}: secret_env variable(s) not set: {_unset_text(unset)}; "
+            "nothing was sent: set them and run again"
+        )
     feed = Feed(lines, target.environ, target.report_throwaway)
     try:
-        with _progress(args, target.console, None) as progress:
+        with _progress(args, target.console, total) as progress:
             items: AsyncIterator[Any] = feed.items()  # requests, and `Line` markers that fail as they should
             results = target.client.webhooks.provision(items, concurrency=args.concurrency, on_exists=args.on_exists)
             async with _closing(results):
@@ -120,6 +139,8 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
     finally:
         if file is not None:
             file.close()
+        for name, count in feed.unset_secrets.items():
+            target.console.notice(f"{name} is not set: {count} line(s) failed for it")
     return 1 if progress.failed else 0
 
 

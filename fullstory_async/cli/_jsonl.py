@@ -21,13 +21,14 @@ import json
 import os
 import stat
 import threading
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import IO, Any
 
 import attrs
 
 from fullstory_async import CreateEndpointRequest, InvalidArgumentError
-from fullstory_async._bulk.desired import parse_endpoint
+from fullstory_async._bulk.desired import ENDPOINT_KEYS, UnsetSecretError, parse_endpoint
 from fullstory_async.cli._output import Record
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
@@ -44,21 +45,26 @@ class Line:
     request: CreateEndpointRequest | None = attrs.field(repr=False)
     problem: Record | None = None
     """``{"type", "message", "field"?}`` when the line is not a valid request."""
+    unset_secret: str | None = None
+    """The ``secret_env`` variable that is not set, when that is the problem."""
 
 
-def _problem(number: int, url: str | None, field: str | None, problem: str) -> Line:
+def _problem(number: int, url: str | None, field: str | None, problem: str, unset: str | None = None) -> Line:
     message = f"line {number}: {field}: {problem}" if field else f"line {number}: {problem}"
     record: Record = {"type": "InvalidArgumentError", "message": message}
     if field:
         record["field"] = field
-    return Line(number, url, None, record)
+    return Line(number, url, None, record, unset)
+
+
+PROVISION_KEYS = tuple(key for key in ENDPOINT_KEYS if key != "enabled")
+"""The keys of a line: those of a desired-state entry but ``enabled`` (provision creates enabled endpoints)."""
 
 
 def _request(document: dict[str, Any], environ: Mapping[str, str]) -> CreateEndpointRequest:
-    endpoint = parse_endpoint(document, environ)  # the schema of desired-state entries
     if "enabled" in document:
         raise InvalidArgumentError("enabled", "provision creates enabled endpoints: set the state with plan/apply")
-    return endpoint.create_request()
+    return parse_endpoint(document, environ, PROVISION_KEYS).create_request()  # the schema of desired-state entries
 
 
 def parse_line(number: int, raw: bytes | str, environ: Mapping[str, str]) -> Line:
@@ -76,7 +82,8 @@ def parse_line(number: int, raw: bytes | str, environ: Mapping[str, str]) -> Lin
     try:
         return Line(number, url, _request(document, environ))
     except InvalidArgumentError as exc:
-        return _problem(number, url, exc.field, exc.problem)
+        unset = exc.variable if isinstance(exc, UnsetSecretError) else None
+        return _problem(number, url, exc.field, exc.problem, unset)
 
 
 class Feed:
@@ -93,6 +100,8 @@ class Feed:
         self._environ = environ
         self._after_line = after_line
         self._pending: dict[int, Line] = {}
+        self.unset_secrets: Counter[str] = Counter()
+        """Lines per unset ``secret_env`` variable, so far."""
 
     async def _raw(self) -> AsyncIterator[bytes | str]:
         if isinstance(self._lines, AsyncIterable):
@@ -111,6 +120,8 @@ class Feed:
             if not raw.strip():
                 continue
             line = parse_line(number, raw, self._environ)
+            if line.unset_secret is not None:
+                self.unset_secrets[line.unset_secret] += 1
             if self._after_line is not None:
                 self._after_line()
             self._pending[index] = line
@@ -171,6 +182,32 @@ class PipeLines:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+def survey(path: str, environ: Mapping[str, str]) -> tuple[int, Counter[str]]:
+    """One streaming pass over a regular file: its non-blank lines, and the lines per unset ``secret_env`` variable.
+
+    Raises:
+        OSError: the file cannot be read.
+
+    """
+    count = 0
+    unset: Counter[str] = Counter()
+    with open(path, "rb") as file:
+        for raw in file:
+            if not raw.strip():
+                continue
+            count += 1
+            if b"secret_env" not in raw:  # most lines: no JSON parsed twice
+                continue
+            try:
+                document = json.loads(raw)
+            except ValueError:  # reported in its turn by `parse_line`
+                continue
+            name = document.get("secret_env") if isinstance(document, dict) else None
+            if isinstance(name, str) and name and not environ.get(name):
+                unset[name] += 1
+    return count, unset
 
 
 def open_lines(path: str, stdin: IO[str]) -> tuple[RawLines, IO[Any] | None]:

@@ -1,5 +1,8 @@
 """``fullstory-async receive`` (a durable webhook sink) and ``fullstory-async inbox export|stats|requeue``.
 
+The ``inbox`` commands never create nor migrate an inbox (``open_inbox(create=False)``): a
+mistyped path or another application's database is an error, not a new empty inbox.
+
 These commands never talk to the Fullstory API, so they never start the embedded fake
 server. ``receive`` acknowledges a delivery only after it is committed to the inbox,
 prints its bound URL on stdout (handy with ``--port 0``), logs each refusal on one
@@ -23,14 +26,25 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from fullstory_async._auth import _is_loopback as is_loopback
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
-from fullstory_async._options import integer, non_negative
-from fullstory_async.receiving import Inbox, InboxError, InboxStats, ReceivingMetrics, open_inbox
+from fullstory_async._options import integer, non_negative, positive
+from fullstory_async.receiving import (
+    Inbox,
+    InboxError,
+    InboxStats,
+    ReceiverSettings,
+    ReceivingMetrics,
+    add_webhook_route,
+    open_inbox,
+)
+from fullstory_async.receiving._inbox import DEFAULT_COMMIT_TIMEOUT, rfc3339
+from fullstory_async.receiving._limits import ConnectionLimits, check_descriptors, serve
 from fullstory_async.receiving._postgres import redact
-from fullstory_async.receiving._receiver import DEFAULT_MAX_BODY_BYTES, add_webhook_route
+from fullstory_async.receiving._settings import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from fullstory_async.receiving._signature import DEFAULT_TOLERANCE
 
 
@@ -73,6 +87,13 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
         help=f"replay window of the signature timestamp ({DEFAULT_TOLERANCE:g})",
     )
     receive.add_argument(
+        "--commit-timeout",
+        type=positive,
+        default=DEFAULT_COMMIT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"an inbox commit that takes longer is answered 503 with Retry-After ({DEFAULT_COMMIT_TIMEOUT:g})",
+    )
+    receive.add_argument(
         "--metrics-port",
         type=integer(0, 65535),
         metavar="PORT",
@@ -88,6 +109,17 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
         metavar="VAR",
         help="environment variable holding a token every scrape must send (Authorization: Bearer <token>)",
     )
+    limits = ConnectionLimits()
+    bounds = (
+        ("--head-timeout", positive, limits.head_timeout, "SECONDS", "to send a complete request head"),
+        ("--body-timeout", positive, DEFAULT_BODY_TIMEOUT, "SECONDS", "to send the whole body (then 408)"),
+        ("--keepalive-timeout", positive, limits.keepalive_timeout, "SECONDS", "an idle connection stays open"),
+        ("--max-connections", integer(1), limits.max_connections, "N", "open at once (see docs/receiving.md)"),
+        ("--max-headers", integer(1), limits.max_headers, "N", "header lines per request (400 above)"),
+        ("--max-header-bytes", integer(1), limits.max_header_bytes, "N", "bytes in one header line (400 above)"),
+    )
+    for flag, kind, default, metavar, text in bounds:
+        receive.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} ({default:g})")
 
 
 def inbox_options(action: argparse.ArgumentParser) -> None:
@@ -200,39 +232,35 @@ async def _receive(args: argparse.Namespace) -> int:
     secrets = [_secret(name) for name in args.secret_envs]
     metrics_token = _metrics_token(args)
     path = args.path if args.path.startswith("/") else f"/{args.path}"
+    check_descriptors(args.max_connections)
+    limits = ConnectionLimits(**{name: getattr(args, name) for name in attrs.fields_dict(ConnectionLimits)})
+    settings = ReceiverSettings(
+        max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
+        tolerance=args.tolerance or None,
+        org_id=args.org_id,
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("fullstory-async: %(message)s"))
     logger = logging.getLogger("fullstory_async.receiving")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        async with open_inbox(args.inbox) as inbox, contextlib.AsyncExitStack() as exits:
+        async with (
+            open_inbox(args.inbox, commit_timeout=args.commit_timeout) as inbox,
+            contextlib.AsyncExitStack() as exits,
+        ):
             app = web.Application()
             metrics = ReceivingMetrics()
-            receiver = add_webhook_route(
-                app,
-                path,
-                secrets,
-                inbox=inbox,
-                max_body_bytes=args.max_body_bytes,
-                tolerance=args.tolerance or None,
-                org_id=args.org_id,
-                hooks=[metrics] if args.metrics_port is not None else (),
-            )
+            hooks = [metrics] if args.metrics_port is not None else []
+            receiver = add_webhook_route(app, path, secrets, inbox=inbox, settings=settings, hooks=hooks)
             metrics_url = None
             if args.metrics_port is not None:
-                metrics_app = _metrics_app(metrics, inbox, metrics_token)
-                metrics_runner = web.AppRunner(metrics_app, access_log=None, handle_signals=False)
-                await metrics_runner.setup()
-                exits.push_async_callback(metrics_runner.cleanup)
-                await web.TCPSite(metrics_runner, args.metrics_host, args.metrics_port).start()
-                metrics_url = _url(args.metrics_host, metrics_runner.addresses[0][1], "/metrics")
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, args.host, args.port)
-                await site.start()
-                port = runner.addresses[0][1]
+                metrics_port = await exits.enter_async_context(
+                    serve(_metrics_app(metrics, inbox, metrics_token), args.metrics_host, args.metrics_port, limits)
+                )
+                metrics_url = _url(args.metrics_host, metrics_port, "/metrics")
+            async with serve(app, args.host, args.port, limits) as port:
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
@@ -244,15 +272,13 @@ async def _receive(args: argparse.Namespace) -> int:
                 await stop.wait()
                 print("fullstory-async: draining: new deliveries get 503", file=sys.stderr, flush=True)
                 await receiver.aclose()
-            finally:
-                await runner.cleanup()
     finally:
         logger.removeHandler(handler)
     return 0
 
 
 async def _export(args: argparse.Namespace) -> int:
-    async with open_inbox(args.inbox, retention=None) as inbox:
+    async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         async for record in inbox.export():
             sys.stdout.write(json.dumps(record.export_line(), ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -260,15 +286,22 @@ async def _export(args: argparse.Namespace) -> int:
 
 
 async def _stats(args: argparse.Namespace) -> int:
-    async with open_inbox(args.inbox, retention=None) as inbox:
+    async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         stats = await inbox.stats()
-    record = {"pending": stats.pending, "done": stats.done, "dead": stats.dead}
-    print(json.dumps({**record, "oldest_pending_at": stats.oldest_pending_at}))
+    oldest, age = stats.oldest_pending_at, stats.oldest_pending_age
+    record = {
+        "pending": stats.pending,
+        "done": stats.done,
+        "dead": stats.dead,
+        "oldest_pending_at": None if oldest is None else rfc3339(oldest),
+        "oldest_pending_age_seconds": None if age is None else round(age, 3),
+    }
+    print(json.dumps(record))
     return 0
 
 
 async def _requeue(args: argparse.Namespace) -> int:
-    async with open_inbox(args.inbox, retention=None) as inbox:
+    async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         count = await inbox.requeue_dead()
     print(f"requeued {count} dead event(s)")
     return 0

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from fullstory_async._options import add_fake_server_options
-from fullstory_async.cli import _commands, _completion, _jobs, _parser, _receiving
+from fullstory_async.cli import _commands, _completion, _forward, _import, _jobs, _parser, _receiving, _send
 from fullstory_async.cli._target import Target
 
 
@@ -39,6 +39,9 @@ def _event(parser: argparse.ArgumentParser) -> None:
 
 def _create(parser: argparse.ArgumentParser) -> None:
     _parser.add_endpoint_fields(parser, required=True)
+    parser.add_argument(
+        "--no-secret", action="store_true", help="create it without a secret (its deliveries cannot be verified)"
+    )
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -64,12 +67,20 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "apply", "make the endpoints match a desired-state file or a saved plan", _parser.apply_options, _jobs.apply
     ),
+    Command("import", "write the desired-state file of the endpoints inside a scope", _import.options, _import.run),
     Command(
         "fake-server", "serve the embedded fake API until Ctrl-C", add_fake_server_options, local=_commands.fake_server
     ),
     Command("completion", "print a shell completion script", _completion.options, local=_completion.run),
     Command(
         "receive", "serve webhook deliveries into a durable inbox", _receiving.receive_options, local=_receiving.receive
+    ),
+    Command("send", "send signed webhook deliveries to a receiver", _send.options, local=_send.run),
+    Command(
+        "forward",
+        "forward every stored delivery to an internal service, signed (Standard Webhooks)",
+        _forward.forward_options,
+        local=_forward.forward,
     ),
     Command(
         "inbox export",

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 
 import attrs
 
-from fullstory_async import Client
+from fullstory_async import Client, InvalidArgumentError
 from fullstory_async._auth import BASE_URL_ENV
 from fullstory_async.cli._output import Console
 from fullstory_async.cli._parser import DEFAULT_API_KEY_ENV, PROG, UsageError
@@ -127,9 +127,17 @@ async def open_target(args: argparse.Namespace, console: Console) -> AsyncIterat
                 f"{variable} is not set ({given} names a real server): put the API key in it "
                 "(the CLI never takes a key on the command line)"
             )
-        async with Client(
-            api_key=key, base_url=base_url, timeout=args.timeout, allow_insecure_http=args.allow_insecure_http
-        ) as client:
+        try:
+            client = Client(
+                api_key=key, base_url=base_url, timeout=args.timeout, allow_insecure_http=args.allow_insecure_http
+            )
+        except InvalidArgumentError as exc:  # the refusal names the Python keyword: name the option here
+            if "allow_insecure_http=True" not in exc.problem:
+                raise
+            given = "--base-url" if args.base_url else BASE_URL_ENV
+            problem = exc.problem.replace("allow_insecure_http=True", "--allow-insecure-http")
+            raise UsageError(f"{given}: {problem} (the API key would cross the network unencrypted)") from None
+        async with client:
             yield Target(client, client.base_url, False, os.environ, console)
         return
 

@@ -33,24 +33,32 @@ from fullstory_async.receiving._event_data import (
     SegmentTrendAlertData,
 )
 from fullstory_async.receiving._events import EventData, WebhookEvent
-from fullstory_async.receiving._forwarded import verify_forwarded
+from fullstory_async.receiving._forward import Forwarder, ForwardHandler, ForwardOutcome, ForwardTarget
+from fullstory_async.receiving._forwarded import new_forward_secret, verify_forwarded
 from fullstory_async.receiving._hooks import Delivery, DeliveryResult, HandlerRun, ReceivingHooks, RunResult
 from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord, InboxStats, delivery_key
 from fullstory_async.receiving._metrics import ReceivingMetrics
 from fullstory_async.receiving._open import open_inbox
 from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
 from fullstory_async.receiving._refusals import RefusalLog
+from fullstory_async.receiving._settings import ReceiverSettings
 from fullstory_async.receiving._signature import sign, signed_delivery, verify
+from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
 from fullstory_async.receiving._worker import EventHandler, InboxWorker
 
 __all__ = [
     "CustomEventData",
     "CustomEventIssue",
+    "DeadLetterError",
     "Delivery",
     "DeliveryResult",
     "EndpointTestData",
     "EventData",
     "EventHandler",
+    "ForwardHandler",
+    "ForwardOutcome",
+    "ForwardTarget",
+    "Forwarder",
     "HandlerRun",
     "Inbox",
     "InboxError",
@@ -62,13 +70,16 @@ __all__ = [
     "NativeMobileCrashData",
     "NoteCreatedData",
     "PageInfo",
+    "ReceiverSettings",
     "ReceivingHooks",
     "ReceivingMetrics",
     "RefusalLog",
+    "RetryLaterError",
     "RunResult",
     "SegmentAlertConfig",
     "SegmentCreatedData",
     "SegmentTrendAlertData",
+    "ServiceUnavailableError",
     "SignatureVerificationError",
     "VerificationFailure",
     "WebhookASGIApp",
@@ -77,6 +88,7 @@ __all__ = [
     "WebhookReceiver",
     "add_webhook_route",
     "delivery_key",
+    "new_forward_secret",
     "open_inbox",
     "sign",
     "signed_delivery",

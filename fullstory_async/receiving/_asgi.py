@@ -2,14 +2,18 @@
 
 Mount it in FastAPI or Starlette (``app.mount("/fullstory/webhooks", receiver.asgi)``) or
 serve it alone (``uvicorn module:receiver.asgi``). Relative to where it is mounted,
-``POST /`` takes deliveries and ``GET /health`` reports health; anything else is 404
+``POST /`` takes deliveries, ``GET /health`` reports liveness and ``GET /health/ready``
+readiness (the inbox commits within its bound); anything else is 404
 (405 for another method on ``/``). The body is read with the size cap before any check:
 a larger ``Content-Length`` is refused without reading, a chunked body is never read
-past the limit. On a ``lifespan`` shutdown (when served alone) the receiver closes.
+past the limit, and a body not received within ``body_timeout`` is answered ``408`` with
+``Connection: close`` (an ASGI server such as uvicorn bounds neither the head nor the body).
+On a ``lifespan`` shutdown (when served alone) the receiver closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,6 +62,9 @@ class WebhookASGIApp:
         if path == "/health" and method in ("GET", "HEAD"):
             document, status = self.receiver.health_status()
             await _respond(send, status, json.dumps(document).encode(), b"application/json")
+        elif path == "/health/ready" and method in ("GET", "HEAD"):
+            document, status = await self.receiver.ready_status()
+            await _respond(send, status, json.dumps(document).encode(), b"application/json", self.receiver)
         elif path != "/":
             await _respond(send, 404)
         elif method != "POST":
@@ -65,15 +72,21 @@ class WebhookASGIApp:
         elif self.receiver.closed:
             await _respond(send, 503)
         else:
-            body = await self._read_body(scope, receive)
+            client = scope.get("client")
+            peer = str(client[0]) if client else None
+            try:
+                async with asyncio.timeout(self.receiver.settings.body_timeout):
+                    body = await self._read_body(scope, receive)
+            except TimeoutError:
+                await _respond(send, self.receiver.body_timed_out(peer), close=True)
+                return
             if body is not False:
-                client = scope.get("client")
-                peer = str(client[0]) if client else None
-                await _respond(send, await self.receiver.accept(body, _header(scope, _SIGNATURE), peer))
+                status = await self.receiver.accept(body, _header(scope, _SIGNATURE), peer)
+                await _respond(send, status, receiver=self.receiver)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Literal[False] | None:
         """Read the body; ``None`` once it is known to exceed the cap; ``False`` if the client went away."""
-        limit = self.receiver.max_body_bytes
+        limit = self.receiver.settings.max_body_bytes
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:
             return None
@@ -99,9 +112,21 @@ class WebhookASGIApp:
                 return
 
 
-async def _respond(send: Send, status: int, body: bytes = b"", content_type: bytes | None = None) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    content_type: bytes | None = None,
+    receiver: WebhookReceiver | None = None,
+    *,
+    close: bool = False,
+) -> None:
     headers = [(b"content-length", str(len(body)).encode())]
     if content_type is not None:
         headers.append((b"content-type", content_type))
+    if close:
+        headers.append((b"connection", b"close"))
+    if receiver is not None:
+        headers += [(name.lower().encode(), value.encode()) for name, value in receiver.retry_after(status).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

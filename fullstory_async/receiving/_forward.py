@@ -40,13 +40,21 @@ from fullstory_async._auth import _is_loopback as is_loopback
 from fullstory_async._error_decoder import parse_retry_after
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async._version import __version__
+from fullstory_async.receiving._events import WebhookEvent
 from fullstory_async.receiving._forwarded import forward_key, sign_forwarded
+from fullstory_async.receiving._inbox import delivery_key
+from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
 
 ATTEMPT_HEADER = "Fullstory-Forward-Attempt"
 """The header carrying the attempt number (1 for the first attempt of a series)."""
 
 MAX_ANSWER_BYTES = 64 * 1024
 """The most of a service's answer the forwarder reads."""
+
+UNREACHABLE_BEFORE_PAUSE = 20
+"""Attempts in a row without an answer after which the destination counts as down (its worker
+pauses claiming instead of spending every event's attempts on an outage): enough that a few
+resets of a healthy service never pause it, few enough that an outage costs 20 attempts, not thousands."""
 
 _EXCERPT = 200
 _RETRIED = frozenset({408, 425, 429})
@@ -236,3 +244,34 @@ def _failure(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
     return f"{type(exc).__name__}: {exc}"[:_EXCERPT]
+
+
+class ForwardHandler:
+    """An `InboxWorker` handler that forwards each event with a `Forwarder`.
+
+    ::
+
+        worker = InboxWorker(inbox, ForwardHandler(forwarder), concurrency=16, max_attempts=12, max_delay=3600)
+
+    ``done`` returns; ``dead`` raises `DeadLetterError`; ``retry`` raises `RetryLaterError` with
+    the service's ``Retry-After``, or `ServiceUnavailableError` once ``UNREACHABLE_BEFORE_PAUSE``
+    attempts in a row got no answer (the worker then pauses claiming; the event is not counted).
+    """
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    def __repr__(self) -> str:
+        return f"<ForwardHandler {self.forwarder!r}>"
+
+    async def __call__(self, event: WebhookEvent) -> None:
+        """Forward one event; raise the worker's verdict when it is not delivered."""
+        key = event.delivery_key or delivery_key(event.org_id or "", event.body)
+        outcome = await self.forwarder.forward(event.body, webhook_id=key, attempt=event.attempt or 1)
+        reason = outcome.error or ""
+        if outcome.outcome == "dead":
+            raise DeadLetterError(reason)
+        if outcome.outcome == "retry":
+            if outcome.unreachable and self.forwarder.unreachable_streak >= UNREACHABLE_BEFORE_PAUSE:
+                raise ServiceUnavailableError(reason)
+            raise RetryLaterError(reason, after=outcome.retry_after)

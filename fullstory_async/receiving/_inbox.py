@@ -7,6 +7,14 @@ it (``dead``). A claimable event is ``pending`` with ``next_attempt_at`` in the 
 claiming moves ``next_attempt_at`` forward by the lease (so a crashed worker's events
 come back), a failure moves it to the retry time. ``done`` events (and with them their
 dedupe keys) are purged ``retention`` seconds after they were processed.
+
+The design is a *transactional inbox* (the receiving half of the transactional outbox
+pattern): a delivery is acknowledged only once its row is committed, and de-duplication by
+key makes the sender's retries idempotent. Every operation has a *bounded wait*: it
+finishes, or fails with `InboxError`, within ``commit_timeout`` seconds (a locked, frozen or
+unreachable database costs a caller that long and no longer). A write that commits after
+its caller gave up is harmless: a delivery answered ``503`` and committed later is
+de-duplicated when the sender retries.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import attrs
@@ -31,6 +40,9 @@ SCHEMA_VERSION = 2
 
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 """Seconds a processed event (and its dedupe key) is kept: 7 days."""
+
+DEFAULT_COMMIT_TIMEOUT = 5.0
+"""Seconds an inbox operation may take before it fails (`InboxError`): a receiver answers ``503``."""
 
 _PURGE_EVERY = 60.0
 
@@ -90,7 +102,27 @@ def claim_update(*, now: str, lease_until: str, max_attempts: str, error: str) -
 
 
 class InboxError(FullstoryError):
-    """The inbox cannot be opened, migrated or written (the message never contains a password)."""
+    """The inbox cannot be opened, migrated or written, or did not answer within ``commit_timeout``.
+
+    The message never contains a password.
+    """
+
+
+def rfc3339(timestamp: float) -> str:
+    """Return seconds since the epoch as an RFC 3339 UTC time with milliseconds (``2026-01-02T03:04:05.678Z``)."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_commit_timeout(commit_timeout: float) -> float:
+    """Return ``commit_timeout`` as a float, or refuse it unless a positive, finite number of seconds."""
+    if (
+        not isinstance(commit_timeout, int | float)
+        or isinstance(commit_timeout, bool)
+        or not math.isfinite(commit_timeout)
+        or commit_timeout <= 0
+    ):
+        raise InvalidArgumentError("commit_timeout", f"must be a positive number of seconds, got {commit_timeout!r}")
+    return float(commit_timeout)
 
 
 def delivery_key(org_id: str, body: bytes) -> str:
@@ -150,8 +182,7 @@ class InboxRecord:
             "event": event,
             "body_base64": None if event is not None else base64.b64encode(self.body).decode("ascii"),
             "key": self.key,
-            "received_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.received_at))
-            + f".{int(self.received_at % 1 * 1000):03d}Z",
+            "received_at": rfc3339(self.received_at),
             "status": self.status,
             "attempts": self.attempts,
             "last_error": self.last_error,
@@ -174,6 +205,9 @@ class InboxStats:
     oldest_pending_at: float | None
     """When the oldest pending event was received (seconds since the epoch), if any."""
 
+    oldest_pending_age: float | None = None
+    """How long ago (seconds, by the inbox's clock) the oldest pending event was received, if any."""
+
 
 def check_retention(retention: float | None) -> float | None:
     """``None`` (keep forever) or a positive, finite number of seconds."""
@@ -193,8 +227,12 @@ class Inbox(abc.ABC):
     machines, on PostgreSQL) may share one inbox.
     """
 
-    def __init__(self, *, retention: float | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, *, retention: float | None, clock: Callable[[], float], commit_timeout: float = DEFAULT_COMMIT_TIMEOUT
+    ) -> None:
         self.retention = check_retention(retention)
+        self.commit_timeout = check_commit_timeout(commit_timeout)
+        """Seconds any operation may take before it fails with `InboxError`."""
         self.clock = clock
         self._last_purge = -math.inf
         self.arrival = asyncio.Event()
@@ -248,7 +286,11 @@ class Inbox(abc.ABC):
 
     @abc.abstractmethod
     async def stats(self) -> InboxStats:
-        """Count the events in each state."""
+        """Count the events in each state (a read: it passes another process's write lock)."""
+
+    @abc.abstractmethod
+    async def ready(self) -> bool:
+        """Tell whether the inbox can commit now, within ``commit_timeout`` (a readiness probe; never raises)."""
 
     @abc.abstractmethod
     def export(self) -> AsyncIterator[InboxRecord]:

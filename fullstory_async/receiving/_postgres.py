@@ -7,20 +7,30 @@ LOCKED``, so concurrent workers never block on, nor take, each other's events. T
 schema is created or migrated under an advisory lock, so instances may start together.
 Every time written or compared (received, lease end, retry, purge) is the database's
 clock (``now()``), so workers on machines whose clocks disagree share leases correctly.
+
+Bounded waits: every call (pool acquire, connect, statement) finishes or fails with
+`InboxError` within ``commit_timeout``; the caller is answered at that bound while the
+abandoned call is cancelled in the background (asyncpg's ``command_timeout`` cancels the
+query, the server's ``statement_timeout`` ends it on the server side too). A connection
+broken meanwhile is replaced by the pool on a later call, so the inbox recovers by itself
+when the database returns. Each inbox keeps a pool of up to `POOL_SIZE` (10) connections.
 Passwords never appear in a message or a repr: the DSN is shown (`redact`) with ``***`` for its
 user-info password and every ``password``-like query parameter (``password``, ``passfile``, ``sslpassword``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote_plus, urlsplit
 
+from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._inbox import (
     COLUMNS,
+    DEFAULT_COMMIT_TIMEOUT,
     NEVER_FINISHED,
     NO_LIMIT,
     SCHEMA_VERSION,
@@ -37,6 +47,10 @@ from fullstory_async.receiving._inbox import (
 if TYPE_CHECKING:
     import asyncpg
 
+POOL_SIZE = 10
+"""Connections one inbox holds at most (calls beyond wait for one, within ``commit_timeout``)."""
+_REFUSED_PARAMETER = ("42704", "22023")  # undefined_object, invalid_parameter_value: a bad URL parameter
+T = TypeVar("T")
 _LOCK_ID = 0x46534941  # "FSIA": serialises schema migrations across instances
 _MIGRATION_LOCK_TIMEOUT = 1.0
 """Seconds a migration's ``ALTER TABLE`` may wait for the inbox's lock. While it waits, every later
@@ -66,20 +80,33 @@ def _secrets(dsn: str) -> list[str]:
 
 
 def redact(dsn: str) -> str:
-    """Return the DSN as it may be shown: its user-info password and ``password``-like query values as ``***``."""
+    """Return the URL as given, but its user-info password and ``password``-like query values as ``***``."""
     try:
         parts = urlsplit(dsn)
         password = parts.password
     except ValueError:
-        return "<unparsable DSN>"
-    netloc = parts.netloc
+        return "<unparsable URL>"
+    head, sep, query = dsn.partition("?")  # edit the text as given: urlunsplit would drop sqlite:///'s empty host
     if password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+        head = head.replace(parts.netloc, f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}", 1)
+    query, hash_, fragment = query.partition("#")
     query = "&".join(
-        f"{key}=***" if _SECRET_KEY.search(unquote_plus(key)) else f"{key}{sep}{value}"
-        for key, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
+        f"{key}=***" if _SECRET_KEY.search(unquote_plus(key)) else f"{key}{eq}{value}"
+        for key, eq, value in (pair.partition("=") for pair in query.split("&"))
     )
-    return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
+    return head + sep + query + hash_ + fragment
+
+
+def check_dsn(dsn: str) -> None:
+    """Refuse (`InvalidArgumentError` on ``url``, password redacted) a PostgreSQL URL whose host part is malformed."""
+    try:
+        hosts = urlsplit(dsn).netloc.rpartition("@")[2]
+    except ValueError as exc:
+        raise InvalidArgumentError("url", f"malformed PostgreSQL URL {redact(dsn)}: {exc}") from None
+    for host in hosts.split(","):  # asyncpg takes several host[:port], comma-separated
+        port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise InvalidArgumentError("url", f"port {port!r} is not a port number (1-65535) in {redact(dsn)}")
 
 
 def hide(text: str, dsn: str) -> str:
@@ -113,11 +140,22 @@ def _record(row: Any) -> InboxRecord:
 class PostgresInbox(Inbox):
     """An `Inbox` in a PostgreSQL database (open it with `open_inbox`)."""
 
-    def __init__(self, dsn: str, *, retention: float | None, clock: Callable[[], float] | None = None) -> None:
-        super().__init__(retention=retention, clock=clock or time.time)
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        retention: float | None,
+        clock: Callable[[], float] | None = None,
+        commit_timeout: float = DEFAULT_COMMIT_TIMEOUT,
+        create: bool = True,
+    ) -> None:
+        super().__init__(retention=retention, clock=clock or time.time, commit_timeout=commit_timeout)
+        check_dsn(dsn)
         self._db_clock = clock is None
         self._dsn = dsn
+        self.create = create
         self._pool: asyncpg.Pool[Any] | None = None
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<PostgresInbox dsn={redact(self._dsn)!r}>"
@@ -125,24 +163,25 @@ class PostgresInbox(Inbox):
     def _hide(self, exc: BaseException) -> str:
         return hide(f"{type(exc).__name__}: {exc}", self._dsn)
 
-    async def open(self, *, pool_size: int = 10) -> None:
-        """Connect and create or migrate the schema."""
+    async def open(self) -> None:
+        """Connect, then create or migrate the schema (with ``create=False``: check it), within the bound."""
         try:
             import asyncpg
         except ImportError:  # pragma: no cover - depends on the installed extras
             raise InboxError("a PostgreSQL inbox needs asyncpg: pip install 'fullstory-async[postgres]'") from None
         try:
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=pool_size)
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
-                await conn.execute(f"SET LOCAL lock_timeout = {round(_MIGRATION_LOCK_TIMEOUT * 1000)}")  # after it
-                await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
-                version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema")
-                check_schema_version(version)
-                for target in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in _MIGRATIONS[target]:
-                        await conn.execute(statement)
-                    await conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES ($1)", target)
+            self._pool = await self._bounded(
+                asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=POOL_SIZE,
+                    timeout=self.commit_timeout,  # to connect
+                    command_timeout=self.commit_timeout,  # asyncpg cancels a longer statement
+                    server_settings={"statement_timeout": str(max(1, round(self.commit_timeout * 1000)))},
+                ),
+                "connect to",
+            )
+            await self._bounded(self._prepare_schema(), "open")
         except InboxError:
             await self.aclose()
             raise
@@ -153,9 +192,65 @@ class PostgresInbox(Inbox):
                 f"another session held a lock on its tables for {_MIGRATION_LOCK_TIMEOUT:g} s (a transaction left "
                 "open?); nothing changed, deliveries went on: end that session (pg_stat_activity) and open it again"
             ) from None
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.aclose()
+            if isinstance(exc, ValueError) or getattr(exc, "sqlstate", None) in _REFUSED_PARAMETER:
+                raise InvalidArgumentError(
+                    "url", f"a parameter of {redact(self._dsn)} was refused: {self._hide(exc)}"
+                ) from None
+            raise InboxError(f"cannot open the PostgreSQL inbox {redact(self._dsn)}: {self._hide(exc)}") from None
+        except (OSError, ValueError) as exc:
             await self.aclose()
             raise InboxError(f"cannot open the PostgreSQL inbox {redact(self._dsn)}: {self._hide(exc)}") from None
+
+    async def _prepare_schema(self) -> None:
+        """Check the schema; create or migrate it (under the advisory lock) only when needed and allowed.
+
+        An up-to-date inbox is opened without DDL, so a role with only the documented grants opens it.
+        """
+        assert self._pool is not None
+        version_sql = "SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema"
+        async with self._pool.acquire() as conn, conn.transaction():
+            exists = await conn.fetchval("SELECT to_regclass('fullstory_inbox_schema')") is not None
+            version = await conn.fetchval(version_sql) if exists else 0
+            check_schema_version(version)
+            if version == SCHEMA_VERSION:
+                return
+            if not self.create:
+                if not exists:
+                    raise InboxError(
+                        f"the database {redact(self._dsn)} has no fullstory-async inbox (no inbox tables); "
+                        "nothing changed"
+                    )
+                raise InboxError(
+                    f"the inbox {redact(self._dsn)} has schema version {version}: open it once with receive "
+                    "or open_inbox to migrate it"
+                )
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+            await conn.execute(f"SET LOCAL lock_timeout = {round(_MIGRATION_LOCK_TIMEOUT * 1000)}")  # after it
+            await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
+            version = await conn.fetchval(version_sql)  # another instance may have migrated meanwhile
+            check_schema_version(version)
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES ($1)", target)
+
+    async def _bounded(self, call: Awaitable[T], doing: str) -> T:
+        """Await ``call`` for at most ``commit_timeout``; past it, cancel it in the background and raise."""
+        task = asyncio.ensure_future(call)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.commit_timeout)
+        finally:
+            if not task.done():  # timed out, or our caller was cancelled: do not wait for asyncpg's cleanup
+                task.cancel()
+                self._abandoned.add(task)
+                task.add_done_callback(_forget(self._abandoned))
+        if not done:
+            raise InboxError(
+                f"cannot {doing} the PostgreSQL inbox {redact(self._dsn)}: no answer within {self.commit_timeout:g} s"
+            )
+        return task.result()
 
     async def _run(self, method: str, sql: str, *args: Any) -> Any:
         if self._pool is None:
@@ -163,8 +258,8 @@ class PostgresInbox(Inbox):
         import asyncpg
 
         try:
-            return await getattr(self._pool, method)(sql, *args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return await self._bounded(getattr(self._pool, method)(sql, *args), "use")
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise InboxError(f"PostgreSQL inbox call failed: {self._hide(exc)}") from None
 
     def _now(self) -> float | None:
@@ -242,8 +337,22 @@ class PostgresInbox(Inbox):
         """Count the events in each state."""
         rows = await self._run("fetch", "SELECT status, count(*) AS n FROM fullstory_inbox GROUP BY status")
         counts = {row["status"]: row["n"] for row in rows}
-        oldest = await self._run("fetchval", "SELECT min(received_at) FROM fullstory_inbox WHERE status = 'pending'")
-        return InboxStats(counts.get("pending", 0), counts.get("done", 0), counts.get("dead", 0), oldest)
+        oldest = await self._run(
+            "fetchrow",
+            f"SELECT min(received_at) AS at, greatest(0, {_at(1)} - min(received_at)) AS age FROM fullstory_inbox "
+            "WHERE status = 'pending'",
+            self._now(),
+        )
+        pending, done, dead = (counts.get(status, 0) for status in ("pending", "done", "dead"))
+        return InboxStats(pending, done, dead, oldest["at"], oldest["age"])
+
+    async def ready(self) -> bool:
+        """Tell whether the database answers a query on the inbox table within ``commit_timeout``."""
+        try:
+            await self._run("fetchval", "SELECT count(*) FROM (SELECT 1 FROM fullstory_inbox LIMIT 1) AS probe")
+        except InboxError:
+            return False
+        return True
 
     async def export(self) -> AsyncIterator[InboxRecord]:
         """Every stored event, in the order received, a page at a time."""
@@ -270,11 +379,26 @@ class PostgresInbox(Inbox):
         return await self._execute(sql, self._now(), self.retention)
 
     async def aclose(self) -> None:
-        """Close the connection pool (idempotent)."""
+        """Close the connection pool, within ``commit_timeout`` (then terminate it) (idempotent)."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), self.commit_timeout)
+        except TimeoutError:
+            pool.terminate()  # a frozen server: do not wait for its goodbye
 
     async def release(self, record: InboxRecord) -> bool:
         """Give a claimed event back unrun, due now, its attempt uncounted (if this claim still holds it)."""
         return await self._settle(record, f"attempts = attempts - 1, next_attempt_at = {_at(3)}", self._now())
+
+
+def _forget(tasks: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    """Return a done callback that drops an abandoned call and retrieves its outcome (nobody else will)."""
+
+    def done(task: asyncio.Future[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    return done

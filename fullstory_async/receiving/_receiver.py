@@ -7,10 +7,15 @@ Answers (always without a body, so a refusal never explains itself to the sender
       an inbox, verified and the callback returned
 400   correctly signed, but the body is not an event envelope
 401   any signature failure (missing, malformed, mismatch, unknown org, stale)
+408   the body did not arrive within ``body_timeout`` (with ``Connection: close``)
 413   the body is larger than ``max_body_bytes`` (never read past the limit)
 500   without an inbox: the callback raised (the sender will retry)
-503   the receiver is closing, or the inbox could not store the delivery
+503   the receiver is closing, or the inbox could not store the delivery within its
+      ``commit_timeout`` (with ``Retry-After``: that bound, rounded up)
 ====  ==========================================================================
+
+``GET <path>/health`` is liveness (``200`` while serving); ``GET <path>/health/ready`` is
+readiness: ``503`` while the inbox cannot commit within its bound (`Inbox.ready`).
 
 Refusals are logged on the ``fullstory_async.receiving`` logger, one line each with
 the reason and the peer, rate-limited (`RefusalLog`): INFO for a missing or malformed
@@ -24,7 +29,6 @@ import asyncio
 import inspect
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeAlias
@@ -45,20 +49,15 @@ from fullstory_async.receiving._hooks import (
 )
 from fullstory_async.receiving._inbox import Inbox, InboxError
 from fullstory_async.receiving._refusals import RefusalLog
-from fullstory_async.receiving._signature import (
-    DEFAULT_TOLERANCE,
-    SIGNATURE_HEADER,
-    check_signature,
-    check_tolerance,
-    normalize_secrets,
-)
+from fullstory_async.receiving._settings import ReceiverSettings
+from fullstory_async.receiving._settings import positive as positive  # re-exported for _worker
+from fullstory_async.receiving._signature import SIGNATURE_HEADER, check_signature, normalize_secrets
 
 logger = logging.getLogger("fullstory_async.receiving")
 
 WebhookCallback: TypeAlias = Callable[[WebhookEvent], object]
 """A function or a coroutine function taking the event; an awaitable it returns is awaited."""
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 _QUIET_REASONS = frozenset({VerificationFailure.MISSING_HEADER, VerificationFailure.MALFORMED_HEADER})
 
@@ -66,13 +65,6 @@ _QUIET_REASONS = frozenset({VerificationFailure.MISSING_HEADER, VerificationFail
 def is_coroutine_function(func: object) -> bool:
     """Tell whether ``func`` is an ``async def`` function or an instance whose ``__call__`` is one."""
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
-
-
-def positive(name: str, value: float, *, integer: bool = False) -> None:
-    """Raise `InvalidArgumentError` naming ``name`` unless ``value`` is a positive (integer) number."""
-    kinds = int if integer else int | float
-    if not isinstance(value, kinds) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise InvalidArgumentError(name, f"must be a positive {'integer' if integer else 'number'}, got {value!r}")
 
 
 class WebhookReceiver:
@@ -91,12 +83,8 @@ class WebhookReceiver:
         secrets: the endpoint secret, or several while rotating (any one may match).
         callback: called with each verified `WebhookEvent` when there is no inbox.
         inbox: where verified deliveries are stored before they are acknowledged.
-        max_body_bytes: larger bodies are refused with ``413``.
-        tolerance: replay window of the signature timestamp, in seconds; ``None`` disables it.
-        org_id: if given, deliveries signed for another org are refused.
-        shutdown_timeout: on `aclose`, how long deliveries in progress may finish.
-        clock: the wall clock in seconds since the epoch, for the replay window (tests).
-        refusal_log: how refusals are logged (10 lines every 10 s by default).
+        settings: body size and time limits, replay window, org, shutdown wait, refusal
+            log (`ReceiverSettings`; its defaults when ``None``).
         hooks: `ReceivingHooks` observing each delivery (`ReceivingMetrics`, the ``otel`` extra's tracing).
 
     """
@@ -107,12 +95,7 @@ class WebhookReceiver:
         callback: WebhookCallback | None = None,
         *,
         inbox: Inbox | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        tolerance: float | None = DEFAULT_TOLERANCE,
-        org_id: str | None = None,
-        shutdown_timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
-        refusal_log: RefusalLog | None = None,
+        settings: ReceiverSettings | None = None,
         hooks: Sequence[ReceivingHooks] = (),
     ) -> None:
         if (callback is None) == (inbox is None):
@@ -121,21 +104,14 @@ class WebhookReceiver:
             raise InvalidArgumentError("callback", f"must be callable, got {type(callback).__name__}")
         if inbox is not None and not isinstance(inbox, Inbox):
             raise InvalidArgumentError("inbox", f"must be an Inbox from open_inbox(), got {type(inbox).__name__}")
-        positive("max_body_bytes", max_body_bytes, integer=True)
-        if org_id is not None and (not isinstance(org_id, str) or not org_id):
-            raise InvalidArgumentError("org_id", "must be a non-empty string or None")
-        if shutdown_timeout != 0:  # 0 is allowed: do not wait
-            positive("shutdown_timeout", shutdown_timeout)
+        if settings is not None and not isinstance(settings, ReceiverSettings):
+            raise InvalidArgumentError("settings", f"must be a ReceiverSettings, got {type(settings).__name__}")
+        self.settings = settings = settings or ReceiverSettings()
         self._secrets = normalize_secrets(secrets)
-        self._tolerance = check_tolerance(tolerance)
         self._callback = callback
         self._callback_is_async = is_coroutine_function(callback)
         self.inbox = inbox
-        self.max_body_bytes = max_body_bytes
-        self.org_id = org_id
-        self.shutdown_timeout = shutdown_timeout
-        self._clock = clock
-        self._refusals = refusal_log or RefusalLog()
+        self._refusals = settings.refusal_log or RefusalLog()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -146,7 +122,7 @@ class WebhookReceiver:
 
     def __repr__(self) -> str:
         return (
-            f"<WebhookReceiver secrets=<{len(self._secrets)} hidden> org_id={self.org_id!r} "
+            f"<WebhookReceiver secrets=<{len(self._secrets)} hidden> org_id={self.settings.org_id!r} "
             f"inbox={self.inbox!r} in_flight={self._in_flight} closed={self.closed}>"
         )
 
@@ -156,7 +132,7 @@ class WebhookReceiver:
         return status
 
     async def accept(self, body: bytes | None, signature_header: str | None, peer: str | None = None) -> int:
-        """Decide the status for one delivery (``None`` body: it was over ``max_body_bytes``).
+        """Decide the status for one delivery (``None`` body: it was over ``settings.max_body_bytes``).
 
         The framework-neutral core of ``handle`` and ``asgi``: returns only once the
         delivery is stored (or handled), so the caller can answer with the status.
@@ -170,10 +146,16 @@ class WebhookReceiver:
             return 503
         if body is None:
             note_refusal("body_too_large")
-            return self.refuse(413, logging.WARNING, f"body over {self.max_body_bytes} bytes", peer)
+            return self.refuse(413, logging.WARNING, f"body over {self.settings.max_body_bytes} bytes", peer)
+        settings = self.settings
         try:
             signer, signed_at = check_signature(
-                body, signature_header, self._secrets, tolerance=self._tolerance, org_id=self.org_id, now=self._clock()
+                body,
+                signature_header,
+                self._secrets,
+                tolerance=settings.tolerance,
+                org_id=settings.org_id,
+                now=settings.clock(),
             )
             # The inbox needs only a well-formed envelope; typing the data waits for the worker.
             event = (
@@ -228,8 +210,38 @@ class WebhookReceiver:
         """Handle one delivery (the aiohttp handler: ``app.router.add_post(path, receiver.handle)``)."""
         if self.closed:
             return web.Response(status=503)
-        body = await self._read_body(request)
-        return web.Response(status=await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote))
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):
+                body = await self._read_body(request)
+        except TimeoutError:
+            response = web.Response(status=self.body_timed_out(request.remote))
+            response.force_close()  # the rest of the body is never read: the connection cannot be reused
+            return response
+        status = await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote)
+        return web.Response(status=status, headers=self.retry_after(status))
+
+    def retry_after(self, status: int) -> dict[str, str]:
+        """Return the ``Retry-After`` header a ``503`` carries: the inbox's ``commit_timeout``, rounded up."""
+        if status != 503 or self.inbox is None:
+            return {}
+        return {"Retry-After": str(math.ceil(self.inbox.commit_timeout))}
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        """``GET <path>/health/ready``: ``200`` when the inbox commits within its bound, else ``503``."""
+        document, status = await self.ready_status()
+        return web.json_response(document, status=status, headers=self.retry_after(status))
+
+    async def ready_status(self) -> tuple[dict[str, str], int]:
+        """Return the readiness document and its HTTP status (waits at most the inbox's ``commit_timeout``)."""
+        if self.closed:
+            return {"status": "closing"}, 503
+        if self.inbox is not None and not await self.inbox.ready():
+            return {"status": "inbox unavailable"}, 503
+        return {"status": "ready"}, 200
+
+    def body_timed_out(self, peer: str | None) -> int:
+        """Log the refusal of a body not received within ``settings.body_timeout`` and return ``408``."""
+        return self.refuse(408, logging.WARNING, f"body not received within {self.settings.body_timeout:g} s", peer)
 
     async def health(self, _request: web.Request) -> web.Response:
         """``200 {"status": "ok"}`` while serving, ``503 {"status": "closing"}`` after `aclose`."""
@@ -242,7 +254,7 @@ class WebhookReceiver:
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         """Read the whole body, or return ``None`` as soon as it is known to exceed the limit."""
-        limit = self.max_body_bytes
+        limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return None
         body = bytearray()
@@ -253,14 +265,14 @@ class WebhookReceiver:
         return bytes(body)
 
     async def aclose(self) -> None:
-        """Refuse new deliveries (``503``) and wait up to ``shutdown_timeout`` for those in progress.
+        """Refuse new deliveries (``503``) and wait up to ``settings.shutdown_timeout`` for those in progress.
 
         Idempotent; `add_webhook_route` calls it on application cleanup. The inbox stays
         open: whoever opened it closes it.
         """
         self.closed = True
         try:
-            await asyncio.wait_for(self._idle.wait(), self.shutdown_timeout)
+            await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_timeout)
         except TimeoutError:
             logger.warning("%d webhook deliveries still in progress at shutdown", self._in_flight)
 
@@ -276,29 +288,17 @@ def add_webhook_route(
     callback: WebhookCallback | None = None,
     *,
     inbox: Inbox | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    tolerance: float | None = DEFAULT_TOLERANCE,
-    org_id: str | None = None,
-    shutdown_timeout: float = 10.0,
-    clock: Callable[[], float] = time.time,
+    settings: ReceiverSettings | None = None,
     hooks: Sequence[ReceivingHooks] = (),
 ) -> WebhookReceiver:
-    """Mount a `WebhookReceiver` on ``POST path`` (and ``GET path/health``); close it on cleanup.
+    """Mount a `WebhookReceiver` on ``POST path`` (and ``GET path/health``, ``path/health/ready``); close it on cleanup.
 
-    The arguments after ``path`` are those of `WebhookReceiver`. Returns the receiver.
+    The arguments after ``path`` are those of `WebhookReceiver` (a test keeps the two
+    signatures identical). Returns the receiver.
     """
-    receiver = WebhookReceiver(
-        secrets,
-        callback,
-        inbox=inbox,
-        max_body_bytes=max_body_bytes,
-        tolerance=tolerance,
-        org_id=org_id,
-        shutdown_timeout=shutdown_timeout,
-        clock=clock,
-        hooks=hooks,
-    )
+    receiver = WebhookReceiver(secrets, callback, inbox=inbox, settings=settings, hooks=hooks)
     app.router.add_post(path, receiver.handle)
     app.router.add_get(f"{path.rstrip('/')}/health", receiver.health)
+    app.router.add_get(f"{path.rstrip('/')}/health/ready", receiver.ready)
     app.on_cleanup.append(receiver.on_cleanup)
     return receiver

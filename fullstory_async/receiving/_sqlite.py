@@ -1,29 +1,42 @@
-"""The SQLite inbox: stdlib ``sqlite3`` in WAL mode, every statement on one writer thread.
+"""The SQLite inbox: stdlib ``sqlite3`` in WAL mode, every write on one writer thread.
 
-The event loop never touches the database: each call queues a job for the writer
-thread and awaits its future. The thread takes every job queued at that moment and runs
-them in one transaction (group commit), so a burst of deliveries costs one commit; a
-job's future resolves only after that ``COMMIT`` returned. If a job fails, the batch is
-rolled back and each job is run again alone, so one bad job never fails the others.
+The design is a transactional inbox with *group commit* and *bounded waits*. The event
+loop never touches the database: each write queues a job for the writer thread and awaits
+its future for at most ``commit_timeout`` seconds. The thread takes every job queued at that
+moment and runs them in one transaction: one ``BEGIN IMMEDIATE`` (one wait for the database
+lock, at most until the last of their callers gives up), each job in its own ``SAVEPOINT``
+(a failing job is rolled back alone and never fails the others, nor runs them twice), one
+``COMMIT``; each future is settled as soon as that outcome is known, the whole batch at once
+when the lock never came. A job whose caller already gave up (timed out or cancelled) before
+the lock was taken is not run at all, so a late claim never takes events nobody handles.
+
+Reads (`stats`, `export`) use their own short-lived connection: in WAL mode they pass
+another process's write lock (a ``BEGIN EXCLUSIVE``, a long write), and so does opening an
+inbox whose schema is up to date. The file, and with
+it SQLite's ``-wal`` and ``-shm`` files, is created readable by its owner only (0600).
 
 ``synchronous=NORMAL`` (the default) keeps every committed transaction across a crash or
 SIGKILL of the process; ``?synchronous=full`` in the URL also keeps it across power loss
-(an fsync per commit). Several processes may share one file: writes take the database
-lock (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it.
+(an fsync per commit). Several processes may share one file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fullstory_async.receiving._inbox import (
     COLUMNS,
+    DEFAULT_COMMIT_TIMEOUT,
     NEVER_FINISHED,
     NO_LIMIT,
     SCHEMA_VERSION,
@@ -37,11 +50,13 @@ from fullstory_async.receiving._inbox import (
     migrations,
 )
 
+logger = logging.getLogger("fullstory_async.receiving")
+
 T = TypeVar("T")
-Job = Callable[[sqlite3.Connection], Any]
+Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 _BATCH = 512
-_BUSY_TIMEOUT_MS = 30_000
 _EXPORT_PAGE = 500
+_QUEUED, _STARTED, _ABANDONED = "queued", "started", "abandoned"
 
 _MIGRATIONS = migrations(blob="BLOB", real="REAL")
 
@@ -53,10 +68,17 @@ def _record(row: tuple[Any, ...]) -> InboxRecord:
     )
 
 
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    """Return the inbox schema version, ``None`` when the database has no inbox tables."""
+    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fullstory_inbox_schema'"
+    if conn.execute(sql).fetchone() is None:
+        return None
+    return int(conn.execute("SELECT coalesce(max(version), 0) FROM fullstory_inbox_schema").fetchone()[0])
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
-    row = conn.execute("SELECT max(version) FROM fullstory_inbox_schema").fetchone()
-    version = row[0] or 0
+    version = _schema_version(conn) or 0
     check_schema_version(version)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         for statement in _MIGRATIONS[target]:
@@ -64,54 +86,126 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES (?)", (target,))
 
 
+class _Job:
+    """One queued write: what to run, the caller's future, and whether the caller still waits."""
+
+    __slots__ = ("deadline", "future", "run", "state")
+
+    def __init__(self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], deadline: float) -> None:
+        self.run = run
+        self.future = future
+        self.deadline = deadline
+        self.state = _QUEUED
+
+
 class SqliteInbox(Inbox):
     """An `Inbox` in one SQLite file (open it with `open_inbox`)."""
 
-    def __init__(self, path: str, *, synchronous: str, retention: float | None, clock: Callable[[], float]) -> None:
-        super().__init__(retention=retention, clock=clock)
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str,
+        retention: float | None,
+        clock: Callable[[], float],
+        commit_timeout: float = DEFAULT_COMMIT_TIMEOUT,
+        create: bool = True,
+    ) -> None:
+        super().__init__(retention=retention, clock=clock, commit_timeout=commit_timeout)
         self.path = path
         self.synchronous = synchronous
-        self._jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self.create = create
+        self._uri = ""
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._states = threading.Lock()  # guards _Job.state between the loop and the writer thread
+        self._stopped: asyncio.Future[None] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
         return f"<SqliteInbox path={self.path!r} synchronous={self.synchronous}>"
 
     async def open(self) -> None:
-        """Start the writer thread, create or migrate the schema."""
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fullstory-inbox-sqlite", daemon=True)
-        self._thread.start()
+        """Start the writer thread; create (owner-only) or migrate the schema, or with ``create=False`` check it."""
+        self._uri = self._prepare_file()
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._stopped = loop.create_future()
+        thread = threading.Thread(target=self._serve, args=(ready,), name="fullstory-inbox-sqlite", daemon=True)
+        thread.start()
         await ready
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+    def _prepare_file(self) -> str:
+        """Create the file owner-only if allowed and missing, warn if others may read it; return its URI."""
         try:
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                _migrate(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            if self.create:
+                with contextlib.suppress(FileExistsError):  # SQLite gives its -wal and -shm files the same mode
+                    os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                    os.chmod(self.path, 0o600)  # whatever the umask took away
+            mode = os.stat(self.path).st_mode & 0o777
+        except FileNotFoundError as exc:
+            if self.create:
+                raise self._error("cannot open", exc) from None
+            raise InboxError(f"no inbox at {self.path!r}: the file does not exist") from None
+        except OSError as exc:
+            raise self._error("cannot open", exc) from None
+        if mode & 0o077:
+            logger.warning(
+                "the inbox file %r is open to other users (mode %04o): they can read every stored delivery; "
+                "run chmod 600 on it and its -wal and -shm files",
+                self.path,
+                mode,
+            )
+        return Path(self.path).absolute().as_uri()
+
+    def _connect(self, *, writer: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{self._uri}?mode=rw", uri=True, isolation_level=None, timeout=self.commit_timeout)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.commit_timeout * 1000)}")
+            if writer:
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                if self.create:
+                    conn.execute("PRAGMA journal_mode = WAL")  # no lock needed once the file is in WAL mode
+                self._prepare_schema(conn)
         except BaseException:
             conn.close()  # a refused inbox (newer schema, not a database) leaves no open connection behind
             raise
         return conn
 
+    def _prepare_schema(self, conn: sqlite3.Connection) -> None:
+        """Check the schema; create or migrate it only when needed and allowed (``create``).
+
+        An up-to-date inbox is opened with a read alone, so it opens while another process holds the lock.
+        """
+        version = _schema_version(conn)
+        check_schema_version(version or 0)
+        if version == SCHEMA_VERSION:
+            return
+        if not self.create:
+            if version is None:
+                raise InboxError(
+                    f"{self.path!r} is not a fullstory-async inbox (it has no inbox tables); nothing changed"
+                )
+            raise InboxError(
+                f"the inbox {self.path!r} has schema version {version}: open it once with receive or open_inbox "
+                "to migrate it"
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _migrate(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def _serve(self, ready: asyncio.Future[None]) -> None:
         loop = ready.get_loop()
         try:
-            conn = self._connect()
+            conn = self._connect(writer=True)
         except (sqlite3.Error, OSError, InboxError) as exc:
-            error = (
-                exc if isinstance(exc, InboxError) else InboxError(f"cannot open the SQLite inbox {self.path!r}: {exc}")
-            )
-            loop.call_soon_threadsafe(_settle, ready, None, error)
+            error = exc if isinstance(exc, InboxError) else self._error("cannot open", exc)
+            assert self._stopped is not None
+            settled: list[Outcome] = [(ready, None, error), (self._stopped, None, None)]
+            loop.call_soon_threadsafe(_settle_all, settled)
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
         try:
@@ -127,34 +221,94 @@ class SqliteInbox(Inbox):
                         break
                     batch.append(job)
                 outcomes = self._run_batch(conn, batch)
-                loop.call_soon_threadsafe(_settle_all, outcomes)  # one wake-up of the loop per batch
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_settle_all, outcomes)  # one wake-up of the loop per batch
         finally:
             conn.close()
+            assert self._stopped is not None
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, self._stopped, None, None)
 
-    def _run_batch(
-        self, conn: sqlite3.Connection, batch: list[tuple[Job, asyncio.Future[Any]]]
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    def _error(self, doing: str, exc: BaseException) -> InboxError:
+        return InboxError(f"{doing} the SQLite inbox {self.path!r}: {exc}")
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[Outcome]:
+        """Run the batch in one transaction (one lock wait, a savepoint per job); return every job's outcome."""
+        if all(job.state == _ABANDONED for job in batch):  # only the loop abandons, and only queued jobs
+            return []
+        wait = max(job.deadline for job in batch) - time.monotonic()
+        outcomes: list[Outcome] = []
         try:
+            conn.execute(f"PRAGMA busy_timeout = {max(1, int(wait * 1000))}")  # one wait, for the whole batch
             conn.execute("BEGIN IMMEDIATE")
-            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = [
-                (future, job(conn), None) for job, future in batch
-            ]
+            with self._states:
+                live = [job for job in batch if job.state == _QUEUED]
+                for job in live:
+                    job.state = _STARTED
+            for job in live:
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((job.future, job.run(conn), None))
+                except Exception as exc:  # this job alone: its savepoint is undone, the others stand
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append(
+                        (job.future, None, exc if isinstance(exc, InboxError) else self._error("cannot write", exc))
+                    )
+                conn.execute("RELEASE job")
             conn.execute("COMMIT")
-            return results
-        except Exception as exc:
+        except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            if len(batch) == 1:
-                failure = exc if isinstance(exc, InboxError) else InboxError(f"SQLite inbox write failed: {exc}")
-                return [(batch[0][1], None, failure)]
-        return [outcome for item in batch for outcome in self._run_batch(conn, [item])]
+            busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+            if busy:
+                error = InboxError(
+                    f"the SQLite inbox {self.path!r} could not commit within {self.commit_timeout:g} s: "
+                    "another connection holds its write lock"
+                )
+            else:
+                error = self._error("cannot write", exc)
+            return [(job.future, None, error) for job in batch]
+        return outcomes
 
-    async def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def _call(self, run: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise InboxError("the inbox is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put((job, future))
-        return await future
+        job = _Job(run, asyncio.get_running_loop().create_future(), time.monotonic() + self.commit_timeout)
+        self._jobs.put(job)
+        try:
+            async with asyncio.timeout(self.commit_timeout):
+                return await job.future  # type: ignore[no-any-return]
+        except TimeoutError:
+            raise InboxError(
+                f"the SQLite inbox {self.path!r} did not commit within {self.commit_timeout:g} s "
+                "(its database lock is held elsewhere, or the disk is stalled)"
+            ) from None
+        finally:
+            with self._states:
+                if job.state == _QUEUED:  # not started: the writer skips it
+                    job.state = _ABANDONED
+
+    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``read`` on a connection of its own (it passes a held write lock), within ``commit_timeout``."""
+        if self._closed:
+            raise InboxError("the inbox is closed")
+
+        def run() -> T:
+            conn = self._connect(writer=False)
+            try:
+                return read(conn)
+            finally:
+                conn.close()
+
+        try:
+            async with asyncio.timeout(self.commit_timeout):
+                return await asyncio.to_thread(run)
+        except TimeoutError:
+            raise InboxError(
+                f"the SQLite inbox {self.path!r} did not answer within {self.commit_timeout:g} s"
+            ) from None
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from None
 
     async def put(
         self, body: bytes, *, org_id: str, signed_at: float | None = None, traceparent: str | None = None
@@ -236,17 +390,26 @@ class SqliteInbox(Inbox):
         return await self._update(sql, self.clock())
 
     async def stats(self) -> InboxStats:
-        """Count the events in each state."""
+        """Count the events in each state (on a connection of its own: it passes a held write lock)."""
 
         def count(conn: sqlite3.Connection) -> InboxStats:
             counts = dict(conn.execute("SELECT status, count(*) FROM fullstory_inbox GROUP BY status").fetchall())
-            oldest = conn.execute("SELECT min(received_at) FROM fullstory_inbox WHERE status = 'pending'").fetchone()
-            return InboxStats(counts.get("pending", 0), counts.get("done", 0), counts.get("dead", 0), oldest[0])
+            (oldest,) = conn.execute("SELECT min(received_at) FROM fullstory_inbox WHERE status = 'pending'").fetchone()
+            age = None if oldest is None else max(0.0, self.clock() - oldest)
+            return InboxStats(counts.get("pending", 0), counts.get("done", 0), counts.get("dead", 0), oldest, age)
 
-        return await self._call(count)
+        return await self._read(count)
+
+    async def ready(self) -> bool:
+        """Tell whether an (empty) transaction commits within ``commit_timeout``: the write lock is free."""
+        try:
+            await self._call(lambda _conn: None)
+        except InboxError:
+            return False
+        return True
 
     async def export(self) -> AsyncIterator[InboxRecord]:
-        """Every stored event, in the order received, a page at a time."""
+        """Every stored event, in the order received, a page at a time (each page read as `stats` is)."""
         after: tuple[float, str] = (float("-inf"), "")
         sql = f"SELECT {COLUMNS} FROM fullstory_inbox WHERE (received_at, key) > (?, ?) ORDER BY received_at, key"
         sql += " LIMIT ?"
@@ -256,7 +419,7 @@ class SqliteInbox(Inbox):
             def page_of(conn: sqlite3.Connection, params: tuple[object, ...] = params) -> list[InboxRecord]:
                 return [_record(row) for row in conn.execute(sql, params)]
 
-            page = await self._call(page_of)
+            page = await self._read(page_of)
             for record in page:
                 yield record
             if len(page) < _EXPORT_PAGE:
@@ -275,20 +438,19 @@ class SqliteInbox(Inbox):
         return await self._call(lambda conn: self._purge(conn, now))
 
     async def aclose(self) -> None:
-        """Let queued writes commit, then stop the writer thread (idempotent)."""
-        if self._closed or self._thread is None:
-            self._closed = True
+        """Let queued writes commit (each within its bound), then stop the writer thread (idempotent)."""
+        already, self._closed = self._closed, True
+        if already or self._stopped is None:
             return
-        self._closed = True
         self._jobs.put(None)
-        await asyncio.to_thread(self._thread.join)
+        await asyncio.shield(self._stopped)
 
     async def release(self, record: InboxRecord) -> bool:
         """Give a claimed event back unrun, due now, its attempt uncounted (if this claim still holds it)."""
         return await self._settle(record, "attempts = attempts - 1, next_attempt_at = ?", self.clock())
 
 
-def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _settle_all(outcomes: list[Outcome]) -> None:
     for outcome in outcomes:
         _settle(*outcome)
 

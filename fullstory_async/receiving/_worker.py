@@ -21,6 +21,10 @@ never asyncio's shared default executor, so a hung handler costs its own event a
 and nothing else: an event whose previous run is still stuck on a thread here is not run
 again by this worker (that attempt fails at once, `STILL_RUNNING`), so an event on which
 the handler hangs every time holds one thread and ends dead, not every thread in turn.
+
+A handler may also raise one of the verdicts of `_verdicts`: `RetryLaterError` (wait at least
+its ``after``), `DeadLetterError` (dead now) or `ServiceUnavailableError` (the event goes back
+uncounted and claiming pauses for the backoff, then one event at a time probes: a circuit breaker).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -43,6 +48,7 @@ from fullstory_async.receiving._hooks import HandlerRun, ReceivingHooks, RunOutc
 from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord
 from fullstory_async.receiving._receiver import is_coroutine_function, positive
 from fullstory_async.receiving._threads import HandlerThreads, NoIdleThread
+from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
 
 logger = logging.getLogger("fullstory_async.receiving")
 
@@ -135,6 +141,8 @@ class InboxWorker:
         self._hooks = tuple(hooks)
         self._threads = HandlerThreads(concurrency, name="fullstory-inbox-handler")
         self._unhealthy_logged = False
+        self._outage = 0  # ServiceUnavailableError verdicts in a row: the open circuit breaker's backoff step
+        self._claims_paused_until = -math.inf  # on the inbox's clock
 
     def __repr__(self) -> str:
         return f"<InboxWorker inbox={self.inbox!r} in_progress={len(self._tasks)} handled={self.handled}>"
@@ -152,14 +160,21 @@ class InboxWorker:
         """
         return self._threads.healthy
 
+    @property
+    def claims_paused(self) -> float:
+        """Seconds before this worker claims again after a `ServiceUnavailableError` (0 when it claims)."""
+        return max(0.0, self._claims_paused_until - self.inbox.clock())
+
     async def _fill(self) -> int:
         """Claim and start as many events as there are free slots; return how many started."""
-        if not self.healthy:
+        if not self.healthy or self.claims_paused:
             return 0
         if self._unhealthy_logged:
             self._unhealthy_logged = False
             logger.warning("worker healthy again: its stuck handler threads returned; claiming events again")
         free = self.concurrency - len(self._tasks)
+        if self._outage:  # the breaker is half open: one event at a time probes the destination
+            free = min(free, 1 - len(self._tasks))
         if free <= 0:
             return 0
         records = await self.inbox.claim(free, lease=self.lease, max_attempts=self.max_attempts)
@@ -291,12 +306,26 @@ class InboxWorker:
         except NoIdleThread:  # a thread got stuck since this event was started: it never ran
             await self._release(record)
             return "not_run", None, None
+        except ServiceUnavailableError as exc:
+            self._pause_claims(exc.reason)
+            await self._release(record)
+            return "not_run", None, exc.reason[:1000]
+        except DeadLetterError as exc:
+            self._outage = 0
+            error = f"dead letter: {exc.reason}"[:1000]
+            logger.error("event %s dead after attempt %d: %s", record.key[:12], record.attempts, error)
+            return "error", self._settled(record, "dead", await self.inbox.bury(record, error=error)), error
+        except RetryLaterError as exc:
+            self._outage = 0
+            return "error", await self._failed(record, exc.reason, after=exc.after), exc.reason[:1000]
         except Exception as exc:
+            self._outage = 0
             timed_out = isinstance(exc, TimeoutError)
             error = f"timed out after {self.handler_timeout:g} s" if timed_out else f"{type(exc).__name__}: {exc}"
             if timed_out:
                 self._check_health()
             return ("timeout" if timed_out else "error"), await self._failed(record, error), error[:1000]
+        self._outage = 0
         recorded = self._settled(record, "done", await self.inbox.complete(record))
         self.handled += recorded is not None
         return "ok", recorded, None
@@ -316,12 +345,21 @@ class InboxWorker:
                 self.concurrency,
             )
 
-    async def _failed(self, record: InboxRecord, error: str) -> Recorded:
+    def _pause_claims(self, reason: str) -> None:
+        self._outage += 1
+        pause = self.retry_delay(self._outage)
+        self._claims_paused_until = max(self._claims_paused_until, self.inbox.clock() + pause)
+        if self._outage == 1:
+            logger.warning(
+                "destination unavailable, claiming paused for %g s, then one event at a time: %s", pause, reason
+            )
+
+    async def _failed(self, record: InboxRecord, error: str, *, after: float | None = None) -> Recorded:
         error = error[:1000]
         if record.attempts >= self.max_attempts:
             logger.error("event %s dead after %d attempts: %s", record.key[:12], record.attempts, error)
             return self._settled(record, "dead", await self.inbox.bury(record, error=error))
-        delay = self.retry_delay(record.attempts)
+        delay = min(self.max_delay, max(self.retry_delay(record.attempts), after or 0.0))
         logger.warning("event %s attempt %d failed, retry in %g s: %s", record.key[:12], record.attempts, delay, error)
         return self._settled(record, "retry", await self.inbox.retry(record, error=error, delay=delay))
 

@@ -91,17 +91,50 @@ def test_get_missing_endpoint_is_exit_1(cli, served):
 def test_create_never_duplicates_an_existing_url(cli, served):
     """`endpoints create` for a URL that exists fails with exit 1 and creates nothing."""
     served.call(lambda: served.fake.add_endpoint("https://example.com/a"))
-    run = cli("--base-url", served.url, "endpoints", "create", "--url", "https://example.com/a", "--event-type", "x.y")
+    run = cli(
+        "--base-url", served.url, "endpoints", "create", "--url", "https://example.com/a", "--event-type", "x.y",
+        "--no-secret",
+    )  # fmt: skip
     assert run.code == 1
     assert "already exists" in run.err
     assert len(served.call(lambda: served.fake.endpoints_with_url("https://example.com/a"))) == 1
 
 
-def test_create_with_unknown_event_type_is_exit_1(cli, served):
-    """The API's 400 for an unknown event type is printed in one line with exit 1."""
-    run = cli("--base-url", served.url, "endpoints", "create", "--url", "https://e.com/a", "--event-type", "note.gone")
+def test_create_with_a_misspelt_event_type_is_exit_1_with_a_did_you_mean(cli, served):
+    """The API's 400 is printed in one line with exit 1, then a did-you-mean from the catalogue, fetched only then."""
+    base = ("--base-url", served.url, "endpoints", "create", "--no-secret")
+    run = cli(*base, "--url", "https://e.com/a", "--event-type", "note.craeted", "--event-type", "segment.created")
     assert run.code == 1
-    assert run.err.startswith("error: 400 invalid_argument: eventTypes[0].eventName: unknown event type")
+    [line] = run.err.splitlines()
+    assert line.startswith("error: 400 invalid_argument: eventTypes[0].eventName: unknown event type")
+    assert line.endswith("""; 'note.craeted' is not an event type of this account (did you mean "note.created"?)""")
+    operations = served.call(lambda: [r.operation for r in served.fake.requests])
+    assert operations[-1] == "list_event_types"  # after the refusal
+    served.call(served.fake.requests.clear)
+    good = cli(*base, "--url", "https://e.com/b", "--event-type", "note.created")
+    assert good.code == 0, good.err
+    assert "list_event_types" not in served.call(lambda: [r.operation for r in served.fake.requests])
+
+
+def test_update_with_a_misspelt_event_type_gets_the_did_you_mean_too(cli, served):
+    """`endpoints update --event-type segment.craeted`: the server's 400, then the closest catalogue name."""
+    endpoint = served.call(lambda: served.fake.add_endpoint("https://e.com/a"))
+    run = cli("--base-url", served.url, "endpoints", "update", endpoint.id, "--event-type", "segment.craeted")
+    assert run.code == 1
+    assert run.err.startswith("error: 400 ")
+    assert run.err.rstrip().endswith("""(did you mean "segment.created"?)""")
+
+
+def test_create_without_a_secret_is_refused_unless_no_secret(cli, served):
+    """No --secret-env: exit 2 naming --no-secret, nothing created; with --no-secret it is created."""
+    base = ("--base-url", served.url, "endpoints", "create", "--url", "https://e.com/a", "--event-type", "note.created")
+    run = cli(*base)
+    assert run.code == 2
+    assert "--secret-env VAR is required" in run.err
+    assert "--no-secret" in run.err
+    assert served.urls() == set()
+    assert cli(*base, "--no-secret").code == 0
+    assert served.urls() == {"https://e.com/a"}
 
 
 def test_bad_flags_are_usage_errors(cli, clean_env):

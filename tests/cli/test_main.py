@@ -117,11 +117,17 @@ def test_api_error_is_one_line_and_exit_1(cli, served, monkeypatch):
     assert wrong_key not in run.err
 
 
-def test_insecure_base_url_is_a_usage_error(cli, served):
+def test_insecure_base_url_is_a_usage_error(cli, served, clean_env):
     """A plain-http base URL to a non-loopback host is refused with exit 2 before any request."""
     run = cli("--base-url", "http://example.com", "endpoints", "list")
     assert run.code == 2
-    assert run.err.startswith("error: base_url: plain http is allowed only for loopback hosts")
+    assert run.err.startswith("error: --base-url: plain http is allowed only for loopback hosts")
+    assert "pass --allow-insecure-http to override" in run.err  # the option, not the Python keyword
+    assert "allow_insecure_http" not in run.err
+    clean_env.setenv("FULLSTORY_BASE_URL", "http://example.com")
+    from_env = cli("endpoints", "list")
+    assert from_env.code == 2
+    assert from_env.err.startswith("error: FULLSTORY_BASE_URL: plain http")
 
 
 def test_verbose_logs_requests_to_stderr_and_restores_logging(cli, served):

@@ -72,17 +72,12 @@ BAD_LINES = [
         'line 1: event_type: unknown key (did you mean "event_types"?)',
         "event_type",
     ),
-    (
-        '{"url": "https://e.com/a", "secret_env": "UNSET_VAR_X"}',
-        "line 1: secret_env: environment variable UNSET_VAR_X is not set",
-        "secret_env",
-    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "message", "field"), BAD_LINES)
 def test_each_kind_of_bad_line_names_the_line_and_field(cli, served, tmp_path, text, message, field):
-    """Invalid JSON, a missing or invalid field, a literal secret or an unset secret_env: one error result."""
+    """Invalid JSON, a missing or invalid field or a literal secret: one error result."""
     served.call(lambda: None)
     run = cli("--base-url", served.url, "provision", str(_write(tmp_path, text)))
     assert run.code == 1
@@ -185,7 +180,7 @@ def test_progress_bar_on_a_terminal(clean_env, tmp_path, monkeypatch, capsys, te
     assert main(["provision", str(path)]) == 1
     err = stderr.getvalue()
     assert "\r" in err
-    assert "\r0/?  0.0/s  0 failed" in err
+    assert "] 0/3  0.0/s  0 failed" in err  # a regular file is counted first: not 0/?
     assert "/s  1 failed" in err
     summary = err.splitlines()[-2]
     assert summary.lstrip("\r ").startswith("fullstory-async: 3 item(s) in ")
@@ -217,3 +212,46 @@ def test_closed_stdout_stops_the_job_cleanly(clean_env, tmp_path, monkeypatch, c
         assert main(["--concurrency", "4", "provision", str(path)]) == 1
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert "Traceback" not in capsys.readouterr().err
+
+
+UNSET_LINES = (
+    _line("https://e.com/a", secret_env="UNSET_A"),
+    _line("https://e.com/b"),
+    _line("https://e.com/c", secret_env="UNSET_B"),
+    _line("https://e.com/d", secret_env="UNSET_A"),
+)
+
+
+def test_unset_secret_env_in_a_file_exits_2_before_any_request(cli, served, tmp_path):
+    """A regular file is surveyed first: every unset variable is named with its line count; no request, exit 2."""
+    run = cli("--base-url", served.url, "provision", str(_write(tmp_path, *UNSET_LINES)))
+    assert run.code == 2
+    assert "UNSET_A (2 line(s)), UNSET_B (1 line(s))" in run.err
+    assert "nothing was sent" in run.err
+    assert run.out == ""
+    assert served.call(lambda: len(served.fake.requests)) == 0
+
+
+def test_unset_secret_env_on_stdin_fails_its_lines_and_counts_them(cli, served, monkeypatch):
+    """Stdin cannot be read twice: each such line fails in its turn, the others run; one stderr line per variable."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(line + "\n" for line in UNSET_LINES)))
+    run = cli("--base-url", served.url, "provision", "-")
+    assert run.code == 1
+    by_line = {r["line"]: r for r in run.json_lines()}
+    assert by_line[2]["outcome"] == "created"
+    for number, name in ((1, "UNSET_A"), (3, "UNSET_B"), (4, "UNSET_A")):
+        assert by_line[number]["error"]["message"] == (
+            f"line {number}: secret_env: environment variable {name} is not set"
+        )
+    assert "fullstory-async: UNSET_A is not set: 2 line(s) failed for it" in run.err
+    assert "fullstory-async: UNSET_B is not set: 1 line(s) failed for it" in run.err
+    assert served.urls() == {"https://e.com/b"}
+
+
+def test_unknown_key_hint_does_not_offer_enabled(cli, clean_env, tmp_path):
+    """The hint lists the keys a line may have; `enabled`, which provision refuses, is not among them."""
+    run = cli("provision", str(_write(tmp_path, '{"url": "https://e.com/a", "enable": true}')))
+    [result] = run.json_lines()
+    message = result["error"]["message"]
+    assert message.startswith("line 1: enable: unknown key")
+    assert message.endswith("expected one of url, event_types, secret_env")

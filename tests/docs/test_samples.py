@@ -12,13 +12,20 @@ Collected automatically: every fenced ```` ```python ```` block of every page.
   own (what ``fake-server`` prints), so ``Client()`` works with no change to the sample.
 * ``<!-- sample: skip REASON -->`` on the line before a fence skips that sample, with the
   reason shown. Use it only for what cannot run here (a server that serves forever).
+* ``<!-- sample: output -->`` before a ```` ```text ```` fence right after a sample: what that
+  sample prints, compared line by line with what it printed (so a page never claims an
+  output the code does not give).
+* The pages in `WITHOUT_ENVIRONMENT` also run with neither variable set, as a reader who
+  copies them without a fake running would: every ``Client`` there must say where its key comes from.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import inspect
+import io
 import re
 import subprocess
 import sys
@@ -36,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 SKIP = re.compile(r"<!--\s*sample:\s*skip\b\s*(.*?)\s*-->\s*$")
+OUTPUT = re.compile(r"\n*<!--\s*sample:\s*output\s*-->\n```text\n(.*?)^```", re.MULTILINE | re.DOTALL)
+WITHOUT_ENVIRONMENT = ["docs/production.md"]
 
 
 @attrs.frozen
@@ -44,6 +53,7 @@ class Sample:
     line: int
     code: str
     skip: str | None
+    output: str | None = None
 
 
 def samples() -> Iterator[Sample]:
@@ -53,7 +63,14 @@ def samples() -> Iterator[Sample]:
             line = text.count("\n", 0, match.start()) + 1
             before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
             skip = SKIP.search(before)
-            yield Sample(page.relative_to(ROOT).as_posix(), line, match.group(1), skip.group(1) if skip else None)
+            output = OUTPUT.match(text, match.end())
+            yield Sample(
+                page.relative_to(ROOT).as_posix(),
+                line,
+                match.group(1),
+                skip.group(1) if skip else None,
+                output.group(1) if output else None,
+            )
 
 
 ALL = list(samples())
@@ -98,6 +115,24 @@ def test_page_samples_run(page: str, served: ServedFake, tmp_path: Path, monkeyp
     """The page's samples run in order in one namespace and loop (see the module docstring)."""
     monkeypatch.setenv("FULLSTORY_BASE_URL", served.url)
     monkeypatch.chdir(tmp_path)
+    _run_session(page)
+
+
+@pytest.mark.parametrize("page", WITHOUT_ENVIRONMENT)
+def test_page_samples_run_without_the_environment(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of real-server settings runs with no FULLSTORY_* variable set: its clients name their key."""
+    monkeypatch.delenv("FULLSTORY_API_KEY", raising=False)
+    monkeypatch.delenv("FULLSTORY_BASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    _run_session(page)
+
+
+def test_output_blocks_are_found() -> None:
+    """The output convention is in use (so a broken pattern cannot pass silently)."""
+    assert any(s.output is not None for s in ALL if s.page == "docs/quickstart.md")
+
+
+def _run_session(page: str) -> None:
     namespace: dict[str, Any] = {"__name__": "__main__"}
     with asyncio.Runner() as runner:
         try:
@@ -106,9 +141,13 @@ def test_page_samples_run(page: str, served: ServedFake, tmp_path: Path, monkeyp
                     continue
                 name = f"{sample.page}:{sample.line}"
                 code = compile(sample.code, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-                result = eval(code, namespace)
-                if inspect.iscoroutine(result):
-                    runner.run(result)
+                printed = io.StringIO()
+                with contextlib.redirect_stdout(printed):
+                    result = eval(code, namespace)
+                    if inspect.iscoroutine(result):
+                        runner.run(result)
+                if sample.output is not None:
+                    assert printed.getvalue().splitlines() == sample.output.splitlines(), name
         finally:
             for value in list(namespace.values()):
                 if isinstance(value, Client):

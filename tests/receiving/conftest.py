@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fullstory_async.receiving import Inbox, WebhookReceiver, add_webhook_route, open_inbox
+from fullstory_async.receiving import Inbox, ReceiverSettings, WebhookReceiver, add_webhook_route, open_inbox
 
 PATH = "/fullstory/webhooks"
 
@@ -45,9 +45,14 @@ async def serve_receiver() -> AsyncIterator[ServeReceiver]:
     """Start ``add_webhook_route`` receivers on free ports; all are stopped after the test."""
     sites: list[Site] = []
 
-    async def start(secrets: Any, callback: Any, **options: Any) -> Site:
+    async def start(
+        secrets: Any, callback: Any, *, inbox: Inbox | None = None, hooks: Any = (), **settings: Any
+    ) -> Site:
+        """Mount a receiver; ``settings`` are the fields of its `ReceiverSettings`."""
         app = web.Application()
-        receiver = add_webhook_route(app, PATH, secrets, callback, **options)
+        receiver = add_webhook_route(
+            app, PATH, secrets, callback, inbox=inbox, settings=ReceiverSettings(**settings), hooks=hooks
+        )
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         site = Site(server, aiohttp.ClientSession(), receiver)

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from fullstory_async.receiving import Inbox, WebhookReceiver, sign, signed_delivery
+from fullstory_async.receiving import Inbox, ReceiverSettings, WebhookReceiver, sign, signed_delivery
 
 SECRET = "wh-secret-9Qx7LmPz"
 ORG = "o-1A2B3C-na1"
@@ -63,7 +63,7 @@ async def test_asgi_delivery_is_committed_then_acknowledged(inbox: Inbox) -> Non
 
 async def test_asgi_size_cap_before_verification(inbox: Inbox) -> None:
     """A declared oversize is refused without reading; a chunked one is not read past the limit."""
-    app = WebhookReceiver(SECRET, inbox=inbox, max_body_bytes=100).asgi
+    app = WebhookReceiver(SECRET, inbox=inbox, settings=ReceiverSettings(max_body_bytes=100)).asgi
     status, _, read = await call(app, "POST", "/", chunks=[b"x" * 50] * 10, headers={"Content-Length": "500"})
     assert (status, read) == (413, 0)
     status, _, read = await call(app, "POST", "/", chunks=[b"x" * 60] * 10)

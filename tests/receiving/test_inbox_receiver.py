@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from fullstory_async.receiving import (
     Inbox,
     InboxError,
+    ReceiverSettings,
     RefusalLog,
     WebhookReceiver,
     add_webhook_route,
@@ -30,7 +31,7 @@ ORG = "o-1A2B3C-na1"
 @pytest.fixture
 async def site(inbox: Inbox) -> AsyncIterator[tuple[str, aiohttp.ClientSession, WebhookReceiver]]:
     app = web.Application()
-    receiver = add_webhook_route(app, "/hooks", SECRET, inbox=inbox, max_body_bytes=4096)
+    receiver = add_webhook_route(app, "/hooks", SECRET, inbox=inbox, settings=ReceiverSettings(max_body_bytes=4096))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
@@ -133,7 +134,9 @@ async def test_health_route_and_503_while_closing(site: Any) -> None:
 async def test_refusal_lines_are_rate_limited(inbox: Inbox, caplog: pytest.LogCaptureFixture) -> None:
     """200 forged deliveries write at most burst lines per window, then one line says how many were not logged."""
     now = [0.0]
-    receiver = WebhookReceiver(SECRET, inbox=inbox, refusal_log=RefusalLog(burst=5, window=10, clock=lambda: now[0]))
+    receiver = WebhookReceiver(
+        SECRET, inbox=inbox, settings=ReceiverSettings(refusal_log=RefusalLog(burst=5, window=10, clock=lambda: now[0]))
+    )
     body = signed_delivery("test", {}, secret=SECRET, org_id=ORG)[0]
     caplog.set_level(logging.INFO, logger="fullstory_async.receiving")
     for _ in range(200):

@@ -14,6 +14,7 @@ import pytest
 from fullstory_async import InvalidArgumentError
 from fullstory_async.receiving import (
     NoteCreatedData,
+    ReceiverSettings,
     WebhookEvent,
     WebhookReceiver,
     sign,
@@ -217,7 +218,7 @@ class FakeRequest:
 @pytest.mark.parametrize(("size", "declared"), [(10_000_000, None), (10_000_000, 10_000_000)])
 async def test_body_reader_never_reads_more_than_one_byte_past_the_limit(size: int, declared: int | None) -> None:
     """However big the body, at most limit + 1 bytes are read into memory (none with a large Content-Length)."""
-    receiver = WebhookReceiver(SECRET, Recorder(), max_body_bytes=4096)
+    receiver = WebhookReceiver(SECRET, Recorder(), settings=ReceiverSettings(max_body_bytes=4096))
     request = FakeRequest(size, declared)
     assert await receiver._read_body(request) is None  # type: ignore[arg-type]
     assert request.content.returned <= 4097
@@ -365,6 +366,8 @@ def test_repr_hides_the_secrets() -> None:
         ({"shutdown_timeout": -1}, "shutdown_timeout"),
         ({"tolerance": -5}, "tolerance"),
         ({"org_id": ""}, "org_id"),
+        ({"body_timeout": 0}, "body_timeout"),
+        ({"refusal_log": "quiet"}, "refusal_log"),
         ({"secrets": []}, "secrets"),
         ({"callback": "not callable"}, "callback"),
     ],
@@ -374,5 +377,5 @@ def test_bad_configuration_is_refused_early(kwargs: dict[str, Any], field: str) 
     secrets = kwargs.pop("secrets", SECRET)
     callback = kwargs.pop("callback", Recorder())
     with pytest.raises(InvalidArgumentError) as info:
-        WebhookReceiver(secrets, callback, **kwargs)
+        WebhookReceiver(secrets, callback, settings=ReceiverSettings(**kwargs))
     assert info.value.field == field

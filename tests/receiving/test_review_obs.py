@@ -212,7 +212,7 @@ async def test_a_migration_behind_another_sessions_lock_gives_up_without_stallin
         insert = (
             "INSERT INTO fullstory_inbox (key, org_id, body, received_at, next_attempt_at) VALUES ($1, 'o', 'x', 1, 1)"
         )
-        await asyncio.wait_for(old_receiver.execute(insert, "a"), 10)  # waited at most the lock timeout
+        await asyncio.wait_for(old_receiver.execute(insert, "a"), 2)  # waited the lock timeout, not the open's bound
         with pytest.raises(InboxError, match="lock") as failed:
             await asyncio.wait_for(upgrade, 10)
         assert "schema version 2" in str(failed.value)
@@ -397,7 +397,7 @@ async def test_a_hung_call_that_returns_late_records_no_second_outcome(tmp_path:
 async def test_the_worker_hands_each_run_its_attempt_number(inbox_url: str) -> None:
     """`WebhookEvent.attempt` (what a forwarding handler re-sends) is the inbox's count: 1, then 2 after a failure.
 
-    The merged worker never passed it: every event reached the handler with ``attempt=None``.
+    The worker of issue 18's item 3 never passed it (``attempt=None``); the forward merge set it too.
     """
     seen: list[int | None] = []
 

@@ -14,6 +14,7 @@ from fullstory_async.receiving import (
     InboxWorker,
     MetricAlertData,
     NoteCreatedData,
+    ReceiverSettings,
     SignatureVerificationError,
     VerificationFailure,
     WebhookASGIApp,
@@ -49,8 +50,12 @@ def on_event_sync(event: WebhookEvent) -> None:
 
 def build() -> web.Application:
     app = web.Application()
-    receiver: WebhookReceiver = add_webhook_route(app, "/hooks", ["new", "old"], on_event, tolerance=None, org_id="o-1")
-    other = WebhookReceiver("secret", on_event_sync, max_body_bytes=64 * 1024, shutdown_timeout=0)
+    receiver: WebhookReceiver = add_webhook_route(
+        app, "/hooks", ["new", "old"], on_event, settings=ReceiverSettings(tolerance=None, org_id="o-1")
+    )
+    other = WebhookReceiver(
+        "secret", on_event_sync, settings=ReceiverSettings(max_body_bytes=64 * 1024, shutdown_timeout=0)
+    )
     app.router.add_post("/other", other.handle)
     app.on_cleanup.append(other.on_cleanup)
     print(receiver.closed, receiver.asgi)
@@ -72,7 +77,7 @@ header: str = sign(b"{}", "secret", "o-1", 1_700_000_000)
 
 async def durable(url: str) -> None:
     async with open_inbox(url, retention=3600.0) as inbox:
-        receiver = WebhookReceiver(["new", "old"], inbox=inbox, org_id="o-1")
+        receiver = WebhookReceiver(["new", "old"], inbox=inbox, settings=ReceiverSettings(org_id="o-1"))
         asgi: WebhookASGIApp = receiver.asgi
         worker = InboxWorker(inbox, on_event, concurrency=4, max_attempts=3, handler_timeout=10.0)
         print(asgi, await worker.run_until_idle())

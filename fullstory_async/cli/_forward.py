@@ -1,0 +1,130 @@
+"""``fullstory-async forward``: a worker that POSTs every stored delivery to an internal service.
+
+Each event of the inbox goes to ``--to`` with its body exactly as Fullstory sent it, signed in
+the Standard Webhooks format with the ``--sign-secret-env`` secret (`verify_forwarded` checks
+it), at least once and in no particular order across events. The worker's verdicts decide
+what happens to an event that is not delivered (see `fullstory_async.receiving.ForwardHandler`).
+It prints one line when it starts, logs each failure on stderr, and on SIGTERM or SIGINT stops
+claiming, lets the attempts in progress end (at most ``--timeout`` seconds) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import yarl
+
+from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async._options import integer, positive
+from fullstory_async.cli._receiving import _URL_HELP as URL_HELP
+from fullstory_async.cli._receiving import _local as local
+from fullstory_async.receiving import Forwarder, ForwardHandler, ForwardTarget, Inbox, InboxWorker, open_inbox
+from fullstory_async.receiving._postgres import redact
+
+_FIELDS = {"url": "--to", "timeout": "--timeout", "ca_file": "--ca-file", "client_cert": "--client-cert"}
+_DRAIN_MARGIN = 5.0  # seconds a handler may outlive its attempt's --timeout (recording the outcome)
+
+
+def forward_options(forward: argparse.ArgumentParser) -> None:
+    """Declare the options of ``forward``."""
+    forward.description = (
+        "Forward every stored delivery to an internal service, signed in the Standard Webhooks format "
+        "(webhook-id is the event's inbox key, stable across retries); at least once, no ordering across events."
+    )
+    forward.add_argument("--inbox", required=True, metavar="URL", help=URL_HELP)
+    forward_target_options(forward, to="--to", required=True)
+
+
+def forward_target_options(parser: argparse.ArgumentParser, *, to: str, required: bool) -> None:
+    """Declare the service and worker options shared by ``forward`` and ``receive --forward-to``."""
+    parser.add_argument(to, dest="forward_to", required=required, metavar="URL", help="the service's http(s) URL")
+    parser.add_argument(
+        "--sign-secret-env",
+        required=required,
+        metavar="VAR",
+        help="environment variable holding the Standard Webhooks secret (whsec_ and base64) to sign with",
+    )
+    parser.add_argument("--concurrency", type=integer(1, 1024), default=16, metavar="N", help="events at once (16)")
+    parser.add_argument("--timeout", type=positive, default=10.0, metavar="SECONDS", help="one attempt's limit (10)")
+    parser.add_argument(
+        "--max-attempts", type=integer(1), default=12, metavar="N", help="attempts before a dead letter (12)"
+    )
+    parser.add_argument(
+        "--max-delay", type=positive, default=3600.0, metavar="SECONDS", help="longest wait between attempts (3600)"
+    )
+    parser.add_argument("--ca-file", metavar="PEM", help="CA bundle to trust for the service (a private CA)")
+    parser.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS")
+    parser.add_argument("--client-key", metavar="PEM", help="the client certificate's private key")
+    parser.add_argument(
+        "--allow-insecure-http", action="store_true", help="allow plain http to a host other than loopback"
+    )
+
+
+def forwarder_from(args: argparse.Namespace) -> Forwarder:
+    """Build the `Forwarder` the options describe (usage problems as `InvalidArgumentError` naming the flag)."""
+    name = args.sign_secret_env
+    if not name:
+        raise InvalidArgumentError("--sign-secret-env", "is required: the variable holding the whsec_ signing secret")
+    secret = os.environ.get(name)
+    if not secret:
+        raise InvalidArgumentError("--sign-secret-env", f"environment variable {name} is not set or empty")
+    try:
+        target = ForwardTarget(
+            args.forward_to,
+            timeout=args.timeout,
+            ca_file=args.ca_file,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+            allow_insecure_http=args.allow_insecure_http,
+        )
+        return Forwarder(target, secret=secret, concurrency=args.concurrency)
+    except InvalidArgumentError as exc:
+        field = _FIELDS.get(exc.field, f"--sign-secret-env ({name})" if exc.field == "sign secret" else exc.field)
+        raise InvalidArgumentError(field, exc.problem) from None
+
+
+def forward_worker(inbox: Inbox, forwarder: Forwarder, args: argparse.Namespace) -> InboxWorker:
+    """Build the `InboxWorker` that runs ``forwarder`` with the options' attempts and delays."""
+    return InboxWorker(
+        inbox,
+        ForwardHandler(forwarder),
+        concurrency=args.concurrency,
+        max_attempts=args.max_attempts,
+        max_delay=args.max_delay,
+        handler_timeout=args.timeout + _DRAIN_MARGIN,
+        drain_timeout=args.timeout + _DRAIN_MARGIN,
+    )
+
+
+def shown(url: str) -> str:
+    """Return a URL as printed: its user info and query left out (they may hold credentials)."""
+    return str(yarl.URL(url).with_user(None).with_query(None))
+
+
+async def _forward(args: argparse.Namespace) -> int:
+    forwarder = forwarder_from(args)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fullstory-async: %(message)s"))
+    logger = logging.getLogger("fullstory_async.receiving")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        async with open_inbox(args.inbox, create=False) as inbox, forwarder:
+            worker = forward_worker(inbox, forwarder, args)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(worker.stop()))
+            print(f"forwarding from {redact(args.inbox)} to {shown(args.forward_to)}", flush=True)
+            await worker.run()
+    finally:
+        logger.removeHandler(handler)
+    return 0
+
+
+forward = local(_forward)
+"""``fullstory-async forward``."""

@@ -1,0 +1,135 @@
+"""The inbox URL on the command line, as a real process: printed as given, checked, never a new inbox by mistake.
+
+``inbox stats|export|requeue`` never create nor migrate an inbox; a malformed URL is a usage
+error (exit 2) naming what is wrong, its password redacted, never a traceback; a held SQLite
+lock does not stop ``inbox stats``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import reset_postgres
+from .test_inbox_bounds import locked
+from .test_receive_command import Receiver, deliveries, run_cli, send_all
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgres://u:hunter2@127.0.0.1:99999/db", "port '99999' is not a port number (1-65535)"),
+        ("postgresql://u:hunter2@127.0.0.1:5x/db", "port '5x' is not a port number"),
+        ("postgresql://u:hunter2@[::1/db", "malformed PostgreSQL URL"),
+        ("mysql://u:hunter2@h/db", "unsupported inbox URL scheme 'mysql' in 'mysql://u:***@h/db'"),
+        ("postgresql://u:hunter2@127.0.0.1:5432/db?sslmode=sometimes", "sslmode"),
+    ],
+)
+@pytest.mark.parametrize("command", ["stats", "export"])
+async def test_a_malformed_inbox_url_is_a_usage_error_naming_the_field(
+    tmp_path: Path, url: str, problem: str, command: str
+) -> None:
+    code, out, err = await run_cli("inbox", command, "--inbox", url, cwd=tmp_path)
+    assert (code, out) == (2, "")
+    assert problem in err
+    if problem.startswith("port"):
+        assert "u:***@127.0.0.1" in err  # the URL is shown, its password redacted
+    assert "hunter2" not in err
+    assert "Traceback" not in err
+
+
+async def test_a_parameter_the_postgres_server_refuses_is_named(postgres_url: str) -> None:
+    code, _, err = await run_cli("inbox", "stats", "--inbox", postgres_url + "?no_such_setting=1")
+    assert code == 2
+    assert 'unrecognized configuration parameter "no_such_setting"' in err
+
+
+async def test_a_mistyped_path_is_an_error_not_an_empty_inbox(tmp_path: Path) -> None:
+    for command in (("stats",), ("export",), ("requeue", "--dead")):
+        code, out, err = await run_cli("inbox", *command, "--inbox", "sqlite:///typo.db", cwd=tmp_path)
+        assert (code, out) == (1, "")
+        assert "no inbox at 'typo.db': the file does not exist" in err
+    assert os.listdir(tmp_path) == []
+
+
+async def test_someone_elses_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / "app.db")) as conn, conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    before = (tmp_path / "app.db").read_bytes()
+    for command in (("stats",), ("export",), ("requeue", "--dead")):
+        code, out, err = await run_cli("inbox", *command, "--inbox", "sqlite:///app.db", cwd=tmp_path)
+        assert (code, out) == (1, "")
+        assert "'app.db' is not a fullstory-async inbox" in err
+    assert (tmp_path / "app.db").read_bytes() == before
+
+
+async def test_someone_elses_postgres_database_gets_no_inbox_tables(postgres_url: str) -> None:
+    import asyncpg
+
+    code, _, err = await run_cli("inbox", "stats", "--inbox", postgres_url)
+    assert code == 1
+    assert "has no fullstory-async inbox" in err
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('fullstory_inbox_schema')") is None
+    finally:
+        await conn.close()
+    await reset_postgres(postgres_url)
+
+
+@pytest.mark.parametrize("form", ["relative", "absolute"])
+async def test_the_printed_inbox_url_is_the_one_given_and_inbox_stats_takes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///inbox.db" if form == "relative" else f"sqlite:///{tmp_path}/inbox.db"
+    receiver = await Receiver.start(url)
+    try:
+        printed = receiver.banner.split(" into ", 1)[1].strip()
+        assert printed == url
+        assert await send_all(receiver.url, deliveries(2, "banner"), concurrency=2) == [202, 202]
+    finally:
+        code, _ = await receiver.stop(signal.SIGTERM)
+    assert code == 0
+    code, out, err = await run_cli("inbox", "stats", "--inbox", printed, cwd=tmp_path)
+    assert (code, json.loads(out)["pending"]) == (0, 2), err
+
+
+async def test_inbox_stats_answers_while_another_process_holds_the_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    receiver = await Receiver.start(url, "--commit-timeout", "0.5")
+    try:
+        assert await send_all(receiver.url, deliveries(3, "stats"), concurrency=3) == [202] * 3
+        with locked(tmp_path / "inbox.db"):
+            started = time.monotonic()
+            assert await send_all(receiver.url, deliveries(3, "locked"), concurrency=3) == [503] * 3
+            assert time.monotonic() - started < 2.0
+            code, out, err = await run_cli("inbox", "stats", "--inbox", url)
+            assert (code, json.loads(out)["pending"]) == (0, 3), err
+    finally:
+        code, _ = await receiver.stop(signal.SIGTERM)
+    assert code == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "soon"])
+async def test_a_bad_commit_timeout_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    code, _, err = await run_cli(
+        "receive",
+        "--inbox",
+        "sqlite:///x.db",
+        "--secret-env",
+        "FS_TEST_SECRET",
+        "--commit-timeout",
+        value,
+        cwd=tmp_path,
+    )
+    assert code == 2
+    assert "--commit-timeout" in err
+    assert not (tmp_path / "x.db").exists()
