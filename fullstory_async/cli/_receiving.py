@@ -19,19 +19,18 @@ import asyncio
 import contextlib
 import hmac
 import json
-import logging
-import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import attrs
 from aiohttp import web
 
 from fullstory_async._auth import _is_loopback as is_loopback
-from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
+from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async._options import integer, non_negative, positive
+from fullstory_async.cli._forward import forward_target_options, forward_worker, forwarder_from, shown
+from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local, stderr_log
 from fullstory_async.receiving import (
     Inbox,
     InboxError,
@@ -54,16 +53,13 @@ def _org_id(text: str) -> str:
     return text
 
 
-_URL_HELP = "inbox URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host/db"
-
-
 def receive_options(receive: argparse.ArgumentParser) -> None:
     """Declare the options of ``receive``."""
     receive.description = (
         "Verify Fullstory webhook deliveries and store them in a durable inbox; "
         "each is acknowledged (202) only once committed. Process them with InboxWorker."
     )
-    receive.add_argument("--inbox", required=True, metavar="URL", help=_URL_HELP)
+    receive.add_argument("--inbox", required=True, metavar="URL", help=INBOX_URL_HELP)
     receive.add_argument(
         "--secret-env",
         dest="secret_envs",
@@ -120,11 +116,12 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
     )
     for flag, kind, default, metavar, text in bounds:
         receive.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} ({default:g})")
+    forward_target_options(receive, to="--forward-to", required=False)
 
 
 def inbox_options(action: argparse.ArgumentParser) -> None:
     """Declare the options of ``inbox export|stats``."""
-    action.add_argument("--inbox", required=True, metavar="URL", help=_URL_HELP)
+    action.add_argument("--inbox", required=True, metavar="URL", help=INBOX_URL_HELP)
 
 
 def requeue_options(action: argparse.ArgumentParser) -> None:
@@ -133,40 +130,10 @@ def requeue_options(action: argparse.ArgumentParser) -> None:
     action.add_argument("--dead", action="store_true", required=True, help="requeue every dead event")
 
 
-def _local(run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Callable[[argparse.Namespace], int]:
-    """Run one of these commands: usage problems exit 2, inbox and OS failures 1."""
-
-    def main(args: argparse.Namespace) -> int:
-        try:
-            return asyncio.run(run(args))
-        except KeyboardInterrupt:
-            return 130
-        except InvalidArgumentError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except (FullstoryError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-
-    return main
-
-
-def _secret(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise InvalidArgumentError("--secret-env", f"environment variable {name} is not set or empty")
-    return value
-
-
 def _metrics_token(args: argparse.Namespace) -> bytes | None:
     """Return the token every scrape must send; required off loopback (nothing served there is read without one)."""
     if args.metrics_token_env is not None:
-        value = os.environ.get(args.metrics_token_env)
-        if not value:
-            raise InvalidArgumentError(
-                "--metrics-token-env", f"environment variable {args.metrics_token_env} is not set or empty"
-            )
-        return value.encode()
+        return env_secret("--metrics-token-env", args.metrics_token_env).encode()
     if args.metrics_port is not None and not is_loopback(args.metrics_host):
         raise InvalidArgumentError(
             "--metrics-host",
@@ -229,7 +196,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 async def _receive(args: argparse.Namespace) -> int:
-    secrets = [_secret(name) for name in args.secret_envs]
+    secrets = [env_secret("--secret-env", name) for name in args.secret_envs]
     metrics_token = _metrics_token(args)
     path = args.path if args.path.startswith("/") else f"/{args.path}"
     check_descriptors(args.max_connections)
@@ -240,12 +207,8 @@ async def _receive(args: argparse.Namespace) -> int:
         tolerance=args.tolerance or None,
         org_id=args.org_id,
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("fullstory-async: %(message)s"))
-    logger = logging.getLogger("fullstory_async.receiving")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    forwarder = forwarder_from(args) if args.forward_to is not None else None
+    with stderr_log():
         async with (
             open_inbox(args.inbox, commit_timeout=args.commit_timeout) as inbox,
             contextlib.AsyncExitStack() as exits,
@@ -254,26 +217,31 @@ async def _receive(args: argparse.Namespace) -> int:
             metrics = ReceivingMetrics()
             hooks = [metrics] if args.metrics_port is not None else []
             receiver = add_webhook_route(app, path, secrets, inbox=inbox, settings=settings, hooks=hooks)
-            metrics_url = None
+            banner = [f"into {redact(args.inbox)}"]
             if args.metrics_port is not None:
                 metrics_port = await exits.enter_async_context(
                     serve(_metrics_app(metrics, inbox, metrics_token), args.metrics_host, args.metrics_port, limits)
                 )
-                metrics_url = _url(args.metrics_host, metrics_port, "/metrics")
+                banner.append(f"metrics on {_url(args.metrics_host, metrics_port, '/metrics')}")
+            worker = None
+            if forwarder is not None:
+                await exits.enter_async_context(forwarder)
+                worker = forward_worker(inbox, forwarder, args, hooks=hooks)
+                banner.append(f"forwarding to {shown(args.forward_to)}")
             async with serve(app, args.host, args.port, limits) as port:
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(signum, stop.set)
+                forwarding = None if worker is None else loop.create_task(worker.run(), name="fullstory-forward")
                 # The banner says "ready": a SIGTERM sent as soon as it is read must drain, not kill.
-                print(f"receiving on {_url(args.host, port, path)} into {redact(args.inbox)}", flush=True)
-                if metrics_url is not None:
-                    print(f"metrics on {metrics_url}", flush=True)
+                print(f"receiving on {_url(args.host, port, path)} {banner[0]}", *banner[1:], sep="\n", flush=True)
                 await stop.wait()
                 print("fullstory-async: draining: new deliveries get 503", file=sys.stderr, flush=True)
                 await receiver.aclose()
-    finally:
-        logger.removeHandler(handler)
+                if worker is not None and forwarding is not None:
+                    await worker.stop()
+                    await forwarding
     return 0
 
 
@@ -307,11 +275,11 @@ async def _requeue(args: argparse.Namespace) -> int:
     return 0
 
 
-receive = _local(_receive)
+receive = local(_receive)
 """``fullstory-async receive``."""
-inbox_export = _local(_export)
+inbox_export = local(_export)
 """``fullstory-async inbox export``."""
-inbox_stats = _local(_stats)
+inbox_stats = local(_stats)
 """``fullstory-async inbox stats``."""
-inbox_requeue = _local(_requeue)
+inbox_requeue = local(_requeue)
 """``fullstory-async inbox requeue --dead``."""
