@@ -8,6 +8,8 @@ stuck at once (so never more than ``2 * size`` threads). Past that, `healthy` is
 the pool has one free slot fewer per further stuck thread: the worker stops claiming rather
 than time out events on threads that never ran them. A stuck thread whose function
 returns leaves (or takes a free slot back), so the pool heals when the hung calls end.
+`stuck_on` names the arguments of the stuck calls, so a caller can refuse to start a second
+call on what a stuck one still holds (the worker: one stuck thread per event at most).
 """
 
 from __future__ import annotations
