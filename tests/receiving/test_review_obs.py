@@ -32,10 +32,9 @@ from fullstory_async.receiving import (
     open_inbox,
     signed_delivery,
 )
-from fullstory_async.receiving._inbox import migrations
 from fullstory_async.testing import ManualClock
 
-from .test_observability import parse_exposition
+from .test_observability import parse_exposition, schema_1_inbox
 
 
 async def raw_get(port: int, path: str, headers: dict[str, str | bytes] | None = None) -> tuple[int, bytes]:
@@ -169,20 +168,6 @@ async def test_an_empty_metrics_token_is_a_usage_error(tmp_path: Path) -> None:
     code, _out, err = await run_to_end(_receive_args(tmp_path, "--metrics-token-env", "FS_REVIEW_UNSET"))
     assert code == 2, err
     assert b"FS_REVIEW_UNSET" in err
-
-
-async def schema_1_inbox(dsn: str) -> None:
-    """Create an inbox as the SDK of schema 1 left it (no traceparent column)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
-        for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION")[1]:
-            await conn.execute(statement)
-        await conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
-    finally:
-        await conn.close()
 
 
 async def test_a_migration_behind_another_sessions_lock_gives_up_without_stalling_the_receivers(
