@@ -17,19 +17,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import signal
 import sys
+from typing import Any
 
 import attrs
 from aiohttp import web
 
+from fullstory_async._auth import _is_loopback as is_loopback
+from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async._options import integer, non_negative, positive
 from fullstory_async.cli._forward import forward_target_options, forward_worker, forwarder_from, shown
 from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local, stderr_log
 from fullstory_async.receiving import (
     Inbox,
     InboxError,
+    InboxStats,
     ReceiverSettings,
     ReceivingMetrics,
     add_webhook_route,
@@ -91,7 +96,14 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on GET /metrics at this port (off by default; 0 = a free one)",
     )
     receive.add_argument(
-        "--metrics-host", default="127.0.0.1", help="address the metrics port binds (127.0.0.1: this machine only)"
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics port binds (127.0.0.1: this machine only; any other needs --metrics-token-env)",
+    )
+    receive.add_argument(
+        "--metrics-token-env",
+        metavar="VAR",
+        help="environment variable holding a token every scrape must send (Authorization: Bearer <token>)",
     )
     limits = ConnectionLimits()
     bounds = (
@@ -118,6 +130,19 @@ def requeue_options(action: argparse.ArgumentParser) -> None:
     action.add_argument("--dead", action="store_true", required=True, help="requeue every dead event")
 
 
+def _metrics_token(args: argparse.Namespace) -> bytes | None:
+    """Return the token every scrape must send; required off loopback (nothing served there is read without one)."""
+    if args.metrics_token_env is not None:
+        return env_secret("--metrics-token-env", args.metrics_token_env).encode()
+    if args.metrics_port is not None and not is_loopback(args.metrics_host):
+        raise InvalidArgumentError(
+            "--metrics-host",
+            f"{args.metrics_host} is not loopback: anyone who reaches it would read the metrics; "
+            "give --metrics-token-env VAR (a token your scraper sends as Authorization: Bearer <token>)",
+        )
+    return None
+
+
 def _url(host: str, port: int, path: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
@@ -127,23 +152,52 @@ _STATS_TIMEOUT = 2.0
 _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox) -> web.Application:
-    """``GET /metrics``: the counters, and the inbox gauges when the inbox answers within `_STATS_TIMEOUT`."""
+def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox, token: bytes | None = None) -> web.Application:
+    """``GET /metrics``: the counters, and the inbox gauges when the inbox answers within `_STATS_TIMEOUT`.
 
-    async def scrape(_request: web.Request) -> web.Response:
+    With a ``token``, a scrape without ``Authorization: Bearer <token>`` is answered ``401``.
+
+    The counts are read *single flight*: one `Inbox.stats` at a time, shared by every scrape that
+    arrives while it runs (and left running for the next scrape when it outlives this one's
+    wait). A count scans the inbox and shares the database with the deliveries' commits, so the
+    cost of scraping is one count at a time, however many scrapes come.
+    """
+    counting: asyncio.Future[InboxStats] | None = None
+
+    async def scrape(request: web.Request) -> web.Response:
+        nonlocal counting
+        if token is not None and not hmac.compare_digest(
+            request.headers.get("Authorization", "").encode("utf-8", "surrogateescape"), b"Bearer " + token
+        ):
+            return web.Response(status=401, text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"})
+        if counting is None or counting.done():
+            counting = asyncio.ensure_future(inbox.stats())
+            counting.add_done_callback(_retrieve)
         try:
-            stats = await asyncio.wait_for(inbox.stats(), _STATS_TIMEOUT)
+            stats = await asyncio.wait_for(asyncio.shield(counting), _STATS_TIMEOUT)
         except (InboxError, TimeoutError):  # the counters still say what happened; the gauges are left out
             stats = None
         return web.Response(body=metrics.prometheus(stats).encode(), headers={"Content-Type": _PROMETHEUS_TYPE})
 
+    async def stop_counting(_app: web.Application) -> None:
+        if counting is not None:
+            counting.cancel()
+
     app = web.Application()
     app.router.add_get("/metrics", scrape)
+    app.on_cleanup.append(stop_counting)
     return app
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared count's failure as seen (every scrape may have stopped waiting for it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _receive(args: argparse.Namespace) -> int:
     secrets = [env_secret("--secret-env", name) for name in args.secret_envs]
+    metrics_token = _metrics_token(args)
     path = args.path if args.path.startswith("/") else f"/{args.path}"
     check_descriptors(args.max_connections)
     limits = ConnectionLimits(**{name: getattr(args, name) for name in attrs.fields_dict(ConnectionLimits)})
@@ -166,7 +220,7 @@ async def _receive(args: argparse.Namespace) -> int:
             banner = [f"into {redact(args.inbox)}"]
             if args.metrics_port is not None:
                 metrics_port = await exits.enter_async_context(
-                    serve(_metrics_app(metrics, inbox), args.metrics_host, args.metrics_port, limits)
+                    serve(_metrics_app(metrics, inbox, metrics_token), args.metrics_host, args.metrics_port, limits)
                 )
                 banner.append(f"metrics on {_url(args.metrics_host, metrics_port, '/metrics')}")
             worker = None
