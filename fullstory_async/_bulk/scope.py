@@ -81,8 +81,12 @@ def url_problem(url: object) -> str | None:
 
 
 def redacted(url: object) -> str:
-    """``repr(url)`` with any credentials before the host shown as ``***`` (for error messages)."""
-    return repr(re.sub(r"//[^/?#]*@", "//***@", url) if isinstance(url, str) else url)
+    """``repr(url)`` with everything from ``//`` to its last ``@`` shown as ``***`` (for error messages).
+
+    Up to the last ``@``, not to the first ``/``: in ``http://user:pa/ss@host/`` the password
+    holds a ``/`` (parsers then disagree on the host). An ``@`` in a path hides a little more.
+    """
+    return repr(re.sub(r"//.*@", "//***@", url, flags=re.DOTALL) if isinstance(url, str) else url)
 
 
 def url_key(url: str) -> UrlKey | None:

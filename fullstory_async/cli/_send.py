@@ -42,6 +42,8 @@ from fullstory_async.testing._samples import SAMPLE_EVENT_NAMES, sample_event_da
 
 DEFAULT_ORG_ID = "o-1A2B3C-na1"
 """The org id of the documented samples (their ``sessionUrl``s)."""
+_ANSWER_BODY_LIMIT = 65536
+"""Bytes of an answer's body read at most (then the connection is closed): a receiver's body is not a result."""
 _TIME_KEYS = ("created", "timestamp")  # the time field of a sample; "timestamp" added when it has none
 
 
@@ -131,7 +133,12 @@ def summary(answers: list[Answer]) -> str:
 
 
 def _check_url(url: str) -> None:
-    split = urlsplit(url)
+    """Refuse a URL that is not absolute http(s) or cannot be parsed (a port, brackets): credentials hidden."""
+    try:
+        split = urlsplit(url)
+        split.port  # noqa: B018 - parsing the port validates it
+    except ValueError:  # its text may quote part of a password: not shown
+        raise UsageError(f"URL: {redacted(url)} is not a valid URL (check its host and port)") from None
     if split.scheme not in ("http", "https") or not split.hostname:
         raise UsageError(f"URL must be an absolute http(s) URL, got {redacted(url)}")
 
@@ -168,12 +175,28 @@ async def _deliver(
     headers = {"Content-Type": "application/json", "Fullstory-Signature": sign(body, secret, org_id)}
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-            await response.read()
-            return Answer(number, response.status, time.monotonic() - due)
+            answer = Answer(number, response.status, time.monotonic() - due)  # the answer: its status line
+            read = 0
+            async for chunk in response.content.iter_any():  # drained, so the connection is reused
+                read += len(chunk)
+                if read > _ANSWER_BODY_LIMIT:  # a large (or endless) body is not read: memory stays flat
+                    response.close()
+                    break
+            return answer
     except TimeoutError:
         return Answer(number, None, time.monotonic() - due, "timed out")
     except aiohttp.ClientError as exc:
-        return Answer(number, None, time.monotonic() - due, type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+        text = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+        return Answer(number, None, time.monotonic() - due, _without_credentials(text, url))
+
+
+def _without_credentials(text: str, url: str) -> str:
+    """``text`` with the user and password of ``url`` (aiohttp quotes a URL in some errors) as ``***``."""
+    split = urlsplit(url)
+    for credential in (split.password, split.username):
+        if credential:
+            text = text.replace(credential, "***")
+    return text
 
 
 async def _send(args: argparse.Namespace, secret: str, make_body: Callable[[], bytes]) -> list[Answer]:
@@ -193,8 +216,12 @@ async def _send(args: argparse.Namespace, secret: str, make_body: Callable[[], b
             slots.release()
 
     timeout = aiohttp.ClientTimeout(total=args.timeout)
+    connector = aiohttp.TCPConnector(limit=args.concurrency)  # aiohttp's own cap (100) would queue the rest unseen
     try:
-        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session, asyncio.TaskGroup() as tasks:
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session,
+            asyncio.TaskGroup() as tasks,
+        ):
             start = time.monotonic()
             for number in range(1, args.count + 1):
                 due = None if args.rate is None else start + (number - 1) / args.rate

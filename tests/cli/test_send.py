@@ -12,7 +12,7 @@ import sys
 import pytest
 from aiohttp import web
 
-from fullstory_async.cli._send import DEFAULT_ORG_ID, percentile
+from fullstory_async.cli._send import DEFAULT_ORG_ID, _without_credentials, percentile
 from fullstory_async.receiving import add_webhook_route, open_inbox, verify
 from fullstory_async.testing._samples import SAMPLE_EVENT_NAMES
 from tests.cli.conftest import ROOT
@@ -243,3 +243,73 @@ def test_closed_stdout_ends_quietly(served, secret, monkeypatch):
     assert process.wait(30) == 1
     assert b"Traceback" not in stderr
     assert len(recorder.requests) < 2000
+
+
+def test_concurrency_above_aiohttp_s_own_cap_is_in_flight_at_once(cli, served, secret):
+    """--concurrency 120: all 120 are at the receiver together (aiohttp's default pool of 100 queued 20 unseen).
+
+    The receiver answers only once 120 requests are held; with 100 at most it never does and every one times out.
+    """
+    held = 0
+    everyone = asyncio.Event()
+
+    async def gate(request):
+        nonlocal held
+        await request.read()
+        held += 1
+        if held >= 120:
+            everyone.set()
+        await everyone.wait()
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/", gate)
+    run = cli("send", served.serve(app) + "/", "--secret-env", secret, "--count", "120", "--concurrency", "120")
+    assert run.code == 0, run.err[-500:]
+    assert "120 sent: 120 2xx" in run.err
+
+
+def test_an_endless_answer_body_is_not_read(cli, served, secret):
+    """A receiver answering 200 with a body that never ends: the status is the answer (exit 0), not a timeout.
+
+    The whole body used to be read into memory (a 600 MB answer took 1.8 GB) until --timeout ended it.
+    """
+
+    async def endless(request):
+        await request.read()
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await response.write(b"x" * 65536)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/", endless)
+    run = cli("send", served.serve(app) + "/", "--secret-env", secret, "--count", "2", "--timeout", "2", "--json")
+    assert run.code == 0, run.out + run.err
+    assert [(a["status"], a["error"]) for a in run.json_lines()] == [(200, None), (200, None)]
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [
+        ("http://user:hunter2x@127.0.0.1:99999/", "hunter2x"),  # aiohttp quoted the whole URL in its error
+        ("http://user:hun/ter2@127.0.0.1/", "ter2"),  # a / in the password: parsers see port "hun"
+        ("http://user:hunter2x@[::1/", "hunter2x"),  # was a ValueError traceback
+    ],
+)
+def test_an_unparsable_url_is_a_usage_error_that_hides_its_password(cli, secret, url, password):
+    """An invalid port or bracket: exit 2 before sending, the password in neither the text nor the --json output."""
+    for output in ((), ("--json",)):
+        run = cli("send", url, "--secret-env", secret, *output)
+        assert run.code == 2
+        assert "not a valid URL" in run.err
+        assert password not in run.out + run.err
+        assert "Traceback" not in run.err
+
+
+def test_a_client_error_quoting_the_url_hides_its_credentials():
+    """The text of a failed delivery never carries the URL's user or password."""
+    text = _without_credentials("InvalidUrlClientError: http://admin:s3cret@h/", "http://admin:s3cret@h/")
+    assert text == "InvalidUrlClientError: http://***:***@h/"
