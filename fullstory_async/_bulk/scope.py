@@ -64,6 +64,8 @@ def url_problem(url: object) -> str | None:
         return f"it is {type(url).__name__}, not a string"
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         return "whitespace or a control character makes it ambiguous"
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in url):  # JSON's "\ud800" decodes to one; UTF-8 cannot hold it
+        return "a lone surrogate code point is not text"
     if "\\" in url:
         return "a backslash makes it ambiguous (URL parsers disagree on its host)"
     try:

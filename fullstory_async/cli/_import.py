@@ -26,7 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fullstory_async import Endpoint, EventType, FullstoryError
-from fullstory_async._bulk.scope import check_scope, in_scope, redacted, url_problem
+from fullstory_async._bulk.listing import complete_listing
+from fullstory_async._bulk.scope import UrlKey, check_scope, in_scope, redacted, url_key, url_problem
 from fullstory_async.cli._output import event_type_record
 from fullstory_async.cli._parser import PROG, UsageError
 from fullstory_async.cli._target import Target
@@ -169,10 +170,16 @@ async def run(args: argparse.Namespace, target: Target) -> int:
     if args.out is not None and not args.force and os.path.lexists(args.out):  # noqa: ASYNC240 - one stat, before any request
         raise UsageError(f"--out: {args.out} exists; pass --force to replace it")
     inside: list[Endpoint] = []
+    keys: set[UrlKey | None] = set()
     ambiguous: list[str] = []
     outside = 0
-    async for endpoint in target.client.webhooks.list_endpoints():
+    for endpoint in await complete_listing(target.client.webhooks):  # plan's listing: an id once
         if in_scope(endpoint.url, scope):
+            key = url_key(endpoint.url)
+            if key in keys:  # plan matches the first of one URL, and leaves the others alone
+                target.console.notice(f"left out {redacted(endpoint.url)}: a second endpoint with the same URL")
+                continue
+            keys.add(key)
             inside.append(endpoint)
         elif url_problem(endpoint.url) is not None and _looks_inside(endpoint.url, scope):
             ambiguous.append(endpoint.url)
