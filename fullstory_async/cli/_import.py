@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,8 +144,9 @@ def json_document(scope: Sequence[str], endpoints: Sequence[Endpoint]) -> str:
 def _write(path: str, text: str, force: bool) -> None:
     """Write ``text`` to ``path`` at once (a temporary file renamed over it); never replace one without ``force``."""
     target = Path(path)
-    try:
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    temporary = target.parent / f".{target.name}.{secrets.token_hex(8)}"
+    try:  # not mkstemp: its 0600 would become the file's mode; this one gets the umask's, as any new file
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise UsageError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tomllib
 
 from aiohttp import web
@@ -247,3 +249,28 @@ def test_an_endpoint_listed_twice_and_a_lone_surrogate_from_a_raw_server(cli, se
         assert "Traceback" not in run.err
         assert "lone surrogate" in run.err
         assert [e.url for e in load_desired_state(out, environ={}).endpoints] == [HOOKS + "good"]
+
+
+def test_out_gets_the_umask_s_mode_and_force_replaces_a_symlink_not_its_target(cli, served, tmp_path):
+    """The file is 0644 under umask 022, as any new file (mkstemp's 0600 used to stick).
+
+    --force on a symlink replaces the link itself: the file it points to is untouched. No temporary is left.
+    """
+    _populate(served)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = tmp_path / "link.toml"
+    link.symlink_to(victim)
+    previous = os.umask(0o022)
+    try:
+        refused = cli("--base-url", served.url, "import", "--scope", HOOKS, "--out", str(link))
+        run = cli("--base-url", served.url, "import", "--scope", HOOKS, "--out", str(link), "--force")
+    finally:
+        os.umask(previous)
+    assert refused.code == 2
+    assert run.code == 0, run.err
+    assert victim.read_text() == "precious\n"
+    assert not link.is_symlink()
+    assert stat.S_IMODE(link.stat().st_mode) == 0o644
+    assert load_desired_state(link, environ={}).endpoints
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.toml", "victim.txt"]
