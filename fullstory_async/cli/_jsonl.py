@@ -17,6 +17,7 @@ embedded fake, never blocks on a read, and Ctrl-C never waits for one).
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import stat
@@ -233,10 +234,13 @@ def open_lines(path: str, stdin: IO[str]) -> tuple[RawLines, IO[bytes] | None]:
     if path != "-":
         fd = os.open(path, os.O_RDONLY)
         try:
-            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         except OSError:
             os.close(fd)
             raise
+        regular = stat.S_ISREG(mode)
         if regular:
             file = os.fdopen(fd, "rb")
             return file, file

@@ -164,6 +164,9 @@ def test_missing_file_is_a_usage_error(cli, clean_env, tmp_path):
     run = cli("provision", str(tmp_path / "nope.jsonl"))
     assert run.code == 2
     assert f"error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory" in run.err
+    folder = cli("provision", str(tmp_path))  # opened (a directory can be), then refused, not read by the job
+    assert folder.code == 2
+    assert f"error: cannot read {tmp_path}: Is a directory" in folder.err
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(cli, clean_env, tmp_path):
