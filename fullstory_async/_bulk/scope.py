@@ -64,6 +64,8 @@ def url_problem(url: object) -> str | None:
         return f"it is {type(url).__name__}, not a string"
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         return "whitespace or a control character makes it ambiguous"
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in url):  # JSON's "\ud800" decodes to one; UTF-8 cannot hold it
+        return "a lone surrogate code point is not text"
     if "\\" in url:
         return "a backslash makes it ambiguous (URL parsers disagree on its host)"
     try:
@@ -81,8 +83,12 @@ def url_problem(url: object) -> str | None:
 
 
 def redacted(url: object) -> str:
-    """``repr(url)`` with any credentials before the host shown as ``***`` (for error messages)."""
-    return repr(re.sub(r"//[^/?#]*@", "//***@", url) if isinstance(url, str) else url)
+    """``repr(url)`` with everything from ``//`` to its last ``@`` shown as ``***`` (for error messages).
+
+    Up to the last ``@``, not to the first ``/``: in ``http://user:pa/ss@host/`` the password
+    holds a ``/`` (parsers then disagree on the host). An ``@`` in a path hides a little more.
+    """
+    return repr(re.sub(r"//.*@", "//***@", url, flags=re.DOTALL) if isinstance(url, str) else url)
 
 
 def url_key(url: str) -> UrlKey | None:

@@ -129,6 +129,8 @@ async def endpoints_create(args: argparse.Namespace, target: Target) -> int:
         request = CreateEndpointRequest(url=args.url, event_types=_event_types(args.event_types) or ())
     except InvalidArgumentError as exc:
         raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.problem}") from None
+    if args.secret_env is not None and args.no_secret:
+        raise UsageError("--secret-env and --no-secret contradict each other: give one")
     if args.secret_env is None and not args.no_secret:
         raise UsageError(
             "--secret-env VAR is required: without a secret, the endpoint's deliveries cannot be verified "

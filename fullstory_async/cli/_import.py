@@ -19,14 +19,15 @@ import contextlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fullstory_async import Endpoint, EventType, FullstoryError
-from fullstory_async._bulk.scope import check_scope, in_scope, redacted, url_problem
+from fullstory_async._bulk.listing import complete_listing
+from fullstory_async._bulk.scope import UrlKey, check_scope, in_scope, redacted, url_key, url_problem
 from fullstory_async.cli._output import event_type_record
 from fullstory_async.cli._parser import PROG, UsageError
 from fullstory_async.cli._target import Target
@@ -143,8 +144,9 @@ def json_document(scope: Sequence[str], endpoints: Sequence[Endpoint]) -> str:
 def _write(path: str, text: str, force: bool) -> None:
     """Write ``text`` to ``path`` at once (a temporary file renamed over it); never replace one without ``force``."""
     target = Path(path)
-    try:
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    temporary = target.parent / f".{target.name}.{secrets.token_hex(8)}"
+    try:  # not mkstemp: its 0600 would become the file's mode; this one gets the umask's, as any new file
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise UsageError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
     try:
@@ -169,10 +171,16 @@ async def run(args: argparse.Namespace, target: Target) -> int:
     if args.out is not None and not args.force and os.path.lexists(args.out):  # noqa: ASYNC240 - one stat, before any request
         raise UsageError(f"--out: {args.out} exists; pass --force to replace it")
     inside: list[Endpoint] = []
+    keys: set[UrlKey | None] = set()
     ambiguous: list[str] = []
     outside = 0
-    async for endpoint in target.client.webhooks.list_endpoints():
+    for endpoint in await complete_listing(target.client.webhooks):  # plan's listing: an id once
         if in_scope(endpoint.url, scope):
+            key = url_key(endpoint.url)
+            if key in keys:  # plan matches the first of one URL, and leaves the others alone
+                target.console.notice(f"left out {redacted(endpoint.url)}: a second endpoint with the same URL")
+                continue
+            keys.add(key)
             inside.append(endpoint)
         elif url_problem(endpoint.url) is not None and _looks_inside(endpoint.url, scope):
             ambiguous.append(endpoint.url)

@@ -15,9 +15,8 @@ import contextlib
 import os
 import sys
 import threading
-from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Mapping
+from typing import IO, Any, TextIO
 
 from fullstory_async import DesiredState, Outcome, Plan, ProvisionResult, load_desired_state
 from fullstory_async._bulk import DEFAULT_MAX_DELETES
@@ -85,22 +84,42 @@ def provision_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _refuse_desired_state_file(path: str) -> None:
-    """Refuse a desired-state file (TOML, or a whole JSON document) given to ``provision``: one usage error."""
+def _refuse_desired_state_file(path: str, file: IO[bytes] | None) -> None:
+    """Refuse a desired-state file (TOML, or a whole JSON document) given to ``provision``: one usage error.
+
+    The name tells; so does the first line of a regular ``file`` (read, then rewound). A pipe is
+    not read ahead: its lines can be read only once, by the job.
+    """
     if path == "-":
         return
-    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as file:
-        first = next((line.strip() for line in file if line.strip() and not line.lstrip().startswith("#")), "")
-        desired = path.lower().endswith(".toml") or first.startswith(("[[", "scope", '{"endpoints"', '{"scope"'))
-        if desired or first == "{":
-            raise UsageError(
-                f"{path} looks like a desired-state file; provision reads JSON Lines (one endpoint object a line). "
-                f"To apply a desired state: {PROG} apply {path}"
-            )
+    first = b""
+    if file is not None:
+        first = next((s for raw in file if (s := raw.strip()) and not s.startswith(b"#")), b"")
+        file.seek(0)
+    desired = path.lower().endswith(".toml") or first.startswith((b"[[", b"scope", b'{"endpoints"', b'{"scope"'))
+    if desired or first == b"{":
+        raise UsageError(
+            f"{path} looks like a desired-state file; provision reads JSON Lines (one endpoint object a line). "
+            f"To apply a desired state: {PROG} apply {path}"
+        )
 
 
-def _unset_text(unset: Counter[str]) -> str:
-    return ", ".join(f"{name} ({count} line(s))" for name, count in unset.items())
+def _survey(path: str, file: IO[bytes] | None, environ: Mapping[str, str]) -> int | None:
+    """Refuse a desired-state file; return a regular ``file``'s line count (one pass).
+
+    An unset ``secret_env`` variable in ``file`` is a usage error naming every one.
+    """
+    _refuse_desired_state_file(path, file)
+    if file is None:  # stdin or a pipe: read once, by the job
+        return None
+    try:
+        total, unset = survey(file, environ)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if unset:  # never on the embedded fake: its environment fills them with throwaway secrets
+        listed = ", ".join(f"{name} ({count} line(s))" for name, count in unset.items())
+        raise UsageError(f"{path}: secret_env variable(s) not set: {listed}; nothing was sent: set them and run again")
+    return total
 
 
 async def provision(args: argparse.Namespace, target: Target) -> int:
@@ -108,22 +127,20 @@ async def provision(args: argparse.Namespace, target: Target) -> int:
 
     A regular file is read once before the job (streaming: memory stays flat) for its line
     count, the progress bar's total, and its ``secret_env`` names: an unset one is a usage
-    error before any request. Stdin cannot be read twice: each of its lines naming an unset
-    variable fails in its turn, and one line per variable on stderr counts them at the end.
+    error before any request. Stdin, a FIFO or ``<(command)`` cannot be read twice: each of
+    its lines naming an unset variable fails in its turn, and one line per variable on
+    stderr counts them at the end.
     """
-    _refuse_desired_state_file(args.file)
     try:
-        total, unset = survey(args.file, target.environ) if args.file != "-" else (None, Counter[str]())
         lines, file = open_lines(args.file, sys.stdin)
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-    if unset:  # never on the embedded fake: its environment fills them with throwaway secrets
+    try:
+        total = _survey(args.file, file, target.environ)
+    except BaseException:
         if file is not None:
             file.close()
-        raise UsageError(
-            f"{args.file}: secret_env variable(s) not set: {_unset_text(unset)}; "
-            "nothing was sent: set them and run again"
-        )
+        raise
     feed = Feed(lines, target.environ, target.report_throwaway)
     try:
         with _progress(args, target.console, total) as progress:

@@ -17,6 +17,7 @@ embedded fake, never blocks on a read, and Ctrl-C never waits for one).
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import stat
@@ -141,9 +142,10 @@ class PipeLines:
     interpreter shuts down after Ctrl-C, which aborts the process.
     """
 
-    def __init__(self, fd: int, *, buffered: int = 256) -> None:
+    def __init__(self, fd: int, *, buffered: int = 256, owned: bool = False) -> None:
         self._fd = fd
         self._buffered = buffered
+        self._owned = owned  # the thread closes the fd once read: a file `open_lines` opened, not stdin
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -163,6 +165,13 @@ class PipeLines:
             return False
 
         def read() -> None:
+            try:
+                feed()
+            finally:
+                if self._owned:
+                    os.close(self._fd)
+
+        def feed() -> None:
             pending = b""
             try:
                 while chunk := os.read(self._fd, 65536):
@@ -184,8 +193,8 @@ class PipeLines:
             yield item
 
 
-def survey(path: str, environ: Mapping[str, str]) -> tuple[int, Counter[str]]:
-    """One streaming pass over a regular file: its non-blank lines, and the lines per unset ``secret_env`` variable.
+def survey(file: IO[bytes], environ: Mapping[str, str]) -> tuple[int, Counter[str]]:
+    """One streaming pass over a regular file, rewound after: its non-blank lines, and the lines per unset variable.
 
     Raises:
         OSError: the file cannot be read.
@@ -193,33 +202,49 @@ def survey(path: str, environ: Mapping[str, str]) -> tuple[int, Counter[str]]:
     """
     count = 0
     unset: Counter[str] = Counter()
-    with open(path, "rb") as file:
-        for raw in file:
-            if not raw.strip():
-                continue
-            count += 1
-            if b"secret_env" not in raw:  # most lines: no JSON parsed twice
-                continue
-            try:
-                document = json.loads(raw)
-            except ValueError:  # reported in its turn by `parse_line`
-                continue
-            name = document.get("secret_env") if isinstance(document, dict) else None
-            if isinstance(name, str) and name and not environ.get(name):
-                unset[name] += 1
+    file.seek(0)
+    for raw in file:
+        if not raw.strip():
+            continue
+        count += 1
+        if b"secret_env" not in raw:  # most lines: no JSON parsed twice
+            continue
+        try:
+            document = json.loads(raw)
+        except ValueError:  # reported in its turn by `parse_line`
+            continue
+        name = document.get("secret_env") if isinstance(document, dict) else None
+        if isinstance(name, str) and name and not environ.get(name):
+            unset[name] += 1
+    file.seek(0)
     return count, unset
 
 
-def open_lines(path: str, stdin: IO[str]) -> tuple[RawLines, IO[Any] | None]:
-    """Return the lines of ``path`` (``-`` is stdin) and the file to close afterwards, if any.
+def open_lines(path: str, stdin: IO[str]) -> tuple[RawLines, IO[bytes] | None]:
+    """Return the lines of ``path`` (``-`` is stdin) and, for a regular file, the file (to survey, then close).
+
+    ``path`` is opened once. Anything but a regular file (a FIFO, ``<(command)``,
+    ``/dev/stdin``) can be read only once, so it is read as stdin is: by `PipeLines`,
+    whose thread closes it.
 
     Raises:
         OSError: the file cannot be opened.
 
     """
     if path != "-":
-        file = open(path, "rb")  # noqa: SIM115 - closed by the caller, after the job
-        return file, file
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        except OSError:
+            os.close(fd)
+            raise
+        regular = stat.S_ISREG(mode)
+        if regular:
+            file = os.fdopen(fd, "rb")
+            return file, file
+        return PipeLines(fd, owned=True), None
     buffer = getattr(stdin, "buffer", None)
     try:
         fd = stdin.fileno()

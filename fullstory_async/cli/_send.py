@@ -9,7 +9,8 @@ Sends are scheduled open-loop: with ``--rate R`` send ``i`` is due at ``start + 
 otherwise as soon as one of ``--concurrency`` slots is free. Latency is measured from the
 scheduled time, not from when the request left (so a receiver that falls behind is not
 hidden by the sender slowing down: "coordinated omission"); the summary gives its
-nearest-rank percentiles. Redirects are not followed: a 3xx is the receiver's answer.
+nearest-rank percentiles, from a histogram whose size does not grow with ``--count``
+(`Tally`). Redirects are not followed: a 3xx is the receiver's answer.
 
 Exit status: 0 every answer was 2xx; 1 any other answer or no answer; 2 bad usage.
 """
@@ -24,6 +25,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +44,8 @@ from fullstory_async.testing._samples import SAMPLE_EVENT_NAMES, sample_event_da
 
 DEFAULT_ORG_ID = "o-1A2B3C-na1"
 """The org id of the documented samples (their ``sessionUrl``s)."""
+_ANSWER_BODY_LIMIT = 65536
+"""Bytes of an answer's body read at most (then the connection is closed): a receiver's body is not a result."""
 _TIME_KEYS = ("created", "timestamp")  # the time field of a sample; "timestamp" added when it has none
 
 
@@ -112,26 +116,65 @@ class Answer:
         return f"#{self.number}  {answer}  {self.latency * 1000:.1f} ms"
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Return the nearest-rank percentile of ``sorted_values`` (not empty)."""
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
+@attrs.define
+class Tally:
+    """The answers so far: counts by kind, and latencies in a log-bucketed histogram (HdrHistogram's idea).
+
+    A latency is counted in the bucket ``floor(log(latency / 1 µs) / log(1 + PRECISION))``:
+    a bucket is 0.1% wide, so a percentile read from one is within 0.1% of the exact one,
+    and memory is bounded by the range of latencies (under 25,000 buckets from 1 µs to
+    3 hours), never by ``--count``. The maximum is kept exactly.
+    """
+
+    PRECISION = 0.001
+    answered: int = 0
+    ok: int = 0
+    errors: int = 0
+    max: float = 0.0
+    buckets: Counter[int] = attrs.Factory(Counter)
+
+    def add(self, answer: Answer) -> None:
+        """Count one answer."""
+        self.answered += 1
+        self.ok += answer.ok
+        self.errors += answer.status is None
+        self.max = max(self.max, answer.latency)
+        self.buckets[_bucket(answer.latency)] += 1
+
+    def percentile(self, fraction: float) -> float:
+        """Return the nearest-rank percentile (within 0.1%, never above the maximum); at least one answer."""
+        rank = max(1, math.ceil(fraction * self.answered))
+        seen = 0
+        for bucket in sorted(self.buckets):
+            seen += self.buckets[bucket]
+            if seen >= rank:
+                return min(self.max, _MICROSECOND * (1 + self.PRECISION) ** (bucket + 1))
+        return self.max
+
+    def summary(self) -> str:
+        """One line: how many answers were 2xx, and the latency percentiles."""
+        figures = ", ".join(
+            f"{name} {self.percentile(fraction) * 1000:.1f} ms"
+            for name, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+        )
+        other = self.answered - self.ok - self.errors
+        return f"{self.answered} sent: {self.ok} 2xx, {other} other, {self.errors} no answer; latency {figures}"
 
 
-def summary(answers: list[Answer]) -> str:
-    """One line: how many answers were 2xx, and the latency percentiles."""
-    latencies = sorted(a.latency for a in answers)
-    ok = sum(a.ok for a in answers)
-    errors = sum(a.status is None for a in answers)
-    figures = ", ".join(
-        f"{name} {percentile(latencies, fraction) * 1000:.1f} ms"
-        for name, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
-    )
-    return f"{len(answers)} sent: {ok} 2xx, {len(answers) - ok - errors} other, {errors} no answer; latency {figures}"
+_MICROSECOND = 1e-6
+
+
+def _bucket(latency: float) -> int:
+    return math.floor(math.log(max(latency, _MICROSECOND) / _MICROSECOND) / math.log1p(Tally.PRECISION))
 
 
 def _check_url(url: str) -> None:
-    split = urlsplit(url)
+    """Refuse a URL that is not absolute http(s) or cannot be parsed (a port, brackets): credentials hidden."""
+    try:
+        split = urlsplit(url)
+        split.port  # noqa: B018 - parsing the port validates it
+    except ValueError:  # its text may quote part of a password: not shown
+        raise UsageError(f"URL: {redacted(url)} is not a valid URL (check its host and port)") from None
     if split.scheme not in ("http", "https") or not split.hostname:
         raise UsageError(f"URL must be an absolute http(s) URL, got {redacted(url)}")
 
@@ -168,21 +211,37 @@ async def _deliver(
     headers = {"Content-Type": "application/json", "Fullstory-Signature": sign(body, secret, org_id)}
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-            await response.read()
-            return Answer(number, response.status, time.monotonic() - due)
+            answer = Answer(number, response.status, time.monotonic() - due)  # the answer: its status line
+            read = 0
+            async for chunk in response.content.iter_any():  # drained, so the connection is reused
+                read += len(chunk)
+                if read > _ANSWER_BODY_LIMIT:  # a large (or endless) body is not read: memory stays flat
+                    response.close()
+                    break
+            return answer
     except TimeoutError:
         return Answer(number, None, time.monotonic() - due, "timed out")
     except aiohttp.ClientError as exc:
-        return Answer(number, None, time.monotonic() - due, type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+        text = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+        return Answer(number, None, time.monotonic() - due, _without_credentials(text, url))
 
 
-async def _send(args: argparse.Namespace, secret: str, make_body: Callable[[], bytes]) -> list[Answer]:
-    answers: list[Answer] = []
+def _without_credentials(text: str, url: str) -> str:
+    """``text`` with the user and password of ``url`` (aiohttp quotes a URL in some errors) as ``***``."""
+    split = urlsplit(url)
+    for credential in (split.password, split.username):
+        if credential:
+            text = text.replace(credential, "***")
+    return text
+
+
+async def _send(args: argparse.Namespace, secret: str, make_body: Callable[[], bytes]) -> Tally:
+    tally = Tally()
     slots = asyncio.Semaphore(args.concurrency)
     out = sys.stdout
 
     def show(answer: Answer) -> None:
-        answers.append(answer)
+        tally.add(answer)
         line = json.dumps(answer.record()) if args.output == "json" else answer.text()
         print(line, file=out, flush=True)
 
@@ -193,8 +252,12 @@ async def _send(args: argparse.Namespace, secret: str, make_body: Callable[[], b
             slots.release()
 
     timeout = aiohttp.ClientTimeout(total=args.timeout)
+    connector = aiohttp.TCPConnector(limit=args.concurrency)  # aiohttp's own cap (100) would queue the rest unseen
     try:
-        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session, asyncio.TaskGroup() as tasks:
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session,
+            asyncio.TaskGroup() as tasks,
+        ):
             start = time.monotonic()
             for number in range(1, args.count + 1):
                 due = None if args.rate is None else start + (number - 1) / args.rate
@@ -204,7 +267,7 @@ async def _send(args: argparse.Namespace, secret: str, make_body: Callable[[], b
                 tasks.create_task(one(session, number, time.monotonic() if due is None else due))
     except* BrokenPipeError:  # `send ... | head -1`: the CLI ends quietly (exit 1)
         raise BrokenPipeError from None
-    return answers
+    return tally
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     secret = os.environ.get(args.secret_env, "")
     if not secret:
         raise UsageError(f"--secret-env: environment variable {args.secret_env} is not set")
-    answers = asyncio.run(_send(args, secret, _body_maker(args)))
+    tally = asyncio.run(_send(args, secret, _body_maker(args)))
     if args.count > 1:
-        print(f"{PROG}: {summary(answers)}", file=sys.stderr, flush=True)
-    return 0 if all(a.ok for a in answers) else 1
+        print(f"{PROG}: {tally.summary()}", file=sys.stderr, flush=True)
+    return 0 if tally.ok == args.count else 1

@@ -227,3 +227,16 @@ def test_a_secret_the_server_echoes_in_an_error_never_reaches_the_output(cli, cl
         assert "invalid request" in run.err
         assert "<redacted>" in run.err
         assert SECRET not in run.out + run.err
+
+
+def test_secret_env_and_no_secret_together_are_refused(cli, served, monkeypatch):
+    """--secret-env with --no-secret: exit 2, nothing created (the secret used to win silently)."""
+    monkeypatch.setenv("BOTH_SECRET", "both-secret-value-7")
+    run = cli(
+        "--base-url", served.url, "endpoints", "create", "--url", "https://e.com/a", "--event-type", "note.created",
+        "--secret-env", "BOTH_SECRET", "--no-secret",
+    )  # fmt: skip
+    assert run.code == 2
+    assert "--no-secret" in run.err
+    assert "--secret-env" in run.err
+    assert served.urls() == set()

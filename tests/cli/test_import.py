@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tomllib
 
 from aiohttp import web
@@ -209,3 +211,66 @@ def test_secret_env_names_collide_into_suffixes():
         "FS_WEBHOOK_SECRET_A_EXAMPLE_COM_X_Y_3",
         "FS_WEBHOOK_SECRET_B_IO",
     ]
+
+
+def test_one_url_twice_is_imported_once_and_plan_shows_no_change(cli, served, tmp_path):
+    """Two endpoints whose URLs are one (host case): the first is imported, the other named; plan changes nothing.
+
+    Both used to be written, and the file was refused by plan ("the same endpoint as endpoints[0]").
+    """
+    fake = served.fake
+    served.call(lambda: fake.add_endpoint(HOOKS + "notes", ["note.created"]))
+    served.call(lambda: fake.add_endpoint("https://HOOKS.example-shop.com/fullstory/notes", ["segment.created"]))
+    out = tmp_path / "imported.toml"
+    run = cli("--base-url", served.url, "import", "--scope", HOOKS, "--out", str(out))
+    assert run.code == 0, run.err
+    assert "a second endpoint with the same URL" in run.err
+    state = load_desired_state(out, environ={})
+    assert [(e.url, [t.event_name for t in e.event_types]) for e in state.endpoints] == [
+        (HOOKS + "notes", ["note.created"])
+    ]
+    plan = cli("--base-url", served.url, "plan", str(out), "--prune", "--exit-code")
+    assert plan.code == 0, plan.out + plan.err
+    assert "No changes" in plan.out
+
+
+def test_an_endpoint_listed_twice_and_a_lone_surrogate_from_a_raw_server(cli, served, tmp_path):
+    """A listing repeating an id (offset paging) imports it once; a URL with a lone surrogate is left out, named.
+
+    The surrogate used to crash the write with a UnicodeEncodeError traceback (TOML and JSON alike).
+    """
+    good = _endpoint(HOOKS + "good", 1)
+    listing = [good, _endpoint(HOOKS + "a\ud800b", 2), good]
+    base = served.serve(_raw_api(listing))
+    for name in ("raw.toml", "raw.json"):
+        out = tmp_path / name
+        run = cli("--base-url", base, "import", "--scope", HOOKS, "--out", str(out))
+        assert run.code == 0, run.err
+        assert "Traceback" not in run.err
+        assert "lone surrogate" in run.err
+        assert [e.url for e in load_desired_state(out, environ={}).endpoints] == [HOOKS + "good"]
+
+
+def test_out_gets_the_umask_s_mode_and_force_replaces_a_symlink_not_its_target(cli, served, tmp_path):
+    """The file is 0644 under umask 022, as any new file (mkstemp's 0600 used to stick).
+
+    --force on a symlink replaces the link itself: the file it points to is untouched. No temporary is left.
+    """
+    _populate(served)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = tmp_path / "link.toml"
+    link.symlink_to(victim)
+    previous = os.umask(0o022)
+    try:
+        refused = cli("--base-url", served.url, "import", "--scope", HOOKS, "--out", str(link))
+        run = cli("--base-url", served.url, "import", "--scope", HOOKS, "--out", str(link), "--force")
+    finally:
+        os.umask(previous)
+    assert refused.code == 2
+    assert run.code == 0, run.err
+    assert victim.read_text() == "precious\n"
+    assert not link.is_symlink()
+    assert stat.S_IMODE(link.stat().st_mode) == 0o644
+    assert load_desired_state(link, environ={}).endpoints
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.toml", "victim.txt"]

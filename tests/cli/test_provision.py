@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
+import threading
 
 import pytest
 
@@ -162,6 +164,9 @@ def test_missing_file_is_a_usage_error(cli, clean_env, tmp_path):
     run = cli("provision", str(tmp_path / "nope.jsonl"))
     assert run.code == 2
     assert f"error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory" in run.err
+    folder = cli("provision", str(tmp_path))  # opened (a directory can be), then refused, not read by the job
+    assert folder.code == 2
+    assert f"error: cannot read {tmp_path}: Is a directory" in folder.err
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(cli, clean_env, tmp_path):
@@ -255,3 +260,55 @@ def test_unknown_key_hint_does_not_offer_enabled(cli, clean_env, tmp_path):
     message = result["error"]["message"]
     assert message.startswith("line 1: enable: unknown key")
     assert message.endswith("expected one of url, event_types, secret_env")
+
+
+def test_a_fifo_is_read_once_by_the_job_and_nothing_is_lost(cli, served, tmp_path):
+    """A path that is a pipe (a FIFO, `provision <(command)`) is not read ahead: every line is provisioned.
+
+    It used to be read first by the desired-state sniff and the survey, then opened again empty:
+    0 items, exit 0.
+    """
+    fifo = tmp_path / "lines.jsonl"
+    os.mkfifo(fifo)
+    text = "".join(_line(f"https://e.com/{n}") + "\n" for n in range(300))  # over 8 KiB: past any read-ahead
+
+    def write():
+        with open(fifo, "w", encoding="utf-8") as pipe:  # blocks until provision opens it
+            pipe.write(text)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    run = cli("--base-url", served.url, "provision", str(fifo))
+    writer.join(5)
+    assert run.code == 0, run.err
+    assert sorted(r["line"] for r in run.json_lines()) == list(range(1, 301))
+    assert len(served.urls()) == 300
+
+
+def test_a_fifo_with_an_unset_secret_env_fails_its_lines_in_turn(cli, served, tmp_path):
+    """A pipe cannot be surveyed: as on stdin, the line naming an unset variable fails and the others run."""
+    fifo = tmp_path / "lines.jsonl"
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, "w", encoding="utf-8") as pipe:
+            pipe.write("".join(line + "\n" for line in UNSET_LINES))
+
+    threading.Thread(target=write, daemon=True).start()
+    run = cli("--base-url", served.url, "provision", str(fifo))
+    assert run.code == 1
+    assert served.urls() == {"https://e.com/b"}
+    assert "UNSET_A is not set: 2 line(s) failed for it" in run.err
+
+
+def test_crlf_and_a_last_line_without_newline_survey_as_the_job_reads(cli, clean_env, tmp_path, terminal, monkeypatch):
+    """CRLF line ends and no final newline: the survey's total is the number of results (the bar ends n/n)."""
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(b"\r\n".join(_line(f"https://e.com/{n}").encode() for n in range(5)) + b"\r\n\r\n" + b"   ")
+    stderr = terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    run = cli("provision", str(path))
+    assert run.code == 0
+    assert len(run.json_lines()) == 5
+    assert "5/5" in stderr.getvalue()
+    assert "/?" not in stderr.getvalue()

@@ -16,6 +16,7 @@ documented output. The runner:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -23,9 +24,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,40 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+READ_TIMEOUT = 30.0
+"""Seconds a background command has to print each documented ``NAME=VALUE`` line."""
+
+
+def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """Return the next line ``process`` prints; raise `AssertionError` after ``timeout`` (never hang the test).
+
+    A thread reads (a select on the pipe would miss lines already in the reader's buffer); it
+    ends when the process is stopped.
+    """
+    assert process.stdout is not None
+    stdout = process.stdout
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not line:
+        raise AssertionError(f"the background command printed no line within {timeout:g} s")
+    return line[0].rstrip("\n")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group of ``process`` (what it started too), SIGKILL it after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # anything of the group left behind
+
+
 def _wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,7 +159,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 3
     raise AssertionError(f"nothing served on port {port} within {timeout:g} s")
 
 
-@contextmanager
+@contextlib.contextmanager
 def run_recipe(steps: list[Step], folder: Path) -> Iterator[list[Ran]]:
     """Run ``steps`` in ``folder`` (see the module docstring); yield what each printed; stop the background ones."""
     (folder / "examples").symlink_to(ROOT / "examples")
@@ -162,6 +197,7 @@ def run_recipe(steps: list[Step], folder: Path) -> Iterator[list[Ran]]:
                     ["bash", "-c", f". {saved}; exec {command.removesuffix('&').strip()}"],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group: stopped whole, whatever happens
                     **shell,
                 )
                 background.append(process)
@@ -172,32 +208,32 @@ def run_recipe(steps: list[Step], folder: Path) -> Iterator[list[Ran]]:
                 for line in step.documented:
                     name, equals, value = line.partition("=")
                     if equals and name.isupper():
-                        got = process.stdout.readline().rstrip("\n") if process.stdout else ""
+                        got = _read_line(process, READ_TIMEOUT)
                         printed.append(got)
                         got_name, _, got_value = got.partition("=")
                         assert got_name == name, f"{step.command}: printed {got!r}, documented {line!r}"
                         substitutions[value] = got_value
                 ran.append(Ran(step, command, "\n".join(printed), step.documented))
                 continue
-            result = subprocess.run(
-                ["bash", "-c", f". {saved}\n{command}\nstatus=$?\nexport -p > {saved}\nexit $status"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=120,
-                check=False,
-                **shell,
-            )
-            assert result.returncode == 0, f"$ {command}\nexit {result.returncode}\n{result.stdout}"
-            ran.append(Ran(step, command, result.stdout, tuple(substitute(line) for line in step.documented)))
+            printed = folder / "step.out"  # a file, not a pipe: what a step leaves running cannot hold it open
+            with printed.open("w") as out:
+                foreground = subprocess.Popen(
+                    ["bash", "-c", f". {saved}\n{command}\nstatus=$?\nexport -p > {saved}\nexit $status"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    **shell,
+                )
+                try:
+                    foreground.wait(120)
+                finally:
+                    _stop(foreground)  # on a timeout, and what the step left running (`cmd &` inside it)
+            output = printed.read_text()
+            assert foreground.returncode == 0, f"$ {command}\nexit {foreground.returncode}\n{output}"
+            ran.append(Ran(step, command, output, tuple(substitute(line) for line in step.documented)))
         yield ran
     finally:
         for process in background:
-            process.send_signal(signal.SIGTERM)
-        for process in background:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
             if process.stdout is not None:
                 process.stdout.close()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import shutil
+import sys
+import time
 
 import pytest
 
-from tests.docs.recipes import matches, recipe, run_recipe
+from tests.docs import recipes
+from tests.docs.recipes import Step, matches, recipe, run_recipe
 
 needs_shell = pytest.mark.skipif(
     shutil.which("bash") is None or shutil.which("openssl") is None,
@@ -66,3 +71,62 @@ def test_five_minute_tour(tmp_path) -> None:
         stats = next(step for step in ran if "inbox stats" in step.command)
         assert re.search(r"\bpending\W+20\b", stats.output), stats.output
         assert re.search(r"\bdead\W+0\b", stats.output), stats.output
+
+
+_LISTEN_SILENTLY = (
+    "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[2]))); s.listen(); time.sleep(60)"
+)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs, waiting up to 5 s for a signalled one to end."""
+    deadline = time.monotonic() + 5
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _running(pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
+    except FileNotFoundError:
+        return False
+
+
+@needs_shell
+def test_a_background_command_missing_a_documented_line_fails_instead_of_hanging(tmp_path, monkeypatch) -> None:
+    """A server that serves but never prints the documented NAME=VALUE: an AssertionError, and it is stopped.
+
+    The runner used to block on its stdout for ever (the test hung, the server kept running).
+    """
+    monkeypatch.setattr(recipes, "READ_TIMEOUT", 0.5)
+    steps = [
+        Step(f'{shlex.quote(sys.executable)} -c "{_LISTEN_SILENTLY}" --port 8099 &', ("SOMETHING=1",)),
+        Step("echo never reached", ()),
+    ]
+    with pytest.raises(AssertionError, match=r"printed no line within 0\.5 s"), run_recipe(steps, tmp_path):
+        pass
+    assert not any(
+        _alive(int(pid)) for pid in os.listdir("/proc") if pid.isdigit() and _LISTEN_SILENTLY in _cmdline(pid)
+    )
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@needs_shell
+def test_what_a_step_leaves_running_is_stopped(tmp_path) -> None:
+    """A foreground step that starts something in the background (`cmd &` inside it): stopped with the step.
+
+    It used to outlive the test (the step's bash exited, its child was orphaned).
+    """
+    steps = [Step("sleep 300 & echo $! > left.pid", ())]
+    with run_recipe(steps, tmp_path):
+        pass
+    assert not _alive(int((tmp_path / "left.pid").read_text()))

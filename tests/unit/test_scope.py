@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fullstory_async import DesiredEndpoint, DesiredState, DesiredStateError, InvalidArgumentError, parse_desired_state
-from fullstory_async._bulk.scope import in_scope, url_key
+from fullstory_async._bulk.scope import in_scope, redacted, url_key
 
 
 @pytest.mark.parametrize(
@@ -155,3 +155,17 @@ def test_credentials_in_a_refused_url_are_never_shown() -> None:
         assert "credentials before the host" in str(info.value)
         assert "hunter2-pw" not in str(info.value)
         assert "https://***@e.com/" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pw@e.com/a", "'https://***@e.com/a'"),
+        ("http://user:hun/ter2@e.com/", "'http://***@e.com/'"),  # a / in the password: hidden up to the last @
+        ("http://u:p@ss@e.com/", "'http://***@e.com/'"),
+        ("https://e.com/no-credentials", "'https://e.com/no-credentials'"),
+    ],
+)
+def test_redacted_hides_everything_before_the_last_at(url: str, shown: str) -> None:
+    """A password holding `/` or `@` is hidden whole (the first `/` used to end the hidden part: `ter2` showed)."""
+    assert redacted(url) == shown
