@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
-from fullstory_async._options import integer, non_negative
+from fullstory_async.cli._types import integer, non_negative
 from fullstory_async.receiving import open_inbox
 from fullstory_async.receiving._postgres import redact
 from fullstory_async.receiving._receiver import DEFAULT_MAX_BODY_BYTES, add_webhook_route
