@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, Protocol
 
-from fullstory_async._bulk import DEFAULT_MAX_DELETES
 from fullstory_async._bulk.desired import did_you_mean
+from fullstory_async._results import DEFAULT_MAX_DELETES
 from fullstory_async._version import __version__
 from fullstory_async.cli._types import integer, positive
 

@@ -1,8 +1,9 @@
-"""What a bulk job reports: the `Outcome` of each item and its result record.
+"""What the reconciling operations report: the `Outcome` of each item and its result record.
 
-`provision` yields one `ProvisionResult` per input item, `apply` one `ApplyResult` per
-planned change; both carry the outcome, the endpoint as it now is, the typed error of a
-failure and the HTTP requests the item made.
+`ensure_endpoint` returns an `Outcome`; `provision` yields one `ProvisionResult` per input
+item, `apply` one `ApplyResult` per planned change; both carry the outcome, the endpoint as
+it now is, the typed error of a failure and the HTTP requests the item made. They live in
+the core (the bulk wing builds them), so `Webhooks` can name them without importing it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from fullstory_async._models import CreateEndpointRequest, Endpoint
 
 if TYPE_CHECKING:
     from fullstory_async._bulk.reconcile import Change
+
+
+DEFAULT_MAX_DELETES = 10
+"""``plan(prune=True)`` refuses to delete more endpoints than this unless ``max_deletes`` is raised."""
 
 
 class Outcome(enum.StrEnum):
