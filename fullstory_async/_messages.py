@@ -82,39 +82,14 @@ class ApiRequest:
 
     def with_header(self, name: str, value: str) -> ApiRequest:
         """Return a copy with one header set (replacing any of the same name)."""
-        if self.headers:
-            lower = name.lower()
-            headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
-            headers[name] = value
-        else:
-            headers = {name: value}
-        return ApiRequest(
-            self.method,
-            self.path,
-            self.params,
-            headers,
-            self.body,
-            self.timeout,
-            self.operation,
-            self.idempotent,
-            self.deadline,
-            self.decode,
-        )
+        lower = name.lower()
+        headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
+        headers[name] = value
+        return attrs.evolve(self, headers=headers)
 
     def with_deadline(self, deadline: float | None) -> ApiRequest:
         """Return a copy whose operation must end by ``deadline`` (a ``time.monotonic()`` instant)."""
-        return ApiRequest(
-            self.method,
-            self.path,
-            self.params,
-            self.headers,
-            self.body,
-            self.timeout,
-            self.operation,
-            self.idempotent,
-            deadline,
-            self.decode,
-        )
+        return attrs.evolve(self, deadline=deadline)
 
 
 @attrs.frozen
@@ -137,15 +112,10 @@ class ApiResponse:
     """HTTP attempts the call took, retries included (set by the retry layer)."""
 
     def with_outcome(self, *, data: Any = None, attempts: int | None = None) -> ApiResponse:
-        """Return a copy with ``data`` and/or ``attempts`` set (the headers are not converted again)."""
-        copy: ApiResponse = object.__new__(ApiResponse)
-        setattr_ = object.__setattr__
-        setattr_(copy, "status", self.status)
-        setattr_(copy, "headers", self.headers)
-        setattr_(copy, "body", self.body)
-        setattr_(copy, "data", self.data if data is None else data)
-        setattr_(copy, "attempts", self.attempts if attempts is None else attempts)
-        return copy
+        """Return a copy with ``data`` and/or ``attempts`` set."""
+        return attrs.evolve(
+            self, data=self.data if data is None else data, attempts=self.attempts if attempts is None else attempts
+        )
 
     @property
     def request_id(self) -> str | None:
