@@ -62,6 +62,12 @@ def current() -> Budget | None:
     return _current.get()
 
 
+def attempts_so_far() -> int:
+    """Return the attempts of the current operation so far (0 outside a budget): for an error raised between calls."""
+    budget = _current.get()
+    return 0 if budget is None else budget.attempts
+
+
 @contextlib.contextmanager
 def within(budget: Budget) -> Iterator[Budget]:
     """Run the calls made inside the ``with`` block under ``budget``."""

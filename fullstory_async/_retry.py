@@ -180,7 +180,9 @@ class InFlight:
             await asyncio.sleep(seconds)
         except asyncio.CancelledError:
             if self.cancelled_by_close(task):
-                raise ClientClosedError("the client was closed while the call waited") from None
+                error = ClientClosedError("the client was closed while the call waited")
+                error.attempts = _budget.attempts_so_far()  # a bulk item's back-off: the item's attempts
+                raise error from None
             raise
         finally:
             self.leave(task)

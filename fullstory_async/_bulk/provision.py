@@ -153,7 +153,9 @@ class Provisioner:
         if on_exists == "skip":
             return existing, Outcome.SKIPPED
         if on_exists == "error":
-            raise EndpointExistsError(existing)
+            error = EndpointExistsError(existing)
+            error.attempts = _budget.attempts_so_far()  # the item's lookups
+            raise error
         if not differs(existing, request):
             return existing, Outcome.UNCHANGED
         update = UpdateEndpointRequest(event_types=request.event_types, secret=request.secret, enabled=existing.enabled)
