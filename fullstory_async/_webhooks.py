@@ -21,7 +21,7 @@ from fullstory_async._models import (
     check_unicode,
     check_url,
 )
-from fullstory_async._results import DEFAULT_MAX_DELETES, ApplyResult, Outcome, ProvisionResult
+from fullstory_async._results import DEFAULT_MAX_DELETES, Outcome
 from fullstory_async._timeout import Timeout, as_timeout
 from fullstory_async._validation import instance, number
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fullstory_async._bulk.desired import DesiredState
     from fullstory_async._bulk.provision import OnExists, Provisioner
     from fullstory_async._bulk.reconcile import Plan
+    from fullstory_async._bulk.results import ApplyResult, ProvisionResult
     from fullstory_async._client import Client
     from fullstory_async._raw import RawWebhooks
 

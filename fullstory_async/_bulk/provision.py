@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 from fullstory_async import _budget
 from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.operations import Operations
+from fullstory_async._bulk.results import ApplyResult, ProvisionResult
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -44,7 +45,7 @@ from fullstory_async._exceptions import (
     shown,
 )
 from fullstory_async._models import CreateEndpointRequest, Endpoint, EventType, UpdateEndpointRequest
-from fullstory_async._results import ApplyResult, Outcome, ProvisionResult
+from fullstory_async._results import Outcome
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._validation import instance, number
 

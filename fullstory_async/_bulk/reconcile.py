@@ -19,11 +19,12 @@ from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.catalogue_check import check_event_types
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
 from fullstory_async._bulk.listing import complete_listing, fingerprint
+from fullstory_async._bulk.results import ApplyResult
 from fullstory_async._bulk.scope import UrlKey, in_scope, url_key
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import InvalidArgumentError, NotFoundError, shown
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
-from fullstory_async._results import DEFAULT_MAX_DELETES, ApplyResult, Outcome
+from fullstory_async._results import DEFAULT_MAX_DELETES, Outcome
 
 if TYPE_CHECKING:
     from fullstory_async._bulk.operations import Operations
