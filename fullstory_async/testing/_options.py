@@ -12,6 +12,8 @@ import argparse
 from fullstory_async.cli._types import integer, positive
 from fullstory_async.testing._routes import OPERATION_NAMES  # names only: no server code
 
+_OPERATIONS = sorted(OPERATION_NAMES)
+
 
 def add_fake_server_options(parser: argparse.ArgumentParser) -> None:
     """Declare the fake server's options (shared by both command lines)."""
@@ -31,13 +33,8 @@ def add_fake_server_options(parser: argparse.ArgumentParser) -> None:
         "--fixed-window", action="store_true", help="rate limit: at most --rate requests per whole second"
     )
     parser.add_argument("--per-operation", action="store_true", help="rate limit: one budget per operation")
-    parser.add_argument(
-        "--limit-operation",
-        action="append",
-        metavar="NAME",
-        choices=sorted(OPERATION_NAMES),
-        help="rate limit only this operation, e.g. create_endpoint (repeatable; default: all)",
-    )
+    only = "rate limit only this operation, e.g. create_endpoint (repeatable; default: all)"
+    parser.add_argument("--limit-operation", action="append", metavar="NAME", choices=_OPERATIONS, help=only)
     parser.add_argument("--seed", type=int, default=0, help="fault randomness seed (0)")
     parser.add_argument("--endpoints", type=integer(0), default=0, help="pre-create this many endpoints (0)")
     parser.add_argument("--request-log-size", type=integer(0), default=0, help="requests kept in memory (0 = off)")
