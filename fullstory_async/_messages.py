@@ -22,6 +22,8 @@ def _redacted(headers: Mapping[str, str]) -> str:
 
 
 def _lower_keys(headers: Mapping[str, str]) -> Mapping[str, str]:
+    if isinstance(headers, MappingProxyType):  # already converted: a copy of a response (`attrs.evolve`)
+        return headers
     return MappingProxyType({k.lower(): v for k, v in headers.items()})
 
 
@@ -85,11 +87,26 @@ class ApiRequest:
         lower = name.lower()
         headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
         headers[name] = value
-        return attrs.evolve(self, headers=headers)
+        return self._copy(headers, self.deadline)
 
     def with_deadline(self, deadline: float | None) -> ApiRequest:
         """Return a copy whose operation must end by ``deadline`` (a ``time.monotonic()`` instant)."""
-        return attrs.evolve(self, deadline=deadline)
+        return self._copy(self.headers, deadline)
+
+    def _copy(self, headers: Mapping[str, str], deadline: float | None) -> ApiRequest:
+        # The constructor, not `attrs.evolve`: every call copies its request, and evolve costs more.
+        return ApiRequest(
+            self.method,
+            self.path,
+            self.params,
+            headers,
+            self.body,
+            self.timeout,
+            self.operation,
+            self.idempotent,
+            deadline,
+            self.decode,
+        )
 
 
 @attrs.frozen
@@ -113,8 +130,12 @@ class ApiResponse:
 
     def with_outcome(self, *, data: Any = None, attempts: int | None = None) -> ApiResponse:
         """Return a copy with ``data`` and/or ``attempts`` set."""
-        return attrs.evolve(
-            self, data=self.data if data is None else data, attempts=self.attempts if attempts is None else attempts
+        return ApiResponse(
+            self.status,
+            self.headers,  # already converted: the converter passes it through
+            self.body,
+            self.data if data is None else data,
+            self.attempts if attempts is None else attempts,
         )
 
     @property
