@@ -212,11 +212,18 @@ class CallRecord:
     """The server's request id of the latest answer that carried one."""
     held: bool = False
     """Whether the attempt in progress was cancelled while the rate governor held it (`note_held`)."""
+    pending_wait: float = 0.0
+    """The wait tenacity decided after the latest attempt, not yet waited."""
 
     @property
     def sent(self) -> bool:
         """Whether any attempt was sent: then the server may have applied the call."""
         return self.attempts > 0
+
+    def wait_before_next(self, seconds: float) -> None:
+        """Note the wait before the next attempt (tenacity's ``sleep``): the next attempt awaits it first."""
+        self.pending_wait = seconds
+        self.waited += seconds
 
     def begin(self) -> None:
         """Count an attempt as it starts."""
@@ -260,7 +267,7 @@ class RetryMiddleware:
         self.in_flight = in_flight or InFlight()
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        from tenacity import AsyncRetrying, retry_if_exception  # on first use: it costs import time
+        from tenacity import Retrying  # on first use: it costs import time
 
         policy = self.policy
         budget = _budget.current()
@@ -268,34 +275,9 @@ class RetryMiddleware:
         task = self.in_flight.enter()
         token = _record.set(record)
         try:
-            deadline = await self._deadline(request, budget)
-
-            async def attempt() -> ApiResponse:
-                attempt_request = request.with_deadline(deadline)
-                record.begin()
-                note_attempt_start(attempt_request)
-                try:
-                    response = await call_next(attempt_request)
-                except BaseException as exc:
-                    error = self._closed_error(exc, task, record) if isinstance(exc, asyncio.CancelledError) else exc
-                    note_attempt_end(None, error)
-                    if isinstance(error, NotFoundError) and record.ambiguous and request.method == "DELETE":
-                        return self._already_deleted(request, record, error)
-                    record.end(None, error)
-                    if error is exc:
-                        raise
-                    raise error from None
-                note_attempt_end(response, None)
-                record.end(response)
-                return response
-
-            async def sleep(seconds: float) -> None:
-                nonlocal deadline
-                record.waited += seconds
-                if policy.wait:
-                    await asyncio.sleep(seconds)  # the call is tracked: aclose() ends this wait
-                elif deadline is not None:
-                    deadline -= seconds  # nothing sleeps, but the deadline still counts the wait it skipped
+            if budget is not None and budget.admit is not None:
+                await budget.admitted(request.operation or request.method)  # a bulk item's first request
+            deadline = self._deadline(request, budget)
 
             def stop(state: RetryCallState) -> bool:
                 """Stop at ``max_attempts``, or when the next wait would end past the deadline."""
@@ -303,17 +285,27 @@ class RetryMiddleware:
                     return True
                 return deadline is not None and time.monotonic() + state.upcoming_sleep > deadline
 
-            retrying = AsyncRetrying(
+            def retry(state: RetryCallState) -> bool:
+                error = state.outcome.exception() if state.outcome is not None else None
+                return error is not None and policy.should_retry(request, error)
+
+            # tenacity decides (stop, wait, retry) and logs (before_sleep); its loop is synchronous, so it
+            # only notes each wait (`sleep`) and the attempt after it awaits that wait first.
+            for attempt in Retrying(
                 stop=stop,
                 wait=self._wait_after,
-                retry=retry_if_exception(lambda error: policy.should_retry(request, error)),
-                sleep=sleep,
+                retry=retry,
                 before_sleep=lambda state: self._log_retry(request, record, state),
+                sleep=record.wait_before_next,
                 reraise=True,
-            )
-            response: ApiResponse = await retrying(attempt)
-            self._settle(record, budget)
-            return response.with_outcome(attempts=record.attempts)
+            ):
+                with attempt:
+                    if record.pending_wait:
+                        deadline = await self._wait(record, deadline)
+                    response = await self._attempt(request.with_deadline(deadline), call_next, record, task)
+                    self._settle(record, budget)
+                    return response.with_outcome(attempts=record.attempts)
+            raise AssertionError("unreachable: tenacity returns or re-raises")  # pragma: no cover
         except FullstoryError as exc:
             exc.attempts, exc.sent = self._settle(record, budget), record.sent
             raise
@@ -326,6 +318,35 @@ class RetryMiddleware:
         finally:
             _record.reset(token)
             self.in_flight.leave(task)
+
+    async def _attempt(
+        self, request: ApiRequest, call_next: Handler, record: CallRecord, task: asyncio.Task[Any]
+    ) -> ApiResponse:
+        """Send one attempt down the chain; record how it ended (a close becomes its `ClientClosedError`)."""
+        record.begin()
+        note_attempt_start(request)
+        try:
+            response = await call_next(request)
+        except BaseException as exc:
+            error = self._closed_error(exc, task, record) if isinstance(exc, asyncio.CancelledError) else exc
+            note_attempt_end(None, error)
+            if isinstance(error, NotFoundError) and record.ambiguous and request.method == "DELETE":
+                return self._already_deleted(request, record, error)
+            record.end(None, error)
+            if error is exc:
+                raise
+            raise error from None
+        note_attempt_end(response, None)
+        record.end(response)
+        return response
+
+    async def _wait(self, record: CallRecord, deadline: float | None) -> float | None:
+        """Wait what tenacity decided after the last attempt; return the deadline (earlier by a skipped wait)."""
+        seconds, record.pending_wait = record.pending_wait, 0.0
+        if self.policy.wait:
+            await asyncio.sleep(seconds)  # the call is tracked: aclose() ends this wait
+            return deadline
+        return None if deadline is None else deadline - seconds  # skipped, but the deadline still counts it
 
     def _closed_error(
         self, cancelled: asyncio.CancelledError, task: asyncio.Task[Any], record: CallRecord
@@ -347,10 +368,10 @@ class RetryMiddleware:
         budget.attempts += record.attempts
         return budget.attempts
 
-    async def _deadline(self, request: ApiRequest, budget: Budget | None) -> float | None:
-        """Return the call's deadline: its budget's (after admission), else ``deadline`` s from now; or the caller's."""
+    def _deadline(self, request: ApiRequest, budget: Budget | None) -> float | None:
+        """Return the call's deadline: its budget's, else ``deadline`` seconds from now; or the caller's if earlier."""
         if budget is not None:
-            deadline = await budget.admitted(request.operation or request.method)
+            deadline = budget.deadline
         else:
             deadline = None if self.policy.deadline is None else time.monotonic() + self.policy.deadline
         if request.deadline is not None and (deadline is None or request.deadline < deadline):
