@@ -18,8 +18,13 @@ when it runs within one, or earlier when the caller set one), which every layer 
 shares: retry waits, governor pauses, pacing slots and each attempt's timeout. Retries
 are logged on the ``fullstory_async`` logger.
 
-The loop is tenacity's ``AsyncRetrying``, from the first attempt to the last. What the
-call did is kept in one `CallRecord` as its attempts end, and set once on the outcome:
+The loop is `RetryMiddleware.__call__`, one ``for`` over the attempts from the first to the
+last: send, and on a failure ask the policy whether to retry (`RetryPolicy.should_retry`),
+how long to wait (``Retry-After``, else `RetryPolicy.backoff`) and whether that wait fits
+(``max_attempts``, the deadline); log, wait, go round. (It was tenacity's ``AsyncRetrying``;
+tenacity's machinery cost more CPU per call than all the rest of the SDK, about 50 us at
+concurrency 64, and the overhead guard of ``bench/overhead.py`` is 1.5 x raw aiohttp.) What
+the call did is kept in one `CallRecord` as its attempts end, and set once on the outcome:
 ``ApiResponse.attempts``, or ``attempts`` and ``sent`` of the `FullstoryError` raised.
 `InFlight` is the one registry of what the client's ``aclose()`` ends.
 """
@@ -27,6 +32,7 @@ call did is kept in one `CallRecord` as its attempts end, and set once on the ou
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -54,8 +60,6 @@ from fullstory_async._pipeline import Handler
 from fullstory_async._validation import validator
 
 if TYPE_CHECKING:
-    from tenacity import RetryCallState
-
     from fullstory_async._budget import Budget
 
 logger = logging.getLogger("fullstory_async")
@@ -212,18 +216,11 @@ class CallRecord:
     """The server's request id of the latest answer that carried one."""
     held: bool = False
     """Whether the attempt in progress was cancelled while the rate governor held it (`note_held`)."""
-    pending_wait: float = 0.0
-    """The wait tenacity decided after the latest attempt, not yet waited."""
 
     @property
     def sent(self) -> bool:
         """Whether any attempt was sent: then the server may have applied the call."""
         return self.attempts > 0
-
-    def wait_before_next(self, seconds: float) -> None:
-        """Note the wait before the next attempt (tenacity's ``sleep``): the next attempt awaits it first."""
-        self.pending_wait = seconds
-        self.waited += seconds
 
     def begin(self) -> None:
         """Count an attempt as it starts."""
@@ -258,8 +255,8 @@ class RetryMiddleware:
 
     For each call, top to bottom: track it in ``in_flight`` (so ``aclose()`` ends it),
     wait for its budget's admission (a bulk item's first request), set its deadline on the
-    request for every layer below, run the attempts in tenacity's loop, and set what the
-    `CallRecord` says on the outcome once.
+    request for every layer below, run the attempts, and set what the `CallRecord` says on
+    the outcome once.
     """
 
     def __init__(self, policy: RetryPolicy, in_flight: InFlight | None = None) -> None:
@@ -267,8 +264,6 @@ class RetryMiddleware:
         self.in_flight = in_flight or InFlight()
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        from tenacity import Retrying  # on first use: it costs import time
-
         policy = self.policy
         budget = _budget.current()
         record = CallRecord()
@@ -278,34 +273,21 @@ class RetryMiddleware:
             if budget is not None and budget.admit is not None:
                 await budget.admitted(request.operation or request.method)  # a bulk item's first request
             deadline = self._deadline(request, budget)
-
-            def stop(state: RetryCallState) -> bool:
-                """Stop at ``max_attempts``, or when the next wait would end past the deadline."""
-                if state.attempt_number >= policy.max_attempts:
-                    return True
-                return deadline is not None and time.monotonic() + state.upcoming_sleep > deadline
-
-            def retry(state: RetryCallState) -> bool:
-                error = state.outcome.exception() if state.outcome is not None else None
-                return error is not None and policy.should_retry(request, error)
-
-            # tenacity decides (stop, wait, retry) and logs (before_sleep); its loop is synchronous, so it
-            # only notes each wait (`sleep`) and the attempt after it awaits that wait first.
-            for attempt in Retrying(
-                stop=stop,
-                wait=self._wait_after,
-                retry=retry,
-                before_sleep=lambda state: self._log_retry(request, record, state),
-                sleep=record.wait_before_next,
-                reraise=True,
-            ):
-                with attempt:
-                    if record.pending_wait:
-                        deadline = await self._wait(record, deadline)
+            for number in itertools.count(1):
+                try:
                     response = await self._attempt(request.with_deadline(deadline), call_next, record, task)
-                    self._settle(record, budget)
-                    return response.with_outcome(attempts=record.attempts)
-            raise AssertionError("unreachable: tenacity returns or re-raises")  # pragma: no cover
+                except FullstoryError as exc:
+                    if not policy.should_retry(request, exc):
+                        raise
+                    wait = self._wait_after(exc, number)
+                    if number >= policy.max_attempts or (deadline is not None and time.monotonic() + wait > deadline):
+                        raise  # out of attempts, or the wait would end past the deadline
+                    self._log_retry(request, record, exc, number, wait)
+                    deadline = await self._wait(record, wait, deadline)
+                    continue
+                self._settle(record, budget)
+                return response.with_outcome(attempts=record.attempts)
+            raise AssertionError("unreachable")  # pragma: no cover
         except FullstoryError as exc:
             exc.attempts, exc.sent = self._settle(record, budget), record.sent
             raise
@@ -340,9 +322,9 @@ class RetryMiddleware:
         record.end(response)
         return response
 
-    async def _wait(self, record: CallRecord, deadline: float | None) -> float | None:
-        """Wait what tenacity decided after the last attempt; return the deadline (earlier by a skipped wait)."""
-        seconds, record.pending_wait = record.pending_wait, 0.0
+    async def _wait(self, record: CallRecord, seconds: float, deadline: float | None) -> float | None:
+        """Wait ``seconds`` before the next attempt; return the deadline (earlier by a skipped wait)."""
+        record.waited += seconds
         if self.policy.wait:
             await asyncio.sleep(seconds)  # the call is tracked: aclose() ends this wait
             return deadline
@@ -387,30 +369,30 @@ class RetryMiddleware:
             )
         return deadline
 
-    def _wait_after(self, state: RetryCallState) -> float:
+    def _wait_after(self, error: FullstoryError, number: int) -> float:
         """Seconds before the next attempt: the server's ``Retry-After``, else the policy's jittered backoff."""
-        error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimitError) and error.retry_after is not None:
             return error.retry_after
-        return self.policy.backoff(state.attempt_number)
+        return self.policy.backoff(number)
 
-    def _log_retry(self, request: ApiRequest, record: CallRecord, state: RetryCallState) -> None:
-        note_retry_wait(state.upcoming_sleep)
-        error = state.outcome.exception() if state.outcome else None
+    def _log_retry(
+        self, request: ApiRequest, record: CallRecord, error: FullstoryError, number: int, wait: float
+    ) -> None:
+        note_retry_wait(wait)
         status = getattr(error, "status", None)
         logger.info(
             "retrying %s %s: attempt %d of %d failed with %s; waiting %.3fs",
             request.method,
             request.path,
-            state.attempt_number,
+            number,
             self.policy.max_attempts,
             status if status is not None else type(error).__name__,
-            state.upcoming_sleep,
+            wait,
             extra={
                 "fullstory_method": request.method,
                 "fullstory_path": request.path,
-                "fullstory_attempt": state.attempt_number,
-                "fullstory_wait": state.upcoming_sleep,
+                "fullstory_attempt": number,
+                "fullstory_wait": wait,
                 "fullstory_status": status,
                 "fullstory_request_id": record.request_id,
             },
