@@ -40,14 +40,13 @@ class Budget:
         """Start a budget of ``seconds`` from now (restarted once ``admit`` returns)."""
         return cls(None if seconds is None else time.monotonic() + seconds, 0, seconds, admit)
 
-    async def admitted(self, route: str) -> float | None:
-        """Before a request of ``route``: wait for admission if it is the first; return the budget's deadline."""
+    async def admitted(self, route: str) -> None:
+        """Before the first request (of ``route``): wait for admission; the budget starts then."""
         admit, self.admit = self.admit, None
         if admit is not None:
             await admit(route)
             if self.seconds is not None:
                 self.deadline = time.monotonic() + self.seconds
-        return self.deadline
 
     def left(self) -> float:
         """Seconds left (infinite without a deadline)."""
