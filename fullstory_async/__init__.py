@@ -12,7 +12,7 @@
 
 import typing
 
-from fullstory_async._bulk.results import ApplyResult, Outcome, ProvisionResult
+from fullstory_async._bulk.results import ApplyResult, ProvisionResult
 from fullstory_async._client import Client
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -47,6 +47,7 @@ from fullstory_async._models import (
 )
 from fullstory_async._pipeline import Handler, Middleware
 from fullstory_async._raw import RawResponse, RawWebhooks
+from fullstory_async._results import Outcome
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout
 from fullstory_async._version import __version__

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 import sys
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
@@ -16,11 +16,11 @@ from fullstory_async._auth import Auth, check_base_url, resolve_api_key, resolve
 from fullstory_async._error_decoder import decode_response
 from fullstory_async._exceptions import ClientClosedError, unsent
 from fullstory_async._governor import RateGovernor, no_sleep
-from fullstory_async._hooks import AttemptObserver, CallObserver, Hooks
+from fullstory_async._hooks import CallObserver, Hooks
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._network import network_options
 from fullstory_async._pipeline import Handler, Middleware, compose
-from fullstory_async._retry import Calls, RetryMiddleware, RetryPolicy
+from fullstory_async._retry import InFlight, RetryMiddleware, RetryPolicy
 from fullstory_async._timeout import DEFAULT_TIMEOUT, Timeout, as_timeout
 from fullstory_async._transport import AiohttpTransport
 from fullstory_async._validation import instance, number
@@ -139,7 +139,7 @@ class Client:
         if rate_governor is True:
             sleep = asyncio.sleep if settings.retry.wait else no_sleep
             rate_governor = RateGovernor(max_pause=settings.retry.max_retry_after, sleep=sleep)
-        self._calls = Calls()
+        self._in_flight = InFlight()
         self._setup(
             settings, aiohttp_transport, Auth(key), tuple(middleware), rate_governor or None, transport, tuple(hooks)
         )
@@ -161,13 +161,13 @@ class Client:
         self._governor = governor
         self._custom_transport = transport
         self._hooks = hooks
-        chain: list[Middleware] = [*middleware, auth, RetryMiddleware(settings.retry, self._calls)]
+        chain: list[Middleware] = [*middleware, auth, RetryMiddleware(settings.retry, self._in_flight)]
         if hooks:  # observers only when observed: no cost otherwise
-            chain = [CallObserver(hooks, settings.base_url), *chain, AttemptObserver(settings.base_url)]
+            chain = [CallObserver(hooks, settings.base_url), *chain]
         if governor is not None:
             chain.append(governor)
         chain.append(decode_response)
-        self._send = compose(chain, transport or aiohttp_transport)
+        self._chain = compose(chain, transport or aiohttp_transport)
         self.webhooks: Webhooks = Webhooks(self)
         """The Webhooks v1 operations."""
 
@@ -199,7 +199,7 @@ class Client:
             else _check_count("max_response_bytes", max_response_bytes, 1),
         )
         derived = Client.__new__(Client)
-        derived._calls = Calls(parent=self._calls)  # closing the copy ends its calls; closing this one, both
+        derived._in_flight = InFlight(parent=self._in_flight)  # closing the copy ends its calls; this one, both
         transport = self._transport.derive(timeout=settings.timeout, max_response_bytes=settings.max_response_bytes)
         derived._setup(
             settings, transport, self._auth, self._middleware, self._governor, self._custom_transport, self._hooks
@@ -244,19 +244,19 @@ class Client:
         ``request.decode``; ``attempts`` the attempts it took); any other status raises its
         `APIStatusError`. The typed methods on `webhooks` are built on this.
         """
-        return await self._dispatch(request)
-
-    def _dispatch(self, request: ApiRequest) -> Awaitable[ApiResponse]:
-        """`send` without a coroutine frame of its own (the typed operations' hot path)."""
         if self.closed:
             raise unsent(ClientClosedError("the client is closed; create a new Client"))
         self._transport.shared.check_loop()  # before the governor, whose waits belong to one loop
-        return self._send(request)
+        return await self._chain(request)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` as the retry layer waits: `ClientClosedError` at once when the client closes."""
+        await self._in_flight.sleep(seconds)
 
     @property
     def closed(self) -> bool:
         """True once `aclose` has been called on this client (or on the one it derives from)."""
-        return self._calls.closed or self._transport.closed
+        return self._in_flight.closed or self._transport.closed
 
     async def aclose(self) -> None:
         """Close the client; idempotent.
@@ -267,9 +267,7 @@ class Client:
         open). A client from `with_options` only stops itself: its own calls end, the
         shared session, pool and governor and the other clients are left alone.
         """
-        if self._root and self._governor is not None:
-            self._governor.close()  # first: its waiters end with its own ClientClosedError
-        self._calls.close()
+        self._in_flight.close()  # the one registry: every call of this client (and of its copies) ends now
         if self._root:
             await self._transport.aclose()
 

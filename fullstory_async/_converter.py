@@ -214,45 +214,10 @@ def _register_request(conv: cattrs.Converter, cls: type[Any]) -> None:
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _fields(cls: type[Any]) -> tuple[str, ...]:
-    return tuple(field.name for field in attrs.fields(cls))
-
-
-# The hot paths below build these records by hand. They are used only while the models
-# have exactly the fields they know (a test fails the day one gains a field, and until the
-# path is updated the converter does the work).
-PLAIN_PATHS_CURRENT = (
-    _fields(Endpoint) == ("id", "created", "modified", "enabled", "url", "event_types")
-    and _fields(CreateEndpointRequest) == ("url", "event_types", "secret")
-    and _fields(EventType) == ("event_name", "subcategory")
-)
-
-
 def encode(payload: object) -> bytes:
     """Encode a request record (or plain JSON data) as compact UTF-8 JSON."""
-    if isinstance(payload, dict):
-        data = payload
-    elif type(payload) is CreateEndpointRequest and PLAIN_PATHS_CURRENT:
-        data = _plain_create(payload)
-    else:
-        data = get_converter().unstructure(payload)
+    data = payload if isinstance(payload, dict) else get_converter().unstructure(payload)
     return _dumps(data).encode()
-
-
-def _plain_create(request: CreateEndpointRequest) -> dict[str, Any]:
-    """Build the wire form of the most sent record directly (what the converter makes; a test checks)."""
-    data: dict[str, Any] = {
-        "url": request.url,
-        "eventTypes": [
-            {"eventName": t.event_name}
-            if t.subcategory is None
-            else {"eventName": t.event_name, "subcategory": t.subcategory}
-            for t in request.event_types
-        ],
-    }
-    if request.secret is not None:
-        data["secret"] = request.secret
-    return data
 
 
 def encode_update(request: UpdateEndpointRequest, *, enabled: bool) -> bytes:
@@ -282,48 +247,7 @@ def structure(data: object, cls: type[T], *, path: str = "$") -> T:
 
 def decode(body: bytes, cls: type[T]) -> T:
     """Parse and structure a response body into ``cls``."""
-    data = load_json(body)
-    if cls is Endpoint and PLAIN_PATHS_CURRENT:
-        endpoint = _plain_endpoint(data)
-        if endpoint is not None:
-            return endpoint  # type: ignore[return-value]
-    return structure(data, cls)
-
-
-# Validated EventType records by (name, subcategory): a few names recur in every answer. Bounded.
-_EVENT_TYPES: dict[tuple[str, str | None], EventType] = {}
-_EVENT_TYPES_MAX = 1024
-
-
-def _plain_endpoint(data: Any) -> Endpoint | None:
-    """Build an `Endpoint` from the usual camelCase body directly, or return ``None``.
-
-    The hot path of every create, get and update. Anything unusual (snake_case keys, a
-    missing or mistyped field, a bad value) returns ``None``, and the converter decodes it
-    and reports what is wrong.
-    """
-    try:
-        id_, url, created, modified = data["id"], data["url"], data["created"], data["modified"]
-        enabled = data.get("enabled", False)
-        if "eventTypes" not in data and "event_types" in data:
-            return None  # the snake_case spelling: the converter reads it
-        wire_types = data.get("eventTypes", [])
-        if type(id_) is not str or type(url) is not str or type(enabled) is not bool or type(wire_types) is not list:
-            return None
-        event_types = []
-        for item in wire_types:
-            name, subcategory = item["eventName"], item.get("subcategory")
-            if type(name) is not str or (subcategory is not None and type(subcategory) is not str):
-                return None
-            event_type = _EVENT_TYPES.get((name, subcategory))
-            if event_type is None:
-                if len(_EVENT_TYPES) >= _EVENT_TYPES_MAX:
-                    _EVENT_TYPES.clear()
-                event_type = _EVENT_TYPES[name, subcategory] = EventType(name, subcategory)
-            event_types.append(event_type)
-        return Endpoint(id_, parse_timestamp(created), parse_timestamp(modified), enabled, url, tuple(event_types))
-    except Exception:  # anything unusual: the converter decides and explains
-        return None
+    return structure(load_json(body), cls)
 
 
 def _describe(exc: BaseException, _type: Any) -> str:

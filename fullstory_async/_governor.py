@@ -50,6 +50,7 @@ from fullstory_async._hooks import note_governor_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pace import RoutePace
 from fullstory_async._pipeline import Handler
+from fullstory_async._retry import note_held
 
 logger = logging.getLogger("fullstory_async")
 
@@ -202,8 +203,8 @@ class RateGovernor:
         """
         try:
             return await self._queue(pace, route, deadline)
-        except asyncio.CancelledError as exc:  # cancelled while held: nothing was sent
-            exc.sent = False  # type: ignore[attr-defined]  # read by the retry layer, as FullstoryError.sent
+        except asyncio.CancelledError:  # cancelled while held: nothing was sent
+            note_held()
             raise
         finally:  # every hold is the attempt's, also one that ends in an error
             note_governor_wait(self._clock() - arrived)

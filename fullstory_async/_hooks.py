@@ -12,8 +12,8 @@ Three events, in this order for each call:
 
 * ``on_call_start(call)``: a call (a typed method, one page of a listing, or `Client.send`)
   begins. `Call.request` is a `RequestView`: no ``Authorization``, no body.
-* ``on_attempt(call, attempt)``: one HTTP attempt ended, reported from inside the retry layer
-  as soon as it decided what follows: `Attempt` has the attempt's number, its outcome
+* ``on_attempt(call, attempt)``: one HTTP attempt ended, reported by the retry layer as soon
+  as it decided what follows: `Attempt` has the attempt's number, its outcome
   (response or typed error), the seconds it waited in the rate governor, and the wait before
   the next attempt (``None`` when none follows).
 * ``on_call_end(call, result)``: the call ended; `CallResult` has the response or the error
@@ -185,11 +185,12 @@ class _Running:
 
 
 class _CallState:
-    __slots__ = ("attempts", "call", "hooks", "running")
+    __slots__ = ("attempts", "base_url", "call", "hooks", "running")
 
-    def __init__(self, call: Call, hooks: Sequence[Hooks]) -> None:
+    def __init__(self, call: Call, hooks: Sequence[Hooks], base_url: str) -> None:
         self.call = call
         self.hooks = hooks
+        self.base_url = base_url
         self.attempts = 0
         self.running: _Running | None = None
 
@@ -212,6 +213,24 @@ class _CallState:
 
 
 _current: ContextVar[_CallState | None] = ContextVar("fullstory_async_call", default=None)
+
+
+def note_attempt_start(request: ApiRequest) -> None:
+    """Start timing an attempt of the observed call (the retry layer calls this as it sends one)."""
+    state = _current.get()
+    if state is not None:
+        state.report(None)  # an earlier attempt the retry layer gave no wait for
+        state.attempts += 1
+        state.running = _Running(state.attempts, view(state.base_url, request))
+
+
+def note_attempt_end(response: ApiResponse | None, error: BaseException | None) -> None:
+    """Record how the attempt in progress ended (the retry layer calls this); it is reported with the wait after it."""
+    state = _current.get()
+    if state is not None and state.running is not None:
+        running = state.running
+        running.response, running.error = response, error
+        running.duration = time.monotonic() - running.started
 
 
 def note_retry_wait(seconds: float) -> None:
@@ -237,7 +256,7 @@ class CallObserver:
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         call = Call(view(self.base_url, request), time.monotonic())
-        state = _CallState(call, self.hooks)
+        state = _CallState(call, self.hooks, self.base_url)
         token = _current.set(state)
         _emit(self.hooks, "on_call_start", call)
         response: ApiResponse | None = None
@@ -254,26 +273,3 @@ class CallObserver:
             attempts = response.attempts if response is not None else getattr(error, "attempts", state.attempts)
             result = CallResult(response, error, attempts, time.monotonic() - call.started)
             _emit(self.hooks, "on_call_end", call, result)
-
-
-class AttemptObserver:
-    """Middleware just inside the retry layer: times each attempt and records its outcome."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-    async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        state = _current.get()
-        if state is None:
-            return await call_next(request)
-        state.report(None)  # an earlier attempt the retry layer gave no wait for
-        state.attempts += 1
-        running = state.running = _Running(state.attempts, view(self.base_url, request))
-        try:
-            running.response = await call_next(request)
-            return running.response
-        except BaseException as exc:
-            running.error = exc
-            raise
-        finally:
-            running.duration = time.monotonic() - running.started

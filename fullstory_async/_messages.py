@@ -22,6 +22,8 @@ def _redacted(headers: Mapping[str, str]) -> str:
 
 
 def _lower_keys(headers: Mapping[str, str]) -> Mapping[str, str]:
+    if isinstance(headers, MappingProxyType):  # already converted: a copy of a response (`attrs.evolve`)
+        return headers
     return MappingProxyType({k.lower(): v for k, v in headers.items()})
 
 
@@ -82,32 +84,22 @@ class ApiRequest:
 
     def with_header(self, name: str, value: str) -> ApiRequest:
         """Return a copy with one header set (replacing any of the same name)."""
-        if self.headers:
-            lower = name.lower()
-            headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
-            headers[name] = value
-        else:
-            headers = {name: value}
+        lower = name.lower()
+        headers = {k: v for k, v in self.headers.items() if k.lower() != lower}
+        headers[name] = value
+        return self._copy(headers, self.deadline)
+
+    def with_deadline(self, deadline: float | None) -> ApiRequest:
+        """Return a copy whose operation must end by ``deadline`` (a ``time.monotonic()`` instant)."""
+        return self._copy(self.headers, deadline)
+
+    def _copy(self, headers: Mapping[str, str], deadline: float | None) -> ApiRequest:
+        # The constructor, not `attrs.evolve`: every call copies its request, and evolve costs more.
         return ApiRequest(
             self.method,
             self.path,
             self.params,
             headers,
-            self.body,
-            self.timeout,
-            self.operation,
-            self.idempotent,
-            self.deadline,
-            self.decode,
-        )
-
-    def with_deadline(self, deadline: float | None) -> ApiRequest:
-        """Return a copy whose operation must end by ``deadline`` (a ``time.monotonic()`` instant)."""
-        return ApiRequest(
-            self.method,
-            self.path,
-            self.params,
-            self.headers,
             self.body,
             self.timeout,
             self.operation,
@@ -137,15 +129,14 @@ class ApiResponse:
     """HTTP attempts the call took, retries included (set by the retry layer)."""
 
     def with_outcome(self, *, data: Any = None, attempts: int | None = None) -> ApiResponse:
-        """Return a copy with ``data`` and/or ``attempts`` set (the headers are not converted again)."""
-        copy: ApiResponse = object.__new__(ApiResponse)
-        setattr_ = object.__setattr__
-        setattr_(copy, "status", self.status)
-        setattr_(copy, "headers", self.headers)
-        setattr_(copy, "body", self.body)
-        setattr_(copy, "data", self.data if data is None else data)
-        setattr_(copy, "attempts", self.attempts if attempts is None else attempts)
-        return copy
+        """Return a copy with ``data`` and/or ``attempts`` set."""
+        return ApiResponse(
+            self.status,
+            self.headers,  # already converted: the converter passes it through
+            self.body,
+            self.data if data is None else data,
+            self.attempts if attempts is None else attempts,
+        )
 
     @property
     def request_id(self) -> str | None:

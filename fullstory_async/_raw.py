@@ -62,11 +62,11 @@ class _Recording(Webhooks):
     """The operations of one raw call: each 2xx response of the client is kept."""
 
     def __init__(self, webhooks: Webhooks) -> None:
-        super().__init__(webhooks._client, webhooks._budget, webhooks._provisioner)
+        super().__init__(webhooks._client)
         self.responses: list[ApiResponse] = []
 
-    async def _call(self, request: ApiRequest) -> ApiResponse:
-        response = await super()._call(request)
+    async def _send(self, request: ApiRequest) -> ApiResponse:
+        response = await super()._send(request)
         self.responses.append(response)
         return response
 

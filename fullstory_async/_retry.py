@@ -13,22 +13,36 @@ What is retried:
   earlier attempt deleted it); this is logged at INFO.
 
 Every call is bounded by ``max_attempts`` requests and by one deadline
-(``ApiRequest.deadline``: ``deadline`` seconds from the start, or earlier when the caller
-set one), which every layer below shares: retry waits, governor pauses, pacing slots
-and each attempt's timeout. Retries are logged on the ``fullstory_async`` logger.
+(``ApiRequest.deadline``: ``deadline`` seconds from the start, the operation's `Budget`
+when it runs within one, or earlier when the caller set one), which every layer below
+shares: retry waits, governor pauses, pacing slots and each attempt's timeout. Retries
+are logged on the ``fullstory_async`` logger.
+
+The loop is `RetryMiddleware.__call__`, one ``for`` over the attempts from the first to the
+last: send, and on a failure ask the policy whether to retry (`RetryPolicy.should_retry`),
+how long to wait (``Retry-After``, else `RetryPolicy.backoff`) and whether that wait fits
+(``max_attempts``, the deadline); log, wait, go round. (It was tenacity's ``AsyncRetrying``;
+tenacity's machinery cost more CPU per call than all the rest of the SDK, about 50 us at
+concurrency 64, and the overhead guard of ``bench/overhead.py`` is 1.5 x raw aiohttp.) What
+the call did is kept in one `CallRecord` as its attempts end, and set once on the outcome:
+``ApiResponse.attempts``, or ``attempts`` and ``sent`` of the `FullstoryError` raised.
+`InFlight` is the one registry of what the client's ``aclose()`` ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
 import weakref
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from fullstory_async import _budget
 from fullstory_async._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -40,13 +54,13 @@ from fullstory_async._exceptions import (
     ResponseDecodeError,
     unsent,
 )
-from fullstory_async._hooks import note_retry_wait
+from fullstory_async._hooks import note_attempt_end, note_attempt_start, note_retry_wait
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._pipeline import Handler
 from fullstory_async._validation import validator
 
 if TYPE_CHECKING:
-    from tenacity import RetryCallState
+    from fullstory_async._budget import Budget
 
 logger = logging.getLogger("fullstory_async")
 
@@ -111,14 +125,17 @@ class RetryPolicy:
         return isinstance(error, APIConnectionError | ResponseDecodeError)
 
 
-class Calls:
-    """The calls of one client in flight (from the retry layer down) and its waits: `close` ends each at once.
+class InFlight:
+    """The one registry of what a client's ``aclose()`` ends: its calls, from the retry layer down, and its sleeps.
 
-    A `with_options` copy has its own, a child of its parent's: closing the copy ends its
-    own calls; closing the parent ends the calls of both.
+    Every call is tracked from when it enters the retry layer until it ends, wherever it
+    waits (a bulk item's admission, a retry wait, the rate governor, the pool, the
+    server's answer): `close` cancels it, and the retry layer turns that cancellation into
+    `ClientClosedError`. A `with_options` copy has its own registry, a child of its
+    parent's: closing the copy ends its own calls; closing the parent ends the calls of both.
     """
 
-    def __init__(self, parent: Calls | None = None) -> None:
+    def __init__(self, parent: InFlight | None = None) -> None:
         self._parent = parent
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -126,7 +143,7 @@ class Calls:
 
     @property
     def closed(self) -> bool:
-        """Whether `close` was called on these calls or on their parent's."""
+        """Whether `close` was called on this registry or on its parent."""
         return self._closed or (self._parent is not None and self._parent.closed)
 
     def enter(self) -> asyncio.Task[Any]:
@@ -135,29 +152,29 @@ class Calls:
             raise unsent(ClientClosedError("the client is closed; create a new Client"))
         task = asyncio.current_task()
         assert task is not None
-        calls: Calls | None = self
-        while calls is not None:
-            calls._tasks.add(task)
-            calls = calls._parent
+        registry: InFlight | None = self
+        while registry is not None:
+            registry._tasks.add(task)
+            registry = registry._parent
         return task
 
     def leave(self, task: asyncio.Task[Any]) -> None:
         """Stop tracking ``task``."""
-        calls: Calls | None = self
-        while calls is not None:
-            calls._tasks.discard(task)
-            calls = calls._parent
+        registry: InFlight | None = self
+        while registry is not None:
+            registry._tasks.discard(task)
+            registry = registry._parent
 
     def cancelled_by_close(self, task: asyncio.Task[Any]) -> bool:
         """In an ``except CancelledError``: whether it was `close`'s alone (then raise `ClientClosedError`).
 
         A cancellation of the caller's own (before the close, or after it) stays a `CancelledError`.
         """
-        calls: Calls | None = self
-        while calls is not None:
-            if task in calls._ended:
+        registry: InFlight | None = self
+        while registry is not None:
+            if task in registry._ended:
                 return task.uncancel() == 0
-            calls = calls._parent
+            registry = registry._parent
         return False
 
     async def sleep(self, seconds: float) -> None:
@@ -167,188 +184,227 @@ class Calls:
             await asyncio.sleep(seconds)
         except asyncio.CancelledError:
             if self.cancelled_by_close(task):
-                raise ClientClosedError("the client was closed while the call waited") from None
+                error = ClientClosedError("the client was closed while the call waited")
+                error.attempts = _budget.attempts_so_far()  # a bulk item's back-off: the item's attempts
+                raise error from None
             raise
         finally:
             self.leave(task)
 
     def close(self) -> None:
-        """End every tracked call and wait at once with `ClientClosedError`; idempotent."""
+        """End every tracked call and sleep at once with `ClientClosedError`; idempotent."""
         self._closed = True
         me = asyncio.current_task()  # a call that closes its own client ends normally
         for task in self._tasks:
-            if task is not me and not task.cancelling():  # not one the governor's close (or its caller) ended
+            if task is not me and not task.cancelling():  # not one its caller is cancelling already
                 task.cancel()
                 self._ended.add(task)
         self._tasks.clear()
 
 
+@attrs.define
+class CallRecord:
+    """What one call did, kept by the retry layer as each attempt ends and set once on its outcome."""
+
+    attempts: int = 0
+    """Attempts sent (one the SDK ended before sending is not one)."""
+    ambiguous: bool = False
+    """Whether a sent attempt failed without a clear answer (a reset, a timeout, a 5xx, a garbled 2xx)."""
+    waited: float = 0.0
+    """Seconds of retry waits, skipped ones (``RetryPolicy(wait=False)``) included."""
+    request_id: str | None = None
+    """The server's request id of the latest answer that carried one."""
+    held: bool = False
+    """Whether the attempt in progress was cancelled while the rate governor held it (`note_held`)."""
+
+    @property
+    def sent(self) -> bool:
+        """Whether any attempt was sent: then the server may have applied the call."""
+        return self.attempts > 0
+
+    def begin(self) -> None:
+        """Count an attempt as it starts."""
+        self.attempts += 1
+        self.held = False
+
+    def end(self, response: ApiResponse | None, error: BaseException | None = None) -> None:
+        """Record how the attempt ended: uncount it if nothing was sent; note an ambiguous failure."""
+        if self.held or (isinstance(error, FullstoryError) and not error.sent):
+            self.attempts -= 1  # ended before it was sent: not an attempt
+        elif isinstance(error, FullstoryError) and not isinstance(error, RateLimitError):
+            self.ambiguous = True
+        self.request_id = (response.request_id if response else getattr(error, "request_id", None)) or self.request_id
+
+
+_record: ContextVar[CallRecord | None] = ContextVar("fullstory_async_call_record", default=None)
+
+
+def note_held() -> None:
+    """Report that the attempt in progress was cancelled while the rate governor held it: nothing was sent.
+
+    The rate governor calls this (its one report to the retry layer); the retry layer then
+    counts no attempt for it, and a `ClientClosedError` it becomes says ``sent=False``.
+    """
+    record = _record.get()
+    if record is not None:
+        record.held = True
+
+
 class RetryMiddleware:
     """Middleware that runs the rest of the chain (one attempt) under a `RetryPolicy`.
 
-    It sets the operation's deadline on the request (``ApiRequest.deadline``) for every
-    layer below, and stamps the attempt count on the outcome: ``ApiResponse.attempts``,
-    or ``attempts`` of the `FullstoryError` raised. Each call is tracked in ``calls``
-    until it ends, so the client's ``aclose()`` ends it at once (`ClientClosedError`),
-    wherever it waits below: a retry wait, the governor, the pool, the server's answer.
+    For each call, top to bottom: track it in ``in_flight`` (so ``aclose()`` ends it),
+    wait for its budget's admission (a bulk item's first request), set its deadline on the
+    request for every layer below, run the attempts, and set what the `CallRecord` says on
+    the outcome once.
     """
 
-    def __init__(self, policy: RetryPolicy, calls: Calls | None = None) -> None:
+    def __init__(self, policy: RetryPolicy, in_flight: InFlight | None = None) -> None:
         self.policy = policy
-        self.calls = calls or Calls()
+        self.in_flight = in_flight or InFlight()
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
         policy = self.policy
-        now = time.monotonic()
-        if policy.deadline is not None and (request.deadline is None or now + policy.deadline < request.deadline):
-            request = request.with_deadline(now + policy.deadline)
-        if request.deadline is not None and request.deadline <= now:
-            # An operation's later call (a bulk item's lookup after a timed-out create) with nothing left.
-            raise APITimeoutError(
-                f"the operation's deadline passed before this call ({request.method} {request.path})",
-                method=request.method,
-                path=request.path,
-            )
-        calls = self.calls
-        task = calls.enter()
-        call: _Call | None = None
+        budget = _budget.current()
+        record = CallRecord()
+        task = self.in_flight.enter()
+        token = _record.set(record)
         try:
-            # The first attempt runs without tenacity or a _Call: most calls succeed, and cost nothing more.
-            try:
-                return await call_next(request)
-            except FullstoryError as exc:
-                call = _Call(policy, request, call_next, attempts=1)
-                call.stamp(exc)
-                if policy.max_attempts == 1 or not policy.should_retry(request, exc):
-                    raise
-                first_error = exc
-            try:
-                return await call.retry(first_error)
-            except FullstoryError as exc:
-                exc.sent = exc.attempts > 0  # the call's: an earlier attempt may have been applied
-                raise
-        except asyncio.CancelledError as exc:
-            if calls.cancelled_by_close(task):
-                error = ClientClosedError("the client was closed while the call was waiting or in flight")
-                held = getattr(exc, "sent", True) is False  # closed while held in the rate governor
-                error.attempts = (1 if call is None else call.attempts) - held
-                error.sent = error.attempts > 0
-                raise error from None
-            raise
-        finally:
-            calls.leave(task)
-
-
-class _Call:
-    """The attempts of a call whose first attempt failed: the unit tenacity retries.
-
-    `stamp` counts every failed attempt, the first included (which `RetryMiddleware` runs
-    itself); `attempt` runs each later one and stamps its outcome; `before_sleep` runs
-    before each wait.
-    """
-
-    def __init__(self, policy: RetryPolicy, request: ApiRequest, call_next: Handler, *, attempts: int) -> None:
-        self.policy = policy
-        self.request = request
-        self.call_next = call_next
-        self.attempts = attempts
-        self.ambiguous = False  # an earlier attempt may have been applied by the server
-
-    def stamp(self, error: FullstoryError) -> None:
-        """Stamp the attempt count on ``error``, the outcome of the latest attempt."""
-        if not error.sent:  # ended before sending: no attempt was made
-            self.attempts -= 1
-        else:
-            self.ambiguous = self.ambiguous or not isinstance(error, RateLimitError)
-        error.attempts = self.attempts
-
-    async def attempt(self) -> ApiResponse:
-        """Run one more attempt; stamp the attempt count on its response or error."""
-        self.attempts += 1
-        try:
-            response = await self.call_next(self.request)
+            if budget is not None and budget.admit is not None:
+                await budget.admitted(request.operation or request.method)  # a bulk item's first request
+            deadline = self._deadline(request, budget)
+            for number in itertools.count(1):
+                try:
+                    response = await self._attempt(request.with_deadline(deadline), call_next, record, task)
+                except FullstoryError as exc:
+                    if not policy.should_retry(request, exc):
+                        raise
+                    wait = self._wait_after(exc, number)
+                    if number >= policy.max_attempts or (deadline is not None and time.monotonic() + wait > deadline):
+                        raise  # out of attempts, or the wait would end past the deadline
+                    self._log_retry(request, record, exc, number, wait)
+                    deadline = await self._wait(record, wait, deadline)
+                    continue
+                self._settle(record, budget)
+                return response.with_outcome(attempts=record.attempts)
+            raise AssertionError("unreachable")  # pragma: no cover
         except FullstoryError as exc:
-            if isinstance(exc, NotFoundError) and self.ambiguous and self.request.method == "DELETE":
-                return self._already_deleted(exc)
-            self.stamp(exc)
+            exc.attempts, exc.sent = self._settle(record, budget), record.sent
             raise
-        return response.with_outcome(attempts=self.attempts)
+        except asyncio.CancelledError as exc:  # between attempts: in a retry wait or the budget's admission
+            error = self._closed_error(exc, task, record)
+            if not isinstance(error, ClientClosedError):
+                raise
+            error.attempts, error.sent = self._settle(record, budget), record.sent
+            raise error from None
+        finally:
+            _record.reset(token)
+            self.in_flight.leave(task)
 
-    async def retry(self, first_error: FullstoryError) -> ApiResponse:
-        """Retry after ``first_error`` (the failed first attempt) until success or the policy gives up."""
-        from tenacity import AsyncRetrying, retry_if_exception
+    async def _attempt(
+        self, request: ApiRequest, call_next: Handler, record: CallRecord, task: asyncio.Task[Any]
+    ) -> ApiResponse:
+        """Send one attempt down the chain; record how it ended (a close becomes its `ClientClosedError`)."""
+        record.begin()
+        note_attempt_start(request)
+        try:
+            response = await call_next(request)
+        except BaseException as exc:
+            error = self._closed_error(exc, task, record) if isinstance(exc, asyncio.CancelledError) else exc
+            note_attempt_end(None, error)
+            if isinstance(error, NotFoundError) and record.ambiguous and request.method == "DELETE":
+                return self._already_deleted(request, record, error)
+            record.end(None, error)
+            if error is exc:
+                raise
+            raise error from None
+        note_attempt_end(response, None)
+        record.end(response)
+        return response
 
-        replayed = False
+    async def _wait(self, record: CallRecord, seconds: float, deadline: float | None) -> float | None:
+        """Wait ``seconds`` before the next attempt; return the deadline (earlier by a skipped wait)."""
+        record.waited += seconds
+        if self.policy.wait:
+            await asyncio.sleep(seconds)  # the call is tracked: aclose() ends this wait
+            return deadline
+        return None if deadline is None else deadline - seconds  # skipped, but the deadline still counts it
 
-        async def attempt() -> ApiResponse:
-            nonlocal replayed
-            if not replayed:  # tenacity's attempt 1 is the one that already failed
-                replayed = True
-                raise first_error
-            return await self.attempt()
+    def _closed_error(
+        self, cancelled: asyncio.CancelledError, task: asyncio.Task[Any], record: CallRecord
+    ) -> BaseException:
+        """In an ``except CancelledError``: `ClientClosedError` if ``aclose()`` cancelled the call, else ``cancelled``.
 
-        retrying = AsyncRetrying(
-            stop=self.stop,
-            wait=self.wait,
-            retry=retry_if_exception(lambda error: self.policy.should_retry(self.request, error)),
-            sleep=self.sleep,
-            before_sleep=self.before_sleep,
-            reraise=True,
-        )
-        return await retrying(attempt)
+        The error of an attempt the rate governor held (`note_held`) says nothing was sent.
+        """
+        if not self.in_flight.cancelled_by_close(task):
+            return cancelled
+        error = ClientClosedError("the client was closed while the call was waiting or in flight")
+        return unsent(error) if record.held else error
 
-    def stop(self, state: RetryCallState) -> bool:
-        """Stop at ``max_attempts``, or when the next wait would end past the deadline."""
-        if state.attempt_number >= self.policy.max_attempts:
-            return True
-        deadline = self.request.deadline
-        return deadline is not None and time.monotonic() + state.upcoming_sleep > deadline
+    @staticmethod
+    def _settle(record: CallRecord, budget: Budget | None) -> int:
+        """Add the call's attempts to its budget; return the attempts its error reports (the operation's)."""
+        if budget is None:
+            return record.attempts
+        budget.attempts += record.attempts
+        return budget.attempts
 
-    def wait(self, state: RetryCallState) -> float:
-        """Wait what the server's ``Retry-After`` says, else the policy's jittered backoff."""
-        error = state.outcome.exception() if state.outcome else None
+    def _deadline(self, request: ApiRequest, budget: Budget | None) -> float | None:
+        """Return the call's deadline: its budget's, else ``deadline`` seconds from now; or the caller's if earlier."""
+        if budget is not None:
+            deadline = budget.deadline
+        else:
+            deadline = None if self.policy.deadline is None else time.monotonic() + self.policy.deadline
+        if request.deadline is not None and (deadline is None or request.deadline < deadline):
+            deadline = request.deadline
+        if deadline is not None and deadline <= time.monotonic():
+            # An operation's later call (a bulk item's lookup after a timed-out create) with nothing left.
+            raise unsent(
+                APITimeoutError(
+                    f"the operation's deadline passed before this call ({request.method} {request.path})",
+                    method=request.method,
+                    path=request.path,
+                )
+            )
+        return deadline
+
+    def _wait_after(self, error: FullstoryError, number: int) -> float:
+        """Seconds before the next attempt: the server's ``Retry-After``, else the policy's jittered backoff."""
         if isinstance(error, RateLimitError) and error.retry_after is not None:
             return error.retry_after
-        return self.policy.backoff(state.attempt_number)
+        return self.policy.backoff(number)
 
-    async def sleep(self, seconds: float) -> None:
-        if self.policy.wait:
-            await asyncio.sleep(seconds)  # the call is tracked: the client's aclose() ends this wait
-        elif self.request.deadline is not None:
-            # Nothing sleeps, but the deadline still counts the wait it skipped.
-            self.request = self.request.with_deadline(self.request.deadline - seconds)
-
-    def before_sleep(self, state: RetryCallState) -> None:
-        note_retry_wait(state.upcoming_sleep)
-        error = state.outcome.exception() if state.outcome else None
+    def _log_retry(
+        self, request: ApiRequest, record: CallRecord, error: FullstoryError, number: int, wait: float
+    ) -> None:
+        note_retry_wait(wait)
         status = getattr(error, "status", None)
-        request = self.request
         logger.info(
             "retrying %s %s: attempt %d of %d failed with %s; waiting %.3fs",
             request.method,
             request.path,
-            state.attempt_number,
+            number,
             self.policy.max_attempts,
             status if status is not None else type(error).__name__,
-            state.upcoming_sleep,
+            wait,
             extra={
                 "fullstory_method": request.method,
                 "fullstory_path": request.path,
-                "fullstory_attempt": state.attempt_number,
-                "fullstory_wait": state.upcoming_sleep,
+                "fullstory_attempt": number,
+                "fullstory_wait": wait,
                 "fullstory_status": status,
-                "fullstory_request_id": getattr(error, "request_id", None),
+                "fullstory_request_id": record.request_id,
             },
         )
 
-    def _already_deleted(self, error: NotFoundError) -> ApiResponse:
+    def _already_deleted(self, request: ApiRequest, record: CallRecord, error: NotFoundError) -> ApiResponse:
         """Succeed: a DELETE found 404 after an ambiguous attempt, so that attempt deleted it."""
-        request = self.request
         logger.info(
             "%s %s: 404 after an ambiguous attempt; it was deleted by that attempt (attempt %d)",
             request.method,
             request.path,
-            self.attempts,
+            record.attempts,
             extra={"fullstory_method": request.method, "fullstory_path": request.path, "fullstory_status": 404},
         )
-        return ApiResponse(204, error.headers, b"", None, self.attempts)
+        return ApiResponse(204, error.headers, b"", None)

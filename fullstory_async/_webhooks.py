@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import functools
-import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from fullstory_async import _converter
-from fullstory_async._bulk import DEFAULT_MAX_DELETES
-from fullstory_async._bulk.operations import Budget
-from fullstory_async._bulk.provision import OnExists, Provisioner, check_on_exists
-from fullstory_async._bulk.results import ApplyResult, Outcome, ProvisionResult
+from fullstory_async import _budget, _converter
 from fullstory_async._converter import EndpointList, EventTypeList, SubcategoryList
-from fullstory_async._exceptions import FullstoryError, InvalidArgumentError, ResponseDecodeError
+from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._models import (
     CreateEndpointRequest,
@@ -27,15 +21,16 @@ from fullstory_async._models import (
     check_unicode,
     check_url,
 )
-from fullstory_async._retry import RetryPolicy
+from fullstory_async._results import DEFAULT_MAX_DELETES, Outcome
 from fullstory_async._timeout import Timeout, as_timeout
 from fullstory_async._validation import instance, number
 
 if TYPE_CHECKING:
     from fullstory_async._bulk.desired import DesiredState
+    from fullstory_async._bulk.provision import OnExists, Provisioner
     from fullstory_async._bulk.reconcile import Plan
+    from fullstory_async._bulk.results import ApplyResult, ProvisionResult
     from fullstory_async._client import Client
-    from fullstory_async._governor import RateGovernor
     from fullstory_async._raw import RawWebhooks
 
 T = TypeVar("T")
@@ -77,10 +72,6 @@ def _page_params(page_size: int | None, page_token: str | None, maximum: int) ->
             raise InvalidArgumentError("page_token", "must be a non-empty string or None")
         params.append(("paginationToken", page_token))
     return tuple(params)
-
-
-def _check_concurrency(concurrency: object) -> None:
-    number("concurrency", concurrency, minimum=1, maximum=1000, integer=True)
 
 
 def _decoder(cls: type[T]) -> Callable[[bytes], T]:
@@ -128,10 +119,8 @@ class Webhooks:
     timeout for each attempt of that call.
     """
 
-    def __init__(self, client: Client, budget: Budget | None = None, provisioner: Provisioner | None = None) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
-        self._budget = budget
-        self._provisioner = provisioner or Provisioner(self)
 
     @property
     def with_raw_response(self) -> RawWebhooks:
@@ -140,57 +129,20 @@ class Webhooks:
 
         return RawWebhooks(self)
 
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """The client's retry policy (also each bulk item's budget)."""
-        return self._client.retry
+    @functools.cached_property
+    def _provisioner(self) -> Provisioner:
+        """The bulk wing behind `ensure_endpoint`, `provision`, `plan` and `apply`: built on these operations.
 
-    @property
-    def governor(self) -> RateGovernor | None:
-        """The client's rate governor, which admits bulk items."""
-        return self._client.governor
-
-    @property
-    def budget(self) -> Budget | None:
-        """The budget every call of this view runs under (`_within`), or ``None``."""
-        return self._budget
-
-    async def _sleep(self, seconds: float) -> None:
-        """Wait ``seconds``, as the retry layer waits: `ClientClosedError` at once when the client closes."""
-        await self._client._calls.sleep(seconds)
-
-    def _within(self, budget: Budget) -> Webhooks:
-        """Return these operations with every call under ``budget`` (its deadline; attempts counted into it)."""
-        view = copy.copy(self)  # a copy of a subclass too (the raw response's recording)
-        view._budget = budget
-        return view
-
-    def _deadline(self) -> float | None:
-        """Return the deadline of an operation starting now: the budget's, else the retry policy's from now.
-
-        Set when the request is built, so the retry layer need not copy it to set one.
+        Imported on first use, here only: the core never imports the bulk wing otherwise.
         """
-        if self._budget is not None:
-            return self._budget.deadline
-        seconds = self._client.retry.deadline
-        return None if seconds is None else time.monotonic() + seconds
+        from fullstory_async._bulk.provision import Provisioner
 
-    def _call(self, request: ApiRequest) -> Awaitable[ApiResponse]:
-        if self._budget is None:
-            return self._client._dispatch(request)  # no frame of its own on the usual path
-        return self._budgeted(request, self._budget)
+        client = self._client
+        return Provisioner(self, retry=client.retry, governor=client.governor, sleep=client._sleep)
 
-    async def _budgeted(self, request: ApiRequest, budget: Budget) -> ApiResponse:
-        if budget.admit is not None:  # the item's first request: admitted on its own route, then its budget starts
-            request = request.with_deadline(await budget.admitted(request.operation or request.method))
-        try:
-            response = await self._client._dispatch(request)
-        except FullstoryError as exc:
-            budget.attempts += exc.attempts
-            exc.attempts = budget.attempts  # the whole operation's
-            raise
-        budget.attempts += response.attempts
-        return response
+    async def _send(self, request: ApiRequest) -> ApiResponse:
+        """Send one request of an operation through the client (overridden by the raw response's recording)."""
+        return await self._client.send(request)
 
     def _request(
         self,
@@ -203,8 +155,10 @@ class Webhooks:
         body: bytes | None = None,
         params: tuple[tuple[str, str], ...] = (),
     ) -> ApiRequest:
-        """Build the request of an operation starting now (its deadline set; ``decode`` reads its 2xx body)."""
-        return ApiRequest(method, path, params, {}, body, _timeout(timeout), operation, None, self._deadline(), decode)
+        """Build the request of an operation (``decode`` reads its 2xx body)."""
+        return ApiRequest(
+            method, path, params, timeout=_timeout(timeout), operation=operation, body=body, decode=decode
+        )
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -216,13 +170,13 @@ class Webhooks:
         """
         instance("request", request, CreateEndpointRequest)
         body = _converter.encode(request)
-        response = await self._call(self._request("POST", ENDPOINTS, "create_endpoint", timeout, _ENDPOINT, body=body))
+        response = await self._send(self._request("POST", ENDPOINTS, "create_endpoint", timeout, _ENDPOINT, body=body))
         return response.data  # type: ignore[no-any-return]
 
     async def get_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> Endpoint:
         """Return one endpoint (``GET /webhooks/v1/endpoints/{id}``); `NotFoundError` if there is none."""
         path = _endpoint_path(endpoint_id)
-        response = await self._call(self._request("GET", path, "get_endpoint", timeout, _ENDPOINT))
+        response = await self._send(self._request("GET", path, "get_endpoint", timeout, _ENDPOINT))
         return response.data  # type: ignore[no-any-return]
 
     async def update_endpoint(
@@ -238,15 +192,16 @@ class Webhooks:
         """
         path = _endpoint_path(endpoint_id)
         instance("request", request, UpdateEndpointRequest)
-        enabled = request.enabled
-        if enabled is None and self._budget is None:  # one call, one budget: the read and the write share it
-            return await self._within(Budget.start(self.retry_policy)).update_endpoint(
-                endpoint_id, request, timeout=timeout
-            )
-        if enabled is None:
+        if request.enabled is not None:
+            return await self._update(path, request, request.enabled, timeout)
+        budget = _budget.current() or _budget.Budget.start(self._client.retry.deadline)
+        with _budget.within(budget):  # one call, one budget: the read and the write share it
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
+            return await self._update(path, request, enabled, timeout)
+
+    async def _update(self, path: str, request: UpdateEndpointRequest, enabled: bool, timeout: TimeoutArg) -> Endpoint:
         body = _converter.encode_update(request, enabled=enabled)
-        response = await self._call(self._request("POST", path, "update_endpoint", timeout, _ENDPOINT, body=body))
+        response = await self._send(self._request("POST", path, "update_endpoint", timeout, _ENDPOINT, body=body))
         return response.data  # type: ignore[no-any-return]
 
     async def delete_endpoint(self, endpoint_id: str | Endpoint, *, timeout: TimeoutArg = None) -> None:
@@ -256,7 +211,7 @@ class Webhooks:
         then finds 404 has succeeded (the earlier attempt deleted it), and returns.
         """
         path = _endpoint_path(endpoint_id)
-        await self._call(self._request("DELETE", path, "delete_endpoint", timeout))
+        await self._send(self._request("DELETE", path, "delete_endpoint", timeout))
 
     async def list_endpoints_page(
         self, *, page_size: int | None = None, page_token: str | None = None, timeout: TimeoutArg = None
@@ -268,7 +223,7 @@ class Webhooks:
         """
         params = _page_params(page_size, page_token, MAX_ENDPOINTS_PAGE)
         request = self._request("GET", ENDPOINTS, "list_endpoints", timeout, _ENDPOINT_LIST, params=params)
-        wire: EndpointList = (await self._call(request)).data
+        wire: EndpointList = (await self._send(request)).data
         return Page(wire.endpoints, wire.next_pagination_token or None)
 
     def list_endpoints(
@@ -319,8 +274,7 @@ class Webhooks:
             The endpoint and the `Outcome` (created, updated, unchanged or skipped).
 
         """
-        instance("request", request, CreateEndpointRequest)
-        return await self._provisioner.ensure(self, request, check_on_exists(on_exists))
+        return await self._provisioner.ensure(request, on_exists)
 
     def provision(
         self,
@@ -347,12 +301,7 @@ class Webhooks:
             async for result in fs.webhooks.provision(requests, concurrency=32):
                 print(result.index, result.outcome, result.error)
         """
-        _check_concurrency(concurrency)
-        if not isinstance(requests, Iterable | AsyncIterable) or isinstance(requests, str | bytes):
-            raise InvalidArgumentError("requests", f"must be an iterable of requests, got {type(requests).__name__}")
-        return self._provisioner.provision(
-            requests, concurrency=concurrency, on_exists=check_on_exists(on_exists), prefetch=prefetch
-        )
+        return self._provisioner.provision(requests, concurrency=concurrency, on_exists=on_exists, prefetch=prefetch)
 
     async def plan(
         self,
@@ -376,10 +325,7 @@ class Webhooks:
         write-only: with ``rotate_secrets`` every desired secret is sent again. Any
         failure means no plan.
         """
-        from fullstory_async._bulk import reconcile  # on first use: most programs never plan
-
-        return await reconcile.plan(
-            self,
+        return await self._provisioner.plan(
             desired,
             prune=prune,
             rotate_secrets=rotate_secrets,
@@ -395,17 +341,14 @@ class Webhooks:
         failure never stops the others. Planning and applying again changes nothing.
         A plan not made by `plan` (not validated) is refused.
         """
-        from fullstory_async._bulk import reconcile
-
-        _check_concurrency(concurrency)
-        return reconcile.apply(self, reconcile.check_plan(plan), concurrency=concurrency)
+        return self._provisioner.apply(plan, concurrency=concurrency)
 
     # -- event types -------------------------------------------------------------------------
 
     async def list_event_types(self, *, timeout: TimeoutArg = None) -> list[EventTypeDefinition]:
         """Return the event types the organisation can subscribe to (``GET /webhooks/v1/event-types``)."""
         request = self._request("GET", EVENT_TYPES, "list_event_types", timeout, _EVENT_TYPE_LIST)
-        wire: EventTypeList = (await self._call(request)).data
+        wire: EventTypeList = (await self._send(request)).data
         return list(wire.event_defs)
 
     async def list_event_subcategories_page(
@@ -420,7 +363,7 @@ class Webhooks:
         path = f"{EVENT_TYPES}/{_segment(event_name, 'event_name')}/subcategories"
         params = _page_params(page_size, page_token, MAX_SUBCATEGORIES_PAGE)
         request = self._request("GET", path, "list_event_subcategories", timeout, _SUBCATEGORY_LIST, params=params)
-        wire: SubcategoryList = (await self._call(request)).data
+        wire: SubcategoryList = (await self._send(request)).data
         items = tuple(Subcategory(s.subcategory, s.display_name or s.subcategory) for s in wire.subcategory_defs)
         return Page(items, wire.next_pagination_token or None)
 

@@ -5,6 +5,3 @@
 * `provision` is ``ensure_endpoint`` and ``provision``: create without duplicates.
 * `reconcile` is ``plan`` and ``apply``: make the server match a desired state.
 """
-
-DEFAULT_MAX_DELETES = 10
-"""``plan(prune=True)`` refuses to delete more endpoints than this unless ``max_deletes`` is raised."""

@@ -1,7 +1,7 @@
 """One budget per bulk item, and the admission that starts it.
 
 `ensure_endpoint` and each item of `provision` and `apply` make several calls (lookups,
-a create, an update). They share one `Budget`: one deadline (the retry policy's
+a create, an update). They run within one core `Budget`: one deadline (the retry policy's
 ``deadline`` seconds from when the item is admitted) and one attempt count. `Admission`
 admits the items of a job at the pace the client's rate governor can serve (on the route
 of each item's first request), so a job queues before its items' budgets start instead
@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from fullstory_async._bulk.operations import Budget, Operations
+from fullstory_async._budget import Budget, within
 from fullstory_async._exceptions import APITimeoutError, FullstoryError, RateLimitError
 
 if TYPE_CHECKING:
@@ -88,26 +88,25 @@ class Admission:
 
 
 async def budgeted(
-    webhooks: Operations,
-    work: Callable[[Operations], Awaitable[T]],
-    *,
-    admission: Admission | None = None,
+    seconds: float | None, work: Callable[[], Awaitable[T]], *, admission: Admission | None = None
 ) -> tuple[T | None, FullstoryError | None, int]:
-    """Run ``work`` with every call under one new budget; return its result or typed error, and the attempts.
+    """Run ``work`` within one new budget of ``seconds``; return its result or typed error, and the attempts.
 
     With ``admission``, the item first waits for a place in the job's window, and its first
-    request for the governor's capacity on its route: the budget starts then. Every
+    request for the governor's capacity on its route (inside the retry layer, so the
+    client's ``aclose()`` ends that wait too): the budget starts then. Every
     `FullstoryError`, one raised while waiting included (`ClientClosedError` on
-    ``aclose()``), is returned, never raised: each item gets exactly one result. A
-    failure's ``attempts`` is set to the whole item's.
+    ``aclose()``), is returned, never raised: each item gets exactly one result. The
+    error of a call carries the attempts of the whole item (the retry layer counts them
+    into the budget).
     """
     if admission is not None:
         await admission.enter()  # only a cancellation ends this wait
-    budget = Budget.start(webhooks.retry_policy, None if admission is None else admission.admit)
+    budget = Budget.start(seconds, None if admission is None else admission.admit)
     try:
-        result = await work(webhooks._within(budget))
+        with within(budget):
+            result = await work()
     except FullstoryError as exc:
-        exc.attempts = budget.attempts
         if admission is not None:
             admission.record(exc)
         return None, exc, budget.attempts

@@ -15,11 +15,11 @@ from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async._models import EventTypeDefinition
 
 if TYPE_CHECKING:
-    from fullstory_async._webhooks import Webhooks
+    from fullstory_async._bulk.operations import Operations
 
 
 class _Catalogue:
-    def __init__(self, webhooks: Webhooks, definitions: list[EventTypeDefinition]) -> None:
+    def __init__(self, webhooks: Operations, definitions: list[EventTypeDefinition]) -> None:
         self._webhooks = webhooks
         self.definitions = {d.event_name: d for d in definitions}
         self._subcategories: dict[str, list[str]] = {}
@@ -31,7 +31,7 @@ class _Catalogue:
         return self._subcategories[event_name]
 
 
-async def check_event_types(webhooks: Webhooks, desired: DesiredState, *, allow_unlisted: bool) -> tuple[str, ...]:
+async def check_event_types(webhooks: Operations, desired: DesiredState, *, allow_unlisted: bool) -> tuple[str, ...]:
     """Raise `InvalidArgumentError` for the first event type the catalogue rejects; return the unlisted ones."""
     if not any(endpoint.event_types for endpoint in desired.endpoints):
         return ()

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 from fullstory_async._models import Endpoint
 
 if TYPE_CHECKING:
-    from fullstory_async._webhooks import Webhooks
+    from collections.abc import Callable
+
+    from fullstory_async._bulk.operations import Operations
 
 
-async def complete_listing(webhooks: Webhooks) -> list[Endpoint]:
+async def complete_listing(webhooks: Operations, observe: Callable[[Endpoint], None] | None = None) -> list[Endpoint]:
     """Every endpoint once, in listing order (the latest version of an id listed twice).
 
     The walk is `Webhooks.list_endpoints`'s: a repeated token or more than `MAX_PAGES`
@@ -31,7 +33,8 @@ async def complete_listing(webhooks: Webhooks) -> list[Endpoint]:
         seen = by_id.get(endpoint.id)
         if seen is None or endpoint.modified >= seen.modified:
             by_id[endpoint.id] = endpoint
-        webhooks._provisioner.observe(endpoint)  # a later create can then look its URL up in one GET
+        if observe is not None:
+            observe(endpoint)  # a later create can then look its URL up in one GET
     return list(by_id.values())
 
 

@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import attrs
 
-from fullstory_async._bulk import DEFAULT_MAX_DELETES
 from fullstory_async._bulk.budget import Admission, budgeted
 from fullstory_async._bulk.catalogue_check import check_event_types
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
 from fullstory_async._bulk.listing import complete_listing, fingerprint
-from fullstory_async._bulk.operations import Operations
-from fullstory_async._bulk.results import ApplyResult, Outcome
+from fullstory_async._bulk.results import ApplyResult
 from fullstory_async._bulk.scope import UrlKey, in_scope, url_key
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import InvalidArgumentError, NotFoundError, shown
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
+from fullstory_async._results import DEFAULT_MAX_DELETES, Outcome
 
 if TYPE_CHECKING:
-    from fullstory_async._webhooks import Webhooks
+    from fullstory_async._bulk.operations import Operations
+    from fullstory_async._bulk.provision import Provisioner
 
 
 class Action(enum.StrEnum):
@@ -127,7 +128,7 @@ def check_plan(plan: object) -> Plan:
 
 
 async def plan(
-    webhooks: Webhooks,
+    wing: Provisioner,
     desired: DesiredState,
     *,
     prune: bool,
@@ -149,8 +150,8 @@ async def plan(
         isinstance(max_deletes, bool) or not isinstance(max_deletes, int) or max_deletes < 0
     ):
         raise InvalidArgumentError("max_deletes", f"must be an integer >= 0 or None, got {shown(max_deletes)}")
-    unlisted = await check_event_types(webhooks, desired, allow_unlisted=allow_unlisted_event_types)
-    listing = await complete_listing(webhooks)
+    unlisted = await check_event_types(wing.webhooks, desired, allow_unlisted=allow_unlisted_event_types)
+    listing = await complete_listing(wing.webhooks, wing.observe)
     owned = [e for e in listing if desired.scope is None or in_scope(e.url, desired.scope)]
     wanted = {url_key(endpoint.url): endpoint for endpoint in desired.endpoints}  # the one URL identity
     matched: set[UrlKey | None] = set()
@@ -190,12 +191,14 @@ async def plan(
     return _sealed(made)
 
 
-async def apply(webhooks: Webhooks, plan: Plan, *, concurrency: int) -> AsyncGenerator[ApplyResult, None]:
+async def apply(wing: Provisioner, plan: Plan, *, concurrency: int) -> AsyncGenerator[ApplyResult, None]:
     """See `Webhooks.apply`."""
-    admission = Admission(webhooks.governor, concurrency)
+    admission = Admission(wing.governor, concurrency)
+    webhooks = wing.webhooks
 
     async def run(_index: int, change: Change) -> ApplyResult:
-        result, error, attempts = await budgeted(webhooks, lambda ops: _execute(ops, change), admission=admission)
+        work = functools.partial(_execute, webhooks, change)
+        result, error, attempts = await budgeted(wing.retry.deadline, work, admission=admission)
         if error is not None or result is None:
             return ApplyResult(change, None, error, Outcome.FAILED, attempts)
         return ApplyResult(change, result[0], None, result[1], attempts)

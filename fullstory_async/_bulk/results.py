@@ -1,4 +1,4 @@
-"""What a bulk job reports: the `Outcome` of each item and its result record.
+"""What a bulk job reports: the result record of each item, with its core `Outcome`.
 
 `provision` yields one `ProvisionResult` per input item, `apply` one `ApplyResult` per
 planned change; both carry the outcome, the endpoint as it now is, the typed error of a
@@ -7,33 +7,16 @@ failure and the HTTP requests the item made.
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING
 
 import attrs
 
 from fullstory_async._exceptions import FullstoryError
 from fullstory_async._models import CreateEndpointRequest, Endpoint
+from fullstory_async._results import Outcome
 
 if TYPE_CHECKING:
     from fullstory_async._bulk.reconcile import Change
-
-
-class Outcome(enum.StrEnum):
-    """What happened to one desired endpoint."""
-
-    CREATED = "created"
-    """It did not exist and was created."""
-    UPDATED = "updated"
-    """It existed with other settings and was updated."""
-    UNCHANGED = "unchanged"
-    """It existed with these settings already."""
-    SKIPPED = "skipped"
-    """It existed and was left as it was (``on_exists="skip"``)."""
-    DELETED = "deleted"
-    """It was deleted (declarative sync with ``prune``)."""
-    FAILED = "failed"
-    """The item failed; see its ``error``."""
 
 
 @attrs.frozen

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import yarl
 
 from fullstory_async._exceptions import InvalidArgumentError
-from fullstory_async._options import integer, positive
 from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local, stderr_log
+from fullstory_async.cli._types import integer, positive
 from fullstory_async.receiving import (
     Forwarder,
     ForwardHandler,

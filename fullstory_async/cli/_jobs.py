@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import IO, Any, TextIO
 
 from fullstory_async import DesiredState, Outcome, Plan, ProvisionResult, load_desired_state
-from fullstory_async._bulk import DEFAULT_MAX_DELETES
+from fullstory_async._results import DEFAULT_MAX_DELETES
 from fullstory_async.cli import _planfile
 from fullstory_async.cli._jsonl import Feed, Line, open_lines, survey
 from fullstory_async.cli._output import (

@@ -20,10 +20,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, Protocol
 
-from fullstory_async._bulk import DEFAULT_MAX_DELETES
 from fullstory_async._bulk.desired import did_you_mean
-from fullstory_async._options import integer, positive
+from fullstory_async._results import DEFAULT_MAX_DELETES
 from fullstory_async._version import __version__
+from fullstory_async.cli._types import integer, positive
 
 PROG = "fullstory-async"
 DEFAULT_API_KEY_ENV = "FULLSTORY_API_KEY"

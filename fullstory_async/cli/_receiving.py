@@ -28,9 +28,9 @@ from aiohttp import web
 
 from fullstory_async._auth import _is_loopback as is_loopback
 from fullstory_async._exceptions import InvalidArgumentError
-from fullstory_async._options import integer, non_negative, positive
 from fullstory_async.cli._forward import forward_target_options, forward_worker, forwarder_from, shown
 from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local, stderr_log
+from fullstory_async.cli._types import integer, non_negative, positive
 from fullstory_async.receiving import (
     Inbox,
     InboxError,

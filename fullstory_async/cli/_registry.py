@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from fullstory_async._options import add_fake_server_options
 from fullstory_async.cli import _commands, _completion, _forward, _import, _jobs, _parser, _receiving, _send
 from fullstory_async.cli._target import Target
 
@@ -44,6 +43,13 @@ def _create(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _fake_server_options(parser: argparse.ArgumentParser) -> None:
+    # On use: the fake server's options import this package's argument types.
+    from fullstory_async.testing._options import add_fake_server_options
+
+    add_fake_server_options(parser)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("endpoints list", "list every endpoint", None, _commands.endpoints_list),
     Command("endpoints get", "show one endpoint", _parser.endpoint_ref, _commands.endpoints_get),
@@ -69,7 +75,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("import", "write the desired-state file of the endpoints inside a scope", _import.options, _import.run),
     Command(
-        "fake-server", "serve the embedded fake API until Ctrl-C", add_fake_server_options, local=_commands.fake_server
+        "fake-server", "serve the embedded fake API until Ctrl-C", _fake_server_options, local=_commands.fake_server
     ),
     Command("completion", "print a shell completion script", _completion.options, local=_completion.run),
     Command(

@@ -36,8 +36,8 @@ import attrs
 
 from fullstory_async._bulk.desired import did_you_mean
 from fullstory_async._bulk.scope import redacted
-from fullstory_async._options import integer, positive
 from fullstory_async.cli._parser import DEFAULT_CONCURRENCY, PROG, UsageError
+from fullstory_async.cli._types import integer, positive
 from fullstory_async.receiving import sign
 from fullstory_async.testing._delivery import encode_envelope
 from fullstory_async.testing._samples import SAMPLE_EVENT_NAMES, sample_event_data

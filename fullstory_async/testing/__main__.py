@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from fullstory_async._options import add_fake_server_options
+from fullstory_async.testing._options import add_fake_server_options
 from fullstory_async.testing._ratelimit import RateLimit
 from fullstory_async.testing._server import FakeFullstory
 

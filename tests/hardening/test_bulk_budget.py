@@ -328,3 +328,25 @@ async def test_a_create_applied_then_cut_off_is_never_sent_again(serve: Serve) -
         results = await results_of(fs.webhooks.provision(requests, prefetch=False, concurrency=8))
     assert [result.outcome for result in results] == [Outcome.CREATED] * len(urls)  # settled by reading it back
     assert posts == dict.fromkeys(urls, 1)  # and never re-sent
+
+
+async def test_an_item_refused_as_existing_reports_the_lookups_it_made(serve: Serve) -> None:
+    """on_exists="error": the item's EndpointExistsError carries its attempts (its lookup's 429 retry too)."""
+    served = 0
+    url = "https://example.com/exists"
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        if served == 1:
+            return error(429, **{"Retry-After": "0"})
+        return web.json_response(endpoint_json(url, "note.created"))
+
+    base = await serve(app_of(handler))
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(wait=False), rate_governor=False) as fs:
+        requests = [CreateEndpointRequest(url=url, event_types=[EventType("note.created")])]
+        [result] = await results_of(fs.webhooks.provision(requests, on_exists="error", prefetch=False))
+    assert result.outcome is Outcome.FAILED
+    assert served == result.attempts == 2
+    assert result.error is not None
+    assert result.error.attempts == 2

@@ -375,3 +375,32 @@ async def test_an_ambiguous_delete_then_an_unsent_retry_still_says_sent() -> Non
             await fs.send(ApiRequest("DELETE", "/webhooks/v1/endpoints/e1", operation="delete_endpoint"))
     assert seen == ["DELETE"]
     assert (info.value.attempts, info.value.sent) == (1, True)
+
+
+async def test_closing_one_client_leaves_a_governor_it_shares_with_another_open() -> None:
+    """Two clients share one RateGovernor: closing one ends its own held call only; the other's goes on.
+
+    aclose() ends calls through the client's one registry, not by closing the shared governor
+    (which used to fail every call of the other client with ClientClosedError).
+    """
+    sent: list[str] = []
+
+    async def answer(request: ApiRequest) -> ApiResponse:
+        sent.append(request.path)
+        return ApiResponse(200, {}, b"{}")
+
+    governor = RateGovernor(max_rate=1.0)
+    first = Client(API_KEY, transport=answer, rate_governor=governor)
+    second = Client(API_KEY, transport=answer, rate_governor=governor)
+    await first.send(ApiRequest("GET", "/first", operation="op"))
+    held = asyncio.ensure_future(first.send(ApiRequest("GET", "/held", operation="op")))
+    for _ in range(30):  # it waits for the next slot, a second away
+        await asyncio.sleep(0)
+    await first.aclose()
+    with pytest.raises(ClientClosedError) as info:
+        await held
+    assert (info.value.attempts, info.value.sent) == (0, False)
+    response = await asyncio.wait_for(second.send(ApiRequest("GET", "/second", operation="op")), 5)
+    assert response.status == 200
+    assert sent == ["/first", "/second"]
+    await second.aclose()
