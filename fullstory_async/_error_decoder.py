@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 
-import attrs
-
 from fullstory_async._exceptions import (
+    APIError,
     APIStatusError,
     AuthenticationError,
     BadRequestError,
@@ -27,7 +26,8 @@ from fullstory_async._exceptions import (
     ServerError,
 )
 from fullstory_async._messages import ApiRequest, ApiResponse
-from fullstory_async._pipeline import Handler
+from fullstory_async._pipeline import Handler, Middleware
+from fullstory_async._scrub import Secrets, request_secrets, scrub_error
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -106,57 +106,15 @@ def _read_error_body(response: ApiResponse) -> tuple[str | None, str]:
         return None, "no response body"
 
 
-def _request_secrets(request: ApiRequest) -> list[str]:
-    """Return every ``secret`` value in the request's JSON body (an endpoint's signing secret)."""
-    try:
-        document = json.loads(request.body) if request.body else None
-    except (ValueError, RecursionError):
-        return []
-    found: list[str] = []
-    stack = [document]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            found += [v for k, v in item.items() if isinstance(v, str) and v and str(k).lower() == "secret"]
-            stack += item.values()
-        elif isinstance(item, list):
-            stack += item
-    return found
+def error_from_response(request: ApiRequest, response: ApiResponse, secrets: Secrets | None = None) -> APIStatusError:
+    """Build the typed error for a non-2xx response, scrubbed of the secrets held (`scrub_error`).
 
-
-def _secret_forms(request: ApiRequest) -> list[str]:
-    """Return each secret the request carried as raw text and JSON-escaped once and twice (echoes nest)."""
-    forms: set[str] = set()
-    for secret in _request_secrets(request):
-        layer = {secret}
-        for _ in range(3):
-            forms |= layer
-            layer = {json.dumps(text, ensure_ascii=only)[1:-1] for text in layer for only in (True, False)}
-    return sorted(forms, key=len, reverse=True)
-
-
-def _scrub(text: str, forms: list[str]) -> str:
-    for form in forms:
-        text = text.replace(form, "<redacted>")
-    return text
-
-
-def error_from_response(request: ApiRequest, response: ApiResponse) -> APIStatusError:
-    """Build the typed error for a non-2xx response.
-
-    Every secret the request carried (an endpoint's signing secret) is replaced by
-    ``<redacted>`` in the message, the code and the kept body: a server that echoes the
-    request (a 400 repeating what it refused) would otherwise put it in the exception text,
-    logs, the CLI's output and spans.
+    ``secrets`` is the client's registry; without one, the request's own endpoint secrets
+    are removed. A server that echoes the request (a 400 repeating what it refused, a
+    401 repeating the ``Authorization`` value) would otherwise put them in the exception
+    text, logs, the CLI's output and spans.
     """
-    forms = _secret_forms(request)
-    if forms:
-        body = response.body
-        for form in forms:
-            body = body.replace(form.encode("utf-8"), b"<redacted>")
-        response = attrs.evolve(response, body=body)
     code, message = _read_error_body(response)
-    code, message = (None if code is None else _scrub(code, forms)), _scrub(message, forms)
     error = error_class(response.status)(
         message,
         status=response.status,
@@ -169,14 +127,36 @@ def error_from_response(request: ApiRequest, response: ApiResponse) -> APIStatus
     )
     if isinstance(error, RateLimitError):
         error.retry_after = parse_retry_after(response.headers.get("retry-after"))
+    secrets = Secrets() if secrets is None else secrets
+    with secrets.hold(request_secrets(request.body)):
+        scrub_error(error, secrets)
     return error
 
 
-async def decode_response(request: ApiRequest, call_next: Handler) -> ApiResponse:
-    """Middleware: decode a 2xx body with ``request.decode`` into ``data``; raise the typed error for other statuses."""
+def response_decoder(secrets: Secrets) -> Middleware:
+    """The response-decoding middleware of a client whose held secrets are ``secrets``.
+
+    It holds the request's endpoint secrets while the attempt is in flight and scrubs
+    every error that leaves it (the transport's, a status error, a decode error) with
+    `scrub_error`: the one place server text is cleaned before anything above sees it.
+    """
+
+    async def decode(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        with secrets.hold(request_secrets(request.body)):
+            try:
+                return await _decode_response(request, call_next, secrets)
+            except APIError as exc:
+                scrub_error(exc, secrets)
+                raise
+
+    return decode
+
+
+async def _decode_response(request: ApiRequest, call_next: Handler, secrets: Secrets) -> ApiResponse:
+    """Decode a 2xx body with ``request.decode`` into ``data``; raise the typed error for other statuses."""
     response = await call_next(request)
     if not 200 <= response.status < 300:
-        raise error_from_response(request, response)
+        raise error_from_response(request, response, secrets)
     decode = request.decode
     if decode is None:
         return response
@@ -194,3 +174,7 @@ async def decode_response(request: ApiRequest, call_next: Handler) -> ApiRespons
             path=request.path,
         ) from exc
     return response.with_outcome(data=data)
+
+
+decode_response = response_decoder(Secrets())
+"""The response decoder of a chain without a client (its requests' own endpoint secrets are scrubbed)."""
