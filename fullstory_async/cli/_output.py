@@ -219,6 +219,9 @@ def plan_lines(plan: Plan, where: str) -> list[str]:
         lines.append(f"  {_SIGN[change.action]} {change.action:<7} {change.url}" + (f"  {detail}" if detail else ""))
     if plan.outside_scope:
         lines.append(f"{plan.outside_scope} endpoint(s) outside the scope left alone.")
+    if plan.ambiguous:
+        lines.append(f"{len(plan.ambiguous)} endpoint(s) with an ambiguous URL left alone (never pruned):")
+        lines.extend(f"  ? ambiguous {url}" for url in plan.ambiguous)
     lines.extend(f"warning: not in the catalogue, allowed: {text}" for text in plan.unlisted)
     return lines
 
@@ -251,6 +254,7 @@ def plan_record(plan: Plan, where: str, fake: bool) -> Record:
             "outside_scope": plan.outside_scope,
         },
         "changes": [change_record(change) for change in plan.pending],
+        "ambiguous": list(plan.ambiguous),
         "unlisted": list(plan.unlisted),
         "fingerprint": plan.fingerprint,
     }
