@@ -1,7 +1,7 @@
-"""The text of a decoded 2xx body is valid: no lone surrogate, no NUL or other control character.
+r"""The text of a decoded 2xx body is valid: no lone surrogate, no NUL or other control character.
 
-JSON can spell what no record should hold: ``"\\ud800"`` (half a surrogate pair, which no
-UTF-8 text can carry) and ``"\\u0000"``. Decoded as is, such a string makes a record that
+JSON can spell what no record should hold: ``"\ud800"`` (half a surrogate pair, which no
+UTF-8 text can carry) and ``"\u0000"``. Decoded as is, such a string makes a record that
 cannot be printed, saved or sent back (the CLI crashed with ``UnicodeEncodeError`` on
 it). `check_text` runs on the parsed JSON value, once, before it is structured into a
 record: any string (a key or a value) holding a lone surrogate, a C0 control character
@@ -25,7 +25,10 @@ _MAYBE = re.compile("[\x7f-\x9f]|\\\\u")
 
 
 def check_text(document: str, value: object) -> None:
-    """Raise `ResponseDecodeError` naming the first string of ``value`` (parsed from ``document``) that is not valid text."""
+    """Raise `ResponseDecodeError` naming the first string of ``value`` that is not valid text.
+
+    ``document`` is the JSON text ``value`` was parsed from (searched first: usually nothing to walk).
+    """
     if _MAYBE.search(document) is None:
         return  # raw C0 characters in a string are refused by the JSON parser; nothing else can be bad
     stack: list[tuple[str, object]] = [("$", value)]

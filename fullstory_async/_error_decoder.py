@@ -134,7 +134,7 @@ def error_from_response(request: ApiRequest, response: ApiResponse, secrets: Sec
 
 
 def response_decoder(secrets: Secrets) -> Middleware:
-    """The response-decoding middleware of a client whose held secrets are ``secrets``.
+    """Return the response-decoding middleware of a client whose held secrets are ``secrets``.
 
     It holds the request's endpoint secrets while the attempt is in flight and scrubs
     every error that leaves it (the transport's, a status error, a decode error) with

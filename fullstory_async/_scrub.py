@@ -62,20 +62,34 @@ def key_parts(api_key: str) -> tuple[str, str, str]:
     return prefix, secret, suffix
 
 
+def _percent(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _percent_lower(text: str) -> str:
+    return _HEX.sub(lambda m: m.group().lower(), quote(text, safe=""))
+
+
+def _json(text: str) -> str:
+    return json.dumps(text)[1:-1]
+
+
+def _json_utf8(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
 def _spellings(prefix: str, secret: str, suffix: str) -> set[tuple[str, int, int]]:
-    """Each spelling of ``prefix + secret + suffix`` with where its secret part is: ``(text, start, end)``."""
-    encoders = [
-        lambda text: text,
-        lambda text: quote(text, safe=""),
-        lambda text: _HEX.sub(lambda m: m.group().lower(), quote(text, safe="")),
-    ]
-    for ascii_only in (True, False):  # JSON-escaped once and twice (an echo of an echo)
-        once = lambda text, a=ascii_only: json.dumps(text, ensure_ascii=a)[1:-1]  # noqa: E731
-        encoders += [once, lambda text, once=once: once(once(text))]
+    """Each spelling of ``prefix + secret + suffix`` with where its secret part is: ``(text, start, end)``.
+
+    As is, percent-encoded (upper and lower case hex), JSON-escaped once and twice (an echo of an echo).
+    """
     found = set()
-    for encode in encoders:
-        head, middle, tail = encode(prefix), encode(secret), encode(suffix)
-        found.add((head + middle + tail, len(head), len(head) + len(middle)))
+    for encode in (str, _percent, _percent_lower, _json, _json_utf8):
+        for times in (1, 2) if encode in (_json, _json_utf8) else (1,):
+            head, middle, tail = prefix, secret, suffix
+            for _ in range(times):
+                head, middle, tail = encode(head), encode(middle), encode(tail)
+            found.add((head + middle + tail, len(head), len(head) + len(middle)))
     return found
 
 

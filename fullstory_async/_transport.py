@@ -303,7 +303,7 @@ _ENCODING = "Content-Encoding"
 
 
 def _encoding_error(exc: BaseException) -> ContentEncodingError | None:
-    """The aiohttp `ContentEncodingError` among ``exc``'s causes (aiohttp wraps it twice), or ``None``."""
+    """Return the aiohttp `ContentEncodingError` among ``exc``'s causes (aiohttp wraps it twice), or ``None``."""
     cause: BaseException | None = exc
     for _ in range(4):
         if cause is None or isinstance(cause, ContentEncodingError):

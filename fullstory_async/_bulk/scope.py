@@ -1,4 +1,4 @@
-"""URL identity and the scope of a desired state: the URL prefixes it owns.
+r"""URL identity and the scope of a desired state: the URL prefixes it owns.
 
 One library reads every URL here: yarl (the parser aiohttp sends with). `url_key` is the
 one identity of an endpoint URL, used to match a listing against a desired state, to
@@ -14,7 +14,7 @@ character, credentials before the host, a ``%`` in the host): it is never inside
 
 A URL whose path servers read two ways is *ambiguous* (`path_problem`): a ``;`` path
 parameter (Tomcat and others drop ``;...`` from a segment, so ``/hooks/..;/admin`` is
-``/admin`` to them), an encoded ``/`` or ``\\`` (``%2F``, ``%5C``), or a dot segment that
+``/admin`` to them), an encoded ``/`` or ``\`` (``%2F``, ``%5C``), or a dot segment that
 appears only once the path is percent-decoded (``..%2Fadmin``). It has a key, so a desired
 one is matched exactly, but it is never inside a scope: a plan never prunes it and lists
 it under ``ambiguous``. A desired URL that is ambiguous is accepted when its path, as

@@ -42,12 +42,12 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def printable(text: str) -> str:
-    """Return ``text`` with control characters and lone surrogates written as ``\\x..`` / ``\\u....`` escapes."""
+    r"""Return ``text`` with control characters and lone surrogates written as ``\x..`` / ``\u....`` escapes."""
     return _UNPRINTABLE.sub(_escape, text)
 
 
 def json_line(record: Record) -> str:
-    """Return ``record`` as one line of JSON, with DEL, C1 characters and lone surrogates as ``\\u`` escapes."""
+    r"""Return ``record`` as one line of JSON, with DEL, C1 characters and lone surrogates as ``\u`` escapes."""
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
 
 
