@@ -109,6 +109,7 @@ class Secrets:
         self._live: Counter[str] = Counter()
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._alphabet: Counter[str] = Counter()
+        self._widths: Counter[int] = Counter()  # how many windows of each length (shorter than SEED: short secrets)
         self._runs: re.Pattern[str] | None = None
         if api_key is not None:
             self._add(api_key, key_parts(api_key))
@@ -129,6 +130,7 @@ class Secrets:
             ids.append(sid)
             for window, at in windows:
                 self._index.setdefault(window, set()).add((sid, at))
+            self._widths[width] += len(windows)
             self._alphabet.update(set(text))
         self._runs = None
 
@@ -140,8 +142,10 @@ class Secrets:
                 places.discard((sid, at))
                 if not places:
                     del self._index[window]
+            self._widths.subtract({len(windows[0][0]): len(windows)} if windows else {})
             self._alphabet.subtract(set(text))
         self._alphabet += Counter()  # drop the characters no secret has any more
+        self._widths += Counter()
         self._runs = None
 
     @contextlib.contextmanager
@@ -168,7 +172,7 @@ class Secrets:
 
     def _pattern(self) -> re.Pattern[str]:
         if self._runs is None:
-            shortest = min((len(w) for w in self._index), default=SEED)
+            shortest = min(self._widths, default=SEED)
             chars = "".join(sorted(self._alphabet))
             self._runs = re.compile(f"[{re.escape(chars)}]{{{shortest},}}" if chars else "(?!)")
         return self._runs
@@ -178,7 +182,7 @@ class Secrets:
         if not self._index or not text:
             return text
         spans: list[tuple[int, int]] = []
-        widths = {len(w) for w in self._index}
+        widths = set(self._widths)
         for run in self._pattern().finditer(text):
             spans += self._spans(text, run.start(), run.end(), widths)
         if not spans:

@@ -46,9 +46,14 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(_escape, text)
 
 
-def json_line(record: Record) -> str:
-    r"""Return ``record`` as one line of JSON, with DEL, C1 characters and lone surrogates as ``\u`` escapes."""
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
+def json_line(record: Record, stream: TextIO) -> str:
+    r"""Return ``record`` as one line of JSON for ``stream``: DEL, C1 characters and lone surrogates as ``\u`` escapes.
+
+    On a stream that is not UTF-8 every non-ASCII character is a ``\u`` escape too (still valid JSON).
+    """
+    utf8 = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "") == "utf8"
+    line = json.dumps(record, ensure_ascii=not utf8)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
 def tolerant(stream: TextIO) -> TextIO:
@@ -79,7 +84,7 @@ class Console:
         if self.json:
             record = error_record(error) if error is not None else {"type": "UsageError", "message": message}
             record["message"] = message
-            print(json_line({"error": record}), file=self.err, flush=True)
+            print(json_line({"error": record}, self.err), file=self.err, flush=True)
         else:
             print(f"error: {printable(message)}", file=self.err, flush=True)
 
@@ -90,7 +95,7 @@ class Console:
     def emit(self, record: Record) -> None:
         """Print one JSON object on one line of stdout (after clearing the progress bar)."""
         self._clear()
-        print(json_line(record), file=self.out, flush=True)
+        print(json_line(record, self.out), file=self.out, flush=True)
 
     def lines(self, lines: Iterable[str]) -> None:
         """Print text lines on stdout (after clearing the progress bar)."""
