@@ -1,13 +1,19 @@
 """Hostile servers (issue 19): raw aiohttp apps, shaped unlike FakeFullstory, one test per attack.
 
-| Attack | Bound |
-|---|---|
-| the ``Authorization`` value in a 401 JSON message, a 403 HTML title, a 302 ``Location`` | no key in the exception, its ``body``/``headers``, or CLI output (text and ``--json``) |
-| an echo of an endpoint secret minus its last 3 characters | no fragment of 8 or more characters is shown |
-| ``"\\ud800"`` / ``"\\u0000"`` in a string of a 2xx body | `ResponseDecodeError` after one attempt; the CLI exits 1 without a traceback |
-| pages each carrying a huge unique next-page token | `ResponseDecodeError` naming ``nextPaginationToken`` after one page; memory bounded |
-| a ``br`` (or ``zstd``) body without the package to decode it | `ResponseDecodeError` after one attempt, also on a session passed in |
-| endpoint URLs ``..;/admin``, ``..%2fadmin``, ``%2e%2e%2fadmin`` under a scope | never pruned; listed under ``ambiguous`` |
+Each attack and its bound:
+
+- the ``Authorization`` value in a 401 JSON message, a 403 HTML title, a 302 ``Location``:
+  no fragment of the key in the exception, its ``body`` and ``headers``, or CLI output;
+- an echo of an endpoint secret minus its last 3 characters: no fragment of 8 or more
+  characters is shown;
+- a lone surrogate or NUL in a string of a 2xx body: `ResponseDecodeError` after one
+  attempt; the CLI exits 1 without a traceback, also on an ASCII stdout;
+- pages each carrying a huge unique next-page token: `ResponseDecodeError` naming
+  ``nextPaginationToken`` after one page; a listing's memory bounded;
+- a ``br`` (or ``zstd``) body without the package to decode it: `ResponseDecodeError` after
+  one attempt, also on a session passed in;
+- endpoint URLs ``..;/admin``, ``..%2fadmin``, ``%2e%2e%2fadmin`` under a scope: never
+  pruned, listed under ``ambiguous``.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ SERVED = web.AppKey("served", list[int])
 
 
 def endpoint_json(url: str, index: int = 0) -> dict[str, Any]:
-    """An endpoint as the API lists it."""
+    """Return an endpoint as the API lists it."""
     return {
         "id": f"id-{index}",
         "url": url,
@@ -86,7 +92,7 @@ def cli_run(
 
 @pytest.fixture
 def threaded() -> Iterator[ServedFake]:
-    """A loop on another thread to serve raw apps to the CLI (which runs its own loop)."""
+    """Serve raw apps to the CLI (which runs its own loop) from a loop on another thread."""
     served = ServedFake()
     try:
         yield served
@@ -290,7 +296,8 @@ async def test_a_connection_dropped_mid_body_stays_a_connection_error(serve: Ser
     app.router.add_get("/webhooks/v1/endpoints", handle)
     async with client(await serve(app)) as fs:
         page = await fs.webhooks.list_endpoints_page()
-    assert page.items == () and calls == 2
+    assert page.items == ()
+    assert calls == 2
 
 
 @pytest.mark.parametrize(
@@ -305,13 +312,14 @@ def test_the_cli_reports_invalid_text_without_a_traceback(
     args: tuple[str, ...],
     bad: str,
 ) -> None:
-    """`endpoints list` and `event-types` on a body holding `\\ud800`/`\\u0000`: exit 1, one error naming the field."""
+    """`endpoints list` and `event-types` on a body holding a lone surrogate or NUL: exit 1, an error naming the field."""
     base = threaded.serve(
         listing_app([endpoint_json(f"https://e.com/{bad}")], [{"eventName": "note.created", "displayName": bad}])
     )
     code, out, err = cli_run(capsys, monkeypatch, base, *args)
     assert code == 1
-    assert "Traceback" not in err and out == ""
+    assert "Traceback" not in err
+    assert out == ""
     assert "ResponseDecodeError" in err or "could not decode response" in err
     assert "$.endpoints[0].url" in err or "$.eventDefs[0].displayName" in err
 
@@ -326,7 +334,8 @@ def test_plan_out_on_invalid_text_writes_nothing_and_prints_no_traceback(
     out_file = tmp_path / "plan.json"
     code, _, err = cli_run(capsys, monkeypatch, base, "plan", str(desired), "--out", str(out_file))
     assert code == 1
-    assert "Traceback" not in err and "$.endpoints[0].url" in err
+    assert "Traceback" not in err
+    assert "$.endpoints[0].url" in err
     assert not out_file.exists()
 
 
@@ -348,7 +357,7 @@ SERVER_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), ma
 
 @pytest.fixture
 def answering(threaded: ServedFake) -> dict[str, Any]:
-    """A listing server whose answer each hypothesis example sets: ``status``, ``url``, ``name``, ``message``."""
+    """Serve a listing whose answer each hypothesis example sets: ``status``, ``url``, ``name``, ``message``."""
     state: dict[str, Any] = {}
 
     async def handle(request: web.Request) -> web.Response:
@@ -495,7 +504,8 @@ async def test_a_body_the_client_cannot_decode_is_a_decode_error(
                 await fs.webhooks.list_endpoints_page()
         assert not session.closed
     assert "Content-Encoding" in str(info.value)
-    assert info.value.attempts == 1 and len(app[SERVED]) == 1
+    assert info.value.attempts == 1
+    assert len(app[SERVED]) == 1
 
 
 # -- row 6: URLs that servers read two ways ---------------------------------------------------------
@@ -542,7 +552,8 @@ async def test_a_desired_ambiguous_url_is_accepted_but_never_pruned(serve: Serve
     async with client(await serve(scoped_app([]))) as fs:
         plan = await fs.webhooks.plan(desired, prune=True)
     assert [c.url for c in plan.unchanged] == [wanted]
-    assert wanted not in plan.ambiguous and plan.ambiguous == tuple(AMBIGUOUS[1:])
+    assert wanted not in plan.ambiguous
+    assert plan.ambiguous == tuple(AMBIGUOUS[1:])
     assert [c.url for c in plan.deletes] == [PRUNABLE]
 
 
