@@ -312,7 +312,7 @@ def test_the_cli_reports_invalid_text_without_a_traceback(
     args: tuple[str, ...],
     bad: str,
 ) -> None:
-    """`endpoints list` and `event-types` on a body holding a lone surrogate or NUL: exit 1, an error naming the field."""
+    """`endpoints list` and `event-types` on a lone surrogate or NUL in a body: exit 1, an error naming the field."""
     base = threaded.serve(
         listing_app([endpoint_json(f"https://e.com/{bad}")], [{"eventName": "note.created", "displayName": bad}])
     )
