@@ -63,11 +63,11 @@ def key_parts(api_key: str) -> tuple[str, str, str]:
 
 
 def _percent(text: str) -> str:
-    return quote(text, safe="")
+    return quote(text.encode("utf-8", "surrogatepass"), safe="")  # a key is not checked for valid Unicode
 
 
 def _percent_lower(text: str) -> str:
-    return _HEX.sub(lambda m: m.group().lower(), quote(text, safe=""))
+    return _HEX.sub(lambda m: m.group().lower(), _percent(text))
 
 
 def _json(text: str) -> str:
