@@ -106,14 +106,19 @@ def _read_error_body(response: ApiResponse) -> tuple[str | None, str]:
         return None, "no response body"
 
 
-def error_from_response(request: ApiRequest, response: ApiResponse, secrets: Secrets | None = None) -> APIStatusError:
-    """Build the typed error for a non-2xx response, scrubbed of the secrets held (`scrub_error`).
+def error_from_response(request: ApiRequest, response: ApiResponse) -> APIStatusError:
+    """Build the typed error for a non-2xx response, scrubbed of the secrets the request carried.
 
-    ``secrets`` is the client's registry; without one, the request's own endpoint secrets
-    are removed. A server that echoes the request (a 400 repeating what it refused, a
-    401 repeating the ``Authorization`` value) would otherwise put them in the exception
-    text, logs, the CLI's output and spans.
+    A client's chain scrubs with all the secrets the client holds instead (`response_decoder`).
     """
+    error = _status_error(request, response)
+    secrets = Secrets()
+    secrets.hold(request_secrets(request.body))
+    scrub_error(error, secrets)
+    return error
+
+
+def _status_error(request: ApiRequest, response: ApiResponse) -> APIStatusError:
     code, message = _read_error_body(response)
     error = error_class(response.status)(
         message,
@@ -127,36 +132,40 @@ def error_from_response(request: ApiRequest, response: ApiResponse, secrets: Sec
     )
     if isinstance(error, RateLimitError):
         error.retry_after = parse_retry_after(response.headers.get("retry-after"))
-    secrets = Secrets() if secrets is None else secrets
-    with secrets.hold(request_secrets(request.body)):
-        scrub_error(error, secrets)
     return error
 
 
 def response_decoder(secrets: Secrets) -> Middleware:
     """Return the response-decoding middleware of a client whose held secrets are ``secrets``.
 
-    It holds the request's endpoint secrets while the attempt is in flight and scrubs
-    every error that leaves it (the transport's, a status error, a decode error) with
-    `scrub_error`: the one place server text is cleaned before anything above sees it.
+    It decodes a 2xx body with ``request.decode`` into ``data`` and raises the typed error
+    for other statuses. It holds the request's endpoint secrets while the attempt is in
+    flight, and scrubs every error that leaves it (the transport's, a status error, a
+    decode error) with `scrub_error`: the one place server text is cleaned before anything
+    above it (retry, hooks, logs, the CLI) sees it.
     """
 
-    async def decode(request: ApiRequest, call_next: Handler) -> ApiResponse:
-        with secrets.hold(request_secrets(request.body)):
-            try:
-                return await _decode_response(request, call_next, secrets)
-            except APIError as exc:
-                scrub_error(exc, secrets)
-                raise
+    async def decode_response(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        held = request_secrets(request.body)  # none for a body without a secret (every GET and DELETE)
+        if held:
+            secrets.hold(held)
+        try:
+            response = await call_next(request)
+            if not 200 <= response.status < 300:
+                raise _status_error(request, response)
+            return _decoded(request, response)
+        except APIError as exc:
+            scrub_error(exc, secrets)
+            raise
+        finally:
+            if held:
+                secrets.release(held)
 
-    return decode
+    return decode_response
 
 
-async def _decode_response(request: ApiRequest, call_next: Handler, secrets: Secrets) -> ApiResponse:
-    """Decode a 2xx body with ``request.decode`` into ``data``; raise the typed error for other statuses."""
-    response = await call_next(request)
-    if not 200 <= response.status < 300:
-        raise error_from_response(request, response, secrets)
+def _decoded(request: ApiRequest, response: ApiResponse) -> ApiResponse:
+    """``response`` with ``data`` decoded by ``request.decode`` (unchanged without one)."""
     decode = request.decode
     if decode is None:
         return response
@@ -166,7 +175,7 @@ async def _decode_response(request: ApiRequest, call_next: Handler, secrets: Sec
         raise ResponseDecodeError(
             exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
         ) from exc.__cause__
-    except Exception as exc:  # a raw request's own decoder: still a typed, retryable decode failure
+    except Exception as exc:  # a raw request's own decoder: still a typed decode failure
         raise ResponseDecodeError(
             f"{type(exc).__name__} in the request's decode",
             body=response.body,

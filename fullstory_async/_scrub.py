@@ -28,11 +28,10 @@ secret is added or dropped, never rebuilt.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -96,9 +95,9 @@ def _spellings(prefix: str, secret: str, suffix: str) -> set[tuple[str, int, int
 class Secrets:
     """The secrets a client holds, indexed for `scrub` (see the module docstring).
 
-    Owned by a `Client` and shared with its `with_options` copies. ``add_key`` registers
-    a permanent secret (the API key); ``hold`` registers a request's endpoint secrets while
-    it is in flight, then keeps them among the last `RECENT` handled.
+    Owned by a `Client` and shared with its `with_options` copies. The constructor registers
+    the permanent secret (the API key); `hold` registers a request's endpoint secrets while
+    it is in flight, and `release` keeps them among the last `RECENT` handled.
     """
 
     def __init__(self, api_key: str | None = None) -> None:
@@ -148,27 +147,25 @@ class Secrets:
         self._widths += Counter()
         self._runs = None
 
-    @contextlib.contextmanager
-    def hold(self, secrets: Iterable[str]) -> Iterator[None]:
-        """Hold ``secrets`` (a request's endpoint secrets) while the block runs, then remember them as recent."""
-        held = [s for s in dict.fromkeys(secrets) if s]
-        for secret in held:
+    def hold(self, secrets: Iterable[str]) -> None:
+        """Hold ``secrets`` (a request's endpoint secrets) until `release`: they are scrubbed meanwhile."""
+        for secret in secrets:
             if secret not in self._ids:
                 self._add(secret, ("", secret, ""))
             self._live[secret] += 1
-        try:
-            yield
-        finally:
-            for secret in held:
-                self._live[secret] -= 1
-                if self._live[secret] <= 0:
-                    del self._live[secret]
-                self._recent[secret] = None
-                self._recent.move_to_end(secret)
-            while len(self._recent) > RECENT:
-                old, _ = self._recent.popitem(last=False)
-                if old not in self._live and old in self._ids:
-                    self._drop(old)
+
+    def release(self, secrets: Iterable[str]) -> None:
+        """End a `hold`: the secrets stay among the last `RECENT` handled, then are forgotten."""
+        for secret in secrets:
+            self._live[secret] -= 1
+            if self._live[secret] <= 0:
+                del self._live[secret]
+            self._recent[secret] = None
+            self._recent.move_to_end(secret)
+        while len(self._recent) > RECENT:
+            old, _ = self._recent.popitem(last=False)
+            if old not in self._live and old in self._ids:
+                self._drop(old)
 
     def _pattern(self) -> re.Pattern[str]:
         if self._runs is None:

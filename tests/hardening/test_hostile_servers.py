@@ -198,12 +198,14 @@ def test_the_registry_keeps_the_key_and_the_last_1024_endpoint_secrets() -> None
 
     secrets = Secrets(API_KEY)
     made = [hashlib.sha256(str(n).encode()).hexdigest()[:24] for n in range(RECENT + 6)]  # no shared windows
-    with secrets.hold(["held-all-along-secret-0001"]):
-        for secret in made:
-            with secrets.hold([secret]):
-                assert secrets.scrub(f"x {secret} y") == "x <redacted> y"
-        assert len(secrets) == 1 + 1 + RECENT  # the key, the one held, the recent ones
-        assert secrets.scrub("held-all-along-secret-0001") == "<redacted>"
+    secrets.hold(["held-all-along-secret-0001"])
+    for secret in made:
+        secrets.hold([secret])
+        assert secrets.scrub(f"x {secret} y") == "x <redacted> y"
+        secrets.release([secret])
+    assert len(secrets) == 1 + 1 + RECENT  # the key, the one held, the recent ones
+    assert secrets.scrub("held-all-along-secret-0001") == "<redacted>"
+    secrets.release(["held-all-along-secret-0001"])
     forgotten, kept = made[:7], made[7:]  # releasing the held one made it recent: one more forgotten
     assert all(secrets.scrub(s) == s for s in forgotten)
     assert all(secrets.scrub(s) == "<redacted>" for s in kept)
@@ -227,8 +229,8 @@ def test_any_fragment_of_eight_or_more_characters_is_removed(
     start = data.draw(st.integers(0, len(secret) - SEED))
     end = data.draw(st.integers(start + SEED, len(secret)))
     secrets = Secrets()
-    with secrets.hold([secret]):
-        scrubbed = secrets.scrub(before + secret[start:end] + after)
+    secrets.hold([secret])
+    scrubbed = secrets.scrub(before + secret[start:end] + after)
     assert leaks(scrubbed.replace("<redacted>", "\0"), secret) == []
 
 
