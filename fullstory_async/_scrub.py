@@ -32,10 +32,9 @@ import json
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 SEED = 8
 """The shortest fragment of a secret that is removed (the issue's bound: shorter ones are too common)."""
@@ -232,12 +231,15 @@ class Secrets:
         return body if scrubbed == text else scrubbed.encode("utf-8", "surrogateescape")
 
     def scrub_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
-        """Return ``headers`` with names and values scrubbed (the same object when nothing changed)."""
+        """Return ``headers`` with names and values scrubbed (the same object when nothing changed).
+
+        A changed one is read-only with lower-case names, like `ApiResponse.headers`.
+        """
         items = [(str(k), str(v)) for k, v in headers.items()]
         scrubbed = [(self.scrub(k), self.scrub(v)) for k, v in items]
         if scrubbed == items:
             return headers
-        return CIMultiDictProxy(CIMultiDict(scrubbed))
+        return MappingProxyType({k.lower(): v for k, v in scrubbed})
 
 
 def request_secrets(body: bytes | None) -> list[str]:

@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import logging
+import pickle
 import sys
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
@@ -145,6 +146,7 @@ async def test_an_echoed_api_key_never_reaches_the_exception(serve: Serve, kind:
     )
     assert leaks(shown, SECRET_PART) == []
     assert "<redacted>" in shown
+    assert dict(pickle.loads(pickle.dumps(error)).headers) == dict(error.headers)  # scrubbed headers still pickle
     assert "for org o-ORG42-na1" in shown or kind != "401"  # the org id alone is not a secret
 
 
