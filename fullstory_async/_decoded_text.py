@@ -10,7 +10,8 @@ record: any string (a key or a value) holding a lone surrogate, a C0 control cha
 it is not retried.
 
 Cost: one regular-expression search over the body's text; the value tree is walked only
-when that search finds an escape or a C1 character that could be one of these.
+when that search finds a raw DEL or C1 character or an escape that spells one of these (or
+half of a valid surrogate pair).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import re
 from fullstory_async._exceptions import ResponseDecodeError
 
 _BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_MAYBE = re.compile("[\x7f-\x9f]|\\\\u")
-"""In the JSON text: an escape (the only way to spell a control character or a surrogate) or a raw DEL/C1."""
+_MAYBE = re.compile(r"[\x7f-\x9f]|\\u(?:00[01]|007f|00[89]|d[89a-f])", re.IGNORECASE)
+"""In the JSON text: a raw DEL or C1 character, or an escape that spells a control character or a
+surrogate (the only way to spell those; a valid surrogate pair matches too, and the walk then finds
+nothing wrong)."""
 
 
 def check_text(document: str, value: object) -> None:

@@ -279,6 +279,41 @@ async def test_invalid_text_in_a_2xx_body_is_a_decode_error_not_retried(serve: S
     assert app[REQUESTS] == ["/webhooks/v1/endpoints", "/webhooks/v1/event-types"]  # not asked again
 
 
+ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=8)
+JSON_TREES = st.recursive(
+    st.none() | st.booleans() | st.integers() | ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY_TEXT, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+
+
+@given(JSON_TREES, st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_a_body_decodes_exactly_when_every_string_is_valid_text(tree: object, ascii_only: bool) -> None:
+    """Any JSON tree, escaped or raw UTF-8: decoded when no string holds a surrogate or control, else refused."""
+    from fullstory_async._converter import load_json
+
+    body = json.dumps(tree, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    bad = any(c < " " or "\x7f" <= c <= "\x9f" or "\ud800" <= c <= "\udfff" for s in _strings(tree) for c in s)
+    if bad:
+        with pytest.raises(ResponseDecodeError):
+            load_json(body)
+    else:
+        assert load_json(body) == tree
+
+
 async def test_a_connection_dropped_mid_body_stays_a_connection_error(serve: Serve) -> None:
     """A body cut short (fewer bytes than Content-Length) is retried as a connection failure, then succeeds."""
     calls = 0
