@@ -279,3 +279,25 @@ def scrub_error(error: BaseException, secrets: Secrets) -> None:
     headers = getattr(error, "headers", None)
     if isinstance(headers, Mapping):
         error.headers = secrets.scrub_headers(headers)  # type: ignore[attr-defined]
+    _cut_leaking_causes(error, secrets)
+
+
+def _cut_leaking_causes(error: BaseException, secrets: Secrets) -> None:
+    """Drop the chained exceptions from the first whose text holds a secret (aiohttp's quote server bytes).
+
+    A traceback prints every cause; the error itself already says what happened, scrubbed.
+    """
+    link = error
+    for _ in range(8):  # chains are short; never loop on a cyclic one
+        cause = link.__cause__ or link.__context__
+        if cause is None:
+            return
+        try:
+            text = f"{cause!s} {cause!r}"
+        except Exception:  # a cause whose str() fails: it cannot be shown either way
+            text = ""
+        if secrets.scrub(text) != text:
+            link.__cause__ = link.__context__ = None
+            link.__suppress_context__ = True
+            return
+        link = cause

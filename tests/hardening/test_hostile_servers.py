@@ -18,6 +18,7 @@ Each attack and its bound:
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import io
@@ -25,6 +26,7 @@ import json
 import logging
 import pickle
 import sys
+import traceback
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -38,6 +40,7 @@ from hypothesis import strategies as st
 
 import fullstory_async
 from fullstory_async import (
+    APIConnectionError,
     APIStatusError,
     Client,
     CreateEndpointRequest,
@@ -148,6 +151,30 @@ async def test_an_echoed_api_key_never_reaches_the_exception(serve: Serve, kind:
     assert "<redacted>" in shown
     assert dict(pickle.loads(pickle.dumps(error)).headers) == dict(error.headers)  # scrubbed headers still pickle
     assert "for org o-ORG42-na1" in shown or kind != "401"  # the org id alone is not a secret
+
+
+async def test_a_key_echoed_in_a_malformed_response_reaches_no_traceback() -> None:
+    """A raw socket echoes the key in a header aiohttp refuses: the error and its whole traceback hold none of it."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        auth = next(line for line in head.split(b"\r\n") if line.lower().startswith(b"authorization:"))
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Bad\x01: " + auth.split(b": ", 1)[1] + b"\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Client(API_KEY, base_url=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=1)) as fs:
+            with pytest.raises(APIConnectionError) as info:
+                await fs.webhooks.list_endpoints_page()
+    finally:
+        server.close()
+        await server.wait_closed()
+    shown = "".join(traceback.format_exception(info.value))
+    assert "Invalid header" in shown  # the reason is kept
+    assert leaks(shown, SECRET_PART) == []
 
 
 @pytest.mark.parametrize("output", ["text", "json"])
@@ -274,7 +301,7 @@ async def test_invalid_text_in_a_2xx_body_is_a_decode_error_not_retried(serve: S
         with pytest.raises(ResponseDecodeError) as type_error:
             await fs.webhooks.list_event_types()
     assert endpoint_error.value.field == "$.endpoints[0].url"
-    assert type_error.value.field == "$.eventDefs[0].displayName"
+    assert type_error.value.field == "$.event_defs[0].display_name"
     assert endpoint_error.value.attempts == type_error.value.attempts == 1
     assert app[REQUESTS] == ["/webhooks/v1/endpoints", "/webhooks/v1/event-types"]  # not asked again
 
@@ -360,7 +387,7 @@ def test_the_cli_reports_invalid_text_without_a_traceback(
     assert "Traceback" not in err
     assert out == ""
     assert "ResponseDecodeError" in err or "could not decode response" in err
-    assert "$.endpoints[0].url" in err or "$.eventDefs[0].displayName" in err
+    assert "$.endpoints[0].url" in err or "$.event_defs[0].display_name" in err
 
 
 def test_plan_out_on_invalid_text_writes_nothing_and_prints_no_traceback(
