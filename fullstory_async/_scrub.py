@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 SEED = 8
-"""The shortest fragment of a secret that is removed (the issue's bound: shorter ones are too common)."""
+"""The shortest fragment of a secret that is removed (shorter ones occur in ordinary text too often)."""
 RECENT = 1024
 """How many endpoint secrets are remembered after their requests ended (a late echo of an earlier one)."""
 REDACTED = "<redacted>"

@@ -49,10 +49,12 @@ def printable(text: str) -> str:
 def json_line(record: Record, stream: TextIO) -> str:
     r"""Return ``record`` as one line of JSON for ``stream``: DEL, C1 characters and lone surrogates as ``\u`` escapes.
 
-    On a stream that is not UTF-8 every non-ASCII character is a ``\u`` escape too (still valid JSON).
+    On a stream with an encoding other than UTF-8 every non-ASCII character is a ``\u``
+    escape too (still valid JSON); an in-memory stream (no encoding) gets the characters.
     """
-    utf8 = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "") == "utf8"
-    line = json.dumps(record, ensure_ascii=not utf8)
+    encoding = getattr(stream, "encoding", None)
+    ascii_only = encoding is not None and encoding.lower().replace("-", "").replace("_", "") != "utf8"
+    line = json.dumps(record, ensure_ascii=ascii_only)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
