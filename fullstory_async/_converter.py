@@ -271,7 +271,7 @@ def load_json(body: bytes) -> Any:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser allows
         raise ResponseDecodeError(f"body is not valid JSON ({type(exc).__name__})", body=body[:200]) from None
-    check_text(text, data)  # no lone surrogate, NUL or other control character in any string
+    check_text(body, data)  # no lone surrogate, NUL or other control character in any string
     return data
 
 
