@@ -14,8 +14,9 @@ character, credentials before the host, a ``%`` in the host): it is never inside
 
 A URL whose path servers read two ways is *ambiguous* (`path_problem`): a ``;`` path
 parameter (Tomcat and others drop ``;...`` from a segment, so ``/hooks/..;/admin`` is
-``/admin`` to them), an encoded ``/`` or ``\`` (``%2F``, ``%5C``), or a dot segment that
-appears only once the path is percent-decoded (``..%2Fadmin``). It has a key, so a desired
+``/admin`` to them), an encoded ``/``, ``\`` or ``;`` (``%2F``, ``%5C``, ``%3B``, also encoded
+twice as ``%252F``), or a dot segment that appears only once the path is percent-decoded
+(``..%2Fadmin``, ``%252e%252e``). It has a key, so a desired
 one is matched exactly, but it is never inside a scope: a plan never prunes it and lists
 it under ``ambiguous``. A desired URL that is ambiguous is accepted when its path, as
 written, starts with a scope prefix; it is created and updated, never pruned.
@@ -32,13 +33,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
+from urllib.parse import unquote
 
 import yarl
 
 from fullstory_async._exceptions import InvalidArgumentError
 
 _SCHEMES = ("http", "https")
-_ENCODED_SEPARATOR = re.compile("%(2f|5c)", re.IGNORECASE)
+_DECODINGS = 3
+"""Percent-decodings of a path segment looked through: a server, a proxy and a framework may each decode once."""
 
 
 class UrlKey(NamedTuple):
@@ -80,14 +83,25 @@ def url_problem(url: object) -> str | None:
 
 
 def path_problem(url: str) -> str | None:
-    """Why servers may read the path of ``url`` two ways (see the module docstring), or ``None``."""
-    raw_path = _parse(url).raw_path
-    if ";" in raw_path:
-        return "a ; path parameter makes its path ambiguous"
-    if _ENCODED_SEPARATOR.search(raw_path):
-        return "an encoded / or \\ makes its path ambiguous"
-    if any(segment in (".", "..") for segment in _parse(url).path.split("/")):
-        return "a dot segment after percent-decoding makes its path ambiguous"
+    r"""Why servers may read the path of ``url`` two ways (see the module docstring), or ``None``.
+
+    Each segment of the path as yarl normalised it is percent-decoded up to `_DECODINGS`
+    times (a server, a proxy and a framework may each decode once): a ``;``, a ``/`` or
+    ``\``, or a ``.``/``..`` segment appearing in any layer makes it ambiguous.
+    """
+    for segment in _parse(url).raw_path.split("/"):
+        if ";" in segment:
+            return "a ; path parameter makes its path ambiguous"
+        text = segment
+        for _ in range(_DECODINGS):
+            decoded = unquote(text)
+            if decoded == text:
+                break
+            text = decoded
+            if "/" in text or "\\" in text or ";" in text:
+                return "an encoded /, \\ or ; makes its path ambiguous"
+            if text in (".", ".."):
+                return "a dot segment after percent-decoding makes its path ambiguous"
     return None
 
 
