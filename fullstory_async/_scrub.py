@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -42,8 +42,8 @@ RECENT = 1024
 """How many endpoint secrets are remembered after their requests ended (a late echo of an earlier one)."""
 REDACTED = "<redacted>"
 _HEX = re.compile(r"%[0-9A-F]{2}")
-_SECRET_KEY = re.compile(rb"(?i)secret")
-_SECRET_VALUE = re.compile(rb'(?i)"secret"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_SECRET_KEY = b'"secret"'
+_SECRET_VALUE = re.compile(rb'\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def key_parts(api_key: str) -> tuple[str, str, str]:
@@ -105,8 +105,8 @@ class Secrets:
         self._index: dict[str, set[tuple[int, int]]] = {}  # window -> {(spelling id, offset)}
         self._ids: dict[str, list[int]] = {}  # secret -> its spelling ids
         self._next = 0
-        self._live: Counter[str] = Counter()
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._live: dict[str, int] = {}  # secret -> requests in flight holding it
+        self._recent: dict[str, None] = {}  # released secrets, oldest first
         self._alphabet: Counter[str] = Counter()
         self._widths: Counter[int] = Counter()  # how many windows of each length (shorter than SEED: short secrets)
         self._runs: re.Pattern[str] | None = None
@@ -149,22 +149,27 @@ class Secrets:
 
     def hold(self, secrets: Iterable[str]) -> None:
         """Hold ``secrets`` (a request's endpoint secrets) until `release`: they are scrubbed meanwhile."""
+        live = self._live
         for secret in secrets:
             if secret not in self._ids:
                 self._add(secret, ("", secret, ""))
-            self._live[secret] += 1
+            live[secret] = live.get(secret, 0) + 1
 
     def release(self, secrets: Iterable[str]) -> None:
         """End a `hold`: the secrets stay among the last `RECENT` handled, then are forgotten."""
+        live, recent = self._live, self._recent
         for secret in secrets:
-            self._live[secret] -= 1
-            if self._live[secret] <= 0:
-                del self._live[secret]
-            self._recent[secret] = None
-            self._recent.move_to_end(secret)
-        while len(self._recent) > RECENT:
-            old, _ = self._recent.popitem(last=False)
-            if old not in self._live and old in self._ids:
+            count = live[secret] - 1
+            if count:
+                live[secret] = count
+            else:
+                del live[secret]
+            recent.pop(secret, None)  # to the end: the most recent (a dict keeps insertion order)
+            recent[secret] = None
+        while len(recent) > RECENT:
+            old = next(iter(recent))
+            del recent[old]
+            if old not in live and old in self._ids:
                 self._drop(old)
 
     def _pattern(self) -> re.Pattern[str]:
@@ -245,20 +250,26 @@ class Secrets:
 def request_secrets(body: bytes | None) -> list[str]:
     """Return every string value of a ``secret`` key (any case, any depth) in a request's JSON body.
 
-    Read with one regular expression rather than a JSON parse (this runs on every attempt):
-    a quote inside a JSON string is escaped, so ``"secret":"`` can only be a key and its value.
+    Read with byte searches rather than a JSON parse (this runs on every attempt): a quote
+    inside a JSON string is escaped, so ``"secret":"`` can only be a key and its value.
     """
-    if not body or not _SECRET_KEY.search(body):
+    if not body:
         return []
+    lowered = body.lower()
+    at = lowered.find(_SECRET_KEY)
     found = []
-    for match in _SECRET_VALUE.finditer(body):
-        literal = match.group(1)
-        try:
-            value = json.loads(b'"' + literal + b'"') if b"\\" in literal else literal.decode()
-        except ValueError:  # not UTF-8, or a bad escape: not a body the API would take
-            continue
-        if value:
-            found.append(value)
+    while at >= 0:
+        at += len(_SECRET_KEY)
+        match = _SECRET_VALUE.match(body, at)
+        if match is not None:
+            literal = match.group(1)
+            try:
+                value = json.loads(b'"' + literal + b'"') if b"\\" in literal else literal.decode()
+            except ValueError:  # not UTF-8, or a bad escape: not a body the API would take
+                value = ""
+            if value:
+                found.append(value)
+        at = lowered.find(_SECRET_KEY, at)
     return found
 
 
