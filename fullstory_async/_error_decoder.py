@@ -2,7 +2,8 @@
 
 It sits inside the retry middleware, so retry decides on typed errors
 (``RateLimitError.retry_after``, `ResponseDecodeError` for a garbled 2xx body) and a
-decode failure is one failed attempt. The one mapping from status to class is `error_class`.
+decode failure is one failed attempt (never retried). The one mapping from status to class
+is `error_class`. Every error leaving it is scrubbed of the client's secrets (`_scrub`).
 """
 
 from __future__ import annotations
