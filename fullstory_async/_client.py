@@ -13,7 +13,7 @@ import aiohttp
 import attrs
 
 from fullstory_async._auth import Auth, check_base_url, resolve_api_key, resolve_base_url
-from fullstory_async._error_decoder import decode_response
+from fullstory_async._error_decoder import response_decoder
 from fullstory_async._exceptions import ClientClosedError, unsent
 from fullstory_async._governor import RateGovernor, no_sleep
 from fullstory_async._hooks import CallObserver, Hooks
@@ -21,6 +21,7 @@ from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._network import network_options
 from fullstory_async._pipeline import Handler, Middleware, compose
 from fullstory_async._retry import InFlight, RetryMiddleware, RetryPolicy
+from fullstory_async._scrub import Secrets
 from fullstory_async._timeout import DEFAULT_TIMEOUT, Timeout, as_timeout
 from fullstory_async._transport import AiohttpTransport
 from fullstory_async._validation import instance, number
@@ -140,6 +141,7 @@ class Client:
             sleep = asyncio.sleep if settings.retry.wait else no_sleep
             rate_governor = RateGovernor(max_pause=settings.retry.max_retry_after, sleep=sleep)
         self._in_flight = InFlight()
+        self._secrets = Secrets(key)  # what server text is scrubbed of; shared with with_options copies
         self._setup(
             settings, aiohttp_transport, Auth(key), tuple(middleware), rate_governor or None, transport, tuple(hooks)
         )
@@ -166,7 +168,7 @@ class Client:
             chain = [CallObserver(hooks, settings.base_url), *chain]
         if governor is not None:
             chain.append(governor)
-        chain.append(decode_response)
+        chain.append(response_decoder(self._secrets))
         self._chain = compose(chain, transport or aiohttp_transport)
         self.webhooks: Webhooks = Webhooks(self)
         """The Webhooks v1 operations."""
@@ -200,6 +202,7 @@ class Client:
         )
         derived = Client.__new__(Client)
         derived._in_flight = InFlight(parent=self._in_flight)  # closing the copy ends its calls; this one, both
+        derived._secrets = self._secrets
         transport = self._transport.derive(timeout=settings.timeout, max_response_bytes=settings.max_response_bytes)
         derived._setup(
             settings, transport, self._auth, self._middleware, self._governor, self._custom_transport, self._hooks

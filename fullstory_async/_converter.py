@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from fullstory_async._decoded_text import check_text
 from fullstory_async._exceptions import InvalidArgumentError, ResponseDecodeError
 from fullstory_async._models import (
     CreateEndpointRequest,
@@ -229,11 +230,14 @@ def encode_update(request: UpdateEndpointRequest, *, enabled: bool) -> bytes:
 
 
 def load_json(body: bytes) -> Any:
-    """Parse a JSON body; raise `ResponseDecodeError` for bytes that are not JSON."""
+    """Parse a JSON body; raise `ResponseDecodeError` for bytes that are not JSON or hold invalid text."""
     try:
-        return json.loads(body.decode("utf-8"))  # decoding first skips json's encoding sniffing
+        text = body.decode("utf-8")  # decoding first skips json's encoding sniffing
+        data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser allows
         raise ResponseDecodeError(f"body is not valid JSON ({type(exc).__name__})", body=body[:200]) from None
+    check_text(body, data)  # no lone surrogate, NUL or other control character in any string
+    return data
 
 
 def structure(data: object, cls: type[T], *, path: str = "$") -> T:

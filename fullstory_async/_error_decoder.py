@@ -2,7 +2,8 @@
 
 It sits inside the retry middleware, so retry decides on typed errors
 (``RateLimitError.retry_after``, `ResponseDecodeError` for a garbled 2xx body) and a
-decode failure is one failed attempt. The one mapping from status to class is `error_class`.
+decode failure is one failed attempt (never retried). The one mapping from status to class
+is `error_class`. Every error leaving it is scrubbed of the client's secrets (`_scrub`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 
-import attrs
-
 from fullstory_async._exceptions import (
+    APIError,
     APIStatusError,
     AuthenticationError,
     BadRequestError,
@@ -27,7 +27,8 @@ from fullstory_async._exceptions import (
     ServerError,
 )
 from fullstory_async._messages import ApiRequest, ApiResponse
-from fullstory_async._pipeline import Handler
+from fullstory_async._pipeline import Handler, Middleware
+from fullstory_async._scrub import Secrets, request_secrets, scrub_error
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -106,57 +107,20 @@ def _read_error_body(response: ApiResponse) -> tuple[str | None, str]:
         return None, "no response body"
 
 
-def _request_secrets(request: ApiRequest) -> list[str]:
-    """Return every ``secret`` value in the request's JSON body (an endpoint's signing secret)."""
-    try:
-        document = json.loads(request.body) if request.body else None
-    except (ValueError, RecursionError):
-        return []
-    found: list[str] = []
-    stack = [document]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            found += [v for k, v in item.items() if isinstance(v, str) and v and str(k).lower() == "secret"]
-            stack += item.values()
-        elif isinstance(item, list):
-            stack += item
-    return found
-
-
-def _secret_forms(request: ApiRequest) -> list[str]:
-    """Return each secret the request carried as raw text and JSON-escaped once and twice (echoes nest)."""
-    forms: set[str] = set()
-    for secret in _request_secrets(request):
-        layer = {secret}
-        for _ in range(3):
-            forms |= layer
-            layer = {json.dumps(text, ensure_ascii=only)[1:-1] for text in layer for only in (True, False)}
-    return sorted(forms, key=len, reverse=True)
-
-
-def _scrub(text: str, forms: list[str]) -> str:
-    for form in forms:
-        text = text.replace(form, "<redacted>")
-    return text
-
-
 def error_from_response(request: ApiRequest, response: ApiResponse) -> APIStatusError:
-    """Build the typed error for a non-2xx response.
+    """Build the typed error for a non-2xx response, scrubbed of the secrets the request carried.
 
-    Every secret the request carried (an endpoint's signing secret) is replaced by
-    ``<redacted>`` in the message, the code and the kept body: a server that echoes the
-    request (a 400 repeating what it refused) would otherwise put it in the exception text,
-    logs, the CLI's output and spans.
+    A client's chain scrubs with all the secrets the client holds instead (`response_decoder`).
     """
-    forms = _secret_forms(request)
-    if forms:
-        body = response.body
-        for form in forms:
-            body = body.replace(form.encode("utf-8"), b"<redacted>")
-        response = attrs.evolve(response, body=body)
+    error = _status_error(request, response)
+    secrets = Secrets()
+    secrets.hold(request_secrets(request.body))
+    scrub_error(error, secrets)
+    return error
+
+
+def _status_error(request: ApiRequest, response: ApiResponse) -> APIStatusError:
     code, message = _read_error_body(response)
-    code, message = (None if code is None else _scrub(code, forms)), _scrub(message, forms)
     error = error_class(response.status)(
         message,
         status=response.status,
@@ -172,11 +136,37 @@ def error_from_response(request: ApiRequest, response: ApiResponse) -> APIStatus
     return error
 
 
-async def decode_response(request: ApiRequest, call_next: Handler) -> ApiResponse:
-    """Middleware: decode a 2xx body with ``request.decode`` into ``data``; raise the typed error for other statuses."""
-    response = await call_next(request)
-    if not 200 <= response.status < 300:
-        raise error_from_response(request, response)
+def response_decoder(secrets: Secrets) -> Middleware:
+    """Return the response-decoding middleware of a client whose held secrets are ``secrets``.
+
+    It decodes a 2xx body with ``request.decode`` into ``data`` and raises the typed error
+    for other statuses. It holds the request's endpoint secrets while the attempt is in
+    flight, and scrubs every error that leaves it (the transport's, a status error, a
+    decode error) with `scrub_error`: the one place server text is cleaned before anything
+    above it (retry, hooks, logs, the CLI) sees it.
+    """
+
+    async def decode_response(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        held = request_secrets(request.body)  # none for a body without a secret (every GET and DELETE)
+        if held:
+            secrets.hold(held)
+        try:
+            response = await call_next(request)
+            if not 200 <= response.status < 300:
+                raise _status_error(request, response)
+            return _decoded(request, response)
+        except APIError as exc:
+            scrub_error(exc, secrets)
+            raise
+        finally:
+            if held:
+                secrets.release(held)
+
+    return decode_response
+
+
+def _decoded(request: ApiRequest, response: ApiResponse) -> ApiResponse:
+    """``response`` with ``data`` decoded by ``request.decode`` (unchanged without one)."""
     decode = request.decode
     if decode is None:
         return response
@@ -186,7 +176,7 @@ async def decode_response(request: ApiRequest, call_next: Handler) -> ApiRespons
         raise ResponseDecodeError(
             exc.reason, field=exc.field, body=response.body, method=request.method, path=request.path
         ) from exc.__cause__
-    except Exception as exc:  # a raw request's own decoder: still a typed, retryable decode failure
+    except Exception as exc:  # a raw request's own decoder: still a typed decode failure
         raise ResponseDecodeError(
             f"{type(exc).__name__} in the request's decode",
             body=response.body,
@@ -194,3 +184,7 @@ async def decode_response(request: ApiRequest, call_next: Handler) -> ApiRespons
             path=request.path,
         ) from exc
     return response.with_outcome(data=data)
+
+
+decode_response = response_decoder(Secrets())
+"""The response decoder of a chain without a client (its requests' own endpoint secrets are scrubbed)."""

@@ -71,8 +71,8 @@ class ApiRequest:
     """How a 2xx body becomes the call's result (`ApiResponse.data`), or ``None`` to keep the bytes.
 
     It runs below the retry layer, inside the attempt: a 2xx body that does not decode
-    (raises `ResponseDecodeError`) is a failed attempt, retried like a 503 for idempotent
-    calls and never re-sent for a POST.
+    (raises `ResponseDecodeError`) is a failed attempt, never retried (the same bytes would
+    fail the same way).
     """
 
     @property

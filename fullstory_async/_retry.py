@@ -6,9 +6,10 @@ What is retried:
   sends one and it is within ``max_retry_after``; beyond that cap, or beyond what is left
   of the deadline, the `RateLimitError` is raised at once rather than waiting silently.
   Without ``Retry-After``: capped exponential backoff with full jitter.
-* ``5xx`` in ``retry_statuses``, connection errors, timeouts and 2xx bodies that do not
-  decode, only for idempotent calls (GET, DELETE): for a POST the server may have
-  applied the change.
+* ``5xx`` in ``retry_statuses``, connection errors and timeouts, only for idempotent
+  calls (GET, DELETE): for a POST the server may have applied the change. A 2xx body
+  that does not decode (`ResponseDecodeError`) is never retried: the same bytes fail the
+  same way again.
 * A DELETE answered 404 after an earlier attempt failed ambiguously has succeeded (the
   earlier attempt deleted it); this is logged at INFO.
 
@@ -51,7 +52,6 @@ from fullstory_async._exceptions import (
     FullstoryError,
     NotFoundError,
     RateLimitError,
-    ResponseDecodeError,
     unsent,
 )
 from fullstory_async._hooks import note_attempt_end, note_attempt_start, note_retry_wait
@@ -122,7 +122,7 @@ class RetryPolicy:
             return False
         if isinstance(error, APIStatusError):
             return error.status in self.retry_statuses
-        return isinstance(error, APIConnectionError | ResponseDecodeError)
+        return isinstance(error, APIConnectionError)  # a ResponseDecodeError is deterministic: never retried
 
 
 class InFlight:

@@ -5,7 +5,9 @@ failure becomes `APIConnectionError` / `APITimeoutError`, a closed client or ses
 `ClientClosedError`, a session of another event loop `EventLoopError`. It owns an
 ``aiohttp.ClientSession`` (created lazily inside the running loop) unless one is passed
 in, which it then never closes. Redirects are not followed, so the API key never travels
-to another origin. Bodies are capped after decompression, while streaming.
+to another origin. Bodies are capped after decompression, while streaming. A body in a
+``Content-Encoding`` that cannot be decoded (``br`` without Brotli, corrupt gzip) is a
+`ResponseDecodeError`, not a connection failure: the same bytes would fail again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import yarl
+from aiohttp.http_exceptions import ContentEncodingError
 
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -234,6 +237,13 @@ class AiohttpTransport:
         except (aiohttp.ClientError, RuntimeError) as exc:
             if self.shared.closed or session.closed:
                 raise self._closed_error(session) from exc
+            undecodable = _encoding_error(exc)
+            if undecodable is not None:  # the bytes arrived: decoding them failed
+                raise ResponseDecodeError(
+                    f"the body's Content-Encoding cannot be decoded ({undecodable.message})",
+                    method=request.method,
+                    path=request.path,
+                ) from exc
             raise APIConnectionError(
                 f"connection error: {type(exc).__name__}: {exc} ({request.method} {request.path})",
                 method=request.method,
@@ -290,3 +300,13 @@ class AiohttpTransport:
 
 
 _ENCODING = "Content-Encoding"
+
+
+def _encoding_error(exc: BaseException) -> ContentEncodingError | None:
+    """Return the aiohttp `ContentEncodingError` among ``exc``'s causes (aiohttp wraps it twice), or ``None``."""
+    cause: BaseException | None = exc
+    for _ in range(4):
+        if cause is None or isinstance(cause, ContentEncodingError):
+            return cause
+        cause = cause.__cause__
+    return None

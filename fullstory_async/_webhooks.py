@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -41,6 +42,9 @@ MAX_ENDPOINTS_PAGE = 100
 MAX_SUBCATEGORIES_PAGE = 1000
 MAX_PAGES = 100_000
 """Most pages one listing walks (10 million endpoints at 100 a page) before it is refused as endless."""
+MAX_TOKEN_BYTES = 4096
+"""Longest next-page token a listing walk accepts: it goes back in the query string, and a request
+line over 8 KiB is refused by common servers (aiohttp's own limit is 8,190); real tokens are tens of bytes."""
 
 TimeoutArg = float | Timeout | None
 
@@ -92,10 +96,12 @@ def _timeout(timeout: TimeoutArg) -> Timeout | None:
 async def _walk(fetch: Callable[[str | None], Awaitable[Page[T]]], token: str | None) -> AsyncIterator[T]:
     """Yield every item, one page in memory at a time, until a page has no next token.
 
-    A token already seen in this walk (a server that cycles) or more than `MAX_PAGES`
-    pages end the walk with `ResponseDecodeError`: it never loops for ever.
+    A token already seen in this walk (a server that cycles), a token longer than
+    `MAX_TOKEN_BYTES` or more than `MAX_PAGES` pages end the walk with
+    `ResponseDecodeError`: it never loops for ever. Tokens are remembered by a 16-byte
+    digest, so a walk holds one page and its digests, whatever the tokens' size.
     """
-    seen: set[str] = set() if token is None else {token}
+    seen: set[bytes] = set() if token is None else {_digest(token)}
     for _ in range(MAX_PAGES):
         page = await fetch(token)
         for item in page.items:
@@ -103,13 +109,24 @@ async def _walk(fetch: Callable[[str | None], Awaitable[Page[T]]], token: str | 
         token = page.next_page_token
         if token is None:
             return
-        if token in seen:
+        size = len(token.encode("utf-8", "surrogatepass"))
+        if size > MAX_TOKEN_BYTES:
+            raise ResponseDecodeError(
+                f"nextPaginationToken is {size} bytes, over the {MAX_TOKEN_BYTES} a token may have",
+                field="$.nextPaginationToken",
+            )
+        digest = _digest(token)
+        if digest in seen:
             raise ResponseDecodeError(
                 f"nextPaginationToken repeats a token already seen (after {len(seen)} pages): the listing cycles",
                 field="$.nextPaginationToken",
             )
-        seen.add(token)
+        seen.add(digest)
     raise ResponseDecodeError(f"the listing did not end within {MAX_PAGES} pages", field="$.nextPaginationToken")
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class Webhooks:

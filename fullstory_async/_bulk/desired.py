@@ -142,7 +142,7 @@ class DesiredState:
                     "list each endpoint once",
                 )
             seen[key] = number
-            if self.scope is not None and not in_scope(endpoint.url, self.scope):
+            if self.scope is not None and not in_scope(endpoint.url, self.scope, literal=True):
                 raise InvalidArgumentError(field, f"{endpoint.url} is outside the scope ({', '.join(self.scope)})")
 
 

@@ -20,7 +20,7 @@ from fullstory_async._bulk.catalogue_check import check_event_types
 from fullstory_async._bulk.desired import DesiredEndpoint, DesiredState
 from fullstory_async._bulk.listing import complete_listing, fingerprint
 from fullstory_async._bulk.results import ApplyResult
-from fullstory_async._bulk.scope import UrlKey, in_scope, url_key
+from fullstory_async._bulk.scope import UrlKey, in_scope, is_ambiguous, url_key
 from fullstory_async._bulk.streaming import stream_map
 from fullstory_async._exceptions import InvalidArgumentError, NotFoundError, shown
 from fullstory_async._models import Endpoint, UpdateEndpointRequest
@@ -66,6 +66,8 @@ class Plan:
     unchanged: tuple[Change, ...] = ()
     outside_scope: int = 0
     """Endpoints outside the desired state's scope, left alone."""
+    ambiguous: tuple[str, ...] = ()
+    """URLs of listed endpoints that servers may read two ways (`path_problem`), not desired: never pruned."""
     unlisted: tuple[str, ...] = ()
     """Event types or subcategories the catalogue does not list, accepted by ``allow_unlisted_event_types``."""
     fingerprint: str = ""
@@ -152,19 +154,26 @@ async def plan(
         raise InvalidArgumentError("max_deletes", f"must be an integer >= 0 or None, got {shown(max_deletes)}")
     unlisted = await check_event_types(wing.webhooks, desired, allow_unlisted=allow_unlisted_event_types)
     listing = await complete_listing(wing.webhooks, wing.observe)
-    owned = [e for e in listing if desired.scope is None or in_scope(e.url, desired.scope)]
     wanted = {url_key(endpoint.url): endpoint for endpoint in desired.endpoints}  # the one URL identity
     matched: set[UrlKey | None] = set()
     updates: list[Change] = []
     deletes: list[Change] = []
     unchanged: list[Change] = []
-    for current in owned:
+    ambiguous: list[str] = []
+    seen: list[Endpoint] = []  # what the plan was made from: every endpoint but those outside the scope
+    for current in listing:
         key = url_key(current.url)
         target = wanted.get(key) if key is not None else None
         if target is None:
-            if prune:
+            if is_ambiguous(current.url):
+                ambiguous.append(current.url)  # never pruned, whatever the scope
+            elif desired.scope is not None and not in_scope(current.url, desired.scope):
+                continue
+            elif prune:
                 deletes.append(Change(Action.DELETE, current.url, None, current))
+            seen.append(current)
             continue
+        seen.append(current)
         if key in matched:  # a second endpoint with a desired URL: never deleted, left alone
             continue
         matched.add(key)  # spelt otherwise (`HOOKS.example.com`, `:443`): that endpoint, kept as the server spells it
@@ -184,9 +193,10 @@ async def plan(
         tuple(updates),
         tuple(deletes),
         tuple(unchanged),
-        outside_scope=len(listing) - len(owned),
+        outside_scope=len(listing) - len(seen),
+        ambiguous=tuple(ambiguous),
         unlisted=unlisted,
-        fingerprint=fingerprint(owned),
+        fingerprint=fingerprint(seen),
     )
     return _sealed(made)
 

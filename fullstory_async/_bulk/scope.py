@@ -1,14 +1,25 @@
-"""URL identity and the scope of a desired state: the URL prefixes it owns.
+r"""URL identity and the scope of a desired state: the URL prefixes it owns.
 
-`url_key` is the one identity of an endpoint URL, used to match a listing against a
-desired state, to find a desired file's duplicates and to decide what a scope owns:
-scheme and host case-insensitive, a trailing dot of the host dropped, the default port
-of the scheme dropped, dot segments of the path (``.``, ``..``, also percent-encoded as
-``%2e``) resolved; the rest of the path, the query and the fragment are compared exactly.
+One library reads every URL here: yarl (the parser aiohttp sends with). `url_key` is the
+one identity of an endpoint URL, used to match a listing against a desired state, to
+find a desired file's duplicates and to decide what a scope owns: yarl's normal form
+(scheme and host case-insensitive, the default port of the scheme dropped,
+percent-encoded unreserved characters decoded, dot segments resolved, ``%2e`` ones too),
+with a trailing dot of the host dropped; the rest of the path, the query and the
+fragment are compared exactly.
 
-A URL that parsers disagree on (a backslash, whitespace or a control character,
-credentials before the host, a ``%`` in the host) has no key: it is never inside a
-scope (so ``prune`` never deletes it) and a desired state refuses it.
+A URL that parsers disagree on has no key (a backslash, whitespace or a control
+character, credentials before the host, a ``%`` in the host): it is never inside a scope
+(so ``prune`` never deletes it) and a desired state refuses it.
+
+A URL whose path servers read two ways is *ambiguous* (`path_problem`): a ``;`` path
+parameter (Tomcat and others drop ``;...`` from a segment, so ``/hooks/..;/admin`` is
+``/admin`` to them), an encoded ``/``, ``\`` or ``;`` (``%2F``, ``%5C``, ``%3B``, also encoded
+twice as ``%252F``), or a dot segment that appears only once the path is percent-decoded
+(``..%2Fadmin``, ``%252e%252e``). It has a key, so a desired
+one is matched exactly, but it is never inside a scope: a plan never prunes it and lists
+it under ``ambiguous``. A desired URL that is ambiguous is accepted when its path, as
+written, starts with a scope prefix; it is created and updated, never pruned.
 
 A URL is inside a prefix when their scheme, host and port are the same and its path
 starts with the prefix's path. ``https://hooks.example.com`` therefore never matches
@@ -22,11 +33,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote
+
+import yarl
 
 from fullstory_async._exceptions import InvalidArgumentError
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SCHEMES = ("http", "https")
+_DECODINGS = 3
+"""Percent-decodings of a path segment looked through: a server, a proxy and a framework may each decode once."""
 
 
 class UrlKey(NamedTuple):
@@ -40,22 +55,10 @@ class UrlKey(NamedTuple):
     fragment: str
 
 
-def _resolve(path: str) -> str:
-    """Remove dot segments (RFC 3986 5.2.4), percent-encoded ones too."""
-    output: list[str] = []
-    segments = path.split("/")[1:]
-    for index, segment in enumerate(segments):
-        dots = segment.lower().replace("%2e", ".")
-        last = index == len(segments) - 1
-        if dots == "..":
-            if output:
-                output.pop()
-        elif dots != ".":
-            output.append(segment)
-            continue
-        if last:
-            output.append("")  # `/a/..` is `/`, `/a/.` is `/a/`
-    return "/" + "/".join(output)
+def _parse(url: str) -> yarl.URL:
+    parsed = yarl.URL(url)
+    parsed.port  # noqa: B018 - reading the port validates it
+    return parsed
 
 
 def url_problem(url: object) -> str | None:
@@ -69,17 +72,44 @@ def url_problem(url: object) -> str | None:
     if "\\" in url:
         return "a backslash makes it ambiguous (URL parsers disagree on its host)"
     try:
-        split = urlsplit(url)
-        split.port  # noqa: B018 - parsing the port validates it
-    except ValueError as exc:
+        parsed = _parse(url)
+    except (ValueError, TypeError) as exc:
         return f"it is not a valid URL ({exc})"
-    if split.scheme.lower() not in _DEFAULT_PORTS or not split.hostname:
+    if parsed.scheme.lower() not in _SCHEMES or not parsed.raw_host:
         return "it is not an absolute http(s) URL with a host"
-    if "@" in split.netloc:
+    if "@" in (parsed.raw_authority or ""):
         return "credentials before the host (user@host) make it ambiguous"
-    if "%" in split.netloc:
+    if "%" in parsed.raw_host:
         return "a percent-encoded host makes it ambiguous"
     return None
+
+
+def path_problem(url: str) -> str | None:
+    r"""Why servers may read the path of ``url`` two ways (see the module docstring), or ``None``.
+
+    Each segment of the path as yarl normalised it is percent-decoded up to `_DECODINGS`
+    times (a server, a proxy and a framework may each decode once): a ``;``, a ``/`` or
+    ``\``, or a ``.``/``..`` segment appearing in any layer makes it ambiguous.
+    """
+    for segment in _parse(url).raw_path.split("/"):
+        if ";" in segment:
+            return "a ; path parameter makes its path ambiguous"
+        text = segment
+        for _ in range(_DECODINGS):
+            decoded = unquote(text)
+            if decoded == text:
+                break
+            text = decoded
+            if "/" in text or "\\" in text or ";" in text:
+                return "an encoded /, \\ or ; makes its path ambiguous"
+            if text in (".", ".."):
+                return "a dot segment after percent-decoding makes its path ambiguous"
+    return None
+
+
+def is_ambiguous(url: str) -> bool:
+    """Whether ``url`` has no key or an ambiguous path: never inside a scope, never pruned."""
+    return url_problem(url) is not None or path_problem(url) is not None
 
 
 def redacted(url: object) -> str:
@@ -95,11 +125,15 @@ def url_key(url: str) -> UrlKey | None:
     """Return the identity of ``url``, or ``None`` when it is ambiguous to parse (see the module docstring)."""
     if url_problem(url) is not None:
         return None
-    split = urlsplit(url)
-    scheme = split.scheme.lower()
-    host = (split.hostname or "").rstrip(".")
+    parsed = _parse(url)
+    scheme = parsed.scheme.lower()
     return UrlKey(
-        scheme, host, split.port or _DEFAULT_PORTS[scheme], _resolve(split.path or "/"), split.query, split.fragment
+        scheme,
+        (parsed.raw_host or "").lower().rstrip("."),
+        parsed.port or (443 if scheme == "https" else 80),
+        parsed.raw_path or "/",
+        parsed.raw_query_string,
+        parsed.raw_fragment,
     )
 
 
@@ -118,16 +152,20 @@ def check_scope(scope: Iterable[str]) -> tuple[str, ...]:
                 f"must be an absolute http(s) URL prefix like https://hooks.example.com/, "
                 f"got {redacted(prefix)}: {problem}",
             )
-        split = urlsplit(prefix)
-        if split.query or split.fragment:
+        parsed = _parse(prefix)
+        if parsed.raw_query_string or parsed.raw_fragment:
             raise InvalidArgumentError(f"scope[{index}]", "must not contain a query or fragment")
     return prefixes
 
 
-def in_scope(url: str, scope: Iterable[str]) -> bool:
-    """Whether ``url`` is inside one of the ``scope`` prefixes (see the module docstring)."""
+def in_scope(url: str, scope: Iterable[str], *, literal: bool = False) -> bool:
+    """Whether ``url`` is inside one of the ``scope`` prefixes (see the module docstring).
+
+    An ambiguous URL never is; with ``literal``, one with an ambiguous path is when its
+    path as written starts with a prefix (how a desired URL is checked).
+    """
     target = url_key(url)
-    if target is None:
+    if target is None or (path_problem(url) is not None and not literal):
         return False
     for prefix in scope:
         owner = url_key(prefix)

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from fullstory_async import DesiredStateError, FullstoryError, InvalidArgumentError
-from fullstory_async.cli._output import Console, error_text
+from fullstory_async.cli._output import Console, error_text, tolerant
 from fullstory_async.cli._parser import UsageError, build_parser
 from fullstory_async.cli._registry import BY_NAME, COMMANDS
 from fullstory_async.cli._target import open_target
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     command = BY_NAME[args.command]
-    console = Console(sys.stdout, sys.stderr, json_output=args.output == "json")
+    console = Console(tolerant(sys.stdout), tolerant(sys.stderr), json_output=args.output == "json")
     try:
         if command.local is not None:
             return command.local(args)

@@ -30,6 +30,7 @@ from fullstory_async.cli._output import (
     error_record,
     plan_lines,
     plan_record,
+    printable,
 )
 from fullstory_async.cli._parser import PROG, UsageError
 from fullstory_async.cli._progress import Progress, is_terminal
@@ -190,7 +191,7 @@ def _show_plan(plan: Plan, target: Target, stream: TextIO | None = None) -> None
         target.console.lines(lines)
     else:
         for line in lines:
-            print(line, file=stream, flush=True)
+            print(printable(line), file=stream, flush=True)
 
 
 async def plan(args: argparse.Namespace, target: Target) -> int:

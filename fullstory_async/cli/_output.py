@@ -3,11 +3,19 @@
 Records are rendered as JSON objects with snake_case keys (the names of the SDK's
 records and of the input files) or as aligned text tables. Nothing here ever touches a
 secret: the records it renders do not carry one.
+
+Every line printed goes through `printable` (text) or `json_line` (JSON): control
+characters, DEL, C1 characters and lone surrogates in it (from a server's error message)
+are written as escapes, so no server text can move the cursor, recolour the terminal or
+fail to encode. `tolerant` makes a stream that cannot encode a character (``LANG=C``)
+write it as a backslash escape instead of raising.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
@@ -24,6 +32,37 @@ from fullstory_async import (
 )
 
 Record = dict[str, Any]
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff\u2028\u2029]")  # C0 characters are escaped by json
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    r"""Return ``text`` with control characters and lone surrogates written as ``\x..`` / ``\u....`` escapes."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def json_line(record: Record, stream: TextIO) -> str:
+    r"""Return ``record`` as one line of JSON for ``stream``: DEL, C1 characters and lone surrogates as ``\u`` escapes.
+
+    On a stream with an encoding other than UTF-8 every non-ASCII character is a ``\u``
+    escape too (still valid JSON); an in-memory stream (no encoding) gets the characters.
+    """
+    encoding = getattr(stream, "encoding", None)
+    ascii_only = encoding is not None and encoding.lower().replace("-", "").replace("_", "") != "utf8"
+    line = json.dumps(record, ensure_ascii=ascii_only)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+
+
+def tolerant(stream: TextIO) -> TextIO:
+    """Make ``stream`` write what its encoding cannot as backslash escapes (a ``LANG=C`` terminal); return it."""
+    if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+        stream.reconfigure(errors="backslashreplace")
+    return stream
 
 
 class Console:
@@ -39,7 +78,7 @@ class Console:
     def notice(self, message: str) -> None:
         """Print one ``fullstory-async: ...`` line on stderr."""
         self._clear()
-        print(f"fullstory-async: {message}", file=self.err, flush=True)
+        print(f"fullstory-async: {printable(message)}", file=self.err, flush=True)
 
     def error(self, message: str, error: BaseException | None = None) -> None:
         """Print one ``error: ...`` line on stderr; with ``--json``, one ``{"error": {...}}`` object."""
@@ -47,9 +86,9 @@ class Console:
         if self.json:
             record = error_record(error) if error is not None else {"type": "UsageError", "message": message}
             record["message"] = message
-            print(json.dumps({"error": record}, ensure_ascii=False), file=self.err, flush=True)
+            print(json_line({"error": record}, self.err), file=self.err, flush=True)
         else:
-            print(f"error: {message}", file=self.err, flush=True)
+            print(f"error: {printable(message)}", file=self.err, flush=True)
 
     def _clear(self) -> None:
         if self.clear_status is not None:
@@ -58,13 +97,13 @@ class Console:
     def emit(self, record: Record) -> None:
         """Print one JSON object on one line of stdout (after clearing the progress bar)."""
         self._clear()
-        print(json.dumps(record, ensure_ascii=False), file=self.out, flush=True)
+        print(json_line(record, self.out), file=self.out, flush=True)
 
     def lines(self, lines: Iterable[str]) -> None:
         """Print text lines on stdout (after clearing the progress bar)."""
         self._clear()
         for line in lines:
-            print(line, file=self.out)
+            print(printable(line), file=self.out)
         self.out.flush()
 
 
@@ -187,6 +226,9 @@ def plan_lines(plan: Plan, where: str) -> list[str]:
         lines.append(f"  {_SIGN[change.action]} {change.action:<7} {change.url}" + (f"  {detail}" if detail else ""))
     if plan.outside_scope:
         lines.append(f"{plan.outside_scope} endpoint(s) outside the scope left alone.")
+    if plan.ambiguous:
+        lines.append(f"{len(plan.ambiguous)} endpoint(s) with an ambiguous URL left alone (never pruned):")
+        lines.extend(f"  ? ambiguous {url}" for url in plan.ambiguous)
     lines.extend(f"warning: not in the catalogue, allowed: {text}" for text in plan.unlisted)
     return lines
 
@@ -219,6 +261,7 @@ def plan_record(plan: Plan, where: str, fake: bool) -> Record:
             "outside_scope": plan.outside_scope,
         },
         "changes": [change_record(change) for change in plan.pending],
+        "ambiguous": list(plan.ambiguous),
         "unlisted": list(plan.unlisted),
         "fingerprint": plan.fingerprint,
     }

@@ -20,7 +20,7 @@ from fullstory_async._bulk.desired import desired_state_from
 from fullstory_async.cli._output import Record, change_record, event_type_record, plan_record
 from fullstory_async.cli._parser import PROG, UsageError
 
-FORMAT = "fullstory-async-plan/1"
+FORMAT = "fullstory-async-plan/2"  # 2: the plan lists its "ambiguous" URLs
 OPTIONS = ("prune", "rotate_secrets", "max_deletes", "allow_unlisted_event_types")
 
 
@@ -95,8 +95,9 @@ def _problem(document: Mapping[str, Any]) -> str | None:
     for key in ("target", "fingerprint"):
         if not isinstance(plan.get(key), str):
             return f'"plan.{key}" is missing or not a string'
-    if not isinstance(plan.get("changes"), list):
-        return '"plan.changes" is missing or not a list'
+    for key in ("changes", "ambiguous"):
+        if not isinstance(plan.get(key), list):
+            return f'"plan.{key}" is missing or not a list'
     return None
 
 

@@ -16,6 +16,7 @@ from fullstory_async import (
     EventType,
     InvalidArgumentError,
     Outcome,
+    ResponseDecodeError,
     RetryPolicy,
     ServerError,
 )
@@ -158,7 +159,8 @@ async def test_provision_with_faults_of_every_kind_reports_every_item_once() -> 
         results = [r async for r in fs.webhooks.provision(requests, concurrency=16)]
         assert sorted(r.index for r in results) == list(range(300))
         failed = [r for r in results if not r.ok]
-        assert all(isinstance(r.error, ServerError | APIConnectionError) for r in failed)
+        # an invalid JSON answer is deterministic (not asked again): its item can fail with it
+        assert all(isinstance(r.error, ServerError | APIConnectionError | ResponseDecodeError) for r in failed)
         created = {r.endpoint.url for r in results if r.endpoint is not None}
         assert len(created) == 300 - len(failed)
         assert len(failed) <= 3

@@ -50,12 +50,15 @@ async def test_every_error_a_call_raises_carries_its_attempts(fake: MakeClient) 
 
 
 async def test_a_raw_requests_decode_runs_inside_the_attempt(fake: MakeClient) -> None:
-    """A raw GET whose decode raises is retried like a 503; the decoded value comes back as data."""
+    """A raw GET whose decode raises fails its one attempt, not retried (deterministic); a decoded value is data."""
     client, transport = fake((200, b"{not json"), (200, {"ok": True}))
+    with pytest.raises(ResponseDecodeError) as info:
+        await client.send(ApiRequest("GET", "/webhooks/v1/event-types", decode=json.loads))
+    assert info.value.attempts == 1
+    assert len(transport.requests) == 1
     response = await client.send(ApiRequest("GET", "/webhooks/v1/event-types", decode=json.loads))
     assert response.data == {"ok": True}
-    assert response.attempts == 2
-    assert len(transport.requests) == 2
+    assert response.attempts == 1
 
 
 async def test_a_garbled_answer_to_a_post_is_not_sent_again(fake: MakeClient) -> None:
