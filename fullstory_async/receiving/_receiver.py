@@ -26,10 +26,11 @@ receiver as an ASGI application (`WebhookASGIApp`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import TypeAlias
 
@@ -115,6 +116,7 @@ class WebhookReceiver:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._reading: set[asyncio.Timeout] = set()  # the deadlines of the bodies being read
         self.closed = False
         self.asgi = WebhookASGIApp(self)
         """This receiver as an ASGI application: ``POST /`` deliveries, ``GET /health``."""
@@ -211,10 +213,11 @@ class WebhookReceiver:
         if self.closed:
             return web.Response(status=503)
         try:
-            async with asyncio.timeout(self.settings.body_timeout):
+            async with self.body_deadline():
                 body = await self._read_body(request)
         except TimeoutError:
-            response = web.Response(status=self.body_timed_out(request.remote))
+            status = self.body_timed_out(request.remote)
+            response = web.Response(status=status, headers=self.retry_after(status))
             response.force_close()  # the rest of the body is never read: the connection cannot be reused
             return response
         status = await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote)
@@ -239,8 +242,25 @@ class WebhookReceiver:
             return {"status": "inbox unavailable"}, 503
         return {"status": "ready"}, 200
 
+    @contextlib.asynccontextmanager
+    async def body_deadline(self) -> AsyncIterator[None]:
+        """Bound a body read by ``settings.body_timeout`` (`TimeoutError`); `aclose` ends it at once.
+
+        A body still arriving when the receiver closes is not a delivery in progress: nothing
+        was verified, so the sender is answered ``503`` (it retries) rather than holding the
+        shutdown for up to ``body_timeout``.
+        """
+        async with asyncio.timeout(self.settings.body_timeout) as deadline:
+            self._reading.add(deadline)
+            try:
+                yield
+            finally:
+                self._reading.discard(deadline)
+
     def body_timed_out(self, peer: str | None) -> int:
-        """Log the refusal of a body not received within ``settings.body_timeout`` and return ``408``."""
+        """Return the status for a body cut by `body_deadline`: ``503`` when closing, else ``408`` (logged)."""
+        if self.closed:
+            return 503
         return self.refuse(408, logging.WARNING, f"body not received within {self.settings.body_timeout:g} s", peer)
 
     async def health(self, _request: web.Request) -> web.Response:
@@ -271,6 +291,9 @@ class WebhookReceiver:
         open: whoever opened it closes it.
         """
         self.closed = True
+        now = asyncio.get_running_loop().time()
+        for deadline in self._reading:  # bodies still arriving are cut now, answered 503
+            deadline.reschedule(now)
         try:
             await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_timeout)
         except TimeoutError:

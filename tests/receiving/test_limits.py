@@ -375,3 +375,49 @@ def test_limits_refuse_a_bound_that_is_not_positive(field: str) -> None:
     with pytest.raises(InvalidArgumentError) as info:
         ConnectionLimits(**{field: 0})
     assert info.value.field == field
+
+
+async def test_closing_cuts_a_body_still_arriving_rather_than_waiting_the_body_timeout(
+    inbox: Inbox, streams: Callable[[int], Awaitable[Stream]]
+) -> None:
+    """A sender trickling a body cannot hold ``receive``'s drain for ``body_timeout``: it is answered 503 at once.
+
+    Nothing of it was verified, so it is not a delivery in progress; the sender retries the 503.
+    """
+    app = web.Application()
+    receiver = add_webhook_route(app, PATH, SECRET, inbox=inbox, settings=ReceiverSettings(body_timeout=60))
+    loop = asyncio.get_running_loop()
+    async with serve(app, "127.0.0.1", 0, LIMITS) as port:
+        reader, writer = await streams(port)
+        writer.write(head(100) + b"{")
+        for _ in range(500):  # until its handler is reading the body
+            if receiver._reading:
+                break
+            await asyncio.sleep(0.01)
+        started = loop.time()
+        await asyncio.wait_for(receiver.aclose(), 5)
+        status, headers = await asyncio.wait_for(read_response(reader), 5)
+    assert loop.time() - started < 5  # the drain and the server's cleanup, not the 60 s body timeout
+    assert (status, headers["connection"].lower(), headers["retry-after"]) == (503, "close", "5")
+
+
+async def test_closing_the_asgi_app_cuts_a_body_still_arriving(inbox: Inbox) -> None:
+    """The same under an ASGI server: a lifespan shutdown answers a body still arriving 503, not after the timeout."""
+    receiver = WebhookReceiver(SECRET, inbox=inbox, settings=ReceiverSettings(body_timeout=60))
+    reading, sent = asyncio.Event(), []
+
+    async def receive() -> dict[str, Any]:
+        reading.set()
+        await asyncio.Event().wait()  # the rest of the body never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"100")], "client": None}
+    request = asyncio.create_task(receiver.asgi(scope, receive, send))
+    await reading.wait()
+    await asyncio.wait_for(receiver.aclose(), 5)
+    await asyncio.wait_for(request, 5)
+    assert sent[0]["status"] == 503
+    assert (b"connection", b"close") in sent[0]["headers"]
