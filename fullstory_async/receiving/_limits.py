@@ -37,12 +37,15 @@ from aiohttp import web
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._settings import positive
 
-_BACKLOG = 64  # also the most connections asyncio accepts in one go, before the gate sees them
+_BACKLOG = 32  # also the most connections asyncio accepts in one go, before the gate sees them
 _MAX_REFUSING = 32  # refused connections lingering at once; past it the oldest is closed
-FD_RESERVE = _BACKLOG + _MAX_REFUSING + 32
-"""Descriptors ``max_connections`` must leave free (128): one burst of accepted connections
-the gate has not seen yet (the listen backlog, 64), refused connections lingering (32), and the
-process itself (listening sockets, the inbox's files or pool, stdio, the event loop: 32)."""
+FD_RESERVE = 4 * _BACKLOG + _MAX_REFUSING + 32
+"""Descriptors ``max_connections`` must leave free (192): the connections between the kernel and
+the gate (asyncio accepts a burst of up to the listen backlog, 32, per loop iteration, attaches
+it to the gate one iteration later, and an evicted or refused connection's descriptor is closed
+one iteration after that: under a connect flood up to four bursts are in flight, 128), refused
+connections lingering (32), and the process itself (listening sockets, the inbox's files or pool,
+stdio, the event loop: 32)."""
 _FIRST_BYTE_GRACE = 0.1  # seconds: longer than a prompt sender takes to send its first bytes after connecting
 _REFUSAL_LINGER = 1.0  # seconds a refused connection has to send its request, read the 503 and close
 _REFUSAL = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"

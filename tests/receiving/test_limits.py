@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import os
 import resource
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -269,7 +270,7 @@ async def test_receive_with_256_descriptors_refuses_the_default_cap(tmp_path: An
     )
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2, err
-    assert b"--max-connections: 512 is above the file-descriptor limit 256 less 128" in err
+    assert f"--max-connections: 512 is above the file-descriptor limit 256 less {FD_RESERVE}".encode() in err
 
 
 async def test_receive_under_a_flood_of_stalled_bodies_still_acknowledges_a_valid_sender(tmp_path: Any) -> None:
@@ -421,3 +422,58 @@ async def test_closing_the_asgi_app_cuts_a_body_still_arriving(inbox: Inbox) -> 
     await asyncio.wait_for(request, 5)
     assert sent[0]["status"] == 503
     assert (b"connection", b"close") in sent[0]["headers"]
+
+
+async def test_a_connect_flood_never_runs_receive_out_of_descriptors(tmp_path: Any) -> None:
+    """3,000 sockets connect at once to the real command at its tightest descriptor limit (cap + `FD_RESERVE`).
+
+    asyncio accepts bursts of connections before the gate counts them and frees an evicted
+    one's descriptor an iteration later: the reserve covers that, so accept() never fails with
+    EMFILE (which would pause accepting for a second and log a traceback) and a valid sender
+    is still acknowledged.
+    """
+    flood = 3000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < flood + 100:
+        pytest.skip(f"this test opens {flood} sockets; the descriptor limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, flood + 100), hard))
+    process = await asyncio.create_subprocess_exec(
+        *_receive_argv(f"sqlite:///{tmp_path}/x.db", "--max-connections", "8"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "FS_LIMITS_SECRET": SECRET},
+        preexec_fn=_nofile(8 + FD_RESERVE),
+    )
+    assert process.stdout is not None
+    sockets: list[socket.socket] = []
+    try:
+        url = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()[2]
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        for n in range(flood):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            sockets.append(sock)
+            if n % 50 == 0:
+                await asyncio.sleep(0)  # the receiver accepts while the flood goes on
+        body, headers = signed_delivery("note.created", {"id": "n-connect-flood"}, secret=SECRET, org_id=ORG)
+        outcomes: list[object] = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(10):  # a sender that retries a 503 or a reset after Retry-After
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        outcomes.append(response.status)
+                        if response.status == 202:
+                            break
+                except aiohttp.ClientConnectionError as exc:
+                    outcomes.append(type(exc).__name__)
+                await asyncio.sleep(1)
+        assert outcomes[-1] == 202, outcomes
+    finally:
+        for sock in sockets:
+            sock.close()
+        process.terminate()
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert b"Too many open files" not in err, err.decode()[-2000:]
+    assert process.returncode == 0
