@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._inbox import (
@@ -59,31 +59,44 @@ _MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
 _SECRET_KEY = re.compile(r"pass|secret|token|pwd", re.IGNORECASE)  # password, passfile, sslpassword, ...
 
 
+def _userinfo(dsn: str) -> tuple[int, int] | None:
+    """Return where the password of ``dsn``'s user info starts and ends in the text, or ``None``.
+
+    The user info ends at the ``@`` before the host. A password may hold an unencoded ``/``,
+    ``?`` or ``#`` (generated passwords often do), which ends the authority early for a URL
+    parser (``u:pa/ss@h`` parses as host ``u``, port ``pa``): then the last ``@`` of the URL
+    ends the user info. When in doubt this hides too much, never too little.
+    """
+    _, sep, rest = dsn.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo = rest[: rest.rindex("@")] if "@" not in authority else authority.rpartition("@")[0]
+    user, colon, _ = userinfo.partition(":")
+    if not colon:
+        return None
+    begin = len(dsn) - len(rest) + len(user) + 1
+    return begin, len(dsn) - len(rest) + len(userinfo)
+
+
 def _secrets(dsn: str) -> list[str]:
     """Return the secret values a DSN carries (user-info password, ``password``-like query values), raw and decoded."""
-    try:
-        parts = urlsplit(dsn)
-        found = [parts.password or ""]
-    except ValueError:
-        return [dsn]
-    for pair in parts.query.split("&"):
+    span = _userinfo(dsn)
+    found = [dsn[span[0] : span[1]]] if span else []
+    for pair in dsn.partition("?")[2].partition("#")[0].split("&"):
         key, _, value = pair.partition("=")
         if _SECRET_KEY.search(unquote_plus(key)):
             found.append(value)
-    found += [unquote_plus(value) for value in found]
+    found += [unquote_plus(value) for value in found] + [unquote(value) for value in found]
     return sorted({value for value in found if value}, key=len, reverse=True)
 
 
 def redact(dsn: str) -> str:
     """Return the URL as given, but its user-info password and ``password``-like query values as ``***``."""
-    try:
-        parts = urlsplit(dsn)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
+    span = _userinfo(dsn)
+    if span is not None:
+        dsn = f"{dsn[: span[0]]}***{dsn[span[1] :]}"
     head, sep, query = dsn.partition("?")  # edit the text as given: urlunsplit would drop sqlite:///'s empty host
-    if password is not None:
-        head = head.replace(parts.netloc, f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}", 1)
     query, hash_, fragment = query.partition("#")
     query = "&".join(
         f"{key}=***" if _SECRET_KEY.search(unquote_plus(key)) else f"{key}{eq}{value}"
@@ -95,10 +108,18 @@ def redact(dsn: str) -> str:
 def check_dsn(dsn: str) -> None:
     """Refuse (`InvalidArgumentError` on ``url``, password redacted) a PostgreSQL URL whose host part is malformed."""
     try:
-        hosts = urlsplit(dsn).netloc.rpartition("@")[2]
+        netloc = urlsplit(dsn).netloc
     except ValueError as exc:
         raise InvalidArgumentError("url", f"malformed PostgreSQL URL {redact(dsn)}: {exc}") from None
-    for host in hosts.split(","):  # asyncpg takes several host[:port], comma-separated
+    port = netloc.rpartition(":")[2] if ":" in netloc else ""
+    misread = not port.isdigit() or "@" in dsn.partition("?")[0]  # a password cut short, or an '@' in the path
+    if "@" not in netloc and _userinfo(dsn) is not None and misread:
+        raise InvalidArgumentError(
+            "url",
+            f"the user info of {redact(dsn)} holds an unencoded '/', '?' or '#': percent-encode them in the "
+            "password (%2F, %3F, %23)",
+        )
+    for host in netloc.rpartition("@")[2].split(","):  # asyncpg takes several host[:port], comma-separated
         port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
         if port and not (port.isdigit() and 1 <= int(port) <= 65535):
             raise InvalidArgumentError("url", f"port {port!r} is not a port number (1-65535) in {redact(dsn)}")
