@@ -27,14 +27,18 @@ under servers we do not run.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async.receiving._refusals import RefusalLog
 from fullstory_async.receiving._settings import positive
 
 _BACKLOG = 32  # also the most connections asyncio accepts in one go, before the gate sees them
@@ -105,7 +109,8 @@ async def serve(app: web.Application, host: str, port: int, limits: ConnectionLi
     """
     gate = ConnectionGate(limits)
     app.middlewares.append(gate.middleware)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, **limits.server_options())
+    options = limits.server_options()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=_ServerLog(), **options)
     await runner.setup()
     assert runner.server is not None
     server: asyncio.Server | None = None
@@ -117,6 +122,30 @@ async def serve(app: web.Application, host: str, port: int, limits: ConnectionLi
             await asyncio.sleep(0)  # connections accepted this iteration attach first (3.11 asserts otherwise)
             server.close()
         await runner.cleanup()
+
+
+class _ServerLog(logging.Logger):
+    """aiohttp's server logger under `serve`: a malformed request is one rate-limited refusal line.
+
+    aiohttp logs every request its parser rejects (a scanner, a probe, a header over the caps)
+    as an ERROR with a traceback: a stream of them would fill the log. Here each is a line
+    of a `RefusalLog` (at most 10 every 10 s), like the receiver's own refusals; anything
+    else goes on to aiohttp's ``aiohttp.server`` logger unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(server_logger.name)
+        self.parent = server_logger
+        self._refusals = RefusalLog()
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        """Log a malformed request as a refusal line; anything else as aiohttp would."""
+        if isinstance(exc_info, HttpProcessingError):
+            detail = (str(exc_info.message).strip().splitlines() or [type(exc_info).__name__])[0][:120]
+            peer = args[0] if args else "?"
+            self._refusals.log(logging.INFO, "request refused %d (malformed: %s) from %s", exc_info.code, detail, peer)
+            return
+        server_logger.exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class ConnectionGate:

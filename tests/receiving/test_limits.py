@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import resource
 import socket
@@ -477,3 +478,26 @@ async def test_a_connect_flood_never_runs_receive_out_of_descriptors(tmp_path: A
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert b"Too many open files" not in err, err.decode()[-2000:]
     assert process.returncode == 0
+
+
+async def test_malformed_requests_are_rate_limited_refusal_lines_not_tracebacks(
+    start: Start, streams: Callable[[int], Awaitable[Stream]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scanner's malformed requests (aiohttp logs each as an ERROR traceback) cannot flood ``receive``'s log."""
+    port = await start()
+    malformed = [
+        head(5, "Transfer-Encoding: chunked"),  # both framings: request smuggling
+        head(0, *(f"X-{n}: y" for n in range(LIMITS.max_headers + 1))),
+        b"GET /" + b"a" * (LIMITS.max_header_bytes + 1) + b" HTTP/1.1\r\n\r\n",
+    ]
+    caplog.set_level(logging.DEBUG)
+    for request in malformed * 10:
+        reader, writer = await streams(port)
+        writer.write(request)
+        status, _ = await asyncio.wait_for(read_response(reader), 5)
+        assert status == 400
+    lines = [record for record in caplog.records if record.name.startswith(("aiohttp", "fullstory_async"))]
+    assert all(record.exc_info is None for record in lines), [record.getMessage() for record in lines]
+    refused = [record.getMessage() for record in lines if "refused 400 (malformed" in record.getMessage()]
+    assert len(refused) == 10  # the refusal log's budget: 10 lines every 10 s
+    assert "Transfer-Encoding can't be present with Content-Length" in refused[0]
