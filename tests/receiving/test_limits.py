@@ -501,3 +501,45 @@ async def test_malformed_requests_are_rate_limited_refusal_lines_not_tracebacks(
     refused = [record.getMessage() for record in lines if "refused 400 (malformed" in record.getMessage()]
     assert len(refused) == 10  # the refusal log's budget: 10 lines every 10 s
     assert "Transfer-Encoding can't be present with Content-Length" in refused[0]
+
+
+async def test_the_metrics_port_holds_a_few_connections_not_another_cap_of_descriptors(tmp_path: Any) -> None:
+    """A flood of silent connections to ``--metrics-port`` is held to its own small cap; a scrape still answers.
+
+    With the receiver's cap (512 by default) the metrics port alone could take as many descriptors
+    as ``--max-connections`` was checked against, and run the receiver out of them.
+    """
+    process = await asyncio.create_subprocess_exec(
+        *_receive_argv(f"sqlite:///{tmp_path}/x.db", "--metrics-port", "0", "--head-timeout", "60"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "FS_LIMITS_SECRET": SECRET},
+    )
+    assert process.stdout is not None
+    sockets: list[socket.socket] = []
+    try:
+        await asyncio.wait_for(process.stdout.readline(), 30)
+        metrics_url = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()[2]
+        port = int(metrics_url.rsplit(":", 1)[1].split("/")[0])
+        descriptors = f"/proc/{process.pid}/fd"
+        before = len(os.listdir(descriptors))
+        for _ in range(100):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            sockets.append(sock)
+            await asyncio.sleep(0.002)  # past the first-byte grace of the earliest: they may be evicted
+        held = 100
+        for _ in range(200):  # refused connections linger a second; then at most the cap stays
+            held = len(os.listdir(descriptors)) - before
+            if held <= 8:
+                break
+            await asyncio.sleep(0.05)
+        assert held <= 8
+        async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
+            assert response.status == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+        process.terminate()
+        await asyncio.wait_for(process.communicate(), 30)
