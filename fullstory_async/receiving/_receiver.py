@@ -293,7 +293,8 @@ class WebhookReceiver:
         self.closed = True
         now = asyncio.get_running_loop().time()
         for deadline in self._reading:  # bodies still arriving are cut now, answered 503
-            deadline.reschedule(now)
+            if not deadline.expired():  # one that just expired is being cut already
+                deadline.reschedule(now)
         try:
             await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_timeout)
         except TimeoutError:

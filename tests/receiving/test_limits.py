@@ -543,3 +543,23 @@ async def test_the_metrics_port_holds_a_few_connections_not_another_cap_of_descr
             sock.close()
         process.terminate()
         await asyncio.wait_for(process.communicate(), 30)
+
+
+async def test_closing_just_as_a_body_deadline_expires_is_not_an_error(inbox: Inbox) -> None:
+    """`aclose` between a body deadline firing and its request resuming: no RuntimeError, the body still cut."""
+    receiver = WebhookReceiver(SECRET, inbox=inbox)
+
+    async def read() -> None:
+        async with receiver.body_deadline():
+            await asyncio.Event().wait()
+
+    request = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    (deadline,) = receiver._reading
+    deadline.reschedule(asyncio.get_running_loop().time())  # fires on the next iteration
+    await asyncio.sleep(0)  # it fired: the request is cancelled but has not resumed yet
+    assert deadline.expired()
+    assert receiver._reading
+    await receiver.aclose()
+    with pytest.raises(TimeoutError):
+        await request
