@@ -71,6 +71,8 @@ def _userinfo(dsn: str) -> tuple[int, int] | None:
     if not sep or "@" not in rest:
         return None
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if not authority:  # sqlite:////path or postgresql:///db: no user info, whatever the path holds
+        return None
     userinfo = rest[: rest.rindex("@")] if "@" not in authority else authority.rpartition("@")[0]
     user, colon, _ = userinfo.partition(":")
     if not colon:
