@@ -5,13 +5,15 @@ Answers (always without a body, so a refusal never explains itself to the sender
 ====  ==========================================================================
 202   verified and committed to the inbox (or a duplicate of a stored one); without
       an inbox, verified and the callback returned
-400   correctly signed, but the body is not an event envelope
+400   correctly signed, but the body is not an event envelope; or the sender went away
+      mid-body (nobody reads that answer; logged as a refusal, not a traceback)
 401   any signature failure (missing, malformed, mismatch, unknown org, stale)
 408   the body did not arrive within ``body_timeout`` (with ``Connection: close``)
 413   the body is larger than ``max_body_bytes`` (never read past the limit)
 500   without an inbox: the callback raised (the sender will retry)
-503   the receiver is closing, or the inbox could not store the delivery within its
-      ``commit_timeout`` (with ``Retry-After``: that bound, rounded up)
+503   the receiver is closing (a body still arriving is cut at once), or the inbox
+      could not store the delivery within its ``commit_timeout`` (with
+      ``Retry-After``: that bound, rounded up)
 ====  ==========================================================================
 
 ``GET <path>/health`` is liveness (``200`` while serving); ``GET <path>/health/ready`` is
@@ -219,6 +221,10 @@ class WebhookReceiver:
             status = self.body_timed_out(request.remote)
             response = web.Response(status=status, headers=self.retry_after(status))
             response.force_close()  # the rest of the body is never read: the connection cannot be reused
+            return response
+        except ConnectionError:  # the sender went away mid-body: a refusal line, not aiohttp's traceback
+            response = web.Response(status=self.refuse(400, logging.INFO, "body cut short", request.remote))
+            response.force_close()
             return response
         status = await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote)
         return web.Response(status=status, headers=self.retry_after(status))

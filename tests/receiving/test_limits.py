@@ -563,3 +563,33 @@ async def test_closing_just_as_a_body_deadline_expires_is_not_an_error(inbox: In
     await receiver.aclose()
     with pytest.raises(TimeoutError):
         await request
+
+
+@pytest.mark.parametrize("ending", ["half-close", "reset"])
+async def test_bodies_cut_short_are_rate_limited_refusal_lines_not_tracebacks(
+    inbox: Inbox, streams: Callable[[int], Awaitable[Stream]], caplog: pytest.LogCaptureFixture, ending: str
+) -> None:
+    """Senders that go away mid-body (aiohttp logged an ERROR traceback for each) are refusal lines, rate-limited."""
+    app = web.Application()
+    receiver = add_webhook_route(app, PATH, SECRET, inbox=inbox)
+    caplog.set_level(logging.DEBUG)
+    async with serve(app, "127.0.0.1", 0, LIMITS) as port:
+        for _ in range(12):
+            reader, writer = await streams(port)
+            writer.write(head(100) + b'{"eventName"')
+            for _ in range(500):  # until its handler is reading the body
+                if receiver._reading:
+                    break
+                await asyncio.sleep(0.01)
+            if ending == "reset":
+                writer.transport.abort()
+            else:
+                writer.write_eof()
+                await until_closed(reader)
+            for _ in range(500):  # until the handler is done with it
+                if not receiver._reading:
+                    break
+                await asyncio.sleep(0.01)
+    lines = [record for record in caplog.records if record.name.startswith(("aiohttp", "fullstory_async"))]
+    assert all(record.exc_info is None for record in lines), [record.getMessage() for record in lines]
+    assert sum("webhook refused 400 (body cut short)" in record.getMessage() for record in lines) == 10
