@@ -72,6 +72,15 @@ async def until_closed(reader: asyncio.StreamReader) -> float:
     return asyncio.get_running_loop().time()
 
 
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (up to 5 s, polling the loop) until ``condition()`` is true, e.g. a handler is reading a body."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
 @pytest.fixture
 async def streams() -> AsyncIterator[Callable[[int], Awaitable[Stream]]]:
     """Open raw connections to 127.0.0.1; all are closed after the test."""
@@ -260,6 +269,55 @@ def _nofile(limit: int) -> Callable[[], None]:
     return lower
 
 
+@contextlib.asynccontextmanager
+async def _receiving(tmp_path: Any, *extra: str, nofile: int | None = None) -> AsyncIterator[tuple[str, str, int]]:
+    """Run ``fullstory-async receive`` (under ``nofile`` descriptors); yield its URL, its metrics URL and its pid.
+
+    On exit it is sent SIGTERM: it must exit 0 without ever having run out of descriptors.
+    """
+    process = await asyncio.create_subprocess_exec(
+        *_receive_argv(f"sqlite:///{tmp_path}/x.db", *extra),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "FS_LIMITS_SECRET": SECRET},
+        preexec_fn=None if nofile is None else _nofile(nofile),
+    )
+    assert process.stdout is not None
+    try:
+        url = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()[2]
+        metrics = ""
+        if "--metrics-port" in extra:
+            metrics = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()[2]
+        yield url, metrics, process.pid
+    finally:
+        process.terminate()
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert b"Too many open files" not in err, err.decode()[-2000:]
+    assert process.returncode == 0
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+async def _deliver_with_retries(url: str, event_id: str) -> list[object]:
+    """POST a valid delivery as Fullstory does: retry a 503 (after Retry-After) or a reset; return the outcomes."""
+    body, headers = signed_delivery("note.created", {"id": event_id}, secret=SECRET, org_id=ORG)
+    outcomes: list[object] = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(10):
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    outcomes.append(response.status)
+                    if response.status == 202:
+                        break
+                    assert (response.status, response.headers["Retry-After"]) == (503, "1")
+            except aiohttp.ClientConnectionError as exc:  # a refusal closed unanswered past the reserve
+                outcomes.append(type(exc).__name__)
+            await asyncio.sleep(1)
+    return outcomes
+
+
 async def test_receive_with_256_descriptors_refuses_the_default_cap(tmp_path: Any) -> None:
     """The real command under ``ulimit -n 256``: the default ``--max-connections 512`` exits 2 naming both."""
     process = await asyncio.create_subprocess_exec(
@@ -281,39 +339,17 @@ async def test_receive_under_a_flood_of_stalled_bodies_still_acknowledges_a_vali
     closed; the receiver never runs out of descriptors; a sender honouring ``Retry-After``
     has its 202 within a few seconds.
     """
-    process = await asyncio.create_subprocess_exec(
-        *_receive_argv(f"sqlite:///{tmp_path}/x.db", "--max-connections", "8", "--body-timeout", "0.5"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "FS_LIMITS_SECRET": SECRET},
-        preexec_fn=_nofile(8 + FD_RESERVE),
-    )
-    assert process.stdout is not None
-    try:
-        banner = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        url = banner.split()[2]
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
+    bounds = ("--max-connections", "8", "--body-timeout", "0.5")
+    async with _receiving(tmp_path, *bounds, nofile=8 + FD_RESERVE) as (url, _, _):
 
         async def stall() -> Stream:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
             writer.write(head(100) + b"{")
             return reader, writer
 
         # Every staller is connected and has sent its head before the valid sender starts.
         stalled = await asyncio.wait_for(asyncio.gather(*(stall() for _ in range(150))), 30)
-        body, headers = signed_delivery("note.created", {"id": "n-flood"}, secret=SECRET, org_id=ORG)
-        outcomes: list[object] = []
-        async with aiohttp.ClientSession() as session:
-            for _ in range(10):  # a sender that retries a 503 or a reset after Retry-After, as Fullstory does
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        outcomes.append(response.status)
-                        if response.status == 202:
-                            break
-                        assert (response.status, response.headers["Retry-After"]) == (503, "1")
-                except aiohttp.ClientConnectionError as exc:  # a refusal closed unanswered past the reserve
-                    outcomes.append(type(exc).__name__)
-                await asyncio.sleep(1)
+        outcomes = await _deliver_with_retries(url, "n-flood")
         assert outcomes[-1] == 202, outcomes
         try:  # every staller was closed by the receiver
             await asyncio.wait_for(asyncio.gather(*(until_closed(reader) for reader, _ in stalled)), 30)
@@ -322,11 +358,6 @@ async def test_receive_under_a_flood_of_stalled_bodies_still_acknowledges_a_vali
                 writer.close()
         async with aiohttp.ClientSession() as session, session.get(f"{url.rstrip('/')}/health") as response:
             assert response.status == 200
-    finally:
-        process.terminate()
-        _, err = await asyncio.wait_for(process.communicate(), 30)
-    assert b"Too many open files" not in err, err.decode()
-    assert process.returncode == 0
 
 
 async def test_a_mounted_aiohttp_route_enforces_the_body_timeout(
@@ -392,10 +423,7 @@ async def test_closing_cuts_a_body_still_arriving_rather_than_waiting_the_body_t
     async with serve(app, "127.0.0.1", 0, LIMITS) as port:
         reader, writer = await streams(port)
         writer.write(head(100) + b"{")
-        for _ in range(500):  # until its handler is reading the body
-            if receiver._reading:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: receiver._reading)  # its handler is reading the body
         started = loop.time()
         await asyncio.wait_for(receiver.aclose(), 5)
         status, headers = await asyncio.wait_for(read_response(reader), 5)
@@ -438,69 +466,24 @@ async def test_a_connect_flood_never_runs_receive_out_of_descriptors(tmp_path: A
     if hard != resource.RLIM_INFINITY and hard < flood + 100:
         pytest.skip(f"this test opens {flood} sockets; the descriptor limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, flood + 100), hard))
-    process = await asyncio.create_subprocess_exec(
-        *_receive_argv(f"sqlite:///{tmp_path}/x.db", "--max-connections", "8"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "FS_LIMITS_SECRET": SECRET},
-        preexec_fn=_nofile(8 + FD_RESERVE),
-    )
-    assert process.stdout is not None
     sockets: list[socket.socket] = []
     try:
-        url = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()[2]
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
-        for n in range(flood):
-            sock = socket.socket()
-            sock.setblocking(False)
-            sock.connect_ex(("127.0.0.1", port))
-            sockets.append(sock)
-            if n % 50 == 0:
-                await asyncio.sleep(0)  # the receiver accepts while the flood goes on
-        body, headers = signed_delivery("note.created", {"id": "n-connect-flood"}, secret=SECRET, org_id=ORG)
-        outcomes: list[object] = []
-        async with aiohttp.ClientSession() as session:
-            for _ in range(10):  # a sender that retries a 503 or a reset after Retry-After
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        outcomes.append(response.status)
-                        if response.status == 202:
-                            break
-                except aiohttp.ClientConnectionError as exc:
-                    outcomes.append(type(exc).__name__)
-                await asyncio.sleep(1)
-        assert outcomes[-1] == 202, outcomes
+        async with _receiving(tmp_path, "--max-connections", "8", nofile=8 + FD_RESERVE) as (url, _, _):
+            for n in range(flood):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", _port(url)))
+                sockets.append(sock)
+                if n % 50 == 0:
+                    await asyncio.sleep(0)  # the receiver accepts while the flood goes on
+            outcomes = await _deliver_with_retries(url, "n-connect-flood")
+            assert outcomes[-1] == 202, outcomes
+            for sock in sockets:
+                sock.close()
     finally:
         for sock in sockets:
             sock.close()
-        process.terminate()
-        _, err = await asyncio.wait_for(process.communicate(), 30)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert b"Too many open files" not in err, err.decode()[-2000:]
-    assert process.returncode == 0
-
-
-async def test_malformed_requests_are_rate_limited_refusal_lines_not_tracebacks(
-    start: Start, streams: Callable[[int], Awaitable[Stream]], caplog: pytest.LogCaptureFixture
-) -> None:
-    """A scanner's malformed requests (aiohttp logs each as an ERROR traceback) cannot flood ``receive``'s log."""
-    port = await start()
-    malformed = [
-        head(5, "Transfer-Encoding: chunked"),  # both framings: request smuggling
-        head(0, *(f"X-{n}: y" for n in range(LIMITS.max_headers + 1))),
-        b"GET /" + b"a" * (LIMITS.max_header_bytes + 1) + b" HTTP/1.1\r\n\r\n",
-    ]
-    caplog.set_level(logging.DEBUG)
-    for request in malformed * 10:
-        reader, writer = await streams(port)
-        writer.write(request)
-        status, _ = await asyncio.wait_for(read_response(reader), 5)
-        assert status == 400
-    lines = [record for record in caplog.records if record.name.startswith(("aiohttp", "fullstory_async"))]
-    assert all(record.exc_info is None for record in lines), [record.getMessage() for record in lines]
-    refused = [record.getMessage() for record in lines if "refused 400 (malformed" in record.getMessage()]
-    assert len(refused) == 10  # the refusal log's budget: 10 lines every 10 s
-    assert "Transfer-Encoding can't be present with Content-Length" in refused[0]
 
 
 async def test_the_metrics_port_holds_a_few_connections_not_another_cap_of_descriptors(tmp_path: Any) -> None:
@@ -509,24 +492,14 @@ async def test_the_metrics_port_holds_a_few_connections_not_another_cap_of_descr
     With the receiver's cap (512 by default) the metrics port alone could take as many descriptors
     as ``--max-connections`` was checked against, and run the receiver out of them.
     """
-    process = await asyncio.create_subprocess_exec(
-        *_receive_argv(f"sqlite:///{tmp_path}/x.db", "--metrics-port", "0", "--head-timeout", "60"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "FS_LIMITS_SECRET": SECRET},
-    )
-    assert process.stdout is not None
     sockets: list[socket.socket] = []
-    try:
-        await asyncio.wait_for(process.stdout.readline(), 30)
-        metrics_url = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()[2]
-        port = int(metrics_url.rsplit(":", 1)[1].split("/")[0])
-        descriptors = f"/proc/{process.pid}/fd"
+    async with _receiving(tmp_path, "--metrics-port", "0", "--head-timeout", "60") as (_, metrics_url, pid):
+        descriptors = f"/proc/{pid}/fd"
         before = len(os.listdir(descriptors))
         for _ in range(100):
             sock = socket.socket()
             sock.setblocking(False)
-            sock.connect_ex(("127.0.0.1", port))
+            sock.connect_ex(("127.0.0.1", _port(metrics_url)))
             sockets.append(sock)
             await asyncio.sleep(0.002)  # past the first-byte grace of the earliest: they may be evicted
         held = 100
@@ -535,14 +508,13 @@ async def test_the_metrics_port_holds_a_few_connections_not_another_cap_of_descr
             if held <= 8:
                 break
             await asyncio.sleep(0.05)
-        assert held <= 8
-        async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
-            assert response.status == 200
-    finally:
-        for sock in sockets:
-            sock.close()
-        process.terminate()
-        await asyncio.wait_for(process.communicate(), 30)
+        try:
+            assert held <= 8
+            async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
+                assert response.status == 200
+        finally:
+            for sock in sockets:
+                sock.close()
 
 
 async def test_closing_just_as_a_body_deadline_expires_is_not_an_error(inbox: Inbox) -> None:
@@ -577,19 +549,13 @@ async def test_bodies_cut_short_are_rate_limited_refusal_lines_not_tracebacks(
         for _ in range(12):
             reader, writer = await streams(port)
             writer.write(head(100) + b'{"eventName"')
-            for _ in range(500):  # until its handler is reading the body
-                if receiver._reading:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: receiver._reading)  # its handler is reading the body
             if ending == "reset":
                 writer.transport.abort()
             else:
                 writer.write_eof()
                 await until_closed(reader)
-            for _ in range(500):  # until the handler is done with it
-                if not receiver._reading:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: not receiver._reading)  # the handler is done with it
     lines = [record for record in caplog.records if record.name.startswith(("aiohttp", "fullstory_async"))]
     assert all(record.exc_info is None for record in lines), [record.getMessage() for record in lines]
     assert sum("webhook refused 400 (body cut short)" in record.getMessage() for record in lines) == 10
