@@ -62,23 +62,26 @@ _SECRET_KEY = re.compile(r"pass|secret|token|pwd", re.IGNORECASE)  # password, p
 def _userinfo(dsn: str) -> tuple[int, int] | None:
     """Return where the password of ``dsn``'s user info starts and ends in the text, or ``None``.
 
-    The user info ends at the ``@`` before the host. A password may hold an unencoded ``/``,
-    ``?`` or ``#`` (generated passwords often do), which ends the authority early for a URL
-    parser (``u:pa/ss@h`` parses as host ``u``, port ``pa``): then the last ``@`` of the URL
-    ends the user info. When in doubt this hides too much, never too little.
+    The user info ends at the last ``@`` before the query. A password may hold an unencoded
+    ``/``, ``?`` or ``#`` (generated passwords often do), which ends the authority early for a
+    URL parser (``u:pa/ss@h`` parses as host ``u``, port ``pa``); a ``?`` in it puts its ``@``
+    in what looks like the query, then in a parameter without ``=``, or after a port that is not
+    a number (``u:pa?ss@h``). When in doubt this hides too much, never too little.
     """
     _, sep, rest = dsn.partition("://")
-    if not sep or "@" not in rest:
+    if not sep or rest[:1] in ("", "/", "?", "#"):  # sqlite:////path, postgresql:///db: no user info
         return None
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if not authority:  # sqlite:////path or postgresql:///db: no user info, whatever the path holds
+    path, _, query = rest.partition("?")
+    at = path.rfind("@")
+    if at < 0 and "@" in query:
+        port = re.split(r"[/#]", path, maxsplit=1)[0].rpartition(":")[2]
+        if not port.isdigit() or "=" not in query[: query.index("@")].rpartition("&")[2]:
+            at = len(path) + 1 + query.rindex("@")
+    user, colon, _ = rest[: max(at, 0)].partition(":")
+    if at < 0 or not colon:
         return None
-    userinfo = rest[: rest.rindex("@")] if "@" not in authority else authority.rpartition("@")[0]
-    user, colon, _ = userinfo.partition(":")
-    if not colon:
-        return None
-    begin = len(dsn) - len(rest) + len(user) + 1
-    return begin, len(dsn) - len(rest) + len(userinfo)
+    offset = len(dsn) - len(rest)
+    return offset + len(user) + 1, offset + at
 
 
 def _secrets(dsn: str) -> list[str]:
@@ -113,9 +116,8 @@ def check_dsn(dsn: str) -> None:
         netloc = urlsplit(dsn).netloc
     except ValueError as exc:
         raise InvalidArgumentError("url", f"malformed PostgreSQL URL {redact(dsn)}: {exc}") from None
-    port = netloc.rpartition(":")[2] if ":" in netloc else ""
-    misread = not port.isdigit() or "@" in dsn.partition("?")[0]  # a password cut short, or an '@' in the path
-    if "@" not in netloc and _userinfo(dsn) is not None and misread:
+    span = _userinfo(dsn)
+    if span is not None and any(mark in dsn[span[0] : span[1]] for mark in "/?#"):  # a URL parser misreads it
         raise InvalidArgumentError(
             "url",
             f"the user info of {redact(dsn)} holds an unencoded '/', '?' or '#': percent-encode them in the "
