@@ -147,6 +147,9 @@ def _url(host: str, port: int, path: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
+_METRICS_CONNECTIONS = 8
+"""The metrics port's own connection cap: a scrape needs one, and the port must not take the
+descriptors ``--max-connections`` counts on (a cap as large would double them)."""
 _STATS_TIMEOUT = 2.0
 """Seconds a scrape waits for the inbox's counts (well inside Prometheus's 10 s scrape timeout)."""
 _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -219,8 +222,14 @@ async def _receive(args: argparse.Namespace) -> int:
             receiver = add_webhook_route(app, path, secrets, inbox=inbox, settings=settings, hooks=hooks)
             banner = [f"into {redact(args.inbox)}"]
             if args.metrics_port is not None:
+                metrics_limits = attrs.evolve(limits, max_connections=_METRICS_CONNECTIONS)
                 metrics_port = await exits.enter_async_context(
-                    serve(_metrics_app(metrics, inbox, metrics_token), args.metrics_host, args.metrics_port, limits)
+                    serve(
+                        _metrics_app(metrics, inbox, metrics_token),
+                        args.metrics_host,
+                        args.metrics_port,
+                        metrics_limits,
+                    )
                 )
                 banner.append(f"metrics on {_url(args.metrics_host, metrics_port, '/metrics')}")
             worker = None

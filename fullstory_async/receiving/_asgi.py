@@ -13,7 +13,6 @@ On a ``lifespan`` shutdown (when served alone) the receiver closes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -75,10 +74,10 @@ class WebhookASGIApp:
             client = scope.get("client")
             peer = str(client[0]) if client else None
             try:
-                async with asyncio.timeout(self.receiver.settings.body_timeout):
+                async with self.receiver.body_deadline():
                     body = await self._read_body(scope, receive)
             except TimeoutError:
-                await _respond(send, self.receiver.body_timed_out(peer), close=True)
+                await _respond(send, self.receiver.body_timed_out(peer), receiver=self.receiver, close=True)
                 return
             if body is not False:
                 status = await self.receiver.accept(body, _header(scope, _SIGNATURE), peer)

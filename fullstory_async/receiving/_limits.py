@@ -27,22 +27,29 @@ under servers we do not run.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async.receiving._refusals import RefusalLog
 from fullstory_async.receiving._settings import positive
 
-_BACKLOG = 64  # also the most connections asyncio accepts in one go, before the gate sees them
+_BACKLOG = 32  # also the most connections asyncio accepts in one go, before the gate sees them
 _MAX_REFUSING = 32  # refused connections lingering at once; past it the oldest is closed
-FD_RESERVE = _BACKLOG + _MAX_REFUSING + 32
-"""Descriptors ``max_connections`` must leave free (128): one burst of accepted connections
-the gate has not seen yet (the listen backlog, 64), refused connections lingering (32), and the
-process itself (listening sockets, the inbox's files or pool, stdio, the event loop: 32)."""
+FD_RESERVE = 4 * _BACKLOG + _MAX_REFUSING + 32
+"""Descriptors ``max_connections`` must leave free (192): the connections between the kernel and
+the gate (asyncio accepts a burst of up to the listen backlog, 32, per loop iteration, attaches
+it to the gate one iteration later, and an evicted or refused connection's descriptor is closed
+one iteration after that: under a connect flood up to four bursts are in flight, 128), refused
+connections lingering (32), and the process itself (listening sockets, the inbox's files or pool,
+stdio, the event loop: 32)."""
 _FIRST_BYTE_GRACE = 0.1  # seconds: longer than a prompt sender takes to send its first bytes after connecting
 _REFUSAL_LINGER = 1.0  # seconds a refused connection has to send its request, read the 503 and close
 _REFUSAL = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -102,7 +109,8 @@ async def serve(app: web.Application, host: str, port: int, limits: ConnectionLi
     """
     gate = ConnectionGate(limits)
     app.middlewares.append(gate.middleware)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, **limits.server_options())
+    options = limits.server_options()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=_ServerLog(), **options)
     await runner.setup()
     assert runner.server is not None
     server: asyncio.Server | None = None
@@ -114,6 +122,30 @@ async def serve(app: web.Application, host: str, port: int, limits: ConnectionLi
             await asyncio.sleep(0)  # connections accepted this iteration attach first (3.11 asserts otherwise)
             server.close()
         await runner.cleanup()
+
+
+class _ServerLog(logging.Logger):
+    """aiohttp's server logger under `serve`: a malformed request is one rate-limited refusal line.
+
+    aiohttp logs every request its parser rejects (a scanner, a probe, a header over the caps)
+    as an ERROR with a traceback: a stream of them would fill the log. Here each is a line
+    of a `RefusalLog` (at most 10 every 10 s), like the receiver's own refusals; anything
+    else goes on to aiohttp's ``aiohttp.server`` logger unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(server_logger.name)
+        self.parent = server_logger
+        self._refusals = RefusalLog()
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        """Log a malformed request as a refusal line; anything else as aiohttp would."""
+        if isinstance(exc_info, HttpProcessingError):
+            detail = (str(exc_info.message).strip().splitlines() or [type(exc_info).__name__])[0][:120]
+            peer = args[0] if args else "?"
+            self._refusals.log(logging.INFO, "request refused %d (malformed: %s) from %s", exc_info.code, detail, peer)
+            return
+        server_logger.exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class ConnectionGate:

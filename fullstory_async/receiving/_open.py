@@ -37,7 +37,7 @@ def _sqlite(url: str, **options: Any) -> SqliteInbox:
     parts = urlsplit(url)
     if parts.netloc:
         raise InvalidArgumentError(
-            "url", f"a SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db, got {url!r}"
+            "url", f"a SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db, got {redact(url)!r}"
         )
     path = parts.path[1:]
     if not path or path == ":memory:":

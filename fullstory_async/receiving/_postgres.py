@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._inbox import (
@@ -64,31 +64,49 @@ _MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
 _SECRET_KEY = re.compile(r"pass|secret|token|pwd", re.IGNORECASE)  # password, passfile, sslpassword, ...
 
 
+def _userinfo(dsn: str) -> tuple[int, int] | None:
+    """Return where the password of ``dsn``'s user info starts and ends in the text, or ``None``.
+
+    The user info ends at the last ``@`` before the query. A password may hold an unencoded
+    ``/``, ``?`` or ``#`` (generated passwords often do), which ends the authority early for a
+    URL parser (``u:pa/ss@h`` parses as host ``u``, port ``pa``); a ``?`` in it puts its ``@``
+    in what looks like the query, then in a parameter without ``=``, or after a port that is not
+    a number (``u:pa?ss@h``). When in doubt this hides too much, never too little.
+    """
+    _, sep, rest = dsn.partition("://")
+    if not sep or rest[:1] in ("", "/", "?", "#"):  # sqlite:////path, postgresql:///db: no user info
+        return None
+    path, _, query = rest.partition("?")
+    at = path.rfind("@")
+    if at < 0 and "@" in query:
+        port = re.split(r"[/#]", path, maxsplit=1)[0].rpartition(":")[2]
+        if not port.isdigit() or "=" not in query[: query.index("@")].rpartition("&")[2]:
+            at = len(path) + 1 + query.rindex("@")
+    user, colon, _ = rest[: max(at, 0)].partition(":")
+    if at < 0 or not colon:
+        return None
+    offset = len(dsn) - len(rest)
+    return offset + len(user) + 1, offset + at
+
+
 def _secrets(dsn: str) -> list[str]:
     """Return the secret values a DSN carries (user-info password, ``password``-like query values), raw and decoded."""
-    try:
-        parts = urlsplit(dsn)
-        found = [parts.password or ""]
-    except ValueError:
-        return [dsn]
-    for pair in parts.query.split("&"):
+    span = _userinfo(dsn)
+    found = [dsn[span[0] : span[1]]] if span else []
+    for pair in dsn.partition("?")[2].partition("#")[0].split("&"):
         key, _, value = pair.partition("=")
         if _SECRET_KEY.search(unquote_plus(key)):
             found.append(value)
-    found += [unquote_plus(value) for value in found]
+    found += [unquote_plus(value) for value in found] + [unquote(value) for value in found]
     return sorted({value for value in found if value}, key=len, reverse=True)
 
 
 def redact(dsn: str) -> str:
     """Return the URL as given, but its user-info password and ``password``-like query values as ``***``."""
-    try:
-        parts = urlsplit(dsn)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
+    span = _userinfo(dsn)
+    if span is not None:
+        dsn = f"{dsn[: span[0]]}***{dsn[span[1] :]}"
     head, sep, query = dsn.partition("?")  # edit the text as given: urlunsplit would drop sqlite:///'s empty host
-    if password is not None:
-        head = head.replace(parts.netloc, f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}", 1)
     query, hash_, fragment = query.partition("#")
     query = "&".join(
         f"{key}=***" if _SECRET_KEY.search(unquote_plus(key)) else f"{key}{eq}{value}"
@@ -100,10 +118,17 @@ def redact(dsn: str) -> str:
 def check_dsn(dsn: str) -> None:
     """Refuse (`InvalidArgumentError` on ``url``, password redacted) a PostgreSQL URL whose host part is malformed."""
     try:
-        hosts = urlsplit(dsn).netloc.rpartition("@")[2]
+        netloc = urlsplit(dsn).netloc
     except ValueError as exc:
         raise InvalidArgumentError("url", f"malformed PostgreSQL URL {redact(dsn)}: {exc}") from None
-    for host in hosts.split(","):  # asyncpg takes several host[:port], comma-separated
+    span = _userinfo(dsn)
+    if span is not None and any(mark in dsn[span[0] : span[1]] for mark in "/?#"):  # a URL parser misreads it
+        raise InvalidArgumentError(
+            "url",
+            f"the user info of {redact(dsn)} holds an unencoded '/', '?' or '#': percent-encode them in the "
+            "password (%2F, %3F, %23)",
+        )
+    for host in netloc.rpartition("@")[2].split(","):  # asyncpg takes several host[:port], comma-separated
         port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
         if port and not (port.isdigit() and 1 <= int(port) <= 65535):
             raise InvalidArgumentError("url", f"port {port!r} is not a port number (1-65535) in {redact(dsn)}")

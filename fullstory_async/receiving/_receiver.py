@@ -5,13 +5,15 @@ Answers (always without a body, so a refusal never explains itself to the sender
 ====  ==========================================================================
 202   verified and committed to the inbox (or a duplicate of a stored one); without
       an inbox, verified and the callback returned
-400   correctly signed, but the body is not an event envelope
+400   correctly signed, but the body is not an event envelope; or the sender went away
+      mid-body (nobody reads that answer; logged as a refusal, not a traceback)
 401   any signature failure (missing, malformed, mismatch, unknown org, stale)
 408   the body did not arrive within ``body_timeout`` (with ``Connection: close``)
 413   the body is larger than ``max_body_bytes`` (never read past the limit)
 500   without an inbox: the callback raised (the sender will retry)
-503   the receiver is closing, or the inbox could not store the delivery within its
-      ``commit_timeout`` (with ``Retry-After``: that bound, rounded up)
+503   the receiver is closing (a body still arriving is cut at once), or the inbox
+      could not store the delivery within its ``commit_timeout`` (with
+      ``Retry-After``: that bound, rounded up)
 ====  ==========================================================================
 
 ``GET <path>/health`` is liveness (``200`` while serving); ``GET <path>/health/ready`` is
@@ -26,10 +28,11 @@ receiver as an ASGI application (`WebhookASGIApp`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import TypeAlias
 
@@ -115,6 +118,7 @@ class WebhookReceiver:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._reading: set[asyncio.Timeout] = set()  # the deadlines of the bodies being read
         self.closed = False
         self.asgi = WebhookASGIApp(self)
         """This receiver as an ASGI application: ``POST /`` deliveries, ``GET /health``."""
@@ -211,11 +215,16 @@ class WebhookReceiver:
         if self.closed:
             return web.Response(status=503)
         try:
-            async with asyncio.timeout(self.settings.body_timeout):
+            async with self.body_deadline():
                 body = await self._read_body(request)
         except TimeoutError:
-            response = web.Response(status=self.body_timed_out(request.remote))
+            status = self.body_timed_out(request.remote)
+            response = web.Response(status=status, headers=self.retry_after(status))
             response.force_close()  # the rest of the body is never read: the connection cannot be reused
+            return response
+        except ConnectionError:  # the sender went away mid-body: a refusal line, not aiohttp's traceback
+            response = web.Response(status=self.refuse(400, logging.INFO, "body cut short", request.remote))
+            response.force_close()
             return response
         status = await self.accept(body, request.headers.get(SIGNATURE_HEADER), request.remote)
         return web.Response(status=status, headers=self.retry_after(status))
@@ -239,8 +248,25 @@ class WebhookReceiver:
             return {"status": "inbox unavailable"}, 503
         return {"status": "ready"}, 200
 
+    @contextlib.asynccontextmanager
+    async def body_deadline(self) -> AsyncIterator[None]:
+        """Bound a body read by ``settings.body_timeout`` (`TimeoutError`); `aclose` ends it at once.
+
+        A body still arriving when the receiver closes is not a delivery in progress: nothing
+        was verified, so the sender is answered ``503`` (it retries) rather than holding the
+        shutdown for up to ``body_timeout``.
+        """
+        async with asyncio.timeout(self.settings.body_timeout) as deadline:
+            self._reading.add(deadline)
+            try:
+                yield
+            finally:
+                self._reading.discard(deadline)
+
     def body_timed_out(self, peer: str | None) -> int:
-        """Log the refusal of a body not received within ``settings.body_timeout`` and return ``408``."""
+        """Return the status for a body cut by `body_deadline`: ``503`` when closing, else ``408`` (logged)."""
+        if self.closed:
+            return 503
         return self.refuse(408, logging.WARNING, f"body not received within {self.settings.body_timeout:g} s", peer)
 
     async def health(self, _request: web.Request) -> web.Response:
@@ -271,6 +297,10 @@ class WebhookReceiver:
         open: whoever opened it closes it.
         """
         self.closed = True
+        now = asyncio.get_running_loop().time()
+        for deadline in self._reading:  # bodies still arriving are cut now, answered 503
+            if not deadline.expired():  # one that just expired is being cut already
+                deadline.reschedule(now)
         try:
             await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_timeout)
         except TimeoutError:

@@ -30,6 +30,12 @@ from .test_receive_command import Receiver, deliveries, run_cli, send_all
         ("postgresql://u:hunter2@[::1/db", "malformed PostgreSQL URL"),
         ("mysql://u:hunter2@h/db", "unsupported inbox URL scheme 'mysql' in 'mysql://u:***@h/db'"),
         ("postgresql://u:hunter2@127.0.0.1:5432/db?sslmode=sometimes", "sslmode"),
+        # A generated password with an unencoded '/', '?' or '#' cuts the authority short for a URL
+        # parser ("u:hunter2/x@h" reads as host u, port hunter2): refused, and the password never shown.
+        ("postgresql://u:hunter2/x@127.0.0.1/db", "holds an unencoded '/', '?' or '#'"),
+        ("postgresql://u:hunter2?x@127.0.0.1/db", "holds an unencoded '/', '?' or '#'"),
+        ("postgresql://u:hunter2#x@127.0.0.1:5432/db", "holds an unencoded '/', '?' or '#'"),
+        ("sqlite://u:hunter2@127.0.0.1/x.db", "a SQLite URL has no host"),
     ],
 )
 @pytest.mark.parametrize("command", ["stats", "export"])
@@ -39,7 +45,7 @@ async def test_a_malformed_inbox_url_is_a_usage_error_naming_the_field(
     code, out, err = await run_cli("inbox", command, "--inbox", url, cwd=tmp_path)
     assert (code, out) == (2, "")
     assert problem in err
-    if problem.startswith("port"):
+    if problem.startswith("port") or "unencoded" in problem:
         assert "u:***@127.0.0.1" in err  # the URL is shown, its password redacted
     assert "hunter2" not in err
     assert "Traceback" not in err
@@ -133,3 +139,29 @@ async def test_a_bad_commit_timeout_is_a_usage_error(tmp_path: Path, value: str)
     assert code == 2
     assert "--commit-timeout" in err
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:hun@ter2@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:hun%40ter2@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:hun:ter2@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+        ("postgresql://u:hünter2@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:hun/ter2@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:hun?ter2@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:hun#ter2@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db?sslmode=require&password=hunter2", "postgresql://u@h/db?sslmode=require&password=***"),
+        ("postgresql://u:hun@t/er2@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:12?ter2@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://h:5432/db?application_name=ter2@x", "postgresql://h:5432/db?application_name=ter2@x"),
+        ("sqlite:////srv/a:b@c/inbox.db", "sqlite:////srv/a:b@c/inbox.db"),  # a path, shown as given
+    ],
+)
+def test_the_printed_url_never_shows_the_password(url: str, shown: str) -> None:
+    """Whatever the password holds ('@', ':', '/', '?', '#', non-ASCII), the URL is shown as given but for it."""
+    from fullstory_async.receiving._postgres import hide, redact
+
+    assert redact(url) == shown
+    if url.startswith("postgresql") and "application_name" not in url:
+        assert "ter2" not in hide(f"could not connect to {url}", url)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import resource
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -68,6 +70,15 @@ async def until_closed(reader: asyncio.StreamReader) -> float:
         while await reader.read(4096):
             pass
     return asyncio.get_running_loop().time()
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (up to 5 s, polling the loop) until ``condition()`` is true, e.g. a handler is reading a body."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
 
 
 @pytest.fixture
@@ -258,6 +269,55 @@ def _nofile(limit: int) -> Callable[[], None]:
     return lower
 
 
+@contextlib.asynccontextmanager
+async def _receiving(tmp_path: Any, *extra: str, nofile: int | None = None) -> AsyncIterator[tuple[str, str, int]]:
+    """Run ``fullstory-async receive`` (under ``nofile`` descriptors); yield its URL, its metrics URL and its pid.
+
+    On exit it is sent SIGTERM: it must exit 0 without ever having run out of descriptors.
+    """
+    process = await asyncio.create_subprocess_exec(
+        *_receive_argv(f"sqlite:///{tmp_path}/x.db", *extra),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "FS_LIMITS_SECRET": SECRET},
+        preexec_fn=None if nofile is None else _nofile(nofile),
+    )
+    assert process.stdout is not None
+    try:
+        url = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()[2]
+        metrics = ""
+        if "--metrics-port" in extra:
+            metrics = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()[2]
+        yield url, metrics, process.pid
+    finally:
+        process.terminate()
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert b"Too many open files" not in err, err.decode()[-2000:]
+    assert process.returncode == 0
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+async def _deliver_with_retries(url: str, event_id: str) -> list[object]:
+    """POST a valid delivery as Fullstory does: retry a 503 (after Retry-After) or a reset; return the outcomes."""
+    body, headers = signed_delivery("note.created", {"id": event_id}, secret=SECRET, org_id=ORG)
+    outcomes: list[object] = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(10):
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    outcomes.append(response.status)
+                    if response.status == 202:
+                        break
+                    assert (response.status, response.headers["Retry-After"]) == (503, "1")
+            except aiohttp.ClientConnectionError as exc:  # a refusal closed unanswered past the reserve
+                outcomes.append(type(exc).__name__)
+            await asyncio.sleep(1)
+    return outcomes
+
+
 async def test_receive_with_256_descriptors_refuses_the_default_cap(tmp_path: Any) -> None:
     """The real command under ``ulimit -n 256``: the default ``--max-connections 512`` exits 2 naming both."""
     process = await asyncio.create_subprocess_exec(
@@ -269,7 +329,7 @@ async def test_receive_with_256_descriptors_refuses_the_default_cap(tmp_path: An
     )
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2, err
-    assert b"--max-connections: 512 is above the file-descriptor limit 256 less 128" in err
+    assert f"--max-connections: 512 is above the file-descriptor limit 256 less {FD_RESERVE}".encode() in err
 
 
 async def test_receive_under_a_flood_of_stalled_bodies_still_acknowledges_a_valid_sender(tmp_path: Any) -> None:
@@ -279,39 +339,17 @@ async def test_receive_under_a_flood_of_stalled_bodies_still_acknowledges_a_vali
     closed; the receiver never runs out of descriptors; a sender honouring ``Retry-After``
     has its 202 within a few seconds.
     """
-    process = await asyncio.create_subprocess_exec(
-        *_receive_argv(f"sqlite:///{tmp_path}/x.db", "--max-connections", "8", "--body-timeout", "0.5"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "FS_LIMITS_SECRET": SECRET},
-        preexec_fn=_nofile(8 + FD_RESERVE),
-    )
-    assert process.stdout is not None
-    try:
-        banner = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        url = banner.split()[2]
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
+    bounds = ("--max-connections", "8", "--body-timeout", "0.5")
+    async with _receiving(tmp_path, *bounds, nofile=8 + FD_RESERVE) as (url, _, _):
 
         async def stall() -> Stream:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
             writer.write(head(100) + b"{")
             return reader, writer
 
         # Every staller is connected and has sent its head before the valid sender starts.
         stalled = await asyncio.wait_for(asyncio.gather(*(stall() for _ in range(150))), 30)
-        body, headers = signed_delivery("note.created", {"id": "n-flood"}, secret=SECRET, org_id=ORG)
-        outcomes: list[object] = []
-        async with aiohttp.ClientSession() as session:
-            for _ in range(10):  # a sender that retries a 503 or a reset after Retry-After, as Fullstory does
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        outcomes.append(response.status)
-                        if response.status == 202:
-                            break
-                        assert (response.status, response.headers["Retry-After"]) == (503, "1")
-                except aiohttp.ClientConnectionError as exc:  # a refusal closed unanswered past the reserve
-                    outcomes.append(type(exc).__name__)
-                await asyncio.sleep(1)
+        outcomes = await _deliver_with_retries(url, "n-flood")
         assert outcomes[-1] == 202, outcomes
         try:  # every staller was closed by the receiver
             await asyncio.wait_for(asyncio.gather(*(until_closed(reader) for reader, _ in stalled)), 30)
@@ -320,11 +358,6 @@ async def test_receive_under_a_flood_of_stalled_bodies_still_acknowledges_a_vali
                 writer.close()
         async with aiohttp.ClientSession() as session, session.get(f"{url.rstrip('/')}/health") as response:
             assert response.status == 200
-    finally:
-        process.terminate()
-        _, err = await asyncio.wait_for(process.communicate(), 30)
-    assert b"Too many open files" not in err, err.decode()
-    assert process.returncode == 0
 
 
 async def test_a_mounted_aiohttp_route_enforces_the_body_timeout(
@@ -375,3 +408,154 @@ def test_limits_refuse_a_bound_that_is_not_positive(field: str) -> None:
     with pytest.raises(InvalidArgumentError) as info:
         ConnectionLimits(**{field: 0})
     assert info.value.field == field
+
+
+async def test_closing_cuts_a_body_still_arriving_rather_than_waiting_the_body_timeout(
+    inbox: Inbox, streams: Callable[[int], Awaitable[Stream]]
+) -> None:
+    """A sender trickling a body cannot hold ``receive``'s drain for ``body_timeout``: it is answered 503 at once.
+
+    Nothing of it was verified, so it is not a delivery in progress; the sender retries the 503.
+    """
+    app = web.Application()
+    receiver = add_webhook_route(app, PATH, SECRET, inbox=inbox, settings=ReceiverSettings(body_timeout=60))
+    loop = asyncio.get_running_loop()
+    async with serve(app, "127.0.0.1", 0, LIMITS) as port:
+        reader, writer = await streams(port)
+        writer.write(head(100) + b"{")
+        await until(lambda: receiver._reading)  # its handler is reading the body
+        started = loop.time()
+        await asyncio.wait_for(receiver.aclose(), 5)
+        status, headers = await asyncio.wait_for(read_response(reader), 5)
+    assert loop.time() - started < 5  # the drain and the server's cleanup, not the 60 s body timeout
+    assert (status, headers["connection"].lower(), headers["retry-after"]) == (503, "close", "5")
+
+
+async def test_closing_the_asgi_app_cuts_a_body_still_arriving(inbox: Inbox) -> None:
+    """The same under an ASGI server: a lifespan shutdown answers a body still arriving 503, not after the timeout."""
+    receiver = WebhookReceiver(SECRET, inbox=inbox, settings=ReceiverSettings(body_timeout=60))
+    reading, sent = asyncio.Event(), []
+
+    async def receive() -> dict[str, Any]:
+        reading.set()
+        await asyncio.Event().wait()  # the rest of the body never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"100")], "client": None}
+    request = asyncio.create_task(receiver.asgi(scope, receive, send))
+    await reading.wait()
+    await asyncio.wait_for(receiver.aclose(), 5)
+    await asyncio.wait_for(request, 5)
+    assert sent[0]["status"] == 503
+    assert (b"connection", b"close") in sent[0]["headers"]
+
+
+async def test_a_connect_flood_never_runs_receive_out_of_descriptors(tmp_path: Any) -> None:
+    """3,000 sockets connect at once to the real command at its tightest descriptor limit (cap + `FD_RESERVE`).
+
+    asyncio accepts bursts of connections before the gate counts them and frees an evicted
+    one's descriptor an iteration later: the reserve covers that, so accept() never fails with
+    EMFILE (which would pause accepting for a second and log a traceback) and a valid sender
+    is still acknowledged.
+    """
+    flood = 3000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < flood + 100:
+        pytest.skip(f"this test opens {flood} sockets; the descriptor limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, flood + 100), hard))
+    sockets: list[socket.socket] = []
+    try:
+        async with _receiving(tmp_path, "--max-connections", "8", nofile=8 + FD_RESERVE) as (url, _, _):
+            for n in range(flood):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", _port(url)))
+                sockets.append(sock)
+                if n % 50 == 0:
+                    await asyncio.sleep(0)  # the receiver accepts while the flood goes on
+            outcomes = await _deliver_with_retries(url, "n-connect-flood")
+            assert outcomes[-1] == 202, outcomes
+            for sock in sockets:
+                sock.close()
+    finally:
+        for sock in sockets:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_the_metrics_port_holds_a_few_connections_not_another_cap_of_descriptors(tmp_path: Any) -> None:
+    """A flood of silent connections to ``--metrics-port`` is held to its own small cap; a scrape still answers.
+
+    With the receiver's cap (512 by default) the metrics port alone could take as many descriptors
+    as ``--max-connections`` was checked against, and run the receiver out of them.
+    """
+    sockets: list[socket.socket] = []
+    async with _receiving(tmp_path, "--metrics-port", "0", "--head-timeout", "60") as (_, metrics_url, pid):
+        descriptors = f"/proc/{pid}/fd"
+        before = len(os.listdir(descriptors))
+        for _ in range(100):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", _port(metrics_url)))
+            sockets.append(sock)
+            await asyncio.sleep(0.002)  # past the first-byte grace of the earliest: they may be evicted
+        held = 100
+        for _ in range(200):  # refused connections linger a second; then at most the cap stays
+            held = len(os.listdir(descriptors)) - before
+            if held <= 8:
+                break
+            await asyncio.sleep(0.05)
+        try:
+            assert held <= 8
+            async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
+                assert response.status == 200
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+async def test_closing_just_as_a_body_deadline_expires_is_not_an_error(inbox: Inbox) -> None:
+    """`aclose` between a body deadline firing and its request resuming: no RuntimeError, the body still cut."""
+    receiver = WebhookReceiver(SECRET, inbox=inbox)
+
+    async def read() -> None:
+        async with receiver.body_deadline():
+            await asyncio.Event().wait()
+
+    request = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    (deadline,) = receiver._reading
+    deadline.reschedule(asyncio.get_running_loop().time())  # fires on the next iteration
+    await asyncio.sleep(0)  # it fired: the request is cancelled but has not resumed yet
+    assert deadline.expired()
+    assert receiver._reading
+    await receiver.aclose()
+    with pytest.raises(TimeoutError):
+        await request
+
+
+@pytest.mark.parametrize("ending", ["half-close", "reset"])
+async def test_bodies_cut_short_are_rate_limited_refusal_lines_not_tracebacks(
+    inbox: Inbox, streams: Callable[[int], Awaitable[Stream]], caplog: pytest.LogCaptureFixture, ending: str
+) -> None:
+    """Senders that go away mid-body (aiohttp logged an ERROR traceback for each) are refusal lines, rate-limited."""
+    app = web.Application()
+    receiver = add_webhook_route(app, PATH, SECRET, inbox=inbox)
+    caplog.set_level(logging.DEBUG)
+    async with serve(app, "127.0.0.1", 0, LIMITS) as port:
+        for _ in range(12):
+            reader, writer = await streams(port)
+            writer.write(head(100) + b'{"eventName"')
+            await until(lambda: receiver._reading)  # its handler is reading the body
+            if ending == "reset":
+                writer.transport.abort()
+            else:
+                writer.write_eof()
+                await until_closed(reader)
+            await until(lambda: not receiver._reading)  # the handler is done with it
+    lines = [record for record in caplog.records if record.name.startswith(("aiohttp", "fullstory_async"))]
+    assert all(record.exc_info is None for record in lines), [record.getMessage() for record in lines]
+    assert sum("webhook refused 400 (body cut short)" in record.getMessage() for record in lines) == 10
