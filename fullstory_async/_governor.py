@@ -53,9 +53,6 @@ from fullstory_async._pipeline import Handler
 
 logger = logging.getLogger("fullstory_async")
 
-_START_RATE = 100.0  # requests per second a route starts at, growing fast until a limit binds
-
-
 async def no_sleep(_seconds: float) -> None:
     """Return at once (``RetryPolicy(wait=False)``): skipped waits take no time, so no deadline applies."""
 
@@ -135,7 +132,7 @@ class RateGovernor:
         pace = self._routes.get(route)
         if pace is None:
             cap = self.max_rate.get(route) if isinstance(self.max_rate, dict) else self.max_rate
-            pace = RoutePace(self._clock(), start_rate=_START_RATE, min_rate=self.min_rate, max_rate=cap)
+            pace = RoutePace(self._clock(), min_rate=self.min_rate, max_rate=cap)
             if self.initial_rate is not None:
                 pace.learn(self.initial_rate, self._clock())
             self._routes[route] = pace
@@ -189,7 +186,7 @@ class RateGovernor:
             ready = pace.ready_at(now)
             if ready <= now and not turnstile.locked():
                 return
-            await self._wait(ready - now if ready > now else 1.0 / pace.current_rate(now))
+            await self._wait(ready - now if ready > now else 1.0 / pace.rate)
             if self._clock() <= now:
                 return  # sleeping is switched off
 
