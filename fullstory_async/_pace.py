@@ -17,8 +17,9 @@ follows CUBIC (RFC 8312, Ha, Rhee and Xu 2008) over a measured rate:
   among successes is a stray: only the refused call waits its ``Retry-After``, like a
   reordered segment that is no loss, RFC 5681's duplicate-ACK threshold). A 429 of a call
   started before the last cut belongs to that cut (one reduction per congestion event,
-  RFC 6582). A cut when nothing was admitted in the last second also holds the route for
-  the ``Retry-After``, once: at the floor (``min_rate``) the route trickles.
+  RFC 6582). A cut that finds nothing admitted in the last second, after one that found
+  more than ``min_rate``, also holds the route for the ``Retry-After`` (the route has
+  closed); from then on it trickles at ``min_rate`` until calls are admitted again.
 * **Grow.** Between cuts the pace is ``w_max * (1 + _C * (t - K) ** 3)``, ``K`` the time it
   takes to regain ``w_max``: concave back to it, flat around it, convex beyond it, so a
   lifted limit is left behind in seconds.
@@ -138,7 +139,7 @@ class RoutePace:
         return binding
 
     def _cut(self, admitted: float, now: float, retry_after: float | None) -> None:
-        if admitted == 0 and retry_after is not None and self.rate > self.min_rate:
+        if admitted == 0 and retry_after is not None and (self.limit or math.inf) > self.min_rate:  # it just closed
             self.paused_until = max(self.paused_until, now + retry_after)
         self.learn(admitted, now)
 
