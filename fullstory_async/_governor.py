@@ -7,22 +7,21 @@ The governor keeps a client's calls just under each limit without knowing it:
 * **Per route.** A route is ``request.operation`` (``"create_endpoint"``...; a raw
   request without one uses its method). Each route has its own pace (`RoutePace`), so a
   limit on creates leaves lookups alone, and two clients never share anything.
-* **Learned from what the server admits.** Every answer other than a 429 (a 404 of a
-  lookup, any error status, a body that does not decode) was admitted by the limiter; a
-  connection error or timeout says nothing either way and is not counted. A binding 429
-  (most calls around it refused, or refusals a steady share) starts a short measurement:
-  the rate of the successes while the server refuses is its limit, and the route is paced
-  just under it. A stray 429 (calls around it succeed) changes nothing for anyone.
+* **CUBIC over what the server admits** (the AWS SDKs' adaptive retry mode). Every answer
+  other than a 429 (a 404 of a lookup, any error status, a body that does not decode) was
+  admitted by the limiter; a connection error or timeout says nothing either way and is not
+  counted. A binding 429 (another among the route's last 10 answers) cuts the pace to 0.7 of
+  the rate admitted in the last second; the pace then grows back as a cubic of the time. A
+  stray 429 (alone among successes) changes nothing for anyone.
 * **Refused calls wait, the rest keep the pace.** The retry layer holds a refused call
-  for its ``Retry-After``; the other calls are not paused, they keep the learned pace.
-  Only when nothing at all gets through is the route paused until ``Retry-After``.
-* **Probe back up in seconds.** After two quiet seconds the pace grows (cubic: a few
-  percent at first, 2x after one more second), so a lifted limit is left behind quickly.
+  for its ``Retry-After``; the other calls are not paused, they keep the pace. Only when
+  nothing at all gets through is the route paused until ``Retry-After``.
 * **Bounded waits.** A wait never runs past ``request.deadline``: a call whose slot or
   pause would end later fails at once (`APITimeoutError`, or `RateLimitError` for a
   pause). `close` wakes every waiting call with `ClientClosedError`.
 
-The model, step by step, is in ``fullstory_async/_pace.py``; docs/bulk.md has the figures.
+The model, its sources and its tunables are in ``fullstory_async/_pace.py`` (and
+docs/design.md); docs/benchmarks.md has the figures.
 It sits inside the retry middleware, so every attempt is paced.
 """
 
@@ -125,7 +124,7 @@ class RateGovernor:
 
     @property
     def limits(self) -> dict[str, float]:
-        """The admitted rate measured for each route that met a binding limit, requests per second."""
+        """The admitted rate measured at each route's last binding 429 (CUBIC's ``w_max``), requests per second."""
         return {name: pace.limit for name, pace in self._routes.items() if pace.limit is not None}
 
     def _pace(self, route: str) -> RoutePace:

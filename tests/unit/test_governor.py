@@ -765,27 +765,32 @@ def test_wait_for_capacity_waits_behind_the_calls_queued_for_slots() -> None:
 
 
 async def test_a_pacing_wait_past_the_deadline_fails_at_once() -> None:
-    """A slot further away than the request's deadline raises APITimeoutError without waiting."""
+    """A slot further away than the request's deadline raises APITimeoutError without waiting, nothing sent."""
     gov = RateGovernor(max_rate=1)
+    sent: list[ApiRequest] = []
 
-    async def ok(_request: ApiRequest) -> ApiResponse:
+    async def counted(request: ApiRequest) -> ApiResponse:
+        sent.append(request)
         return ApiResponse(200, {}, b"{}")
 
-    await gov(CREATE, ok)
+    await gov(CREATE, counted)
     late = ApiRequest("POST", "/webhooks/v1/endpoints", operation="create_endpoint", deadline=time.monotonic() + 0.2)
     started = time.monotonic()
-    with pytest.raises(APITimeoutError, match="deadline"):
-        await gov(late, ok)
+    with pytest.raises(APITimeoutError, match="deadline") as info:
+        await gov(late, counted)
     assert time.monotonic() - started < 0.1
+    assert sent == [CREATE]
+    assert info.value.sent is False
 
 
 def test_a_pause_past_the_deadline_fails_with_rate_limit_error() -> None:
     """A route paused by Retry-After beyond the deadline raises RateLimitError carrying the wait, at once."""
 
     async def scenario() -> tuple[RateLimitError, float]:
-        gov = governor()
+        gov, sent = governor(), []
 
-        async def refused(_request: ApiRequest) -> ApiResponse:
+        async def refused(request: ApiRequest) -> ApiResponse:
+            sent.append(request)
             raise RateLimitError("Too many requests.", status=429, retry_after=30.0)
 
         async def attempt() -> None:
@@ -799,6 +804,8 @@ def test_a_pause_past_the_deadline_fails_with_rate_limit_error() -> None:
         with pytest.raises(RateLimitError) as info:
             await gov(late, refused)
         waited = now() - started
+        assert late not in sent
+        assert info.value.sent is False
         gov.close()
         await asyncio.gather(*attempts, return_exceptions=True)
         return info.value, waited
