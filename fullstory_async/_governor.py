@@ -52,6 +52,7 @@ from fullstory_async._pipeline import Handler
 
 logger = logging.getLogger("fullstory_async")
 
+
 async def no_sleep(_seconds: float) -> None:
     """Return at once (``RetryPolicy(wait=False)``): skipped waits take no time, so no deadline applies."""
 

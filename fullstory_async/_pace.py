@@ -30,7 +30,7 @@ follows CUBIC (RFC 8312, Ha, Rhee and Xu 2008) over a measured rate:
 Tunables (7, each justified in one line):
 
 * ``_START_RATE = 100``: requests/s a new route starts at; a 100/s limiter meets a bounded burst.
-* ``_DOUBLING = 0.1``: slow start doubles every 100 ms: 1,600/s in 0.4 s, overshoot of a limit <= 2x for replies within it.
+* ``_DOUBLING = 0.1``: slow start x2 per 100 ms: 1,600/s in 0.4 s; overshoot <= 2x when answers come within it.
 * ``_BETA = 0.7``: RFC 8312's and botocore's multiplicative decrease.
 * ``_C = 0.4``: RFC 8312's and botocore's scale, per unit of ``w_max`` here so 5/s and 500/s regain it in 0.9 s alike.
 * ``_WINDOW = 1.0``: admitted rate over the last second: per-second limits, and a fixed window's bursts average out.
