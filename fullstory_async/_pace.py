@@ -141,6 +141,7 @@ class RoutePace:
     def _cut(self, admitted: float, now: float, retry_after: float | None) -> None:
         if admitted == 0 and retry_after is not None and (self.limit or math.inf) > self.min_rate:  # it just closed
             self.paused_until = max(self.paused_until, now + retry_after)
+            self.next_slot = max(self.next_slot, self.paused_until)  # the pace resumes from the pause's end
         self.learn(admitted, now)
 
     def learn(self, limit: float, now: float) -> None:
