@@ -94,7 +94,7 @@ class RoutePace:
         if 0 < gap <= _USED / self.rate:  # a longer gap left the pace unused: no growth (RFC 7661)
             self._grown += gap
             if self.limit is None:
-                self.rate = self._capped(self.rate * 2 ** (gap / _DOUBLING))
+                self.rate = self._capped(self.rate * 2 ** min(gap / _DOUBLING, 1))  # a crawl at max_rate: no overflow
             else:
                 self.rate = self._capped(self.limit * (1 + _C * (self._grown - _K) ** 3))
         interval = 1.0 / self.rate

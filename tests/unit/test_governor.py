@@ -198,6 +198,14 @@ def test_a_route_that_does_not_use_its_pace_does_not_grow_it() -> None:
         assert pace.rate == before
 
 
+def test_a_pace_held_at_a_crawl_by_max_rate_survives_long_gaps() -> None:
+    """max_rate 0.01/s: calls 150 s apart are within two intervals, and the pace stays at the cap."""
+    pace = RoutePace(0.0, min_rate=0.001, max_rate=0.01)
+    for at in (0.0, 150.0, 300.0):
+        pace.take_slot(at)
+    assert pace.rate == 0.01
+
+
 def test_one_429_among_successes_cuts_nothing_two_close_together_cut_once() -> None:
     """A stray 429 leaves the pace; a second among ten answers cuts; 429s of calls sent before that cut add nothing."""
     pace = RoutePace(0.0, min_rate=1.0, max_rate=None)
