@@ -76,7 +76,8 @@ class RateGovernor:
             every route, or a mapping ``{route: rate}`` (routes not in it are uncapped),
             e.g. to leave headroom for other tools sharing the org's limit.
         initial_rate: a limit you already know (requests per second): routes start
-            paced just under it instead of discovering it.
+            as if a 429 had just met it (at 0.7 of it, regained within a second)
+            instead of discovering it.
         min_rate: the pace never drops below this (requests per second).
         max_pause: a ``Retry-After`` longer than this pauses nobody (the retry policy gives
             up on it at once); the client sets it to its `RetryPolicy.max_retry_after`.
