@@ -702,9 +702,6 @@ def test_close_wakes_every_waiting_call_with_client_closed() -> None:
     async def scenario() -> list[BaseException | ApiResponse]:
         gov = governor(max_rate=1)
 
-        async def ok(_request: ApiRequest) -> ApiResponse:
-            return ApiResponse(200, {}, b"{}")
-
         calls = [asyncio.ensure_future(gov(CREATE, ok)) for _ in range(5)]
         await asyncio.sleep(0.5)
         started = now()
@@ -728,9 +725,6 @@ def test_wait_for_capacity_returns_when_a_call_could_start() -> None:
 
     async def scenario() -> tuple[float, float]:
         gov = governor(max_rate=2)
-
-        async def ok(_request: ApiRequest) -> ApiResponse:
-            return ApiResponse(200, {}, b"{}")
 
         await gov.wait_for_capacity("get_endpoint")
         free = now()
@@ -756,11 +750,11 @@ def test_wait_for_capacity_waits_behind_the_calls_queued_for_slots() -> None:
         gov = governor(max_rate=2)
         started: list[float] = []
 
-        async def ok(_request: ApiRequest) -> ApiResponse:
+        async def counted(_request: ApiRequest) -> ApiResponse:
             started.append(now())
             return ApiResponse(200, {}, b"{}")
 
-        calls = [asyncio.ensure_future(gov(CREATE, ok)) for _ in range(5)]
+        calls = [asyncio.ensure_future(gov(CREATE, counted)) for _ in range(5)]
         await asyncio.sleep(0.3)
         await gov.wait_for_capacity("create_endpoint")
         admitted = now()
