@@ -22,6 +22,7 @@ from typing import Any
 from fullstory_async import Client, CreateEndpointRequest
 
 CONCURRENCY = 64
+MOST_429 = 0.10  # on every shape (issue 20: relaxed from 3-5%; a refused call costs one retry, a stall costs the job)
 
 
 # -- the server process -----------------------------------------------------------------
@@ -125,25 +126,25 @@ async def provision(fs: Client, n: int, prefix: str, **kwargs: Any) -> tuple[flo
 Row = tuple[str, str, str, str, bool]
 
 
-async def bucket(name: str, rate: float, burst: int, n: int, least: float, most_429: float) -> list[Row]:
+async def bucket(name: str, rate: float, burst: int, n: int, least: float) -> list[Row]:
     server = await Server.start(limit={"rate": rate, "burst": burst})
     async with server.client() as fs:
         seconds, _ = await provision(fs, n, "b")
     share, _ = await server.share_429()
     await server.stop()
     ratio = n / seconds / rate
-    target = f">= {least:.2f} R, <= {most_429:.0%} 429"
+    target = f">= {least:.2f} R, <= {MOST_429:.0%} 429"
     return [
-        (name, f"{ratio:.2f} R ({n / seconds:.0f}/s)", f"{share:.1%}", target, ratio >= least and share <= most_429)
+        (name, f"{ratio:.2f} R ({n / seconds:.0f}/s)", f"{share:.1%}", target, ratio >= least and share <= MOST_429)
     ]
 
 
 async def shape_a() -> list[Row]:
-    return await bucket("token bucket 100/s burst 10, 600 creates", 100, 10, 600, 0.85, 0.05)
+    return await bucket("token bucket 100/s burst 10, 600 creates", 100, 10, 600, 0.85)
 
 
 async def shape_b() -> list[Row]:
-    return await bucket("token bucket 200/s burst 20, 3,000 creates", 200, 20, 3000, 0.90, 0.03)
+    return await bucket("token bucket 200/s burst 20, 3,000 creates", 200, 20, 3000, 0.90)
 
 
 async def shape_fixed() -> list[Row]:
@@ -153,9 +154,9 @@ async def shape_fixed() -> list[Row]:
     share, _ = await server.share_429()
     await server.stop()
     ratio = 1500 / seconds / 100
-    ok = ratio >= 0.85 and share <= 0.05
+    ok = ratio >= 0.85 and share <= MOST_429
     return [
-        ("fixed window 100 per second, 1,500 creates", f"{ratio:.2f} R", f"{share:.1%}", ">= 0.85 R, <= 5% 429", ok)
+        ("fixed window 100 per second, 1,500 creates", f"{ratio:.2f} R", f"{share:.1%}", ">= 0.85 R, <= 10% 429", ok)
     ]
 
 
@@ -175,8 +176,8 @@ async def shape_stray() -> list[Row]:
             "no limit, 1% stray 429s (Retry-After: 1), 1,500 creates",
             figure,
             f"{share:.1%}",
-            ">= 0.7x no governor",
-            ratio >= 0.7,
+            ">= 0.7x no governor, <= 10% 429",
+            ratio >= 0.7 and share <= MOST_429,
         )
     ]
 
@@ -191,7 +192,13 @@ async def shape_lift() -> list[Row]:
     await server.stop()
     rate = 2000 / seconds
     return [
-        ("20/s (burst 5), then lifted: next 2,000 creates", f"{rate:.0f}/s", f"{share:.1%}", ">= 200/s", rate >= 200)
+        (
+            "20/s (burst 5), then lifted: next 2,000 creates",
+            f"{rate:.0f}/s",
+            f"{share:.1%}",
+            ">= 200/s, <= 10% 429",
+            rate >= 200 and share <= MOST_429,
+        )
     ]
 
 
@@ -211,8 +218,8 @@ async def shape_orgs() -> list[Row]:
             "8 orgs (8 clients, 50/s burst 5 each, concurrency 32), 300 creates each",
             figure,
             f"{max(shares):.1%}",
-            "each >= 0.8 R",
-            min(ratios) >= 0.8,
+            "each >= 0.8 R, <= 10% 429",
+            min(ratios) >= 0.8 and max(shares) <= MOST_429,
         )
     ]
 
@@ -236,7 +243,7 @@ async def shape_drop() -> list[Row]:
     share, _ = await server.share_429(since=dropped, until=dropped + 10)
     await server.stop()
     rate = sum(dropped < t <= dropped + 10 for t in done) / 10
-    ok = share <= 0.10 and rate >= 0.8 * 50
+    ok = share <= MOST_429 and rate >= 0.8 * 50
     return [
         (
             "200/s drops to 50/s 5 s into 3,000 creates: the 10 s after",
@@ -260,8 +267,8 @@ async def shape_route() -> list[Row]:
             "creates 50/s (burst 5), lookups unlimited, prefetch=False, 400 items",
             f"{ratio:.2f} x create limit",
             f"{share:.1%}",
-            ">= 0.8 x create limit",
-            ratio >= 0.8,
+            ">= 0.8 x create limit, <= 10% 429",
+            ratio >= 0.8 and share <= MOST_429,
         )
     ]
 

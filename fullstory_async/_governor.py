@@ -7,22 +7,21 @@ The governor keeps a client's calls just under each limit without knowing it:
 * **Per route.** A route is ``request.operation`` (``"create_endpoint"``...; a raw
   request without one uses its method). Each route has its own pace (`RoutePace`), so a
   limit on creates leaves lookups alone, and two clients never share anything.
-* **Learned from what the server admits.** Every answer other than a 429 (a 404 of a
-  lookup, any error status, a body that does not decode) was admitted by the limiter; a
-  connection error or timeout says nothing either way and is not counted. A binding 429
-  (most calls around it refused, or refusals a steady share) starts a short measurement:
-  the rate of the successes while the server refuses is its limit, and the route is paced
-  just under it. A stray 429 (calls around it succeed) changes nothing for anyone.
+* **CUBIC over what the server admits** (the AWS SDKs' adaptive retry mode). Every answer
+  other than a 429 (a 404 of a lookup, any error status, a body that does not decode) was
+  admitted by the limiter; a connection error or timeout says nothing either way and is not
+  counted. A binding 429 (another among the route's last 10 answers) cuts the pace to 0.7 of
+  the rate admitted in the last second; the pace then grows back as a cubic of the time. A
+  stray 429 (alone among successes) changes nothing for anyone.
 * **Refused calls wait, the rest keep the pace.** The retry layer holds a refused call
-  for its ``Retry-After``; the other calls are not paused, they keep the learned pace.
-  Only when nothing at all gets through is the route paused until ``Retry-After``.
-* **Probe back up in seconds.** After two quiet seconds the pace grows (cubic: a few
-  percent at first, 2x after one more second), so a lifted limit is left behind quickly.
+  for its ``Retry-After``; the other calls are not paused, they keep the pace. Only when
+  nothing at all gets through is the route paused until ``Retry-After``.
 * **Bounded waits.** A wait never runs past ``request.deadline``: a call whose slot or
   pause would end later fails at once (`APITimeoutError`, or `RateLimitError` for a
   pause). `close` wakes every waiting call with `ClientClosedError`.
 
-The model, step by step, is in ``fullstory_async/_pace.py``; docs/bulk.md has the figures.
+The model, its sources and its tunables are in ``fullstory_async/_pace.py`` (and
+docs/design.md); docs/benchmarks.md has the figures.
 It sits inside the retry middleware, so every attempt is paced.
 """
 
@@ -54,8 +53,6 @@ from fullstory_async._retry import note_held
 
 logger = logging.getLogger("fullstory_async")
 
-_START_RATE = 100.0  # requests per second a route starts at, growing fast until a limit binds
-
 
 async def no_sleep(_seconds: float) -> None:
     """Return at once (``RetryPolicy(wait=False)``): skipped waits take no time, so no deadline applies."""
@@ -80,7 +77,8 @@ class RateGovernor:
             every route, or a mapping ``{route: rate}`` (routes not in it are uncapped),
             e.g. to leave headroom for other tools sharing the org's limit.
         initial_rate: a limit you already know (requests per second): routes start
-            paced just under it instead of discovering it.
+            as if a 429 had just met it (at 0.7 of it, regained within a second)
+            instead of discovering it.
         min_rate: the pace never drops below this (requests per second).
         max_pause: a ``Retry-After`` longer than this pauses nobody (the retry policy gives
             up on it at once); the client sets it to its `RetryPolicy.max_retry_after`.
@@ -129,14 +127,14 @@ class RateGovernor:
 
     @property
     def limits(self) -> dict[str, float]:
-        """The admitted rate measured for each route that met a binding limit, requests per second."""
+        """The admitted rate measured at each route's last binding 429 (CUBIC's ``w_max``), requests per second."""
         return {name: pace.limit for name, pace in self._routes.items() if pace.limit is not None}
 
     def _pace(self, route: str) -> RoutePace:
         pace = self._routes.get(route)
         if pace is None:
             cap = self.max_rate.get(route) if isinstance(self.max_rate, dict) else self.max_rate
-            pace = RoutePace(self._clock(), start_rate=_START_RATE, min_rate=self.min_rate, max_rate=cap)
+            pace = RoutePace(self._clock(), min_rate=self.min_rate, max_rate=cap)
             if self.initial_rate is not None:
                 pace.learn(self.initial_rate, self._clock())
             self._routes[route] = pace
@@ -190,7 +188,7 @@ class RateGovernor:
             ready = pace.ready_at(now)
             if ready <= now and not turnstile.locked():
                 return
-            await self._wait(ready - now if ready > now else 1.0 / pace.current_rate(now))
+            await self._wait(ready - now if ready > now else 1.0 / pace.rate)
             if self._clock() <= now:
                 return  # sleeping is switched off
 

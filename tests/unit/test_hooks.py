@@ -121,17 +121,17 @@ async def test_rate_limited_attempt_reports_the_server_wait(fake):
 async def test_governor_pause_is_reported_on_the_attempt_it_held(fake):
     """A route where nothing gets through: the governor's pause (and each pacing slot) is on the attempt it held.
 
-    A stray 429 pauses nobody, so the route here binds: known limit 0.5/s (a slot every 2 s,
-    fake clock), every call refused with ``Retry-After: 3``. After 10 s of refusals with
-    nothing admitted the governor pauses the route for the ``Retry-After``; the attempt
-    after that reports the 3 s pause, the ones before it their 2 s slots.
+    Paced at ``max_rate`` 0.5/s (a slot every 2 s, fake clock), every call refused with
+    ``Retry-After: 3``. The second 429 binds (a first one alone is a stray) with nothing
+    admitted, so the governor pauses the route for the ``Retry-After`` once: the attempt
+    after it reports the 3 s pause, the others their 2 s slots.
     """
     now = [1000.0]
 
     async def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5)
+    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, max_rate=0.5, min_rate=0.5)
     hooks = Recorder()
     refused = (429, {}, {"Retry-After": "3"})
     client, _ = fake(
@@ -140,7 +140,7 @@ async def test_governor_pause_is_reported_on_the_attempt_it_held(fake):
     await client.send(LIST)
     attempts = hooks.attempts()
     assert [a.status for a in attempts] == [429] * 6 + [200]
-    assert [a.governor_wait for a in attempts] == pytest.approx([0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0])
+    assert [a.governor_wait for a in attempts] == pytest.approx([0.0, 2.0, 3.0, 2.0, 2.0, 2.0, 2.0])
     assert [a.wait for a in attempts] == [3.0] * 6 + [None]
     assert now[0] == pytest.approx(1013.0)  # the governor held the call exactly that long, no more
 
@@ -155,7 +155,7 @@ async def test_a_governor_hold_that_ends_in_an_error_is_reported(fake):
         held.set()
         await asyncio.Event().wait()
 
-    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5)
+    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, max_rate=0.5, min_rate=0.5)
     hooks = Recorder()
     client, _ = fake((200, {}), rate_governor=governor, hooks=[hooks])
     await client.send(LIST)
@@ -295,7 +295,7 @@ async def test_metrics_count_attempts_429s_and_waits(fake):
         now[0] += seconds
 
     metrics = Metrics()
-    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5)
+    governor = RateGovernor(clock=lambda: now[0], sleep=sleep, max_rate=0.5, min_rate=0.5)
     client, _ = fake(
         (429, {}, {"Retry-After": "2"}),
         (503, {}),
@@ -309,7 +309,7 @@ async def test_metrics_count_attempts_429s_and_waits(fake):
     with pytest.raises(BadRequestError):
         await client.send(LIST)
     snapshot = metrics.snapshot()
-    # paced at the known limit 0.5/s: every attempt after the first held 2 s for its slot
+    # paced at max_rate 0.5/s: every attempt after the first held 2 s for its slot
     assert snapshot.pop("governor_wait_seconds") == pytest.approx(6.0)
     assert snapshot == {
         "calls": 2,

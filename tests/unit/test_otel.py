@@ -85,7 +85,7 @@ async def test_a_create_that_retried_twice(fake, exporter, tracing):
         (429, {}, {"Retry-After": "2", "X-Request-Id": "req-2"}),
         (201, json.loads(SEED_ENDPOINT_BODY)),
         retry=RetryPolicy(wait=False, jitter=False),
-        rate_governor=RateGovernor(clock=lambda: now[0], sleep=sleep, initial_rate=0.5, min_rate=0.5),
+        rate_governor=RateGovernor(clock=lambda: now[0], sleep=sleep, max_rate=0.5, min_rate=0.5),
         hooks=[tracing],
         middleware=[with_proxy_header],
     )
