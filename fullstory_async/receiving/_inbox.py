@@ -408,7 +408,7 @@ class Inbox(abc.ABC):
         Each starts a new series of attempts; its history is kept. Pending events match but
         are left alone. A key prefix must name one event (else `InvalidArgumentError` naming
         how many it matches); ``filters.status`` must not be ``"pending"``. ``dry_run``
-        counts the matches and changes nothing.
+        counts the matches and those it would replay, and changes nothing.
         """
         if filters.status == "pending":
             raise InvalidArgumentError("status", "pending events are due already: replay done or dead ones")
@@ -419,7 +419,9 @@ class Inbox(abc.ABC):
                     "key", f"the prefix {filters.key!r} matches {count} events: give more of the key"
                 )
         if dry_run:
-            return ReplayResult(await self._count(filters), 0)
+            statuses: builtins.list[Status] = [filters.status] if filters.status else ["done", "dead"]
+            replayable = [await self._count(attrs.evolve(filters, status=status)) for status in statuses]
+            return ReplayResult(await self._count(filters), sum(replayable), dry_run=True)
         return await self._replay(filters)
 
     @abc.abstractmethod

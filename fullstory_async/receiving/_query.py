@@ -191,4 +191,7 @@ class ReplayResult:
     """Events the filter matched (pending ones included)."""
 
     replayed: int
-    """Done or dead events made pending again, due now, with a new series of attempts."""
+    """Done or dead events made pending again, due now, with a new series of attempts (on a dry run: would be)."""
+
+    dry_run: bool = False
+    """True when nothing was changed (`Inbox.replay` with ``dry_run``)."""
