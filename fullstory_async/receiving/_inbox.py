@@ -25,10 +25,11 @@ import base64
 import builtins
 import hashlib
 import json
+import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -44,6 +45,8 @@ from fullstory_async.receiving._query import (
     decode_cursor,
     encode_cursor,
 )
+
+logger = logging.getLogger("fullstory_async.receiving")
 
 Status = Literal["pending", "done", "dead"]
 SCHEMA_VERSION = 3
@@ -120,6 +123,9 @@ BACKFILL_TABLE = "fullstory_inbox_backfill"
 
 BACKFILL_BATCH = 500
 """Rows the backfill fills per transaction: short enough that deliveries keep committing between batches."""
+
+BACKFILL_RETRY = 1.0
+"""Seconds the backfill waits before trying a batch again after an `InboxError`."""
 
 HISTORY_KEPT = 20
 """Attempts of an event kept in its history (the older ones are deleted as new ones are recorded)."""
@@ -338,6 +344,31 @@ class Inbox(abc.ABC):
         self._last_purge = -math.inf
         self.arrival = asyncio.Event()
         """Set when this process stores a new event (an `InboxWorker` here wakes at once)."""
+        self._backfilling: asyncio.Task[None] | None = None
+
+    def _start_backfill(self, batch: Callable[[], Awaitable[bool]]) -> None:
+        """Fill schema 3's event types in the background, ``batch`` (True when done) a transaction at a time.
+
+        Deliveries keep committing between batches; the progress is committed with each batch, so
+        a process stopped meanwhile leaves the rest to the next `open_inbox` (with ``create``).
+        """
+
+        async def fill() -> None:
+            while True:
+                try:
+                    if await batch():
+                        return
+                except InboxError as exc:  # a held lock, a database away: try the same batch again later
+                    logger.warning("event type backfill paused for %g s: %s", BACKFILL_RETRY, exc)
+                    await asyncio.sleep(BACKFILL_RETRY)
+
+        self._backfilling = asyncio.get_running_loop().create_task(fill(), name="fullstory-inbox-backfill")
+
+    async def _stop_backfill(self) -> None:
+        task, self._backfilling = self._backfilling, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _purge_due(self) -> bool:
         """Return True at most once a minute, while a retention is set."""

@@ -21,7 +21,6 @@ user-info password and every ``password``-like query parameter (``password``, ``
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -54,8 +53,6 @@ from fullstory_async.receiving._query import InboxEntry, InboxFilter, Params, Re
 if TYPE_CHECKING:
     import asyncpg
 
-logger = logging.getLogger("fullstory_async.receiving")
-
 POOL_SIZE = 10
 """Connections one inbox holds at most (calls beyond wait for one, within ``commit_timeout``)."""
 _REFUSED_PARAMETER = ("42704", "22023")  # undefined_object, invalid_parameter_value: a bad URL parameter
@@ -65,7 +62,6 @@ _EXPORT_PAGE = 500
 _MIGRATIONS = migrations(
     blob="BYTEA", real="DOUBLE PRECISION", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 )
-_BACKFILL_RETRY = 1.0  # seconds before the backfill tries a batch again after an InboxError
 
 
 _SECRET_KEY = re.compile(r"pass|secret|token|pwd", re.IGNORECASE)  # password, passfile, sslpassword, ...
@@ -164,7 +160,6 @@ class PostgresInbox(Inbox):
         self.create = create
         self._pool: asyncpg.Pool[Any] | None = None
         self._abandoned: set[asyncio.Future[Any]] = set()
-        self._backfilling: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<PostgresInbox dsn={redact(self._dsn)!r}>"
@@ -192,9 +187,7 @@ class PostgresInbox(Inbox):
             )
             await self._bounded(self._prepare_schema(), "open")
             if self.create:  # schema 3's event types, filled in the background so deliveries keep committing
-                self._backfilling = asyncio.get_running_loop().create_task(
-                    self._backfill(), name="fullstory-inbox-backfill"
-                )
+                self._start_backfill(lambda: self._transact(_backfill_batch))
         except InboxError:
             await self.aclose()
             raise
@@ -407,16 +400,6 @@ class PostgresInbox(Inbox):
 
         return await self._transact(replay)
 
-    async def _backfill(self) -> None:
-        """Fill ``event_type`` of the events stored before schema 3, a batch per transaction, until done."""
-        while True:
-            try:
-                if await self._transact(_backfill_batch):
-                    return
-            except InboxError as exc:  # the database is away: the next batch resumes where this one stood
-                logger.warning("event type backfill paused for %g s: %s", _BACKFILL_RETRY, exc)
-                await asyncio.sleep(_BACKFILL_RETRY)
-
     async def stats(self) -> InboxStats:
         """Count the events in each state."""
         rows = await self._run("fetch", "SELECT status, count(*) AS n FROM fullstory_inbox GROUP BY status")
@@ -468,10 +451,7 @@ class PostgresInbox(Inbox):
 
     async def aclose(self) -> None:
         """Close the connection pool, within ``commit_timeout`` (then terminate it) (idempotent)."""
-        if self._backfilling is not None:  # its progress is committed batch by batch: the next open resumes it
-            self._backfilling.cancel()
-            await asyncio.gather(self._backfilling, return_exceptions=True)
-            self._backfilling = None
+        await self._stop_backfill()
         pool, self._pool = self._pool, None
         if pool is None:
             return

@@ -65,7 +65,6 @@ _EXPORT_PAGE = 500
 _QUEUED, _STARTED, _ABANDONED = "queued", "started", "abandoned"
 
 _MIGRATIONS = migrations(blob="BLOB", real="REAL", serial="INTEGER PRIMARY KEY")
-_BACKFILL_RETRY = 1.0  # seconds before the backfill tries a batch again after an InboxError
 
 
 def _record(row: tuple[Any, ...]) -> InboxRecord:
@@ -125,7 +124,6 @@ class SqliteInbox(Inbox):
         self._states = threading.Lock()  # guards _Job.state between the loop and the writer thread
         self._stopped: asyncio.Future[None] | None = None
         self._closed = False
-        self._backfilling: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<SqliteInbox path={self.path!r} synchronous={self.synchronous}>"
@@ -140,9 +138,7 @@ class SqliteInbox(Inbox):
         thread.start()
         await ready
         if self.create:  # schema 3's event types, filled in the background so deliveries keep committing
-            self._backfilling = asyncio.get_running_loop().create_task(
-                self._backfill(), name="fullstory-inbox-backfill"
-            )
+            self._start_backfill(lambda: self._call(_backfill_batch))
 
     def _prepare_file(self) -> str:
         """Create the file owner-only if allowed and missing, warn if others may read it; return its URI."""
@@ -443,16 +439,6 @@ class SqliteInbox(Inbox):
 
         return await self._call(replay)
 
-    async def _backfill(self) -> None:
-        """Fill ``event_type`` of the events stored before schema 3, a batch per transaction, until done."""
-        while True:
-            try:
-                if await self._call(_backfill_batch):
-                    return
-            except InboxError as exc:  # a held lock or a stalled disk: the next batch resumes where this one stood
-                logger.warning("event type backfill paused for %g s: %s", _BACKFILL_RETRY, exc)
-                await asyncio.sleep(_BACKFILL_RETRY)
-
     async def stats(self) -> InboxStats:
         """Count the events in each state (on a connection of its own: it passes a held write lock)."""
 
@@ -508,9 +494,7 @@ class SqliteInbox(Inbox):
 
     async def aclose(self) -> None:
         """Let queued writes commit (each within its bound), then stop the writer thread (idempotent)."""
-        if self._backfilling is not None:  # its progress is committed batch by batch: the next open resumes it
-            self._backfilling.cancel()
-            await asyncio.gather(self._backfilling, return_exceptions=True)
+        await self._stop_backfill()
         already, self._closed = self._closed, True
         if already or self._stopped is None:
             return
