@@ -53,6 +53,13 @@ from fullstory_async.receiving._query import InboxEntry, InboxFilter, Params, Re
 if TYPE_CHECKING:
     import asyncpg
 
+MIGRATION_TIMEOUT = 900.0
+"""Seconds a schema change may take (building schema 3's indexes on a large inbox), beyond ``commit_timeout``.
+
+Only the statements of a migration get it; everything before (connecting, reading the
+version, waiting for another instance's migration) keeps ``commit_timeout``.
+"""
+
 POOL_SIZE = 10
 """Connections one inbox holds at most (calls beyond wait for one, within ``commit_timeout``)."""
 _REFUSED_PARAMETER = ("42704", "22023")  # undefined_object, invalid_parameter_value: a bad URL parameter
@@ -185,7 +192,7 @@ class PostgresInbox(Inbox):
                 ),
                 "connect to",
             )
-            await self._bounded(self._prepare_schema(), "open")
+            await self._bounded(self._prepare_schema(), "open", timeout=MIGRATION_TIMEOUT)
             if self.create:  # schema 3's event types, filled in the background so deliveries keep committing
                 self._start_backfill(lambda: self._transact(_backfill_batch))
         except InboxError:
@@ -229,25 +236,25 @@ class PostgresInbox(Inbox):
             await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
             version = await conn.fetchval(version_sql)  # another instance may have migrated meanwhile
             check_schema_version(version)
+            await conn.execute("SET LOCAL statement_timeout = 0")  # index builds on a large inbox take their time
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[target]:
-                    await conn.execute(statement)
+                    await conn.execute(statement, timeout=MIGRATION_TIMEOUT)
                 await conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES ($1)", target)
 
-    async def _bounded(self, call: Awaitable[T], doing: str) -> T:
-        """Await ``call`` for at most ``commit_timeout``; past it, cancel it in the background and raise."""
+    async def _bounded(self, call: Awaitable[T], doing: str, *, timeout: float | None = None) -> T:
+        """Await ``call`` for at most ``timeout`` (default and least: ``commit_timeout``); past it, cancel it and raise."""
+        timeout = max(timeout or 0.0, self.commit_timeout)
         task = asyncio.ensure_future(call)
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.commit_timeout)
+            done, _ = await asyncio.wait({task}, timeout=timeout)
         finally:
             if not task.done():  # timed out, or our caller was cancelled: do not wait for asyncpg's cleanup
                 task.cancel()
                 self._abandoned.add(task)
                 task.add_done_callback(_forget(self._abandoned))
         if not done:
-            raise InboxError(
-                f"cannot {doing} the PostgreSQL inbox {redact(self._dsn)}: no answer within {self.commit_timeout:g} s"
-            )
+            raise InboxError(f"cannot {doing} the PostgreSQL inbox {redact(self._dsn)}: no answer within {timeout:g} s")
         return task.result()
 
     async def _run(self, method: str, sql: str, *args: Any) -> Any:

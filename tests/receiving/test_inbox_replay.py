@@ -518,3 +518,18 @@ def test_replay_never_creates_nor_migrates_an_inbox(tmp_path: Path, capsys: pyte
     assert cli("replay", "--inbox", f"sqlite:///{old}", "--all") == 1
     assert "schema version 2" in capsys.readouterr().err
     assert sqlite3.connect(old).execute("SELECT max(version) FROM fullstory_inbox_schema").fetchone() == (2,)
+
+
+async def test_a_postgres_migration_may_outlast_the_commit_timeout(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Index builds on a large inbox take longer than a delivery's commit bound: the migration still completes."""
+    url = await restore_fixture(postgres_url, 2, tmp_path)
+    slow = {**_postgres._MIGRATIONS, 3: ("SELECT pg_sleep(0.6)", *_postgres._MIGRATIONS[3])}
+    monkeypatch.setattr(_postgres, "_MIGRATIONS", slow)
+    async with open_inbox(url, commit_timeout=0.3) as inbox:
+        await backfilled(inbox)
+        entry = await inbox.get(made.key_of(made.ROWS[0][0]))
+        assert entry is not None
+        assert entry.record.event_type == "note.created"
+    assert await raw_rows(url, "SELECT max(version) FROM fullstory_inbox_schema") == [(SCHEMA_VERSION,)]
