@@ -11,6 +11,7 @@ alone; the history keeps the last 20 runs, scrubbed. The query plans use the ind
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import importlib.util
 import itertools
@@ -26,11 +27,15 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from fullstory_async import InvalidArgumentError
 from fullstory_async.cli import _replay as replay_cli
 from fullstory_async.cli import main
 from fullstory_async.receiving import (
+    Forwarder,
+    ForwardHandler,
+    ForwardTarget,
     Inbox,
     InboxError,
     InboxFilter,
@@ -533,3 +538,41 @@ async def test_a_postgres_migration_may_outlast_the_commit_timeout(
         assert entry is not None
         assert entry.record.event_type == "note.created"
     assert await raw_rows(url, "SELECT max(version) FROM fullstory_inbox_schema") == [(SCHEMA_VERSION,)]
+
+
+async def test_a_forward_run_keeps_the_status_and_a_scrubbed_excerpt(tmp_path: Path) -> None:
+    """A service answering 503 (echoing the signing secret) then 204: the history has both runs, the secret scrubbed."""
+    secret = "whsec_" + base64.b64encode(b"replay-history-test-key-32-bytes").decode()
+    answers = [(503, f"overloaded; your key is {secret}"), (204, "")]
+
+    async def service(request: web.Request) -> web.Response:
+        status, text = answers.pop(0)
+        return web.Response(status=status, text=text)
+
+    app = web.Application()
+    app.router.add_post("/events", service)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    clock = ManualClock(T0)
+    try:
+        async with open_inbox(f"sqlite:///{tmp_path}/inbox.db", clock=clock) as inbox:
+            record = await put_at(inbox, clock, "note.created", 0)
+            target = ForwardTarget(f"http://127.0.0.1:{port}/events", timeout=2)
+            async with Forwarder(target, secret=secret) as forwarder:
+                worker = InboxWorker(inbox, ForwardHandler(forwarder), max_attempts=3)
+                assert await worker.run_until_idle() == 0
+                clock.advance(60)
+                assert await worker.run_until_idle() == 1
+            entry = await inbox.get(record.key)
+    finally:
+        await runner.cleanup()
+    assert entry is not None
+    [first, second] = entry.history
+    assert (first.attempt, first.outcome, second.attempt, second.outcome) == (1, "retry", 2, "done")
+    assert first.detail is not None
+    assert first.detail.startswith("503")
+    assert secret.removeprefix("whsec_") not in first.detail
+    assert second.detail is None
