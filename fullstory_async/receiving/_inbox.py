@@ -23,6 +23,7 @@ import abc
 import asyncio
 import base64
 import builtins
+import contextlib
 import hashlib
 import json
 import logging
@@ -119,13 +120,16 @@ def migrations(*, blob: str, real: str, serial: str) -> dict[int, tuple[str, ...
 
 
 BACKFILL_TABLE = "fullstory_inbox_backfill"
-"""Present while schema 3's backfill of ``event_type`` runs: the last key it filled (keys in order)."""
+"""Schema 3's backfill of ``event_type``: one row, the last key filled (keys in order), while it runs; none after.
+
+The row is deleted, not the table dropped, so a role without ownership (the documented grants) finishes it.
+"""
 
 BACKFILL_BATCH = 500
 """Rows the backfill fills per transaction: short enough that deliveries keep committing between batches."""
 
 BACKFILL_RETRY = 1.0
-"""Seconds the backfill waits before trying a batch again after an `InboxError`."""
+"""Seconds the backfill first waits before trying a batch again after an `InboxError` (doubled each time, to 60)."""
 
 HISTORY_KEPT = 20
 """Attempts of an event kept in its history (the older ones are deleted as new ones are recorded)."""
@@ -346,21 +350,29 @@ class Inbox(abc.ABC):
         """Set when this process stores a new event (an `InboxWorker` here wakes at once)."""
         self._backfilling: asyncio.Task[None] | None = None
 
-    def _start_backfill(self, batch: Callable[[], Awaitable[bool]]) -> None:
-        """Fill schema 3's event types in the background, ``batch`` (True when done) a transaction at a time.
+    async def _start_backfill(self, batch: Callable[[], Awaitable[bool]]) -> None:
+        """Fill schema 3's event types, ``batch`` (True when done) a transaction at a time.
 
-        Deliveries keep committing between batches; the progress is committed with each batch, so
-        a process stopped meanwhile leaves the rest to the next `open_inbox` (with ``create``).
+        The first batch runs now (a small inbox is done before `open_inbox` returns); the rest in
+        the background, so deliveries keep committing between batches. The progress is committed
+        with each batch: a process stopped meanwhile leaves the rest to the next `open_inbox`.
         """
+        pause = BACKFILL_RETRY
+        with contextlib.suppress(InboxError):  # else the background task tries again
+            if await batch():
+                return
 
         async def fill() -> None:
+            nonlocal pause
             while True:
                 try:
                     if await batch():
                         return
+                    pause = BACKFILL_RETRY
                 except InboxError as exc:  # a held lock, a database away: try the same batch again later
-                    logger.warning("event type backfill paused for %g s: %s", BACKFILL_RETRY, exc)
-                    await asyncio.sleep(BACKFILL_RETRY)
+                    logger.warning("event type backfill paused for %g s: %s", pause, exc)
+                    await asyncio.sleep(pause)
+                    pause = min(60.0, pause * 2)
 
         self._backfilling = asyncio.get_running_loop().create_task(fill(), name="fullstory-inbox-backfill")
 

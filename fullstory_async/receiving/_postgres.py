@@ -194,7 +194,7 @@ class PostgresInbox(Inbox):
             )
             await self._bounded(self._prepare_schema(), "open", timeout=MIGRATION_TIMEOUT)
             if self.create:  # schema 3's event types, filled in the background so deliveries keep committing
-                self._start_backfill(lambda: self._transact(_backfill_batch))
+                await self._start_backfill(lambda: self._transact(_backfill_batch))
         except InboxError:
             await self.aclose()
             raise
@@ -243,7 +243,7 @@ class PostgresInbox(Inbox):
                 await conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES ($1)", target)
 
     async def _bounded(self, call: Awaitable[T], doing: str, *, timeout: float | None = None) -> T:
-        """Await ``call`` for at most ``timeout`` (default and least: ``commit_timeout``); past it, cancel it and raise."""
+        """Await ``call`` at most ``timeout`` (at least ``commit_timeout``); past it, cancel it and raise."""
         timeout = max(timeout or 0.0, self.commit_timeout)
         task = asyncio.ensure_future(call)
         try:
@@ -496,10 +496,8 @@ async def _add_attempt(conn: asyncpg.Connection[Any], key: str, attempt: InboxAt
 
 async def _backfill_batch(conn: asyncpg.Connection[Any]) -> bool:
     """Fill the event type of the next `BACKFILL_BATCH` keys; return True once there is nothing left to fill."""
-    if await conn.fetchval("SELECT to_regclass($1)", BACKFILL_TABLE) is None:
-        return True
     after = await conn.fetchval(f"SELECT after_key FROM {BACKFILL_TABLE} FOR UPDATE")  # one instance at a time
-    if after is None:  # another instance finished it meanwhile
+    if after is None:
         return True
     rows = await conn.fetch(
         "SELECT key, body FROM fullstory_inbox WHERE key > $1 AND event_type IS NULL ORDER BY key LIMIT $2",
@@ -509,7 +507,7 @@ async def _backfill_batch(conn: asyncpg.Connection[Any]) -> bool:
     types = [(name, row["key"]) for row in rows if (name := event_type_of(bytes(row["body"]))) is not None]
     await conn.executemany("UPDATE fullstory_inbox SET event_type = $1 WHERE key = $2", types)
     if len(rows) < BACKFILL_BATCH:
-        await conn.execute(f"DROP TABLE {BACKFILL_TABLE}")
+        await conn.execute(f"DELETE FROM {BACKFILL_TABLE}")
         return True
     await conn.execute(f"UPDATE {BACKFILL_TABLE} SET after_key = $1", rows[-1]["key"])
     return False

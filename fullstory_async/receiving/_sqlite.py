@@ -138,7 +138,7 @@ class SqliteInbox(Inbox):
         thread.start()
         await ready
         if self.create:  # schema 3's event types, filled in the background so deliveries keep committing
-            self._start_backfill(lambda: self._call(_backfill_batch))
+            await self._start_backfill(lambda: self._call(_backfill_batch))
 
     def _prepare_file(self) -> str:
         """Create the file owner-only if allowed and missing, warn if others may read it; return its URI."""
@@ -524,16 +524,15 @@ def _add_attempt(conn: sqlite3.Connection, key: str, attempt: InboxAttempt) -> N
 
 def _backfill_batch(conn: sqlite3.Connection) -> bool:
     """Fill the event type of the next `BACKFILL_BATCH` keys; return True once there is nothing left to fill."""
-    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-    if conn.execute(sql, (BACKFILL_TABLE,)).fetchone() is None:
+    progress = conn.execute(f"SELECT after_key FROM {BACKFILL_TABLE}").fetchone()
+    if progress is None:
         return True
-    (after,) = conn.execute(f"SELECT after_key FROM {BACKFILL_TABLE}").fetchone()
     sql = "SELECT key, body FROM fullstory_inbox WHERE key > ? AND event_type IS NULL ORDER BY key LIMIT ?"
-    rows = conn.execute(sql, (after, BACKFILL_BATCH)).fetchall()
+    rows = conn.execute(sql, (progress[0], BACKFILL_BATCH)).fetchall()
     types = [(name, key) for key, body in rows if (name := event_type_of(bytes(body))) is not None]
     conn.executemany("UPDATE fullstory_inbox SET event_type = ? WHERE key = ?", types)
     if len(rows) < BACKFILL_BATCH:
-        conn.execute(f"DROP TABLE {BACKFILL_TABLE}")
+        conn.execute(f"DELETE FROM {BACKFILL_TABLE}")
         return True
     conn.execute(f"UPDATE {BACKFILL_TABLE} SET after_key = ?", (rows[-1][0],))
     return False

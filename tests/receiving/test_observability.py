@@ -257,7 +257,7 @@ async def test_an_inbox_of_schema_1_is_migrated_and_its_events_processed(inbox_u
     if inbox_url.startswith("sqlite"):
         with contextlib.closing(sqlite3.connect(inbox_url.removeprefix("sqlite:///"))) as conn, conn:
             conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
-            for statement in migrations(blob="BLOB", real="REAL")[1]:
+            for statement in migrations(blob="BLOB", real="REAL", serial="INTEGER PRIMARY KEY")[1]:
                 conn.execute(statement)
             conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
             conn.execute(insert + "(?, ?, ?, ?, ?)", row)
@@ -267,7 +267,7 @@ async def test_an_inbox_of_schema_1_is_migrated_and_its_events_processed(inbox_u
         conn = await asyncpg.connect(inbox_url)
         try:
             await conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
-            for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION")[1]:
+            for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION", serial="BIGSERIAL PRIMARY KEY")[1]:
                 await conn.execute(statement)
             await conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
             await conn.execute(insert + "($1, $2, $3, $4, $5)", *row)
