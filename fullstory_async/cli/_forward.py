@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import signal
-import sys
+from collections.abc import Sequence
 
 import yarl
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async._options import integer, positive
-from fullstory_async.cli._receiving import _URL_HELP as URL_HELP
-from fullstory_async.cli._receiving import _local as local
-from fullstory_async.receiving import Forwarder, ForwardHandler, ForwardTarget, Inbox, InboxWorker, open_inbox
+from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local, stderr_log
+from fullstory_async.receiving import (
+    Forwarder,
+    ForwardHandler,
+    ForwardTarget,
+    Inbox,
+    InboxWorker,
+    ReceivingHooks,
+    open_inbox,
+)
 from fullstory_async.receiving._postgres import redact
 
 _FIELDS = {"url": "--to", "timeout": "--timeout", "ca_file": "--ca-file", "client_cert": "--client-cert"}
@@ -36,31 +41,34 @@ def forward_options(forward: argparse.ArgumentParser) -> None:
         "Forward every stored delivery to an internal service, signed in the Standard Webhooks format "
         "(webhook-id is the event's inbox key, stable across retries); at least once, no ordering across events."
     )
-    forward.add_argument("--inbox", required=True, metavar="URL", help=URL_HELP)
+    forward.add_argument("--inbox", required=True, metavar="URL", help=INBOX_URL_HELP)
     forward_target_options(forward, to="--to", required=True)
 
 
 def forward_target_options(parser: argparse.ArgumentParser, *, to: str, required: bool) -> None:
     """Declare the service and worker options shared by ``forward`` and ``receive --forward-to``."""
-    parser.add_argument(to, dest="forward_to", required=required, metavar="URL", help="the service's http(s) URL")
-    parser.add_argument(
+    group = parser.add_argument_group("forwarding", "where and how each stored delivery is forwarded")
+    group.add_argument(
+        to, dest="forward_to", required=required, metavar="URL", help="the internal service's http(s) URL"
+    )
+    group.add_argument(
         "--sign-secret-env",
         required=required,
         metavar="VAR",
         help="environment variable holding the Standard Webhooks secret (whsec_ and base64) to sign with",
     )
-    parser.add_argument("--concurrency", type=integer(1, 1024), default=16, metavar="N", help="events at once (16)")
-    parser.add_argument("--timeout", type=positive, default=10.0, metavar="SECONDS", help="one attempt's limit (10)")
-    parser.add_argument(
+    group.add_argument("--concurrency", type=integer(1, 1024), default=16, metavar="N", help="events at once (16)")
+    group.add_argument("--timeout", type=positive, default=10.0, metavar="SECONDS", help="one attempt's limit (10)")
+    group.add_argument(
         "--max-attempts", type=integer(1), default=12, metavar="N", help="attempts before a dead letter (12)"
     )
-    parser.add_argument(
+    group.add_argument(
         "--max-delay", type=positive, default=3600.0, metavar="SECONDS", help="longest wait between attempts (3600)"
     )
-    parser.add_argument("--ca-file", metavar="PEM", help="CA bundle to trust for the service (a private CA)")
-    parser.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS")
-    parser.add_argument("--client-key", metavar="PEM", help="the client certificate's private key")
-    parser.add_argument(
+    group.add_argument("--ca-file", metavar="PEM", help="CA bundle to trust for the service (a private CA)")
+    group.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS")
+    group.add_argument("--client-key", metavar="PEM", help="the client certificate's private key")
+    group.add_argument(
         "--allow-insecure-http", action="store_true", help="allow plain http to a host other than loopback"
     )
 
@@ -70,9 +78,7 @@ def forwarder_from(args: argparse.Namespace) -> Forwarder:
     name = args.sign_secret_env
     if not name:
         raise InvalidArgumentError("--sign-secret-env", "is required: the variable holding the whsec_ signing secret")
-    secret = os.environ.get(name)
-    if not secret:
-        raise InvalidArgumentError("--sign-secret-env", f"environment variable {name} is not set or empty")
+    secret = env_secret("--sign-secret-env", name)
     try:
         target = ForwardTarget(
             args.forward_to,
@@ -88,7 +94,9 @@ def forwarder_from(args: argparse.Namespace) -> Forwarder:
         raise InvalidArgumentError(field, exc.problem) from None
 
 
-def forward_worker(inbox: Inbox, forwarder: Forwarder, args: argparse.Namespace) -> InboxWorker:
+def forward_worker(
+    inbox: Inbox, forwarder: Forwarder, args: argparse.Namespace, *, hooks: Sequence[ReceivingHooks] = ()
+) -> InboxWorker:
     """Build the `InboxWorker` that runs ``forwarder`` with the options' attempts and delays."""
     return InboxWorker(
         inbox,
@@ -98,6 +106,7 @@ def forward_worker(inbox: Inbox, forwarder: Forwarder, args: argparse.Namespace)
         max_delay=args.max_delay,
         handler_timeout=args.timeout + _DRAIN_MARGIN,
         drain_timeout=args.timeout + _DRAIN_MARGIN,
+        hooks=hooks,
     )
 
 
@@ -108,12 +117,7 @@ def shown(url: str) -> str:
 
 async def _forward(args: argparse.Namespace) -> int:
     forwarder = forwarder_from(args)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("fullstory-async: %(message)s"))
-    logger = logging.getLogger("fullstory_async.receiving")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with stderr_log():
         async with open_inbox(args.inbox, create=False) as inbox, forwarder:
             worker = forward_worker(inbox, forwarder, args)
             loop = asyncio.get_running_loop()
@@ -121,8 +125,6 @@ async def _forward(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(signum, lambda: asyncio.ensure_future(worker.stop()))
             print(f"forwarding from {redact(args.inbox)} to {shown(args.forward_to)}", flush=True)
             await worker.run()
-    finally:
-        logger.removeHandler(handler)
     return 0
 
 

@@ -17,22 +17,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
-import logging
-import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import attrs
 from aiohttp import web
 
-from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
+from fullstory_async._auth import _is_loopback as is_loopback
+from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async._options import integer, non_negative, positive
+from fullstory_async.cli._forward import forward_target_options, forward_worker, forwarder_from, shown
+from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local, stderr_log
 from fullstory_async.receiving import (
     Inbox,
     InboxError,
+    InboxStats,
     ReceiverSettings,
     ReceivingMetrics,
     add_webhook_route,
@@ -51,16 +53,13 @@ def _org_id(text: str) -> str:
     return text
 
 
-_URL_HELP = "inbox URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host/db"
-
-
 def receive_options(receive: argparse.ArgumentParser) -> None:
     """Declare the options of ``receive``."""
     receive.description = (
         "Verify Fullstory webhook deliveries and store them in a durable inbox; "
         "each is acknowledged (202) only once committed. Process them with InboxWorker."
     )
-    receive.add_argument("--inbox", required=True, metavar="URL", help=_URL_HELP)
+    receive.add_argument("--inbox", required=True, metavar="URL", help=INBOX_URL_HELP)
     receive.add_argument(
         "--secret-env",
         dest="secret_envs",
@@ -97,7 +96,14 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on GET /metrics at this port (off by default; 0 = a free one)",
     )
     receive.add_argument(
-        "--metrics-host", default="127.0.0.1", help="address the metrics port binds (127.0.0.1: this machine only)"
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics port binds (127.0.0.1: this machine only; any other needs --metrics-token-env)",
+    )
+    receive.add_argument(
+        "--metrics-token-env",
+        metavar="VAR",
+        help="environment variable holding a token every scrape must send (Authorization: Bearer <token>)",
     )
     limits = ConnectionLimits()
     bounds = (
@@ -110,36 +116,25 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
     )
     for flag, kind, default, metavar, text in bounds:
         receive.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} ({default:g})")
+    forward_target_options(receive, to="--forward-to", required=False)
 
 
 def inbox_options(action: argparse.ArgumentParser) -> None:
     """Declare the options of ``inbox export|stats``."""
-    action.add_argument("--inbox", required=True, metavar="URL", help=_URL_HELP)
+    action.add_argument("--inbox", required=True, metavar="URL", help=INBOX_URL_HELP)
 
 
-def _local(run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Callable[[argparse.Namespace], int]:
-    """Run one of these commands: usage problems exit 2, inbox and OS failures 1."""
-
-    def main(args: argparse.Namespace) -> int:
-        try:
-            return asyncio.run(run(args))
-        except KeyboardInterrupt:
-            return 130
-        except InvalidArgumentError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except (FullstoryError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-
-    return main
-
-
-def _secret(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise InvalidArgumentError("--secret-env", f"environment variable {name} is not set or empty")
-    return value
+def _metrics_token(args: argparse.Namespace) -> bytes | None:
+    """Return the token every scrape must send; required off loopback (nothing served there is read without one)."""
+    if args.metrics_token_env is not None:
+        return env_secret("--metrics-token-env", args.metrics_token_env).encode()
+    if args.metrics_port is not None and not is_loopback(args.metrics_host):
+        raise InvalidArgumentError(
+            "--metrics-host",
+            f"{args.metrics_host} is not loopback: anyone who reaches it would read the metrics; "
+            "give --metrics-token-env VAR (a token your scraper sends as Authorization: Bearer <token>)",
+        )
+    return None
 
 
 def _url(host: str, port: int, path: str) -> str:
@@ -151,23 +146,52 @@ _STATS_TIMEOUT = 2.0
 _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox) -> web.Application:
-    """``GET /metrics``: the counters, and the inbox gauges when the inbox answers within `_STATS_TIMEOUT`."""
+def _metrics_app(metrics: ReceivingMetrics, inbox: Inbox, token: bytes | None = None) -> web.Application:
+    """``GET /metrics``: the counters, and the inbox gauges when the inbox answers within `_STATS_TIMEOUT`.
 
-    async def scrape(_request: web.Request) -> web.Response:
+    With a ``token``, a scrape without ``Authorization: Bearer <token>`` is answered ``401``.
+
+    The counts are read *single flight*: one `Inbox.stats` at a time, shared by every scrape that
+    arrives while it runs (and left running for the next scrape when it outlives this one's
+    wait). A count scans the inbox and shares the database with the deliveries' commits, so the
+    cost of scraping is one count at a time, however many scrapes come.
+    """
+    counting: asyncio.Future[InboxStats] | None = None
+
+    async def scrape(request: web.Request) -> web.Response:
+        nonlocal counting
+        if token is not None and not hmac.compare_digest(
+            request.headers.get("Authorization", "").encode("utf-8", "surrogateescape"), b"Bearer " + token
+        ):
+            return web.Response(status=401, text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"})
+        if counting is None or counting.done():
+            counting = asyncio.ensure_future(inbox.stats())
+            counting.add_done_callback(_retrieve)
         try:
-            stats = await asyncio.wait_for(inbox.stats(), _STATS_TIMEOUT)
+            stats = await asyncio.wait_for(asyncio.shield(counting), _STATS_TIMEOUT)
         except (InboxError, TimeoutError):  # the counters still say what happened; the gauges are left out
             stats = None
         return web.Response(body=metrics.prometheus(stats).encode(), headers={"Content-Type": _PROMETHEUS_TYPE})
 
+    async def stop_counting(_app: web.Application) -> None:
+        if counting is not None:
+            counting.cancel()
+
     app = web.Application()
     app.router.add_get("/metrics", scrape)
+    app.on_cleanup.append(stop_counting)
     return app
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared count's failure as seen (every scrape may have stopped waiting for it)."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def _receive(args: argparse.Namespace) -> int:
-    secrets = [_secret(name) for name in args.secret_envs]
+    secrets = [env_secret("--secret-env", name) for name in args.secret_envs]
+    metrics_token = _metrics_token(args)
     path = args.path if args.path.startswith("/") else f"/{args.path}"
     check_descriptors(args.max_connections)
     limits = ConnectionLimits(**{name: getattr(args, name) for name in attrs.fields_dict(ConnectionLimits)})
@@ -177,12 +201,8 @@ async def _receive(args: argparse.Namespace) -> int:
         tolerance=args.tolerance or None,
         org_id=args.org_id,
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("fullstory-async: %(message)s"))
-    logger = logging.getLogger("fullstory_async.receiving")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    forwarder = forwarder_from(args) if args.forward_to is not None else None
+    with stderr_log():
         async with (
             open_inbox(args.inbox, commit_timeout=args.commit_timeout) as inbox,
             contextlib.AsyncExitStack() as exits,
@@ -191,26 +211,31 @@ async def _receive(args: argparse.Namespace) -> int:
             metrics = ReceivingMetrics()
             hooks = [metrics] if args.metrics_port is not None else []
             receiver = add_webhook_route(app, path, secrets, inbox=inbox, settings=settings, hooks=hooks)
-            metrics_url = None
+            banner = [f"into {redact(args.inbox)}"]
             if args.metrics_port is not None:
                 metrics_port = await exits.enter_async_context(
-                    serve(_metrics_app(metrics, inbox), args.metrics_host, args.metrics_port, limits)
+                    serve(_metrics_app(metrics, inbox, metrics_token), args.metrics_host, args.metrics_port, limits)
                 )
-                metrics_url = _url(args.metrics_host, metrics_port, "/metrics")
+                banner.append(f"metrics on {_url(args.metrics_host, metrics_port, '/metrics')}")
+            worker = None
+            if forwarder is not None:
+                await exits.enter_async_context(forwarder)
+                worker = forward_worker(inbox, forwarder, args, hooks=hooks)
+                banner.append(f"forwarding to {shown(args.forward_to)}")
             async with serve(app, args.host, args.port, limits) as port:
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(signum, stop.set)
+                forwarding = None if worker is None else loop.create_task(worker.run(), name="fullstory-forward")
                 # The banner says "ready": a SIGTERM sent as soon as it is read must drain, not kill.
-                print(f"receiving on {_url(args.host, port, path)} into {redact(args.inbox)}", flush=True)
-                if metrics_url is not None:
-                    print(f"metrics on {metrics_url}", flush=True)
+                print(f"receiving on {_url(args.host, port, path)} {banner[0]}", *banner[1:], sep="\n", flush=True)
                 await stop.wait()
                 print("fullstory-async: draining: new deliveries get 503", file=sys.stderr, flush=True)
                 await receiver.aclose()
-    finally:
-        logger.removeHandler(handler)
+                if worker is not None and forwarding is not None:
+                    await worker.stop()
+                    await forwarding
     return 0
 
 
@@ -237,9 +262,9 @@ async def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-receive = _local(_receive)
+receive = local(_receive)
 """``fullstory-async receive``."""
-inbox_export = _local(_export)
+inbox_export = local(_export)
 """``fullstory-async inbox export``."""
-inbox_stats = _local(_stats)
+inbox_stats = local(_stats)
 """``fullstory-async inbox stats``."""

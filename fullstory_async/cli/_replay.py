@@ -17,8 +17,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from fullstory_async._exceptions import InvalidArgumentError
-from fullstory_async.cli._receiving import _URL_HELP as URL_HELP
-from fullstory_async.cli._receiving import _local as local
+from fullstory_async.cli._local import INBOX_URL_HELP as URL_HELP
+from fullstory_async.cli._local import local
 from fullstory_async.receiving import InboxFilter, ReplayResult, open_inbox
 from fullstory_async.receiving._query import MIN_KEY_PREFIX
 

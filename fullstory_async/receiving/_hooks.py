@@ -26,6 +26,8 @@ with no hooks nothing observes anything.
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
@@ -34,6 +36,8 @@ from typing import Literal
 import attrs
 
 from fullstory_async._hooks import _emit
+
+logger = logging.getLogger("fullstory_async")
 
 DeliveryOutcome = Literal["accepted", "duplicate", "refused"]
 RunOutcome = Literal["ok", "error", "timeout", "cancelled", "not_run"]
@@ -119,8 +123,9 @@ class RunResult:
 
     outcome: RunOutcome
     """``"ok"`` (returned), ``"error"`` (raised), ``"timeout"`` (outlived ``handler_timeout``),
-    ``"cancelled"`` (the worker stopped mid-run) or ``"not_run"`` (the event was made a dead letter
-    without calling the handler: not an event, or no attempt left after a run that never finished)."""
+    ``"cancelled"`` (the worker stopped mid-run) or ``"not_run"`` (the handler was not called: the
+    stored body is not an event, no attempt was left after a run that never finished, or the
+    event's previous run is still stuck on one of the worker's threads)."""
 
     recorded: Literal["done", "retry", "dead"] | None
     """What the inbox recorded; ``None`` when nothing was (this worker's claim had ended, or the
@@ -179,13 +184,27 @@ def note_verified() -> None:
         observed.verified = time.monotonic()
 
 
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+"""A W3C ``traceparent`` (version, trace id, parent id, flags): 55 characters, the most a delivery stores."""
+
+
+def _traceparent(value: object) -> str | None:
+    """Return ``value`` if it is a W3C ``traceparent``, else ``None``: a hook's mistake never fails a commit."""
+    if value is None or (isinstance(value, str) and _TRACEPARENT.fullmatch(value)):
+        return value
+    shown = f"a {len(value)}-character string" if isinstance(value, str) else type(value).__name__
+    logger.warning("Delivery.traceparent set by a hook is not a W3C traceparent (%s); not stored", shown)
+    return None
+
+
 async def timed_commit(put: Callable[[str | None], Awaitable[bool]]) -> bool:
     """Run ``put(traceparent)`` for the delivery in progress, timing it; return what it returned."""
     observed = _current.get()
     if observed is None:
         return await put(None)
+    traceparent = _traceparent(observed.delivery.traceparent)
     start = time.monotonic()
-    stored = await put(observed.delivery.traceparent)
+    stored = await put(traceparent)
     observed.commit_duration = time.monotonic() - start
     observed.duplicate = not stored
     return stored

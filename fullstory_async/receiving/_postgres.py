@@ -65,6 +65,11 @@ POOL_SIZE = 10
 _REFUSED_PARAMETER = ("42704", "22023")  # undefined_object, invalid_parameter_value: a bad URL parameter
 T = TypeVar("T")
 _LOCK_ID = 0x46534941  # "FSIA": serialises schema migrations across instances
+_MIGRATION_LOCK_TIMEOUT = 1.0
+"""Seconds a migration's ``ALTER TABLE`` may wait for the inbox's lock. While it waits, every later
+statement on the table (every instance's deliveries) queues behind it, so it gives up quickly (the
+``lock_timeout`` pattern of online PostgreSQL migrations) rather than stall the receivers for as
+long as another session keeps a transaction open."""
 _EXPORT_PAGE = 500
 _MIGRATIONS = migrations(
     blob="BYTEA", real="DOUBLE PRECISION", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
@@ -198,6 +203,13 @@ class PostgresInbox(Inbox):
         except InboxError:
             await self.aclose()
             raise
+        except asyncpg.LockNotAvailableError:
+            await self.aclose()
+            raise InboxError(
+                f"cannot migrate the PostgreSQL inbox {redact(self._dsn)} to schema version {SCHEMA_VERSION}: "
+                f"another session held a lock on its tables for {_MIGRATION_LOCK_TIMEOUT:g} s (a transaction left "
+                "open?); nothing changed, deliveries went on: end that session (pg_stat_activity) and open it again"
+            ) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self.aclose()
             if isinstance(exc, ValueError) or getattr(exc, "sqlstate", None) in _REFUSED_PARAMETER:
@@ -233,6 +245,7 @@ class PostgresInbox(Inbox):
                     "or open_inbox to migrate it"
                 )
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+            await conn.execute(f"SET LOCAL lock_timeout = {round(_MIGRATION_LOCK_TIMEOUT * 1000)}")  # after it
             await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
             version = await conn.fetchval(version_sql)  # another instance may have migrated meanwhile
             check_schema_version(version)

@@ -8,6 +8,8 @@ stuck at once (so never more than ``2 * size`` threads). Past that, `healthy` is
 the pool has one free slot fewer per further stuck thread: the worker stops claiming rather
 than time out events on threads that never ran them. A stuck thread whose function
 returns leaves (or takes a free slot back), so the pool heals when the hung calls end.
+`stuck_on` names the arguments of the stuck calls, so a caller can refuse to start a second
+call on what a stuck one still holds (the worker: one stuck thread per event at most).
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ class NoIdleThread(Exception):
 
 
 class _Job:
-    __slots__ = ("abandoned", "arg", "context", "finished", "func", "future")
+    __slots__ = ("arg", "context", "finished", "func", "future")
 
     def __init__(self, func: Callable[[Any], object], arg: object, future: asyncio.Future[object]) -> None:
         self.func = func
         self.arg = arg
         self.future = future
         self.context = contextvars.copy_context()  # the caller's context (a tracing span), as asyncio.to_thread
-        self.abandoned = False
         self.finished = False
 
 
@@ -47,21 +48,26 @@ class HandlerThreads:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._live = 0
         self._idle = 0
-        self._stuck = 0
+        self._stuck: set[_Job] = set()  # calls abandoned by their caller and still running
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<HandlerThreads size={self.size} live={self._live} idle={self._idle} stuck={self._stuck}>"
+        return f"<HandlerThreads size={self.size} live={self._live} idle={self._idle} stuck={self.stuck}>"
 
     @property
     def stuck(self) -> int:
         """Threads still running a call their caller gave up on."""
-        return self._stuck
+        return len(self._stuck)
+
+    def stuck_on(self) -> list[object]:
+        """Return the arguments of the calls still running after their caller gave up on them."""
+        with self._lock:
+            return [job.arg for job in self._stuck]
 
     @property
     def healthy(self) -> bool:
         """False while more threads are stuck than there are replacements (``size``)."""
-        return self._stuck <= self.size
+        return self.stuck <= self.size
 
     @property
     def available(self) -> bool:
@@ -69,7 +75,7 @@ class HandlerThreads:
         return self._idle > 0 or self._live < self._target()
 
     def _target(self) -> int:
-        return self.size + min(self._stuck, self.size)
+        return self.size + min(len(self._stuck), self.size)
 
     async def call(self, func: Callable[[Any], object], arg: object) -> object:
         """Return ``func(arg)`` run on an idle thread; raise `NoIdleThread` at once when none is free.
@@ -93,8 +99,7 @@ class HandlerThreads:
         except asyncio.CancelledError:
             with self._lock:
                 if not job.finished:
-                    job.abandoned = True
-                    self._stuck += 1
+                    self._stuck.add(job)
             raise
 
     def close(self) -> None:
@@ -116,7 +121,7 @@ class HandlerThreads:
                 result, error = None, RuntimeError(f"the handler raised {type(exc).__name__}")
             with self._lock:  # counted idle before the caller hears: its next call finds this thread free
                 job.finished = True
-                self._stuck -= job.abandoned
+                self._stuck.discard(job)
                 leave = self._closed or self._live > self._target()
                 if leave:
                     self._live -= 1

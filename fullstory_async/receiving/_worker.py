@@ -18,7 +18,9 @@ to the handler (so a run whose process died still counts), and a claimed event t
 worker cannot run (every handler thread stuck, see `HandlerThreads`) is given back
 uncounted (`Inbox.release`). A plain-function handler runs on the worker's own threads,
 never asyncio's shared default executor, so a hung handler costs its own event a timeout
-and nothing else.
+and nothing else: an event whose previous run is still stuck on a thread here is not run
+again by this worker (that attempt fails at once, `STILL_RUNNING`), so an event on which
+the handler hangs every time holds one thread and ends dead, not every thread in turn.
 
 A handler may also raise one of the verdicts of `_verdicts`: `RetryLaterError` (wait at least
 its ``after``), `DeadLetterError` (dead now) or `ServiceUnavailableError` (the event goes back
@@ -54,6 +56,9 @@ EventHandler = Callable[[WebhookEvent], object]
 """A coroutine function, or a plain function (run on one of the worker's own threads), taking the event."""
 
 Recorded = Literal["done", "retry", "dead"] | None
+
+STILL_RUNNING = "not run: its previous run is still running on this worker (a call that outlived handler_timeout)"
+"""The error of an attempt not run because the event's previous run, abandoned at its timeout, has not returned."""
 
 
 class InboxWorker:
@@ -260,7 +265,8 @@ class InboxWorker:
             error = None
         except SignatureVerificationError as exc:  # stored by something other than a receiver
             event, error = None, f"not an event: {exc.detail}"
-        if event is not None and not self._handler_is_async and not self._threads.available:
+        hung = event is not None and not self._handler_is_async and self._hung_on(record.key)
+        if event is not None and not self._handler_is_async and not hung and not self._threads.available:
             await self._release(record)  # every thread is stuck: give it back unrun, its attempt uncounted
             return
         run = self._run(record, event)
@@ -269,6 +275,9 @@ class InboxWorker:
         try:
             if event is None:
                 recorded = self._settled(record, "dead", await self.inbox.bury(record, error=str(error)))
+            elif hung:  # one thread per hung event: its retries must not take the worker's other threads too
+                error = STILL_RUNNING
+                recorded = await self._failed(record, error, run)
             else:
                 outcome, recorded, error = await self._attempt(record, event, run)
         except InboxError as exc:  # the outcome was not recorded: the lease brings the event back
@@ -336,6 +345,10 @@ class InboxWorker:
         recorded = self._settled(record, "done", await self.inbox.complete(record, attempt=history))
         self.handled += recorded is not None
         return "ok", recorded, None
+
+    def _hung_on(self, key: str) -> bool:
+        """Whether a call of the handler on this event outlived its timeout and is still running here."""
+        return any(isinstance(arg, WebhookEvent) and arg.delivery_key == key for arg in self._threads.stuck_on())
 
     def _check_health(self) -> None:
         if not self.healthy and not self._unhealthy_logged:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from fullstory_async.receiving import (
     RetryLaterError,
     ServiceUnavailableError,
     WebhookEvent,
+    delivery_key,
     open_inbox,
     signed_delivery,
     verify_forwarded,
@@ -233,3 +235,65 @@ async def test_usage_errors_exit_2_naming_the_flag(tmp_path: Path, args: list[st
     assert message in err.decode()
     assert "whsec_not-base64!" not in err.decode()
     assert not (tmp_path / "u.db").exists()
+
+
+async def test_receive_with_forward_to_stores_then_forwards_in_one_process(tmp_path: Path, serve: Serve):
+    """``receive --forward-to``: every 202'd delivery reaches the service, verified, with no second process."""
+    arrived: dict[str, bytes] = {}
+    everything = asyncio.Event()
+    items = [
+        signed_delivery("note.created", {"id": f"both-{n}"}, secret="wh-secret-both-1", org_id=ORG) for n in range(8)
+    ]
+
+    async def service(request: web.Request) -> web.Response:
+        body = await request.read()
+        arrived[verify_forwarded(body, request.headers, SIGN_SECRET)] = body
+        if len(arrived) == len(items):
+            everything.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/events", service)
+    target = await serve(app) + "/events"
+    url = f"sqlite:///{tmp_path}/both.db"
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "fullstory_async", "receive", "--inbox", url, "--secret-env", "FS_RECEIVE_SECRET"),
+        *("--port", "0", "--forward-to", target, "--sign-secret-env", "FS_FORWARD_SECRET"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**ENV, "FS_RECEIVE_SECRET": "wh-secret-both-1"},
+    )
+    try:
+        assert process.stdout is not None
+        first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        second = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        receiver = first.split()[2]
+        assert first.endswith(f" into {url}\n")
+        assert second == f"forwarding to {target}\n"
+        async with aiohttp.ClientSession() as session:
+            for body, headers in items:
+                async with session.post(receiver, data=body, headers=headers) as answer:
+                    assert answer.status == 202
+        await asyncio.wait_for(everything.wait(), 30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 30)
+    assert await process.wait() == 0
+    assert sorted(arrived.values()) == sorted(body for body, _headers in items)
+    assert set(arrived) == {delivery_key(ORG, body) for body, _headers in items}
+
+
+async def test_receive_refuses_a_bad_forward_option_before_serving(tmp_path: Path):
+    """A ``--forward-to`` without its secret is a usage error naming the flag; nothing is served or created."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "fullstory_async", "receive", "--inbox", f"sqlite:///{tmp_path}/x.db"),
+        *("--secret-env", "FS_RECEIVE_SECRET", "--port", "0", "--forward-to", "http://127.0.0.1:9/x"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**ENV, "FS_RECEIVE_SECRET": "wh-secret-both-1"},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert await process.wait() == 2
+    assert out == b""
+    assert "--sign-secret-env" in err.decode()
+    assert not (tmp_path / "x.db").exists()

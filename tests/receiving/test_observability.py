@@ -249,10 +249,11 @@ async def test_without_a_tracing_sdk_nothing_is_stored_and_nothing_breaks(tmp_pa
         assert await InboxWorker(inbox, lambda event: None, hooks=[tracing]).run_until_idle() == 1
 
 
-async def test_an_inbox_of_schema_1_is_migrated_and_its_events_processed(inbox_url: str) -> None:
-    """Schema 2 adds the traceparent column: a schema-1 inbox with a pending event opens, migrates, and is processed."""
-    body = signed_delivery("test", {}, secret=SECRET, org_id=ORG)[0]
-    row = ("k" * 64, ORG, body, 1_700_000_000.0, 1_700_000_000.0)
+async def schema_1_inbox(inbox_url: str, *rows: tuple[object, ...]) -> None:
+    """Create an inbox as an SDK of schema 1 left it (no traceparent column), holding ``rows``.
+
+    A row is (key, org_id, body, received_at, next_attempt_at).
+    """
     insert = "INSERT INTO fullstory_inbox (key, org_id, body, received_at, next_attempt_at) VALUES "
     if inbox_url.startswith("sqlite"):
         with contextlib.closing(sqlite3.connect(inbox_url.removeprefix("sqlite:///"))) as conn, conn:
@@ -260,19 +261,26 @@ async def test_an_inbox_of_schema_1_is_migrated_and_its_events_processed(inbox_u
             for statement in migrations(blob="BLOB", real="REAL", serial="INTEGER PRIMARY KEY")[1]:
                 conn.execute(statement)
             conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
-            conn.execute(insert + "(?, ?, ?, ?, ?)", row)
-    else:
-        import asyncpg
+            conn.executemany(insert + "(?, ?, ?, ?, ?)", rows)
+        return
+    import asyncpg
 
-        conn = await asyncpg.connect(inbox_url)
-        try:
-            await conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
-            for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION", serial="BIGSERIAL PRIMARY KEY")[1]:
-                await conn.execute(statement)
-            await conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
-            await conn.execute(insert + "($1, $2, $3, $4, $5)", *row)
-        finally:
-            await conn.close()
+    conn = await asyncpg.connect(inbox_url)
+    try:
+        await conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
+        for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION", serial="BIGSERIAL PRIMARY KEY")[1]:
+            await conn.execute(statement)
+        await conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
+        if rows:
+            await conn.executemany(insert + "($1, $2, $3, $4, $5)", rows)
+    finally:
+        await conn.close()
+
+
+async def test_an_inbox_of_schema_1_is_migrated_and_its_events_processed(inbox_url: str) -> None:
+    """Schema 2 adds the traceparent column: a schema-1 inbox with a pending event opens, migrates, and is processed."""
+    body = signed_delivery("test", {}, secret=SECRET, org_id=ORG)[0]
+    await schema_1_inbox(inbox_url, ("k" * 64, ORG, body, 1_700_000_000.0, 1_700_000_000.0))
     metrics = ReceivingMetrics()
     async with open_inbox(inbox_url) as inbox:
         [before] = [r async for r in inbox.export()]
