@@ -45,7 +45,7 @@ from fullstory_async.receiving._envelope import parse_event
 from fullstory_async.receiving._errors import SignatureVerificationError
 from fullstory_async.receiving._events import WebhookEvent
 from fullstory_async.receiving._hooks import HandlerRun, ReceivingHooks, RunOutcome, RunResult
-from fullstory_async.receiving._inbox import Inbox, InboxAttempt, InboxError, InboxRecord, scrub
+from fullstory_async.receiving._inbox import Inbox, InboxAttempt, InboxError, InboxRecord, Outcome, scrub
 from fullstory_async.receiving._receiver import is_coroutine_function, positive
 from fullstory_async.receiving._threads import HandlerThreads, NoIdleThread
 from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
@@ -292,9 +292,7 @@ class InboxWorker:
         with contextlib.suppress(InboxError):  # else the lease brings it back (that claim's attempt counted)
             await self.inbox.release(record)
 
-    def _history(
-        self, record: InboxRecord, run: HandlerRun, outcome: Literal["done", "retry", "dead"], error: str | None
-    ) -> InboxAttempt:
+    def _history(self, record: InboxRecord, run: HandlerRun, outcome: Outcome, error: str | None) -> InboxAttempt:
         """Return the run as the event's history keeps it (its error scrubbed)."""
         duration = time.monotonic() - run.started
         detail = None if error is None else scrub(error)
