@@ -100,9 +100,9 @@ async def _replay(args: argparse.Namespace) -> int:
             counted = await inbox.replay(filters, dry_run=True)
             if args.dry_run:
                 result = counted
-            elif counted.replayed > CONFIRM_ABOVE and not args.yes:
+            elif counted.matched > CONFIRM_ABOVE and not args.yes:
                 raise InvalidArgumentError(
-                    "--yes", f"{counted.replayed:,} events would be replayed, more than {CONFIRM_ABOVE:,}: add --yes"
+                    "--yes", f"{counted.matched:,} events match, more than {CONFIRM_ABOVE:,}: add --yes to replay them"
                 )
             else:
                 result = await inbox.replay(filters)

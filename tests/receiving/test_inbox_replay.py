@@ -513,6 +513,23 @@ def test_more_matches_than_the_threshold_need_yes(
     assert capsys.readouterr().out == "replayed 3 of 4 matched\n"
 
 
+def test_an_ambiguous_key_prefix_exits_2_with_the_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    first, second = colliding_bodies()
+
+    async def fill() -> None:
+        async with open_inbox(url) as inbox:
+            for body in (first, second):
+                await inbox.put(body, org_id=ORG)
+
+    asyncio.run(fill())
+    prefix = delivery_key(ORG, first)[:8]
+    assert cli("replay", "--inbox", url, "--key", prefix.upper(), "--dry-run") == 2
+    assert f"--key: the prefix '{prefix}' matches 2 events" in capsys.readouterr().err
+    assert cli("replay", "--inbox", url, "--key", delivery_key(ORG, first), "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"matched": 1, "replayed": 0, "dry_run": False}
+
+
 def test_replay_never_creates_nor_migrates_an_inbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "missing.db"
     assert cli("replay", "--inbox", f"sqlite:///{missing}", "--all") == 1
