@@ -1,4 +1,4 @@
-"""``fullstory-async receive`` (a durable webhook sink) and ``fullstory-async inbox export|stats|requeue``.
+"""``fullstory-async receive`` (a durable webhook sink) and ``fullstory-async inbox export|stats``.
 
 The ``inbox`` commands never create nor migrate an inbox (``open_inbox(create=False)``): a
 mistyped path or another application's database is an error, not a new empty inbox.
@@ -122,12 +122,6 @@ def receive_options(receive: argparse.ArgumentParser) -> None:
 def inbox_options(action: argparse.ArgumentParser) -> None:
     """Declare the options of ``inbox export|stats``."""
     action.add_argument("--inbox", required=True, metavar="URL", help=INBOX_URL_HELP)
-
-
-def requeue_options(action: argparse.ArgumentParser) -> None:
-    """Declare the options of ``inbox requeue``."""
-    inbox_options(action)
-    action.add_argument("--dead", action="store_true", required=True, help="requeue every dead event")
 
 
 def _metrics_token(args: argparse.Namespace) -> bytes | None:
@@ -277,18 +271,9 @@ async def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _requeue(args: argparse.Namespace) -> int:
-    async with open_inbox(args.inbox, retention=None, create=False) as inbox:
-        count = await inbox.requeue_dead()
-    print(f"requeued {count} dead event(s)")
-    return 0
-
-
 receive = local(_receive)
 """``fullstory-async receive``."""
 inbox_export = local(_export)
 """``fullstory-async inbox export``."""
 inbox_stats = local(_stats)
 """``fullstory-async inbox stats``."""
-inbox_requeue = local(_requeue)
-"""``fullstory-async inbox requeue --dead``."""

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from fullstory_async.cli import _commands, _completion, _forward, _import, _jobs, _parser, _receiving, _send
+from fullstory_async.cli import _commands, _completion, _forward, _import, _jobs, _parser, _receiving, _replay, _send
 from fullstory_async.cli._target import Target
 
 
@@ -101,7 +101,16 @@ COMMANDS: tuple[Command, ...] = (
         local=_receiving.inbox_stats,
     ),
     Command(
-        "inbox requeue", "make dead letters pending again", _receiving.requeue_options, local=_receiving.inbox_requeue
+        "inbox replay",
+        "make the done and dead events a filter matches pending again (a new series of attempts)",
+        _replay.replay_options,
+        local=_replay.inbox_replay,
+    ),
+    Command(
+        "inbox requeue",
+        "make dead letters pending again (inbox replay --status dead --all)",
+        _replay.requeue_options,
+        local=_replay.inbox_requeue,
     ),
 )
 """Every command, in the order of ``--help``."""

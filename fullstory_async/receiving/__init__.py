@@ -36,9 +36,10 @@ from fullstory_async.receiving._events import EventData, WebhookEvent
 from fullstory_async.receiving._forward import Forwarder, ForwardHandler, ForwardOutcome, ForwardTarget
 from fullstory_async.receiving._forwarded import new_forward_secret, verify_forwarded
 from fullstory_async.receiving._hooks import Delivery, DeliveryResult, HandlerRun, ReceivingHooks, RunResult
-from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord, InboxStats, delivery_key
+from fullstory_async.receiving._inbox import Inbox, InboxAttempt, InboxError, InboxRecord, InboxStats, delivery_key
 from fullstory_async.receiving._metrics import ReceivingMetrics
 from fullstory_async.receiving._open import open_inbox
+from fullstory_async.receiving._query import InboxEntry, InboxFilter, InboxPage, ReplayResult
 from fullstory_async.receiving._receiver import WebhookCallback, WebhookReceiver, add_webhook_route
 from fullstory_async.receiving._refusals import RefusalLog
 from fullstory_async.receiving._settings import ReceiverSettings
@@ -61,7 +62,11 @@ __all__ = [
     "Forwarder",
     "HandlerRun",
     "Inbox",
+    "InboxAttempt",
+    "InboxEntry",
     "InboxError",
+    "InboxFilter",
+    "InboxPage",
     "InboxRecord",
     "InboxStats",
     "InboxWorker",
@@ -74,6 +79,7 @@ __all__ = [
     "ReceivingHooks",
     "ReceivingMetrics",
     "RefusalLog",
+    "ReplayResult",
     "RetryLaterError",
     "RunResult",
     "SegmentAlertConfig",

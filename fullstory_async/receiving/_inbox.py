@@ -22,20 +22,35 @@ from __future__ import annotations
 import abc
 import asyncio
 import base64
+import builtins
+import contextlib
 import hashlib
 import json
+import logging
 import math
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import attrs
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
+from fullstory_async.receiving._query import (
+    InboxEntry,
+    InboxFilter,
+    InboxPage,
+    ReplayResult,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
+
+logger = logging.getLogger("fullstory_async.receiving")
 
 Status = Literal["pending", "done", "dead"]
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The inbox schema this version of the SDK writes; older schemas are migrated forward on open."""
 
 DEFAULT_RETENTION = 7 * 24 * 3600.0
@@ -46,7 +61,9 @@ DEFAULT_COMMIT_TIMEOUT = 5.0
 
 _PURGE_EVERY = 60.0
 
-COLUMNS = "key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at, traceparent"
+COLUMNS = (
+    "key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at, traceparent, event_type"
+)
 """The columns an `InboxRecord` is read from, in its field order."""
 
 
@@ -56,8 +73,11 @@ def check_schema_version(version: int) -> None:
         raise InboxError(f"the inbox has schema version {version}, newer than this SDK's {SCHEMA_VERSION}: upgrade")
 
 
-def migrations(*, blob: str, real: str) -> dict[int, tuple[str, ...]]:
-    """Return the statements that bring the schema to each version, in an engine's type names."""
+def migrations(*, blob: str, real: str, serial: str) -> dict[int, tuple[str, ...]]:
+    """Return the statements that bring the schema to each version, in an engine's type names.
+
+    ``serial`` is an engine's auto-numbered primary key column type.
+    """
     return {
         1: (
             f"""CREATE TABLE fullstory_inbox (
@@ -76,7 +96,95 @@ def migrations(*, blob: str, real: str) -> dict[int, tuple[str, ...]]:
         ),
         # The W3C traceparent of the delivery's span, so a handler run's span links to it.
         2: ("ALTER TABLE fullstory_inbox ADD COLUMN traceparent TEXT",),
+        # The event type as a column (filled in batches by the backfill, `BACKFILL_TABLE`), an index
+        # for newest-first listing and for each filter (`InboxFilter`), and the attempt history.
+        3: (
+            "ALTER TABLE fullstory_inbox ADD COLUMN event_type TEXT",
+            "CREATE INDEX fullstory_inbox_received ON fullstory_inbox (received_at, key)",
+            "CREATE INDEX fullstory_inbox_status_received ON fullstory_inbox (status, received_at, key)",
+            "CREATE INDEX fullstory_inbox_type_received ON fullstory_inbox (event_type, received_at, key)",
+            f"""CREATE TABLE fullstory_inbox_attempts (
+                id {serial},
+                key TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                started_at {real} NOT NULL,
+                duration {real} NOT NULL,
+                outcome TEXT NOT NULL,
+                detail TEXT
+            )""",
+            "CREATE INDEX fullstory_inbox_attempts_key ON fullstory_inbox_attempts (key, id)",
+            f"CREATE TABLE {BACKFILL_TABLE} (after_key TEXT NOT NULL)",
+            f"INSERT INTO {BACKFILL_TABLE} (after_key) VALUES ('')",
+        ),
     }
+
+
+BACKFILL_TABLE = "fullstory_inbox_backfill"
+"""Schema 3's backfill of ``event_type``: one row, the last key filled (keys in order), while it runs; none after.
+
+The row is deleted, not the table dropped, so a role without ownership (the documented grants) finishes it.
+"""
+
+BACKFILL_BATCH = 500
+"""Rows the backfill fills per transaction: short enough that deliveries keep committing between batches."""
+
+BACKFILL_RETRY = 1.0
+"""Seconds the backfill first waits before trying a batch again after an `InboxError` (doubled each time, to 60)."""
+
+HISTORY_KEPT = 20
+"""Attempts of an event kept in its history (the older ones are deleted as new ones are recorded)."""
+
+
+def event_type_of(body: bytes) -> str | None:
+    """Return the ``eventName`` of a JSON object body, ``None`` for any other body (never raises)."""
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError):  # not UTF-8 (UnicodeDecodeError), not JSON, absurdly nested
+        return None
+    name = event.get("eventName") if isinstance(event, dict) else None
+    return name if isinstance(name, str) else None
+
+
+_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
+_SECRET_PAIR = re.compile(r"(?i)\b((?:api[_-]?key|password|passwd|pwd|secret|token|authorization)\s*[=:]\s*)[^\s&,;]+")
+
+
+def scrub(text: str) -> str:
+    """Return an error excerpt fit to store: URL passwords and ``secret=...`` values as ``***``, 1,000 characters."""
+    return _SECRET_PAIR.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))[:1000]
+
+
+Outcome = Literal["done", "retry", "dead"]
+
+
+@attrs.frozen
+class InboxAttempt:
+    """One handler run of an event, as its history (`Inbox.get`) keeps it."""
+
+    attempt: int
+    """The attempt's number in its series (a replay starts a new series at 1)."""
+
+    started_at: float
+    """When the handler was called (seconds since the epoch)."""
+
+    duration: float
+    """Seconds the run took."""
+
+    outcome: Outcome
+    """What the worker recorded: ``"done"``, ``"retry"`` or ``"dead"``."""
+
+    detail: str | None = None
+    """Why it failed (an error excerpt, or a forward's status and answer), scrubbed of secrets; ``None`` when done."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the attempt as JSON (times in UTC RFC 3339)."""
+        return {
+            "attempt": self.attempt,
+            "started_at": rfc3339(self.started_at),
+            "duration_seconds": round(self.duration, 6),
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
 
 
 NEVER_FINISHED = "the handler never finished its last attempt (the worker died or its lease ran out)"
@@ -166,6 +274,9 @@ class InboxRecord:
     traceparent: str | None = None
     """The W3C ``traceparent`` of the delivery's span, when a tracing hook gave one (links a handler run's span)."""
 
+    event_type: str | None = None
+    """The body's ``eventName`` (``None`` when the body is not a JSON object naming one)."""
+
     def export_line(self) -> dict[str, Any]:
         """Return the ``inbox export`` object for this record (the line format is in docs/receiving.md).
 
@@ -200,7 +311,7 @@ class InboxStats:
     """Processed and kept until retention purges them."""
 
     dead: int
-    """Given up on after the worker's ``max_attempts``; `Inbox.requeue_dead` brings them back."""
+    """Given up on after the worker's ``max_attempts``; `Inbox.replay` brings them back."""
 
     oldest_pending_at: float | None
     """When the oldest pending event was received (seconds since the epoch), if any."""
@@ -237,6 +348,39 @@ class Inbox(abc.ABC):
         self._last_purge = -math.inf
         self.arrival = asyncio.Event()
         """Set when this process stores a new event (an `InboxWorker` here wakes at once)."""
+        self._backfilling: asyncio.Task[None] | None = None
+
+    async def _start_backfill(self, batch: Callable[[], Awaitable[bool]]) -> None:
+        """Fill schema 3's event types, ``batch`` (True when done) a transaction at a time.
+
+        The first batch runs now (a small inbox is done before `open_inbox` returns); the rest in
+        the background, so deliveries keep committing between batches. The progress is committed
+        with each batch: a process stopped meanwhile leaves the rest to the next `open_inbox`.
+        """
+        pause = BACKFILL_RETRY
+        with contextlib.suppress(InboxError):  # else the background task tries again
+            if await batch():
+                return
+
+        async def fill() -> None:
+            nonlocal pause
+            while True:
+                try:
+                    if await batch():
+                        return
+                    pause = BACKFILL_RETRY
+                except InboxError as exc:  # a held lock, a database away: try the same batch again later
+                    logger.warning("event type backfill paused for %g s: %s", pause, exc)
+                    await asyncio.sleep(pause)
+                    pause = min(60.0, pause * 2)
+
+        self._backfilling = asyncio.get_running_loop().create_task(fill(), name="fullstory-inbox-backfill")
+
+    async def _stop_backfill(self) -> None:
+        task, self._backfilling = self._backfilling, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _purge_due(self) -> bool:
         """Return True at most once a minute, while a retention is set."""
@@ -257,7 +401,7 @@ class Inbox(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def claim(self, limit: int, *, lease: float, max_attempts: int | None = None) -> list[InboxRecord]:
+    async def claim(self, limit: int, *, lease: float, max_attempts: int | None = None) -> builtins.list[InboxRecord]:
         """Take up to ``limit`` due pending events, oldest first, for ``lease`` seconds; count an attempt.
 
         The attempt is counted with the claim, so a process that dies in the handler has spent
@@ -269,20 +413,77 @@ class Inbox(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def complete(self, record: InboxRecord) -> bool:
-        """Mark a claimed event ``done``; ``False`` (nothing written) if this claim no longer holds it."""
+    async def complete(self, record: InboxRecord, *, attempt: InboxAttempt | None = None) -> bool:
+        """Mark a claimed event ``done``; ``False`` (nothing written) if this claim no longer holds it.
+
+        ``attempt`` is added to the event's history in the same transaction (the last `HISTORY_KEPT` are kept).
+        """
 
     @abc.abstractmethod
-    async def retry(self, record: InboxRecord, *, error: str, delay: float) -> bool:
-        """Make a claimed event due again ``delay`` seconds from now, noting ``error``; ``False`` as `complete`."""
+    async def retry(
+        self, record: InboxRecord, *, error: str, delay: float, attempt: InboxAttempt | None = None
+    ) -> bool:
+        """Make a claimed event due again ``delay`` seconds from now, noting ``error``; otherwise as `complete`."""
 
     @abc.abstractmethod
-    async def bury(self, record: InboxRecord, *, error: str) -> bool:
-        """Mark a claimed event ``dead`` (a dead letter), noting ``error``; ``False`` as `complete`."""
+    async def bury(self, record: InboxRecord, *, error: str, attempt: InboxAttempt | None = None) -> bool:
+        """Mark a claimed event ``dead`` (a dead letter), noting ``error``; otherwise as `complete`."""
 
-    @abc.abstractmethod
     async def requeue_dead(self) -> int:
-        """Make every dead event pending again with its attempts reset; return how many."""
+        """Make every dead event pending again with a new series of attempts; return how many (`replay`)."""
+        return (await self.replay(InboxFilter(status="dead"))).replayed
+
+    async def list(self, filters: InboxFilter | None = None, cursor: str | None = None, limit: int = 50) -> InboxPage:
+        """Return one page of the events ``filters`` matches, newest first (keyset pagination: no ``OFFSET``).
+
+        Pass the page's ``next_cursor`` for the next (older) page; events stored meanwhile
+        (newer) never shift nor repeat the pages that follow. ``limit`` is 1 to 1,000.
+        """
+        after = decode_cursor(cursor)
+        records = await self._page(filters or InboxFilter(), after, check_limit(limit))
+        more = len(records) > limit
+        records = records[:limit]
+        return InboxPage(tuple(records), encode_cursor(records[-1]) if more else None)
+
+    async def replay(self, filters: InboxFilter, *, dry_run: bool = False) -> ReplayResult:
+        """Make the done and dead events ``filters`` matches pending again, due now, attempts reset.
+
+        Each starts a new series of attempts; its history is kept. Pending events match but
+        are left alone. A key prefix must name one event (else `InvalidArgumentError` naming
+        how many it matches); ``filters.status`` must not be ``"pending"``. ``dry_run``
+        counts the matches and those it would replay, and changes nothing.
+        """
+        if filters.status == "pending":
+            raise InvalidArgumentError("status", "pending events are due already: replay done or dead ones")
+        if filters.key is not None and len(filters.key) < 64:
+            count = await self._count(InboxFilter(key=filters.key))
+            if count > 1:
+                raise InvalidArgumentError(
+                    "key", f"the prefix {filters.key!r} matches {count} events: give more of the key"
+                )
+        if dry_run:
+            statuses: builtins.list[Status] = [filters.status] if filters.status else ["done", "dead"]
+            replayable = [await self._count(attrs.evolve(filters, status=status)) for status in statuses]
+            return ReplayResult(await self._count(filters), sum(replayable), dry_run=True)
+        return await self._replay(filters)
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> InboxEntry | None:
+        """Return the event stored under ``key`` (the full key) with its attempt history, ``None`` if none is."""
+
+    @abc.abstractmethod
+    async def _page(
+        self, filters: InboxFilter, after: tuple[float, str] | None, limit: int
+    ) -> builtins.list[InboxRecord]:
+        """Return up to ``limit + 1`` events matching ``filters`` strictly after ``after``, newest first."""
+
+    @abc.abstractmethod
+    async def _count(self, filters: InboxFilter) -> int:
+        """Count the events ``filters`` matches."""
+
+    @abc.abstractmethod
+    async def _replay(self, filters: InboxFilter) -> ReplayResult:
+        """Count the matches and replay the done and dead ones, in one transaction."""
 
     @abc.abstractmethod
     async def stats(self) -> InboxStats:
@@ -295,6 +496,12 @@ class Inbox(abc.ABC):
     @abc.abstractmethod
     def export(self) -> AsyncIterator[InboxRecord]:
         """Every stored event (dead letters included), in the order received."""
+
+    def _check_key(self, key: str) -> str:
+        """Refuse anything but a full delivery key (64 hex digits)."""
+        if not isinstance(key, str) or len(key) != 64 or InboxFilter(key=key).key != key:
+            raise InvalidArgumentError("key", f"must be a full delivery key (64 lowercase hex digits), got {key!r}")
+        return key
 
     @abc.abstractmethod
     async def purge(self) -> int:

@@ -29,23 +29,36 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.receiving._inbox import (
+    BACKFILL_BATCH,
+    BACKFILL_TABLE,
     COLUMNS,
     DEFAULT_COMMIT_TIMEOUT,
+    HISTORY_KEPT,
     NEVER_FINISHED,
     NO_LIMIT,
     SCHEMA_VERSION,
     Inbox,
+    InboxAttempt,
     InboxError,
     InboxRecord,
     InboxStats,
     check_schema_version,
     claim_update,
     delivery_key,
+    event_type_of,
     migrations,
 )
+from fullstory_async.receiving._query import InboxEntry, InboxFilter, Params, ReplayResult, page_sql, where_clause
 
 if TYPE_CHECKING:
     import asyncpg
+
+MIGRATION_TIMEOUT = 900.0
+"""Seconds a schema change may take (building schema 3's indexes on a large inbox), beyond ``commit_timeout``.
+
+Only the statements of a migration get it; everything before (connecting, reading the
+version, waiting for another instance's migration) keeps ``commit_timeout``.
+"""
 
 POOL_SIZE = 10
 """Connections one inbox holds at most (calls beyond wait for one, within ``commit_timeout``)."""
@@ -58,7 +71,9 @@ statement on the table (every instance's deliveries) queues behind it, so it giv
 ``lock_timeout`` pattern of online PostgreSQL migrations) rather than stall the receivers for as
 long as another session keeps a transaction open."""
 _EXPORT_PAGE = 500
-_MIGRATIONS = migrations(blob="BYTEA", real="DOUBLE PRECISION")
+_MIGRATIONS = migrations(
+    blob="BYTEA", real="DOUBLE PRECISION", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+)
 
 
 _SECRET_KEY = re.compile(r"pass|secret|token|pwd", re.IGNORECASE)  # password, passfile, sslpassword, ...
@@ -159,6 +174,7 @@ def _record(row: Any) -> InboxRecord:
         row["last_error"],
         row["next_attempt_at"],
         row["traceparent"],
+        row["event_type"],
     )
 
 
@@ -206,7 +222,9 @@ class PostgresInbox(Inbox):
                 ),
                 "connect to",
             )
-            await self._bounded(self._prepare_schema(), "open")
+            await self._bounded(self._prepare_schema(), "open", timeout=MIGRATION_TIMEOUT)
+            if self.create:  # schema 3's event types, filled in the background so deliveries keep committing
+                await self._start_backfill(lambda: self._transact(_backfill_batch))
         except InboxError:
             await self.aclose()
             raise
@@ -256,25 +274,25 @@ class PostgresInbox(Inbox):
             await conn.execute("CREATE TABLE IF NOT EXISTS fullstory_inbox_schema (version INTEGER NOT NULL)")
             version = await conn.fetchval(version_sql)  # another instance may have migrated meanwhile
             check_schema_version(version)
+            await conn.execute("SET LOCAL statement_timeout = 0")  # index builds on a large inbox take their time
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[target]:
-                    await conn.execute(statement)
+                    await conn.execute(statement, timeout=MIGRATION_TIMEOUT)
                 await conn.execute("INSERT INTO fullstory_inbox_schema (version) VALUES ($1)", target)
 
-    async def _bounded(self, call: Awaitable[T], doing: str) -> T:
-        """Await ``call`` for at most ``commit_timeout``; past it, cancel it in the background and raise."""
+    async def _bounded(self, call: Awaitable[T], doing: str, *, timeout: float | None = None) -> T:
+        """Await ``call`` at most ``timeout`` (at least ``commit_timeout``); past it, cancel it and raise."""
+        timeout = max(timeout or 0.0, self.commit_timeout)
         task = asyncio.ensure_future(call)
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.commit_timeout)
+            done, _ = await asyncio.wait({task}, timeout=timeout)
         finally:
             if not task.done():  # timed out, or our caller was cancelled: do not wait for asyncpg's cleanup
                 task.cancel()
                 self._abandoned.add(task)
                 task.add_done_callback(_forget(self._abandoned))
         if not done:
-            raise InboxError(
-                f"cannot {doing} the PostgreSQL inbox {redact(self._dsn)}: no answer within {self.commit_timeout:g} s"
-            )
+            raise InboxError(f"cannot {doing} the PostgreSQL inbox {redact(self._dsn)}: no answer within {timeout:g} s")
         return task.result()
 
     async def _run(self, method: str, sql: str, *args: Any) -> Any:
@@ -284,6 +302,23 @@ class PostgresInbox(Inbox):
 
         try:
             return await self._bounded(getattr(self._pool, method)(sql, *args), "use")
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise InboxError(f"PostgreSQL inbox call failed: {self._hide(exc)}") from None
+
+    async def _transact(self, work: Callable[[asyncpg.Connection[Any]], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction on a pooled connection, within ``commit_timeout`` (as `_run`)."""
+        if self._pool is None:
+            raise InboxError("the inbox is closed")
+        import asyncpg
+
+        pool = self._pool
+
+        async def run() -> T:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+
+        try:
+            return await self._bounded(run(), "use")
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise InboxError(f"PostgreSQL inbox call failed: {self._hide(exc)}") from None
 
@@ -300,14 +335,15 @@ class PostgresInbox(Inbox):
     ) -> bool:
         """Store a verified delivery; ``False`` if its key was already stored."""
         stored = await self._execute(
-            "INSERT INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at, traceparent) "
-            f"VALUES ($1, $2, $3, $4, {_at(5)}, {_at(5)}, $6) ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at, traceparent, "
+            f"event_type) VALUES ($1, $2, $3, $4, {_at(5)}, {_at(5)}, $6, $7) ON CONFLICT (key) DO NOTHING",
             delivery_key(org_id, body),
             org_id,
             body,
             signed_at,
             self._now(),
             traceparent,
+            event_type_of(body),
         )
         if self._purge_due():
             await self.purge()
@@ -331,32 +367,83 @@ class PostgresInbox(Inbox):
         )
         return sorted((_record(row) for row in rows), key=lambda record: record.received_at)
 
-    async def _settle(self, record: InboxRecord, assignments: str, *args: Any) -> bool:
+    async def _settle(
+        self, record: InboxRecord, assignments: str, *args: Any, attempt: InboxAttempt | None = None
+    ) -> bool:
         sql = f"UPDATE fullstory_inbox SET {assignments} WHERE key = $1 AND status = 'pending' AND next_attempt_at = $2"
-        return bool(await self._execute(sql, record.key, record.next_attempt_at, *args))
+        if attempt is None:
+            return bool(await self._execute(sql, record.key, record.next_attempt_at, *args))
 
-    async def complete(self, record: InboxRecord) -> bool:
-        """Mark a claimed event ``done`` (if this claim still holds it)."""
-        return await self._settle(record, f"status = 'done', processed_at = {_at(3)}, last_error = NULL", self._now())
+        async def settle(conn: asyncpg.Connection[Any]) -> bool:
+            status: str = await conn.execute(sql, record.key, record.next_attempt_at, *args)
+            applied = status.endswith(" 1")
+            if applied:
+                await _add_attempt(conn, record.key, attempt)
+            return applied
 
-    async def retry(self, record: InboxRecord, *, error: str, delay: float) -> bool:
+        return await self._transact(settle)
+
+    async def complete(self, record: InboxRecord, *, attempt: InboxAttempt | None = None) -> bool:
+        """Mark a claimed event ``done`` (if this claim still holds it), adding ``attempt`` to its history."""
+        assignments = f"status = 'done', processed_at = {_at(3)}, last_error = NULL"
+        return await self._settle(record, assignments, self._now(), attempt=attempt)
+
+    async def retry(
+        self, record: InboxRecord, *, error: str, delay: float, attempt: InboxAttempt | None = None
+    ) -> bool:
         """Make a claimed event due again in ``delay`` seconds (if this claim still holds it)."""
         assignments = f"next_attempt_at = {_at(3)} + $4, last_error = $5"
-        return await self._settle(record, assignments, self._now(), float(delay), error)
+        return await self._settle(record, assignments, self._now(), float(delay), error, attempt=attempt)
 
-    async def bury(self, record: InboxRecord, *, error: str) -> bool:
+    async def bury(self, record: InboxRecord, *, error: str, attempt: InboxAttempt | None = None) -> bool:
         """Mark a claimed event ``dead`` (if this claim still holds it)."""
-        return await self._settle(
-            record, f"status = 'dead', processed_at = {_at(3)}, last_error = $4", self._now(), error
-        )
+        assignments = f"status = 'dead', processed_at = {_at(3)}, last_error = $4"
+        return await self._settle(record, assignments, self._now(), error, attempt=attempt)
 
-    async def requeue_dead(self) -> int:
-        """Make every dead event pending again, attempts reset."""
-        sql = (
-            f"UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = {_at(1)}, "
-            "processed_at = NULL WHERE status = 'dead'"
-        )
-        return await self._execute(sql, self._now())
+    async def get(self, key: str) -> InboxEntry | None:
+        """Return the event stored under ``key`` with its history."""
+        self._check_key(key)
+
+        async def read(conn: asyncpg.Connection[Any]) -> InboxEntry | None:
+            row = await conn.fetchrow(f"SELECT {COLUMNS} FROM fullstory_inbox WHERE key = $1", key)
+            if row is None:
+                return None
+            sql = f"SELECT {_ATTEMPT_COLUMNS} FROM fullstory_inbox_attempts WHERE key = $1 ORDER BY id"
+            history = tuple(InboxAttempt(*line) for line in await conn.fetch(sql, key))
+            return InboxEntry(_record(row), history)
+
+        return await self._transact(read)
+
+    def page_query(self, filters: InboxFilter, after: tuple[float, str] | None, limit: int) -> tuple[str, list[object]]:
+        """Return the SQL and parameters of one `Inbox.list` page (the query-plan tests read it)."""
+        params = Params("$")
+        return page_sql(COLUMNS, filters, after, limit, params), params.values
+
+    async def _page(self, filters: InboxFilter, after: tuple[float, str] | None, limit: int) -> list[InboxRecord]:
+        sql, values = self.page_query(filters, after, limit)
+        return [_record(row) for row in await self._run("fetch", sql, *values)]
+
+    async def _count(self, filters: InboxFilter) -> int:
+        params = Params("$")
+        sql = f"SELECT count(*) FROM fullstory_inbox{where_clause(filters.where(params))}"
+        return int(await self._run("fetchval", sql, *params.values))
+
+    async def _replay(self, filters: InboxFilter) -> ReplayResult:
+        params = Params("$")
+        where = where_clause(filters.where(params))
+        now = params(self._now())
+
+        async def replay(conn: asyncpg.Connection[Any]) -> ReplayResult:
+            matched = await conn.fetchval(f"SELECT count(*) FROM fullstory_inbox{where}", *params.values[:-1])
+            status: str = await conn.execute(
+                f"UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = "
+                f"coalesce({now}::double precision, extract(epoch from now())::double precision), processed_at = NULL"
+                f"{where or ' WHERE true'} AND status != 'pending'",
+                *params.values,
+            )
+            return ReplayResult(int(matched), int(status.rpartition(" ")[2]))
+
+        return await self._transact(replay)
 
     async def stats(self) -> InboxStats:
         """Count the events in each state."""
@@ -400,11 +487,16 @@ class PostgresInbox(Inbox):
         """Delete ``done`` events processed more than ``retention`` seconds ago."""
         if self.retention is None:
             return 0
-        sql = f"DELETE FROM fullstory_inbox WHERE status = 'done' AND processed_at < {_at(1)} - $2"
-        return await self._execute(sql, self._now(), self.retention)
+        sql = (
+            f"WITH gone AS (DELETE FROM fullstory_inbox WHERE status = 'done' AND processed_at < {_at(1)} - $2 "
+            "RETURNING key), history AS (DELETE FROM fullstory_inbox_attempts WHERE key IN (SELECT key FROM gone)) "
+            "SELECT count(*) FROM gone"
+        )
+        return int(await self._run("fetchval", sql, self._now(), self.retention))
 
     async def aclose(self) -> None:
         """Close the connection pool, within ``commit_timeout`` (then terminate it) (idempotent)."""
+        await self._stop_backfill()
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -416,6 +508,47 @@ class PostgresInbox(Inbox):
     async def release(self, record: InboxRecord) -> bool:
         """Give a claimed event back unrun, due now, its attempt uncounted (if this claim still holds it)."""
         return await self._settle(record, f"attempts = attempts - 1, next_attempt_at = {_at(3)}", self._now())
+
+
+_ATTEMPT_COLUMNS = "attempt, started_at, duration, outcome, detail"
+
+
+async def _add_attempt(conn: asyncpg.Connection[Any], key: str, attempt: InboxAttempt) -> None:
+    """Add a run to an event's history and delete its runs older than the last `HISTORY_KEPT`."""
+    await conn.execute(
+        f"INSERT INTO fullstory_inbox_attempts (key, {_ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+        key,
+        attempt.attempt,
+        attempt.started_at,
+        attempt.duration,
+        attempt.outcome,
+        attempt.detail,
+    )
+    await conn.execute(
+        "DELETE FROM fullstory_inbox_attempts WHERE key = $1 AND id <= (SELECT id FROM fullstory_inbox_attempts "
+        "WHERE key = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        key,
+        HISTORY_KEPT,
+    )
+
+
+async def _backfill_batch(conn: asyncpg.Connection[Any]) -> bool:
+    """Fill the event type of the next `BACKFILL_BATCH` keys; return True once there is nothing left to fill."""
+    after = await conn.fetchval(f"SELECT after_key FROM {BACKFILL_TABLE} FOR UPDATE")  # one instance at a time
+    if after is None:
+        return True
+    rows = await conn.fetch(
+        "SELECT key, body FROM fullstory_inbox WHERE key > $1 AND event_type IS NULL ORDER BY key LIMIT $2",
+        after,
+        BACKFILL_BATCH,
+    )
+    types = [(name, row["key"]) for row in rows if (name := event_type_of(bytes(row["body"]))) is not None]
+    await conn.executemany("UPDATE fullstory_inbox SET event_type = $1 WHERE key = $2", types)
+    if len(rows) < BACKFILL_BATCH:
+        await conn.execute(f"DELETE FROM {BACKFILL_TABLE}")
+        return True
+    await conn.execute(f"UPDATE {BACKFILL_TABLE} SET after_key = $1", rows[-1]["key"])
+    return False
 
 
 def _forget(tasks: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:

@@ -35,20 +35,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fullstory_async.receiving._inbox import (
+    BACKFILL_BATCH,
+    BACKFILL_TABLE,
     COLUMNS,
     DEFAULT_COMMIT_TIMEOUT,
+    HISTORY_KEPT,
     NEVER_FINISHED,
     NO_LIMIT,
     SCHEMA_VERSION,
     Inbox,
+    InboxAttempt,
     InboxError,
     InboxRecord,
     InboxStats,
     check_schema_version,
     claim_update,
     delivery_key,
+    event_type_of,
     migrations,
 )
+from fullstory_async.receiving._query import InboxEntry, InboxFilter, Params, ReplayResult, page_sql, where_clause
 
 logger = logging.getLogger("fullstory_async.receiving")
 
@@ -58,14 +64,12 @@ _BATCH = 512
 _EXPORT_PAGE = 500
 _QUEUED, _STARTED, _ABANDONED = "queued", "started", "abandoned"
 
-_MIGRATIONS = migrations(blob="BLOB", real="REAL")
+_MIGRATIONS = migrations(blob="BLOB", real="REAL", serial="INTEGER PRIMARY KEY")
 
 
 def _record(row: tuple[Any, ...]) -> InboxRecord:
-    key, org_id, body, received_at, status, attempts, signed_at, last_error, next_attempt_at, traceparent = row
-    return InboxRecord(
-        key, org_id, bytes(body), received_at, status, attempts, signed_at, last_error, next_attempt_at, traceparent
-    )
+    key, org_id, body, *rest = row
+    return InboxRecord(key, org_id, bytes(body), *rest)
 
 
 def _schema_version(conn: sqlite3.Connection) -> int | None:
@@ -133,6 +137,8 @@ class SqliteInbox(Inbox):
         thread = threading.Thread(target=self._serve, args=(ready,), name="fullstory-inbox-sqlite", daemon=True)
         thread.start()
         await ready
+        if self.create:  # schema 3's event types, filled in the background so deliveries keep committing
+            await self._start_backfill(lambda: self._call(_backfill_batch))
 
     def _prepare_file(self) -> str:
         """Create the file owner-only if allowed and missing, warn if others may read it; return its URI."""
@@ -316,13 +322,13 @@ class SqliteInbox(Inbox):
         """Store a verified delivery; ``False`` if its key was already stored."""
         now = self.clock()
         key = delivery_key(org_id, body)
-        row = (key, org_id, body, signed_at, now, now, traceparent)
+        row = (key, org_id, body, signed_at, now, now, traceparent, event_type_of(body))
         purge = self._purge_due()
 
         def insert(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO fullstory_inbox (key, org_id, body, signed_at, received_at, next_attempt_at, "
-                "traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "traceparent, event_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             if purge:
@@ -360,34 +366,78 @@ class SqliteInbox(Inbox):
 
         return await self._call(take)
 
-    async def _settle(self, record: InboxRecord, assignments: str, *params: Any) -> bool:
+    async def _settle(
+        self, record: InboxRecord, assignments: str, *params: Any, attempt: InboxAttempt | None = None
+    ) -> bool:
         sql = f"UPDATE fullstory_inbox SET {assignments} WHERE key = ? AND status = 'pending' AND next_attempt_at = ?"
-        return bool(
-            await self._call(lambda conn: conn.execute(sql, (*params, record.key, record.next_attempt_at)).rowcount)
-        )
 
-    async def complete(self, record: InboxRecord) -> bool:
-        """Mark a claimed event ``done`` (if this claim still holds it)."""
-        return await self._settle(record, "status = 'done', processed_at = ?, last_error = NULL", self.clock())
+        def settle(conn: sqlite3.Connection) -> bool:
+            applied = conn.execute(sql, (*params, record.key, record.next_attempt_at)).rowcount == 1
+            if applied and attempt is not None:
+                _add_attempt(conn, record.key, attempt)
+            return applied
 
-    async def retry(self, record: InboxRecord, *, error: str, delay: float) -> bool:
+        return await self._call(settle)
+
+    async def complete(self, record: InboxRecord, *, attempt: InboxAttempt | None = None) -> bool:
+        """Mark a claimed event ``done`` (if this claim still holds it), adding ``attempt`` to its history."""
+        assignments = "status = 'done', processed_at = ?, last_error = NULL"
+        return await self._settle(record, assignments, self.clock(), attempt=attempt)
+
+    async def retry(
+        self, record: InboxRecord, *, error: str, delay: float, attempt: InboxAttempt | None = None
+    ) -> bool:
         """Make a claimed event due again in ``delay`` seconds (if this claim still holds it)."""
-        return await self._settle(record, "next_attempt_at = ?, last_error = ?", self.clock() + delay, error)
-
-    async def bury(self, record: InboxRecord, *, error: str) -> bool:
-        """Mark a claimed event ``dead`` (if this claim still holds it)."""
-        return await self._settle(record, "status = 'dead', processed_at = ?, last_error = ?", self.clock(), error)
-
-    async def _update(self, sql: str, *params: Any) -> int:
-        return await self._call(lambda conn: conn.execute(sql, params).rowcount)
-
-    async def requeue_dead(self) -> int:
-        """Make every dead event pending again, attempts reset."""
-        sql = (
-            "UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = ?, processed_at = NULL "
-            "WHERE status = 'dead'"
+        return await self._settle(
+            record, "next_attempt_at = ?, last_error = ?", self.clock() + delay, error, attempt=attempt
         )
-        return await self._update(sql, self.clock())
+
+    async def bury(self, record: InboxRecord, *, error: str, attempt: InboxAttempt | None = None) -> bool:
+        """Mark a claimed event ``dead`` (if this claim still holds it)."""
+        assignments = "status = 'dead', processed_at = ?, last_error = ?"
+        return await self._settle(record, assignments, self.clock(), error, attempt=attempt)
+
+    async def get(self, key: str) -> InboxEntry | None:
+        """Return the event stored under ``key`` with its history (read as `stats` is)."""
+        self._check_key(key)
+
+        def read(conn: sqlite3.Connection) -> InboxEntry | None:
+            row = conn.execute(f"SELECT {COLUMNS} FROM fullstory_inbox WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            sql = f"SELECT {_ATTEMPT_COLUMNS} FROM fullstory_inbox_attempts WHERE key = ? ORDER BY id"
+            return InboxEntry(_record(row), tuple(InboxAttempt(*line) for line in conn.execute(sql, (key,))))
+
+        return await self._read(read)
+
+    def page_query(self, filters: InboxFilter, after: tuple[float, str] | None, limit: int) -> tuple[str, list[object]]:
+        """Return the SQL and parameters of one `Inbox.list` page (the query-plan tests read it)."""
+        params = Params("?")
+        return page_sql(COLUMNS, filters, after, limit, params), params.values
+
+    async def _page(self, filters: InboxFilter, after: tuple[float, str] | None, limit: int) -> list[InboxRecord]:
+        sql, values = self.page_query(filters, after, limit)
+        return await self._read(lambda conn: [_record(row) for row in conn.execute(sql, values)])
+
+    async def _count(self, filters: InboxFilter) -> int:
+        params = Params("?")
+        sql = f"SELECT count(*) FROM fullstory_inbox{where_clause(filters.where(params))}"
+        return int(await self._read(lambda conn: conn.execute(sql, params.values).fetchone()[0]))
+
+    async def _replay(self, filters: InboxFilter) -> ReplayResult:
+        params = Params("?")
+        where = where_clause(filters.where(params))
+        now = self.clock()
+
+        def replay(conn: sqlite3.Connection) -> ReplayResult:
+            (matched,) = conn.execute(f"SELECT count(*) FROM fullstory_inbox{where}", params.values).fetchone()
+            sql = (
+                "UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                f"processed_at = NULL{where or ' WHERE 1'} AND status != 'pending'"
+            )
+            return ReplayResult(matched, conn.execute(sql, [now, *params.values]).rowcount)
+
+        return await self._call(replay)
 
     async def stats(self) -> InboxStats:
         """Count the events in each state (on a connection of its own: it passes a held write lock)."""
@@ -429,8 +479,13 @@ class SqliteInbox(Inbox):
     def _purge(self, conn: sqlite3.Connection, now: float) -> int:
         if self.retention is None:
             return 0
-        sql = "DELETE FROM fullstory_inbox WHERE status = 'done' AND processed_at < ?"
-        return conn.execute(sql, (now - self.retention,)).rowcount
+        expired = "status = 'done' AND processed_at < ?"
+        before = (now - self.retention,)
+        conn.execute(
+            f"DELETE FROM fullstory_inbox_attempts WHERE key IN (SELECT key FROM fullstory_inbox WHERE {expired})",
+            before,
+        )
+        return conn.execute(f"DELETE FROM fullstory_inbox WHERE {expired}", before).rowcount
 
     async def purge(self) -> int:
         """Delete ``done`` events processed more than ``retention`` seconds ago."""
@@ -439,6 +494,7 @@ class SqliteInbox(Inbox):
 
     async def aclose(self) -> None:
         """Let queued writes commit (each within its bound), then stop the writer thread (idempotent)."""
+        await self._stop_backfill()
         already, self._closed = self._closed, True
         if already or self._stopped is None:
             return
@@ -448,6 +504,38 @@ class SqliteInbox(Inbox):
     async def release(self, record: InboxRecord) -> bool:
         """Give a claimed event back unrun, due now, its attempt uncounted (if this claim still holds it)."""
         return await self._settle(record, "attempts = attempts - 1, next_attempt_at = ?", self.clock())
+
+
+_ATTEMPT_COLUMNS = "attempt, started_at, duration, outcome, detail"
+
+
+def _add_attempt(conn: sqlite3.Connection, key: str, attempt: InboxAttempt) -> None:
+    """Add a run to an event's history and delete its runs older than the last `HISTORY_KEPT`."""
+    conn.execute(
+        f"INSERT INTO fullstory_inbox_attempts (key, {_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        (key, attempt.attempt, attempt.started_at, attempt.duration, attempt.outcome, attempt.detail),
+    )
+    conn.execute(
+        "DELETE FROM fullstory_inbox_attempts WHERE key = ? AND id <= (SELECT id FROM fullstory_inbox_attempts "
+        "WHERE key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        (key, key, HISTORY_KEPT),
+    )
+
+
+def _backfill_batch(conn: sqlite3.Connection) -> bool:
+    """Fill the event type of the next `BACKFILL_BATCH` keys; return True once there is nothing left to fill."""
+    progress = conn.execute(f"SELECT after_key FROM {BACKFILL_TABLE}").fetchone()
+    if progress is None:
+        return True
+    sql = "SELECT key, body FROM fullstory_inbox WHERE key > ? AND event_type IS NULL ORDER BY key LIMIT ?"
+    rows = conn.execute(sql, (progress[0], BACKFILL_BATCH)).fetchall()
+    types = [(name, key) for key, body in rows if (name := event_type_of(bytes(body))) is not None]
+    conn.executemany("UPDATE fullstory_inbox SET event_type = ? WHERE key = ?", types)
+    if len(rows) < BACKFILL_BATCH:
+        conn.execute(f"DELETE FROM {BACKFILL_TABLE}")
+        return True
+    conn.execute(f"UPDATE {BACKFILL_TABLE} SET after_key = ?", (rows[-1][0],))
+    return False
 
 
 def _settle_all(outcomes: list[Outcome]) -> None:

@@ -45,7 +45,7 @@ from fullstory_async.receiving._envelope import parse_event
 from fullstory_async.receiving._errors import SignatureVerificationError
 from fullstory_async.receiving._events import WebhookEvent
 from fullstory_async.receiving._hooks import HandlerRun, ReceivingHooks, RunOutcome, RunResult
-from fullstory_async.receiving._inbox import Inbox, InboxError, InboxRecord
+from fullstory_async.receiving._inbox import Inbox, InboxAttempt, InboxError, InboxRecord, Outcome, scrub
 from fullstory_async.receiving._receiver import is_coroutine_function, positive
 from fullstory_async.receiving._threads import HandlerThreads, NoIdleThread
 from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
@@ -277,9 +277,9 @@ class InboxWorker:
                 recorded = self._settled(record, "dead", await self.inbox.bury(record, error=str(error)))
             elif hung:  # one thread per hung event: its retries must not take the worker's other threads too
                 error = STILL_RUNNING
-                recorded = await self._failed(record, error)
+                recorded = await self._failed(record, error, run)
             else:
-                outcome, recorded, error = await self._attempt(record, event)
+                outcome, recorded, error = await self._attempt(record, event, run)
         except InboxError as exc:  # the outcome was not recorded: the lease brings the event back
             logger.warning("event %s: outcome not recorded, it will be retried: %s", record.key[:12], exc)
         except asyncio.CancelledError:
@@ -292,14 +292,22 @@ class InboxWorker:
         with contextlib.suppress(InboxError):  # else the lease brings it back (that claim's attempt counted)
             await self.inbox.release(record)
 
-    async def _attempt(self, record: InboxRecord, event: WebhookEvent) -> tuple[RunOutcome, Recorded, str | None]:
+    def _history(self, record: InboxRecord, run: HandlerRun, outcome: Outcome, error: str | None) -> InboxAttempt:
+        """Return the run as the event's history keeps it (its error scrubbed)."""
+        duration = time.monotonic() - run.started
+        detail = None if error is None else scrub(error)
+        return InboxAttempt(record.attempts, self.inbox.clock() - duration, duration, outcome, detail)
+
+    async def _attempt(
+        self, record: InboxRecord, event: WebhookEvent, run: HandlerRun
+    ) -> tuple[RunOutcome, Recorded, str | None]:
         try:
             await asyncio.wait_for(self._call(event), self.handler_timeout)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or not task.cancelling():  # the handler raised it; this worker was not cancelled
                 error = "CancelledError: raised by the handler (the worker was not cancelled)"
-                return "error", await self._failed(record, error), error
+                return "error", await self._failed(record, error, run), error
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.inbox.retry(record, error="cancelled at shutdown", delay=0))
             raise
@@ -312,21 +320,27 @@ class InboxWorker:
             return "not_run", None, exc.reason[:1000]
         except DeadLetterError as exc:
             self._outage = 0
-            error = f"dead letter: {exc.reason}"[:1000]
+            error = scrub(f"dead letter: {exc.reason}")
             logger.error("event %s dead after attempt %d: %s", record.key[:12], record.attempts, error)
-            return "error", self._settled(record, "dead", await self.inbox.bury(record, error=error)), error
+            history = self._history(record, run, "dead", error)
+            return (
+                "error",
+                self._settled(record, "dead", await self.inbox.bury(record, error=error, attempt=history)),
+                error,
+            )
         except RetryLaterError as exc:
             self._outage = 0
-            return "error", await self._failed(record, exc.reason, after=exc.after), exc.reason[:1000]
+            return "error", await self._failed(record, exc.reason, run, after=exc.after), exc.reason[:1000]
         except Exception as exc:
             self._outage = 0
             timed_out = isinstance(exc, TimeoutError)
             error = f"timed out after {self.handler_timeout:g} s" if timed_out else f"{type(exc).__name__}: {exc}"
             if timed_out:
                 self._check_health()
-            return ("timeout" if timed_out else "error"), await self._failed(record, error), error[:1000]
+            return ("timeout" if timed_out else "error"), await self._failed(record, error, run), error[:1000]
         self._outage = 0
-        recorded = self._settled(record, "done", await self.inbox.complete(record))
+        history = self._history(record, run, "done", None)
+        recorded = self._settled(record, "done", await self.inbox.complete(record, attempt=history))
         self.handled += recorded is not None
         return "ok", recorded, None
 
@@ -354,14 +368,18 @@ class InboxWorker:
                 "destination unavailable, claiming paused for %g s, then one event at a time: %s", pause, reason
             )
 
-    async def _failed(self, record: InboxRecord, error: str, *, after: float | None = None) -> Recorded:
-        error = error[:1000]
+    async def _failed(
+        self, record: InboxRecord, error: str, run: HandlerRun, *, after: float | None = None
+    ) -> Recorded:
+        error = scrub(error)
         if record.attempts >= self.max_attempts:
             logger.error("event %s dead after %d attempts: %s", record.key[:12], record.attempts, error)
-            return self._settled(record, "dead", await self.inbox.bury(record, error=error))
+            history = self._history(record, run, "dead", error)
+            return self._settled(record, "dead", await self.inbox.bury(record, error=error, attempt=history))
         delay = min(self.max_delay, max(self.retry_delay(record.attempts), after or 0.0))
         logger.warning("event %s attempt %d failed, retry in %g s: %s", record.key[:12], record.attempts, delay, error)
-        return self._settled(record, "retry", await self.inbox.retry(record, error=error, delay=delay))
+        history = self._history(record, run, "retry", error)
+        return self._settled(record, "retry", await self.inbox.retry(record, error=error, delay=delay, attempt=history))
 
     @staticmethod
     def _settled(record: InboxRecord, outcome: Literal["done", "retry", "dead"], applied: bool) -> Recorded:

@@ -234,8 +234,9 @@ def test_one_url_twice_is_imported_once_and_plan_shows_no_change(cli, served, tm
 
 
 def test_an_endpoint_listed_twice_is_imported_once_and_invalid_text_writes_nothing(cli, served, tmp_path):
-    """A listing repeating an id (offset paging) imports it once; a URL holding a lone surrogate or a control
-    character is a decode error (exit 1, the field named, no traceback) and no file is written.
+    """A repeated id is imported once; invalid text in a URL is a decode error (exit 1), nothing written.
+
+    A URL holding a lone surrogate or a control character names its field; no traceback.
     """
     good = _endpoint(HOOKS + "good", 1)
     base = served.serve(_raw_api([good, good]))

@@ -84,7 +84,10 @@ async def reset_postgres(dsn: str) -> None:
 
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("DROP TABLE IF EXISTS fullstory_inbox, fullstory_inbox_schema")
+        await conn.execute(
+            "DROP TABLE IF EXISTS fullstory_inbox, fullstory_inbox_schema, fullstory_inbox_attempts, "
+            "fullstory_inbox_backfill"
+        )
     finally:
         await conn.close()
 

@@ -56,7 +56,7 @@ async def eventually(condition: Callable[[], bool]) -> None:
 
 def test_the_samples_are_found() -> None:
     """The module samples and the snippets are all there (a renamed sample fails here, not silently)."""
-    assert len(BLOCKS) == 6
+    assert len(BLOCKS) == 7
 
 
 async def test_the_aiohttp_sample_stores_processes_and_deduplicates(

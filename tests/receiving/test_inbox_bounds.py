@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from fullstory_async.receiving import Inbox, InboxError, open_inbox, signed_delivery
+from fullstory_async.receiving import Inbox, InboxAttempt, InboxError, InboxFilter, open_inbox, signed_delivery
 
 from .conftest import ServeReceiver
 
@@ -381,13 +381,18 @@ async def test_the_documented_postgres_grants_are_all_an_inbox_needs(postgres_ur
             assert await inbox.complete(one)
             assert await inbox.bury(two, error="boom")
             assert await inbox.requeue_dead() == 1
-            (three,) = await inbox.claim(1, lease=60)
+            assert len((await inbox.list()).records) == 2  # schema 3: listing, the history, replay
+            assert await inbox.get(one.key) is not None
+            assert (await inbox.replay(InboxFilter(status="done"))).replayed == 1
+            three, four = await inbox.claim(2, lease=60)
+            assert await inbox.complete(four, attempt=InboxAttempt(1, 0.0, 0.1, "done"))
             assert await inbox.retry(three, error="again", delay=0)
             assert await inbox.purge() == 1
             assert (await inbox.stats()).pending == 1
             assert len([record async for record in inbox.export()]) == 1
             assert await inbox.ready()
         assert await admin.fetchval(f"SELECT count(*) FROM {owner}.fullstory_inbox") == 1
+        assert await admin.fetchval(f"SELECT count(*) FROM {owner}.fullstory_inbox_attempts") == 0  # purged with it
     finally:
         await admin.execute(f"DROP SCHEMA IF EXISTS {owner} CASCADE")
         for role in (app, owner):

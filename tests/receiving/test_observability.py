@@ -258,7 +258,7 @@ async def schema_1_inbox(inbox_url: str, *rows: tuple[object, ...]) -> None:
     if inbox_url.startswith("sqlite"):
         with contextlib.closing(sqlite3.connect(inbox_url.removeprefix("sqlite:///"))) as conn, conn:
             conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
-            for statement in migrations(blob="BLOB", real="REAL")[1]:
+            for statement in migrations(blob="BLOB", real="REAL", serial="INTEGER PRIMARY KEY")[1]:
                 conn.execute(statement)
             conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
             conn.executemany(insert + "(?, ?, ?, ?, ?)", rows)
@@ -268,7 +268,7 @@ async def schema_1_inbox(inbox_url: str, *rows: tuple[object, ...]) -> None:
     conn = await asyncpg.connect(inbox_url)
     try:
         await conn.execute("CREATE TABLE fullstory_inbox_schema (version INTEGER NOT NULL)")
-        for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION")[1]:
+        for statement in migrations(blob="BYTEA", real="DOUBLE PRECISION", serial="BIGSERIAL PRIMARY KEY")[1]:
             await conn.execute(statement)
         await conn.execute("INSERT INTO fullstory_inbox_schema VALUES (1)")
         if rows:

@@ -238,7 +238,7 @@ async def test_inbox_export_stats_and_requeue(tmp_path: Path) -> None:
     assert isinstance(age, float)
     assert 0 <= age < 600
     code, out, _ = await run_cli("inbox", "requeue", "--inbox", url, "--dead")
-    assert (code, out.strip()) == (0, "requeued 1 dead event(s)")
+    assert (code, out.strip()) == (0, "replayed 1 of 1 matched")  # inbox replay --status dead --all
     code, out, _ = await run_cli("inbox", "stats", "--inbox", url)
     assert json.loads(out)["pending"] == 2
 

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,11 +236,11 @@ async def test_an_unreachable_inbox_neither_kills_the_worker_nor_loses_the_event
                 raise InboxError("database is locked")
             return await real_claim(limit, lease=lease, max_attempts=max_attempts)
 
-        async def complete(record: InboxRecord) -> bool:
+        async def complete(record: InboxRecord, **history: Any) -> bool:
             if failures["complete"]:
                 failures["complete"] -= 1
                 raise InboxError("disk I/O error")
-            return await real_complete(record)
+            return await real_complete(record, **history)
 
         monkeypatch.setattr(inbox, "claim", claim)
         monkeypatch.setattr(inbox, "complete", complete)
