@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import itertools
@@ -539,7 +540,8 @@ def test_replay_never_creates_nor_migrates_an_inbox(tmp_path: Path, capsys: pyte
     os.chmod(old, 0o600)
     assert cli("replay", "--inbox", f"sqlite:///{old}", "--all") == 1
     assert "schema version 2" in capsys.readouterr().err
-    assert sqlite3.connect(old).execute("SELECT max(version) FROM fullstory_inbox_schema").fetchone() == (2,)
+    with contextlib.closing(sqlite3.connect(old)) as conn:  # closed: Python 3.13 warns of an unclosed one
+        assert conn.execute("SELECT max(version) FROM fullstory_inbox_schema").fetchone() == (2,)
 
 
 async def test_a_postgres_migration_may_outlast_the_commit_timeout(
