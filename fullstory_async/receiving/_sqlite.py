@@ -23,6 +23,7 @@ SIGKILL of the process; ``?synchronous=full`` in the URL also keeps it across po
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -122,6 +123,8 @@ class SqliteInbox(Inbox):
         self._uri = ""
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._states = threading.Lock()  # guards _Job.state between the loop and the writer thread
+        self._waiting: collections.deque[_Job] = collections.deque()  # in call order, so in deadline order
+        self._timer: asyncio.TimerHandle | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -279,20 +282,48 @@ class SqliteInbox(Inbox):
     async def _call(self, run: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise InboxError("the inbox is closed")
-        job = _Job(run, asyncio.get_running_loop().create_future(), time.monotonic() + self.commit_timeout)
+        loop = asyncio.get_running_loop()
+        job = _Job(run, loop.create_future(), time.monotonic() + self.commit_timeout)
         self._jobs.put(job)
+        self._watch(loop, job)
         try:
-            async with asyncio.timeout(self.commit_timeout):
-                return await job.future  # type: ignore[no-any-return]
-        except TimeoutError:
-            raise InboxError(
-                f"the SQLite inbox {self.path!r} did not commit within {self.commit_timeout:g} s "
-                "(its database lock is held elsewhere, or the disk is stalled)"
-            ) from None
+            return await job.future  # type: ignore[no-any-return]
         finally:
             with self._states:
                 if job.state == _QUEUED:  # not started: the writer skips it
                     job.state = _ABANDONED
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        """Bound ``job`` by its deadline: one timer for all waiting jobs, not one per call.
+
+        Every job gets the same ``commit_timeout``, so the order of calls is the order of
+        deadlines: the jobs wait in a FIFO and a single timer is armed for the oldest one
+        (libev's "be smart about timeouts", its fourth strategy). Finished jobs leave from the
+        front as calls come and the timer fires; the writer settles in FIFO order, so the FIFO
+        holds about the jobs in flight.
+        """
+        waiting = self._waiting
+        while waiting and waiting[0].future.done():
+            waiting.popleft()
+        waiting.append(job)
+        if self._timer is None:
+            self._timer = loop.call_later(waiting[0].deadline - time.monotonic(), self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail every waiting job past its deadline with `InboxError`; arm the timer for the next one."""
+        self._timer = None
+        waiting, now = self._waiting, time.monotonic()
+        while waiting and (waiting[0].future.done() or waiting[0].deadline <= now):
+            job = waiting.popleft()
+            if not job.future.done():
+                job.future.set_exception(
+                    InboxError(
+                        f"the SQLite inbox {self.path!r} did not commit within {self.commit_timeout:g} s "
+                        "(its database lock is held elsewhere, or the disk is stalled)"
+                    )
+                )
+        if waiting:
+            self._timer = loop.call_later(waiting[0].deadline - time.monotonic(), self._expire, loop)
 
     async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``read`` on a connection of its own (it passes a held write lock), within ``commit_timeout``."""

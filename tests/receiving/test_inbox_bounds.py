@@ -168,6 +168,29 @@ async def test_a_failing_job_fails_alone_without_a_second_lock_wait(tmp_path: Pa
     assert sorted(v for v in versions if v > 100) == [101, 103]  # a's and c's writes; b's was rolled back alone
 
 
+async def test_each_call_behind_a_held_lock_fails_at_its_own_deadline(tmp_path: Path) -> None:
+    """One timer bounds every waiting call: a later call fails at its own bound, not with the first, nor late."""
+    path = tmp_path / "inbox.db"
+    async with open_inbox(f"sqlite:///{path}", commit_timeout=BOUND) as inbox:
+
+        async def refused_put(body: bytes) -> tuple[float, float]:
+            started = time.monotonic()
+            with pytest.raises(InboxError, match=r"did not commit within 0\.5 s"):
+                await inbox.put(body, org_id=ORG)
+            return started, time.monotonic()
+
+        with locked(path):
+            first = asyncio.ensure_future(refused_put(b'{"n":1}'))
+            await asyncio.sleep(BOUND / 2)  # the second call's deadline is half a bound after the first's
+            second = asyncio.ensure_future(refused_put(b'{"n":2}'))
+            (began, failed), (began_later, failed_later) = await asyncio.gather(first, second)
+        assert BOUND <= failed - began < LATE
+        assert BOUND <= failed_later - began_later < LATE
+        for n in range(50):  # the lock is free again: calls commit, and finished ones leave the deadline FIFO
+            assert await inbox.put(b'{"n":%d}' % (n + 3), org_id=ORG)
+        assert len(inbox._waiting) == 1  # type: ignore[attr-defined]
+
+
 async def test_closing_is_not_held_up_by_a_locked_inbox(tmp_path: Path) -> None:
     """Writes queued behind a held lock fail within the bound, and aclose returns within it too."""
     path = tmp_path / "inbox.db"
