@@ -5,7 +5,8 @@ loop never touches the database: each write queues a job for the writer thread a
 its future for at most ``commit_timeout`` seconds. The thread takes every job queued at that
 moment and runs them in one transaction: one ``BEGIN IMMEDIATE`` (one wait for the database
 lock, at most until the last of their callers gives up), each job in its own ``SAVEPOINT``
-(a failing job is rolled back alone and never fails the others, nor runs them twice), one
+(a failing job is rolled back alone and never fails the others, nor runs them twice; a
+one-statement job, a ``put``, needs none: SQLite undoes a failed statement alone), one
 ``COMMIT``; each future is settled as soon as that outcome is known, the whole batch at once
 when the lock never came. A job whose caller already gave up (timed out or cancelled) before
 the lock was taken is not run at all, so a late claim never takes events nobody handles.
@@ -92,14 +93,22 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class _Job:
-    """One queued write: what to run, the caller's future, and whether the caller still waits."""
+    """One queued write: what to run, the caller's future, and whether the caller still waits.
 
-    __slots__ = ("deadline", "future", "run", "state")
+    A job that runs ``one_statement`` needs no savepoint: SQLite undoes a failed statement
+    alone and keeps the transaction (its statement journal), or rolls the whole transaction
+    back (``SQLITE_FULL``, ``SQLITE_IOERR``, a trigger's ``RAISE(ROLLBACK)``), which fails the batch.
+    """
 
-    def __init__(self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], deadline: float) -> None:
+    __slots__ = ("deadline", "future", "one_statement", "run", "state")
+
+    def __init__(
+        self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], deadline: float, one_statement: bool
+    ) -> None:
         self.run = run
         self.future = future
         self.deadline = deadline
+        self.one_statement = one_statement
         self.state = _QUEUED
 
 
@@ -255,15 +264,20 @@ class SqliteInbox(Inbox):
                 for job in live:
                     job.state = _STARTED
             for job in live:
-                conn.execute("SAVEPOINT job")
+                if not job.one_statement:
+                    conn.execute("SAVEPOINT job")
                 try:
                     outcomes.append((job.future, job.run(conn), None))
-                except Exception as exc:  # this job alone: its savepoint is undone, the others stand
-                    conn.execute("ROLLBACK TO job")
+                except Exception as exc:  # this job alone: its savepoint (or its one statement) is undone
+                    if not job.one_statement:
+                        conn.execute("ROLLBACK TO job")
+                    elif not conn.in_transaction:  # SQLite rolled the whole transaction back: the batch fails
+                        raise sqlite3.OperationalError(f"the transaction was rolled back: {exc}") from exc
                     outcomes.append(
                         (job.future, None, exc if isinstance(exc, InboxError) else self._error("cannot write", exc))
                     )
-                conn.execute("RELEASE job")
+                if not job.one_statement:
+                    conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -279,11 +293,12 @@ class SqliteInbox(Inbox):
             return [(job.future, None, error) for job in batch]
         return outcomes
 
-    async def _call(self, run: Callable[[sqlite3.Connection], T]) -> T:
+    async def _call(self, run: Callable[[sqlite3.Connection], T], *, one_statement: bool = False) -> T:
+        """Run ``run`` on the writer thread in the next batch; ``one_statement``: it executes exactly one statement."""
         if self._closed:
             raise InboxError("the inbox is closed")
         loop = asyncio.get_running_loop()
-        job = _Job(run, loop.create_future(), time.monotonic() + self.commit_timeout)
+        job = _Job(run, loop.create_future(), time.monotonic() + self.commit_timeout, one_statement)
         self._jobs.put(job)
         self._watch(loop, job)
         try:
@@ -366,7 +381,7 @@ class SqliteInbox(Inbox):
                 self._purge(conn, now)
             return cursor.rowcount == 1
 
-        stored = await self._call(insert)
+        stored = await self._call(insert, one_statement=not purge)
         if stored:
             self.arrival.set()
         return stored
