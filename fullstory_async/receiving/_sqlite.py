@@ -103,7 +103,11 @@ class _Job:
     __slots__ = ("deadline", "future", "one_statement", "run", "state")
 
     def __init__(
-        self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], deadline: float, one_statement: bool
+        self,
+        run: Callable[[sqlite3.Connection], Any],
+        future: asyncio.Future[Any],
+        deadline: float,
+        one_statement: bool,
     ) -> None:
         self.run = run
         self.future = future
