@@ -5,7 +5,8 @@ loop never touches the database: each write queues a job for the writer thread a
 its future for at most ``commit_timeout`` seconds. The thread takes every job queued at that
 moment and runs them in one transaction: one ``BEGIN IMMEDIATE`` (one wait for the database
 lock, at most until the last of their callers gives up), each job in its own ``SAVEPOINT``
-(a failing job is rolled back alone and never fails the others, nor runs them twice), one
+(a failing job is rolled back alone and never fails the others, nor runs them twice; a
+one-statement job, a ``put``, needs none: SQLite undoes a failed statement alone), one
 ``COMMIT``; each future is settled as soon as that outcome is known, the whole batch at once
 when the lock never came. A job whose caller already gave up (timed out or cancelled) before
 the lock was taken is not run at all, so a late claim never takes events nobody handles.
@@ -23,6 +24,7 @@ SIGKILL of the process; ``?synchronous=full`` in the URL also keeps it across po
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -91,14 +93,26 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class _Job:
-    """One queued write: what to run, the caller's future, and whether the caller still waits."""
+    """One queued write: what to run, the caller's future, and whether the caller still waits.
 
-    __slots__ = ("deadline", "future", "run", "state")
+    A job that runs ``one_statement`` needs no savepoint: SQLite undoes a failed statement
+    alone and keeps the transaction (its statement journal), or rolls the whole transaction
+    back (``SQLITE_FULL``, ``SQLITE_IOERR``, a trigger's ``RAISE(ROLLBACK)``), which fails the batch.
+    """
 
-    def __init__(self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], deadline: float) -> None:
+    __slots__ = ("deadline", "future", "one_statement", "run", "state")
+
+    def __init__(
+        self,
+        run: Callable[[sqlite3.Connection], Any],
+        future: asyncio.Future[Any],
+        deadline: float,
+        one_statement: bool,
+    ) -> None:
         self.run = run
         self.future = future
         self.deadline = deadline
+        self.one_statement = one_statement
         self.state = _QUEUED
 
 
@@ -122,6 +136,8 @@ class SqliteInbox(Inbox):
         self._uri = ""
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._states = threading.Lock()  # guards _Job.state between the loop and the writer thread
+        self._waiting: collections.deque[_Job] = collections.deque()  # in call order, so in deadline order
+        self._timer: asyncio.TimerHandle | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -252,15 +268,20 @@ class SqliteInbox(Inbox):
                 for job in live:
                     job.state = _STARTED
             for job in live:
-                conn.execute("SAVEPOINT job")
+                if not job.one_statement:
+                    conn.execute("SAVEPOINT job")
                 try:
                     outcomes.append((job.future, job.run(conn), None))
-                except Exception as exc:  # this job alone: its savepoint is undone, the others stand
-                    conn.execute("ROLLBACK TO job")
+                except Exception as exc:  # this job alone: its savepoint (or its one statement) is undone
+                    if not job.one_statement:
+                        conn.execute("ROLLBACK TO job")
+                    elif not conn.in_transaction:  # SQLite rolled the whole transaction back: the batch fails
+                        raise sqlite3.OperationalError(f"the transaction was rolled back: {exc}") from exc
                     outcomes.append(
                         (job.future, None, exc if isinstance(exc, InboxError) else self._error("cannot write", exc))
                     )
-                conn.execute("RELEASE job")
+                if not job.one_statement:
+                    conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -276,23 +297,52 @@ class SqliteInbox(Inbox):
             return [(job.future, None, error) for job in batch]
         return outcomes
 
-    async def _call(self, run: Callable[[sqlite3.Connection], T]) -> T:
+    async def _call(self, run: Callable[[sqlite3.Connection], T], *, one_statement: bool = False) -> T:
+        """Run ``run`` on the writer thread in the next batch; ``one_statement``: it executes exactly one statement."""
         if self._closed:
             raise InboxError("the inbox is closed")
-        job = _Job(run, asyncio.get_running_loop().create_future(), time.monotonic() + self.commit_timeout)
+        loop = asyncio.get_running_loop()
+        job = _Job(run, loop.create_future(), time.monotonic() + self.commit_timeout, one_statement)
         self._jobs.put(job)
+        self._watch(loop, job)
         try:
-            async with asyncio.timeout(self.commit_timeout):
-                return await job.future  # type: ignore[no-any-return]
-        except TimeoutError:
-            raise InboxError(
-                f"the SQLite inbox {self.path!r} did not commit within {self.commit_timeout:g} s "
-                "(its database lock is held elsewhere, or the disk is stalled)"
-            ) from None
+            return await job.future  # type: ignore[no-any-return]
         finally:
             with self._states:
                 if job.state == _QUEUED:  # not started: the writer skips it
                     job.state = _ABANDONED
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        """Bound ``job`` by its deadline: one timer for all waiting jobs, not one per call.
+
+        Every job gets the same ``commit_timeout``, so the order of calls is the order of
+        deadlines: the jobs wait in a FIFO and a single timer is armed for the oldest one
+        (libev's "be smart about timeouts", its fourth strategy). Finished jobs leave from the
+        front as calls come and the timer fires; the writer settles in FIFO order, so the FIFO
+        holds about the jobs in flight.
+        """
+        waiting = self._waiting
+        while waiting and waiting[0].future.done():
+            waiting.popleft()
+        waiting.append(job)
+        if self._timer is None:
+            self._timer = loop.call_later(waiting[0].deadline - time.monotonic(), self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail every waiting job past its deadline with `InboxError`; arm the timer for the next one."""
+        self._timer = None
+        waiting, now = self._waiting, time.monotonic()
+        while waiting and (waiting[0].future.done() or waiting[0].deadline <= now):
+            job = waiting.popleft()
+            if not job.future.done():
+                job.future.set_exception(
+                    InboxError(
+                        f"the SQLite inbox {self.path!r} did not commit within {self.commit_timeout:g} s "
+                        "(its database lock is held elsewhere, or the disk is stalled)"
+                    )
+                )
+        if waiting:
+            self._timer = loop.call_later(waiting[0].deadline - time.monotonic(), self._expire, loop)
 
     async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``read`` on a connection of its own (it passes a held write lock), within ``commit_timeout``."""
@@ -335,7 +385,7 @@ class SqliteInbox(Inbox):
                 self._purge(conn, now)
             return cursor.rowcount == 1
 
-        stored = await self._call(insert)
+        stored = await self._call(insert, one_statement=not purge)
         if stored:
             self.arrival.set()
         return stored

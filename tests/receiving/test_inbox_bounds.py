@@ -168,6 +168,63 @@ async def test_a_failing_job_fails_alone_without_a_second_lock_wait(tmp_path: Pa
     assert sorted(v for v in versions if v > 100) == [101, 103]  # a's and c's writes; b's was rolled back alone
 
 
+async def test_each_call_behind_a_held_lock_fails_at_its_own_deadline(tmp_path: Path) -> None:
+    """One timer bounds every waiting call: a later call fails at its own bound, not with the first, nor late."""
+    path = tmp_path / "inbox.db"
+    async with open_inbox(f"sqlite:///{path}", commit_timeout=BOUND) as inbox:
+
+        async def refused_put(body: bytes) -> tuple[float, float]:
+            started = time.monotonic()
+            with pytest.raises(InboxError, match=r"did not commit within 0\.5 s"):
+                await inbox.put(body, org_id=ORG)
+            return started, time.monotonic()
+
+        with locked(path):
+            first = asyncio.ensure_future(refused_put(b'{"n":1}'))
+            await asyncio.sleep(BOUND / 2)  # the second call's deadline is half a bound after the first's
+            second = asyncio.ensure_future(refused_put(b'{"n":2}'))
+            (began, failed), (began_later, failed_later) = await asyncio.gather(first, second)
+        assert BOUND <= failed - began < LATE
+        assert BOUND <= failed_later - began_later < LATE
+        for n in range(50):  # the lock is free again: calls commit, and finished ones leave the deadline FIFO
+            assert await inbox.put(b'{"n":%d}' % (n + 3), org_id=ORG)
+        assert len(inbox._waiting) == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("undo", ["ABORT", "ROLLBACK"])
+async def test_a_refused_put_in_a_batch_loses_no_acknowledged_put(tmp_path: Path, undo: str) -> None:
+    """A put (one statement, no savepoint) refused inside a batch: ABORT fails it alone; ROLLBACK fails the batch.
+
+    A trigger refuses one org's rows: ``RAISE(ABORT)`` undoes that statement only, so the
+    other puts of the batch commit; ``RAISE(ROLLBACK)`` undoes the whole transaction, so
+    every put of the batch fails (none runs on outside the transaction). Either way every
+    put answered ``True`` is stored.
+    """
+    path = tmp_path / "inbox.db"
+    async with open_inbox(f"sqlite:///{path}", commit_timeout=BOUND) as inbox:
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON fullstory_inbox WHEN NEW.org_id = 'o-bad' "
+                f"BEGIN SELECT RAISE({undo}, 'refused by a trigger'); END"
+            )
+        bodies = [b'{"n":%d}' % n for n in range(5)]
+        with locked(path):  # queue the five behind the lock: they run as one batch
+            puts = [
+                asyncio.ensure_future(inbox.put(body, org_id="o-bad" if n == 2 else ORG))
+                for n, body in enumerate(bodies)
+            ]
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*puts, return_exceptions=True)
+        assert isinstance(results[2], InboxError)
+        assert "refused by a trigger" in str(results[2])
+        if undo == "ABORT":
+            assert results[:2] + results[3:] == [True] * 4
+        else:
+            assert all(isinstance(result, InboxError) for result in results)
+        acknowledged = {body for body, result in zip(bodies, results, strict=True) if result is True}
+        assert await stored(inbox) == acknowledged
+
+
 async def test_closing_is_not_held_up_by_a_locked_inbox(tmp_path: Path) -> None:
     """Writes queued behind a held lock fail within the bound, and aclose returns within it too."""
     path = tmp_path / "inbox.db"
