@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
@@ -44,6 +45,32 @@ REDACTED = "<redacted>"
 _HEX = re.compile(r"%[0-9A-F]{2}")
 _SECRET_KEY = b'"secret"'
 _SECRET_VALUE = re.compile(rb'\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+_INVISIBLE = (
+    "\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff"
+)
+_IGNORABLE = re.compile(f"[{_INVISIBLE}]")
+"""Control characters and Unicode's default-ignorable code points: a terminal shows nothing for them."""
+_VISIBLE = re.compile(f"[^{_INVISIBLE}]+")
+
+
+def _unskip(find: Callable[[str], list[tuple[int, int]]], text: str) -> list[tuple[int, int]]:
+    """Run ``find`` on ``text`` without its invisible characters; return its spans as spans of ``text``."""
+    starts, skipped, pieces = [], [], []  # per visible run: start in the skeleton, characters dropped before it
+    length = 0
+    for run in _VISIBLE.finditer(text):
+        starts.append(length)
+        skipped.append(run.start() - length)
+        pieces.append(run.group())
+        length += run.end() - run.start()
+    spans = []
+    for start, end in find("".join(pieces)):
+        first, last = bisect_right(starts, start) - 1, bisect_right(starts, end - 1) - 1
+        spans.append((start + skipped[first], end + skipped[last]))
+    return spans
 
 
 def key_parts(api_key: str) -> tuple[str, str, str]:
@@ -180,13 +207,17 @@ class Secrets:
         return self._runs
 
     def scrub(self, text: str) -> str:
-        """Return ``text`` with every held secret, and every fragment of `SEED` or more characters of one, redacted."""
+        """Return ``text`` with every held secret, and every fragment of `SEED` or more characters of one, redacted.
+
+        A secret interleaved with invisible characters (controls, zero-width and other format
+        characters: a terminal shows the secret whole) is found too: the text is searched again
+        without them, and what is found there is redacted in ``text`` with them.
+        """
         if not self._index or not text:
             return text
-        spans: list[tuple[int, int]] = []
-        widths = set(self._widths)
-        for run in self._pattern().finditer(text):
-            spans += self._spans(text, run.start(), run.end(), widths)
+        spans = self._find(text)
+        if _IGNORABLE.search(text) is not None:
+            spans += _unskip(self._find, text)
         if not spans:
             return text
         spans.sort()
@@ -202,6 +233,14 @@ class Secrets:
             at = end
         pieces.append(text[at:])
         return "".join(pieces)
+
+    def _find(self, text: str) -> list[tuple[int, int]]:
+        """Return the spans of ``text`` that hold a secret or a fragment of `SEED` or more characters of one."""
+        spans: list[tuple[int, int]] = []
+        widths = set(self._widths)
+        for run in self._pattern().finditer(text):
+            spans += self._spans(text, run.start(), run.end(), widths)
+        return spans
 
     def _spans(self, text: str, lo: int, hi: int, widths: set[int]) -> list[tuple[int, int]]:
         """Seed-and-extend inside ``text[lo:hi]`` (a run of secret characters)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import ssl as _ssl
 import time
 from typing import Any
@@ -34,8 +33,6 @@ from fullstory_async._exceptions import (
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._network import Proxy
 from fullstory_async._timeout import Timeout
-
-logger = logging.getLogger("fullstory_async")
 
 
 class SharedSession:
@@ -249,15 +246,6 @@ class AiohttpTransport:
                 method=request.method,
                 path=request.path,
             ) from exc
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s -> %d in %.1f ms",
-                request.method,
-                request.path,
-                result.status,
-                (time.perf_counter() - started) * 1000,
-                extra={"fullstory_request_id": result.request_id, "fullstory_status": result.status},
-            )
         return result
 
     def _closed_error(self, session: aiohttp.ClientSession) -> ClientClosedError:

@@ -1,0 +1,104 @@
+"""Adversarial review of issue 19: echoes of the API key in forms the first scrubber missed (raw aiohttp servers).
+
+- the key with an invisible character (zero-width space, soft hyphen, NUL of a UTF-16 body)
+  between its characters: a terminal shows it whole, so no fragment may remain once they
+  are taken out, in the exception or in CLI output;
+- a JSON error body in UTF-16: read as UTF-8 only (as a 2xx body), so the kept body is
+  scrubbed too;
+- the key as a response's request id: no DEBUG record (``-vv``) holds it, on a 2xx or an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from fullstory_async import APIStatusError
+from tests.fakes import ServedFake
+from tests.hardening.test_hostile_servers import API_KEY, SECRET_PART, Serve, cli_run, client, leaks
+
+INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2060-\u206f\ufeff]")
+
+
+def answer(status: int, body: bytes, content_type: str = "application/json", **headers: str) -> web.Application:
+    """Return an app answering every listing with ``status``, ``body`` and ``headers``."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type=content_type, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/webhooks/v1/endpoints", handle)
+    return app
+
+
+INTERLEAVED: dict[str, Callable[[], web.Application]] = {
+    "zero-width space": lambda: answer(401, json.dumps({"message": "bad key " + "\u200b".join(API_KEY)}).encode()),
+    "soft hyphen": lambda: answer(403, ("<title>" + "\u00ad".join(API_KEY) + "</title>").encode(), "text/html"),
+    "utf-16 text": lambda: answer(401, f"bad key {API_KEY}".encode("utf-16-le"), "text/plain"),
+}
+
+
+async def shown_by(serve: Serve, app: web.Application) -> tuple[APIStatusError, str]:
+    base = await serve(app)
+    async with client(base) as fs:
+        with pytest.raises(APIStatusError) as info:
+            await fs.webhooks.list_endpoints_page()
+    error = info.value
+    texts = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    texts += [f"{k}: {v}" for k, v in error.headers.items()]
+    texts.append(error.body.decode("utf-8", "replace"))
+    return error, " ".join(texts)
+
+
+@pytest.mark.parametrize("kind", INTERLEAVED)
+async def test_a_key_interleaved_with_invisible_characters_is_removed(serve: Serve, kind: str) -> None:
+    """Take the invisible characters out of everything the exception shows: no fragment of the key is left."""
+    error, shown = await shown_by(serve, INTERLEAVED[kind]())
+    assert leaks(INVISIBLE.sub("", shown), SECRET_PART) == []
+    assert "<redacted>" in error.message
+
+
+@pytest.mark.parametrize("kind", INTERLEAVED)
+def test_a_key_interleaved_with_invisible_characters_never_reaches_cli_output(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The real `endpoints list`: exit 1, and what a terminal would show holds no fragment of the key."""
+    served = ServedFake()
+    try:
+        base = served.serve(INTERLEAVED[kind]())
+        code, out, err = cli_run(capsys, monkeypatch, base, "endpoints", "list")
+    finally:
+        served.close()
+    assert code == 1
+    assert leaks(INVISIBLE.sub("", out + err), SECRET_PART) == []
+
+
+async def test_a_utf16_json_error_body_is_read_as_utf8_and_kept_scrubbed(serve: Serve) -> None:
+    """A 401 whose JSON is UTF-16: not parsed by sniffing; neither message nor the kept body holds the key."""
+    body = json.dumps({"message": f"bad key {API_KEY}"}).encode("utf-16")
+    _, shown = await shown_by(serve, answer(401, body))
+    assert leaks(INVISIBLE.sub("", shown), SECRET_PART) == []
+
+
+@pytest.mark.parametrize("status", [200, 400])
+async def test_a_request_id_echoing_the_key_reaches_no_debug_record(
+    serve: Serve, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """X-Request-Id holds the key: the attempt's DEBUG record says <redacted> (the suite's watch checks all)."""
+    caplog.set_level(logging.DEBUG, logger="fullstory_async")
+    base = await serve(answer(status, b'{"endpoints": []}', **{"X-Request-Id": API_KEY}))
+    async with client(base) as fs:
+        try:
+            await fs.webhooks.list_endpoints_page()
+        except APIStatusError:
+            assert status == 400
+    [record] = [r for r in caplog.records if r.name == "fullstory_async" and r.levelno == logging.DEBUG]
+    request_id: Any = record.fullstory_request_id  # type: ignore[attr-defined]
+    assert request_id == "<redacted>"
