@@ -137,6 +137,7 @@ class Secrets:
         self._alphabet: Counter[str] = Counter()
         self._widths: Counter[int] = Counter()  # how many windows of each length (shorter than SEED: short secrets)
         self._runs: re.Pattern[str] | None = None
+        self._invisible: set[str] = set()  # the secrets holding an invisible character (an odd key)
         if api_key is not None:
             self._add(api_key, key_parts(api_key))
 
@@ -148,10 +149,15 @@ class Secrets:
 
     def _add(self, secret: str, parts: tuple[str, str, str]) -> None:
         ids = self._ids[secret] = []
+        if _IGNORABLE.search(secret) is not None:
+            self._invisible.add(secret)
         for text, start, end in _spellings(*parts):
             sid, self._next = self._next, self._next + 1
             width = min(SEED, end - start)
-            windows = [(text[at : at + width], at) for at in range(start, end - width + 1)] if width else []
+            # each distinct window once, at its first offset: a periodic secret ("abcabc...") would
+            # otherwise seed one diagonal per repeat at every window of an echo
+            first = {text[at : at + width]: at for at in reversed(range(start, end - width + 1))} if width else {}
+            windows = sorted(first.items(), key=lambda item: item[1])
             self._spellings[sid] = (text, windows)
             ids.append(sid)
             for window, at in windows:
@@ -161,6 +167,7 @@ class Secrets:
         self._runs = None
 
     def _drop(self, secret: str) -> None:
+        self._invisible.discard(secret)
         for sid in self._ids.pop(secret):
             text, windows = self._spellings.pop(sid)
             for window, at in windows:
@@ -215,9 +222,10 @@ class Secrets:
         """
         if not self._index or not text:
             return text
-        spans = self._find(text)
-        if _IGNORABLE.search(text) is not None:
-            spans += _unskip(self._find, text)
+        if _IGNORABLE.search(text) is None:
+            spans = self._find(text)
+        else:  # a fragment of a secret without invisible characters is whole in the text without them
+            spans = _unskip(self._find, text) + (self._find(text) if self._invisible else [])
         if not spans:
             return text
         spans.sort()
@@ -248,11 +256,12 @@ class Secrets:
         extended: dict[tuple[int, int], int] = {}  # (spelling, diagonal) -> end of its run
         index, spellings = self._index, self._spellings
         for width in widths:
-            for at in range(lo, hi - width + 1):
-                places = index.get(text[at : at + width])
-                if places is None:
+            covered, at, last = lo, lo, hi - width  # covered: the furthest end of a run found in this pass
+            while at <= last:
+                if at + width <= covered:  # inside a run already found (its seed is at or before `at`)
+                    at = covered - width + 1
                     continue
-                for sid, offset in places:
+                for sid, offset in index.get(text[at : at + width], ()):
                     diagonal = at - offset
                     if extended.get((sid, diagonal), -1) >= at + width:
                         continue
@@ -264,6 +273,8 @@ class Secrets:
                         end += 1
                     extended[sid, diagonal] = end
                     spans.append((start, end))
+                    covered = max(covered, end)
+                at += 1
         return spans
 
     def scrub_bytes(self, body: bytes) -> bytes:

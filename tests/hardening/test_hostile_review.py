@@ -5,7 +5,9 @@
   are taken out, in the exception or in CLI output;
 - a JSON error body in UTF-16: read as UTF-8 only (as a 2xx body), so the kept body is
   scrubbed too;
-- the key as a response's request id: no DEBUG record (``-vv``) holds it, on a 2xx or an error.
+- the key as a response's request id: no DEBUG record (``-vv``) holds it, on a 2xx or an error;
+- an echo of a periodic endpoint secret (``"a" * 64``): removed whole, at about one lookup a
+  character (it took 20 s for 1 MB, blocking the loop).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from aiohttp import web
 
 from fullstory_async import APIStatusError
+from fullstory_async._scrub import SEED, Secrets
 from tests.fakes import ServedFake
 from tests.hardening.test_hostile_servers import API_KEY, SECRET_PART, Serve, cli_run, client, leaks
 
@@ -102,3 +105,53 @@ async def test_a_request_id_echoing_the_key_reaches_no_debug_record(
     [record] = [r for r in caplog.records if r.name == "fullstory_async" and r.levelno == logging.DEBUG]
     request_id: Any = record.fullstory_request_id  # type: ignore[attr-defined]
     assert request_id == "<redacted>"
+
+
+# -- the scrubber's work per byte --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", ["a" * 64, "abc" * 20, "ab12" * 9 + "Z"])
+def test_a_periodic_secret_is_removed_from_any_echo_of_it(secret: str) -> None:
+    """A secret made of a repeat (each window at many offsets): a long echo, and any fragment of 8+, go whole.
+
+    Each window is indexed at its first offset and windows inside a run found are skipped, so an
+    echo costs about one lookup per character (before: one extension per repeat per window, 20 s
+    for 1 MB; `bench/scrub.py` times it).
+    """
+    held = Secrets()
+    held.hold([secret])
+    assert held.scrub(secret * 500) == "<redacted>"
+    for start in range(len(secret) - SEED + 1):
+        for end in range(start + SEED, len(secret) + 1):
+            text = f"x {secret[start:end]} y"
+            assert held.scrub(text) == "x <redacted> y", (start, end)
+
+
+def test_a_secret_holding_an_invisible_character_is_still_removed_whole() -> None:
+    """The text is searched with its invisible characters too while a held secret has one."""
+    held = Secrets("na1.AbCdEfGhIjKlMnOp/o-1")
+    held.hold(["tab\tseparated-secret-42"])
+    assert (
+        held.scrub("line\nsaid tab\tseparated-secret-42 and AbCd\u200bEfGhIjKl.")
+        == "line\nsaid <redacted> and <redacted>."
+    )
+
+
+class CountingDict(dict[Any, Any]):
+    """A dict counting its ``[]`` reads: `Secrets` reads a spelling once per extension."""
+
+    reads = 0
+
+    def __getitem__(self, key: Any) -> Any:
+        self.reads += 1
+        return super().__getitem__(key)
+
+
+def test_an_echo_of_a_periodic_secret_costs_a_bounded_number_of_extensions() -> None:
+    """An echo of ``"a" * 64``: at most one extension per spelling per 8 characters (before: 57 a character)."""
+    held = Secrets()
+    held.hold(["a" * 64])
+    spellings = held._spellings = CountingDict(held._spellings)
+    text = "a" * 20_000
+    assert held.scrub(text) == "<redacted>"
+    assert 0 < spellings.reads <= len(text) // SEED * len(spellings)
