@@ -156,9 +156,9 @@ def response_decoder(secrets: Secrets) -> Middleware:
             secrets.hold(held)
         started = time.perf_counter()
         try:
-            response = await call_next(request)
+            response = _scrub_request_id(await call_next(request), secrets)
             if logger.isEnabledFor(logging.DEBUG):
-                _log_response(request, response, time.perf_counter() - started, secrets)
+                _log_response(request, response, time.perf_counter() - started)
             if not 200 <= response.status < 300:
                 raise _status_error(request, response)
             return _decoded(request, response)
@@ -172,9 +172,19 @@ def response_decoder(secrets: Secrets) -> Middleware:
     return decode_response
 
 
-def _log_response(request: ApiRequest, response: ApiResponse, seconds: float, secrets: Secrets) -> None:
-    """Log an attempt's response at DEBUG: metadata only, its request id scrubbed (server text)."""
+def _scrub_request_id(response: ApiResponse, secrets: Secrets) -> ApiResponse:
+    """``response``, with its headers scrubbed when its request id holds a secret.
+
+    The request id is the one header of a 2xx that goes to log records, hooks and spans.
+    """
     request_id = response.request_id
+    if request_id is None or secrets.scrub(request_id) == request_id:
+        return response
+    return ApiResponse(response.status, secrets.scrub_headers(response.headers), response.body)
+
+
+def _log_response(request: ApiRequest, response: ApiResponse, seconds: float) -> None:
+    """Log an attempt's response at DEBUG: metadata only."""
     logger.debug(
         "%s %s -> %d in %.1f ms",
         request.method,
@@ -182,7 +192,7 @@ def _log_response(request: ApiRequest, response: ApiResponse, seconds: float, se
         response.status,
         seconds * 1000,
         extra={
-            "fullstory_request_id": None if request_id is None else secrets.scrub(request_id),
+            "fullstory_request_id": response.request_id,
             "fullstory_status": response.status,
         },
     )
