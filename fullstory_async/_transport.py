@@ -7,7 +7,8 @@ failure becomes `APIConnectionError` / `APITimeoutError`, a closed client or ses
 in, which it then never closes. Redirects are not followed, so the API key never travels
 to another origin. Bodies are capped after decompression, while streaming. A body in a
 ``Content-Encoding`` that cannot be decoded (``br`` without Brotli, corrupt gzip) is a
-`ResponseDecodeError`, not a connection failure: the same bytes would fail again.
+`ResponseDecodeError`, not a connection failure: the same bytes would fail again; on an
+error status read after its headers (corrupt gzip) the body is dropped and the status decides.
 """
 
 from __future__ import annotations
@@ -210,10 +211,19 @@ class AiohttpTransport:
                 **self._options,
             ) as response:
                 length = response.content_length
-                if length is not None and length <= self._max_response_bytes and not response.headers.get(_ENCODING):
-                    body = await response.read()  # the usual case: a known length within the cap, not compressed
-                else:
-                    body = await self._read(response, request)
+                try:
+                    if (
+                        length is not None
+                        and length <= self._max_response_bytes
+                        and not response.headers.get(_ENCODING)
+                    ):
+                        body = await response.read()  # the usual case: a known length within the cap, not compressed
+                    else:
+                        body = await self._read(response, request)
+                except (aiohttp.ClientError, RuntimeError) as exc:
+                    if _encoding_error(exc) is None or 200 <= response.status < 300:
+                        raise
+                    body = b""  # an error status says what happened without its (undecodable) body
                 result = ApiResponse(status=response.status, headers=response.headers, body=body)
         except asyncio.CancelledError:
             task = asyncio.current_task()

@@ -6,6 +6,8 @@
 - a JSON error body in UTF-16: read as UTF-8 only (as a 2xx body), so the kept body is
   scrubbed too;
 - the key as a response's request id: no DEBUG record (``-vv``) holds it, on a 2xx or an error;
+- an error status whose body is corrupt gzip: still the status's error (a 429 or 500 retried),
+  not a `ResponseDecodeError` (the body is dropped: the status says what happened);
 - an echo of a periodic endpoint secret (``"a" * 64``): removed whole, at about one lookup a
   character (it took 20 s for 1 MB, blocking the loop).
 """
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from fullstory_async import APIStatusError
+from fullstory_async import APIStatusError, AuthenticationError, RateLimitError, ServerError
 from fullstory_async._scrub import SEED, Secrets
 from tests.fakes import ServedFake
 from tests.hardening.test_hostile_servers import API_KEY, SECRET_PART, Serve, cli_run, client, leaks
@@ -155,3 +157,33 @@ def test_an_echo_of_a_periodic_secret_costs_a_bounded_number_of_extensions() -> 
     text = "a" * 20_000
     assert held.scrub(text) == "<redacted>"
     assert 0 < spellings.reads <= len(text) // SEED * len(spellings)
+
+
+# -- an error status whose body cannot be decoded ----------------------------------------------------
+
+CORRUPT_GZIP = b"\x1f\x8b\x08\x00not-gzip-at-all" * 4
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class", "attempts"),
+    [(401, AuthenticationError, 1), (429, RateLimitError, 4), (500, ServerError, 4)],
+)
+async def test_an_error_status_with_a_corrupt_gzip_body_keeps_its_error_class(
+    serve: Serve, status: int, error_class: type[APIStatusError], attempts: int
+) -> None:
+    """The status decides, as for an error body over the size cap; the undecodable body is dropped."""
+    served: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        served.append(1)
+        headers = {"Content-Encoding": "gzip", "Retry-After": "0"}
+        return web.Response(status=status, body=CORRUPT_GZIP, content_type="application/json", headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/webhooks/v1/endpoints", handle)
+    async with client(await serve(app)) as fs:
+        with pytest.raises(APIStatusError) as info:
+            await fs.webhooks.list_endpoints_page()
+    assert type(info.value) is error_class
+    assert info.value.body == b""
+    assert info.value.attempts == len(served) == attempts
