@@ -8,6 +8,8 @@
 - the key as a response's request id: no DEBUG record (``-vv``) holds it, on a 2xx or an error;
 - an error status whose body is corrupt gzip: still the status's error (a 429 or 500 retried),
   not a `ResponseDecodeError` (the body is dropped: the status says what happened);
+- endpoint URLs ``/fullstory//../admin`` (``/admin`` to a server that merges slashes) and
+  ``/fullstory/..%00/admin`` (``..`` to a C server): ambiguous, never pruned;
 - an echo of a periodic endpoint secret (``"a" * 64``): removed whole, at about one lookup a
   character (it took 20 s for 1 MB, blocking the loop).
 """
@@ -24,10 +26,19 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from fullstory_async import APIStatusError, AuthenticationError, RateLimitError, ServerError
+from fullstory_async import APIStatusError, AuthenticationError, RateLimitError, ServerError, parse_desired_state
 from fullstory_async._scrub import SEED, Secrets
 from tests.fakes import ServedFake
-from tests.hardening.test_hostile_servers import API_KEY, SECRET_PART, Serve, cli_run, client, leaks
+from tests.hardening.test_hostile_servers import (
+    API_KEY,
+    SECRET_PART,
+    Serve,
+    cli_run,
+    client,
+    endpoint_json,
+    leaks,
+    listing_app,
+)
 
 INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2060-\u206f\ufeff]")
 
@@ -187,3 +198,32 @@ async def test_an_error_status_with_a_corrupt_gzip_body_keeps_its_error_class(
     assert type(info.value) is error_class
     assert info.value.body == b""
     assert info.value.attempts == len(served) == attempts
+
+
+# -- scope URLs servers read two ways ----------------------------------------------------------------
+
+SCOPE = "https://hooks.example.com/fullstory/"
+AMBIGUOUS = [
+    "https://hooks.example.com/fullstory//../admin",
+    "https://hooks.example.com/fullstory/x//../../admin",
+    "https://hooks.example.com/fullstory//%2e%2e/admin",
+    "https://hooks.example.com/fullstory/..%00/admin",
+    "https://hooks.example.com/fullstory/..%09/admin",
+]
+PRUNABLE = [  # read one way by every server: still pruned (the first is where yarl alone would put AMBIGUOUS[0])
+    "https://hooks.example.com/fullstory/admin",
+    "https://hooks.example.com/fullstory//a",
+    "https://hooks.example.com/fullstory/./b",
+    "https://HOOKS.example.com:443/fullstory/c",
+]
+
+
+async def test_dot_segments_after_a_double_slash_or_before_a_nul_are_never_pruned(serve: Serve) -> None:
+    """Listed as ambiguous, never deleted; a desired URL equal to one of them is matched exactly, not listed."""
+    listed = [endpoint_json(url, index) for index, url in enumerate(AMBIGUOUS + PRUNABLE)]
+    text = f'scope = ["{SCOPE}"]\n[[endpoints]]\nurl = "{AMBIGUOUS[0]}"\nevent_types = ["note.created"]\n'
+    async with client(await serve(listing_app(listed))) as fs:
+        plan = await fs.webhooks.plan(parse_desired_state(text, environ={}), prune=True)
+    assert [c.url for c in plan.unchanged] == [AMBIGUOUS[0]]
+    assert plan.ambiguous == tuple(AMBIGUOUS[1:])
+    assert [c.url for c in plan.deletes] == PRUNABLE
