@@ -13,7 +13,7 @@ endpoint secrets of the requests in flight, and those of the last `RECENT` handl
 
 Algorithm: seed-and-extend over an index of 8-character windows (the seeding step of
 BLAST). Each secret is indexed in every spelling a server is likely to echo (as is,
-percent-encoded in upper and lower case hex, JSON-escaped once and twice): a hash map
+percent-encoded in upper and lower case hex and form-encoded, JSON-escaped once and twice): a hash map
 from each window of `SEED` characters of the secret part to the spellings and offsets
 where it occurs. A text is scanned once; each window found in the map is a seed, extended
 left and right along its diagonal to the longest run the text shares with that spelling
@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 SEED = 8
 """The shortest fragment of a secret that is removed (shorter ones occur in ordinary text too often)."""
@@ -92,6 +92,10 @@ def _percent(text: str) -> str:
     return quote(text.encode("utf-8", "surrogatepass"), safe="")  # a key is not checked for valid Unicode
 
 
+def _form(text: str) -> str:
+    return quote_plus(text.encode("utf-8", "surrogatepass"), safe="")  # a form body or query: space as +
+
+
 def _percent_lower(text: str) -> str:
     return _HEX.sub(lambda m: m.group().lower(), _percent(text))
 
@@ -107,10 +111,11 @@ def _json_utf8(text: str) -> str:
 def _spellings(prefix: str, secret: str, suffix: str) -> set[tuple[str, int, int]]:
     """Each spelling of ``prefix + secret + suffix`` with where its secret part is: ``(text, start, end)``.
 
-    As is, percent-encoded (upper and lower case hex), JSON-escaped once and twice (an echo of an echo).
+    As is, percent-encoded (upper and lower case hex; form-encoded, space as ``+``), JSON-escaped once
+    and twice (an echo of an echo).
     """
     found = set()
-    for encode in (str, _percent, _percent_lower, _json, _json_utf8):
+    for encode in (str, _percent, _percent_lower, _form, _json, _json_utf8):
         for times in (1, 2) if encode in (_json, _json_utf8) else (1,):
             head, middle, tail = prefix, secret, suffix
             for _ in range(times):

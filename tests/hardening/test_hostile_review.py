@@ -227,3 +227,11 @@ async def test_dot_segments_after_a_double_slash_or_before_a_nul_are_never_prune
     assert [c.url for c in plan.unchanged] == [AMBIGUOUS[0]]
     assert plan.ambiguous == tuple(AMBIGUOUS[1:])
     assert [c.url for c in plan.deletes] == PRUNABLE
+
+
+def test_a_secret_with_spaces_is_removed_when_form_encoded() -> None:
+    """``my secret phrase is long`` echoed as ``my+secret+phrase+is+long`` (a form body or query): removed."""
+    held = Secrets()
+    held.hold(["my secret phrase is long"])
+    assert held.scrub("q=my+secret+phrase+is+long&x=1") == "q=<redacted>&x=1"
+    assert held.scrub("q=phrase+is+long") == "q=<redacted>"
