@@ -211,15 +211,11 @@ class AiohttpTransport:
                 **self._options,
             ) as response:
                 length = response.content_length
-                try:
-                    if (
-                        length is not None
-                        and length <= self._max_response_bytes
-                        and not response.headers.get(_ENCODING)
-                    ):
-                        body = await response.read()  # the usual case: a known length within the cap, not compressed
-                    else:
-                        body = await self._read(response, request)
+                plain = (
+                    length is not None and length <= self._max_response_bytes and not response.headers.get(_ENCODING)
+                )
+                try:  # the usual case: a known length within the cap, not compressed, read at once
+                    body = await response.read() if plain else await self._read(response, request)
                 except (aiohttp.ClientError, RuntimeError) as exc:
                     if _encoding_error(exc) is None or 200 <= response.status < 300:
                         raise
