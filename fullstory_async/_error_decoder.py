@@ -9,6 +9,7 @@ is `error_class`. Every error leaving it is scrubbed of the client's secrets (`_
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -40,6 +41,7 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 _EXCERPT = 200
 _MESSAGE_MAX = 1000  # a hostile server's message must not flood logs and terminals
 _SPACE = re.compile(r"\s+")
+logger = logging.getLogger("fullstory_async")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -87,7 +89,9 @@ def _read_error_body(response: ApiResponse) -> tuple[str | None, str]:
     document: object = None
     if response.body:
         try:
-            document = json.loads(response.body)
+            # UTF-8 only, as a 2xx body: json's sniffing would read UTF-16 or UTF-32, which the kept
+            # body (scrubbed as UTF-8) would then hold unscrubbed
+            document = json.loads(response.body.decode("utf-8"))
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
             document = None
     if isinstance(document, dict):
@@ -150,8 +154,11 @@ def response_decoder(secrets: Secrets) -> Middleware:
         held = request_secrets(request.body)  # none for a body without a secret (every GET and DELETE)
         if held:
             secrets.hold(held)
+        started = time.perf_counter()
         try:
-            response = await call_next(request)
+            response = _scrub_request_id(await call_next(request), secrets)
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_response(request, response, time.perf_counter() - started)
             if not 200 <= response.status < 300:
                 raise _status_error(request, response)
             return _decoded(request, response)
@@ -163,6 +170,32 @@ def response_decoder(secrets: Secrets) -> Middleware:
                 secrets.release(held)
 
     return decode_response
+
+
+def _scrub_request_id(response: ApiResponse, secrets: Secrets) -> ApiResponse:
+    """``response``, with its headers scrubbed when its request id holds a secret.
+
+    The request id is the one header of a 2xx that goes to log records, hooks and spans.
+    """
+    request_id = response.request_id
+    if request_id is None or secrets.scrub(request_id) == request_id:
+        return response
+    return ApiResponse(response.status, secrets.scrub_headers(response.headers), response.body)
+
+
+def _log_response(request: ApiRequest, response: ApiResponse, seconds: float) -> None:
+    """Log an attempt's response at DEBUG: metadata only."""
+    logger.debug(
+        "%s %s -> %d in %.1f ms",
+        request.method,
+        request.path,
+        response.status,
+        seconds * 1000,
+        extra={
+            "fullstory_request_id": response.request_id,
+            "fullstory_status": response.status,
+        },
+    )
 
 
 def _decoded(request: ApiRequest, response: ApiResponse) -> ApiResponse:

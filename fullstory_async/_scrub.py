@@ -13,7 +13,7 @@ endpoint secrets of the requests in flight, and those of the last `RECENT` handl
 
 Algorithm: seed-and-extend over an index of 8-character windows (the seeding step of
 BLAST). Each secret is indexed in every spelling a server is likely to echo (as is,
-percent-encoded in upper and lower case hex, JSON-escaped once and twice): a hash map
+percent-encoded in upper and lower case hex and form-encoded, JSON-escaped once and twice): a hash map
 from each window of `SEED` characters of the secret part to the spellings and offsets
 where it occurs. A text is scanned once; each window found in the map is a seed, extended
 left and right along its diagonal to the longest run the text shares with that spelling
@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 SEED = 8
 """The shortest fragment of a secret that is removed (shorter ones occur in ordinary text too often)."""
@@ -44,6 +45,32 @@ REDACTED = "<redacted>"
 _HEX = re.compile(r"%[0-9A-F]{2}")
 _SECRET_KEY = b'"secret"'
 _SECRET_VALUE = re.compile(rb'\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+_INVISIBLE = (
+    "\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff"
+)
+_IGNORABLE = re.compile(f"[{_INVISIBLE}]")
+"""Control characters and Unicode's default-ignorable code points: a terminal shows nothing for them."""
+_VISIBLE = re.compile(f"[^{_INVISIBLE}]+")
+
+
+def _unskip(find: Callable[[str], list[tuple[int, int]]], text: str) -> list[tuple[int, int]]:
+    """Run ``find`` on ``text`` without its invisible characters; return its spans as spans of ``text``."""
+    starts, skipped, pieces = [], [], []  # per visible run: start in the skeleton, characters dropped before it
+    length = 0
+    for run in _VISIBLE.finditer(text):
+        starts.append(length)
+        skipped.append(run.start() - length)
+        pieces.append(run.group())
+        length += run.end() - run.start()
+    spans = []
+    for start, end in find("".join(pieces)):
+        first, last = bisect_right(starts, start) - 1, bisect_right(starts, end - 1) - 1
+        spans.append((start + skipped[first], end + skipped[last]))
+    return spans
 
 
 def key_parts(api_key: str) -> tuple[str, str, str]:
@@ -65,6 +92,10 @@ def _percent(text: str) -> str:
     return quote(text.encode("utf-8", "surrogatepass"), safe="")  # a key is not checked for valid Unicode
 
 
+def _form(text: str) -> str:
+    return quote_plus(text.encode("utf-8", "surrogatepass"), safe="")  # a form body or query: space as +
+
+
 def _percent_lower(text: str) -> str:
     return _HEX.sub(lambda m: m.group().lower(), _percent(text))
 
@@ -80,10 +111,11 @@ def _json_utf8(text: str) -> str:
 def _spellings(prefix: str, secret: str, suffix: str) -> set[tuple[str, int, int]]:
     """Each spelling of ``prefix + secret + suffix`` with where its secret part is: ``(text, start, end)``.
 
-    As is, percent-encoded (upper and lower case hex), JSON-escaped once and twice (an echo of an echo).
+    As is, percent-encoded (upper and lower case hex; form-encoded, space as ``+``), JSON-escaped once
+    and twice (an echo of an echo).
     """
     found = set()
-    for encode in (str, _percent, _percent_lower, _json, _json_utf8):
+    for encode in (str, _percent, _percent_lower, _form, _json, _json_utf8):
         for times in (1, 2) if encode in (_json, _json_utf8) else (1,):
             head, middle, tail = prefix, secret, suffix
             for _ in range(times):
@@ -110,6 +142,7 @@ class Secrets:
         self._alphabet: Counter[str] = Counter()
         self._widths: Counter[int] = Counter()  # how many windows of each length (shorter than SEED: short secrets)
         self._runs: re.Pattern[str] | None = None
+        self._invisible: set[str] = set()  # the secrets holding an invisible character (an odd key)
         if api_key is not None:
             self._add(api_key, key_parts(api_key))
 
@@ -121,10 +154,15 @@ class Secrets:
 
     def _add(self, secret: str, parts: tuple[str, str, str]) -> None:
         ids = self._ids[secret] = []
+        if _IGNORABLE.search(secret) is not None:
+            self._invisible.add(secret)
         for text, start, end in _spellings(*parts):
             sid, self._next = self._next, self._next + 1
             width = min(SEED, end - start)
-            windows = [(text[at : at + width], at) for at in range(start, end - width + 1)] if width else []
+            # each distinct window once, at its first offset: a periodic secret ("abcabc...") would
+            # otherwise seed one diagonal per repeat at every window of an echo
+            first = {text[at : at + width]: at for at in reversed(range(start, end - width + 1))} if width else {}
+            windows = sorted(first.items(), key=lambda item: item[1])
             self._spellings[sid] = (text, windows)
             ids.append(sid)
             for window, at in windows:
@@ -134,6 +172,7 @@ class Secrets:
         self._runs = None
 
     def _drop(self, secret: str) -> None:
+        self._invisible.discard(secret)
         for sid in self._ids.pop(secret):
             text, windows = self._spellings.pop(sid)
             for window, at in windows:
@@ -180,13 +219,18 @@ class Secrets:
         return self._runs
 
     def scrub(self, text: str) -> str:
-        """Return ``text`` with every held secret, and every fragment of `SEED` or more characters of one, redacted."""
+        """Return ``text`` with every held secret, and every fragment of `SEED` or more characters of one, redacted.
+
+        A secret interleaved with invisible characters (controls, zero-width and other format
+        characters: a terminal shows the secret whole) is found too: the text is searched again
+        without them, and what is found there is redacted in ``text`` with them.
+        """
         if not self._index or not text:
             return text
-        spans: list[tuple[int, int]] = []
-        widths = set(self._widths)
-        for run in self._pattern().finditer(text):
-            spans += self._spans(text, run.start(), run.end(), widths)
+        if _IGNORABLE.search(text) is None:
+            spans = self._find(text)
+        else:  # a fragment of a secret without invisible characters is whole in the text without them
+            spans = _unskip(self._find, text) + (self._find(text) if self._invisible else [])
         if not spans:
             return text
         spans.sort()
@@ -203,17 +247,26 @@ class Secrets:
         pieces.append(text[at:])
         return "".join(pieces)
 
+    def _find(self, text: str) -> list[tuple[int, int]]:
+        """Return the spans of ``text`` that hold a secret or a fragment of `SEED` or more characters of one."""
+        spans: list[tuple[int, int]] = []
+        widths = set(self._widths)
+        for run in self._pattern().finditer(text):
+            spans += self._spans(text, run.start(), run.end(), widths)
+        return spans
+
     def _spans(self, text: str, lo: int, hi: int, widths: set[int]) -> list[tuple[int, int]]:
         """Seed-and-extend inside ``text[lo:hi]`` (a run of secret characters)."""
         spans: list[tuple[int, int]] = []
         extended: dict[tuple[int, int], int] = {}  # (spelling, diagonal) -> end of its run
         index, spellings = self._index, self._spellings
         for width in widths:
-            for at in range(lo, hi - width + 1):
-                places = index.get(text[at : at + width])
-                if places is None:
+            covered, at, last = lo, lo, hi - width  # covered: the furthest end of a run found in this pass
+            while at <= last:
+                if at + width <= covered:  # inside a run already found (its seed is at or before `at`)
+                    at = covered - width + 1
                     continue
-                for sid, offset in places:
+                for sid, offset in index.get(text[at : at + width], ()):
                     diagonal = at - offset
                     if extended.get((sid, diagonal), -1) >= at + width:
                         continue
@@ -225,6 +278,8 @@ class Secrets:
                         end += 1
                     extended[sid, diagonal] = end
                     spans.append((start, end))
+                    covered = max(covered, end)
+                at += 1
         return spans
 
     def scrub_bytes(self, body: bytes) -> bytes:

@@ -7,14 +7,14 @@ failure becomes `APIConnectionError` / `APITimeoutError`, a closed client or ses
 in, which it then never closes. Redirects are not followed, so the API key never travels
 to another origin. Bodies are capped after decompression, while streaming. A body in a
 ``Content-Encoding`` that cannot be decoded (``br`` without Brotli, corrupt gzip) is a
-`ResponseDecodeError`, not a connection failure: the same bytes would fail again.
+`ResponseDecodeError`, not a connection failure: the same bytes would fail again; on an
+error status read after its headers (corrupt gzip) the body is dropped and the status decides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import ssl as _ssl
 import time
 from typing import Any
@@ -34,8 +34,6 @@ from fullstory_async._exceptions import (
 from fullstory_async._messages import ApiRequest, ApiResponse
 from fullstory_async._network import Proxy
 from fullstory_async._timeout import Timeout
-
-logger = logging.getLogger("fullstory_async")
 
 
 class SharedSession:
@@ -213,10 +211,15 @@ class AiohttpTransport:
                 **self._options,
             ) as response:
                 length = response.content_length
-                if length is not None and length <= self._max_response_bytes and not response.headers.get(_ENCODING):
-                    body = await response.read()  # the usual case: a known length within the cap, not compressed
-                else:
-                    body = await self._read(response, request)
+                plain = (
+                    length is not None and length <= self._max_response_bytes and not response.headers.get(_ENCODING)
+                )
+                try:  # the usual case: a known length within the cap, not compressed, read at once
+                    body = await response.read() if plain else await self._read(response, request)
+                except (aiohttp.ClientError, RuntimeError) as exc:
+                    if _encoding_error(exc) is None or 200 <= response.status < 300:
+                        raise
+                    body = b""  # an error status says what happened without its (undecodable) body
                 result = ApiResponse(status=response.status, headers=response.headers, body=body)
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -249,15 +252,6 @@ class AiohttpTransport:
                 method=request.method,
                 path=request.path,
             ) from exc
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s -> %d in %.1f ms",
-                request.method,
-                request.path,
-                result.status,
-                (time.perf_counter() - started) * 1000,
-                extra={"fullstory_request_id": result.request_id, "fullstory_status": result.status},
-            )
         return result
 
     def _closed_error(self, session: aiohttp.ClientSession) -> ClientClosedError:

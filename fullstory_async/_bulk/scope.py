@@ -15,8 +15,11 @@ character, credentials before the host, a ``%`` in the host): it is never inside
 A URL whose path servers read two ways is *ambiguous* (`path_problem`): a ``;`` path
 parameter (Tomcat and others drop ``;...`` from a segment, so ``/hooks/..;/admin`` is
 ``/admin`` to them), an encoded ``/``, ``\`` or ``;`` (``%2F``, ``%5C``, ``%3B``, also encoded
-twice as ``%252F``), or a dot segment that appears only once the path is percent-decoded
-(``..%2Fadmin``, ``%252e%252e``). It has a key, so a desired
+twice as ``%252F``), a dot segment that appears only once the path is percent-decoded
+(``..%2Fadmin``, ``%252e%252e``), a control character once decoded (``..%00``: a C server ends
+the path at NUL), or an empty segment before a dot segment (``/hooks//../admin`` is
+``/hooks/admin`` to yarl and RFC 3986 but ``/admin`` to a server that merges slashes first,
+as nginx does; its key keeps the path as written). It has a key, so a desired
 one is matched exactly, but it is never inside a scope: a plan never prunes it and lists
 it under ``ambiguous``. A desired URL that is ambiguous is accepted when its path, as
 written, starts with a scope prefix; it is created and updated, never pruned.
@@ -40,6 +43,7 @@ import yarl
 from fullstory_async._exceptions import InvalidArgumentError
 
 _SCHEMES = ("http", "https")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 _DECODINGS = 3
 """Percent-decodings of a path segment looked through: a server, a proxy and a framework may each decode once."""
 
@@ -91,6 +95,8 @@ def path_problem(url: str) -> str | None:
     times (a server, a proxy and a framework may each decode once): a ``;``, a ``/`` or
     ``\``, or a ``.``/``..`` segment appearing in any layer makes it ambiguous.
     """
+    if _slashes_then_dots(url):
+        return "an empty segment (//) before a dot segment makes its path ambiguous (servers that merge slashes)"
     for segment in _parse(url).raw_path.split("/"):
         if ";" in segment:
             return "a ; path parameter makes its path ambiguous"
@@ -104,7 +110,15 @@ def path_problem(url: str) -> str | None:
                 return "an encoded /, \\ or ; makes its path ambiguous"
             if text in (".", ".."):
                 return "a dot segment after percent-decoding makes its path ambiguous"
+            if _CONTROL.search(text):  # C servers end a path at NUL: "..%00" is ".." to them
+                return "a control character after percent-decoding makes its path ambiguous"
     return None
+
+
+def _slashes_then_dots(url: str) -> bool:
+    """Whether the path of ``url`` as written has an empty segment (``//``) and a dot segment (yarl resolves both)."""
+    written = yarl.URL(url, encoded=True).raw_path.split("/")
+    return "" in written[1:-1] and any(unquote(segment) in (".", "..") for segment in written)
 
 
 def is_ambiguous(url: str) -> bool:
@@ -127,11 +141,13 @@ def url_key(url: str) -> UrlKey | None:
         return None
     parsed = _parse(url)
     scheme = parsed.scheme.lower()
+    # a path servers resolve two ways keeps its dot segments: it is only ever itself
+    path = yarl.URL(url, encoded=True).raw_path if _slashes_then_dots(url) else parsed.raw_path
     return UrlKey(
         scheme,
         (parsed.raw_host or "").lower().rstrip("."),
         parsed.port or (443 if scheme == "https" else 80),
-        parsed.raw_path or "/",
+        path or "/",
         parsed.raw_query_string,
         parsed.raw_fragment,
     )

@@ -268,3 +268,16 @@ async def test_an_attempt_the_governor_ended_is_an_event_not_a_client_span(expor
     assert [span.kind for span in spans] == [SpanKind.INTERNAL]
     assert [event.name for event in spans[0].events] == ["fullstory.not_sent", "exception"]
     assert spans[0].attributes["fullstory.attempts"] == 0
+
+
+async def test_a_request_id_echoing_the_key_reaches_no_span(serve, exporter, tracing):
+    """A 2xx whose X-Request-Id is the API key: the attempt's ``fullstory.request_id`` says <redacted>."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"endpoints": []}, headers={"X-Request-Id": request.headers["Authorization"]})
+
+    async with Client(api_key=API_KEY, base_url=await serve(app_of(echo)), hooks=[tracing]) as client:
+        await client.webhooks.list_endpoints_page()
+    texts = every_text(exporter.get_finished_spans())
+    assert any("<redacted>" in text for text in texts)
+    assert not [text for text in texts if API_KEY.split(".", 1)[1][:12] in text]

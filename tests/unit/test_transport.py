@@ -19,6 +19,8 @@ from fullstory_async import (
     ResponseDecodeError,
     Timeout,
 )
+from fullstory_async._error_decoder import decode_response
+from fullstory_async._pipeline import compose
 from fullstory_async._transport import AiohttpTransport
 from tests.fakes import Gate, answering, app_of
 
@@ -291,12 +293,12 @@ async def test_slow_server_times_out(gate: Gate) -> None:
 
 
 async def test_debug_log_has_metadata_only(serve, caplog: pytest.LogCaptureFixture) -> None:
-    """The transport logs method, path, status and request id at DEBUG, not headers or bodies."""
+    """An attempt is logged at DEBUG (by the decoder above the transport): metadata only, no headers or bodies."""
     caplog.set_level(logging.DEBUG, logger="fullstory_async")
     app, _ = answering(200, b"{}", {"X-Request-Id": "r-1"})
     owned = AiohttpTransport(await serve(app), timeout=Timeout())
     try:
-        await owned(
+        await compose([decode_response], owned)(
             ApiRequest(
                 "POST", "/webhooks/v1/endpoints", headers={"Authorization": "Basic K3Y"}, body=b'{"secret":"S3C"}'
             )
