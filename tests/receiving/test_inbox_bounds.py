@@ -202,7 +202,7 @@ async def test_a_refused_put_in_a_batch_loses_no_acknowledged_put(tmp_path: Path
     """
     path = tmp_path / "inbox.db"
     async with open_inbox(f"sqlite:///{path}", commit_timeout=BOUND) as inbox:
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # closed, not only committed
             conn.execute(
                 "CREATE TRIGGER refuse BEFORE INSERT ON fullstory_inbox WHEN NEW.org_id = 'o-bad' "
                 f"BEGIN SELECT RAISE({undo}, 'refused by a trigger'); END"
