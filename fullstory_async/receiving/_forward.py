@@ -39,6 +39,7 @@ import yarl
 from fullstory_async._auth import _is_loopback as is_loopback
 from fullstory_async._error_decoder import parse_retry_after
 from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async._scrub import Secrets
 from fullstory_async._version import __version__
 from fullstory_async.receiving._events import WebhookEvent
 from fullstory_async.receiving._forwarded import forward_key, sign_forwarded
@@ -159,6 +160,8 @@ class Forwarder:
         forward_key(secret, field="sign secret")  # refuse a bad secret before the first event
         self.target = target
         self._secret = secret
+        self._secrets = Secrets()  # the client's scrubber: the secret, its key part and any 8-character fragment
+        self._secrets.hold([secret, secret.removeprefix("whsec_")])
         self._url = yarl.URL(target.url)
         self._ssl = target.ssl_context() if self._url.scheme == "https" else None
         self._concurrency = concurrency
@@ -191,10 +194,6 @@ class Forwarder:
             )
         return self._session
 
-    def _scrub(self, text: str) -> str:
-        secret, key_text = self._secret, self._secret.removeprefix("whsec_")
-        return text.replace(secret, "[secret]").replace(key_text, "[secret]")
-
     async def forward(
         self, body: bytes, *, webhook_id: str, attempt: int, timestamp: int | None = None
     ) -> ForwardOutcome:
@@ -209,7 +208,7 @@ class Forwarder:
         except TimeoutError:
             outcome = ForwardOutcome("retry", None, f"no answer within {self.target.timeout:g} s", unreachable=True)
         except (aiohttp.ClientError, OSError) as exc:
-            outcome = ForwardOutcome("retry", None, self._scrub(_printable(_failure(exc))), unreachable=True)
+            outcome = ForwardOutcome("retry", None, self._secrets.scrub(_printable(_failure(exc))), unreachable=True)
         self.unreachable_streak = self.unreachable_streak + 1 if outcome.unreachable else 0
         return outcome
 
@@ -229,9 +228,9 @@ class Forwarder:
     def _classify(self, status: int, reason: str | None, headers: Mapping[str, str], excerpt: str) -> ForwardOutcome:
         if 200 <= status < 300:
             return ForwardOutcome("done", status)
-        said = self._scrub(_printable(f"{status} {reason or ''}".strip() + (f": {excerpt}" if excerpt else "")))
+        said = self._secrets.scrub(_printable(f"{status} {reason or ''}".strip() + (f": {excerpt}" if excerpt else "")))
         if 300 <= status < 400:
-            location = self._scrub(_printable(headers.get("Location", "")[:_EXCERPT])) or "no Location"
+            location = self._secrets.scrub(_printable(headers.get("Location", "")[:_EXCERPT])) or "no Location"
             return ForwardOutcome("dead", status, f"{said} (redirect to {location} not followed)")
         if status in _RETRIED or status >= 500:
             return ForwardOutcome("retry", status, said, retry_after=parse_retry_after(headers.get("Retry-After")))
