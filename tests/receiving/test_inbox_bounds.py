@@ -175,7 +175,8 @@ async def test_each_call_behind_a_held_lock_fails_at_its_own_deadline(tmp_path: 
 
         async def refused_put(body: bytes) -> tuple[float, float]:
             started = time.monotonic()
-            with pytest.raises(InboxError, match=r"did not commit within 0\.5 s"):
+            # the loop's timer or the writer's one lock wait, whichever ends first: both are the bound
+            with pytest.raises(InboxError, match=r"commit within 0\.5 s"):
                 await inbox.put(body, org_id=ORG)
             return started, time.monotonic()
 
@@ -184,8 +185,9 @@ async def test_each_call_behind_a_held_lock_fails_at_its_own_deadline(tmp_path: 
             await asyncio.sleep(BOUND / 2)  # the second call's deadline is half a bound after the first's
             second = asyncio.ensure_future(refused_put(b'{"n":2}'))
             (began, failed), (began_later, failed_later) = await asyncio.gather(first, second)
-        assert BOUND <= failed - began < LATE
-        assert BOUND <= failed_later - began_later < LATE
+        early = 0.01  # SQLite's busy timeout counts whole milliseconds
+        assert BOUND - early <= failed - began < LATE
+        assert BOUND - early <= failed_later - began_later < LATE
         for n in range(50):  # the lock is free again: calls commit, and finished ones leave the deadline FIFO
             assert await inbox.put(b'{"n":%d}' % (n + 3), org_id=ORG)
         assert len(inbox._waiting) == 1  # type: ignore[attr-defined]
