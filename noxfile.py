@@ -15,6 +15,7 @@ nox.options.download_python = "never"
 nox.options.error_on_missing_interpreters = False
 
 PYTHONS = ["3.11", "3.12", "3.13"]  # the versions pyproject.toml claims
+BROWSER_PYTHON = "3.12"  # the one version that runs the browser tests (one is enough: they test the page)
 
 
 def _put_pyenv_interpreters_on_path() -> None:
@@ -44,9 +45,14 @@ def tests(session: nox.Session) -> None:
     """Run the test suite on every supported Python (``tests-3.12`` for one; extra arguments go to pytest).
 
     The PostgreSQL tests need ``FULLSTORY_TEST_POSTGRES_DSN`` (``.ci/run`` starts a server and sets it).
+    The browser tests (``tests/browser``, Debian's ``chromium``) run on `BROWSER_PYTHON` only.
     """
-    session.install("-e", ".[tests,postgres]")
-    session.run("pytest", *session.posargs)
+    if session.python == BROWSER_PYTHON:
+        session.install("-e", ".[tests,postgres,browser]")
+        session.run("pytest", *session.posargs, env={"FULLSTORY_TEST_BROWSER": "1"})
+    else:
+        session.install("-e", ".[tests,postgres]")
+        session.run("pytest", "-m", "not browser", *session.posargs)
 
 
 @nox.session
