@@ -81,7 +81,10 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
     session.install("-e", ".[postgres]", "httpx")  # httpx: the overhead benchmark's comparison client
-    every = ("fake", "rate", "faults", "memory", "overhead", "soak", "receiver", "governor", "receiver_soak", "scrub")
+    every = (
+        *("fake", "rate", "faults", "memory", "overhead", "soak", "receiver", "governor", "receiver_soak", "scrub"),
+        "console",
+    )
     which = session.posargs or list(every)
     if "fake" in which:
         session.run("python", "bench/fake_server_throughput.py")
@@ -99,5 +102,7 @@ def bench(session: nox.Session) -> None:
         session.run("python", "bench/governor.py")
     if "scrub" in which:
         session.run("python", "bench/scrub.py")
+    if "console" in which:  # 1,000,000 events; PostgreSQL too when FULLSTORY_TEST_POSTGRES_DSN is set
+        session.run("python", "bench/console.py")
     if "receiver_soak" in which:  # SQLite and PostgreSQL (FULLSTORY_TEST_POSTGRES_DSN, or a throwaway server)
         session.run("python", "bench/receiver_soak.py", *(["--no-ratio"] if "receiver" in which else []))
