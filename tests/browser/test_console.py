@@ -389,27 +389,22 @@ def test_the_activity_page_charts_and_tabulates_the_last_day(seeded: Seeded, con
 # ------------------------------------------------------------------------------------------------ off loopback
 
 
+@pytest.mark.parametrize("tls", ["certificate", "behind-proxy"])
 def test_a_console_bound_to_all_addresses_needs_a_login(
-    seeded: Seeded, console: StartConsole, context: BrowserContext, guard: Guard, pki: Any
+    seeded: Seeded, console: StartConsole, context: BrowserContext, guard: Guard, pki: Any, tls: str
 ) -> None:
     """On 0.0.0.0 (token, TLS): pages redirect to the login; a wrong token is refused; the right one opens a session.
 
-    The session cookie is HttpOnly, SameSite=Strict, Secure and not the token; the token appears
+    The session cookie is HttpOnly, SameSite=Strict, Secure (under TLS, or behind a TLS proxy: Chromium
+    keeps a Secure cookie of http://127.0.0.1) and not the token; the token appears
     in no page and no output; a POST without its CSRF token is refused even when logged in.
     """
-    served = console(
-        seeded.url,
-        "--host",
-        "0.0.0.0",
-        "--token-env",
-        TOKEN_ENV,
-        "--tls-cert",
-        str(pki.server_cert),
-        "--tls-key",
-        str(pki.server_key),
-        env={TOKEN_ENV: TOKEN},
-    )
-    assert served.url.startswith("https://127.0.0.1:")
+    if tls == "certificate":  # the suite's private CA; the browser context accepts it
+        flags = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+    else:  # a proxy would terminate TLS: the browser reaches the console itself over http://127.0.0.1
+        flags = ["--behind-tls-proxy"]
+    served = console(seeded.url, "--host", "0.0.0.0", "--token-env", TOKEN_ENV, *flags, env={TOKEN_ENV: TOKEN})
+    assert served.url.startswith("https://" if tls == "certificate" else "http://")
     page = context.new_page()
     page.goto(served.url + "/")
     assert page.url == served.url + "/login"
