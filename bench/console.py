@@ -3,6 +3,7 @@
     python bench/console.py                      # SQLite, and PostgreSQL when FULLSTORY_TEST_POSTGRES_DSN is set
     python bench/console.py --postgres DSN       # PostgreSQL on that server (a scratch database, dropped after)
     python bench/console.py --events 100000      # a smaller inbox
+    python bench/console.py --inbox URL          # an inbox seeded already (bench/_seed.py), as it is
 
 Seeds an inbox with ``--events`` realistic events (bodies of about 300 bytes, six event types,
 90% done / 5% dead / 5% pending, spread over a week: ``bench/_seed.py``), starts the real
@@ -109,11 +110,12 @@ def first_key(address: str) -> str:
         conn.close()
 
 
-def measure(engine: str, inbox_url: str, events: int) -> bool:
-    """Seed, serve, time every page; print the figures; return True when every median meets the target."""
-    started = time.monotonic()
-    counts = asyncio.run(seed_inbox(inbox_url, events))
-    print(f"[{engine}] seeded {events:,} events in {time.monotonic() - started:.0f} s: {counts}", flush=True)
+def measure(engine: str, inbox_url: str, events: int | None) -> bool:
+    """Seed (unless ``events`` is None), serve, time every page; print the figures; True when all meet the target."""
+    if events is not None:
+        started = time.monotonic()
+        counts = asyncio.run(seed_inbox(inbox_url, events))
+        print(f"[{engine}] seeded {events:,} events in {time.monotonic() - started:.0f} s: {counts}", flush=True)
     figures = {}
     with console(inbox_url) as address:
         for path in paths(first_key(address)):
@@ -165,7 +167,10 @@ def main() -> int:
         help="a PostgreSQL server's DSN (default: FULLSTORY_TEST_POSTGRES_DSN; none: SQLite only)",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="measure PostgreSQL only")
+    parser.add_argument("--inbox", help="measure this inbox as it is (seeded already: nothing written)")
     args = parser.parse_args()
+    if args.inbox:
+        return 0 if measure(args.inbox.partition(":")[0], args.inbox, None) else 1
     ok = True
     if not args.no_sqlite:
         with tempfile.TemporaryDirectory() as directory:
