@@ -37,6 +37,7 @@ from typing import Any, Literal
 import attrs
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
+from fullstory_async.receiving._activity import InboxActivity
 from fullstory_async.receiving._query import (
     InboxEntry,
     InboxFilter,
@@ -514,3 +515,10 @@ class Inbox(abc.ABC):
     @abc.abstractmethod
     async def release(self, record: InboxRecord) -> bool:
         """Give a claimed event back unrun: due at once, its claim's attempt uncounted; ``False`` as `complete`."""
+
+    @abc.abstractmethod
+    async def activity(self) -> InboxActivity:
+        """Return the last day a minute at a time: events received by status now, and the oldest pending age.
+
+        Bounded work: at most `MAX_SCANNED` events read (see `InboxActivity.counted_since`).
+        """
