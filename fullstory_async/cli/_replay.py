@@ -19,8 +19,7 @@ from collections.abc import Callable
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli._local import INBOX_URL_HELP as URL_HELP
 from fullstory_async.cli._local import local
-from fullstory_async.receiving import InboxFilter, ReplayResult, open_inbox
-from fullstory_async.receiving import _replaying
+from fullstory_async.receiving import InboxFilter, ReplayResult, _replaying, open_inbox
 from fullstory_async.receiving._query import MIN_KEY_PREFIX
 from fullstory_async.receiving._replaying import CONFIRM_ABOVE
 

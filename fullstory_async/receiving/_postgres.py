@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async.receiving._activity import InboxActivity, read_activity
 from fullstory_async.receiving._inbox import (
     BACKFILL_BATCH,
     BACKFILL_TABLE,
@@ -48,7 +49,6 @@ from fullstory_async.receiving._inbox import (
     event_type_of,
     migrations,
 )
-from fullstory_async.receiving._activity import InboxActivity, read_activity
 from fullstory_async.receiving._query import InboxEntry, InboxFilter, Params, ReplayResult, page_sql, where_clause
 
 if TYPE_CHECKING:
@@ -511,7 +511,7 @@ class PostgresInbox(Inbox):
         return await self._settle(record, f"attempts = attempts - 1, next_attempt_at = {_at(3)}", self._now())
 
     async def activity(self) -> InboxActivity:
-        """The last day, a minute at a time (`read_activity`), by the inbox's clock (the database's by default)."""
+        """Return the last day, a minute at a time (`read_activity`), by the inbox's clock (the database's by default)."""
         now = self._now()
         if now is None:
             now = float(await self._run("fetchval", "SELECT extract(epoch from now())::double precision"))

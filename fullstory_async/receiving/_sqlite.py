@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fullstory_async.receiving._activity import InboxActivity, read_activity
 from fullstory_async.receiving._inbox import (
     BACKFILL_BATCH,
     BACKFILL_TABLE,
@@ -56,7 +57,6 @@ from fullstory_async.receiving._inbox import (
     event_type_of,
     migrations,
 )
-from fullstory_async.receiving._activity import InboxActivity, read_activity
 from fullstory_async.receiving._query import InboxEntry, InboxFilter, Params, ReplayResult, page_sql, where_clause
 
 logger = logging.getLogger("fullstory_async.receiving")
@@ -557,7 +557,7 @@ class SqliteInbox(Inbox):
         return await self._settle(record, "attempts = attempts - 1, next_attempt_at = ?", self.clock())
 
     async def activity(self) -> InboxActivity:
-        """The last day, a minute at a time (`read_activity`; each read on a connection of its own, as `stats`)."""
+        """Return the last day, a minute at a time (`read_activity`; each read on a connection of its own, as `stats`)."""
 
         async def fetch(sql: str, values: list[object]) -> list[Any]:
             return await self._read(lambda conn: conn.execute(sql, values).fetchall())
