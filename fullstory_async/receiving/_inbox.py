@@ -320,6 +320,17 @@ class InboxStats:
     oldest_pending_age: float | None = None
     """How long ago (seconds, by the inbox's clock) the oldest pending event was received, if any."""
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the counts as ``inbox stats`` prints them (times in UTC RFC 3339)."""
+        oldest, age = self.oldest_pending_at, self.oldest_pending_age
+        return {
+            "pending": self.pending,
+            "done": self.done,
+            "dead": self.dead,
+            "oldest_pending_at": None if oldest is None else rfc3339(oldest),
+            "oldest_pending_age_seconds": None if age is None else round(age, 3),
+        }
+
 
 def check_retention(retention: float | None) -> float | None:
     """``None`` (keep forever) or a positive, finite number of seconds."""

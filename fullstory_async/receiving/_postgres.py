@@ -511,7 +511,7 @@ class PostgresInbox(Inbox):
         return await self._settle(record, f"attempts = attempts - 1, next_attempt_at = {_at(3)}", self._now())
 
     async def activity(self) -> InboxActivity:
-        """Return the last day, a minute at a time (`read_activity`), by the inbox's clock (the database's by default)."""
+        """Return the last day, a minute at a time (`read_activity`), by the inbox's clock (the database's)."""
         now = self._now()
         if now is None:
             now = float(await self._run("fetchval", "SELECT extract(epoch from now())::double precision"))

@@ -557,7 +557,7 @@ class SqliteInbox(Inbox):
         return await self._settle(record, "attempts = attempts - 1, next_attempt_at = ?", self.clock())
 
     async def activity(self) -> InboxActivity:
-        """Return the last day, a minute at a time (`read_activity`; each read on a connection of its own, as `stats`)."""
+        """Return the last day, a minute at a time (`read_activity`; read on connections of their own, as `stats`)."""
 
         async def fetch(sql: str, values: list[object]) -> list[Any]:
             return await self._read(lambda conn: conn.execute(sql, values).fetchall())
