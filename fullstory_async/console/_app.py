@@ -54,7 +54,7 @@ class Caller:
     sid: str | None = attrs.field(default=None, repr=False)
 
 
-CALLER = "fullstory_console_caller"
+CALLER: web.RequestKey[Caller | None] = web.RequestKey("caller")
 
 
 def _caller(request: web.Request) -> Caller | None:
