@@ -76,7 +76,7 @@ def _is_action(request: web.Request) -> bool:
 
 
 def _needs_csrf(caller: Caller, request: web.Request) -> bool:
-    """A page's request needs the CSRF token; so does an API call made with a session (a script's never does)."""
+    """Tell whether a request needs the CSRF token: a page's does, and an API call made with a session."""
     if request.path == "/login" or caller.kind == "bearer":
         return False
     return caller.kind == "session" or not request.path.startswith("/api/")
@@ -229,7 +229,7 @@ async def login_page(request: web.Request) -> web.Response:
     return _page(request, "Log in", _pages.login(problem=None))
 
 
-async def login(request: web.Request) -> web.StreamResponse:
+async def login(request: web.Request) -> web.Response:
     """``POST /login``: a right token starts a session (its cookie); wrong ones are throttled per address."""
     settings = request.app[SETTINGS]
     if settings.token is None:
@@ -246,7 +246,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if (caller := request.get(CALLER)) is not None:
         request.app[SESSIONS].end(caller.sid)  # a new login replaces the session it was made from
     sid, _session = request.app[SESSIONS].start()
-    response = web.HTTPSeeOther("/")
+    response = _see_other("/")
     response.set_cookie(
         SESSION_COOKIE,
         sid,
@@ -259,14 +259,18 @@ async def login(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def logout(request: web.Request) -> web.StreamResponse:
+async def logout(request: web.Request) -> web.Response:
     """``POST /logout``: end the session."""
     caller: Caller | None = request.get(CALLER)
     if caller is not None:
         request.app[SESSIONS].end(caller.sid)
-    response = web.HTTPSeeOther("/login")
+    response = _see_other("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _static_files() -> dict[str, bytes]:
