@@ -313,7 +313,7 @@ async def test_read_only_hides_and_refuses_every_action(seeded: Seeded, serve_co
     csrf = await console.csrf()
     for path in ("/", f"/deliveries/{seeded.keys[12]}"):
         _, _, text = await console.get(path)
-        assert "replay-filtered" not in text and "requeue-dead" not in text and "replay-one" not in text
+        assert not re.search("replay-filtered|requeue-dead|replay-one", text)
     for path in ("/replay", f"/deliveries/{seeded.keys[12]}/replay"):
         status, _, text = await console.post(path, data={"csrf": csrf, "status": "dead", "all": "1"})
         assert status == 403

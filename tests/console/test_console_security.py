@@ -32,7 +32,7 @@ async def inbox(tmp_path: object) -> AsyncIterator[Inbox]:
 
 
 def assert_no_token(console: Console) -> None:
-    """The token appears in no response (head or body) the console sent."""
+    """Assert that the token appears in no response (head or body) the console sent."""
     assert console.seen
     for answer in console.seen:
         assert TOKEN not in answer
@@ -56,7 +56,7 @@ async def test_a_foreign_host_is_refused_before_anything_else(
     for host in (f"evil.example:{console.port}", "evil.example", f"127.0.0.1:{console.port + 1}", "", "127.0.0.1"):
         status, headers, text = await console.get(path, headers={"Host": host})
         assert status == 421, host
-        assert "deliveries" not in text and "csrf" not in text
+        assert not re.search("deliveries|csrf", text)
         assert headers["Content-Security-Policy"] == CSP
     for host in (f"127.0.0.1:{console.port}", f"localhost:{console.port}", f"[::1]:{console.port}"):
         status, _, _ = await console.get(path, headers={"Host": host})
@@ -186,7 +186,7 @@ async def test_pages_need_a_login_whose_cookie_is_a_session_not_the_token(
     assert (await console.get("/"))[0] == 200
     clock.advance(1)
     assert (await console.get("/"))[0] == 303
-    status, answer = await console.json("GET", "/api/stats")
+    status, _ = await console.json("GET", "/api/stats")
     assert status == 401
 
 
@@ -281,6 +281,6 @@ async def test_every_response_carries_the_security_headers(inbox: Inbox, serve_c
     for path in ("/", "/activity", f"/deliveries/{'0' * 64}"):
         _, headers, text = await console.get(path)
         assert headers["Content-Security-Policy"] == CSP
-        assert "style=" not in text and "onclick" not in text and "<script>" not in text  # nothing inline
+        assert not re.search(r"style=|onclick|<script>", text)  # nothing inline
         assert text.startswith('<!DOCTYPE html>\n<html lang="en">')
-        assert "<title>" in text and "<main" in text
+        assert re.search("<title>.+</title>.*<main", text)
