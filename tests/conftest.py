@@ -9,8 +9,8 @@ the SDK meets them: the key `Client` resolves, the ``secret`` of every
 `FakeFullstory`, the secrets of `WebhookReceiver`, ``sign`` and ``verify``, the password
 of every proxy URL the client reads, and the token of every `ConsoleSettings`. At teardown,
 a record whose message, exception text, stack or extra attributes contain one of them
-fails the test. Strings shorter than six characters are not tracked (too many false alarms). A test that logs a secret on purpose
-opts out with ``@pytest.mark.secrets_in_logs``.
+fails the test. Strings shorter than six characters are not tracked (too many false alarms).
+A test that logs a secret on purpose opts out with ``@pytest.mark.secrets_in_logs``.
 
 The hooks are installed once per session (a wrapper call per construction); CLI output is
 checked by ``tests/hardening/test_secret_hygiene.py``, not here.
