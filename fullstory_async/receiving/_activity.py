@@ -116,7 +116,9 @@ def activity(
         counts[int(received_minute)][status] += int(n)
         until = math.inf if processed_minute is None else float(processed_minute)
         arrivals.setdefault(int(received_minute), []).append((float(earliest), until))
-    waiting: list[tuple[float, float]] = [] if oldest_before is None else [(oldest_before, math.inf)]
+    if oldest_before is not None:  # still pending: waiting from the minute it was received (or the day's start) on
+        arrivals.setdefault(max(first, math.floor(oldest_before / 60)), []).append((oldest_before, math.inf))
+    waiting: list[tuple[float, float]] = []
     minutes = []
     for minute in range(first, last + 1):
         for arrival in arrivals.get(minute, ()):
