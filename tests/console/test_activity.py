@@ -36,7 +36,7 @@ def expected(now: float, events: list[tuple[float, float | None, str]], since: f
 async def fill(url: str, clock: ManualClock, events: list[tuple[float, float | None, str]]) -> None:
     """Store each event at its time, and settle it at its processing time (a day-long claim in between)."""
     steps = []
-    for n, (received, processed, status) in enumerate(events):
+    for n, (received, processed, _status) in enumerate(events):
         steps.append((received, 0, n))
         if processed is not None:
             steps.append((processed, 1, n))
