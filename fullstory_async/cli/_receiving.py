@@ -40,7 +40,7 @@ from fullstory_async.receiving import (
     add_webhook_route,
     open_inbox,
 )
-from fullstory_async.receiving._inbox import DEFAULT_COMMIT_TIMEOUT, rfc3339
+from fullstory_async.receiving._inbox import DEFAULT_COMMIT_TIMEOUT
 from fullstory_async.receiving._limits import ConnectionLimits, check_descriptors, serve
 from fullstory_async.receiving._postgres import redact
 from fullstory_async.receiving._settings import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
@@ -259,15 +259,7 @@ async def _export(args: argparse.Namespace) -> int:
 async def _stats(args: argparse.Namespace) -> int:
     async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         stats = await inbox.stats()
-    oldest, age = stats.oldest_pending_at, stats.oldest_pending_age
-    record = {
-        "pending": stats.pending,
-        "done": stats.done,
-        "dead": stats.dead,
-        "oldest_pending_at": None if oldest is None else rfc3339(oldest),
-        "oldest_pending_age_seconds": None if age is None else round(age, 3),
-    }
-    print(json.dumps(record))
+    print(json.dumps(stats.to_json()))
     return 0
 
 
