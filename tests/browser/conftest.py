@@ -317,7 +317,7 @@ StartConsole = Callable[..., Console]
 
 
 @pytest.fixture
-def console(guard: Guard) -> Iterator[StartConsole]:
+def console(guard: Guard, tmp_path: Path) -> Iterator[StartConsole]:
     """Start ``python -m fullstory_async inbox serve --inbox URL --port 0 ARGS``; stop each at teardown.
 
     ``env`` adds environment variables. The URL is read from the line the process prints; its
@@ -333,6 +333,7 @@ def console(guard: Guard) -> Iterator[StartConsole]:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            cwd=tmp_path,  # the package comes from the installation (or PYTHONPATH), not the working directory
         )
         lines: list[str] = []
         arrived: queue.Queue[str | None] = queue.Queue()
