@@ -81,8 +81,8 @@ def console(inbox_url: str) -> Iterator[str]:
             process.wait()
 
 
-def timed(address: str, path: str) -> tuple[float, list[float]]:
-    """Return the first request's milliseconds and those of `REQUESTS` more, on one keep-alive connection."""
+def timed(address: str, path: str) -> tuple[float, list[float], int]:
+    """Return the first request's milliseconds, those of `REQUESTS` more (one keep-alive connection), rows shown."""
     host, port = address.split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     try:
@@ -91,11 +91,12 @@ def timed(address: str, path: str) -> tuple[float, list[float]]:
             start = time.perf_counter()
             conn.request("GET", path)
             response = conn.getresponse()
-            response.read()
+            body = response.read()
             times.append((time.perf_counter() - start) * 1000)
             if response.status != 200:
                 raise RuntimeError(f"GET {path} answered {response.status}")
-        return times[0], times[1:]
+        rows = len(json.loads(body)["deliveries"]) if path.startswith("/api/") else body.count(b"<tr data-key=")
+        return times[0], times[1:], rows
     finally:
         conn.close()
 
@@ -119,13 +120,15 @@ def measure(engine: str, inbox_url: str, events: int | None) -> bool:
     figures = {}
     with console(inbox_url) as address:
         for path in paths(first_key(address)):
-            cold, warm = timed(address, path)
+            cold, warm, rows = timed(address, path)
+            if rows == 0 and not path.startswith("/deliveries/"):
+                raise RuntimeError(f"GET {path} showed no delivery: nothing was measured")
             median = statistics.median(warm)
             figures[path] = round(median, 1)
             verdict = "ok" if median <= TARGET_MS else "MISSED"
             print(
-                f"[{engine}] GET {path[:60]:<60} median {median:7.1f} ms (target <= {TARGET_MS:.0f} ms) "
-                f"first {cold:7.1f} ms, max {max(warm):7.1f} ms  {verdict}",
+                f"[{engine}] GET {path[:52]:<52} {rows:3} rows: median {median:6.1f} ms (target <= {TARGET_MS:.0f} ms)"
+                f", first {cold:6.1f} ms, max {max(warm):6.1f} ms  {verdict}",
                 flush=True,
             )
     print(json.dumps({"engine": engine, "events": events, "target_ms": TARGET_MS, "median_ms": figures}))
