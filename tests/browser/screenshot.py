@@ -13,18 +13,54 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from _seed import seed_inbox  # noqa: E402 - the paths above first
+from _seed import ORG, seed_inbox  # noqa: E402 - the paths above first
 
+from fullstory_async.receiving import InboxAttempt, delivery_key, open_inbox, signed_delivery  # noqa: E402
+from fullstory_async.testing import ManualClock  # noqa: E402
 from tests.browser.conftest import CHROMIUM_ARGS  # noqa: E402
 
 OUT = ROOT / "docs" / "img" / "console.png"
 EVENTS = 3_000
+
+
+LATEST = (  # the last ten minutes, newest last: a mix of outcomes at the top of the list
+    ("note.created", "done"),
+    ("segment.trend.alert", "dead"),
+    ("recording.event.custom", "done"),
+    ("metric.alert", "pending"),
+    ("note.created", "done"),
+    ("recording.event.custom", "dead"),
+    ("segment.created", "done"),
+    ("note.created", "pending"),
+)
+ERROR = "HTTP 503 from the service: upstream unavailable"
+
+
+async def latest(url: str) -> None:
+    """Store `LATEST` (received over the last ten minutes) and run each to its status, through the Inbox API."""
+    clock = ManualClock(time.time() - 590)
+    async with open_inbox(url, clock=clock) as inbox:
+        wanted = {}
+        for n, (kind, status) in enumerate(LATEST):
+            body, _ = signed_delivery(kind, {"id": f"latest-{n}"}, secret="unused", org_id=ORG)
+            await inbox.put(body, org_id=ORG)
+            wanted[delivery_key(ORG, body)] = status
+            clock.advance(70)
+        for record in await inbox.claim(10_000, lease=60):
+            status = wanted.get(record.key)
+            if status == "done":
+                await inbox.complete(record, attempt=InboxAttempt(1, clock(), 0.04, "done"))
+            elif status == "dead":
+                await inbox.bury(record, error=ERROR, attempt=InboxAttempt(1, clock(), 0.2, "dead", ERROR))
+            else:
+                await inbox.release(record)
 
 
 def main() -> None:
@@ -32,7 +68,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         url = f"sqlite:///{directory}/inbox.db"
-        asyncio.run(seed_inbox(url, EVENTS, days=1.0))
+        asyncio.run(seed_inbox(url, EVENTS, days=1.0, now=time.time() - 600))
+        asyncio.run(latest(url))
         command = [sys.executable, "-m", "fullstory_async", "inbox", "serve", "--inbox", url, "--port", "0"]
         process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         try:
