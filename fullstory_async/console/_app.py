@@ -179,7 +179,10 @@ async def list_page(request: web.Request) -> web.Response:
 async def delivery_page(request: web.Request) -> web.Response:
     """``GET /deliveries/{key}``: one delivery, its body as text and its attempts."""
     key = request.match_info["key"]
-    entry = await request.app[INBOX].get(key) if len(key) == 64 and key == key.lower() and key.isalnum() else None
+    try:
+        entry = await request.app[INBOX].get(key)
+    except InvalidArgumentError:  # not a key at all: no delivery either
+        entry = None
     if entry is None:
         return _page(request, "Not found", _pages.error("key: no delivery is stored under this key"), 404)
     main = _pages.delivery(entry, csrf=_csrf(request), actions=_actions(request))

@@ -29,6 +29,8 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from fullstory_async._exceptions import InvalidArgumentError
+
 SESSION_COOKIE = "fs_console_session"
 """The session cookie's name."""
 
@@ -62,6 +64,19 @@ LOGIN_EVERY = 2.0
 _MAX_CLIENTS = 4096  # addresses whose failed logins are remembered; past it the oldest is forgotten
 
 
+MIN_TOKEN = 16
+"""Characters a token needs at least (a login is throttled, but a short token is still guessable)."""
+
+
+def _token(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) < MIN_TOKEN):
+        raise InvalidArgumentError(
+            "token",
+            f"must be at least {MIN_TOKEN} characters: make a long random one "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+        )
+
+
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
@@ -71,7 +86,7 @@ def _positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) ->
 class ConsoleSettings:
     """How `console_app` guards the console (``fullstory-async inbox serve`` fills it from its flags)."""
 
-    token: str | None = attrs.field(default=None, repr=False)
+    token: str | None = attrs.field(default=None, repr=False, validator=_token)
     """The token of ``Authorization: Bearer`` and of the login; ``None``: no login (loopback only)."""
 
     read_only: bool = False

@@ -143,6 +143,8 @@ async def test_the_api_needs_the_bearer_token(inbox: Inbox, serve_console: Serve
         {"Authorization": "Bearer wrong"},
         {"Authorization": TOKEN},
         {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Bearer {TOKEN}x"},
     ):
         for method, path in (("GET", "/api/deliveries"), ("GET", "/api/stats"), ("POST", "/api/replay")):
             status, answer = await console.json(method, path, headers=headers, json={"status": "dead"})
