@@ -107,7 +107,8 @@ async def _guard_request(request: web.Request) -> None:
     public = request.path == "/login" or request.path.startswith("/static/")
     if caller is None and not public:
         if request.path.startswith("/api/"):
-            raise _Refused(401, "authorization: send Authorization: Bearer with the console's token")
+            bearer_needed = {"WWW-Authenticate": 'Bearer realm="fullstory-async console"'}
+            raise _Refused(401, "authorization: send Authorization: Bearer with the console's token", bearer_needed)
         raise web.HTTPSeeOther("/login")
     if settings.read_only and _is_action(request):
         raise _Refused(403, "read-only: this console only shows the inbox")
@@ -140,7 +141,8 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _refusal(request, exc.status, exc.reason)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None  # a 405 says what is allowed
+        return _refusal(request, exc.status, exc.reason, allow)
     except InvalidArgumentError as exc:
         return _refusal(request, 400, str(exc))
     except InboxError as exc:

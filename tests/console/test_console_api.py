@@ -200,6 +200,8 @@ async def test_unknown_and_malformed_keys(seeded: Seeded, serve_console: ServeCo
     status, answer = await console.json("GET", "/api/nothing")
     assert status == 404
     assert "error" in answer
+    status, headers, _ = await console.get("/api/replay")
+    assert headers["Allow"] == "POST"
     status, answer = await console.json("GET", "/api/replay")
     assert status == 405
     assert "error" in answer

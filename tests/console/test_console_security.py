@@ -149,6 +149,8 @@ async def test_the_api_needs_the_bearer_token(inbox: Inbox, serve_console: Serve
         for method, path in (("GET", "/api/deliveries"), ("GET", "/api/stats"), ("POST", "/api/replay")):
             status, answer = await console.json(method, path, headers=headers, json={"status": "dead"})
             assert (status, answer["error"].split(":")[0]) == (401, "authorization")
+    status, headers, _ = await console.get("/api/stats")
+    assert headers["WWW-Authenticate"] == 'Bearer realm="fullstory-async console"'
     status, answer = await console.json("GET", "/api/stats", headers={"Authorization": f"Bearer {TOKEN}"})
     assert (status, answer["dead"]) == (200, 5)
     # A bearer call needs no CSRF token (no browser adds that header by itself).
