@@ -13,7 +13,8 @@
   loopback console without a token) carries the page's token, in the form field ``csrf`` or
   the header ``X-CSRF-Token``; a bearer call needs none (a browser never adds that header).
 - **Headers** on every response: a Content-Security-Policy that allows only the console's own
-  script and style files (no inline script) and no framing, ``nosniff``, no referrer, no caching.
+  script and style files (no inline script) and no framing, ``nosniff``, no referrer sent to
+  other sites, no caching.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ CSP = (
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not no-referrer: under it a browser sends "Origin: null" on its own form
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -124,11 +125,14 @@ def check_origin(request: web.Request) -> str | None:
     The origin's host and port must be the request's ``Host`` (already checked); its scheme is
     not compared, since a proxy in front may terminate TLS (and both schemes reach this server).
     """
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+    site = request.headers.get("Sec-Fetch-Site")
+    if site not in (None, "same-origin", "none"):
         return "a request from another site"
     origin = request.headers.get("Origin")
     if origin is None:
         return None  # not from a browser page (a script), or a browser that sends no Origin on a same-origin form
+    if origin.strip() == "null" and site == "same-origin":  # a page of ours under a no-referrer policy of the user's
+        return None
     scheme, sep, netloc = origin.strip().lower().partition("://")
     if not sep or scheme not in ("http", "https") or netloc != request.headers.get("Host", "").strip().lower():
         return "a request from another origin"
