@@ -22,12 +22,9 @@ from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local
 from fullstory_async.cli._types import integer
 from fullstory_async.console import ConsoleSettings, console_app
-from fullstory_async.console._security import LOOPBACK_NAMES
+from fullstory_async.console._security import LOOPBACK_NAMES, MIN_TOKEN
 from fullstory_async.receiving import open_inbox
 from fullstory_async.receiving._limits import ConnectionLimits, serve
-
-MIN_TOKEN = 16
-"""Characters a console token needs at least (a login is throttled, but a short token is still guessable)."""
 
 _WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -78,15 +75,7 @@ def _name(host: str) -> str:
 
 
 def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
-    token = None
-    if args.token_env is not None:
-        token = env_secret("--token-env", args.token_env)
-        if len(token) < MIN_TOKEN:
-            raise InvalidArgumentError(
-                "--token-env",
-                f"the token in {args.token_env} is shorter than {MIN_TOKEN} characters: make a long random one "
-                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
-            )
+    token = None if args.token_env is None else env_secret("--token-env", args.token_env)
     secure = tls or args.behind_tls_proxy
     if is_loopback(args.host):
         hosts: frozenset[str] | None = LOOPBACK_NAMES | {_name(args.host)}
@@ -103,7 +92,10 @@ def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
             )
         # Behind a proxy the Host header is the proxy's public name; on every address it is any of them.
         hosts = None if args.behind_tls_proxy or args.host in _WILDCARDS else frozenset({_name(args.host)})
-    return ConsoleSettings(token=token, read_only=args.read_only, secure=secure, hosts=hosts)
+    try:
+        return ConsoleSettings(token=token, read_only=args.read_only, secure=secure, hosts=hosts)
+    except InvalidArgumentError as exc:  # the token's length
+        raise InvalidArgumentError("--token-env", f"the token in {args.token_env} {exc.problem}") from None
 
 
 async def _serve(args: argparse.Namespace) -> int:

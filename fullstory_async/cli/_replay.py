@@ -36,6 +36,9 @@ def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
     return argument
 
 
+_moment = _argument(functools.partial(_replaying.parse_moment, "time"))
+
+
 def replay_options(action: argparse.ArgumentParser) -> None:
     """Declare the options of ``inbox replay``."""
     action.description = (
@@ -44,18 +47,8 @@ def replay_options(action: argparse.ArgumentParser) -> None:
     )
     action.add_argument("--inbox", required=True, metavar="URL", help=URL_HELP)
     action.add_argument("--status", choices=("done", "dead"), help="only events in this state")
-    action.add_argument(
-        "--since",
-        type=_argument(functools.partial(_replaying.parse_moment, "time")),
-        metavar="TIME",
-        help="received at or after (RFC 3339 or 30m, 2h, 7d)",
-    )
-    action.add_argument(
-        "--until",
-        type=_argument(functools.partial(_replaying.parse_moment, "time")),
-        metavar="TIME",
-        help="received before (RFC 3339 or 30m, 2h, 7d)",
-    )
+    action.add_argument("--since", type=_moment, metavar="TIME", help="received at or after (RFC 3339 or 30m, 2h, 7d)")
+    action.add_argument("--until", type=_moment, metavar="TIME", help="received before (RFC 3339 or 30m, 2h, 7d)")
     action.add_argument("--event-type", metavar="NAME", help="only events of this eventName")
     action.add_argument(
         "--key",

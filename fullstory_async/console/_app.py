@@ -107,7 +107,8 @@ async def _guard_request(request: web.Request) -> None:
     public = request.path == "/login" or request.path.startswith("/static/")
     if caller is None and not public:
         if request.path.startswith("/api/"):
-            raise _Refused(401, "authorization: send Authorization: Bearer with the console's token")
+            bearer_needed = {"WWW-Authenticate": 'Bearer realm="fullstory-async console"'}
+            raise _Refused(401, "authorization: send Authorization: Bearer with the console's token", bearer_needed)
         raise web.HTTPSeeOther("/login")
     if settings.read_only and _is_action(request):
         raise _Refused(403, "read-only: this console only shows the inbox")
@@ -140,7 +141,8 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _refusal(request, exc.status, exc.reason)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None  # a 405 says what is allowed
+        return _refusal(request, exc.status, exc.reason, allow)
     except InvalidArgumentError as exc:
         return _refusal(request, 400, str(exc))
     except InboxError as exc:
@@ -179,7 +181,10 @@ async def list_page(request: web.Request) -> web.Response:
 async def delivery_page(request: web.Request) -> web.Response:
     """``GET /deliveries/{key}``: one delivery, its body as text and its attempts."""
     key = request.match_info["key"]
-    entry = await request.app[INBOX].get(key) if len(key) == 64 and key == key.lower() and key.isalnum() else None
+    try:
+        entry = await request.app[INBOX].get(key)
+    except InvalidArgumentError:  # not a key at all: no delivery either
+        entry = None
     if entry is None:
         return _page(request, "Not found", _pages.error("key: no delivery is stored under this key"), 404)
     main = _pages.delivery(entry, csrf=_csrf(request), actions=_actions(request))

@@ -13,7 +13,8 @@
   loopback console without a token) carries the page's token, in the form field ``csrf`` or
   the header ``X-CSRF-Token``; a bearer call needs none (a browser never adds that header).
 - **Headers** on every response: a Content-Security-Policy that allows only the console's own
-  script and style files (no inline script) and no framing, ``nosniff``, no referrer, no caching.
+  script and style files (no inline script) and no framing, ``nosniff``, no referrer sent to
+  other sites, no caching.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from fullstory_async._exceptions import InvalidArgumentError
+
 SESSION_COOKIE = "fs_console_session"
 """The session cookie's name."""
 
@@ -41,7 +44,7 @@ CSP = (
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not no-referrer: under it a browser sends "Origin: null" on its own form
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -62,6 +65,19 @@ LOGIN_EVERY = 2.0
 _MAX_CLIENTS = 4096  # addresses whose failed logins are remembered; past it the oldest is forgotten
 
 
+MIN_TOKEN = 16
+"""Characters a token needs at least (a login is throttled, but a short token is still guessable)."""
+
+
+def _token(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) < MIN_TOKEN):
+        raise InvalidArgumentError(
+            "token",
+            f"must be at least {MIN_TOKEN} characters: make a long random one "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+        )
+
+
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
@@ -71,7 +87,7 @@ def _positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) ->
 class ConsoleSettings:
     """How `console_app` guards the console (``fullstory-async inbox serve`` fills it from its flags)."""
 
-    token: str | None = attrs.field(default=None, repr=False)
+    token: str | None = attrs.field(default=None, repr=False, validator=_token)
     """The token of ``Authorization: Bearer`` and of the login; ``None``: no login (loopback only)."""
 
     read_only: bool = False
@@ -109,11 +125,14 @@ def check_origin(request: web.Request) -> str | None:
     The origin's host and port must be the request's ``Host`` (already checked); its scheme is
     not compared, since a proxy in front may terminate TLS (and both schemes reach this server).
     """
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+    site = request.headers.get("Sec-Fetch-Site")
+    if site not in (None, "same-origin", "none"):
         return "a request from another site"
     origin = request.headers.get("Origin")
     if origin is None:
         return None  # not from a browser page (a script), or a browser that sends no Origin on a same-origin form
+    if origin.strip() == "null" and site == "same-origin":  # a page of ours under a no-referrer policy of the user's
+        return None
     scheme, sep, netloc = origin.strip().lower().partition("://")
     if not sep or scheme not in ("http", "https") or netloc != request.headers.get("Host", "").strip().lower():
         return "a request from another origin"

@@ -1,4 +1,4 @@
-"""Fixtures for the console tests: a seeded inbox of each engine, and the console served on 127.0.0.1."""
+"""Fixtures for the console tests: a seeded inbox of each engine (``inbox_url``), the console on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from fullstory_async.console import ConsoleSettings, console_app
 from fullstory_async.receiving import Inbox, InboxAttempt, delivery_key, open_inbox
 from fullstory_async.testing import ManualClock
-from tests.receiving.conftest import postgres_dsn, reset_postgres
+from tests.receiving.conftest import empty_inbox_url
 
 START = 1_800_000_000.0
 """The seeded inbox's first delivery (seconds since the epoch); one more every 10 s."""
@@ -25,12 +25,8 @@ HOSTILE = '<script>alert("body")</script><img src=x onerror=alert(1)>'
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def inbox_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Return an empty inbox URL of each engine (PostgreSQL: FULLSTORY_TEST_POSTGRES_DSN, emptied; required in CI)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/inbox.db"
-    dsn = postgres_dsn()
-    await reset_postgres(dsn)
-    return dsn
+    """Return an empty inbox URL of each engine (PostgreSQL: FULLSTORY_TEST_POSTGRES_DSN, required in CI)."""
+    return await empty_inbox_url(request.param, tmp_path)
 
 
 @attrs.define

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import random
+import sqlite3
+from typing import Any
 
 import pytest
 
 from fullstory_async.receiving import _activity, open_inbox
 from fullstory_async.receiving._activity import WINDOW_MINUTES
+from fullstory_async.receiving._query import Params
 from fullstory_async.testing import ManualClock
 
 NOW = 1_900_000_000.0 + 37.5  # mid-minute
@@ -114,3 +117,38 @@ async def test_an_empty_inbox_has_a_quiet_day(inbox_url: str) -> None:
         activity = await inbox.activity()
     assert len(activity.minutes) == WINDOW_MINUTES + 1
     assert all((m.pending, m.done, m.dead, m.oldest_pending_age) == (0, 0, 0, None) for m in activity.minutes)
+
+
+READS = [
+    (_activity.cut_sql, "fullstory_inbox_received"),
+    (_activity.groups_sql, "fullstory_inbox_received"),
+    (_activity.oldest_before_sql, "fullstory_inbox_status_received"),
+]
+
+
+@pytest.mark.parametrize(("build", "index"), READS, ids=[build.__name__ for build, _ in READS])
+async def test_each_read_is_an_index_range(inbox_url: str, build: Any, index: str) -> None:
+    """Bounded work: every read walks a range of an index, never the whole table."""
+    async with open_inbox(inbox_url, clock=ManualClock(NOW), retention=None):
+        pass
+    style = "?" if inbox_url.startswith("sqlite") else "$"
+    param = Params(style)
+    sql = build(param, NOW - 86400)
+    if style == "?":
+        conn = sqlite3.connect(inbox_url.removeprefix("sqlite:///"))
+        plan = " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", param.values))
+        conn.close()
+        assert f"SEARCH fullstory_inbox USING COVERING INDEX {index} " in plan or (
+            f"SEARCH fullstory_inbox USING INDEX {index} " in plan
+        ), plan
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(inbox_url)
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        plan = " | ".join(row[0] for row in await conn.fetch(f"EXPLAIN {sql}", *param.values))
+    finally:
+        await conn.close()
+    assert "Seq Scan" not in plan, plan
+    assert f" {index} " in plan + " ", plan

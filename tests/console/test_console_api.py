@@ -200,6 +200,8 @@ async def test_unknown_and_malformed_keys(seeded: Seeded, serve_console: ServeCo
     status, answer = await console.json("GET", "/api/nothing")
     assert status == 404
     assert "error" in answer
+    status, headers, _ = await console.get("/api/replay")
+    assert headers["Allow"] == "POST"
     status, answer = await console.json("GET", "/api/replay")
     assert status == 405
     assert "error" in answer
@@ -321,3 +323,17 @@ async def test_read_only_hides_and_refuses_every_action(seeded: Seeded, serve_co
     status, answer = await console.json("POST", "/api/replay", json={"status": "dead"})
     assert (status, answer["error"].split(":")[0]) == (403, "read-only")
     assert (await seeded.inbox.stats()).dead == 5
+
+
+async def test_every_control_is_labelled_and_every_page_navigates(seeded: Seeded, serve_console: ServeConsole) -> None:
+    console = await serve_console(seeded.inbox)
+    for path in ("/", "/?status=lost", f"/deliveries/{seeded.keys[0]}", "/activity", f"/deliveries/{'0' * 64}"):
+        _, _, text = await console.get(path)
+        assert '<nav aria-label="Console"><a href="/">Deliveries</a> <a href="/activity">Activity</a></nav>' in text
+        assert re.search(r'<html lang="en">.*<title>[^<]+</title>.*<main id="main">', text)
+        controls = re.findall(r'<(?:input|select)\b(?![^>]*type="hidden")[^>]*\bid="([^"]+)"', text)
+        for control in controls:
+            assert f'<label for="{control}">' in text, (path, control)
+        assert len(re.findall(r"<(?:input|select)\b(?![^>]*type=\"hidden\")", text)) == len(controls)
+    _, _, text = await console.get("/")
+    assert re.findall(r'<label for="([^"]+)">', text) == ["status", "event_type", "since", "until", "key", "limit"]

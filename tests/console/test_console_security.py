@@ -18,7 +18,7 @@ TOKEN = "console-token-0123456789-abcdef"
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -78,6 +78,7 @@ async def test_a_foreign_host_cannot_replay(inbox: Inbox, serve_console: ServeCo
     [
         {"Origin": "http://evil.example"},
         {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},  # a sandboxed frame of another site
         {"Origin": "http://127.0.0.1:1"},
         {"Origin": "http://localhost:{port}"},  # another origin than the Host the request names
         {"Sec-Fetch-Site": "cross-site"},
@@ -98,6 +99,16 @@ async def test_a_state_changing_request_from_another_origin_is_refused(
     assert (await inbox.stats()).dead == 5
     same = {"Origin": f"http://127.0.0.1:{console.port}", "Sec-Fetch-Site": "same-origin"}
     status, _, _ = await console.post("/replay", data={"csrf": csrf, "status": "dead"}, headers=same)
+    assert status == 200
+    assert (await inbox.stats()).dead == 0
+
+
+async def test_a_null_origin_from_our_own_page_is_accepted(inbox: Inbox, serve_console: ServeConsole) -> None:
+    """Under a user's no-referrer policy a browser sends "Origin: null" on a same-origin form, with Sec-Fetch-Site."""
+    console = await serve_console(inbox)
+    csrf = await console.csrf()
+    ours = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    status, _, _ = await console.post("/replay", data={"csrf": csrf, "status": "dead"}, headers=ours)
     assert status == 200
     assert (await inbox.stats()).dead == 0
 
@@ -143,10 +154,14 @@ async def test_the_api_needs_the_bearer_token(inbox: Inbox, serve_console: Serve
         {"Authorization": "Bearer wrong"},
         {"Authorization": TOKEN},
         {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Bearer {TOKEN}x"},
     ):
         for method, path in (("GET", "/api/deliveries"), ("GET", "/api/stats"), ("POST", "/api/replay")):
             status, answer = await console.json(method, path, headers=headers, json={"status": "dead"})
             assert (status, answer["error"].split(":")[0]) == (401, "authorization")
+    status, headers, _ = await console.get("/api/stats")
+    assert headers["WWW-Authenticate"] == 'Bearer realm="fullstory-async console"'
     status, answer = await console.json("GET", "/api/stats", headers={"Authorization": f"Bearer {TOKEN}"})
     assert (status, answer["dead"]) == (200, 5)
     # A bearer call needs no CSRF token (no browser adds that header by itself).
