@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,11 +157,11 @@ def page(context: BrowserContext) -> Page:
 
 # ------------------------------------------------------------------------------------------------ the inbox
 
-T0 = float(int(datetime.now(UTC).timestamp()) // 60 * 60 - 3 * 3600)
-"""When the first seeded delivery was received: three hours ago, on a minute."""
+AGO = 3 * 3600.0
+"""The first seeded delivery was received this many seconds before the seeding."""
 
 STEP = 600.0
-"""Seconds between two seeded deliveries (received at T0, T0 + STEP, ...)."""
+"""Seconds between two seeded deliveries (received at ``t0``, ``t0 + STEP``, ...)."""
 
 # (name, event type, final status) oldest first; the bodies are made by `_body`.
 SEEDED: tuple[tuple[str, str | None, str], ...] = (
@@ -200,6 +201,7 @@ class Seeded:
 
     url: str
     keys: dict[str, str]
+    t0: float
 
     @property
     def newest_first(self) -> list[str]:
@@ -215,7 +217,7 @@ class Seeded:
 
     def received(self, name: str) -> datetime:
         index = [n for n, _, _ in SEEDED].index(name)
-        return datetime.fromtimestamp(T0 + index * STEP, UTC)
+        return datetime.fromtimestamp(self.t0 + index * STEP, UTC)
 
 
 async def seed(inbox: Inbox, clock: ManualClock) -> dict[str, str]:
@@ -263,14 +265,15 @@ def postgres_dsn() -> str:
 
 
 def seed_inbox(url: str) -> Seeded:
-    """Seed the inbox at ``url`` (`SEEDED`, received from `T0` on) and return its keys."""
+    """Seed the inbox at ``url`` (`SEEDED`, the first received `AGO` seconds ago) and return its keys."""
+    t0 = float(int(time.time() - AGO))  # whole seconds: a filter typed to the microsecond matches exactly
 
     async def run() -> dict[str, str]:
-        clock = ManualClock(T0)
+        clock = ManualClock(t0)
         async with open_inbox(url, clock=clock) as inbox:
             return await seed(inbox, clock)
 
-    return Seeded(url, in_a_thread(run))
+    return Seeded(url, in_a_thread(run), t0)
 
 
 def in_a_thread(main: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -104,7 +104,10 @@ def test_the_list_shows_every_delivery_newest_first_and_each_filter_narrows_it(
     apply(page, event_type="", since=since.isoformat(), until=until.isoformat())
     assert keys_shown(page) == [seeded_each.keys[n] for n in ("note-7", "latin1", "note-5", "trend-4")]
 
-    apply(page, since="", until="", key=seeded_each.keys["metric-9"][:12])
+    apply(page, since="85m", until="")  # relative, as `inbox replay --since`: the last 85 minutes
+    assert keys_shown(page) == seeded_each.newest_first[:5]  # received 40, 50, ... 80 minutes ago
+
+    apply(page, since="", key=seeded_each.keys["metric-9"][:12])
     assert keys_shown(page) == [seeded_each.keys["metric-9"]]
 
     apply(page, key="f" * 64)
