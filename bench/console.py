@@ -32,9 +32,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 from _seed import seed_inbox  # bench/ is on the path of a script run from it
+from receiver_soak import admin, with_database
 
 TARGET_MS = 300.0
 UNTARGETED = ("/activity", "/api/stats")
@@ -146,21 +146,6 @@ def measure(engine: str, inbox_url: str, events: int | None) -> bool:
             )
     print(json.dumps({"engine": engine, "events": events, "target_ms": TARGET_MS, "median_ms": figures}))
     return all(median <= TARGET_MS for median in figures.values())
-
-
-def with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-async def admin(dsn: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @contextlib.contextmanager

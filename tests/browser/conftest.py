@@ -35,13 +35,13 @@ import pytest
 
 from fullstory_async.receiving import Inbox, InboxAttempt, delivery_key, open_inbox, signed_delivery
 from fullstory_async.testing import ManualClock
+from tests.receiving.conftest import empty_inbox_url
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Dialog, Page, Route
 
 T = TypeVar("T")
 SWITCH = "FULLSTORY_TEST_BROWSER"
-POSTGRES_DSN_ENV = "FULLSTORY_TEST_POSTGRES_DSN"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -243,27 +243,6 @@ async def seed(inbox: Inbox, clock: ManualClock) -> dict[str, str]:
     return keys
 
 
-def postgres_dsn() -> str:
-    """Return the test database, its inbox tables dropped; skip without it locally, fail under CI."""
-    dsn = os.environ.get(POSTGRES_DSN_ENV)
-    if not dsn:
-        _missing(f"{POSTGRES_DSN_ENV} is not set: no PostgreSQL to test against (.ci/run starts one)")
-    import asyncpg
-
-    async def reset() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(
-                "DROP TABLE IF EXISTS fullstory_inbox, fullstory_inbox_schema, fullstory_inbox_attempts, "
-                "fullstory_inbox_backfill"
-            )
-        finally:
-            await conn.close()
-
-    in_a_thread(reset)
-    return str(dsn)
-
-
 def seed_inbox(url: str) -> Seeded:
     """Seed the inbox at ``url`` (`SEEDED`, the first received `AGO` seconds ago) and return its keys."""
     t0 = float(int(time.time() - AGO))  # whole seconds: a filter typed to the microsecond matches exactly
@@ -291,9 +270,7 @@ def seeded(tmp_path: Path) -> Seeded:
 @pytest.fixture(params=["sqlite", "postgres"])
 def seeded_each(request: pytest.FixtureRequest, tmp_path: Path) -> Seeded:
     """Return a seeded inbox of each engine (PostgreSQL: the test database, emptied first)."""
-    if request.param == "sqlite":
-        return seed_inbox(f"sqlite:///{tmp_path}/inbox.db")
-    return seed_inbox(postgres_dsn())
+    return seed_inbox(in_a_thread(lambda: empty_inbox_url(request.param, tmp_path)))
 
 
 # ------------------------------------------------------------------------------------------------ the console
