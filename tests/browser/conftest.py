@@ -1,7 +1,7 @@
-"""Browser fixtures: one Chromium per session (Playwright), a seeded inbox, the console as a real CLI process.
+"""Browser fixtures: one Chromium for the module (Playwright), a seeded inbox, the console as a real CLI process.
 
 The browser tests run only with ``FULLSTORY_TEST_BROWSER=1`` (``nox -s tests-3.12`` sets it; the
-other Pythons skip them): Debian's Chromium at ``shutil.which("chromium")``, never a browser
+other Pythons deselect them): Debian's Chromium at ``shutil.which("chromium")``, never a browser
 Playwright downloads. With the switch on, a missing ``chromium`` skips them locally and fails
 them under CI (``CI`` set), as the PostgreSQL tests do.
 

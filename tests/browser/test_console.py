@@ -68,6 +68,15 @@ def see_result(page: Page, text: str) -> None:
     expect(page.locator("#result[role=status]")).to_have_text(text)
 
 
+def test_the_guard_stops_and_reports_what_a_page_fetches_from_elsewhere(page: Page, guard: Guard) -> None:
+    """The route every test's pages go through aborts a request off the console's origin and records it."""
+    guard.origins.add("http://127.0.0.1:9")
+    page.set_content('<img src="http://192.0.2.1/pixel.png"><link rel="stylesheet" href="https://example.com/x.css">')
+    page.wait_for_load_state("load")
+    assert sorted(guard.foreign) == ["http://192.0.2.1/pixel.png", "https://example.com/x.css"]
+    guard.foreign.clear()  # seen: the teardown's check would fail the test on them
+
+
 # ------------------------------------------------------------------------------------------------ list and filters
 
 
