@@ -264,6 +264,24 @@ def test_replay_the_filtered_set_then_requeue_the_dead_letters(
     assert {kind for kind, _ in guard.dialogs} <= {"confirm"}
 
 
+def test_replay_matching_without_a_filter_asks_to_confirm_first(
+    seeded: Seeded, console: StartConsole, page: Page
+) -> None:
+    """As ``inbox replay`` without ``--all``: a confirm page first; only Confirm replays every done and dead one."""
+    served = console(seeded.url)
+    page.goto(served.url + "/")
+    press(page, page.locator("form#replay-filtered").get_by_role("button", name="Replay matching"))
+    expect(page.locator("#confirm[role=alert]")).to_have_count(1)
+    assert page.locator("#result").count() == 0
+    other = page.context.new_page()
+    other.goto(served.url + "/?status=done")
+    assert len(keys_shown(other)) == 9  # nothing replayed yet
+    press(page, page.locator("form#confirm-form").get_by_role("button", name="Confirm"))
+    see_result(page, "replayed 12 of 15 matched")
+    page.goto(served.url + "/?status=pending")
+    assert len(keys_shown(page)) == len(SEEDED)
+
+
 def test_a_form_post_without_its_csrf_token_is_refused(seeded: Seeded, console: StartConsole, page: Page) -> None:
     """Requeue dead letters with the page's ``csrf`` field removed is refused and changes nothing."""
     served = console(seeded.url)
@@ -401,6 +419,11 @@ def test_the_activity_page_charts_and_tabulates_the_last_day(seeded: Seeded, con
     ]
     minute = seeded.received("metric-2").strftime("%H:%M")
     assert minute in table.inner_text()
+    rows = table.locator("tr:has(td)").evaluate_all(
+        "rows => rows.map(r => [...r.querySelectorAll('td')].slice(1, 4).map(c => Number(c.innerText)))"
+    )
+    totals = [sum(row[column] for row in rows) for column in range(3)]
+    assert totals == [3, 9, 3]  # pending, done, dead: every seeded delivery counted once, by its status now
 
 
 # ------------------------------------------------------------------------------------------------ off loopback
