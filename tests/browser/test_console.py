@@ -7,13 +7,14 @@ body holding ``<script>`` and ``onerror`` markup, a Latin-1 body), starts the re
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.browser.conftest import DEAD_ERROR, HOSTILE_TYPE, SEEDED, XSS, Guard, Seeded, StartConsole
+from tests.browser.conftest import DEAD_ERROR, HOSTILE_TYPE, NOT_UTF8, SEEDED, XSS, Guard, Seeded, StartConsole
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Locator, LocatorAssertions, Page, Response
@@ -222,10 +223,6 @@ def test_a_body_that_is_not_utf8_is_shown_as_base64_with_a_note(
     seeded: Seeded, console: StartConsole, page: Page
 ) -> None:
     """The Latin-1 body appears base64-encoded (and says so), never mis-decoded."""
-    import base64
-
-    from tests.browser.conftest import NOT_UTF8
-
     served = console(seeded.url)
     page.goto(served.url + f"/deliveries/{seeded.keys['latin1']}")
     assert base64.b64encode(NOT_UTF8).decode() in page.locator("pre#body").inner_text().replace("\n", "")
@@ -233,11 +230,12 @@ def test_a_body_that_is_not_utf8_is_shown_as_base64_with_a_note(
 
 
 def test_an_unknown_delivery_is_a_404_page(seeded: Seeded, console: StartConsole, page: Page) -> None:
+    """A full key that names no delivery answers 404 with a page saying so."""
     served = console(seeded.url)
     response = page.goto(served.url + "/deliveries/" + "e" * 64)
     assert response is not None
     assert response.status == 404
-    assert page.locator("main").count() == 1
+    assert page.locator("main p#error[role=alert]").count() == 1
 
 
 # ------------------------------------------------------------------------------------------------ replaying sets
@@ -261,7 +259,7 @@ def test_replay_the_filtered_set_then_requeue_the_dead_letters(
     see_result(page, "replayed 3 of 3 matched")
     page.goto(served.url + "/?status=dead")
     assert page.locator("p#empty").inner_text().strip() == "No deliveries match."
-    assert {kind for kind, _ in guard.dialogs} <= {"confirm"}
+    assert [kind for kind, _ in guard.dialogs] == ["confirm", "confirm"]  # console.js asked before each action
 
 
 def test_replay_matching_without_a_filter_asks_to_confirm_first(
