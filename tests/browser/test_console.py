@@ -435,7 +435,8 @@ def test_a_console_bound_to_all_addresses_needs_a_login(
 
     The session cookie is HttpOnly, SameSite=Strict, Secure (under TLS, or behind a TLS proxy: Chromium
     keeps a Secure cookie of http://127.0.0.1) and not the token; the token appears
-    in no page and no output; a POST without its CSRF token is refused even when logged in.
+    in no page and no output; a POST without its CSRF token is refused even when logged in; after
+    Log out, the old session's cookie opens nothing.
     """
     if tls == "certificate":  # the suite's private CA; the browser context accepts it
         flags = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
@@ -484,3 +485,10 @@ def test_a_console_bound_to_all_addresses_needs_a_login(
         assert other.url == served.url + "/login"  # the session is per browser, not per address
     finally:
         stranger.close()
+
+    press(page, page.locator("form#logout").get_by_role("button", name="Log out"))
+    page.goto(served.url + "/")
+    assert page.url == served.url + "/login"
+    context.add_cookies([cookie])  # the old session's cookie, put back: the server has ended that session
+    page.goto(served.url + "/")
+    assert page.url == served.url + "/login"
