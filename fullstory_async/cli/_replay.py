@@ -32,7 +32,10 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 def moment(text: str) -> datetime:
     """Parse ``--since``/``--until``: RFC 3339 with an offset, or a time ago (``30m``, ``2h``, ``7d``)."""
     if match := _RELATIVE.fullmatch(text.strip()):
-        return datetime.now(UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            return datetime.now(UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:  # further back than year 1
+            raise argparse.ArgumentTypeError(f"{text!r} is further back than any time can be") from None
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -91,8 +91,8 @@ class ForwardOutcome:
 class ForwardTarget:
     """Where and how to forward: the service's URL and the connection's settings."""
 
-    url: str
-    """The service's ``http(s)`` URL."""
+    url: str = attrs.field(repr=lambda url: repr(shown_url(url)))
+    """The service's ``http(s)`` URL (its user info and query, which may hold credentials, are not in the repr)."""
 
     timeout: float = 10.0
     """Seconds one attempt may take, connection and whole answer included."""
@@ -129,14 +129,23 @@ class ForwardTarget:
 
     def ssl_context(self) -> ssl.SSLContext:
         """Build a verifying TLS context: the system's CAs or ``ca_file``, and the client certificate if any."""
+        field = "ca_file"
         try:
             context = ssl.create_default_context(cafile=self.ca_file)
             if self.client_cert is not None:
+                field = "client_cert"
                 context.load_cert_chain(self.client_cert, self.client_key)
         except (OSError, ssl.SSLError) as exc:
-            field = "ca_file" if self.ca_file and "cafile" in str(exc).lower() else "client_cert"
             raise InvalidArgumentError(field, f"cannot be loaded: {exc.__class__.__name__}") from None
         return context
+
+
+def shown_url(url: str) -> str:
+    """Return a URL as shown in reprs and output: its user info and query left out (they may hold credentials)."""
+    try:
+        return str(yarl.URL(url).with_user(None).with_query(None))
+    except (TypeError, ValueError):
+        return "<not a URL>"
 
 
 def _printable(text: str) -> str:
@@ -170,7 +179,7 @@ class Forwarder:
         """Attempts in a row that got no answer (reset by any answer)."""
 
     def __repr__(self) -> str:
-        return f"<Forwarder to {self._url.with_query(None).with_user(None)!s}>"
+        return f"<Forwarder to {shown_url(self.target.url)}>"
 
     async def __aenter__(self) -> Forwarder:
         return self
@@ -214,16 +223,25 @@ class Forwarder:
 
     @staticmethod
     async def _excerpt(answer: aiohttp.ClientResponse) -> str:
+        """Read at most `MAX_ANSWER_BYTES` of a refusal; a body cut short or stalled keeps what came.
+
+        The status line is the answer: a 400 whose body never ends is still a 400 (a dead
+        letter), not "no answer" (retried, and counted towards the outage pause).
+        """
         if 200 <= answer.status < 300:
             return ""
         data = bytearray()
-        while len(data) < MAX_ANSWER_BYTES:
-            chunk = await answer.content.read(MAX_ANSWER_BYTES - len(data))
-            if not chunk:
-                break
-            data += chunk
+        cut = ""
+        try:
+            while len(data) < MAX_ANSWER_BYTES:
+                chunk = await answer.content.read(MAX_ANSWER_BYTES - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            cut = f" (answer cut short: {type(exc).__name__})"
         text = " ".join(data.decode("utf-8", errors="replace").split())
-        return text[:_EXCERPT] + ("..." if len(text) > _EXCERPT else "")
+        return text[:_EXCERPT] + ("..." if len(text) > _EXCERPT else "") + cut
 
     def _classify(self, status: int, reason: str | None, headers: Mapping[str, str], excerpt: str) -> ForwardOutcome:
         if 200 <= status < 300:
@@ -242,6 +260,8 @@ def _failure(exc: BaseException) -> str:
         return f"TLS certificate not trusted: {getattr(exc, 'certificate_error', exc)}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ClientResponseError):  # its text ends with the URL, query (a token?) included
+        return f"{type(exc).__name__}: {exc.message}"[:_EXCERPT]
     return f"{type(exc).__name__}: {exc}"[:_EXCERPT]
 
 
