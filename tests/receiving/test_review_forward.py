@@ -24,6 +24,7 @@ SECRET = "whsec_" + base64.b64encode(b"review-forward-signing-key-32by!").decode
 ORG = "o-1A2B3C-na1"
 ENV = {**os.environ, "FS_FORWARD_SECRET": SECRET, "FS_RECEIVE_SECRET": "wh-review-receive-1"}
 
+
 @pytest.fixture
 async def raw_service() -> AsyncIterator[Callable[..., Awaitable[str]]]:
     """Serve a raw-socket "service" on 127.0.0.1 that reads a request and writes ``answer`` bytes as they are.
@@ -146,8 +147,17 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
     [
         (("forward", "--to", "https://127.0.0.1/x", "--ca-file", "/nonexistent/ca.pem"), "--ca-file: cannot be loaded"),
         (
-            ("receive", "--secret-env", "FS_RECEIVE_SECRET", "--port", "0", "--forward-to", "http://events.internal/x")
-            + ("--sign-secret-env", "FS_FORWARD_SECRET"),
+            (
+                "receive",
+                "--secret-env",
+                "FS_RECEIVE_SECRET",
+                "--port",
+                "0",
+                "--sign-secret-env",
+                "FS_FORWARD_SECRET",
+                "--forward-to",
+                "http://events.internal/x",
+            ),
             "--forward-to: plain http",  # before: "--to", a flag receive does not have
         ),
         (  # before: accepted and ignored, so nothing was ever forwarded
@@ -156,7 +166,9 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
         ),
     ],
 )
-async def test_forwarding_usage_errors_name_the_flag_the_user_typed(tmp_path: Path, args: tuple[str, ...], message: str):
+async def test_forwarding_usage_errors_name_the_flag_the_user_typed(
+    tmp_path: Path, args: tuple[str, ...], message: str
+):
     command, *rest = args
     extra = ("--sign-secret-env", "FS_FORWARD_SECRET") if command == "forward" else ()
     code, out, err = await run_cli(command, "--inbox", f"sqlite:///{tmp_path}/u.db", *rest, *extra)
