@@ -1,4 +1,4 @@
-"""Adversarial review of ``inbox replay`` (#21): filters at their edges, on SQLite and PostgreSQL, and a worker mid-run."""
+"""Adversarial review of ``inbox replay`` (#21): filters at their edges, on both engines, a worker mid-run."""
 
 from __future__ import annotations
 
