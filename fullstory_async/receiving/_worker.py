@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import math
@@ -141,7 +142,8 @@ class InboxWorker:
         self._hooks = tuple(hooks)
         self._threads = HandlerThreads(concurrency, name="fullstory-inbox-handler")
         self._unhealthy_logged = False
-        self._outage = 0  # ServiceUnavailableError verdicts in a row: the open circuit breaker's backoff step
+        self._outage = 0  # the open circuit breaker's backoff step: 1 when it opened, one more per failed probe
+        self._probes: set[str] = set()  # keys claimed while the breaker was half open
         self._claims_paused_until = -math.inf  # on the inbox's clock
 
     def __repr__(self) -> str:
@@ -184,12 +186,18 @@ class InboxWorker:
                 run = self._run(record, None)
                 self._emit("on_run_end", run, RunResult("not_run", "dead", record.last_error, 0.0))
                 continue
+            if self._outage:
+                self._probes.add(record.key)
             task = asyncio.get_running_loop().create_task(
                 self._process(record), name=f"fullstory-inbox:{record.key[:12]}"
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(functools.partial(self._probe_ended, record.key))
         return len(records)
+
+    def _probe_ended(self, key: str, _task: asyncio.Task[None]) -> None:
+        self._probes.discard(key)
 
     async def run_until_idle(self) -> int:
         """Handle every event due now (and retries that fall due meanwhile); return how many completed."""
@@ -315,7 +323,7 @@ class InboxWorker:
             await self._release(record)
             return "not_run", None, None
         except ServiceUnavailableError as exc:
-            self._pause_claims(exc.reason)
+            self._pause_claims(exc.reason, probe=record.key in self._probes)
             await self._release(record)
             return "not_run", None, exc.reason[:1000]
         except DeadLetterError as exc:
@@ -359,7 +367,10 @@ class InboxWorker:
                 self.concurrency,
             )
 
-    def _pause_claims(self, reason: str) -> None:
+    def _pause_claims(self, reason: str, *, probe: bool) -> None:
+        """Open the breaker, or step its backoff on a failed probe (events already in flight when it opened do not)."""
+        if self._outage and not probe:
+            return
         self._outage += 1
         pause = self.retry_delay(self._outage)
         self._claims_paused_until = max(self._claims_paused_until, self.inbox.clock() + pause)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,8 +17,22 @@ import pytest
 from aiohttp import web
 
 from fullstory_async import InvalidArgumentError
-from fullstory_async.receiving import delivery_key, open_inbox, signed_delivery, verify_forwarded
-from fullstory_async.receiving._forward import ATTEMPT_HEADER, Forwarder, ForwardOutcome, ForwardTarget
+from fullstory_async.receiving import (
+    ForwardHandler,
+    InboxWorker,
+    delivery_key,
+    open_inbox,
+    signed_delivery,
+    verify_forwarded,
+)
+from fullstory_async.receiving._forward import (
+    ATTEMPT_HEADER,
+    UNREACHABLE_BEFORE_PAUSE,
+    Forwarder,
+    ForwardOutcome,
+    ForwardTarget,
+)
+from fullstory_async.testing import ManualClock
 from tests.fakes import Pki, Serve
 
 SECRET = "whsec_" + base64.b64encode(b"review-forward-signing-key-32by!").decode()
@@ -233,3 +248,47 @@ async def test_a_forwarder_killed_mid_flight_loses_nothing_and_resends_the_same_
         [record] = [r async for r in inbox.export()]
     assert (record.status, record.attempts) == ("done", 2)
     assert SECRET not in err.decode()
+
+
+async def test_one_outage_opens_the_breaker_once_not_once_per_event_in_flight(tmp_path: Path):
+    """16 events in flight when the 20th failure opens the breaker: the pause is 1 s, then 2 s, not an hour.
+
+    Before: every in-flight event's ``ServiceUnavailableError`` was one more backoff step, so a
+    blip of 20 refused connections paused a 16-wide forwarder for ``max_delay`` (3600 s).
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    clock = ManualClock(1_700_000_000.0)
+    bodies = [signed_delivery("note.created", {"id": f"burst-{n}"}, secret="s", org_id=ORG)[0] for n in range(40)]
+    arrived: list[str] = []
+
+    async def service(request: web.Request) -> web.Response:
+        arrived.append(verify_forwarded(await request.read(), request.headers, SECRET, tolerance=None))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/events", service)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        async with (
+            open_inbox(f"sqlite:///{tmp_path}/burst.db", clock=clock) as inbox,
+            Forwarder(ForwardTarget(f"http://127.0.0.1:{port}/events", timeout=0.5), secret=SECRET) as forwarder,
+        ):
+            for body in bodies:
+                await inbox.put(body, org_id=ORG)
+            worker = InboxWorker(inbox, ForwardHandler(forwarder), concurrency=16, max_attempts=12, max_delay=3600)
+            await worker.run_until_idle()  # the service is down: the breaker opens
+            assert worker.claims_paused == 1.0
+            clock.advance(1)
+            await worker.run_until_idle()  # one probe, still down
+            assert worker.claims_paused == 2.0
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            clock.advance(2)
+            assert await worker.run_until_idle() == 40  # a probe gets through: claiming as usual again
+            attempts = [r.attempts async for r in inbox.export()]
+    finally:
+        await runner.cleanup()
+    assert sorted(arrived) == sorted(delivery_key(ORG, body) for body in bodies)
+    assert sum(attempts) == 40 + UNREACHABLE_BEFORE_PAUSE - 1  # the outage cost 19 attempts, the probes none
