@@ -12,6 +12,7 @@ migrates an inbox.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,9 @@ CONFIRM_ABOVE = 10_000
 """Matches above which a replay needs ``--yes`` (a mistyped filter should not re-send a month of events)."""
 
 _RELATIVE = re.compile(r"([1-9][0-9]*)([smhd])")
+_RFC3339 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+|)([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -36,11 +40,13 @@ def moment(text: str) -> datetime:
             return datetime.now(UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
         except OverflowError:  # further back than year 1
             raise argparse.ArgumentTypeError(f"{text!r} is further back than any time can be") from None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        value = None
-    if value is None or value.utcoffset() is None or "T" not in text.upper():
+    value = None
+    if match := _RFC3339.fullmatch(text.strip()):  # not fromisoformat alone: it takes ISO 8601 forms beyond RFC 3339
+        date, fraction, offset = match.groups()
+        offset = "+00:00" if offset in "Zz" else offset
+        with contextlib.suppress(ValueError):  # a day or hour out of range
+            value = datetime.fromisoformat(f"{date[:10]}T{date[11:]}{fraction[:7]}{offset}")
+    if value is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither an RFC 3339 time with an offset (2026-01-02T03:04:05Z) nor a time ago (30m, 2h, 7d)"
         )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from fullstory_async.cli import main
+from fullstory_async.cli._replay import moment
 from fullstory_async.receiving import Inbox, InboxRecord, delivery_key, open_inbox, signed_delivery
 from fullstory_async.testing import ManualClock
 
@@ -119,3 +120,27 @@ async def test_replay_of_an_event_a_worker_holds_right_now(inbox_url: str, capsy
         entry = await inbox.get(record.key)
     assert entry is not None
     assert (entry.record.status, entry.record.attempts) == ("pending", 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "meant"),
+    [
+        ("2026-12-01T00:00:00z", datetime(2026, 12, 1, tzinfo=UTC)),  # RFC 3339 5.6: "T" and "Z" may be lowercase
+        ("2026-12-01 09:00:00+09:00", datetime(2026, 12, 1, tzinfo=UTC)),  # and a space may separate (its NOTE)
+        ("2026-12-01T00:00:00.123456789Z", datetime(2026, 12, 1, 0, 0, 0, 123456, tzinfo=UTC)),
+    ],
+)
+def test_rfc_3339_times_are_read_as_rfc_3339_says(text: str, meant: datetime) -> None:
+    """Before: a lowercase ``z`` or a space separator, both valid RFC 3339, were refused."""
+    assert moment(text) == meant
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-W49-1T00:00:00Z", "20261201T000000Z", "2026-12-01T00Z", "2026-12-01T00:00Z", "2026-02-30T00:00:00Z"],
+)
+async def test_iso_8601_forms_that_are_not_rfc_3339_exit_2(tmp_path, capsys: pytest.CaptureFixture[str], text: str):
+    """Before: week dates, the basic format and truncated times were taken (``fromisoformat`` reads ISO 8601)."""
+    code, out, err = await cli(capsys, "replay", "--inbox", f"sqlite:///{tmp_path}/x.db", "--since", text, "--all")
+    assert (code, out) == (2, "")
+    assert "argument --since: " in err
