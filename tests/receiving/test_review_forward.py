@@ -9,17 +9,20 @@ import signal
 import socket
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fullstory_async import InvalidArgumentError
 from fullstory_async.receiving import (
     ForwardHandler,
     InboxWorker,
+    SignatureVerificationError,
     delivery_key,
     open_inbox,
     signed_delivery,
@@ -32,6 +35,7 @@ from fullstory_async.receiving._forward import (
     ForwardOutcome,
     ForwardTarget,
 )
+from fullstory_async.receiving._forwarded import sign_forwarded
 from fullstory_async.testing import ManualClock
 from tests.fakes import Pki, Serve
 
@@ -292,3 +296,38 @@ async def test_one_outage_opens_the_breaker_once_not_once_per_event_in_flight(tm
         await runner.cleanup()
     assert sorted(arrived) == sorted(delivery_key(ORG, body) for body in bodies)
     assert sum(attempts) == 40 + UNREACHABLE_BEFORE_PAUSE - 1  # the outage cost 19 attempts, the probes none
+
+
+def test_the_verifier_and_the_reference_library_agree_at_the_edges():
+    """Timestamps at the tolerance edge and several signatures: ``verify_forwarded`` and ``standardwebhooks`` agree."""
+    body, key = b'{"eventName":"note.created"}', "cd" * 32
+    other = "whsec_" + base64.b64encode(b"another-secret-of-thirty-two-by!").decode()
+    now = int(time.time())
+
+    def ours(headers: dict[str, str], at: float) -> bool:
+        try:
+            return verify_forwarded(body, headers, SECRET, now=at) == key
+        except SignatureVerificationError:
+            return False
+
+    def library(headers: dict[str, str]) -> bool:
+        try:
+            Webhook(SECRET).verify(body, headers)
+        except WebhookVerificationError:
+            return False
+        return True
+
+    for skew, accepted in ((-300, True), (300, True), (-301, False), (301, False)):
+        assert ours(sign_forwarded(body, secret=SECRET, webhook_id=key, timestamp=now + skew), now) is accepted
+    for skew, accepted in ((-290, True), (290, True), (-310, False), (310, False)):  # the library reads the clock
+        headers = sign_forwarded(body, secret=SECRET, webhook_id=key, timestamp=now + skew)
+        assert (ours(headers, time.time()), library(headers)) == (accepted, accepted)
+    good = sign_forwarded(body, secret=SECRET, webhook_id=key, timestamp=now)
+    rotated = sign_forwarded(body, secret=other, webhook_id=key, timestamp=now)["webhook-signature"]
+    for signatures, accepted in (
+        (f"{rotated} {good['webhook-signature']}", True),
+        (f"{good['webhook-signature']} {rotated}", True),
+        (f"{rotated} {rotated}", False),
+    ):
+        headers = {**good, "webhook-signature": signatures}
+        assert (ours(headers, now), library(headers)) == (accepted, accepted)
