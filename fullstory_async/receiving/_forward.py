@@ -44,6 +44,7 @@ from fullstory_async._version import __version__
 from fullstory_async.receiving._events import WebhookEvent
 from fullstory_async.receiving._forwarded import forward_key, sign_forwarded
 from fullstory_async.receiving._inbox import delivery_key
+from fullstory_async.receiving._settings import positive
 from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
 
 ATTEMPT_HEADER = "Fullstory-Forward-Attempt"
@@ -167,6 +168,7 @@ class Forwarder:
 
     def __init__(self, target: ForwardTarget, *, secret: str, concurrency: int = 16) -> None:
         forward_key(secret, field="sign secret")  # refuse a bad secret before the first event
+        positive("concurrency", concurrency, integer=True)  # aiohttp reads a connection limit of 0 as "no limit"
         self.target = target
         self._secret = secret
         self._secrets = Secrets()  # the client's scrubber: the secret, its key part and any 8-character fragment

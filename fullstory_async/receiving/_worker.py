@@ -175,7 +175,8 @@ class InboxWorker:
             self._unhealthy_logged = False
             logger.warning("worker healthy again: its stuck handler threads returned; claiming events again")
         free = self.concurrency - len(self._tasks)
-        if self._outage:  # the breaker is half open: one event at a time probes the destination
+        probing = self._outage > 0  # decided before the claim: the breaker may open while it runs
+        if probing:  # the breaker is half open: one event at a time probes the destination
             free = min(free, 1 - len(self._tasks))
         if free <= 0:
             return 0
@@ -186,7 +187,7 @@ class InboxWorker:
                 run = self._run(record, None)
                 self._emit("on_run_end", run, RunResult("not_run", "dead", record.last_error, 0.0))
                 continue
-            if self._outage:
+            if probing:
                 self._probes.add(record.key)
             task = asyncio.get_running_loop().create_task(
                 self._process(record), name=f"fullstory-inbox:{record.key[:12]}"

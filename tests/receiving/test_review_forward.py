@@ -331,3 +331,11 @@ def test_the_verifier_and_the_reference_library_agree_at_the_edges():
     ):
         headers = {**good, "webhook-signature": signatures}
         assert (ours(headers, now), library(headers)) == (accepted, accepted)
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, 2.5, True])
+def test_a_forwarder_refuses_a_concurrency_that_is_not_a_positive_integer(concurrency: object):
+    """Before: accepted; 0 became aiohttp's "no connection limit"."""
+    with pytest.raises(InvalidArgumentError) as refused:
+        Forwarder(ForwardTarget("http://127.0.0.1:9/x"), secret=SECRET, concurrency=concurrency)  # type: ignore[arg-type]
+    assert refused.value.field == "concurrency"
