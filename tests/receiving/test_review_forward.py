@@ -339,3 +339,49 @@ def test_a_forwarder_refuses_a_concurrency_that_is_not_a_positive_integer(concur
     with pytest.raises(InvalidArgumentError) as refused:
         Forwarder(ForwardTarget("http://127.0.0.1:9/x"), secret=SECRET, concurrency=concurrency)  # type: ignore[arg-type]
     assert refused.value.field == "concurrency"
+
+
+async def test_the_forward_command_resumes_within_seconds_after_an_outage(tmp_path: Path):
+    """The real command, 16 wide, against a service that is down then up: every event arrives, none dead.
+
+    Before: the outage paused it for ``--max-delay`` (here 600 s), so nothing arrived after the service came back.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"sqlite:///{tmp_path}/outage.db"
+    bodies = [signed_delivery("note.created", {"id": f"outage-{n}"}, secret="s", org_id=ORG)[0] for n in range(40)]
+    async with open_inbox(url) as inbox:
+        for body in bodies:
+            await inbox.put(body, org_id=ORG)
+    arrived: set[str] = set()
+    everything = asyncio.Event()
+
+    async def service(request: web.Request) -> web.Response:
+        arrived.add(verify_forwarded(await request.read(), request.headers, SECRET))
+        if len(arrived) == len(bodies):
+            everything.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/events", service)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "fullstory_async", "forward", "--inbox", url, "--sign-secret-env", "FS_FORWARD_SECRET"),
+        *("--to", f"http://127.0.0.1:{port}/events", "--timeout", "0.5", "--max-delay", "600"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=ENV,
+    )
+    try:
+        assert process.stderr is not None
+        while b"claiming paused" not in await asyncio.wait_for(process.stderr.readline(), 30):
+            pass  # the service is down: the breaker opens
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.wait_for(everything.wait(), 30)  # a probe within a second or two, then everything
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 30)
+        await runner.cleanup()
+    assert arrived == {delivery_key(ORG, body) for body in bodies}
