@@ -328,7 +328,7 @@ class InboxWorker:
             await self._release(record)
             return "not_run", None, exc.reason[:1000]
         except DeadLetterError as exc:
-            self._outage = 0
+            self._answered()
             error = scrub(f"dead letter: {exc.reason}")
             logger.error("event %s dead after attempt %d: %s", record.key[:12], record.attempts, error)
             history = self._history(record, run, "dead", error)
@@ -338,16 +338,16 @@ class InboxWorker:
                 error,
             )
         except RetryLaterError as exc:
-            self._outage = 0
+            self._answered()
             return "error", await self._failed(record, exc.reason, run, after=exc.after), exc.reason[:1000]
         except Exception as exc:
-            self._outage = 0
+            self._answered()
             timed_out = isinstance(exc, TimeoutError)
             error = f"timed out after {self.handler_timeout:g} s" if timed_out else f"{type(exc).__name__}: {exc}"
             if timed_out:
                 self._check_health()
             return ("timeout" if timed_out else "error"), await self._failed(record, error, run), error[:1000]
-        self._outage = 0
+        self._answered()
         history = self._history(record, run, "done", None)
         recorded = self._settled(record, "done", await self.inbox.complete(record, attempt=history))
         self.handled += recorded is not None
@@ -367,6 +367,12 @@ class InboxWorker:
                 self._threads.stuck,
                 self.concurrency,
             )
+
+    def _answered(self) -> None:
+        """Close the breaker: the destination gave a verdict other than unavailable."""
+        if self._outage:
+            logger.warning("destination answering again after %d failed probe(s): claiming as usual", self._outage - 1)
+        self._outage = 0
 
     def _pause_claims(self, reason: str, *, probe: bool) -> None:
         """Open the breaker, or step its backoff on a failed probe (events already in flight when it opened do not)."""

@@ -254,7 +254,9 @@ async def test_a_forwarder_killed_mid_flight_loses_nothing_and_resends_the_same_
     assert SECRET not in err.decode()
 
 
-async def test_one_outage_opens_the_breaker_once_not_once_per_event_in_flight(tmp_path: Path):
+async def test_one_outage_opens_the_breaker_once_not_once_per_event_in_flight(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     """16 events in flight when the 20th failure opens the breaker: the pause is 1 s, then 2 s, not an hour.
 
     Before: every in-flight event's ``ServiceUnavailableError`` was one more backoff step, so a
@@ -296,6 +298,10 @@ async def test_one_outage_opens_the_breaker_once_not_once_per_event_in_flight(tm
         await runner.cleanup()
     assert sorted(arrived) == sorted(delivery_key(ORG, body) for body in bodies)
     assert sum(attempts) == 40 + UNREACHABLE_BEFORE_PAUSE - 1  # the outage cost 19 attempts, the probes none
+    breaker = [r.getMessage() for r in caplog.records if "destination" in r.getMessage()]
+    assert len(breaker) == 2  # it opened once and closed once, each said
+    assert breaker[0].startswith("destination unavailable, claiming paused for 1 s")
+    assert breaker[1] == "destination answering again after 1 failed probe(s): claiming as usual"
 
 
 def test_the_verifier_and_the_reference_library_agree_at_the_edges():
