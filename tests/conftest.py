@@ -6,11 +6,11 @@ Every test runs with every logger enabled at DEBUG (aiohttp's, the fake server's
 SDK's included), captured by one handler on the root logger. The secrets are learned as
 the SDK meets them: the key `Client` resolves, the ``secret`` of every
 `CreateEndpointRequest`, `UpdateEndpointRequest` and `DesiredEndpoint`, the keys of every
-`FakeFullstory`, the secrets of `WebhookReceiver`, ``sign`` and ``verify``, and the password
-of every proxy URL the client reads. At teardown, a record whose message, exception text,
-stack or extra attributes contain one of them fails the test. Strings shorter than six
-characters are not tracked (too many false alarms). A test that logs a secret on purpose
-opts out with ``@pytest.mark.secrets_in_logs``.
+`FakeFullstory`, the secrets of `WebhookReceiver`, ``sign`` and ``verify``, the password
+of every proxy URL the client reads, and the token of every `ConsoleSettings`. At teardown,
+a record whose message, exception text, stack or extra attributes contain one of them
+fails the test. Strings shorter than six characters are not tracked (too many false alarms).
+A test that logs a secret on purpose opts out with ``@pytest.mark.secrets_in_logs``.
 
 The hooks are installed once per session (a wrapper call per construction); CLI output is
 checked by ``tests/hardening/test_secret_hygiene.py``, not here.
@@ -170,6 +170,10 @@ def _install_hooks() -> None:
         _learn_after_init(cls, lambda request: (request.secret,))
     _learn_after_init(FakeFullstory, lambda fake: (fake.api_key, fake.read_only_api_key))
     _learn_after_init(WebhookReceiver, lambda receiver: receiver._secrets)
+
+    from fullstory_async.console import ConsoleSettings
+
+    _learn_after_init(ConsoleSettings, lambda settings: (settings.token,))
 
 
 def pytest_configure(config: pytest.Config) -> None:

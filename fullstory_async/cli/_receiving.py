@@ -268,15 +268,7 @@ async def _export(args: argparse.Namespace) -> int:
 async def _stats(args: argparse.Namespace) -> int:
     async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         stats = await inbox.stats()
-    oldest, age = stats.oldest_pending_at, stats.oldest_pending_age
-    record = {
-        "pending": stats.pending,
-        "done": stats.done,
-        "dead": stats.dead,
-        "oldest_pending_at": None if oldest is None else rfc3339(oldest),
-        "oldest_pending_age_seconds": None if age is None else round(age, 3),
-    }
-    print(json.dumps(record))
+    print(json.dumps(stats.to_json()))
     return 0
 
 

@@ -12,7 +12,18 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from fullstory_async.cli import _commands, _completion, _forward, _import, _jobs, _parser, _receiving, _replay, _send
+from fullstory_async.cli import (
+    _commands,
+    _completion,
+    _console,
+    _forward,
+    _import,
+    _jobs,
+    _parser,
+    _receiving,
+    _replay,
+    _send,
+)
 from fullstory_async.cli._target import Target
 
 
@@ -111,6 +122,12 @@ COMMANDS: tuple[Command, ...] = (
         "make dead letters pending again (inbox replay --status dead --all)",
         _replay.requeue_options,
         local=_replay.inbox_requeue,
+    ),
+    Command(
+        "inbox serve",
+        "serve the inbox console: deliveries, bodies, attempts, activity, replay; and its JSON API",
+        _console.serve_options,
+        local=_console.inbox_serve,
     ),
 )
 """Every command, in the order of ``--help``."""

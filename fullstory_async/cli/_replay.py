@@ -12,55 +12,31 @@ command it never creates nor migrates an inbox.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli._local import INBOX_URL_HELP as URL_HELP
 from fullstory_async.cli._local import local
-from fullstory_async.receiving import InboxFilter, ReplayResult, open_inbox
+from fullstory_async.receiving import InboxFilter, ReplayResult, _replaying, open_inbox
 from fullstory_async.receiving._query import MIN_KEY_PREFIX
-
-CONFIRM_ABOVE = 10_000
-"""Matches above which a replay needs ``--yes`` (a mistyped filter should not re-send a month of events)."""
-
-_RELATIVE = re.compile(r"([1-9][0-9]*)([smhd])")
-_RFC3339 = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+|)([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+from fullstory_async.receiving._replaying import CONFIRM_ABOVE
 
 
-def moment(text: str) -> datetime:
-    """Parse ``--since``/``--until``: RFC 3339 with an offset, or a time ago (``30m``, ``2h``, ``7d``)."""
-    if match := _RELATIVE.fullmatch(text.strip()):
+def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """Make a parser of `_replaying` an argparse type (its refusal becomes argparse's usage error)."""
+
+    def argument(text: str) -> object:
         try:
-            return datetime.now(UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
-        except OverflowError:  # further back than year 1
-            raise argparse.ArgumentTypeError(f"{text!r} is further back than any time can be") from None
-    value = None
-    if match := _RFC3339.fullmatch(text.strip()):  # not fromisoformat alone: it takes ISO 8601 forms beyond RFC 3339
-        date, fraction, offset = match.groups()
-        offset = "+00:00" if offset in "Zz" else offset
-        with contextlib.suppress(ValueError):  # a day or hour out of range
-            value = datetime.fromisoformat(f"{date[:10]}T{date[11:]}{fraction[:7]}{offset}")
-    if value is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither an RFC 3339 time with an offset (2026-01-02T03:04:05Z) nor a time ago (30m, 2h, 7d)"
-        )
-    return value
+            return parse(text)
+        except InvalidArgumentError as exc:
+            raise argparse.ArgumentTypeError(exc.problem) from None
+
+    return argument
 
 
-def key_prefix(text: str) -> str:
-    """Parse ``--key``: a delivery key or a prefix of at least `MIN_KEY_PREFIX` hex digits (case-insensitive)."""
-    key = text.strip().lower()
-    try:
-        InboxFilter(key=key)
-    except InvalidArgumentError as exc:
-        raise argparse.ArgumentTypeError(exc.problem) from None
-    return key
+_moment = _argument(functools.partial(_replaying.parse_moment, "time"))
 
 
 def replay_options(action: argparse.ArgumentParser) -> None:
@@ -71,11 +47,14 @@ def replay_options(action: argparse.ArgumentParser) -> None:
     )
     action.add_argument("--inbox", required=True, metavar="URL", help=URL_HELP)
     action.add_argument("--status", choices=("done", "dead"), help="only events in this state")
-    action.add_argument("--since", type=moment, metavar="TIME", help="received at or after (RFC 3339 or 30m, 2h, 7d)")
-    action.add_argument("--until", type=moment, metavar="TIME", help="received before (RFC 3339 or 30m, 2h, 7d)")
+    action.add_argument("--since", type=_moment, metavar="TIME", help="received at or after (RFC 3339 or 30m, 2h, 7d)")
+    action.add_argument("--until", type=_moment, metavar="TIME", help="received before (RFC 3339 or 30m, 2h, 7d)")
     action.add_argument("--event-type", metavar="NAME", help="only events of this eventName")
     action.add_argument(
-        "--key", type=key_prefix, metavar="KEY", help=f"one event: its key or a unique prefix (>= {MIN_KEY_PREFIX})"
+        "--key",
+        type=_argument(_replaying.parse_key),
+        metavar="KEY",
+        help=f"one event: its key or a unique prefix (>= {MIN_KEY_PREFIX})",
     )
     action.add_argument("--all", action="store_true", help="needed when no filter is given: every done and dead event")
     action.add_argument("--yes", action="store_true", help=f"needed to replay more than {CONFIRM_ABOVE:,} events")
@@ -91,32 +70,21 @@ def requeue_options(action: argparse.ArgumentParser) -> None:
     action.add_argument("--json", action="store_true", help='print {"matched": M, "replayed": N}')
 
 
-def _filter(args: argparse.Namespace) -> InboxFilter:
-    if args.event_type is not None and not args.event_type:
-        raise InvalidArgumentError("--event-type", "must not be empty")
-    filters = InboxFilter(args.status, args.since, args.until, args.event_type, args.key)
-    if filters.empty and not args.all:
-        raise InvalidArgumentError(
-            "--all", "no filter given: add --all to replay every done and dead event (or --dry-run to count them)"
-        )
-    return filters
+def _flag(exc: InvalidArgumentError) -> InvalidArgumentError:
+    """Name the flag of a refused field (``since`` -> ``--since``)."""
+    return InvalidArgumentError(f"--{exc.field.replace('_', '-')}", exc.problem)
 
 
 async def _replay(args: argparse.Namespace) -> int:
-    filters = _filter(args)
-    async with open_inbox(args.inbox, retention=None, create=False) as inbox:
-        try:
-            counted = await inbox.replay(filters, dry_run=True)
-            if args.dry_run:
-                result = counted
-            elif counted.matched > CONFIRM_ABOVE and not args.yes:
-                raise InvalidArgumentError(
-                    "--yes", f"{counted.matched:,} events match, more than {CONFIRM_ABOVE:,}: add --yes to replay them"
-                )
-            else:
-                result = await inbox.replay(filters)
-        except InvalidArgumentError as exc:  # a prefix naming several events: name the flag
-            raise InvalidArgumentError(f"--{exc.field.replace('_', '-')}", exc.problem) from None
+    try:
+        if args.event_type is not None and not args.event_type:
+            raise InvalidArgumentError("event_type", "must not be empty")
+        filters = InboxFilter(args.status, args.since, args.until, args.event_type, args.key)
+        _replaying.refuse_unfiltered(filters, all=args.all)
+        async with open_inbox(args.inbox, retention=None, create=False) as inbox:
+            result = await _replaying.replay(inbox, filters, all=args.all, yes=args.yes, dry_run=args.dry_run)
+    except InvalidArgumentError as exc:
+        raise _flag(exc) from None
     _print(result, args)
     return 0
 

@@ -17,6 +17,7 @@ Outside aiohttp, call `verify` with the raw body and the header value; `sign` pr
 the header Fullstory sends, for your own tests.
 """
 
+from fullstory_async.receiving._activity import ActivityMinute, InboxActivity
 from fullstory_async.receiving._asgi import WebhookASGIApp
 from fullstory_async.receiving._errors import SignatureVerificationError, VerificationFailure
 from fullstory_async.receiving._event_data import (
@@ -48,6 +49,7 @@ from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError
 from fullstory_async.receiving._worker import EventHandler, InboxWorker
 
 __all__ = [
+    "ActivityMinute",
     "CustomEventData",
     "CustomEventIssue",
     "DeadLetterError",
@@ -62,6 +64,7 @@ __all__ = [
     "Forwarder",
     "HandlerRun",
     "Inbox",
+    "InboxActivity",
     "InboxAttempt",
     "InboxEntry",
     "InboxError",

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import attrs
 
 from fullstory_async._exceptions import FullstoryError, InvalidArgumentError
+from fullstory_async.receiving._activity import InboxActivity
 from fullstory_async.receiving._query import (
     InboxEntry,
     InboxFilter,
@@ -319,6 +320,17 @@ class InboxStats:
     oldest_pending_age: float | None = None
     """How long ago (seconds, by the inbox's clock) the oldest pending event was received, if any."""
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the counts as ``inbox stats`` prints them (times in UTC RFC 3339)."""
+        oldest, age = self.oldest_pending_at, self.oldest_pending_age
+        return {
+            "pending": self.pending,
+            "done": self.done,
+            "dead": self.dead,
+            "oldest_pending_at": None if oldest is None else rfc3339(oldest),
+            "oldest_pending_age_seconds": None if age is None else round(age, 3),
+        }
+
 
 def check_retention(retention: float | None) -> float | None:
     """``None`` (keep forever) or a positive, finite number of seconds."""
@@ -454,7 +466,7 @@ class Inbox(abc.ABC):
         counts the matches and those it would replay, and changes nothing.
         """
         if filters.status == "pending":
-            raise InvalidArgumentError("status", "pending events are due already: replay done or dead ones")
+            raise InvalidArgumentError("status", "pending events are due, in a handler or waiting for their next attempt: replay done or dead ones")
         if filters.key is not None and len(filters.key) < 64:
             count = await self._count(InboxFilter(key=filters.key))
             if count > 1:
@@ -514,3 +526,10 @@ class Inbox(abc.ABC):
     @abc.abstractmethod
     async def release(self, record: InboxRecord) -> bool:
         """Give a claimed event back unrun: due at once, its claim's attempt uncounted; ``False`` as `complete`."""
+
+    @abc.abstractmethod
+    async def activity(self) -> InboxActivity:
+        """Return the last day a minute at a time: events received by status now, and the oldest pending age.
+
+        Bounded work: at most `MAX_SCANNED` events read (see `InboxActivity.counted_since`).
+        """

@@ -30,6 +30,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from ssl import SSLContext
 from typing import Any
 
 import attrs
@@ -102,8 +103,10 @@ def check_descriptors(max_connections: int) -> None:
 
 
 @asynccontextmanager
-async def serve(app: web.Application, host: str, port: int, limits: ConnectionLimits) -> AsyncIterator[int]:
-    """Serve ``app`` on ``host:port`` within ``limits``; yield the bound port; on exit, stop and clean up.
+async def serve(
+    app: web.Application, host: str, port: int, limits: ConnectionLimits, *, ssl: SSLContext | None = None
+) -> AsyncIterator[int]:
+    """Serve ``app`` on ``host:port`` within ``limits`` (over TLS with ``ssl``); yield the bound port; then clean up.
 
     Like aiohttp's ``AppRunner`` and ``TCPSite``, with a `ConnectionGate` in front.
     """
@@ -115,7 +118,7 @@ async def serve(app: web.Application, host: str, port: int, limits: ConnectionLi
     assert runner.server is not None
     server: asyncio.Server | None = None
     try:
-        server = await gate.listen(runner.server, host, port)
+        server = await gate.listen(runner.server, host, port, ssl=ssl)
         yield server.sockets[0].getsockname()[1]
     finally:
         if server is not None:
@@ -165,11 +168,13 @@ class ConnectionGate:
     def __repr__(self) -> str:
         return f"<ConnectionGate open={len(self._open)} waiting={len(self._waiting)} refused={len(self._refused)}>"
 
-    async def listen(self, factory: Callable[[], asyncio.Protocol], host: str, port: int) -> asyncio.Server:
-        """Serve connections made by ``factory`` (aiohttp's ``runner.server``) on ``host:port``."""
+    async def listen(
+        self, factory: Callable[[], asyncio.Protocol], host: str, port: int, *, ssl: SSLContext | None = None
+    ) -> asyncio.Server:
+        """Serve connections made by ``factory`` (aiohttp's ``runner.server``) on ``host:port`` (TLS with ``ssl``)."""
         self._factory = factory
         loop = asyncio.get_running_loop()
-        return await loop.create_server(lambda: _Connection(self), host, port, backlog=_BACKLOG)
+        return await loop.create_server(lambda: _Connection(self), host, port, backlog=_BACKLOG, ssl=ssl)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

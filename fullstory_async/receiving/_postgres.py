@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async.receiving._activity import InboxActivity, read_activity
 from fullstory_async.receiving._inbox import (
     BACKFILL_BATCH,
     BACKFILL_TABLE,
@@ -508,6 +509,18 @@ class PostgresInbox(Inbox):
     async def release(self, record: InboxRecord) -> bool:
         """Give a claimed event back unrun, due now, its attempt uncounted (if this claim still holds it)."""
         return await self._settle(record, f"attempts = attempts - 1, next_attempt_at = {_at(3)}", self._now())
+
+    async def activity(self) -> InboxActivity:
+        """Return the last day, a minute at a time (`read_activity`), by the inbox's clock (the database's)."""
+        now = self._now()
+        if now is None:
+            now = float(await self._run("fetchval", "SELECT extract(epoch from now())::double precision"))
+
+        async def fetch(sql: str, values: list[object]) -> list[Any]:
+            rows: list[Any] = await self._run("fetch", sql, *values)
+            return rows
+
+        return await read_activity(now, "$", fetch)
 
 
 _ATTEMPT_COLUMNS = "attempt, started_at, duration, outcome, detail"

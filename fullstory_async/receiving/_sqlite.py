@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fullstory_async.receiving._activity import InboxActivity, read_activity
 from fullstory_async.receiving._inbox import (
     BACKFILL_BATCH,
     BACKFILL_TABLE,
@@ -554,6 +555,14 @@ class SqliteInbox(Inbox):
     async def release(self, record: InboxRecord) -> bool:
         """Give a claimed event back unrun, due now, its attempt uncounted (if this claim still holds it)."""
         return await self._settle(record, "attempts = attempts - 1, next_attempt_at = ?", self.clock())
+
+    async def activity(self) -> InboxActivity:
+        """Return the last day, a minute at a time (`read_activity`; read on connections of their own, as `stats`)."""
+
+        async def fetch(sql: str, values: list[object]) -> list[Any]:
+            return await self._read(lambda conn: conn.execute(sql, values).fetchall())
+
+        return await read_activity(self.clock(), "?", fetch)
 
 
 _ATTEMPT_COLUMNS = "attempt, started_at, duration, outcome, detail"

@@ -92,14 +92,19 @@ async def reset_postgres(dsn: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def inbox_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """Return an empty inbox URL of each engine (PostgreSQL: the CI database, emptied)."""
-    if request.param == "sqlite":
+async def empty_inbox_url(engine: str, tmp_path: Any) -> str:
+    """Return an empty inbox URL of ``engine`` (PostgreSQL: the CI database, emptied)."""
+    if engine == "sqlite":
         return f"sqlite:///{tmp_path}/inbox.db"
     dsn = postgres_dsn()
     await reset_postgres(dsn)
     return dsn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def inbox_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """Return an empty inbox URL of each engine (PostgreSQL: the CI database, emptied)."""
+    return await empty_inbox_url(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ import pytest
 from aiohttp import web
 
 from fullstory_async import InvalidArgumentError
-from fullstory_async.cli import _replay as replay_cli
 from fullstory_async.cli import main
 from fullstory_async.receiving import (
     Forwarder,
@@ -50,6 +49,7 @@ from fullstory_async.receiving import (
     open_inbox,
     signed_delivery,
 )
+from fullstory_async.receiving import _replaying as replaying
 from fullstory_async.receiving._inbox import HISTORY_KEPT, SCHEMA_VERSION
 from fullstory_async.testing import ManualClock
 
@@ -505,7 +505,7 @@ def test_replay_command_counts_replays_and_prints_json(filled: str, capsys: pyte
 def test_more_matches_than_the_threshold_need_yes(
     filled: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replay_cli, "CONFIRM_ABOVE", 2)
+    monkeypatch.setattr(replaying, "CONFIRM_ABOVE", 2)
     assert cli("replay", "--inbox", filled, "--all") == 2
     assert "--yes" in capsys.readouterr().err
     assert cli("replay", "--inbox", filled, "--all", "--dry-run") == 0  # a dry run needs no confirmation

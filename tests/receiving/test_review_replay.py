@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from fullstory_async.cli import main
-from fullstory_async.cli._replay import moment
+from fullstory_async.receiving._replaying import parse_moment
 from fullstory_async.receiving import Inbox, InboxRecord, delivery_key, open_inbox, signed_delivery
 from fullstory_async.testing import ManualClock
 
@@ -132,7 +132,7 @@ async def test_replay_of_an_event_a_worker_holds_right_now(inbox_url: str, capsy
 )
 def test_rfc_3339_times_are_read_as_rfc_3339_says(text: str, meant: datetime) -> None:
     """Before: a lowercase ``z`` or a space separator, both valid RFC 3339, were refused."""
-    assert moment(text) == meant
+    assert parse_moment("since", text) == meant
 
 
 @pytest.mark.parametrize(

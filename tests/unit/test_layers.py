@@ -1,7 +1,8 @@
 """Layering, for every module of the package: each layer imports only the layers below it.
 
 Layers, bottom up: the core (``fullstory_async._*``), the bulk wing (``_bulk/``), the
-receiving side, the OpenTelemetry adapter (``otel``, on the hooks of both sides), the fake
+receiving side, the inbox console (``console/``, over the receiving side), the OpenTelemetry
+adapter (``otel``, on the hooks of both sides), the fake
 server (``testing/``), the public facade
 (``fullstory_async/__init__.py``), the command line (``cli/``, thin over the facade) and
 ``__main__``. The bulk wing is built on
@@ -19,7 +20,7 @@ import pytest
 import fullstory_async
 
 PACKAGE = Path(fullstory_async.__file__).parent
-ORDER = ("core", "bulk", "receiving", "otel", "testing", "facade", "cli", "main")
+ORDER = ("core", "bulk", "receiving", "console", "otel", "testing", "facade", "cli", "main")
 ABOVE_BULK = {"fullstory_async._client", "fullstory_async._webhooks", "fullstory_async._raw"}
 SHARED_DOWNWARDS = {"fullstory_async.cli._types"}  # standard library only: the fake server's options use it
 CORE_TO_BULK_HAND_OFF = {("fullstory_async._webhooks", "fullstory_async._bulk.provision")}
@@ -42,7 +43,7 @@ def layer(module: str) -> str:
         return "main"
     if parts[1] == "_bulk":
         return "bulk"
-    if parts[1] in ("receiving", "otel", "testing", "cli"):
+    if parts[1] in ("receiving", "console", "otel", "testing", "cli"):
         return parts[1]
     assert parts[1].startswith("_"), module
     return "core"
