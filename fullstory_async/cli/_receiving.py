@@ -41,7 +41,7 @@ from fullstory_async.receiving import (
     open_inbox,
 )
 from fullstory_async.receiving._forward import shown_url
-from fullstory_async.receiving._inbox import DEFAULT_COMMIT_TIMEOUT, rfc3339
+from fullstory_async.receiving._inbox import DEFAULT_COMMIT_TIMEOUT
 from fullstory_async.receiving._limits import ConnectionLimits, check_descriptors, serve
 from fullstory_async.receiving._postgres import redact
 from fullstory_async.receiving._settings import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES

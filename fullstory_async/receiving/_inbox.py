@@ -466,7 +466,10 @@ class Inbox(abc.ABC):
         counts the matches and those it would replay, and changes nothing.
         """
         if filters.status == "pending":
-            raise InvalidArgumentError("status", "pending events are due, in a handler or waiting for their next attempt: replay done or dead ones")
+            raise InvalidArgumentError(
+                "status",
+                "pending events are due, in a handler or awaiting a retry: replay done or dead ones",
+            )
         if filters.key is not None and len(filters.key) < 64:
             count = await self._count(InboxFilter(key=filters.key))
             if count > 1:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from fullstory_async.cli import main
-from fullstory_async.receiving._replaying import parse_moment
 from fullstory_async.receiving import Inbox, InboxRecord, delivery_key, open_inbox, signed_delivery
+from fullstory_async.receiving._replaying import parse_moment
 from fullstory_async.testing import ManualClock
 
 ORG = "o-review-replay"
