@@ -191,8 +191,8 @@ async def test_postgres_stats_read_the_indexes_alone(postgres_url: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ batched replay
 
-EVENTS = 5_000
-BATCH = 50
+EVENTS = 2_000
+BATCH = 20
 
 
 def stored_rows(count: int, received: float) -> list[tuple[Any, ...]]:
@@ -242,7 +242,7 @@ async def store_directly(url: str, rows: list[tuple[Any, ...]]) -> None:
 async def test_a_large_replay_runs_in_short_batches_while_deliveries_commit_and_a_worker_runs(
     inbox_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """5,000 done and dead events replayed 50 per transaction, while deliveries arrive and a worker handles events.
+    """2,000 done and dead events replayed 20 per transaction, while deliveries arrive and a worker handles events.
 
     Deliveries commit and the worker handles replayed events before the replay ends (one long
     transaction would hold both back until it commits); every put commits within the commit
@@ -264,7 +264,7 @@ async def test_a_large_replay_runs_in_short_batches_while_deliveries_commit_and_
         first_handled.set()
 
     async with open_inbox(inbox_url, retention=None, commit_timeout=1.0) as inbox:
-        worker = InboxWorker(inbox, handle, concurrency=8, poll_interval=0.01, base_delay=0)
+        worker = InboxWorker(inbox, handle, concurrency=16, poll_interval=0.01, base_delay=0)
         working = asyncio.create_task(worker.run())
 
         async def deliver() -> list[str]:
