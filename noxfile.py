@@ -75,7 +75,19 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
     session.install("-e", ".[postgres]", "httpx")  # httpx: the overhead benchmark's comparison client
-    every = ("fake", "rate", "faults", "memory", "overhead", "soak", "receiver", "governor", "receiver_soak", "scrub", "inbox_queries")
+    every = (
+        "fake",
+        "rate",
+        "faults",
+        "memory",
+        "overhead",
+        "soak",
+        "receiver",
+        "governor",
+        "receiver_soak",
+        "scrub",
+        "inbox_queries",
+    )
     which = session.posargs or list(every)
     if "fake" in which:
         session.run("python", "bench/fake_server_throughput.py")
