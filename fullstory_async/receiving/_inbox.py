@@ -514,7 +514,12 @@ class Inbox(abc.ABC):
 
     @abc.abstractmethod
     async def stats(self) -> InboxStats:
-        """Count the events in each state (a read: it passes another process's write lock)."""
+        """Count the events in each state (a read: it passes another process's write lock).
+
+        The counts are exact (the status index can serve them alone), so they cost time in
+        proportion to the inbox: on 1,000,000 events about 60-90 ms on SQLite and
+        100-180 ms on PostgreSQL on 2 busy cores (``bench/inbox_queries.py``).
+        """
 
     @abc.abstractmethod
     async def ready(self) -> bool:
