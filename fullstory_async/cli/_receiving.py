@@ -266,6 +266,7 @@ async def _stats(args: argparse.Namespace) -> int:
         "dead": stats.dead,
         "oldest_pending_at": None if oldest is None else rfc3339(oldest),
         "oldest_pending_age_seconds": None if age is None else round(age, 3),
+        "capped": stats.capped,
     }
     print(json.dumps(record))
     return 0

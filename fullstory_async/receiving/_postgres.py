@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async.receiving import _inbox
 from fullstory_async.receiving._inbox import (
     BACKFILL_BATCH,
     BACKFILL_TABLE,
@@ -55,6 +56,7 @@ from fullstory_async.receiving._query import (
     counts_sql,
     page_sql,
     replay_batch_sql,
+    stats_sql,
 )
 
 if TYPE_CHECKING:
@@ -458,17 +460,17 @@ class PostgresInbox(Inbox):
         return await self._transact(replay)
 
     async def stats(self) -> InboxStats:
-        """Count the events in each state."""
-        rows = await self._run("fetch", "SELECT status, count(*) AS n FROM fullstory_inbox GROUP BY status")
-        counts = {row["status"]: row["n"] for row in rows}
+        """Count the events in each state, up to `STATS_CAP` each."""
+        params = Params("$")
+        pending, done, dead = await self._run("fetchrow", stats_sql(_inbox.STATS_CAP, params), *params.values)
         oldest = await self._run(
             "fetchrow",
             f"SELECT min(received_at) AS at, greatest(0, {_at(1)} - min(received_at)) AS age FROM fullstory_inbox "
             "WHERE status = 'pending'",
             self._now(),
         )
-        pending, done, dead = (counts.get(status, 0) for status in ("pending", "done", "dead"))
-        return InboxStats(pending, done, dead, oldest["at"], oldest["age"])
+        capped = max(pending, done, dead) >= _inbox.STATS_CAP
+        return InboxStats(pending, done, dead, oldest["at"], oldest["age"], capped)
 
     async def ready(self) -> bool:
         """Tell whether the database answers a query on the inbox table within ``commit_timeout``."""

@@ -141,6 +141,19 @@ def counts_sql(filters: list[InboxFilter], param: Params) -> str:
     return f"SELECT {', '.join(counts)}"
 
 
+def stats_sql(cap: int, param: Params) -> str:
+    """Return the statement of `Inbox.stats`' counts: the events in each state, up to ``cap`` each.
+
+    Each count reads at most ``cap`` entries of the status index (``LIMIT`` in a subquery), so
+    its cost is bounded however large the inbox grows (no exact total counts over large tables).
+    """
+    counts = (
+        f"(SELECT count(*) FROM (SELECT 1 FROM fullstory_inbox WHERE status = '{status}' LIMIT {param(cap)}) AS s)"
+        for status in ("pending", "done", "dead")
+    )
+    return f"SELECT {', '.join(counts)}"
+
+
 def replay_batch_sql(filters: InboxFilter, after: tuple[float, str] | None, limit: int, param: Params) -> str:
     """Return the query of one replay batch: the position and status of up to ``limit + 1`` matches after ``after``.
 

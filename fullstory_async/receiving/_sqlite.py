@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fullstory_async.receiving import _inbox
 from fullstory_async.receiving._inbox import (
     BACKFILL_BATCH,
     BACKFILL_TABLE,
@@ -63,6 +64,7 @@ from fullstory_async.receiving._query import (
     counts_sql,
     page_sql,
     replay_batch_sql,
+    stats_sql,
 )
 
 logger = logging.getLogger("fullstory_async.receiving")
@@ -503,13 +505,16 @@ class SqliteInbox(Inbox):
         return await self._call(replay)
 
     async def stats(self) -> InboxStats:
-        """Count the events in each state (on a connection of its own: it passes a held write lock)."""
+        """Count the events in each state, up to `STATS_CAP` each (on a connection of its own: it passes a lock)."""
+        params = Params("?")
+        sql = stats_sql(_inbox.STATS_CAP, params)
 
         def count(conn: sqlite3.Connection) -> InboxStats:
-            counts = dict(conn.execute("SELECT status, count(*) FROM fullstory_inbox GROUP BY status").fetchall())
+            pending, done, dead = conn.execute(sql, params.values).fetchone()
             (oldest,) = conn.execute("SELECT min(received_at) FROM fullstory_inbox WHERE status = 'pending'").fetchone()
             age = None if oldest is None else max(0.0, self.clock() - oldest)
-            return InboxStats(counts.get("pending", 0), counts.get("done", 0), counts.get("dead", 0), oldest, age)
+            capped = max(pending, done, dead) >= _inbox.STATS_CAP
+            return InboxStats(pending, done, dead, oldest, age, capped)
 
         return await self._read(count)
 

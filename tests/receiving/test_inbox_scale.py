@@ -32,7 +32,7 @@ from fullstory_async.receiving import (
     open_inbox,
     signed_delivery,
 )
-from fullstory_async.receiving._query import Params, counts_sql, page_sql, replay_batch_sql
+from fullstory_async.receiving._query import Params, counts_sql, page_sql, replay_batch_sql, stats_sql
 
 ORG = "o-SCALE-na1"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -68,12 +68,11 @@ def statements(style: str, fields: dict[str, Any]) -> dict[str, tuple[str, list[
     return found
 
 
-def stats_sql() -> list[str]:
-    """Return the statements of `Inbox.stats` (the SQLite form; PostgreSQL's differ only in the clock)."""
-    return [
-        "SELECT status, count(*) FROM fullstory_inbox GROUP BY status",
-        "SELECT min(received_at) FROM fullstory_inbox WHERE status = 'pending'",
-    ]
+def stats_statements(style: str) -> list[tuple[str, list[object]]]:
+    """Return the statements of `Inbox.stats`: the capped counts, and the oldest pending event."""
+    params = Params(style)
+    counts = stats_sql(_inbox.STATS_CAP, params)
+    return [(counts, params.values), ("SELECT min(received_at) FROM fullstory_inbox WHERE status = 'pending'", [])]
 
 
 # ------------------------------------------------------------------------------------------------ SQLite plans
@@ -121,10 +120,12 @@ async def test_sqlite_replay_counts_read_a_covering_index(
 
 async def test_sqlite_stats_read_covering_indexes(tmp_path: Path) -> None:
     path = await sqlite_inbox(tmp_path)
-    for sql in stats_sql():
-        plan = sqlite_plan(path, sql, [])
-        assert "COVERING INDEX" in plan, plan
-        assert "TEMP B-TREE" not in plan, plan
+    for sql, values in stats_statements("?"):
+        plan = sqlite_plan(path, sql, values)
+        for line in plan.split(" | "):
+            if "fullstory_inbox" in line:
+                assert "COVERING INDEX" in line, plan
+                assert "(status=?)" in line, plan  # a range of the index, not the whole of it
 
 
 # ------------------------------------------------------------------------------------------------ PostgreSQL plans
@@ -183,10 +184,12 @@ async def test_postgres_replay_counts_read_the_index_alone(
 
 
 async def test_postgres_stats_read_the_indexes_alone(postgres_url: str) -> None:
-    plans = await postgres_plans(postgres_url, [(sql, []) for sql in stats_sql()], rows=5_000)
+    plans = await postgres_plans(postgres_url, stats_statements("$"), rows=5_000)
     for plan, _ in plans:
         assert "Seq Scan" not in plan, plan
+        assert "Bitmap Heap Scan" not in plan, plan
         assert "Index Only Scan" in plan, plan
+        assert re.search(r"Index Cond: \(+status = ", plan), plan  # a range of the index, not the whole of it
 
 
 # ------------------------------------------------------------------------------------------------ batched replay
@@ -296,3 +299,23 @@ async def test_a_large_replay_runs_in_short_batches_while_deliveries_commit_and_
     assert during, "no delivery committed between the replay's batches: one long transaction?"
     assert handled == collections.Counter({row[0]: 1 for row in rows} | dict.fromkeys(live, 1))
     assert (stats.pending, stats.done, stats.dead) == (0, EVENTS + len(live), 0)
+
+
+# ------------------------------------------------------------------------------------------------ capped stats
+
+
+async def test_stats_count_each_state_up_to_the_cap(inbox_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts below the cap are exact; one that reaches it reads the cap, flagged, and counts no further."""
+    monkeypatch.setattr(_inbox, "STATS_CAP", 50)
+    await store_directly(inbox_url, mixed_rows(1_000))  # 900 done, 50 dead, 50 pending
+    async with open_inbox(inbox_url, retention=None) as inbox:
+        capped = await inbox.stats()
+        monkeypatch.setattr(_inbox, "STATS_CAP", 51)
+        exact_small = await inbox.stats()
+    assert (capped.pending, capped.done, capped.dead, capped.capped) == (50, 50, 50, True)
+    assert (exact_small.pending, exact_small.done, exact_small.dead, exact_small.capped) == (50, 51, 50, True)
+    monkeypatch.setattr(_inbox, "STATS_CAP", 100_000)
+    async with open_inbox(inbox_url, retention=None) as inbox:
+        exact = await inbox.stats()
+    assert (exact.pending, exact.done, exact.dead, exact.capped) == (50, 900, 50, False)
+    assert exact.oldest_pending_at == T0 - 500 + 1
