@@ -157,7 +157,7 @@ def stats_sql(cap: int, param: Params) -> str:
 def replay_batch_sql(filters: InboxFilter, after: tuple[float, str] | None, limit: int, param: Params) -> str:
     """Return the query of one replay batch: the position and status of up to ``limit + 1`` matches after ``after``.
 
-    The same keyset walk as `page_sql` (newest first), reading only what an index holds.
+    The same keyset walk as `page_sql` (newest first), on the same indexes, reading no body.
     """
     return page_sql("received_at, key, status", filters, after, limit, param)
 
