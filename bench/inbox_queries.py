@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -211,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="timings per call (the median is printed)")
     args = parser.parse_args(argv)
     engines = ["sqlite", "postgresql"] if args.engine == "both" else [args.engine]
-    random.seed(21)
     return asyncio.run(run(engines, args.events, args.runs))
 
 
