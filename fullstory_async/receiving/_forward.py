@@ -285,8 +285,8 @@ class ForwardHandler:
     def __repr__(self) -> str:
         return f"<ForwardHandler {self.forwarder!r}>"
 
-    async def __call__(self, event: WebhookEvent) -> None:
-        """Forward one event; raise the worker's verdict when it is not delivered."""
+    async def __call__(self, event: WebhookEvent) -> str:
+        """Forward one event; return the service's status (``"204"``, kept in the history), else raise the verdict."""
         key = event.delivery_key or delivery_key(event.org_id or "", event.body)
         outcome = await self.forwarder.forward(event.body, webhook_id=key, attempt=event.attempt or 1)
         reason = outcome.error or ""
@@ -296,3 +296,4 @@ class ForwardHandler:
             if outcome.unreachable and self.forwarder.unreachable_streak >= UNREACHABLE_BEFORE_PAUSE:
                 raise ServiceUnavailableError(reason)
             raise RetryLaterError(reason, after=outcome.retry_after)
+        return str(outcome.status)

@@ -135,6 +135,33 @@ def page_sql(columns: str, filters: InboxFilter, after: tuple[float, str] | None
     return f"SELECT {columns} FROM fullstory_inbox{where_clause(clauses)}{order} LIMIT {param(limit + 1)}"
 
 
+def counts_sql(filters: list[InboxFilter], param: Params) -> str:
+    """Return one statement counting each filter's matches (one snapshot; each count served by its own index)."""
+    counts = (f"(SELECT count(*) FROM fullstory_inbox{where_clause(f.where(param))})" for f in filters)
+    return f"SELECT {', '.join(counts)}"
+
+
+def stats_sql(cap: int, param: Params) -> str:
+    """Return the statement of `Inbox.stats`' counts: the events in each state, up to ``cap`` each.
+
+    Each count reads at most ``cap`` entries of the status index (``LIMIT`` in a subquery), so
+    its cost is bounded however large the inbox grows (no exact total counts over large tables).
+    """
+    counts = (
+        f"(SELECT count(*) FROM (SELECT 1 FROM fullstory_inbox WHERE status = '{status}' LIMIT {param(cap)}) AS s)"
+        for status in ("pending", "done", "dead")
+    )
+    return f"SELECT {', '.join(counts)}"
+
+
+def replay_batch_sql(filters: InboxFilter, after: tuple[float, str] | None, limit: int, param: Params) -> str:
+    """Return the query of one replay batch: the position and status of up to ``limit + 1`` matches after ``after``.
+
+    The same keyset walk as `page_sql` (newest first), on the same indexes, reading no body.
+    """
+    return page_sql("received_at, key, status", filters, after, limit, param)
+
+
 def encode_cursor(record: InboxRecord) -> str:
     """Return the opaque cursor of the position just after ``record``."""
     raw = json.dumps([record.received_at, record.key]).encode()

@@ -54,7 +54,10 @@ from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError
 logger = logging.getLogger("fullstory_async.receiving")
 
 EventHandler = Callable[[WebhookEvent], object]
-"""A coroutine function, or a plain function (run on one of the worker's own threads), taking the event."""
+"""A coroutine function, or a plain function (run on one of the worker's own threads), taking the event.
+
+A handler that returns a `str` on success has it kept, scrubbed, as the run's `InboxAttempt.detail`
+(`ForwardHandler` returns the service's HTTP status); any other return value is ignored."""
 
 Recorded = Literal["done", "retry", "dead"] | None
 
@@ -78,6 +81,7 @@ class InboxWorker:
             threads, ``concurrency`` of them (a timed-out call cannot be interrupted: it runs to its
             end, unawaited, on a thread of its own while a new thread takes its place, at most
             ``concurrency`` times at once; past that the worker is not `healthy` and claims nothing).
+            A `str` it returns is kept in the run's history (`InboxAttempt.detail`).
         concurrency: events handled at once by this worker.
         max_attempts: attempts before an event becomes a dead letter.
         handler_timeout: seconds one attempt may take.
@@ -311,7 +315,7 @@ class InboxWorker:
         self, record: InboxRecord, event: WebhookEvent, run: HandlerRun
     ) -> tuple[RunOutcome, Recorded, str | None]:
         try:
-            await asyncio.wait_for(self._call(event), self.handler_timeout)
+            said = await asyncio.wait_for(self._call(event), self.handler_timeout)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or not task.cancelling():  # the handler raised it; this worker was not cancelled
@@ -348,7 +352,7 @@ class InboxWorker:
                 self._check_health()
             return ("timeout" if timed_out else "error"), await self._failed(record, error, run), error[:1000]
         self._answered()
-        history = self._history(record, run, "done", None)
+        history = self._history(record, run, "done", said if isinstance(said, str) else None)
         recorded = self._settled(record, "done", await self.inbox.complete(record, attempt=history))
         self.handled += recorded is not None
         return "ok", recorded, None
@@ -411,7 +415,8 @@ class InboxWorker:
             return None
         return outcome
 
-    async def _call(self, event: WebhookEvent) -> None:
+    async def _call(self, event: WebhookEvent) -> object:
         result = self._handler(event) if self._handler_is_async else await self._threads.call(self._handler, event)
         if inspect.isawaitable(result):
-            await result
+            return await result
+        return result

@@ -234,7 +234,8 @@ async def test_inbox_export_stats_and_requeue(tmp_path: Path) -> None:
     stats = json.loads(out)
     age = stats.pop("oldest_pending_age_seconds")
     pending_at = next(line["received_at"] for line in lines if line["status"] == "pending")
-    assert (code, stats) == (0, {"pending": 1, "done": 1, "dead": 1, "oldest_pending_at": pending_at})  # RFC 3339
+    expected = {"pending": 1, "done": 1, "dead": 1, "oldest_pending_at": pending_at, "capped": False}  # RFC 3339
+    assert (code, stats) == (0, expected)
     assert isinstance(age, float)
     assert 0 <= age < 600
     code, out, _ = await run_cli("inbox", "requeue", "--inbox", url, "--dead")
