@@ -13,9 +13,12 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import Run
 
 from .conftest import reset_postgres
 from .test_inbox_bounds import locked
@@ -39,16 +42,21 @@ from .test_receive_command import Receiver, deliveries, run_cli, send_all
     ],
 )
 @pytest.mark.parametrize("command", ["stats", "export"])
-async def test_a_malformed_inbox_url_is_a_usage_error_naming_the_field(
-    tmp_path: Path, url: str, problem: str, command: str
+def test_a_malformed_inbox_url_is_a_usage_error_naming_the_field(
+    cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, problem: str, command: str
 ) -> None:
-    code, out, err = await run_cli("inbox", command, "--inbox", url, cwd=tmp_path)
-    assert (code, out) == (2, "")
-    assert problem in err
+    """Exit 2 naming the field, password redacted; in-process, as the check runs before any I/O.
+
+    A real process's exit status for a refused URL: ``test_a_parameter_the_postgres_server_refuses_is_named``.
+    """
+    monkeypatch.chdir(tmp_path)
+    run = cli("inbox", command, "--inbox", url)
+    assert (run.code, run.out) == (2, "")
+    assert problem in run.err
     if problem.startswith("port") or "unencoded" in problem:
-        assert "u:***@127.0.0.1" in err  # the URL is shown, its password redacted
-    assert "hunter2" not in err
-    assert "Traceback" not in err
+        assert "u:***@127.0.0.1" in run.err  # the URL is shown, its password redacted
+    assert "hunter2" not in run.err
+    assert "Traceback" not in run.err
 
 
 async def test_a_parameter_the_postgres_server_refuses_is_named(postgres_url: str) -> None:
