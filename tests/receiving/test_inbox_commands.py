@@ -1,4 +1,7 @@
-"""The inbox URL on the command line, as a real process: printed as given, checked, never a new inbox by mistake.
+"""The inbox URL on the command line: printed as given, checked, never a new inbox by mistake.
+
+``receive`` runs as a real process; ``inbox`` commands that end in an error before serving anything
+run in-process (``main()``, the ``cli`` fixture), as a new interpreter costs more than the check.
 
 ``inbox stats|export|requeue`` never create nor migrate an inbox; a malformed URL is a usage
 error (exit 2) naming what is wrong, its password redacted, never a traceback; a held SQLite
@@ -65,22 +68,28 @@ async def test_a_parameter_the_postgres_server_refuses_is_named(postgres_url: st
     assert 'unrecognized configuration parameter "no_such_setting"' in err
 
 
-async def test_a_mistyped_path_is_an_error_not_an_empty_inbox(tmp_path: Path) -> None:
+def test_a_mistyped_path_is_an_error_not_an_empty_inbox(
+    cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
     for command in (("stats",), ("export",), ("requeue", "--dead")):
-        code, out, err = await run_cli("inbox", *command, "--inbox", "sqlite:///typo.db", cwd=tmp_path)
-        assert (code, out) == (1, "")
-        assert "no inbox at 'typo.db': the file does not exist" in err
+        run = cli("inbox", *command, "--inbox", "sqlite:///typo.db")
+        assert (run.code, run.out) == (1, "")
+        assert "no inbox at 'typo.db': the file does not exist" in run.err
     assert os.listdir(tmp_path) == []
 
 
-async def test_someone_elses_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+def test_someone_elses_database_is_refused_and_left_untouched(
+    cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with contextlib.closing(sqlite3.connect(tmp_path / "app.db")) as conn, conn:
         conn.execute("CREATE TABLE users (name TEXT)")
     before = (tmp_path / "app.db").read_bytes()
+    monkeypatch.chdir(tmp_path)
     for command in (("stats",), ("export",), ("requeue", "--dead")):
-        code, out, err = await run_cli("inbox", *command, "--inbox", "sqlite:///app.db", cwd=tmp_path)
-        assert (code, out) == (1, "")
-        assert "'app.db' is not a fullstory-async inbox" in err
+        run = cli("inbox", *command, "--inbox", "sqlite:///app.db")
+        assert (run.code, run.out) == (1, "")
+        assert "'app.db' is not a fullstory-async inbox" in run.err
     assert (tmp_path / "app.db").read_bytes() == before
 
 
