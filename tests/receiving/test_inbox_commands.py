@@ -1,7 +1,7 @@
 """The inbox URL on the command line: printed as given, checked, never a new inbox by mistake.
 
-``receive`` runs as a real process; ``inbox`` commands that end in an error before serving anything
-run in-process (``main()``, the ``cli`` fixture), as a new interpreter costs more than the check.
+``receive`` and the ``inbox`` commands that reach an inbox run as real processes; those refused
+before that run in-process (``main()``, the ``cli`` fixture): a new interpreter costs more than the check.
 
 ``inbox stats|export|requeue`` never create nor migrate an inbox; a malformed URL is a usage
 error (exit 2) naming what is wrong, its password redacted, never a traceback; a held SQLite
