@@ -2,8 +2,9 @@
 
 A request meets, in order: the ``Host`` check (``421``), the ``Origin`` check of a
 state-changing request (``403``), who is asking (a page without a session is sent to
-``/login``, an API call answered ``401``), ``--read-only`` (``403`` to every action), the CSRF
-token of a state-changing request from a page (``403``); then its handler. Refusals and errors
+``/login``, an API call answered ``401``), ``--read-only`` (``403`` to every action), its body
+read (within the head deadline of `serve`), the CSRF token of a state-changing request from a
+page (``403``); then its handler. Refusals and errors
 are JSON under ``/api/`` and a page elsewhere; every response carries `_security.HEADERS`.
 """
 
@@ -112,12 +113,19 @@ async def _guard_request(request: web.Request) -> None:
         raise web.HTTPSeeOther("/login")
     if settings.read_only and _is_action(request):
         raise _Refused(403, "read-only: this console only shows the inbox")
+    if changing:
+        # Read the body here, before `serve`'s gate (an inner middleware) ends the head deadline:
+        # a body sent slowly is then cut with its head, never holding the connection for ever.
+        try:
+            await request.read()
+        except ConnectionResetError:  # closed at the deadline, or by the sender: nobody reads an answer
+            raise _Refused(408, "body: the connection closed before the body was in") from None
     if changing and request.path.startswith("/api/") and request.content_type != "application/json":
         # A page on another site can POST a form or text/plain without asking; JSON needs CORS, never granted here.
         raise _Refused(400, "content-type: must be application/json")
     if changing and caller is not None and _needs_csrf(caller, request):
         given = await _csrf_given(request)
-        if not given or caller.csrf is None or not secrets.compare_digest(given.encode(), caller.csrf.encode()):
+        if not given or caller.csrf is None or not token_matches(given, caller.csrf):
             raise _Refused(403, "csrf: the request lacks this page's CSRF token (reload the page)")
 
 
@@ -239,12 +247,13 @@ async def login(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if settings.token is None:
         raise web.HTTPSeeOther("/")
+    token = (await request.post()).get("token")
+    # No await from here to throttle.failed: concurrent logins each see the failures of those before.
     throttle, address = request.app[THROTTLE], request.remote or "?"
     if wait := throttle.wait(address):
         headers = {"Retry-After": str(math.ceil(wait))}
         main = _pages.login(problem=f"token: too many failed logins: try again in {math.ceil(wait)} s")
         return _page(request, "Log in", main, 429, headers)
-    token = (await request.post()).get("token")
     if not isinstance(token, str) or not token_matches(token, settings.token):
         throttle.failed(address)
         return _page(request, "Log in", _pages.login(problem="token: wrong token"), 401)

@@ -145,7 +145,9 @@ def shown_body(body: bytes) -> tuple[str, list[str]]:
         notes.append("The body is not UTF-8: shown as base64.")
     else:
         with contextlib.suppress(ValueError, RecursionError):  # not JSON: shown as it is
-            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            pretty.encode("utf-8")  # "\ud800" in JSON decodes to a lone surrogate, which no page can send: as it is
+            text = pretty
     if len(text) > BODY_SHOWN:
         text = text[:BODY_SHOWN]
         notes.append(f"Display truncated at {BODY_SHOWN // 1024} KiB: the API gives the whole body.")

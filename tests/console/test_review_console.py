@@ -169,7 +169,9 @@ async def test_concurrent_failed_logins_get_no_more_guesses_than_the_burst(inbox
 
 @pytest.mark.parametrize("inbox_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("path", ["/login", "/api/replay"])
-async def test_a_body_that_never_ends_is_cut_by_the_head_deadline(inbox: Inbox, path: str) -> None:
+async def test_a_body_that_never_ends_is_cut_by_the_head_deadline(
+    inbox: Inbox, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A request body sent slowly held a connection for ever: 512 of them and the console answered nobody."""
     settings = ConsoleSettings(token=TOKEN) if path == "/login" else ConsoleSettings()
     kind = "application/x-www-form-urlencoded" if path == "/login" else "application/json"
@@ -183,6 +185,7 @@ async def test_a_body_that_never_ends_is_cut_by_the_head_deadline(inbox: Inbox, 
         finally:
             writer.close()
     assert closed == b""
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]  # no traceback per sender
 
 
 @pytest.mark.parametrize("inbox_url", ["sqlite"], indirect=True)
