@@ -10,10 +10,14 @@ import asyncio
 import base64
 import json
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from fullstory_async.cli import main
 from fullstory_async.console import ConsoleSettings, console_app
 from fullstory_async.console._security import LOGIN_BURST, LoginThrottle
 from fullstory_async.receiving import Inbox, delivery_key, open_inbox
@@ -215,3 +219,45 @@ def test_failed_logins_count_per_ipv6_network_and_per_ipv4_address() -> None:
     assert throttle.wait("192.0.2.2") == 0
     assert throttle.wait("192.0.2.1") > 0  # the same address, mapped or not
     assert throttle.wait("?") == 0
+
+
+# ------------------------------------------------------------------------------------------------ the command line
+
+
+def test_a_console_behind_a_proxy_needs_a_token_even_on_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy in front reaches the console from elsewhere: a loopback bind with it served the inbox to anyone."""
+    missing = tmp_path / "inbox.db"
+    assert main(["inbox", "serve", "--inbox", f"sqlite:///{missing}", "--behind-tls-proxy"]) == 2
+    assert "--token-env" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_a_time_ago_past_any_integer_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    assert main(["inbox", "replay", "--inbox", url, "--since", "9" * 5000 + "d"]) == 2
+    assert "--since" in capsys.readouterr().err
+
+
+async def test_a_loopback_console_behind_a_proxy_answers_the_host_the_proxy_forwards(tmp_path: Path) -> None:
+    """The docs: behind --behind-tls-proxy "any Host the proxy forwards is accepted"; on 127.0.0.1 it was 421."""
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    async with open_inbox(url):
+        pass
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fullstory_async", "inbox", "serve", "--inbox", url, "--port", "0",
+        "--behind-tls-proxy", "--token-env", "CONSOLE_TOKEN",
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "CONSOLE_TOKEN": TOKEN},
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        port = int(line.rsplit(":", 1)[1].strip(" /\n"))
+        answer = await exchange(port, http("GET", "/", port).replace(b"127.0.0.1:", b"console.example.com:"))
+        assert status_of(answer) == 303  # to the login, not 421
+        assert b"Location: /login" in answer
+    finally:
+        process.terminate()
+        await process.wait()
