@@ -4,9 +4,10 @@ On loopback (127.0.0.1, ::1, ``localhost``: the default) it needs nothing else: 
 checks ``Host`` and ``Origin``, so another site cannot reach it through DNS rebinding. Any
 other address (``0.0.0.0`` included) needs ``--token-env`` and TLS (``--tls-cert/--tls-key``,
 or ``--behind-tls-proxy`` when a proxy in front terminates it), and ``--behind-tls-proxy``
-needs ``--token-env`` on loopback too; without them the command exits 2 naming the flag. Served within the connection limits of ``receive`` (`ConnectionLimits`).
-Like every ``inbox`` command it never creates nor migrates an inbox. It prints one line,
-``console at URL``, on stderr once it listens, and stops on SIGTERM or SIGINT.
+needs ``--token-env`` on loopback too; without them the command exits 2 naming the flag.
+Served within the connection limits of ``receive`` (`ConnectionLimits`). Like every ``inbox``
+command it never creates nor migrates an inbox. It prints one line, ``console at URL``, on
+stderr once it listens, and stops on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
     if args.behind_tls_proxy or args.host in _WILDCARDS:
         hosts = None  # behind a proxy Host is the proxy's public name; on every address, any of them
     elif is_loopback(args.host):
-        hosts = LOOPBACK_NAMES | hosts
+        hosts = LOOPBACK_NAMES | {_name(args.host)}
     try:
         return ConsoleSettings(token=token, read_only=args.read_only, secure=secure, hosts=hosts)
     except InvalidArgumentError as exc:  # the token's length

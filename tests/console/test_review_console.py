@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
+from html import escape
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
+from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli import main
 from fullstory_async.console import ConsoleSettings, console_app
-from fullstory_async.console._security import LOGIN_BURST, LoginThrottle
-from fullstory_async.receiving import Inbox, delivery_key, open_inbox
+from fullstory_async.console._security import _MAX_CLIENTS, LOGIN_BURST, MAX_SESSIONS, LoginThrottle, Sessions
+from fullstory_async.receiving import Inbox, InboxFilter, _replaying, delivery_key, open_inbox
 from fullstory_async.receiving._limits import ConnectionLimits, serve
 from fullstory_async.testing import ManualClock
 from tests.console.conftest import START, seed
@@ -31,7 +36,7 @@ LIMITS = ConnectionLimits(head_timeout=0.5, keepalive_timeout=0.5)
 
 @pytest.fixture
 async def inbox(inbox_url: str) -> AsyncIterator[Inbox]:
-    """An inbox of each engine holding 20 deliveries (5 dead)."""
+    """Open an inbox of each engine holding 20 deliveries (5 dead)."""
     clock = ManualClock(START)
     async with open_inbox(inbox_url, clock=clock, retention=None) as opened:
         await seed(opened, clock, 20)
@@ -51,7 +56,7 @@ async def exchange(port: int, request: bytes, wait: float = 5.0) -> bytes:
 
 
 def http(method: str, target: str, port: int, body: bytes = b"", **headers: str) -> bytes:
-    """A request in bytes (``latin-1``: a header may hold any byte), closing the connection after its answer."""
+    """Return a request in bytes (``latin-1``: a header may hold any byte); the connection closes after it."""
     head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
     head += "".join(f"{name.replace('_', '-')}: {value}\r\n" for name, value in headers.items())
     if body or method == "POST":
@@ -67,7 +72,7 @@ def cursor(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-# ------------------------------------------------------------------------------------------------ hostile input: 400, not 500
+# -------------------------------------------------------------------------------------------- hostile input: 400
 
 
 @pytest.mark.parametrize(
@@ -126,7 +131,7 @@ async def test_a_csrf_header_that_is_not_utf8_is_refused_not_a_500(inbox: Inbox)
 
 
 async def test_a_body_holding_a_lone_surrogate_escape_shows_on_its_page(inbox: Inbox) -> None:
-    """``"\\ud800"`` is valid JSON in valid UTF-8; decoded, it cannot be encoded back: the page showed a 500."""
+    r"""``"\ud800"`` is valid JSON in valid UTF-8; decoded, it cannot be encoded back: the page showed a 500."""
     body = b'{"eventName": "note.created", "text": "\\ud800 <b>x</b>"}'
     await inbox.put(body, org_id="org-1")
     key = delivery_key("org-1", body)
@@ -196,7 +201,7 @@ async def test_a_body_that_never_ends_is_cut_by_the_head_deadline(
 async def test_an_oversized_authorization_header_keeps_the_token_out_of_the_log(
     inbox: Inbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """aiohttp's refusal of a header line over the cap quotes the line; the refusal log line quoted that."""
+    """The parser's refusal of a header line over the cap quotes the line; the refusal log line quoted that."""
     caplog.set_level(logging.INFO)
     async with serve(console_app(inbox, ConsoleSettings(token=TOKEN)), "127.0.0.1", 0, LIMITS) as port:
         answer = await exchange(port, http("GET", "/api/stats", port, Authorization=f"Bearer {TOKEN}{'a' * 9000}"))
@@ -234,12 +239,6 @@ def test_a_console_behind_a_proxy_needs_a_token_even_on_loopback(
     assert not missing.exists()
 
 
-def test_a_time_ago_past_any_integer_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"sqlite:///{tmp_path}/inbox.db"
-    assert main(["inbox", "replay", "--inbox", url, "--since", "9" * 5000 + "d"]) == 2
-    assert "--since" in capsys.readouterr().err
-
-
 async def test_a_loopback_console_behind_a_proxy_answers_the_host_the_proxy_forwards(tmp_path: Path) -> None:
     """The docs: behind --behind-tls-proxy "any Host the proxy forwards is accepted"; on 127.0.0.1 it was 421."""
     url = f"sqlite:///{tmp_path}/inbox.db"
@@ -261,3 +260,122 @@ async def test_a_loopback_console_behind_a_proxy_answers_the_host_the_proxy_forw
     finally:
         process.terminate()
         await process.wait()
+
+
+# ------------------------------------------------------------------------------------------------ attacks that held
+
+
+@pytest.mark.parametrize("inbox_url", ["sqlite"], indirect=True)
+async def test_a_login_posted_from_another_site_is_refused(inbox: Inbox) -> None:
+    """Login CSRF: a page elsewhere posting the login form (the token would have to be guessed anyway)."""
+    async with serve(console_app(inbox, ConsoleSettings(token=TOKEN)), "127.0.0.1", 0, LIMITS) as port:
+        form = f"token={TOKEN}".encode()
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},
+            {"Origin": f"http://localhost:{port}"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ):
+            request = http("POST", "/login", port, form, Content_Type="application/x-www-form-urlencoded", **headers)
+            answer = await exchange(port, request)
+            assert status_of(answer) == 403, headers
+            assert b"Set-Cookie" not in answer
+
+
+def test_the_login_throttle_and_the_sessions_stay_bounded_under_a_flood() -> None:
+    clock = ManualClock(0.0)
+    throttle = LoginThrottle(clock)
+    for n in range(3 * _MAX_CLIENTS):
+        throttle.failed(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+    assert len(throttle._buckets) == _MAX_CLIENTS
+    assert throttle.wait(f"10.0.{(3 * _MAX_CLIENTS - 1) >> 8 & 255}.{(3 * _MAX_CLIENTS - 1) & 255}") == 0  # 4 left
+    sessions = Sessions(ConsoleSettings(token=TOKEN, clock=clock))
+    first, _ = sessions.start()
+    for _ in range(MAX_SESSIONS):
+        sessions.start()
+    assert len(sessions._sessions) == MAX_SESSIONS
+    assert sessions.find(first) is None  # the oldest ended
+
+
+@pytest.mark.parametrize("inbox_url", ["sqlite"], indirect=True)
+async def test_filters_reflected_into_the_page_stay_text(inbox: Inbox) -> None:
+    hostile = '"><script>alert(1)</script><a href="javascript:alert(2)">'
+    query = urlencode({"event_type": hostile, "status": "dead", "limit": "2"})
+    async with serve(console_app(inbox), "127.0.0.1", 0, LIMITS) as port:
+        page = (await exchange(port, http("GET", f"/?{query}", port))).decode()
+        refused = (await exchange(port, http("GET", f"/?{urlencode({'since': hostile})}", port))).decode()
+    assert status_of(page.encode()) == 200
+    for text in (page, refused):
+        assert "<script>alert" not in text
+        assert 'href="javascript:' not in text
+        assert "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in text
+        assert len(re.findall(r"<script\b", text)) == 1  # only our own file
+        assert re.findall(r'href="([^"]*)"', text)
+        assert all(href.startswith(("/", "#")) for href in re.findall(r'href="([^"]*)"', text))
+
+
+@pytest.mark.parametrize("inbox_url", ["sqlite"], indirect=True)
+async def test_read_only_refuses_every_method_and_spelling_of_an_action(inbox: Inbox) -> None:
+    """With a valid CSRF token and the right content types: every spelling of an action path, every method."""
+    keys = [record.key for record in (await inbox.list(InboxFilter(status="dead"), None, 5)).records]
+    paths = [
+        "/replay", "/replay/", "//replay", "/%72eplay", "/REPLAY", "/api/replay", "/api//replay", "/api/replay?x=1",
+        f"/deliveries/{keys[0]}/replay", f"/deliveries/{keys[0][:8]}/replay", f"/deliveries/{keys[0]}%2Freplay",
+        f"/deliveries/{keys[0]}/replay/", f"/deliveries/{keys[0].upper()}/replay",
+    ]  # fmt: skip
+    async with serve(console_app(inbox, ConsoleSettings(read_only=True)), "127.0.0.1", 0, LIMITS) as port:
+        page = (await exchange(port, http("GET", "/", port))).decode()
+        csrf = page.split('<meta name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        for path in paths:
+            for method in ("POST", "PUT", "PATCH", "DELETE"):
+                form = f"csrf={csrf}&status=dead&all=1&yes=1".encode()
+                kind = "application/x-www-form-urlencoded"
+                if "/api/" in path:
+                    form, kind = b'{"status": "dead", "all": true, "yes": true}', "application/json"
+                answer = await exchange(port, http(method, path, port, form, Content_Type=kind, X_CSRF_Token=csrf))
+                assert status_of(answer) in (403, 404, 405), (method, path, answer[:200])
+    assert (await inbox.stats()).dead == 5
+
+
+@pytest.mark.parametrize("inbox_url", ["sqlite"], indirect=True)
+async def test_an_ambiguous_key_prefix_is_refused_as_inbox_replay_refuses_it(inbox_url: str) -> None:
+    """Two stored keys sharing their first 8 hex digits (a birthday search over ~2^16 bodies)."""
+    async with open_inbox(inbox_url, retention=None) as inbox:
+        await _refuse_an_ambiguous_prefix(inbox)
+
+
+async def _refuse_an_ambiguous_prefix(inbox: Inbox) -> None:
+    seen: dict[str, bytes] = {}
+    for n in itertools.count():
+        body = json.dumps({"eventName": "note.created", "n": n}).encode()
+        prefix = delivery_key("org-1", body)[:8]
+        if prefix in seen:
+            break
+        seen[prefix] = body
+    for twin in (seen[prefix], body):
+        key = delivery_key("org-1", twin)
+        await inbox.put(twin, org_id="org-1")
+        claimed = await inbox.claim(1, lease=60)
+        await inbox.bury(claimed[0], error="x")
+        assert claimed[0].key == key
+    with pytest.raises(InvalidArgumentError) as refused:
+        await _replaying.replay(inbox, _replaying.parse_filter(key=prefix))
+    async with serve(console_app(inbox), "127.0.0.1", 0, LIMITS) as port:
+        answer = await exchange(port, http("POST", "/api/replay", port, f'{{"key": "{prefix}"}}'.encode(),
+                                           Content_Type="application/json"))  # fmt: skip
+        assert status_of(answer) == 400
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"error": str(refused.value)}
+        page = (await exchange(port, http("GET", "/", port))).decode()
+        csrf = page.split('<meta name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        for path, form in (("/replay", f"csrf={csrf}&key={prefix}"), (f"/deliveries/{prefix}/replay", f"csrf={csrf}")):
+            request = http("POST", path, port, form.encode(), Content_Type="application/x-www-form-urlencoded")
+            answer = await exchange(port, request)
+            assert status_of(answer) == 400
+            assert f'<p role="alert" id="error">{escape(str(refused.value))}</p>'.encode() in answer
+    assert (await inbox.stats()).dead == 2
+
+
+def test_a_time_ago_past_any_integer_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    assert main(["inbox", "replay", "--inbox", url, "--since", "9" * 5000 + "d"]) == 2
+    assert "--since" in capsys.readouterr().err
