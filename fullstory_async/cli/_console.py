@@ -49,7 +49,9 @@ def serve_options(action: argparse.ArgumentParser) -> None:
     action.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain (with --tls-key)")
     action.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     action.add_argument(
-        "--behind-tls-proxy", action="store_true", help="a proxy in front terminates TLS (cookies are Secure; needs --token-env)"
+        "--behind-tls-proxy",
+        action="store_true",
+        help="a proxy in front terminates TLS (cookies are Secure; needs --token-env)",
     )
 
 
