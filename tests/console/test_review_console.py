@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator
-from html import escape
+from html import escape, unescape
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -24,6 +24,7 @@ import pytest
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli import main
 from fullstory_async.console import ConsoleSettings, console_app
+from fullstory_async.console._pages import BODY_SHOWN
 from fullstory_async.console._security import _MAX_CLIENTS, LOGIN_BURST, MAX_SESSIONS, LoginThrottle, Sessions
 from fullstory_async.receiving import Inbox, InboxFilter, _replaying, delivery_key, open_inbox
 from fullstory_async.receiving._limits import ConnectionLimits, serve
@@ -379,3 +380,17 @@ def test_a_time_ago_past_any_integer_is_a_usage_error(tmp_path: Path, capsys: py
     url = f"sqlite:///{tmp_path}/inbox.db"
     assert main(["inbox", "replay", "--inbox", url, "--since", "9" * 5000 + "d"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("inbox_url", ["sqlite"], indirect=True)
+async def test_a_body_over_the_display_cap_is_shown_as_sent_not_parsed(inbox: Inbox) -> None:
+    """Parsing a body of megabytes to show its first 256 KiB held the event loop (10 MB of JSON: 7 s)."""
+    body = json.dumps({"eventName": "big", "items": [{"n": n} for n in range(40_000)]}).encode()
+    assert len(body) > BODY_SHOWN
+    await inbox.put(body, org_id="org-1")
+    async with serve(console_app(inbox), "127.0.0.1", 0, LIMITS) as port:
+        page = (await exchange(port, http("GET", f"/deliveries/{delivery_key('org-1', body)}", port))).decode()
+    shown = unescape(page.split('<pre id="body">', 1)[1].split("</pre>", 1)[0])
+    assert shown == body[:BODY_SHOWN].decode()
+    assert "shown as sent, not pretty-printed" in page
+    assert "truncated" in page
