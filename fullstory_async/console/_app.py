@@ -58,16 +58,33 @@ class Caller:
 CALLER: web.RequestKey[Caller | None] = web.RequestKey("caller")
 
 
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
 def _caller(request: web.Request) -> Caller | None:
     settings = request.app[SETTINGS]
     given = bearer(request)
     if settings.token is None:
         return Caller("anonymous", request.app[ANONYMOUS_CSRF])
-    if given is not None:
-        return Caller("bearer") if token_matches(given, settings.token) else None
+    if given is not None:  # a guess costs what a login costs: one throttle for both ways in
+        _throttled(request)
+        if token_matches(given, settings.token):
+            return Caller("bearer")
+        request.app[THROTTLE].failed(request.remote or "?")
+        return None
     sid = request.cookies.get(SESSION_COOKIE)
     session = request.app[SESSIONS].find(sid)
     return None if session is None else Caller("session", session.csrf, sid)
+
+
+def _throttled(request: web.Request) -> None:
+    """Refuse (``429``) a client past its failed logins, whatever it sends now."""
+    if wait := request.app[THROTTLE].wait(request.remote or "?"):
+        message = f"token: too many failed logins: try again in {math.ceil(wait)} s"
+        raise _Refused(429, message, {"Retry-After": str(math.ceil(wait))})
 
 
 def _is_action(request: web.Request) -> bool:
@@ -90,12 +107,6 @@ async def _csrf_given(request: web.Request) -> str | None:
         value = (await request.post()).get("csrf")
         return value if isinstance(value, str) else None
     return None
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
 
 
 async def _guard_request(request: web.Request) -> None:
@@ -248,14 +259,13 @@ async def login(request: web.Request) -> web.Response:
     if settings.token is None:
         raise web.HTTPSeeOther("/")
     token = (await request.post()).get("token")
-    # No await from here to throttle.failed: concurrent logins each see the failures of those before.
-    throttle, address = request.app[THROTTLE], request.remote or "?"
-    if wait := throttle.wait(address):
-        headers = {"Retry-After": str(math.ceil(wait))}
-        main = _pages.login(problem=f"token: too many failed logins: try again in {math.ceil(wait)} s")
-        return _page(request, "Log in", main, 429, headers)
+    # No await from here to THROTTLE.failed: concurrent logins each see the failures of those before.
+    try:
+        _throttled(request)
+    except _Refused as exc:
+        return _page(request, "Log in", _pages.login(problem=exc.message), exc.status, exc.headers)
     if not isinstance(token, str) or not token_matches(token, settings.token):
-        throttle.failed(address)
+        request.app[THROTTLE].failed(request.remote or "?")
         return _page(request, "Log in", _pages.login(problem="token: wrong token"), 401)
     if (caller := request.get(CALLER)) is not None:
         request.app[SESSIONS].end(caller.sid)  # a new login replaces the session it was made from

@@ -25,7 +25,14 @@ from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli import main
 from fullstory_async.console import ConsoleSettings, console_app
 from fullstory_async.console._pages import BODY_SHOWN
-from fullstory_async.console._security import _MAX_CLIENTS, LOGIN_BURST, MAX_SESSIONS, LoginThrottle, Sessions
+from fullstory_async.console._security import (
+    _MAX_CLIENTS,
+    LOGIN_BURST,
+    LOGIN_EVERY,
+    MAX_SESSIONS,
+    LoginThrottle,
+    Sessions,
+)
 from fullstory_async.receiving import Inbox, InboxFilter, _replaying, delivery_key, open_inbox
 from fullstory_async.receiving._limits import ConnectionLimits, serve
 from fullstory_async.testing import ManualClock
@@ -394,3 +401,25 @@ async def test_a_body_over_the_display_cap_is_shown_as_sent_not_parsed(inbox: In
     assert shown == body[:BODY_SHOWN].decode()
     assert "shown as sent, not pretty-printed" in page
     assert "truncated" in page
+
+
+@pytest.mark.parametrize("inbox_url", ["sqlite"], indirect=True)
+async def test_bearer_guesses_are_throttled_like_logins(inbox: Inbox) -> None:
+    """The API compared every ``Authorization: Bearer`` at full speed: the login throttle guarded the form only."""
+    clock = ManualClock(0.0)
+    settings = ConsoleSettings(token=TOKEN, clock=clock)
+    async with serve(console_app(inbox, settings), "127.0.0.1", 0, LIMITS) as port:
+
+        async def call(token: str) -> bytes:
+            return await exchange(port, http("GET", "/api/stats", port, Authorization=f"Bearer {token}"))
+
+        statuses = [status_of(await call(f"guess-{n:02d}-0123456789abcdef")) for n in range(LOGIN_BURST + 3)]
+        assert statuses == [401] * LOGIN_BURST + [429] * 3
+        answer = await call(TOKEN)  # even the right token waits: no guess is answered meanwhile
+        assert status_of(answer) == 429
+        assert b"Retry-After: 2\r\n" in answer
+        form = http("POST", "/login", port, f"token={TOKEN}".encode(), Content_Type="application/x-www-form-urlencoded")
+        assert status_of(await exchange(port, form)) == 429  # one throttle for both ways in
+        clock.advance(LOGIN_EVERY)
+        assert status_of(await call(TOKEN)) == 200
+        assert status_of(await call(TOKEN)) == 200  # a right token costs nothing
