@@ -2,10 +2,11 @@
 
 A request meets, in order: the ``Host`` check (``421``), the ``Origin`` check of a
 state-changing request (``403``), who is asking (a page without a session is sent to
-``/login``, an API call answered ``401``), ``--read-only`` (``403`` to every action), its body
-read (within the head deadline of `serve`), the CSRF token of a state-changing request from a
-page (``403``); then its handler. Refusals and errors
-are JSON under ``/api/`` and a page elsewhere; every response carries `_security.HEADERS`.
+``/login``, an API call answered ``401``; a client past its failed logins ``429``),
+``--read-only`` (``403`` to every action), its body read (within the head deadline of
+`serve`), the CSRF token of a state-changing request from a page (``403``); then its handler.
+Refusals and errors are JSON under ``/api/`` and a page elsewhere; every response carries
+`_security.HEADERS`.
 """
 
 from __future__ import annotations
