@@ -3,10 +3,11 @@
 On loopback (127.0.0.1, ::1, ``localhost``: the default) it needs nothing else: the console
 checks ``Host`` and ``Origin``, so another site cannot reach it through DNS rebinding. Any
 other address (``0.0.0.0`` included) needs ``--token-env`` and TLS (``--tls-cert/--tls-key``,
-or ``--behind-tls-proxy`` when a proxy in front terminates it); without them the command exits
-2 naming the flag. Served within the connection limits of ``receive`` (`ConnectionLimits`).
-Like every ``inbox`` command it never creates nor migrates an inbox. It prints one line,
-``console at URL``, on stderr once it listens, and stops on SIGTERM or SIGINT.
+or ``--behind-tls-proxy`` when a proxy in front terminates it), and ``--behind-tls-proxy``
+needs ``--token-env`` on loopback too; without them the command exits 2 naming the flag.
+Served within the connection limits of ``receive`` (`ConnectionLimits`). Like every ``inbox``
+command it never creates nor migrates an inbox. It prints one line, ``console at URL``, on
+stderr once it listens, and stops on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def serve_options(action: argparse.ArgumentParser) -> None:
     action.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain (with --tls-key)")
     action.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     action.add_argument(
-        "--behind-tls-proxy", action="store_true", help="a proxy in front terminates TLS (cookies are Secure)"
+        "--behind-tls-proxy",
+        action="store_true",
+        help="a proxy in front terminates TLS (cookies are Secure; needs --token-env)",
     )
 
 
@@ -77,9 +80,11 @@ def _name(host: str) -> str:
 def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
     token = None if args.token_env is None else env_secret("--token-env", args.token_env)
     secure = tls or args.behind_tls_proxy
-    if is_loopback(args.host):
-        hosts: frozenset[str] | None = LOOPBACK_NAMES | {_name(args.host)}
-    else:
+    if token is None and args.behind_tls_proxy:  # on loopback too: whoever reaches the proxy reaches the console
+        raise InvalidArgumentError(
+            "--token-env", "--behind-tls-proxy: anyone who reaches the proxy could read and replay the inbox"
+        )
+    if not is_loopback(args.host):
         if token is None:
             raise InvalidArgumentError(
                 "--token-env", f"{args.host} is not loopback: anyone who reaches it could read and replay the inbox"
@@ -90,8 +95,11 @@ def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
                 f"{args.host} is not loopback: the token and the session would cross the network in clear; "
                 "give --tls-cert/--tls-key, or --behind-tls-proxy when a proxy terminates TLS",
             )
-        # Behind a proxy the Host header is the proxy's public name; on every address it is any of them.
-        hosts = None if args.behind_tls_proxy or args.host in _WILDCARDS else frozenset({_name(args.host)})
+    hosts: frozenset[str] | None = frozenset({_name(args.host)})
+    if args.behind_tls_proxy or args.host in _WILDCARDS:
+        hosts = None  # behind a proxy Host is the proxy's public name; on every address, any of them
+    elif is_loopback(args.host):
+        hosts = LOOPBACK_NAMES | {_name(args.host)}
     try:
         return ConsoleSettings(token=token, read_only=args.read_only, secure=secure, hosts=hosts)
     except InvalidArgumentError as exc:  # the token's length

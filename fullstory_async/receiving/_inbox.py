@@ -46,6 +46,7 @@ from fullstory_async.receiving._query import (
     check_limit,
     decode_cursor,
     encode_cursor,
+    storable,
 )
 
 logger = logging.getLogger("fullstory_async.receiving")
@@ -147,13 +148,13 @@ HISTORY_KEPT = 20
 
 
 def event_type_of(body: bytes) -> str | None:
-    """Return the ``eventName`` of a JSON object body, ``None`` for any other body (never raises)."""
+    """Return the ``eventName`` of a JSON object body, ``None`` for any other body or a name no engine stores."""
     try:
         event = json.loads(body)
     except (ValueError, RecursionError):  # not UTF-8 (UnicodeDecodeError), not JSON, absurdly nested
         return None
     name = event.get("eventName") if isinstance(event, dict) else None
-    return name if isinstance(name, str) else None
+    return name if isinstance(name, str) and storable(name) else None  # "\ud800" or NUL: no column holds it
 
 
 _URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")

@@ -144,7 +144,8 @@ class _ServerLog(logging.Logger):
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         """Log a malformed request as a refusal line; anything else as aiohttp would."""
         if isinstance(exc_info, HttpProcessingError):
-            detail = (str(exc_info.message).strip().splitlines() or [type(exc_info).__name__])[0][:120]
+            # The parser's words only: after a colon it quotes the bytes (a header line: maybe a token).
+            detail = str(exc_info.message).strip().partition(":")[0][:120] or type(exc_info).__name__
             peer = args[0] if args else "?"
             self._refusals.log(logging.INFO, "request refused %d (malformed: %s) from %s", exc_info.code, detail, peer)
             return

@@ -45,9 +45,22 @@ def _time(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> Non
         raise InvalidArgumentError(attribute.name, f"must be a datetime with a time zone, got {value!r}")
 
 
+def storable(text: str) -> bool:
+    """Tell whether both engines can store ``text``: no NUL (PostgreSQL refuses it), no lone surrogate (not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _is_key(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and _HEX.fullmatch(value) is not None
+
+
 def _event_type(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise InvalidArgumentError("event_type", f"must be a non-empty event name, got {value!r}")
+    if value is not None and (not isinstance(value, str) or not value or not storable(value)):
+        raise InvalidArgumentError("event_type", f"must be a non-empty event name (UTF-8 text, no NUL), got {value!r}")
 
 
 def _key(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -174,9 +187,9 @@ def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
         return None
     try:
         received_at, key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(received_at, int | float) and math.isfinite(received_at) and isinstance(key, str):
+        if isinstance(received_at, int | float) and math.isfinite(received_at) and _is_key(key):
             return float(received_at), key
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, binascii.Error, RecursionError):
         pass
     raise InvalidArgumentError("cursor", "not a cursor returned by Inbox.list (pass next_cursor as it is)")
 

@@ -37,7 +37,7 @@ def parse_moment(field: str, text: str) -> datetime:
     if match := _RELATIVE.fullmatch(text.strip()):
         try:
             return datetime.now(UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
-        except OverflowError:  # further back than year 1
+        except (OverflowError, ValueError):  # further back than year 1; past int()'s 4,300 digits
             raise InvalidArgumentError(field, f"{text!r} is further back than any time can be") from None
     value = None
     if match := _RFC3339.fullmatch(text.strip()):
