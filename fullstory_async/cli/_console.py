@@ -18,6 +18,8 @@ import signal
 import ssl
 import sys
 
+import attrs
+
 from fullstory_async._auth import _is_loopback as is_loopback
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local
@@ -25,7 +27,7 @@ from fullstory_async.cli._types import integer
 from fullstory_async.console import ConsoleSettings, console_app
 from fullstory_async.console._security import LOOPBACK_NAMES, MIN_TOKEN
 from fullstory_async.receiving import open_inbox
-from fullstory_async.receiving._limits import ConnectionLimits, serve
+from fullstory_async.receiving._limits import ConnectionLimits, descriptor_room, serve
 
 _WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -106,12 +108,20 @@ def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
         raise InvalidArgumentError("--token-env", f"the token in {args.token_env} {exc.problem}") from None
 
 
+def console_limits() -> ConnectionLimits:
+    """Return the connection limits of ``receive``, the cap lowered to fit the file-descriptor limit."""
+    limits, room = ConnectionLimits(), descriptor_room()
+    if room is not None and room < limits.max_connections:
+        return attrs.evolve(limits, max_connections=max(room, 1))
+    return limits
+
+
 async def _serve(args: argparse.Namespace) -> int:
     context = _tls(args)
     settings = _settings(args, context is not None)
     async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         app = console_app(inbox, settings)
-        async with serve(app, args.host, args.port, ConnectionLimits(), ssl=context) as port:
+        async with serve(app, args.host, args.port, console_limits(), ssl=context) as port:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):

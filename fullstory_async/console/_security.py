@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import math
@@ -142,8 +143,9 @@ def check_origin(request: web.Request) -> str | None:
 
 
 def token_matches(given: str, token: str) -> bool:
-    """Compare a token in constant time (`hmac.compare_digest` on the UTF-8 bytes)."""
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8"))
+    """Compare a token in constant time, its length too (`hmac.compare_digest` of the SHA-256 digests)."""
+    digest = hashlib.sha256(given.encode("utf-8", "surrogateescape")).digest()
+    return hmac.compare_digest(digest, hashlib.sha256(token.encode("utf-8")).digest())
 
 
 def bearer(request: web.Request) -> str | None:
