@@ -82,7 +82,17 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against FakeFullstory on 127.0.0.1 (figures go to docs/benchmarks.md)."""
     session.install("-e", ".[postgres]", "httpx")  # httpx: the overhead benchmark's comparison client
     every = (
-        *("fake", "rate", "faults", "memory", "overhead", "soak", "receiver", "governor", "receiver_soak", "scrub"),
+        "fake",
+        "rate",
+        "faults",
+        "memory",
+        "overhead",
+        "soak",
+        "receiver",
+        "governor",
+        "receiver_soak",
+        "scrub",
+        "inbox_queries",
         "console",
     )
     which = session.posargs or list(every)
@@ -102,6 +112,8 @@ def bench(session: nox.Session) -> None:
         session.run("python", "bench/governor.py")
     if "scrub" in which:
         session.run("python", "bench/scrub.py")
+    if "inbox_queries" in which:  # 1,000,000 events on SQLite and PostgreSQL (as receiver_soak finds one)
+        session.run("python", "bench/inbox_queries.py")
     if "console" in which:  # 1,000,000 events; PostgreSQL too when FULLSTORY_TEST_POSTGRES_DSN is set
         session.run("python", "bench/console.py")
     if "receiver_soak" in which:  # SQLite and PostgreSQL (FULLSTORY_TEST_POSTGRES_DSN, or a throwaway server)

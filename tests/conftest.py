@@ -1,4 +1,6 @@
-"""Suite-wide fixtures: secret hygiene in every test, ``serve`` for raw servers, ``served`` for a threaded fake.
+"""Suite-wide fixtures: secret hygiene, ``serve`` (raw servers), ``served`` (a threaded fake), ``cli`` (main()).
+
+``cli`` runs the command line in-process: a usage error needs no new interpreter.
 
 No API key or endpoint secret used in a test may reach a log record.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import ssl
 import threading
@@ -273,3 +276,30 @@ async def gate(serve: Serve) -> AsyncIterator[Gate]:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """Make a private CA with a server certificate for 127.0.0.1 and a client certificate (PEM files)."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+class Run:
+    """What one ``main()`` call returned and printed."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code = code
+        self.out = out
+        self.err = err
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        """Stdout parsed as JSON Lines."""
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """Call ``main(args)`` and capture its exit status, stdout and stderr."""
+    from fullstory_async.cli import main  # imported on use: conftest loads before every test
+
+    def run(*args: str) -> Run:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run

@@ -3,10 +3,11 @@
 On loopback (127.0.0.1, ::1, ``localhost``: the default) it needs nothing else: the console
 checks ``Host`` and ``Origin``, so another site cannot reach it through DNS rebinding. Any
 other address (``0.0.0.0`` included) needs ``--token-env`` and TLS (``--tls-cert/--tls-key``,
-or ``--behind-tls-proxy`` when a proxy in front terminates it); without them the command exits
-2 naming the flag. Served within the connection limits of ``receive`` (`ConnectionLimits`).
-Like every ``inbox`` command it never creates nor migrates an inbox. It prints one line,
-``console at URL``, on stderr once it listens, and stops on SIGTERM or SIGINT.
+or ``--behind-tls-proxy`` when a proxy in front terminates it), and ``--behind-tls-proxy``
+needs ``--token-env`` on loopback too; without them the command exits 2 naming the flag.
+Served within the connection limits of ``receive`` (`ConnectionLimits`). Like every ``inbox``
+command it never creates nor migrates an inbox. It prints one line, ``console at URL``, on
+stderr once it listens, and stops on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import signal
 import ssl
 import sys
 
+import attrs
+
 from fullstory_async._auth import _is_loopback as is_loopback
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local
@@ -24,7 +27,7 @@ from fullstory_async.cli._types import integer
 from fullstory_async.console import ConsoleSettings, console_app
 from fullstory_async.console._security import LOOPBACK_NAMES, MIN_TOKEN
 from fullstory_async.receiving import open_inbox
-from fullstory_async.receiving._limits import ConnectionLimits, serve
+from fullstory_async.receiving._limits import ConnectionLimits, descriptor_room, serve
 
 _WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -48,7 +51,9 @@ def serve_options(action: argparse.ArgumentParser) -> None:
     action.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain (with --tls-key)")
     action.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     action.add_argument(
-        "--behind-tls-proxy", action="store_true", help="a proxy in front terminates TLS (cookies are Secure)"
+        "--behind-tls-proxy",
+        action="store_true",
+        help="a proxy in front terminates TLS (cookies are Secure; needs --token-env)",
     )
 
 
@@ -77,9 +82,11 @@ def _name(host: str) -> str:
 def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
     token = None if args.token_env is None else env_secret("--token-env", args.token_env)
     secure = tls or args.behind_tls_proxy
-    if is_loopback(args.host):
-        hosts: frozenset[str] | None = LOOPBACK_NAMES | {_name(args.host)}
-    else:
+    if token is None and args.behind_tls_proxy:  # on loopback too: whoever reaches the proxy reaches the console
+        raise InvalidArgumentError(
+            "--token-env", "--behind-tls-proxy: anyone who reaches the proxy could read and replay the inbox"
+        )
+    if not is_loopback(args.host):
         if token is None:
             raise InvalidArgumentError(
                 "--token-env", f"{args.host} is not loopback: anyone who reaches it could read and replay the inbox"
@@ -90,12 +97,23 @@ def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
                 f"{args.host} is not loopback: the token and the session would cross the network in clear; "
                 "give --tls-cert/--tls-key, or --behind-tls-proxy when a proxy terminates TLS",
             )
-        # Behind a proxy the Host header is the proxy's public name; on every address it is any of them.
-        hosts = None if args.behind_tls_proxy or args.host in _WILDCARDS else frozenset({_name(args.host)})
+    hosts: frozenset[str] | None = frozenset({_name(args.host)})
+    if args.behind_tls_proxy or args.host in _WILDCARDS:
+        hosts = None  # behind a proxy Host is the proxy's public name; on every address, any of them
+    elif is_loopback(args.host):
+        hosts = LOOPBACK_NAMES | {_name(args.host)}
     try:
         return ConsoleSettings(token=token, read_only=args.read_only, secure=secure, hosts=hosts)
     except InvalidArgumentError as exc:  # the token's length
         raise InvalidArgumentError("--token-env", f"the token in {args.token_env} {exc.problem}") from None
+
+
+def console_limits() -> ConnectionLimits:
+    """Return the connection limits of ``receive``, the cap lowered to fit the file-descriptor limit."""
+    limits, room = ConnectionLimits(), descriptor_room()
+    if room is not None and room < limits.max_connections:
+        return attrs.evolve(limits, max_connections=max(room, 1))
+    return limits
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -103,7 +121,7 @@ async def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, context is not None)
     async with open_inbox(args.inbox, retention=None, create=False) as inbox:
         app = console_app(inbox, settings)
-        async with serve(app, args.host, args.port, ConnectionLimits(), ssl=context) as port:
+        async with serve(app, args.host, args.port, console_limits(), ssl=context) as port:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):

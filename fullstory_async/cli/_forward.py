@@ -15,8 +15,6 @@ import asyncio
 import signal
 from collections.abc import Sequence
 
-import yarl
-
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local, stderr_log
 from fullstory_async.cli._types import integer, positive
@@ -29,9 +27,10 @@ from fullstory_async.receiving import (
     ReceivingHooks,
     open_inbox,
 )
+from fullstory_async.receiving._forward import shown_url
 from fullstory_async.receiving._postgres import redact
 
-_FIELDS = {"url": "--to", "timeout": "--timeout", "ca_file": "--ca-file", "client_cert": "--client-cert"}
+_FIELDS = {"timeout": "--timeout", "ca_file": "--ca-file", "client_cert": "--client-cert"}
 _DRAIN_MARGIN = 5.0  # seconds a handler may outlive its attempt's --timeout (recording the outcome)
 
 
@@ -73,8 +72,11 @@ def forward_target_options(parser: argparse.ArgumentParser, *, to: str, required
     )
 
 
-def forwarder_from(args: argparse.Namespace) -> Forwarder:
-    """Build the `Forwarder` the options describe (usage problems as `InvalidArgumentError` naming the flag)."""
+def forwarder_from(args: argparse.Namespace, *, to: str = "--to") -> Forwarder:
+    """Build the `Forwarder` the options describe (usage problems as `InvalidArgumentError` naming the flag).
+
+    ``to`` is the flag of the service's URL (``--to``; ``receive`` calls it ``--forward-to``).
+    """
     name = args.sign_secret_env
     if not name:
         raise InvalidArgumentError("--sign-secret-env", "is required: the variable holding the whsec_ signing secret")
@@ -90,7 +92,8 @@ def forwarder_from(args: argparse.Namespace) -> Forwarder:
         )
         return Forwarder(target, secret=secret, concurrency=args.concurrency)
     except InvalidArgumentError as exc:
-        field = _FIELDS.get(exc.field, f"--sign-secret-env ({name})" if exc.field == "sign secret" else exc.field)
+        fields = {**_FIELDS, "url": to, "sign secret": f"--sign-secret-env ({name})"}
+        field = fields.get(exc.field, exc.field)
         raise InvalidArgumentError(field, exc.problem) from None
 
 
@@ -110,11 +113,6 @@ def forward_worker(
     )
 
 
-def shown(url: str) -> str:
-    """Return a URL as printed: its user info and query left out (they may hold credentials)."""
-    return str(yarl.URL(url).with_user(None).with_query(None))
-
-
 async def _forward(args: argparse.Namespace) -> int:
     forwarder = forwarder_from(args)
     with stderr_log():
@@ -123,7 +121,7 @@ async def _forward(args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, lambda: asyncio.ensure_future(worker.stop()))
-            print(f"forwarding from {redact(args.inbox)} to {shown(args.forward_to)}", flush=True)
+            print(f"forwarding from {redact(args.inbox)} to {shown_url(args.forward_to)}", flush=True)
             await worker.run()
     return 0
 

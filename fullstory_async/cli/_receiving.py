@@ -28,7 +28,7 @@ from aiohttp import web
 
 from fullstory_async._auth import _is_loopback as is_loopback
 from fullstory_async._exceptions import InvalidArgumentError
-from fullstory_async.cli._forward import forward_target_options, forward_worker, forwarder_from, shown
+from fullstory_async.cli._forward import forward_target_options, forward_worker, forwarder_from
 from fullstory_async.cli._local import INBOX_URL_HELP, env_secret, local, stderr_log
 from fullstory_async.cli._types import integer, non_negative, positive
 from fullstory_async.receiving import (
@@ -40,6 +40,7 @@ from fullstory_async.receiving import (
     add_webhook_route,
     open_inbox,
 )
+from fullstory_async.receiving._forward import shown_url
 from fullstory_async.receiving._inbox import DEFAULT_COMMIT_TIMEOUT
 from fullstory_async.receiving._limits import ConnectionLimits, check_descriptors, serve
 from fullstory_async.receiving._postgres import redact
@@ -192,6 +193,12 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def _forwarding(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """Return the forwarding options that have no default (given without ``--forward-to``, they would do nothing)."""
+    names = ("sign_secret_env", "ca_file", "client_cert", "client_key", "allow_insecure_http")
+    return [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in names]
+
+
 async def _receive(args: argparse.Namespace) -> int:
     secrets = [env_secret("--secret-env", name) for name in args.secret_envs]
     metrics_token = _metrics_token(args)
@@ -204,7 +211,9 @@ async def _receive(args: argparse.Namespace) -> int:
         tolerance=args.tolerance or None,
         org_id=args.org_id,
     )
-    forwarder = forwarder_from(args) if args.forward_to is not None else None
+    forwarder = forwarder_from(args, to="--forward-to") if args.forward_to is not None else None
+    if forwarder is None and (given := [f for f, v in _forwarding(args) if v]):
+        raise InvalidArgumentError(given[0], "is an option of forwarding: it needs --forward-to URL")
     with stderr_log():
         async with (
             open_inbox(args.inbox, commit_timeout=args.commit_timeout) as inbox,
@@ -230,7 +239,7 @@ async def _receive(args: argparse.Namespace) -> int:
             if forwarder is not None:
                 await exits.enter_async_context(forwarder)
                 worker = forward_worker(inbox, forwarder, args, hooks=hooks)
-                banner.append(f"forwarding to {shown(args.forward_to)}")
+                banner.append(f"forwarding to {shown_url(args.forward_to)}")
             async with serve(app, args.host, args.port, limits) as port:
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()

@@ -2,11 +2,11 @@
 
 Each matching event starts a new series of attempts (attempts reset, due now; its history is
 kept), so a running ``forward`` or `InboxWorker` handles it again. Destructive steps refuse
-rather than guess: no filter needs ``--all``, more than `CONFIRM_ABOVE` matches need
-``--yes``, a key prefix must name one event, and ``--status pending`` is refused (pending
-events are due already). ``--dry-run`` counts and changes nothing. ``inbox requeue --dead`` is
-``inbox replay --status dead --all``. Like every ``inbox`` command it never creates nor
-migrates an inbox.
+rather than guess: no filter needs ``--all``, more than `CONFIRM_ABOVE` matches need ``--yes``,
+a key prefix must name one event, and ``--status pending`` is refused (pending events are left
+alone: due, in a handler, or waiting out a retry's delay). ``--dry-run`` counts and changes
+nothing. ``inbox requeue --dead`` is ``inbox replay --status dead --all``. Like every ``inbox``
+command it never creates nor migrates an inbox.
 """
 
 from __future__ import annotations

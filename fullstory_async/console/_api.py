@@ -39,7 +39,7 @@ def list_query(query: Mapping[str, str]) -> tuple[InboxFilter, str | None, int]:
     """Return the filter, cursor and limit of a list request's query; bad input names its field."""
     filters = parse_filter(**{name: query.get(name) or None for name in FILTER_FIELDS})
     text = query.get("limit") or str(PAGE)
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not re.fullmatch("[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_LIMIT:  # not isdigit(): "²" is a digit
         raise InvalidArgumentError("limit", f"must be a whole number from 1 to {MAX_LIMIT}, got {text!r}")
     return filters, query.get("cursor") or None, int(text)
 
@@ -150,7 +150,7 @@ async def post_replay(request: web.Request) -> web.Response:
     """``POST /api/replay``: the one replay path of ``inbox replay``, with its filters and refusals."""
     try:
         fields = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
         raise InvalidArgumentError("body", "must be a JSON object") from None
     filters, flags = replay_fields(fields)
     return _json(replayed(await replay(request.app[INBOX], filters, **flags)))

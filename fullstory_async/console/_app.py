@@ -2,9 +2,11 @@
 
 A request meets, in order: the ``Host`` check (``421``), the ``Origin`` check of a
 state-changing request (``403``), who is asking (a page without a session is sent to
-``/login``, an API call answered ``401``), ``--read-only`` (``403`` to every action), the CSRF
-token of a state-changing request from a page (``403``); then its handler. Refusals and errors
-are JSON under ``/api/`` and a page elsewhere; every response carries `_security.HEADERS`.
+``/login``, an API call answered ``401``; a client past its failed logins ``429``),
+``--read-only`` (``403`` to every action), its body read (within the head deadline of
+`serve`), the CSRF token of a state-changing request from a page (``403``); then its handler.
+Refusals and errors are JSON under ``/api/`` and a page elsewhere; every response carries
+`_security.HEADERS`.
 """
 
 from __future__ import annotations
@@ -57,16 +59,33 @@ class Caller:
 CALLER: web.RequestKey[Caller | None] = web.RequestKey("caller")
 
 
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
 def _caller(request: web.Request) -> Caller | None:
     settings = request.app[SETTINGS]
     given = bearer(request)
     if settings.token is None:
         return Caller("anonymous", request.app[ANONYMOUS_CSRF])
-    if given is not None:
-        return Caller("bearer") if token_matches(given, settings.token) else None
+    if given is not None:  # a guess costs what a login costs: one throttle for both ways in
+        _throttled(request)
+        if token_matches(given, settings.token):
+            return Caller("bearer")
+        request.app[THROTTLE].failed(request.remote or "?")
+        return None
     sid = request.cookies.get(SESSION_COOKIE)
     session = request.app[SESSIONS].find(sid)
     return None if session is None else Caller("session", session.csrf, sid)
+
+
+def _throttled(request: web.Request) -> None:
+    """Refuse (``429``) a client past its failed logins, whatever it sends now."""
+    if wait := request.app[THROTTLE].wait(request.remote or "?"):
+        message = f"token: too many failed logins: try again in {math.ceil(wait)} s"
+        raise _Refused(429, message, {"Retry-After": str(math.ceil(wait))})
 
 
 def _is_action(request: web.Request) -> bool:
@@ -91,12 +110,6 @@ async def _csrf_given(request: web.Request) -> str | None:
     return None
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-
-
 async def _guard_request(request: web.Request) -> None:
     settings = request.app[SETTINGS]
     changing = request.method not in ("GET", "HEAD", "OPTIONS")
@@ -112,12 +125,19 @@ async def _guard_request(request: web.Request) -> None:
         raise web.HTTPSeeOther("/login")
     if settings.read_only and _is_action(request):
         raise _Refused(403, "read-only: this console only shows the inbox")
+    if changing:
+        # Read the body here, before `serve`'s gate (an inner middleware) ends the head deadline:
+        # a body sent slowly is then cut with its head, never holding the connection for ever.
+        try:
+            await request.read()
+        except ConnectionResetError:  # closed at the deadline, or by the sender: nobody reads an answer
+            raise _Refused(408, "body: the connection closed before the body was in") from None
     if changing and request.path.startswith("/api/") and request.content_type != "application/json":
         # A page on another site can POST a form or text/plain without asking; JSON needs CORS, never granted here.
         raise _Refused(400, "content-type: must be application/json")
     if changing and caller is not None and _needs_csrf(caller, request):
         given = await _csrf_given(request)
-        if not given or caller.csrf is None or not secrets.compare_digest(given.encode(), caller.csrf.encode()):
+        if not given or caller.csrf is None or not token_matches(given, caller.csrf):
             raise _Refused(403, "csrf: the request lacks this page's CSRF token (reload the page)")
 
 
@@ -239,14 +259,14 @@ async def login(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if settings.token is None:
         raise web.HTTPSeeOther("/")
-    throttle, address = request.app[THROTTLE], request.remote or "?"
-    if wait := throttle.wait(address):
-        headers = {"Retry-After": str(math.ceil(wait))}
-        main = _pages.login(problem=f"token: too many failed logins: try again in {math.ceil(wait)} s")
-        return _page(request, "Log in", main, 429, headers)
     token = (await request.post()).get("token")
+    # No await from here to THROTTLE.failed: concurrent logins each see the failures of those before.
+    try:
+        _throttled(request)
+    except _Refused as exc:
+        return _page(request, "Log in", _pages.login(problem=exc.message), exc.status, exc.headers)
     if not isinstance(token, str) or not token_matches(token, settings.token):
-        throttle.failed(address)
+        request.app[THROTTLE].failed(request.remote or "?")
         return _page(request, "Log in", _pages.login(problem="token: wrong token"), 401)
     if (caller := request.get(CALLER)) is not None:
         request.app[SESSIONS].end(caller.sid)  # a new login replaces the session it was made from

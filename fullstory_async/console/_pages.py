@@ -8,7 +8,6 @@ inside ``<pre>`` or a table cell, so ``<script>`` or an ``onerror=`` attribute s
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from html import escape
@@ -135,8 +134,22 @@ def deliveries(
     return "".join(parts)
 
 
+def _pretty(text: str) -> str:
+    """Return JSON text pretty-printed, any other text as it is."""
+    try:
+        pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        pretty.encode("utf-8")  # "\ud800" in JSON decodes to a lone surrogate, which no page can send
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return text
+    return pretty
+
+
 def shown_body(body: bytes) -> tuple[str, list[str]]:
-    """Return a body as the page shows it, and notes: JSON pretty-printed, non-UTF-8 as base64, capped."""
+    """Return a body as the page shows it, and notes: JSON pretty-printed, non-UTF-8 as base64, capped.
+
+    A body over `BODY_SHOWN` bytes is shown as sent: parsing megabytes to show their start
+    would hold the event loop for seconds (a 10 MB body: 7 s, every other request waiting).
+    """
     notes = []
     try:
         text = body.decode("utf-8")
@@ -144,8 +157,10 @@ def shown_body(body: bytes) -> tuple[str, list[str]]:
         text = base64.b64encode(body[: BODY_SHOWN // 4 * 3 + 3]).decode("ascii")
         notes.append("The body is not UTF-8: shown as base64.")
     else:
-        with contextlib.suppress(ValueError, RecursionError):  # not JSON: shown as it is
-            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        if len(body) > BODY_SHOWN:
+            notes.append(f"Over {BODY_SHOWN // 1024} KiB: shown as sent, not pretty-printed.")
+        else:
+            text = _pretty(text)
     if len(text) > BODY_SHOWN:
         text = text[:BODY_SHOWN]
         notes.append(f"Display truncated at {BODY_SHOWN // 1024} KiB: the API gives the whole body.")

@@ -8,7 +8,8 @@
 - **Who**: with a token, a script sends ``Authorization: Bearer TOKEN`` (compared in constant
   time); a person logs in once with it and gets a *session*: a random id in an HttpOnly,
   SameSite=Strict cookie (never the token), kept in this process only, ending after
-  ``session_ttl``. Failed logins are throttled per client address by a *token bucket*.
+  ``session_ttl``. Failed logins are throttled per client (an IPv4 address, an IPv6 /64) by a
+  *token bucket*.
 - **CSRF** (*synchronizer token*): every state-changing request from a page (a session, or a
   loopback console without a token) carries the page's token, in the form field ``csrf`` or
   the header ``X-CSRF-Token``; a bearer call needs none (a browser never adds that header).
@@ -19,7 +20,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
 import math
 import secrets
 import time
@@ -140,8 +143,9 @@ def check_origin(request: web.Request) -> str | None:
 
 
 def token_matches(given: str, token: str) -> bool:
-    """Compare a token in constant time (`hmac.compare_digest` on the UTF-8 bytes)."""
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8"))
+    """Compare a token in constant time, its length too (`hmac.compare_digest` of the SHA-256 digests)."""
+    digest = hashlib.sha256(given.encode("utf-8", "surrogateescape")).digest()
+    return hmac.compare_digest(digest, hashlib.sha256(token.encode("utf-8")).digest())
 
 
 def bearer(request: web.Request) -> str | None:
@@ -193,27 +197,44 @@ class Sessions:
             self._sessions.pop(sid, None)
 
 
+def client(address: str) -> str:
+    """Return who an address is for the throttle: an IPv4 address (mapped in IPv6 or not), an IPv6 /64.
+
+    One IPv6 host is usually given a whole /64: counted per address, it would have 2^64 buckets.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # an IPv4 client of a dual-stack socket
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class LoginThrottle:
-    """Failed logins per client address: a token bucket of `LOGIN_BURST`, one back every `LOGIN_EVERY` seconds."""
+    """Failed logins per `client`: a token bucket of `LOGIN_BURST`, one back every `LOGIN_EVERY` seconds."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address: (tokens, when)
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client: (tokens, when)
 
-    def _tokens(self, address: str) -> float:
-        tokens, when = self._buckets.get(address, (LOGIN_BURST, self._clock()))
+    def _tokens(self, who: str) -> float:
+        tokens, when = self._buckets.get(who, (LOGIN_BURST, self._clock()))
         return min(LOGIN_BURST, tokens + (self._clock() - when) / LOGIN_EVERY)
 
     def wait(self, address: str) -> float:
         """Return the seconds before ``address`` may try again (0: now)."""
-        tokens = self._tokens(address)
+        tokens = self._tokens(client(address))
         return 0.0 if tokens >= 1 else (1 - tokens) * LOGIN_EVERY
 
     def failed(self, address: str) -> None:
         """Count a failed login of ``address``."""
-        tokens = self._tokens(address) - 1
-        self._buckets.pop(address, None)
-        self._buckets[address] = (tokens, self._clock())
+        who = client(address)
+        tokens = self._tokens(who) - 1
+        self._buckets.pop(who, None)
+        self._buckets[who] = (tokens, self._clock())
         while len(self._buckets) > _MAX_CLIENTS:
             self._buckets.popitem(last=False)
 

@@ -44,6 +44,7 @@ from fullstory_async._version import __version__
 from fullstory_async.receiving._events import WebhookEvent
 from fullstory_async.receiving._forwarded import forward_key, sign_forwarded
 from fullstory_async.receiving._inbox import delivery_key
+from fullstory_async.receiving._settings import positive
 from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError, ServiceUnavailableError
 
 ATTEMPT_HEADER = "Fullstory-Forward-Attempt"
@@ -91,8 +92,8 @@ class ForwardOutcome:
 class ForwardTarget:
     """Where and how to forward: the service's URL and the connection's settings."""
 
-    url: str
-    """The service's ``http(s)`` URL."""
+    url: str = attrs.field(repr=lambda url: repr(shown_url(url)))
+    """The service's ``http(s)`` URL (its user info and query, which may hold credentials, are not in the repr)."""
 
     timeout: float = 10.0
     """Seconds one attempt may take, connection and whole answer included."""
@@ -129,14 +130,23 @@ class ForwardTarget:
 
     def ssl_context(self) -> ssl.SSLContext:
         """Build a verifying TLS context: the system's CAs or ``ca_file``, and the client certificate if any."""
+        field = "ca_file"
         try:
             context = ssl.create_default_context(cafile=self.ca_file)
             if self.client_cert is not None:
+                field = "client_cert"
                 context.load_cert_chain(self.client_cert, self.client_key)
         except (OSError, ssl.SSLError) as exc:
-            field = "ca_file" if self.ca_file and "cafile" in str(exc).lower() else "client_cert"
             raise InvalidArgumentError(field, f"cannot be loaded: {exc.__class__.__name__}") from None
         return context
+
+
+def shown_url(url: str) -> str:
+    """Return a URL as shown in reprs and output: its user info and query left out (they may hold credentials)."""
+    try:
+        return str(yarl.URL(url).with_user(None).with_query(None))
+    except (TypeError, ValueError):
+        return "<not a URL>"
 
 
 def _printable(text: str) -> str:
@@ -158,6 +168,7 @@ class Forwarder:
 
     def __init__(self, target: ForwardTarget, *, secret: str, concurrency: int = 16) -> None:
         forward_key(secret, field="sign secret")  # refuse a bad secret before the first event
+        positive("concurrency", concurrency, integer=True)  # aiohttp reads a connection limit of 0 as "no limit"
         self.target = target
         self._secret = secret
         self._secrets = Secrets()  # the client's scrubber: the secret, its key part and any 8-character fragment
@@ -170,7 +181,7 @@ class Forwarder:
         """Attempts in a row that got no answer (reset by any answer)."""
 
     def __repr__(self) -> str:
-        return f"<Forwarder to {self._url.with_query(None).with_user(None)!s}>"
+        return f"<Forwarder to {shown_url(self.target.url)}>"
 
     async def __aenter__(self) -> Forwarder:
         return self
@@ -214,16 +225,25 @@ class Forwarder:
 
     @staticmethod
     async def _excerpt(answer: aiohttp.ClientResponse) -> str:
+        """Read at most `MAX_ANSWER_BYTES` of a refusal; a body cut short or stalled keeps what came.
+
+        The status line is the answer: a 400 whose body never ends is still a 400 (a dead
+        letter), not "no answer" (retried, and counted towards the outage pause).
+        """
         if 200 <= answer.status < 300:
             return ""
         data = bytearray()
-        while len(data) < MAX_ANSWER_BYTES:
-            chunk = await answer.content.read(MAX_ANSWER_BYTES - len(data))
-            if not chunk:
-                break
-            data += chunk
+        cut = ""
+        try:
+            while len(data) < MAX_ANSWER_BYTES:
+                chunk = await answer.content.read(MAX_ANSWER_BYTES - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            cut = f" (answer cut short: {type(exc).__name__})"
         text = " ".join(data.decode("utf-8", errors="replace").split())
-        return text[:_EXCERPT] + ("..." if len(text) > _EXCERPT else "")
+        return text[:_EXCERPT] + ("..." if len(text) > _EXCERPT else "") + cut
 
     def _classify(self, status: int, reason: str | None, headers: Mapping[str, str], excerpt: str) -> ForwardOutcome:
         if 200 <= status < 300:
@@ -242,6 +262,8 @@ def _failure(exc: BaseException) -> str:
         return f"TLS certificate not trusted: {getattr(exc, 'certificate_error', exc)}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ClientResponseError):  # its text ends with the URL, query (a token?) included
+        return f"{type(exc).__name__}: {exc.message}"[:_EXCERPT]
     return f"{type(exc).__name__}: {exc}"[:_EXCERPT]
 
 
@@ -263,8 +285,8 @@ class ForwardHandler:
     def __repr__(self) -> str:
         return f"<ForwardHandler {self.forwarder!r}>"
 
-    async def __call__(self, event: WebhookEvent) -> None:
-        """Forward one event; raise the worker's verdict when it is not delivered."""
+    async def __call__(self, event: WebhookEvent) -> str:
+        """Forward one event; return the service's status (``"204"``, kept in the history), else raise the verdict."""
         key = event.delivery_key or delivery_key(event.org_id or "", event.body)
         outcome = await self.forwarder.forward(event.body, webhook_id=key, attempt=event.attempt or 1)
         reason = outcome.error or ""
@@ -274,3 +296,4 @@ class ForwardHandler:
             if outcome.unreachable and self.forwarder.unreachable_streak >= UNREACHABLE_BEFORE_PAUSE:
                 raise ServiceUnavailableError(reason)
             raise RetryLaterError(reason, after=outcome.retry_after)
+        return str(outcome.status)

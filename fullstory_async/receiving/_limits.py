@@ -87,18 +87,27 @@ class ConnectionLimits:
         }
 
 
-def check_descriptors(max_connections: int) -> None:
-    """Raise `InvalidArgumentError` if ``max_connections`` does not fit the file-descriptor limit less `FD_RESERVE`."""
+def descriptor_room() -> int | None:
+    """Return the connections the file-descriptor limit leaves room for (its soft limit less `FD_RESERVE`).
+
+    ``None`` when there is no limit to read (not on Unix, or unlimited).
+    """
     try:
         import resource
     except ImportError:  # pragma: no cover - not on Unix: no limit to read
-        return
+        return None
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and max_connections > soft - FD_RESERVE:
+    return None if soft == resource.RLIM_INFINITY else max(soft - FD_RESERVE, 0)
+
+
+def check_descriptors(max_connections: int) -> None:
+    """Raise `InvalidArgumentError` if ``max_connections`` does not fit the file-descriptor limit less `FD_RESERVE`."""
+    room = descriptor_room()
+    if room is not None and max_connections > room:
         raise InvalidArgumentError(
             "--max-connections",
-            f"{max_connections} is above the file-descriptor limit {soft} less {FD_RESERVE} kept for the "
-            f"process (at most {max(soft - FD_RESERVE, 0)}): lower it or raise the limit (ulimit -n)",
+            f"{max_connections} is above the file-descriptor limit {room + FD_RESERVE} less {FD_RESERVE} kept for "
+            f"the process (at most {room}): lower it or raise the limit (ulimit -n)",
         )
 
 
@@ -144,7 +153,8 @@ class _ServerLog(logging.Logger):
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         """Log a malformed request as a refusal line; anything else as aiohttp would."""
         if isinstance(exc_info, HttpProcessingError):
-            detail = (str(exc_info.message).strip().splitlines() or [type(exc_info).__name__])[0][:120]
+            # The parser's words only: after a colon it quotes the bytes (a header line: maybe a token).
+            detail = str(exc_info.message).strip().partition(":")[0][:120] or type(exc_info).__name__
             peer = args[0] if args else "?"
             self._refusals.log(logging.INFO, "request refused %d (malformed: %s) from %s", exc_info.code, detail, peer)
             return

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from fullstory_async._exceptions import InvalidArgumentError
+from fullstory_async.receiving import _inbox
 from fullstory_async.receiving._activity import InboxActivity, read_activity
 from fullstory_async.receiving._inbox import (
     BACKFILL_BATCH,
@@ -49,7 +50,15 @@ from fullstory_async.receiving._inbox import (
     event_type_of,
     migrations,
 )
-from fullstory_async.receiving._query import InboxEntry, InboxFilter, Params, ReplayResult, page_sql, where_clause
+from fullstory_async.receiving._query import (
+    InboxEntry,
+    InboxFilter,
+    Params,
+    counts_sql,
+    page_sql,
+    replay_batch_sql,
+    stats_sql,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -424,40 +433,45 @@ class PostgresInbox(Inbox):
         sql, values = self.page_query(filters, after, limit)
         return [_record(row) for row in await self._run("fetch", sql, *values)]
 
-    async def _count(self, filters: InboxFilter) -> int:
+    async def _counts(self, filters: list[InboxFilter]) -> list[int]:
         params = Params("$")
-        sql = f"SELECT count(*) FROM fullstory_inbox{where_clause(filters.where(params))}"
-        return int(await self._run("fetchval", sql, *params.values))
+        sql = counts_sql(filters, params)
+        return list(await self._run("fetchrow", sql, *params.values))
 
-    async def _replay(self, filters: InboxFilter) -> ReplayResult:
+    async def _replay_batch(
+        self, filters: InboxFilter, after: tuple[float, str] | None, limit: int
+    ) -> tuple[int, int, tuple[float, str] | None]:
         params = Params("$")
-        where = where_clause(filters.where(params))
-        now = params(self._now())
+        sql = replay_batch_sql(filters, after, limit, params)
 
-        async def replay(conn: asyncpg.Connection[Any]) -> ReplayResult:
-            matched = await conn.fetchval(f"SELECT count(*) FROM fullstory_inbox{where}", *params.values[:-1])
-            status: str = await conn.execute(
-                f"UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = "
-                f"coalesce({now}::double precision, extract(epoch from now())::double precision), processed_at = NULL"
-                f"{where or ' WHERE true'} AND status != 'pending'",
-                *params.values,
-            )
-            return ReplayResult(int(matched), int(status.rpartition(" ")[2]))
+        async def replay(conn: asyncpg.Connection[Any]) -> tuple[int, int, tuple[float, str] | None]:
+            rows = await conn.fetch(sql, *params.values)
+            keys = [row["key"] for row in rows if row["status"] != "pending"]
+            changed = "0"
+            if keys:
+                changed = await conn.execute(
+                    f"UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = {_at(1)}, "
+                    "processed_at = NULL WHERE key = ANY($2::text[]) AND status <> 'pending'",
+                    self._now(),
+                    keys,
+                )
+            last = (rows[-1]["received_at"], rows[-1]["key"]) if len(rows) > limit else None
+            return len(rows), int(changed.rpartition(" ")[2]), last
 
         return await self._transact(replay)
 
     async def stats(self) -> InboxStats:
-        """Count the events in each state."""
-        rows = await self._run("fetch", "SELECT status, count(*) AS n FROM fullstory_inbox GROUP BY status")
-        counts = {row["status"]: row["n"] for row in rows}
+        """Count the events in each state, up to `STATS_CAP` each."""
+        params = Params("$")
+        pending, done, dead = await self._run("fetchrow", stats_sql(_inbox.STATS_CAP, params), *params.values)
         oldest = await self._run(
             "fetchrow",
             f"SELECT min(received_at) AS at, greatest(0, {_at(1)} - min(received_at)) AS age FROM fullstory_inbox "
             "WHERE status = 'pending'",
             self._now(),
         )
-        pending, done, dead = (counts.get(status, 0) for status in ("pending", "done", "dead"))
-        return InboxStats(pending, done, dead, oldest["at"], oldest["age"])
+        capped = max(pending, done, dead) >= _inbox.STATS_CAP
+        return InboxStats(pending, done, dead, oldest["at"], oldest["age"], capped)
 
     async def ready(self) -> bool:
         """Tell whether the database answers a query on the inbox table within ``commit_timeout``."""

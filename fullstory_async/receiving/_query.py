@@ -45,9 +45,22 @@ def _time(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> Non
         raise InvalidArgumentError(attribute.name, f"must be a datetime with a time zone, got {value!r}")
 
 
+def storable(text: str) -> bool:
+    """Tell whether both engines can store ``text``: no NUL (PostgreSQL refuses it), no lone surrogate (not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _is_key(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and _HEX.fullmatch(value) is not None
+
+
 def _event_type(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise InvalidArgumentError("event_type", f"must be a non-empty event name, got {value!r}")
+    if value is not None and (not isinstance(value, str) or not value or not storable(value)):
+        raise InvalidArgumentError("event_type", f"must be a non-empty event name (UTF-8 text, no NUL), got {value!r}")
 
 
 def _key(_instance: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -135,6 +148,33 @@ def page_sql(columns: str, filters: InboxFilter, after: tuple[float, str] | None
     return f"SELECT {columns} FROM fullstory_inbox{where_clause(clauses)}{order} LIMIT {param(limit + 1)}"
 
 
+def counts_sql(filters: list[InboxFilter], param: Params) -> str:
+    """Return one statement counting each filter's matches (one snapshot; each count served by its own index)."""
+    counts = (f"(SELECT count(*) FROM fullstory_inbox{where_clause(f.where(param))})" for f in filters)
+    return f"SELECT {', '.join(counts)}"
+
+
+def stats_sql(cap: int, param: Params) -> str:
+    """Return the statement of `Inbox.stats`' counts: the events in each state, up to ``cap`` each.
+
+    Each count reads at most ``cap`` entries of the status index (``LIMIT`` in a subquery), so
+    its cost is bounded however large the inbox grows (no exact total counts over large tables).
+    """
+    counts = (
+        f"(SELECT count(*) FROM (SELECT 1 FROM fullstory_inbox WHERE status = '{status}' LIMIT {param(cap)}) AS s)"
+        for status in ("pending", "done", "dead")
+    )
+    return f"SELECT {', '.join(counts)}"
+
+
+def replay_batch_sql(filters: InboxFilter, after: tuple[float, str] | None, limit: int, param: Params) -> str:
+    """Return the query of one replay batch: the position and status of up to ``limit + 1`` matches after ``after``.
+
+    The same keyset walk as `page_sql` (newest first), on the same indexes, reading no body.
+    """
+    return page_sql("received_at, key, status", filters, after, limit, param)
+
+
 def encode_cursor(record: InboxRecord) -> str:
     """Return the opaque cursor of the position just after ``record``."""
     raw = json.dumps([record.received_at, record.key]).encode()
@@ -147,9 +187,9 @@ def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
         return None
     try:
         received_at, key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(received_at, int | float) and math.isfinite(received_at) and isinstance(key, str):
+        if isinstance(received_at, int | float) and math.isfinite(received_at) and _is_key(key):
             return float(received_at), key
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, binascii.Error, RecursionError):
         pass
     raise InvalidArgumentError("cursor", "not a cursor returned by Inbox.list (pass next_cursor as it is)")
 

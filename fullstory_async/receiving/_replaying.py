@@ -5,11 +5,12 @@ so both front ends accept and refuse the same input with the same words. A refus
 `InvalidArgumentError` naming the field by its plain name (``since``, ``all``, ``yes``); the
 command line shows it as its flag (``--since``). Destructive steps refuse rather than guess:
 no filter needs ``all``, more than `CONFIRM_ABOVE` matches need ``yes``, a key prefix must
-name one event, ``pending`` is refused (pending events are due already).
+name one event, ``pending`` is refused (a pending event is in a handler or waiting for its next attempt).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -21,18 +22,30 @@ CONFIRM_ABOVE = 10_000
 """Matches above which a replay needs ``yes`` (a mistyped filter should not re-send a month of events)."""
 
 _RELATIVE = re.compile(r"([1-9][0-9]*)([smhd])")
+_RFC3339 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+|)([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def parse_moment(field: str, text: str) -> datetime:
-    """Parse a time: RFC 3339 with an offset, or a time ago (``30m``, ``2h``, ``7d``); refuse naming ``field``."""
+    """Parse a time: RFC 3339 with an offset, or a time ago (``30m``, ``2h``, ``7d``); refuse naming ``field``.
+
+    RFC 3339 exactly (``z`` and a space separator accepted), not `datetime.fromisoformat` alone,
+    which also takes ISO 8601 forms beyond it (week dates, ``20261201T000000Z``).
+    """
     if match := _RELATIVE.fullmatch(text.strip()):
-        return datetime.now(UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        value = None
-    if value is None or value.utcoffset() is None or "T" not in text.upper():
+        try:
+            return datetime.now(UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except (OverflowError, ValueError):  # further back than year 1; past int()'s 4,300 digits
+            raise InvalidArgumentError(field, f"{text!r} is further back than any time can be") from None
+    value = None
+    if match := _RFC3339.fullmatch(text.strip()):
+        date, time, fraction, offset = match.groups()
+        offset = "+00:00" if offset in "Zz" else offset
+        with contextlib.suppress(ValueError):  # a day or an hour out of range
+            value = datetime.fromisoformat(f"{date}T{time}{fraction[:7]}{offset}")
+    if value is None:
         raise InvalidArgumentError(
             field,
             f"{text!r} is neither an RFC 3339 time with an offset (2026-01-02T03:04:05Z) nor a time ago (30m, 2h, 7d)",

@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fullstory_async.receiving import _inbox
 from fullstory_async.receiving._activity import InboxActivity, read_activity
 from fullstory_async.receiving._inbox import (
     BACKFILL_BATCH,
@@ -57,7 +58,15 @@ from fullstory_async.receiving._inbox import (
     event_type_of,
     migrations,
 )
-from fullstory_async.receiving._query import InboxEntry, InboxFilter, Params, ReplayResult, page_sql, where_clause
+from fullstory_async.receiving._query import (
+    InboxEntry,
+    InboxFilter,
+    Params,
+    counts_sql,
+    page_sql,
+    replay_batch_sql,
+    stats_sql,
+)
 
 logger = logging.getLogger("fullstory_async.receiving")
 
@@ -470,34 +479,43 @@ class SqliteInbox(Inbox):
         sql, values = self.page_query(filters, after, limit)
         return await self._read(lambda conn: [_record(row) for row in conn.execute(sql, values)])
 
-    async def _count(self, filters: InboxFilter) -> int:
+    async def _counts(self, filters: list[InboxFilter]) -> list[int]:
         params = Params("?")
-        sql = f"SELECT count(*) FROM fullstory_inbox{where_clause(filters.where(params))}"
-        return int(await self._read(lambda conn: conn.execute(sql, params.values).fetchone()[0]))
+        sql = counts_sql(filters, params)
+        return list(await self._read(lambda conn: conn.execute(sql, params.values).fetchone()))
 
-    async def _replay(self, filters: InboxFilter) -> ReplayResult:
+    async def _replay_batch(
+        self, filters: InboxFilter, after: tuple[float, str] | None, limit: int
+    ) -> tuple[int, int, tuple[float, str] | None]:
         params = Params("?")
-        where = where_clause(filters.where(params))
+        sql = replay_batch_sql(filters, after, limit, params)
         now = self.clock()
 
-        def replay(conn: sqlite3.Connection) -> ReplayResult:
-            (matched,) = conn.execute(f"SELECT count(*) FROM fullstory_inbox{where}", params.values).fetchone()
-            sql = (
-                "UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
-                f"processed_at = NULL{where or ' WHERE 1'} AND status != 'pending'"
-            )
-            return ReplayResult(matched, conn.execute(sql, [now, *params.values]).rowcount)
+        def replay(conn: sqlite3.Connection) -> tuple[int, int, tuple[float, str] | None]:
+            rows = conn.execute(sql, params.values).fetchall()
+            keys = [key for _, key, status in rows if status != "pending"]
+            changed = 0
+            if keys:
+                update = (
+                    "UPDATE fullstory_inbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                    f"processed_at = NULL WHERE key IN ({', '.join('?' * len(keys))}) AND status != 'pending'"
+                )
+                changed = conn.execute(update, [now, *keys]).rowcount
+            return len(rows), changed, (rows[-1][0], rows[-1][1]) if len(rows) > limit else None
 
         return await self._call(replay)
 
     async def stats(self) -> InboxStats:
-        """Count the events in each state (on a connection of its own: it passes a held write lock)."""
+        """Count the events in each state, up to `STATS_CAP` each (on a connection of its own: it passes a lock)."""
+        params = Params("?")
+        sql = stats_sql(_inbox.STATS_CAP, params)
 
         def count(conn: sqlite3.Connection) -> InboxStats:
-            counts = dict(conn.execute("SELECT status, count(*) FROM fullstory_inbox GROUP BY status").fetchall())
+            pending, done, dead = conn.execute(sql, params.values).fetchone()
             (oldest,) = conn.execute("SELECT min(received_at) FROM fullstory_inbox WHERE status = 'pending'").fetchone()
             age = None if oldest is None else max(0.0, self.clock() - oldest)
-            return InboxStats(counts.get("pending", 0), counts.get("done", 0), counts.get("dead", 0), oldest, age)
+            capped = max(pending, done, dead) >= _inbox.STATS_CAP
+            return InboxStats(pending, done, dead, oldest, age, capped)
 
         return await self._read(count)
 

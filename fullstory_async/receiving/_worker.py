@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import math
@@ -53,7 +54,10 @@ from fullstory_async.receiving._verdicts import DeadLetterError, RetryLaterError
 logger = logging.getLogger("fullstory_async.receiving")
 
 EventHandler = Callable[[WebhookEvent], object]
-"""A coroutine function, or a plain function (run on one of the worker's own threads), taking the event."""
+"""A coroutine function, or a plain function (run on one of the worker's own threads), taking the event.
+
+A handler that returns a `str` on success has it kept, scrubbed, as the run's `InboxAttempt.detail`
+(`ForwardHandler` returns the service's HTTP status); any other return value is ignored."""
 
 Recorded = Literal["done", "retry", "dead"] | None
 
@@ -77,6 +81,7 @@ class InboxWorker:
             threads, ``concurrency`` of them (a timed-out call cannot be interrupted: it runs to its
             end, unawaited, on a thread of its own while a new thread takes its place, at most
             ``concurrency`` times at once; past that the worker is not `healthy` and claims nothing).
+            A `str` it returns is kept in the run's history (`InboxAttempt.detail`).
         concurrency: events handled at once by this worker.
         max_attempts: attempts before an event becomes a dead letter.
         handler_timeout: seconds one attempt may take.
@@ -141,7 +146,8 @@ class InboxWorker:
         self._hooks = tuple(hooks)
         self._threads = HandlerThreads(concurrency, name="fullstory-inbox-handler")
         self._unhealthy_logged = False
-        self._outage = 0  # ServiceUnavailableError verdicts in a row: the open circuit breaker's backoff step
+        self._outage = 0  # the open circuit breaker's backoff step: 1 when it opened, one more per failed probe
+        self._probes: set[str] = set()  # keys claimed while the breaker was half open
         self._claims_paused_until = -math.inf  # on the inbox's clock
 
     def __repr__(self) -> str:
@@ -173,7 +179,8 @@ class InboxWorker:
             self._unhealthy_logged = False
             logger.warning("worker healthy again: its stuck handler threads returned; claiming events again")
         free = self.concurrency - len(self._tasks)
-        if self._outage:  # the breaker is half open: one event at a time probes the destination
+        probing = self._outage > 0  # decided before the claim: the breaker may open while it runs
+        if probing:  # the breaker is half open: one event at a time probes the destination
             free = min(free, 1 - len(self._tasks))
         if free <= 0:
             return 0
@@ -184,12 +191,18 @@ class InboxWorker:
                 run = self._run(record, None)
                 self._emit("on_run_end", run, RunResult("not_run", "dead", record.last_error, 0.0))
                 continue
+            if probing:
+                self._probes.add(record.key)
             task = asyncio.get_running_loop().create_task(
                 self._process(record), name=f"fullstory-inbox:{record.key[:12]}"
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(functools.partial(self._probe_ended, record.key))
         return len(records)
+
+    def _probe_ended(self, key: str, _task: asyncio.Task[None]) -> None:
+        self._probes.discard(key)
 
     async def run_until_idle(self) -> int:
         """Handle every event due now (and retries that fall due meanwhile); return how many completed."""
@@ -302,7 +315,7 @@ class InboxWorker:
         self, record: InboxRecord, event: WebhookEvent, run: HandlerRun
     ) -> tuple[RunOutcome, Recorded, str | None]:
         try:
-            await asyncio.wait_for(self._call(event), self.handler_timeout)
+            said = await asyncio.wait_for(self._call(event), self.handler_timeout)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or not task.cancelling():  # the handler raised it; this worker was not cancelled
@@ -315,11 +328,11 @@ class InboxWorker:
             await self._release(record)
             return "not_run", None, None
         except ServiceUnavailableError as exc:
-            self._pause_claims(exc.reason)
+            self._pause_claims(exc.reason, probe=record.key in self._probes)
             await self._release(record)
             return "not_run", None, exc.reason[:1000]
         except DeadLetterError as exc:
-            self._outage = 0
+            self._answered()
             error = scrub(f"dead letter: {exc.reason}")
             logger.error("event %s dead after attempt %d: %s", record.key[:12], record.attempts, error)
             history = self._history(record, run, "dead", error)
@@ -329,17 +342,17 @@ class InboxWorker:
                 error,
             )
         except RetryLaterError as exc:
-            self._outage = 0
+            self._answered()
             return "error", await self._failed(record, exc.reason, run, after=exc.after), exc.reason[:1000]
         except Exception as exc:
-            self._outage = 0
+            self._answered()
             timed_out = isinstance(exc, TimeoutError)
             error = f"timed out after {self.handler_timeout:g} s" if timed_out else f"{type(exc).__name__}: {exc}"
             if timed_out:
                 self._check_health()
             return ("timeout" if timed_out else "error"), await self._failed(record, error, run), error[:1000]
-        self._outage = 0
-        history = self._history(record, run, "done", None)
+        self._answered()
+        history = self._history(record, run, "done", said if isinstance(said, str) else None)
         recorded = self._settled(record, "done", await self.inbox.complete(record, attempt=history))
         self.handled += recorded is not None
         return "ok", recorded, None
@@ -359,7 +372,16 @@ class InboxWorker:
                 self.concurrency,
             )
 
-    def _pause_claims(self, reason: str) -> None:
+    def _answered(self) -> None:
+        """Close the breaker: the destination gave a verdict other than unavailable."""
+        if self._outage:
+            logger.warning("destination answering again after %d failed probe(s): claiming as usual", self._outage - 1)
+        self._outage = 0
+
+    def _pause_claims(self, reason: str, *, probe: bool) -> None:
+        """Open the breaker, or step its backoff on a failed probe (events already in flight when it opened do not)."""
+        if self._outage and not probe:
+            return
         self._outage += 1
         pause = self.retry_delay(self._outage)
         self._claims_paused_until = max(self._claims_paused_until, self.inbox.clock() + pause)
@@ -393,7 +415,8 @@ class InboxWorker:
             return None
         return outcome
 
-    async def _call(self, event: WebhookEvent) -> None:
+    async def _call(self, event: WebhookEvent) -> object:
         result = self._handler(event) if self._handler_is_async else await self._threads.call(self._handler, event)
         if inspect.isawaitable(result):
-            await result
+            return await result
+        return result

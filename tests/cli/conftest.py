@@ -1,4 +1,4 @@
-"""Fixtures for the CLI tests: a clean environment, ``main()`` with captured output.
+"""Fixtures for the CLI tests: a clean environment (``cli``, ``main()`` with captured output, is suite-wide).
 
 The CLI's ``main()`` runs its own event loop (``asyncio.run``), so the tests are plain sync
 tests and a server they talk to with ``--base-url`` lives on another thread's loop: the
@@ -8,14 +8,9 @@ tests and a server they talk to with ``--base-url`` lives on another thread's lo
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from fullstory_async.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -32,32 +27,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in SECRET_VARS:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
-
-
-class Run:
-    """What one ``main()`` call returned and printed."""
-
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code = code
-        self.out = out
-        self.err = err
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        """Stdout parsed as JSON Lines."""
-        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    """Call ``main(args)`` and capture its exit status, stdout and stderr."""
-
-    def run(*args: str) -> Run:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 class Terminal(io.StringIO):

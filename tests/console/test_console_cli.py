@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import aiohttp
 import pytest
 
 from fullstory_async.cli import main
+from fullstory_async.cli._console import console_limits
 from fullstory_async.receiving import open_inbox
+from fullstory_async.receiving._limits import FD_RESERVE
 from tests.fakes import Pki, make_pki
 
 TOKEN = "cli-console-token-0123456789"
@@ -182,3 +185,12 @@ async def test_a_wildcard_bind_behind_a_tls_proxy_needs_the_login(inbox_url: str
     status, _, _ = await _get(url + "api/deliveries", headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200
     served.stop()
+
+
+@pytest.mark.parametrize(("soft", "cap"), [(256, 256 - FD_RESERVE), (FD_RESERVE, 1), (1 << 20, 512)])
+def test_the_connection_cap_fits_the_file_descriptor_limit(
+    monkeypatch: pytest.MonkeyPatch, soft: int, cap: int
+) -> None:
+    """Before: 512 connections whatever ``ulimit -n`` (256 on macOS): a flood ran the process out of descriptors."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (soft, 1 << 20))
+    assert console_limits().max_connections == cap

@@ -30,8 +30,8 @@ from fullstory_async import (
 from fullstory_async.testing import FakeFullstory, Fault, FaultKind, RecordedRequest
 from tests.fakes import Gate, gate_in_front_of
 
-TIMEOUT = 1.0  # per attempt; generous so a loaded machine never times out a healthy request
-DEADLINE = 5.0  # the whole soak
+TIMEOUT = 2.0  # per attempt; generous so a loaded machine never times out a healthy request (1.0 did, at load 8)
+DEADLINE = 10.0  # the whole soak (about 5 s at load 8)
 FAULTS = Fault.every_kind(slow=1.5 * TIMEOUT, quick=0.01)
 ERROR_OF = {
     FaultKind.HTML: ServerError,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -68,14 +72,40 @@ POSTGRES_DSN_ENV = "FULLSTORY_TEST_POSTGRES_DSN"
 
 
 def postgres_dsn() -> str:
-    """Return the test database DSN; skip without it locally, fail without it in CI (``CI`` set)."""
+    """Return the test database DSN; skip without it locally, fail without it in CI (``CI`` set).
+
+    Under pytest-xdist each worker gets its own database beside the given one (``<name>_gw0``...):
+    the tests empty and fill their database, so two workers must not share one.
+    """
     dsn = os.environ.get(POSTGRES_DSN_ENV)
     if not dsn:
         message = f"{POSTGRES_DSN_ENV} is not set: no PostgreSQL to test against (.ci/run starts one)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return dsn
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return _worker_database(dsn, worker) if worker else dsn
+
+
+@functools.cache
+def _worker_database(dsn: str, worker: str) -> str:
+    """Create (once) and return the database of one xdist worker on the server of ``dsn``."""
+    import asyncpg
+
+    parts = urlsplit(dsn)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_{worker}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # called from tests already on a loop
+        thread.submit(asyncio.run, create()).result()
+    return parts._replace(path=f"/{name}").geturl()
 
 
 async def reset_postgres(dsn: str) -> None:

@@ -1,4 +1,7 @@
-"""The inbox URL on the command line, as a real process: printed as given, checked, never a new inbox by mistake.
+"""The inbox URL on the command line: printed as given, checked, never a new inbox by mistake.
+
+``receive`` and the ``inbox`` commands that reach an inbox run as real processes; those refused
+before that run in-process (``main()``, the ``cli`` fixture): a new interpreter costs more than the check.
 
 ``inbox stats|export|requeue`` never create nor migrate an inbox; a malformed URL is a usage
 error (exit 2) naming what is wrong, its password redacted, never a traceback; a held SQLite
@@ -13,9 +16,12 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import Run
 
 from .conftest import reset_postgres
 from .test_inbox_bounds import locked
@@ -39,16 +45,21 @@ from .test_receive_command import Receiver, deliveries, run_cli, send_all
     ],
 )
 @pytest.mark.parametrize("command", ["stats", "export"])
-async def test_a_malformed_inbox_url_is_a_usage_error_naming_the_field(
-    tmp_path: Path, url: str, problem: str, command: str
+def test_a_malformed_inbox_url_is_a_usage_error_naming_the_field(
+    cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, problem: str, command: str
 ) -> None:
-    code, out, err = await run_cli("inbox", command, "--inbox", url, cwd=tmp_path)
-    assert (code, out) == (2, "")
-    assert problem in err
+    """Exit 2 naming the field, password redacted; in-process, as the check runs before any I/O.
+
+    A real process's exit status for a refused URL: ``test_a_parameter_the_postgres_server_refuses_is_named``.
+    """
+    monkeypatch.chdir(tmp_path)
+    run = cli("inbox", command, "--inbox", url)
+    assert (run.code, run.out) == (2, "")
+    assert problem in run.err
     if problem.startswith("port") or "unencoded" in problem:
-        assert "u:***@127.0.0.1" in err  # the URL is shown, its password redacted
-    assert "hunter2" not in err
-    assert "Traceback" not in err
+        assert "u:***@127.0.0.1" in run.err  # the URL is shown, its password redacted
+    assert "hunter2" not in run.err
+    assert "Traceback" not in run.err
 
 
 async def test_a_parameter_the_postgres_server_refuses_is_named(postgres_url: str) -> None:
@@ -57,22 +68,28 @@ async def test_a_parameter_the_postgres_server_refuses_is_named(postgres_url: st
     assert 'unrecognized configuration parameter "no_such_setting"' in err
 
 
-async def test_a_mistyped_path_is_an_error_not_an_empty_inbox(tmp_path: Path) -> None:
+def test_a_mistyped_path_is_an_error_not_an_empty_inbox(
+    cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
     for command in (("stats",), ("export",), ("requeue", "--dead")):
-        code, out, err = await run_cli("inbox", *command, "--inbox", "sqlite:///typo.db", cwd=tmp_path)
-        assert (code, out) == (1, "")
-        assert "no inbox at 'typo.db': the file does not exist" in err
+        run = cli("inbox", *command, "--inbox", "sqlite:///typo.db")
+        assert (run.code, run.out) == (1, "")
+        assert "no inbox at 'typo.db': the file does not exist" in run.err
     assert os.listdir(tmp_path) == []
 
 
-async def test_someone_elses_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+def test_someone_elses_database_is_refused_and_left_untouched(
+    cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with contextlib.closing(sqlite3.connect(tmp_path / "app.db")) as conn, conn:
         conn.execute("CREATE TABLE users (name TEXT)")
     before = (tmp_path / "app.db").read_bytes()
+    monkeypatch.chdir(tmp_path)
     for command in (("stats",), ("export",), ("requeue", "--dead")):
-        code, out, err = await run_cli("inbox", *command, "--inbox", "sqlite:///app.db", cwd=tmp_path)
-        assert (code, out) == (1, "")
-        assert "'app.db' is not a fullstory-async inbox" in err
+        run = cli("inbox", *command, "--inbox", "sqlite:///app.db")
+        assert (run.code, run.out) == (1, "")
+        assert "'app.db' is not a fullstory-async inbox" in run.err
     assert (tmp_path / "app.db").read_bytes() == before
 
 

@@ -350,6 +350,38 @@ async def test_an_ambiguous_key_prefix_is_refused_naming_the_count(inbox_url: st
         assert await inbox.replay(InboxFilter(key=full)) == ReplayResult(1, 0)  # pending: matched, not replayed
 
 
+@pytest.mark.parametrize("kind", ["coroutine", "function"])
+async def test_a_handler_s_returned_text_is_kept_in_a_done_run_s_history(tmp_path: Path, kind: str) -> None:
+    """A text returned on success is kept, scrubbed and capped; any other value leaves the detail empty."""
+    clock = ManualClock(T0)
+    said: dict[str, object] = {}
+
+    async def coroutine(event: WebhookEvent) -> object:
+        return said[event.delivery_key or ""]
+
+    def function(event: WebhookEvent) -> object:
+        return said[event.delivery_key or ""]
+
+    async with open_inbox(f"sqlite:///{tmp_path}/inbox.db", clock=clock) as inbox:
+        texts = [await put_at(inbox, clock, "note.created", n) for n in range(3)]
+        said.update({texts[0].key: "accepted as job 42", texts[1].key: "posted to https://u:hunter22@h/x" + "y" * 2000})
+        said[texts[2].key] = {"not": "text"}
+        worker = InboxWorker(inbox, coroutine if kind == "coroutine" else function)
+        assert await worker.run_until_idle() == 3
+        details = []
+        for record in texts:
+            entry = await inbox.get(record.key)
+            assert entry is not None
+            [run] = entry.history
+            assert run.outcome == "done"
+            details.append(run.detail)
+    assert details[0] == "accepted as job 42"
+    assert details[1] is not None
+    assert details[1].startswith("posted to https://u:***@h/x")
+    assert len(details[1]) == 1000
+    assert details[2] is None
+
+
 async def test_the_history_keeps_the_last_20_runs_scrubbed(inbox_url: str) -> None:
     """25 failed runs leave the last 20 in the history, numbered, their errors without the URL password."""
     clock = ManualClock(T0)
@@ -594,4 +626,4 @@ async def test_a_forward_run_keeps_the_status_and_a_scrubbed_excerpt(tmp_path: P
     assert first.detail is not None
     assert first.detail.startswith("503")
     assert secret.removeprefix("whsec_") not in first.detail
-    assert second.detail is None
+    assert second.detail == "204"  # a successful forward keeps the service's status

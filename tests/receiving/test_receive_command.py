@@ -19,7 +19,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from fullstory_async.receiving import InboxWorker, NoteCreatedData, WebhookEvent, open_inbox, sign, signed_delivery
+from fullstory_async.receiving import (
+    InboxRecord,
+    InboxWorker,
+    NoteCreatedData,
+    WebhookEvent,
+    open_inbox,
+    sign,
+    signed_delivery,
+)
+from tests.conftest import Run
 
 SECRET = "wh-secret-crash-7Hq2"
 ORG = "o-1A2B3C-na1"
@@ -211,36 +220,45 @@ async def run_cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
     return await process.wait(), out.decode(), err.decode()
 
 
-async def test_inbox_export_stats_and_requeue(tmp_path: Path) -> None:
-    """Export prints one JSON object a line (dead letters included); stats counts; requeue --dead revives."""
+def test_inbox_export_stats_and_requeue(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    """Export prints one JSON object a line (dead letters included); stats counts; requeue --dead revives.
+
+    In-process (``main()``): the commands are the same in a real process (``test_inbox_commands``).
+    """
     url = f"sqlite:///{tmp_path}/inbox.db"
     items = deliveries(3, "cli")
-    async with open_inbox(url) as inbox:
-        for body, _ in items:
-            await inbox.put(body, org_id=ORG)
-        done, dead, _ = await inbox.claim(3, lease=60)
-        await inbox.complete(done)
-        await inbox.bury(dead, error="boom")
 
-    code, out, _ = await run_cli("inbox", "export", "--inbox", url)
-    assert code == 0
-    lines = [json.loads(line) for line in out.splitlines()]
+    async def fill() -> tuple[InboxRecord, InboxRecord]:
+        async with open_inbox(url) as inbox:
+            for body, _ in items:
+                await inbox.put(body, org_id=ORG)
+            done, dead, _ = await inbox.claim(3, lease=60)
+            await inbox.complete(done)
+            await inbox.bury(dead, error="boom")
+        return done, dead
+
+    _, dead = asyncio.run(fill())
+
+    run = cli("inbox", "export", "--inbox", url)
+    assert run.code == 0
+    lines = [json.loads(line) for line in run.out.splitlines()]
     assert sorted(line["status"] for line in lines) == ["dead", "done", "pending"]
     assert {json.dumps(line["event"], separators=(",", ":")).encode() for line in lines} == {b for b, _ in items}
     assert all(set(line) >= {"event", "key", "received_at", "status", "attempts"} for line in lines)
     assert {line["key"]: line["attempts"] for line in lines}[dead.key] == 1
 
-    code, out, _ = await run_cli("inbox", "stats", "--inbox", url)
-    stats = json.loads(out)
+    run = cli("inbox", "stats", "--inbox", url)
+    stats = json.loads(run.out)
     age = stats.pop("oldest_pending_age_seconds")
     pending_at = next(line["received_at"] for line in lines if line["status"] == "pending")
-    assert (code, stats) == (0, {"pending": 1, "done": 1, "dead": 1, "oldest_pending_at": pending_at})  # RFC 3339
+    expected = {"pending": 1, "done": 1, "dead": 1, "oldest_pending_at": pending_at, "capped": False}  # RFC 3339
+    assert (run.code, stats) == (0, expected)
     assert isinstance(age, float)
     assert 0 <= age < 600
-    code, out, _ = await run_cli("inbox", "requeue", "--inbox", url, "--dead")
-    assert (code, out.strip()) == (0, "replayed 1 of 1 matched")  # inbox replay --status dead --all
-    code, out, _ = await run_cli("inbox", "stats", "--inbox", url)
-    assert json.loads(out)["pending"] == 2
+    run = cli("inbox", "requeue", "--inbox", url, "--dead")
+    assert (run.code, run.out.strip()) == (0, "replayed 1 of 1 matched")  # inbox replay --status dead --all
+    run = cli("inbox", "stats", "--inbox", url)
+    assert json.loads(run.out)["pending"] == 2
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-import sys
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +21,6 @@ from fullstory_async.receiving import (
     open_inbox,
     signed_delivery,
 )
-from fullstory_async.receiving._inbox import NEVER_FINISHED
 from fullstory_async.testing import ManualClock
 
 ORG = "o-1A2B3C-na1"
@@ -263,45 +259,6 @@ async def test_stop_before_run_started_still_stops_it(tmp_path: object) -> None:
         running = asyncio.create_task(worker.run())
         await worker.stop()
         await asyncio.wait_for(running, 10)
-
-
-_KILLER = """
-import asyncio, os, signal, sys
-from fullstory_async.receiving import InboxWorker, open_inbox
-
-async def main(url, now, calls):
-    async def handler(event):
-        with open(calls, "a") as f:
-            f.write("call\\n")
-        os.kill(os.getpid(), signal.SIGKILL)  # an OOM kill, a segfault: the handler never returns
-
-    async with open_inbox(url, retention=None, clock=lambda: now) as inbox:
-        await InboxWorker(inbox, handler, max_attempts=2, handler_timeout=1, lease=60).run_until_idle()
-
-asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3]))
-"""
-
-
-async def test_an_event_whose_handler_kills_the_process_is_dead_lettered_after_max_attempts(
-    inbox_url: str, tmp_path: object
-) -> None:
-    """A handler that SIGKILLs its worker process: called max_attempts times, then the next claim buries it."""
-    async with open_inbox(inbox_url, clock=ManualClock(1_700_000_000.0)) as inbox:
-        await put_notes(inbox, 1)
-    calls = f"{tmp_path}/calls"
-    codes = []
-    for run in range(4):  # each worker process starts after the previous one's lease ended
-        now = 1_700_000_000.0 + 1000 * run
-        child = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-c", _KILLER, inbox_url, str(now), calls], timeout=60, check=False
-        )
-        codes.append(child.returncode)
-    assert (await asyncio.to_thread(Path(calls).read_text)).split() == ["call", "call"]
-    assert codes[:2] == [-9, -9]
-    assert codes[2:] == [0, 0]
-    async with open_inbox(inbox_url) as inbox:
-        [record] = [r async for r in inbox.export()]
-    assert (record.status, record.attempts, record.last_error) == ("dead", 2, NEVER_FINISHED)
 
 
 async def test_a_handler_raising_cancelled_error_itself_is_an_ordinary_failure(tmp_path: object) -> None:

@@ -136,30 +136,35 @@ _KILLER = """
 import asyncio, os, signal, sys
 from fullstory_async.receiving import InboxWorker, open_inbox
 
-def handler(event):  # a plain function, on the worker's own thread
+def kill():  # an OOM kill, a segfault: the handler never returns
     with open(sys.argv[3], "a") as f:
         f.write("call\\n")
     os.kill(os.getpid(), signal.SIGKILL)
 
-async def main(url, now):
+def plain(event):  # a plain function, on the worker's own thread
+    kill()
+
+async def coroutine(event):  # on the worker's loop
+    kill()
+
+async def main(url, now, handler):
     async with open_inbox(url, retention=None, clock=lambda: now) as inbox:
         await InboxWorker(inbox, handler, max_attempts=2, handler_timeout=1, lease=60).run_until_idle()
 
-asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+asyncio.run(main(sys.argv[1], float(sys.argv[2]), {"plain": plain, "coroutine": coroutine}[sys.argv[4]]))
 """
 
 
-async def test_a_plain_handler_killed_mid_run_still_spends_its_attempt(inbox_url: str, tmp_path: Path) -> None:
-    """SIGKILL in a plain handler: each run counts, so after max_attempts runs the next claim buries the event."""
+async def test_a_handler_killed_mid_run_still_spends_its_attempt(inbox_url: str, tmp_path: Path) -> None:
+    """SIGKILL in a handler, coroutine then plain: each run counts; after max_attempts runs the next claim buries it."""
     async with open_inbox(inbox_url, clock=ManualClock(1_700_000_000.0)) as inbox:
         await put_notes(inbox, ["poison"])
     calls = tmp_path / "calls"
     attempts = []
-    for run in range(3):  # each worker process starts after the previous one's lease ended
+    for run, handler in enumerate(("coroutine", "plain", "plain")):  # each process starts after the last one's lease
         now = 1_700_000_000.0 + 1000 * run
-        child = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-c", _KILLER, inbox_url, str(now), str(calls)], timeout=60, check=False
-        )
+        argv = [sys.executable, "-c", _KILLER, inbox_url, str(now), str(calls), handler]
+        child = await asyncio.to_thread(subprocess.run, argv, timeout=60, check=False)
         async with open_inbox(inbox_url) as inbox:
             [record] = [r async for r in inbox.export()]
         attempts.append((child.returncode, record.status, record.attempts))
