@@ -14,7 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.browser.conftest import DEAD_ERROR, HOSTILE_TYPE, NOT_UTF8, SEEDED, XSS, Guard, Seeded, StartConsole
+from fullstory_async.receiving import delivery_key, open_inbox, signed_delivery
+from tests.browser.conftest import (
+    DEAD_ERROR,
+    HOSTILE_TYPE,
+    NOT_UTF8,
+    ORG,
+    SEEDED,
+    XSS,
+    Guard,
+    Seeded,
+    StartConsole,
+    in_a_thread,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Locator, LocatorAssertions, Page, Response
@@ -227,6 +239,23 @@ def test_a_body_that_is_not_utf8_is_shown_as_base64_with_a_note(
     page.goto(served.url + f"/deliveries/{seeded.keys['latin1']}")
     assert base64.b64encode(NOT_UTF8).decode() in page.locator("pre#body").inner_text().replace("\n", "")
     assert "base64" in page.locator("main").inner_text()
+
+
+def test_a_large_body_is_cut_at_256_kib_with_a_note(seeded: Seeded, console: StartConsole, page: Page) -> None:
+    """A 300 KiB body: the page shows its first 256 KiB and says it was truncated."""
+    body, _ = signed_delivery("note.created", {"text": "x" * 300 * 1024}, secret="s", org_id=ORG)
+
+    async def put() -> None:
+        async with open_inbox(seeded.url) as inbox:
+            assert await inbox.put(body, org_id=ORG)
+
+    in_a_thread(put)
+    served = console(seeded.url)
+    page.goto(served.url + f"/deliveries/{delivery_key(ORG, body)}")
+    shown = page.locator("pre#body").inner_text()
+    assert 250 * 1024 < len(shown) <= 256 * 1024
+    assert body.decode()[:1000] in shown
+    assert "truncated" in page.locator("main").inner_text().lower()
 
 
 def test_an_unknown_delivery_is_a_404_page(seeded: Seeded, console: StartConsole, page: Page) -> None:
