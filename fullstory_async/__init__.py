@@ -12,7 +12,6 @@
 
 import typing
 
-from fullstory_async._bulk.results import ApplyResult, ProvisionResult
 from fullstory_async._client import Client
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -62,10 +61,13 @@ if typing.TYPE_CHECKING:
         parse_desired_state,
     )
     from fullstory_async._bulk.reconcile import Action, Change, Plan
+    from fullstory_async._bulk.results import ApplyResult, ProvisionResult
 
-# Declarative sync (desired-state files, plan and apply) loads on first use: most programs never
-# touch it, and every program would pay its import time.
+# The bulk wing's names (desired-state files, plan and apply, the results of provision and apply)
+# load on first use: most programs never touch them, and every program would pay their import time.
 _ON_FIRST_USE = {
+    "ApplyResult": "fullstory_async._bulk.results",
+    "ProvisionResult": "fullstory_async._bulk.results",
     "Action": "fullstory_async._bulk.reconcile",
     "Change": "fullstory_async._bulk.reconcile",
     "Plan": "fullstory_async._bulk.reconcile",
