@@ -2,6 +2,7 @@
 
     python bench/overhead.py                      # measure (starts the loopback servers in other processes)
     python bench/overhead.py --serve 0 --delay 0  # one server alone
+    python bench/overhead.py --import-only        # the import times only
 
 Two servers answer every ``POST /webhooks/v1/endpoints`` with the documented example
 endpoint: one as fast as aiohttp can, one after ``SLOW_DELAY`` seconds (a slower server
@@ -16,7 +17,7 @@ same on a new client per round (the governor's slow start, which paces a new rou
 half second, in it). Each figure is the median of interleaved rounds (aiohttp, new, warm),
 so the drift of a shared machine hits all alike. Prints each ratio with its target, then one
 JSON line; exits non-zero when a warm ratio is above 1.5 or the import takes more than
-1.3 x aiohttp's import time.
+1.3 x aiohttp's import CPU time (`import_times`: from bytecode, as installed).
 """
 
 from __future__ import annotations
@@ -147,8 +148,9 @@ def import_times(modules: tuple[str, ...], rounds: int = 11) -> dict[str, float]
 
     CPU, not wall, time, like the per-call figures: on a shared machine a run's wall time is
     mostly the other work's (load average 6 gave ratios from 1.1 to 2.0 in one minute). The
-    bytecode is written once to a temporary cache (``PYTHONPYCACHEPREFIX``) and read from there, as an installed package's is: with ``PYTHONDONTWRITEBYTECODE`` set (as on the shared
-    machine), every run would compile the package from source, which an installed copy never does.
+    bytecode is written once to a temporary cache (``PYTHONPYCACHEPREFIX``) and read from there,
+    as an installed package's is: with ``PYTHONDONTWRITEBYTECODE`` set (as on the shared machine),
+    every run would compile the package from source, which an installed copy never does.
     """
     with tempfile.TemporaryDirectory(prefix="overhead-pyc-") as cache:
         env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
