@@ -20,7 +20,8 @@ shares: retry waits, governor pauses, pacing slots and each attempt's timeout. R
 are logged on the ``fullstory_async`` logger.
 
 The loop is `RetryMiddleware.__call__`, one ``while`` over the attempts from the first to the
-last, with tenacity's `RetryCallState` as the record of the retries and the policy in tenacity's
+last, with tenacity's `RetryCallState` as the record of the retries (made when the first attempt
+fails, so a call that succeeds at once pays nothing for it) and the policy in tenacity's
 terms (`retrying`: ``retry`` = `RetryPolicy.should_retry`, ``wait`` = ``Retry-After``, else
 `RetryPolicy.backoff`, ``stop`` = `stop_after_attempt` or the deadline): send; on a failure set
 the outcome on the state and consult ``retry``, ``wait`` and ``stop`` the way tenacity's own
@@ -309,20 +310,20 @@ class RetryMiddleware:
         try:
             if budget is not None and budget.admit is not None:
                 await budget.admitted(request.operation or request.method)  # a bulk item's first request
-            state = tenacity.RetryCallState(self._retrying, None, (self._with_deadline(request, budget),), {})
+            attempt = self._with_deadline(request, budget)
+            state: tenacity.RetryCallState | None = None  # tenacity's record of the retries, from the first failure
             while True:
                 try:
-                    response = await self._attempt(state.args[0], call_next, record, task)
+                    response = await self._attempt(attempt, call_next, record, task)
                 except FullstoryError as exc:
-                    state.set_exception((type(exc), exc, exc.__traceback__))
+                    state = self._failed(state, attempt, exc)
                     if not self._retrying.retry(state):
                         raise
                     state.upcoming_sleep = self._retrying.wait(state)
                     if self._retrying.stop(state):
                         raise  # out of attempts, or the wait would end past the deadline
                     self._log_retry(state, record, exc)
-                    await self._wait(state, record)
-                    state.prepare_for_next_attempt()
+                    attempt = await self._wait(state, record)
                     continue
                 self._settle(record, budget)
                 return response.with_outcome(attempts=record.attempts)
@@ -360,14 +361,27 @@ class RetryMiddleware:
         record.end(response)
         return response
 
-    async def _wait(self, state: tenacity.RetryCallState, record: CallRecord) -> None:
-        """Wait ``state.upcoming_sleep`` (``wait=False``: skipped, the deadline earlier by it)."""
+    def _failed(
+        self, state: tenacity.RetryCallState | None, request: ApiRequest, error: FullstoryError
+    ) -> tenacity.RetryCallState:
+        """Record a failed attempt of ``request`` on the call's `RetryCallState`, made at the first failure."""
+        if state is None:
+            state = tenacity.RetryCallState(self._retrying, None, (request,), {})
+        else:
+            state.prepare_for_next_attempt()
+            state.args = (request,)
+        state.set_exception((type(error), error, error.__traceback__))
+        return state
+
+    async def _wait(self, state: tenacity.RetryCallState, record: CallRecord) -> ApiRequest:
+        """Wait ``state.upcoming_sleep``; return the next attempt's request (``wait=False``: deadline earlier)."""
         seconds, request = state.upcoming_sleep, state.args[0]
+        assert isinstance(request, ApiRequest)
         record.waited += seconds
         if self.policy.wait:
             await asyncio.sleep(seconds)  # the call is tracked: aclose() ends this wait
-        elif request.deadline is not None:
-            state.args = (request.with_deadline(request.deadline - seconds),)  # skipped, but still counted
+            return request
+        return request if request.deadline is None else request.with_deadline(request.deadline - seconds)
 
     def _closed_error(
         self, cancelled: asyncio.CancelledError, task: asyncio.Task[Any], record: CallRecord
