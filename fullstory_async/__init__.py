@@ -12,7 +12,6 @@
 
 import typing
 
-from fullstory_async._bulk.results import ApplyResult, ProvisionResult
 from fullstory_async._client import Client
 from fullstory_async._exceptions import (
     APIConnectionError,
@@ -35,7 +34,6 @@ from fullstory_async._exceptions import (
 from fullstory_async._governor import RateGovernor
 from fullstory_async._hooks import Attempt, Call, CallResult, Hooks, RequestView
 from fullstory_async._messages import ApiRequest, ApiResponse
-from fullstory_async._metrics import Metrics
 from fullstory_async._models import (
     CreateEndpointRequest,
     Endpoint,
@@ -46,7 +44,6 @@ from fullstory_async._models import (
     UpdateEndpointRequest,
 )
 from fullstory_async._pipeline import Handler, Middleware
-from fullstory_async._raw import RawResponse, RawWebhooks
 from fullstory_async._results import Outcome
 from fullstory_async._retry import RetryPolicy
 from fullstory_async._timeout import Timeout
@@ -62,10 +59,19 @@ if typing.TYPE_CHECKING:
         parse_desired_state,
     )
     from fullstory_async._bulk.reconcile import Action, Change, Plan
+    from fullstory_async._bulk.results import ApplyResult, ProvisionResult
+    from fullstory_async._metrics import Metrics
+    from fullstory_async._raw import RawResponse, RawWebhooks
 
-# Declarative sync (desired-state files, plan and apply) loads on first use: most programs never
-# touch it, and every program would pay its import time.
+# What a program uses only if it asks for it loads on first use: the bulk wing's names (desired-state
+# files, plan and apply, the results of provision and apply), `Metrics` and the raw responses
+# (`webhooks.with_raw_response` imports them itself). Every program would pay their import time.
 _ON_FIRST_USE = {
+    "Metrics": "fullstory_async._metrics",
+    "RawResponse": "fullstory_async._raw",
+    "RawWebhooks": "fullstory_async._raw",
+    "ApplyResult": "fullstory_async._bulk.results",
+    "ProvisionResult": "fullstory_async._bulk.results",
     "Action": "fullstory_async._bulk.reconcile",
     "Change": "fullstory_async._bulk.reconcile",
     "Plan": "fullstory_async._bulk.reconcile",

@@ -4,7 +4,7 @@
 
     class Printer(Hooks):
         def on_attempt(self, call: Call, attempt: Attempt) -> None:
-            print(call.request.operation, attempt.number, attempt.status, attempt.wait)
+            print(call.request.operation, attempt.number, attempt.status, attempt.retry_wait)
 
     Client(hooks=[Printer()])
 
@@ -111,7 +111,7 @@ class Attempt:
     governor_wait: float
     """Seconds the attempt waited in the rate governor before it was sent (a pause after a 429, or pacing)."""
 
-    wait: float | None
+    retry_wait: float | None
     """Seconds the retry layer waits before the next attempt; ``None`` when no attempt follows.
 
     With ``RetryPolicy(wait=False)`` this is the wait that was skipped.
@@ -154,7 +154,7 @@ class Hooks:
         """Observe the start of a call."""
 
     def on_attempt(self, call: Call, attempt: Attempt) -> None:
-        """Observe an attempt that ended, once the retry layer decided what follows (``attempt.wait``)."""
+        """Observe an attempt that ended, once the retry layer decided what follows (``attempt.retry_wait``)."""
 
     def on_call_end(self, call: Call, result: CallResult) -> None:
         """Observe the end of a call: ``result`` holds what the caller gets."""

@@ -49,9 +49,9 @@ class Metrics(Hooks):
         self.attempts += attempt.sent  # one the rate governor ended before sending is no HTTP attempt
         self.retries += attempt.sent and attempt.number > 1
         self.rate_limited += attempt.status == 429
-        if attempt.wait is not None:
+        if attempt.retry_wait is not None:
             self.retry_waits += 1
-            self.retry_wait_seconds += attempt.wait
+            self.retry_wait_seconds += attempt.retry_wait
         if attempt.governor_wait > 0:
             self.governor_waits += 1
             self.governor_wait_seconds += attempt.governor_wait

@@ -19,12 +19,15 @@ when it runs within one, or earlier when the caller set one), which every layer 
 shares: retry waits, governor pauses, pacing slots and each attempt's timeout. Retries
 are logged on the ``fullstory_async`` logger.
 
-The loop is `RetryMiddleware.__call__`, one ``for`` over the attempts from the first to the
-last: send, and on a failure ask the policy whether to retry (`RetryPolicy.should_retry`),
-how long to wait (``Retry-After``, else `RetryPolicy.backoff`) and whether that wait fits
-(``max_attempts``, the deadline); log, wait, go round. (It was tenacity's ``AsyncRetrying``;
-tenacity's machinery cost more CPU per call than all the rest of the SDK, about 50 us at
-concurrency 64, and the overhead guard of ``bench/overhead.py`` is 1.5 x raw aiohttp.) What
+The loop is `RetryMiddleware.__call__`, one ``while`` over the attempts from the first to the
+last, with tenacity's `RetryCallState` as the record of the retries (made when the first attempt
+fails, so a call that succeeds at once pays nothing for it) and the policy in tenacity's
+terms (`retrying`: ``retry`` = `RetryPolicy.should_retry`, ``wait`` = ``Retry-After``, else
+`RetryPolicy.backoff`, ``stop`` = `stop_after_attempt` or the deadline): send; on a failure set
+the outcome on the state and consult ``retry``, ``wait`` and ``stop`` the way tenacity's own
+iteration does; log, wait, go round. (Iterating ``AsyncRetrying`` itself, a copy per call since
+its iteration state is per instance, cost more CPU per call than all the rest of the SDK: about
+50 us at concurrency 64 against the overhead guard of 1.5 x raw aiohttp, docs/benchmarks.md.) What
 the call did is kept in one `CallRecord` as its attempts end, and set once on the outcome:
 ``ApiResponse.attempts``, or ``attempts`` and ``sent`` of the `FullstoryError` raised.
 `InFlight` is the one registry of what the client's ``aclose()`` ends.
@@ -33,7 +36,6 @@ the call did is kept in one `CallRecord` as its attempts end, and set once on th
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
 import time
@@ -42,6 +44,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import tenacity
 
 from fullstory_async import _budget
 from fullstory_async._exceptions import (
@@ -123,6 +126,41 @@ class RetryPolicy:
         if isinstance(error, APIStatusError):
             return error.status in self.retry_statuses
         return isinstance(error, APIConnectionError)  # a ResponseDecodeError is deterministic: never retried
+
+
+def retrying(policy: RetryPolicy) -> tenacity.AsyncRetrying:
+    """``policy`` in tenacity's terms: the strategies `RetryMiddleware` consults after a failed attempt.
+
+    The state they read is the call's `tenacity.RetryCallState`: ``args`` holds the request of
+    the latest attempt (its ``deadline`` included), ``outcome`` its error.
+    """
+
+    def error(state: tenacity.RetryCallState) -> BaseException:
+        assert state.outcome is not None
+        exc = state.outcome.exception()
+        assert exc is not None
+        return exc
+
+    def should_retry(state: tenacity.RetryCallState) -> bool:
+        return policy.should_retry(state.args[0], error(state))
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = error(state)
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return exc.retry_after
+        return policy.backoff(state.attempt_number)
+
+    return tenacity.AsyncRetrying(
+        retry=should_retry, wait=wait, stop=tenacity.stop_after_attempt(policy.max_attempts) | _PastDeadline()
+    )
+
+
+class _PastDeadline(tenacity.stop.stop_base):
+    """Stop when the next wait would end past the deadline of the latest attempt's request."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        deadline: float | None = retry_state.args[0].deadline
+        return deadline is not None and time.monotonic() + retry_state.upcoming_sleep > deadline
 
 
 class InFlight:
@@ -262,9 +300,9 @@ class RetryMiddleware:
     def __init__(self, policy: RetryPolicy, in_flight: InFlight | None = None) -> None:
         self.policy = policy
         self.in_flight = in_flight or InFlight()
+        self._retrying = retrying(policy)
 
     async def __call__(self, request: ApiRequest, call_next: Handler) -> ApiResponse:
-        policy = self.policy
         budget = _budget.current()
         record = CallRecord()
         task = self.in_flight.enter()
@@ -272,22 +310,23 @@ class RetryMiddleware:
         try:
             if budget is not None and budget.admit is not None:
                 await budget.admitted(request.operation or request.method)  # a bulk item's first request
-            deadline = self._deadline(request, budget)
-            for number in itertools.count(1):
+            attempt = self._with_deadline(request, budget)
+            state: tenacity.RetryCallState | None = None  # tenacity's record of the retries, from the first failure
+            while True:
                 try:
-                    response = await self._attempt(request.with_deadline(deadline), call_next, record, task)
+                    response = await self._attempt(attempt, call_next, record, task)
                 except FullstoryError as exc:
-                    if not policy.should_retry(request, exc):
+                    state = self._failed(state, attempt, exc)
+                    if not self._retrying.retry(state):
                         raise
-                    wait = self._wait_after(exc, number)
-                    if number >= policy.max_attempts or (deadline is not None and time.monotonic() + wait > deadline):
+                    state.upcoming_sleep = self._retrying.wait(state)
+                    if self._retrying.stop(state):
                         raise  # out of attempts, or the wait would end past the deadline
-                    self._log_retry(request, record, exc, number, wait)
-                    deadline = await self._wait(record, wait, deadline)
+                    self._log_retry(state, record, exc)
+                    attempt = await self._wait(state, record)
                     continue
                 self._settle(record, budget)
                 return response.with_outcome(attempts=record.attempts)
-            raise AssertionError("unreachable")  # pragma: no cover
         except FullstoryError as exc:
             exc.attempts, exc.sent = self._settle(record, budget), record.sent
             raise
@@ -322,13 +361,27 @@ class RetryMiddleware:
         record.end(response)
         return response
 
-    async def _wait(self, record: CallRecord, seconds: float, deadline: float | None) -> float | None:
-        """Wait ``seconds`` before the next attempt; return the deadline (earlier by a skipped wait)."""
+    def _failed(
+        self, state: tenacity.RetryCallState | None, request: ApiRequest, error: FullstoryError
+    ) -> tenacity.RetryCallState:
+        """Record a failed attempt of ``request`` on the call's `RetryCallState`, made at the first failure."""
+        if state is None:
+            state = tenacity.RetryCallState(self._retrying, None, (request,), {})
+        else:
+            state.prepare_for_next_attempt()
+            state.args = (request,)
+        state.set_exception((type(error), error, error.__traceback__))
+        return state
+
+    async def _wait(self, state: tenacity.RetryCallState, record: CallRecord) -> ApiRequest:
+        """Wait ``state.upcoming_sleep``; return the next attempt's request (``wait=False``: deadline earlier)."""
+        seconds, request = state.upcoming_sleep, state.args[0]
+        assert isinstance(request, ApiRequest)
         record.waited += seconds
         if self.policy.wait:
             await asyncio.sleep(seconds)  # the call is tracked: aclose() ends this wait
-            return deadline
-        return None if deadline is None else deadline - seconds  # skipped, but the deadline still counts it
+            return request
+        return request if request.deadline is None else request.with_deadline(request.deadline - seconds)
 
     def _closed_error(
         self, cancelled: asyncio.CancelledError, task: asyncio.Task[Any], record: CallRecord
@@ -350,8 +403,8 @@ class RetryMiddleware:
         budget.attempts += record.attempts
         return budget.attempts
 
-    def _deadline(self, request: ApiRequest, budget: Budget | None) -> float | None:
-        """Return the call's deadline: its budget's, else ``deadline`` seconds from now; or the caller's if earlier."""
+    def _with_deadline(self, request: ApiRequest, budget: Budget | None) -> ApiRequest:
+        """Return ``request`` with the call's deadline: its budget's, else the policy's; the caller's if earlier."""
         if budget is not None:
             deadline = budget.deadline
         else:
@@ -367,17 +420,10 @@ class RetryMiddleware:
                     path=request.path,
                 )
             )
-        return deadline
+        return request.with_deadline(deadline)
 
-    def _wait_after(self, error: FullstoryError, number: int) -> float:
-        """Seconds before the next attempt: the server's ``Retry-After``, else the policy's jittered backoff."""
-        if isinstance(error, RateLimitError) and error.retry_after is not None:
-            return error.retry_after
-        return self.policy.backoff(number)
-
-    def _log_retry(
-        self, request: ApiRequest, record: CallRecord, error: FullstoryError, number: int, wait: float
-    ) -> None:
+    def _log_retry(self, state: tenacity.RetryCallState, record: CallRecord, error: FullstoryError) -> None:
+        request, number, wait = state.args[0], state.attempt_number, state.upcoming_sleep
         note_retry_wait(wait)
         status = getattr(error, "status", None)
         logger.info(

@@ -151,9 +151,10 @@ class OpenTelemetryHooks(Hooks):
         if error_type is not None:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=_epoch_ns(attempt.started + attempt.duration))
-        if attempt.wait is not None:
+        if attempt.retry_wait is not None:
             parent.span.add_event(
-                "fullstory.retry_wait", {"fullstory.attempt": attempt.number, "fullstory.wait_seconds": attempt.wait}
+                "fullstory.retry_wait",
+                {"fullstory.attempt": attempt.number, "fullstory.wait_seconds": attempt.retry_wait},
             )
 
     def on_call_end(self, call: Call, result: CallResult) -> None:

@@ -241,8 +241,8 @@ class RetryWaits(Hooks):
         self.waiting = asyncio.Event()
 
     def on_attempt(self, call: Call, attempt: Attempt) -> None:
-        if attempt.wait is not None:
-            self.waits.append(attempt.wait)
+        if attempt.retry_wait is not None:
+            self.waits.append(attempt.retry_wait)
             self.waiting.set()
 
 

@@ -195,7 +195,7 @@ async def raw_responses_and_hooks(fs: Client, request: CreateEndpointRequest) ->
 
     class Latency(Hooks):
         def on_attempt(self, call: Call, attempt: Attempt) -> None:
-            print(call.request.operation, attempt.number, attempt.status, attempt.duration, attempt.wait)
+            print(call.request.operation, attempt.number, attempt.status, attempt.duration, attempt.retry_wait)
 
         def on_call_end(self, call: Call, result: CallResult) -> None:
             print(result.attempts, result.error)

@@ -75,7 +75,7 @@ async def test_a_call_that_retried_twice(fake):
     assert first.response is None
     assert third.response is not None
     assert third.error is None
-    assert [a.wait for a in (first, second, third)] == [0.5, 1.0, None]
+    assert [a.retry_wait for a in (first, second, third)] == [0.5, 1.0, None]
     assert first.started <= second.started <= third.started
     result = hooks.events[-1][2]
     assert result.response.body == third.response.body
@@ -89,7 +89,7 @@ async def test_a_call_that_fails_reports_its_last_attempt_and_error(fake):
     client, _ = fake(*[(503, {})] * 4, retry=NO_JITTER, hooks=[hooks])
     with pytest.raises(ServerError) as caught:
         await client.webhooks.get_endpoint("abc")
-    assert [(a.number, a.wait) for a in hooks.attempts()] == [(1, 0.5), (2, 1.0), (3, 2.0), (4, None)]
+    assert [(a.number, a.retry_wait) for a in hooks.attempts()] == [(1, 0.5), (2, 1.0), (3, 2.0), (4, None)]
     result = hooks.events[-1][2]
     assert result.error is caught.value
     assert result.response is None
@@ -104,7 +104,7 @@ async def test_an_error_not_retried_is_one_attempt(fake):
         await client.send(LIST)
     (attempt,) = hooks.attempts()
     assert isinstance(attempt.error, BadRequestError)
-    assert (attempt.number, attempt.status, attempt.wait) == (1, 400, None)
+    assert (attempt.number, attempt.status, attempt.retry_wait) == (1, 400, None)
 
 
 async def test_rate_limited_attempt_reports_the_server_wait(fake):
@@ -114,8 +114,8 @@ async def test_rate_limited_attempt_reports_the_server_wait(fake):
     await client.send(LIST)
     first, second = hooks.attempts()
     assert isinstance(first.error, RateLimitError)
-    assert (first.status, first.wait) == (429, 7.0)
-    assert (second.status, second.wait) == (200, None)
+    assert (first.status, first.retry_wait) == (429, 7.0)
+    assert (second.status, second.retry_wait) == (200, None)
 
 
 async def test_governor_pause_is_reported_on_the_attempt_it_held(fake):
@@ -141,7 +141,7 @@ async def test_governor_pause_is_reported_on_the_attempt_it_held(fake):
     attempts = hooks.attempts()
     assert [a.status for a in attempts] == [429] * 6 + [200]
     assert [a.governor_wait for a in attempts] == pytest.approx([0.0, 2.0, 3.0, 2.0, 2.0, 2.0, 2.0])
-    assert [a.wait for a in attempts] == [3.0] * 6 + [None]
+    assert [a.retry_wait for a in attempts] == [3.0] * 6 + [None]
     assert now[0] == pytest.approx(1013.0)  # the governor held the call exactly that long, no more
 
 
@@ -332,7 +332,7 @@ async def test_clients_from_with_options_keep_the_hooks(fake):
         await hasty.send(LIST)
     await client.send(LIST)
     assert [event[0] for event in hooks.events] == ["start", "attempt", "end"] * 2
-    assert [(a.status, a.wait) for a in hooks.attempts()] == [(503, None), (200, None)]
+    assert [(a.status, a.retry_wait) for a in hooks.attempts()] == [(503, None), (200, None)]
 
 
 async def test_an_attempt_ended_in_the_governor_is_not_counted_as_sent() -> None:

@@ -11,6 +11,7 @@ from email.utils import format_datetime
 
 import attrs
 import pytest
+import tenacity
 
 from fullstory_async import (
     APIConnectionError,
@@ -27,7 +28,7 @@ from fullstory_async import (
     RetryPolicy,
     ServerError,
 )
-from fullstory_async._retry import RetryMiddleware
+from fullstory_async._retry import RetryMiddleware, retrying
 
 TOO_MANY = {
     "message": "Too many requests. Client has exceeded the rate limit for this endpoint.",
@@ -394,3 +395,36 @@ def test_policy_defaults_and_frozen() -> None:
     assert RetryPolicy(deadline=None).deadline is None
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         policy.max_attempts = 2  # type: ignore[misc]
+
+
+def failed(policy: RetryPolicy, request: ApiRequest, error: BaseException, attempt: int) -> tenacity.RetryCallState:
+    """Return the RetryCallState after failed attempt number ``attempt`` of ``request``, as the retry loop keeps it."""
+    state = tenacity.RetryCallState(retrying(policy), None, (request,), {})
+    state.attempt_number = attempt
+    state.set_exception((type(error), error, None))
+    return state
+
+
+def test_the_policy_is_tenacity_strategies_on_the_call_state() -> None:
+    """The strategies: should_retry; Retry-After, else backoff; stop at max_attempts or a wait past the deadline."""
+    policy = RetryPolicy(max_attempts=3, jitter=False, backoff_initial=0.5)
+    strategies = retrying(policy)
+    limited = RateLimitError("slow down", status=429, retry_after=7.0)
+    broken = ServerError("down", status=503)
+    post, get_now = ApiRequest("POST", "/x"), ApiRequest("GET", "/x", deadline=time.monotonic() + 5)
+
+    state = failed(policy, post, limited, 1)
+    assert strategies.retry(state)
+    assert strategies.wait(state) == 7.0
+    state.upcoming_sleep = 7.0
+    assert not strategies.stop(state)  # no deadline on the request: only max_attempts counts
+    state = failed(policy, get_now, limited, 1)
+    state.upcoming_sleep = strategies.wait(state)
+    assert strategies.stop(state)  # 7 s would end past the deadline 5 s away
+    assert not strategies.retry(failed(policy, post, broken, 1))  # a 503 of a POST: maybe applied
+    state = failed(policy, get_now, broken, 2)
+    assert strategies.retry(state)
+    assert strategies.wait(state) == 1.0  # backoff: 0.5 * 2
+    state.upcoming_sleep = 1.0
+    assert not strategies.stop(state)
+    assert strategies.stop(failed(policy, get_now, broken, 3))  # the third attempt was the last
