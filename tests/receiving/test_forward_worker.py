@@ -173,16 +173,18 @@ async def test_the_forward_command_delivers_every_event_verified(tmp_path: Path,
         for body in good + refused:
             await inbox.put(body, org_id=ORG)
     arrived: list[bytes] = []
-    everything = asyncio.Event()
+    answered: list[bytes] = []
+    everything = asyncio.Event()  # every event answered, the 404 too: else SIGTERM may come before it is claimed
 
     async def service(request: web.Request) -> web.Response:
         body = await request.read()
         verify_forwarded(body, request.headers, SIGN_SECRET)
+        answered.append(body)
+        if len(answered) == len(good + refused):
+            everything.set()
         if body in refused:
             return web.Response(status=404, text="no such tenant")
         arrived.append(body)
-        if len(arrived) == len(good):
-            everything.set()
         return web.Response(status=204)
 
     app = web.Application()
@@ -199,6 +201,7 @@ async def test_the_forward_command_delivers_every_event_verified(tmp_path: Path,
         _out, err = await asyncio.wait_for(process.communicate(), 30)
     assert await process.wait() == 0
     assert sorted(arrived) == sorted(good)
+    assert sorted(answered) == sorted(good + refused)
     assert SIGN_SECRET not in err.decode()
     async with open_inbox(url) as inbox:
         stats = await inbox.stats()
