@@ -123,9 +123,11 @@ class LateThreads:
     def __init__(self, jobs: queue.SimpleQueue[object]) -> None:
         self.jobs = jobs
         self.scheduled = threading.Event()
+        self.queued = asyncio.Event()  # put() runs on the loop
 
     def put(self, job: object) -> None:
         self.jobs.put(job)
+        self.queued.set()
 
     def get(self) -> object:
         self.scheduled.wait(30)
@@ -154,6 +156,33 @@ async def test_the_timeout_counts_from_when_the_handler_starts_not_while_its_thr
     assert called == ["late"]
     assert (record.status, record.attempts, record.last_error) == ("done", 1, None)
     assert worker.healthy
+
+
+async def test_a_call_given_up_before_its_thread_started_never_starts_a_clock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopped while the handler's thread is still late: the attempt is put back, nothing raises on the loop.
+
+    The late thread then runs the handler (a thread cannot be recalled), but the worker's
+    timeout is gone: starting it then would raise in a loop callback.
+    """
+    ran = threading.Event()
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db") as inbox:
+        await put_notes(inbox, ["late"])
+        worker = InboxWorker(inbox, lambda _event: ran.set(), handler_timeout=0.05, lease=5, drain_timeout=0.01)
+        late = LateThreads(worker._threads._jobs)
+        worker._threads._jobs = late
+        running = asyncio.ensure_future(worker.run())
+        await late.queued.wait()
+        await worker.stop()
+        await running  # the drain gave up on the call
+        late.scheduled.set()
+        assert await asyncio.to_thread(ran.wait, 30)
+        for _ in range(3):  # the thread's callbacks, queued before the handler ran, run on the next turns
+            await asyncio.sleep(0)
+        [record] = [r async for r in inbox.export()]
+    assert (record.status, record.attempts, record.last_error) == ("pending", 1, "cancelled at shutdown")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_release_gives_a_claim_back_without_counting_it(inbox_url: str) -> None:
