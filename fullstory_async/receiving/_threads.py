@@ -10,6 +10,8 @@ than time out events on threads that never ran them. A stuck thread whose functi
 returns leaves (or takes a free slot back), so the pool heals when the hung calls end.
 `stuck_on` names the arguments of the stuck calls, so a caller can refuse to start a second
 call on what a stuck one still holds (the worker: one stuck thread per event at most).
+A caller's ``started`` callback runs on its loop when a thread takes the call, so a timeout
+can count from there: the time a loaded machine takes to schedule the thread is not the call's.
 """
 
 from __future__ import annotations
@@ -28,12 +30,19 @@ class NoIdleThread(Exception):
 
 
 class _Job:
-    __slots__ = ("arg", "context", "finished", "func", "future")
+    __slots__ = ("arg", "context", "finished", "func", "future", "started")
 
-    def __init__(self, func: Callable[[Any], object], arg: object, future: asyncio.Future[object]) -> None:
+    def __init__(
+        self,
+        func: Callable[[Any], object],
+        arg: object,
+        future: asyncio.Future[object],
+        started: Callable[[], object] | None,
+    ) -> None:
         self.func = func
         self.arg = arg
         self.future = future
+        self.started = started
         self.context = contextvars.copy_context()  # the caller's context (a tracing span), as asyncio.to_thread
         self.finished = False
 
@@ -77,13 +86,17 @@ class HandlerThreads:
     def _target(self) -> int:
         return self.size + min(len(self._stuck), self.size)
 
-    async def call(self, func: Callable[[Any], object], arg: object) -> object:
+    async def call(
+        self, func: Callable[[Any], object], arg: object, *, started: Callable[[], object] | None = None
+    ) -> object:
         """Return ``func(arg)`` run on an idle thread; raise `NoIdleThread` at once when none is free.
 
-        Cancelling the caller (a timeout) abandons the call: its thread runs on, counted stuck.
+        ``started`` is called on the caller's loop once a thread took the call, just before
+        ``func`` runs (not if the caller gave up first). Cancelling the caller (a timeout)
+        abandons the call: its thread runs on, counted stuck.
         """
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        job = _Job(func, arg, future)
+        job = _Job(func, arg, future, started)
         with self._lock:
             self._closed = False
             if not self._idle and self._live < self._target():  # start threads as calls need them
@@ -113,6 +126,9 @@ class HandlerThreads:
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
+            if job.started is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    job.future.get_loop().call_soon_threadsafe(_begin, job.future, job.started)
             try:
                 result, error = job.context.run(job.func, job.arg), None
             except Exception as exc:  # handed to the caller, who decides
@@ -131,6 +147,11 @@ class HandlerThreads:
                 job.future.get_loop().call_soon_threadsafe(_settle, job.future, result, error)
             if leave:
                 return
+
+
+def _begin(future: asyncio.Future[object], started: Callable[[], object]) -> None:
+    if not future.done():  # else the caller gave up on it
+        started()
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:

@@ -84,7 +84,8 @@ class InboxWorker:
             A `str` it returns is kept in the run's history (`InboxAttempt.detail`).
         concurrency: events handled at once by this worker.
         max_attempts: attempts before an event becomes a dead letter.
-        handler_timeout: seconds one attempt may take.
+        handler_timeout: seconds one attempt may take, counted from when the handler starts (for a
+            plain function, when its thread takes the call).
         base_delay: the first retry's delay in seconds, doubled on each further attempt.
         max_delay: the longest retry delay.
         lease: seconds a claim lasts (default ``handler_timeout + 30``); must be longer than
@@ -315,7 +316,8 @@ class InboxWorker:
         self, record: InboxRecord, event: WebhookEvent, run: HandlerRun
     ) -> tuple[RunOutcome, Recorded, str | None]:
         try:
-            said = await asyncio.wait_for(self._call(event), self.handler_timeout)
+            async with asyncio.timeout(None) as deadline:  # set when the handler starts, see _call
+                said = await self._call(event, deadline)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or not task.cancelling():  # the handler raised it; this worker was not cancelled
@@ -415,8 +417,15 @@ class InboxWorker:
             return None
         return outcome
 
-    async def _call(self, event: WebhookEvent) -> object:
-        result = self._handler(event) if self._handler_is_async else await self._threads.call(self._handler, event)
+    async def _call(self, event: WebhookEvent, deadline: asyncio.Timeout) -> object:
+        def start() -> None:  # the attempt's clock starts with the handler, not while its thread is scheduled
+            deadline.reschedule(asyncio.get_running_loop().time() + self.handler_timeout)
+
+        if self._handler_is_async:
+            start()
+            result = self._handler(event)
+        else:
+            result = await self._threads.call(self._handler, event, started=start)
         if inspect.isawaitable(result):
             return await result
         return result

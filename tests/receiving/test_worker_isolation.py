@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import queue
 import subprocess
 import sys
 import threading
@@ -114,6 +115,74 @@ async def test_past_its_replacements_a_worker_is_unhealthy_logs_once_and_stops_c
             assert await worker.run_until_idle() == 3  # the three never claimed
         assert sorted(called[4:]) == sorted(set(ids) - ran)
         assert [r.levelno for r in caplog.records if "unhealthy" in r.getMessage()] == [logging.ERROR]
+
+
+class LateThreads:
+    """A handler thread's job queue that hands out nothing until ``scheduled`` is set (a late thread)."""
+
+    def __init__(self, jobs: queue.SimpleQueue[object]) -> None:
+        self.jobs = jobs
+        self.scheduled = threading.Event()
+        self.queued = asyncio.Event()  # put() runs on the loop
+
+    def put(self, job: object) -> None:
+        self.jobs.put(job)
+        self.queued.set()
+
+    def get(self) -> object:
+        self.scheduled.wait(30)
+        return self.jobs.get()
+
+
+async def test_the_timeout_counts_from_when_the_handler_starts_not_while_its_thread_is_scheduled(
+    tmp_path: Path,
+) -> None:
+    """A thread that takes 4 timeouts to start running the handler: the event is done at its first attempt.
+
+    The old worker started the clock with the call: it failed the attempt "timed out" before the
+    handler ran, and the late thread then ran the handler anyway, on an event already put back.
+    """
+    called: list[str] = []
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db") as inbox:
+        await put_notes(inbox, ["late"])
+        worker = InboxWorker(inbox, lambda event: called.append(note_id(event)), handler_timeout=0.05, lease=5)
+        late = LateThreads(worker._threads._jobs)
+        worker._threads._jobs = late
+        running = asyncio.ensure_future(worker.run_until_idle())
+        await asyncio.sleep(0.2)  # the thread is late: longer than handler_timeout
+        late.scheduled.set()
+        assert await running == 1
+        [record] = [r async for r in inbox.export()]
+    assert called == ["late"]
+    assert (record.status, record.attempts, record.last_error) == ("done", 1, None)
+    assert worker.healthy
+
+
+async def test_a_call_given_up_before_its_thread_started_never_starts_a_clock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopped while the handler's thread is still late: the attempt is put back, nothing raises on the loop.
+
+    The late thread then runs the handler (a thread cannot be recalled), but the worker's
+    timeout is gone: starting it then would raise in a loop callback.
+    """
+    ran = threading.Event()
+    async with open_inbox(f"sqlite:///{tmp_path}/i.db") as inbox:
+        await put_notes(inbox, ["late"])
+        worker = InboxWorker(inbox, lambda _event: ran.set(), handler_timeout=0.05, lease=5, drain_timeout=0.01)
+        late = LateThreads(worker._threads._jobs)
+        worker._threads._jobs = late
+        running = asyncio.ensure_future(worker.run())
+        await late.queued.wait()
+        await worker.stop()
+        await running  # the drain gave up on the call
+        late.scheduled.set()
+        assert await asyncio.to_thread(ran.wait, 30)
+        for _ in range(3):  # the thread's callbacks, queued before the handler ran, run on the next turns
+            await asyncio.sleep(0)
+        [record] = [r async for r in inbox.export()]
+    assert (record.status, record.attempts, record.last_error) == ("pending", 1, "cancelled at shutdown")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_release_gives_a_claim_back_without_counting_it(inbox_url: str) -> None:
