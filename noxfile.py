@@ -47,12 +47,13 @@ def tests(session: nox.Session) -> None:
     The PostgreSQL tests need ``FULLSTORY_TEST_POSTGRES_DSN`` (``.ci/run`` starts a server and sets it).
     The browser tests (``tests/browser``, Debian's ``chromium``) run on `BROWSER_PYTHON` only.
     """
+    workers = ("-n", "2")  # two processes (pytest-xdist): CI's two cores; each gets its own PostgreSQL database
     if session.python == BROWSER_PYTHON:
         session.install("-e", ".[tests,postgres,browser]")
-        session.run("pytest", *session.posargs, env={"FULLSTORY_TEST_BROWSER": "1"})
+        session.run("pytest", *workers, *session.posargs, env={"FULLSTORY_TEST_BROWSER": "1"})
     else:
         session.install("-e", ".[tests,postgres]")
-        session.run("pytest", "-m", "not browser", *session.posargs)
+        session.run("pytest", *workers, "-m", "not browser", *session.posargs)
 
 
 @nox.session
