@@ -98,9 +98,7 @@ def replay_fields(fields: Any) -> tuple[InboxFilter, dict[str, bool]]:
             if not isinstance(value, bool):
                 raise InvalidArgumentError(name, f"must be true or false, got {value!r}")
         elif name not in FILTER_FIELDS:
-            raise InvalidArgumentError(
-                name, "is not a replay field (status, event_type, since, until, key, all, yes, dry_run)"
-            )
+            raise InvalidArgumentError(name, f"is not a replay field ({', '.join((*FILTER_FIELDS, *_REPLAY_FLAGS))})")
         elif value is not None and not isinstance(value, str):
             raise InvalidArgumentError(name, f"must be a string, got {value!r}")
     filters = parse_filter(**{name: fields.get(name) for name in FILTER_FIELDS})
