@@ -29,6 +29,9 @@ MAX_LIMIT = 500
 FILTER_FIELDS = ("status", "event_type", "since", "until", "key")
 """The filter fields of the list and of a replay (as in ``inbox replay``)."""
 
+NO_DELIVERY = "key: no delivery is stored under this key"
+"""The refusal (``404``) of a key no delivery is stored under, on a page and in the API."""
+
 _REPLAY_FLAGS = ("all", "yes", "dry_run")
 _STATUS = re.compile(r"([1-5][0-9][0-9])\b")
 
@@ -125,7 +128,7 @@ async def get_delivery(request: web.Request) -> web.Response:
     """``GET /api/deliveries/{key}``: one delivery with its body and history."""
     entry = await request.app[INBOX].get(request.match_info["key"])
     if entry is None:
-        return _json({"error": "key: no delivery is stored under this key"}, 404)
+        return _json({"error": NO_DELIVERY}, 404)
     try:
         body, encoding = entry.record.body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from fullstory_async._exceptions import InvalidArgumentError
 from fullstory_async.console import _api, _pages
-from fullstory_async.console._api import FILTER_FIELDS, INBOX
+from fullstory_async.console._api import FILTER_FIELDS, INBOX, NO_DELIVERY
 from fullstory_async.console._security import (
     SESSION_COOKIE,
     ConsoleSettings,
@@ -206,7 +206,7 @@ async def delivery_page(request: web.Request) -> web.Response:
     except InvalidArgumentError:  # not a key at all: no delivery either
         entry = None
     if entry is None:
-        return _page(request, "Not found", _pages.error("key: no delivery is stored under this key"), 404)
+        return _page(request, "Not found", _pages.error(NO_DELIVERY), 404)
     main = _pages.delivery(entry, csrf=_csrf(request), actions=_actions(request))
     return _page(request, f"Delivery {key[:12]}", main)
 
