@@ -4,7 +4,8 @@ A request meets, in order: the ``Host`` check (``421``), the ``Origin`` check of
 state-changing request (``403``), who is asking (a page without a session is sent to
 ``/login``, an API call answered ``401``; a client past its failed logins ``429``),
 ``--read-only`` (``403`` to every action), its body read (within the head deadline of
-`serve`), the CSRF token of a state-changing request from a page (``403``); then its handler.
+`serve`; ``408`` when the connection closes first), an API call's body that is not JSON
+(``400``), the CSRF token of a state-changing request from a page (``403``); then its handler.
 Refusals and errors are JSON under ``/api/`` and a page elsewhere; every response carries
 `_security.HEADERS`.
 """
@@ -125,17 +126,18 @@ async def _guard_request(request: web.Request) -> None:
         raise web.HTTPSeeOther("/login")
     if settings.read_only and _is_action(request):
         raise _Refused(403, "read-only: this console only shows the inbox")
-    if changing:
-        # Read the body here, before `serve`'s gate (an inner middleware) ends the head deadline:
-        # a body sent slowly is then cut with its head, never holding the connection for ever.
-        try:
-            await request.read()
-        except ConnectionResetError:  # closed at the deadline, or by the sender: nobody reads an answer
-            raise _Refused(408, "body: the connection closed before the body was in") from None
-    if changing and request.path.startswith("/api/") and request.content_type != "application/json":
+    if not changing:
+        return
+    # Read the body here, before `serve`'s gate (an inner middleware) ends the head deadline:
+    # a body sent slowly is then cut with its head, never holding the connection for ever.
+    try:
+        await request.read()
+    except ConnectionResetError:  # closed at the deadline, or by the sender: nobody reads an answer
+        raise _Refused(408, "body: the connection closed before the body was in") from None
+    if request.path.startswith("/api/") and request.content_type != "application/json":
         # A page on another site can POST a form or text/plain without asking; JSON needs CORS, never granted here.
         raise _Refused(400, "content-type: must be application/json")
-    if changing and caller is not None and _needs_csrf(caller, request):
+    if caller is not None and _needs_csrf(caller, request):
         given = await _csrf_given(request)
         if not given or caller.csrf is None or not token_matches(given, caller.csrf):
             raise _Refused(403, "csrf: the request lacks this page's CSRF token (reload the page)")
