@@ -97,11 +97,13 @@ def _settings(args: argparse.Namespace, tls: bool) -> ConsoleSettings:
                 f"{args.host} is not loopback: the token and the session would cross the network in clear; "
                 "give --tls-cert/--tls-key, or --behind-tls-proxy when a proxy terminates TLS",
             )
-    hosts: frozenset[str] | None = frozenset({_name(args.host)})
+    hosts: frozenset[str] | None
     if args.behind_tls_proxy or args.host in _WILDCARDS:
         hosts = None  # behind a proxy Host is the proxy's public name; on every address, any of them
     elif is_loopback(args.host):
         hosts = LOOPBACK_NAMES | {_name(args.host)}
+    else:
+        hosts = frozenset({_name(args.host)})
     try:
         return ConsoleSettings(token=token, read_only=args.read_only, secure=secure, hosts=hosts)
     except InvalidArgumentError as exc:  # the token's length
