@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -109,15 +110,14 @@ def activity(
     far; a group leaves it (lazily) once its minute processed has passed.
     """
     first, last = int(start // 60), math.floor(now / 60)
-    counts: dict[int, dict[str, int]] = {}
-    arrivals: dict[int, list[tuple[float, float]]] = {}
+    counts: defaultdict[int, Counter[str]] = defaultdict(Counter)
+    arrivals: defaultdict[int, list[tuple[float, float]]] = defaultdict(list)
     for received_minute, processed_minute, status, n, earliest in groups:
-        counts.setdefault(int(received_minute), {}).setdefault(status, 0)
         counts[int(received_minute)][status] += int(n)
         until = math.inf if processed_minute is None else float(processed_minute)
-        arrivals.setdefault(int(received_minute), []).append((float(earliest), until))
+        arrivals[int(received_minute)].append((float(earliest), until))
     if oldest_before is not None:  # still pending: waiting from the minute it was received (or the day's start) on
-        arrivals.setdefault(max(first, math.floor(oldest_before / 60)), []).append((oldest_before, math.inf))
+        arrivals[max(first, math.floor(oldest_before / 60))].append((oldest_before, math.inf))
     waiting: list[tuple[float, float]] = []
     minutes = []
     for minute in range(first, last + 1):
@@ -127,12 +127,8 @@ def activity(
             heapq.heappop(waiting)
         end = min((minute + 1) * 60.0, now)
         age = max(0.0, end - waiting[0][0]) if waiting else None
-        by_status = counts.get(minute, {})
-        minutes.append(
-            ActivityMinute(
-                minute * 60.0, by_status.get("pending", 0), by_status.get("done", 0), by_status.get("dead", 0), age
-            )
-        )
+        by_status = counts.get(minute, Counter())
+        minutes.append(ActivityMinute(minute * 60.0, by_status["pending"], by_status["done"], by_status["dead"], age))
     return InboxActivity(tuple(minutes), counted_since)
 
 
