@@ -66,10 +66,10 @@ def _filters_form(query: Mapping[str, str]) -> str:
         for value, label in (("", "any"), ("pending", "pending"), ("done", "done"), ("dead", "dead"))
     )
 
-    def field(name: str, label: str, hint: str, kind: str = "text") -> str:
+    def field(name: str, label: str, hint: str, attributes: str = 'type="text"') -> str:
         return (
             f'<div class="field"><label for="{name}">{label}</label>'
-            f'<input id="{name}" name="{name}" type="{kind}" value="{_e(query.get(name, ""))}" '
+            f'<input id="{name}" name="{name}" {attributes} value="{_e(query.get(name, ""))}" '
             f'aria-describedby="{name}-hint"><small id="{name}-hint">{hint}</small></div>'
         )
 
@@ -80,9 +80,7 @@ def _filters_form(query: Mapping[str, str]) -> str:
         + field("since", "Since", "RFC 3339 or 30m, 2h, 7d (inclusive)")
         + field("until", "Until", "RFC 3339 or 30m, 2h, 7d (exclusive)")
         + field("key", "Key", "a key or a prefix of 8+ hex digits")
-        + field("limit", "Per page", f"1 to {MAX_LIMIT} (default {PAGE})", "number").replace(
-            'type="number"', f'type="number" min="1" max="{MAX_LIMIT}"'
-        )
+        + field("limit", "Per page", f"1 to {MAX_LIMIT} (default {PAGE})", f'type="number" min="1" max="{MAX_LIMIT}"')
         + '<button type="submit">Apply</button></form>'
     )
 
