@@ -68,10 +68,9 @@ class _Refused(Exception):
 
 def _caller(request: web.Request) -> Caller | None:
     settings = request.app[SETTINGS]
-    given = bearer(request)
     if settings.token is None:
         return Caller("anonymous", request.app[ANONYMOUS_CSRF])
-    if given is not None:  # a guess costs what a login costs: one throttle for both ways in
+    if (given := bearer(request)) is not None:  # a guess costs what a login costs: one throttle for both ways in
         _throttled(request)
         if token_matches(given, settings.token):
             return Caller("bearer")
