@@ -40,7 +40,7 @@ INBOX: web.AppKey[Inbox] = web.AppKey("inbox", Inbox)
 
 def list_query(query: Mapping[str, str]) -> tuple[InboxFilter, str | None, int]:
     """Return the filter, cursor and limit of a list request's query; bad input names its field."""
-    filters = parse_filter(**{name: query.get(name) or None for name in FILTER_FIELDS})
+    filters = parse_filter(**{name: query.get(name) for name in FILTER_FIELDS})
     text = query.get("limit") or str(PAGE)
     if not re.fullmatch("[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_LIMIT:  # not isdigit(): "²" is a digit
         raise InvalidArgumentError("limit", f"must be a whole number from 1 to {MAX_LIMIT}, got {text!r}")

@@ -233,7 +233,7 @@ async def _replay_result(request: web.Request, filters: InboxFilter, fields: dic
 async def replay_page(request: web.Request) -> web.Response:
     """``POST /replay``: replay the events a filter matches (the refusals of ``inbox replay`` as questions)."""
     form = await request.post()
-    fields = {name: value if isinstance(value := form.get(name), str) and value else None for name in FILTER_FIELDS}
+    fields = {name: value if isinstance(value := form.get(name), str) else None for name in FILTER_FIELDS}
     return await _replay_result(request, parse_filter(**fields), fields)
 
 
