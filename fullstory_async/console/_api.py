@@ -61,7 +61,7 @@ def delivery(record: InboxRecord) -> dict[str, Any]:
 
 
 def attempt(run: InboxAttempt) -> dict[str, Any]:
-    """Return one run of an event's history: the HTTP status when its detail starts with one, else its error."""
+    """Return one run of an event's history: its detail as ``error``; as ``status`` the HTTP status it starts with."""
     status = _STATUS.match(run.detail or "")
     return {
         "at": rfc3339(run.started_at),
