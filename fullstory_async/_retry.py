@@ -248,8 +248,6 @@ class CallRecord:
     """Attempts sent (one the SDK ended before sending is not one)."""
     ambiguous: bool = False
     """Whether a sent attempt failed without a clear answer (a reset, a timeout, a 5xx, a garbled 2xx)."""
-    waited: float = 0.0
-    """Seconds of retry waits, skipped ones (``RetryPolicy(wait=False)``) included."""
     request_id: str | None = None
     """The server's request id of the latest answer that carried one."""
     held: bool = False
@@ -323,7 +321,7 @@ class RetryMiddleware:
                     if self._retrying.stop(state):
                         raise  # out of attempts, or the wait would end past the deadline
                     self._log_retry(state, record, exc)
-                    attempt = await self._wait(state, record)
+                    attempt = await self._wait(state)
                     continue
                 self._settle(record, budget)
                 return response.with_outcome(attempts=record.attempts)
@@ -373,11 +371,11 @@ class RetryMiddleware:
         state.set_exception((type(error), error, error.__traceback__))
         return state
 
-    async def _wait(self, state: tenacity.RetryCallState, record: CallRecord) -> ApiRequest:
+    async def _wait(self, state: tenacity.RetryCallState) -> ApiRequest:
         """Wait ``state.upcoming_sleep``; return the next attempt's request (``wait=False``: deadline earlier)."""
         seconds, request = state.upcoming_sleep, state.args[0]
         assert isinstance(request, ApiRequest)
-        record.waited += seconds
+        state.idle_for += seconds  # as tenacity's own iteration keeps it
         if self.policy.wait:
             await asyncio.sleep(seconds)  # the call is tracked: aclose() ends this wait
             return request
