@@ -72,8 +72,7 @@ class RoutePace:
         self._grown = 0.0  # CUBIC's t: seconds of growth since the last cut
         self._cut_at = -math.inf  # refusals of calls started before this belong to the last cut
         self._recent: deque[bool] = deque(maxlen=_STRAY)  # admitted?, answers of calls started since the cut
-        self._answers: deque[tuple[float, bool]] = deque()  # (time, admitted) in the last second
-        self._admitted = 0  # admitted answers in ``_answers``
+        self._admitted: deque[float] = deque()  # when each answer other than 429 in the last second came
 
     def __repr__(self) -> str:
         limit = "unknown" if self.limit is None else f"{self.limit:.1f}/s"
@@ -110,26 +109,25 @@ class RoutePace:
 
     # -- answers --------------------------------------------------------------------
 
-    def _record(self, now: float, admitted: bool) -> None:
-        answers = self._answers
-        answers.append((now, admitted))
-        self._admitted += admitted
-        while answers[0][0] < now - _WINDOW:
-            self._admitted -= answers.popleft()[1]
+    def _forget(self, now: float) -> None:
+        admitted = self._admitted
+        while admitted and admitted[0] < now - _WINDOW:
+            admitted.popleft()
 
     def admitted_rate(self, now: float) -> float:
         """Answers other than 429 per second over the last second (over the route's life while shorter)."""
-        return self._admitted / max(min(_WINDOW, now - self._born), 1e-3)
+        self._forget(now)
+        return len(self._admitted) / max(min(_WINDOW, now - self._born), 1e-3)
 
     def on_success(self, started: float, now: float) -> None:
         """Record that a call started at ``started`` was admitted."""
-        self._record(now, True)
+        self._admitted.append(now)
+        self._forget(now)
         if started >= self._cut_at:
             self._recent.append(True)
 
     def on_refused(self, started: float, now: float, retry_after: float | None) -> bool:
         """Record that a call started at ``started`` got a 429; return whether it cut the pace."""
-        self._record(now, False)
         if started < self._cut_at:
             return False
         binding = False in self._recent

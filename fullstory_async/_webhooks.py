@@ -157,9 +157,9 @@ class Webhooks:
         client = self._client
         return Provisioner(self, retry=client.retry, governor=client.governor, sleep=client._sleep)
 
-    async def _send(self, request: ApiRequest) -> ApiResponse:
+    def _send(self, request: ApiRequest) -> Awaitable[ApiResponse]:
         """Send one request of an operation through the client (overridden by the raw response's recording)."""
-        return await self._client.send(request)
+        return self._client.send(request)
 
     def _request(
         self,
