@@ -62,7 +62,7 @@ async def bench_rate(faults: bool) -> dict[str, object]:
             faults = Fault.every_kind(slow=3.0)  # the client's timeout is 2 s
             for fault in faults:
                 fake.faults.add(fault, probability=0.1 / len(faults))
-        retry = RetryPolicy(max_attempts=10, deadline=300)
+        retry = RetryPolicy(max_attempts=10, operation_timeout=300)
         async with fake.client(retry=retry, timeout=2.0) as fs:
             started = time.perf_counter()
             outcomes, done_at, distinct = await run_job(fs, N, concurrency=32)

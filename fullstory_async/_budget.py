@@ -31,7 +31,7 @@ class Budget:
     attempts: int = 0
     """HTTP attempts made so far, retries included (the retry layer adds each call's)."""
     seconds: float | None = None
-    """The budget's length (the retry policy's ``deadline``)."""
+    """The budget's length in seconds (the retry policy's ``operation_timeout``; ``None``: no limit)."""
     admit: Callable[[str], Awaitable[None]] | None = None
     """Awaited with the route of the first request, before it is sent (bulk admission); the budget starts after."""
 

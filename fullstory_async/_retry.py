@@ -14,7 +14,7 @@ What is retried:
   earlier attempt deleted it); this is logged at INFO.
 
 Every call is bounded by ``max_attempts`` requests and by one deadline
-(``ApiRequest.deadline``: ``deadline`` seconds from the start, the operation's `Budget`
+(``ApiRequest.deadline``: ``operation_timeout`` seconds from the start, the operation's `Budget`
 when it runs within one, or earlier when the caller set one), which every layer below
 shares: retry waits, governor pauses, pacing slots and each attempt's timeout. Retries
 are logged on the ``fullstory_async`` logger.
@@ -72,20 +72,22 @@ logger = logging.getLogger("fullstory_async")
 class RetryPolicy:
     """How calls are retried. ``RetryPolicy(max_attempts=1)`` turns retries off.
 
-    ``RetryPolicy(wait=False)`` is the switch for tests: nothing sleeps, but the
-    deadline still counts the waits it skipped, so attempt and deadline bounds behave
+    ``RetryPolicy(wait=False)`` is the switch for tests: nothing sleeps, but the waits it
+    skips still count against ``operation_timeout``, so the attempt and time bounds behave
     as they would in real time.
     """
 
     max_attempts: int = attrs.field(default=4, validator=validator("RetryPolicy.", minimum=1, integer=True))
     """Attempts in total, the first one included."""
 
-    deadline: float | None = attrs.field(default=60.0, validator=validator("RetryPolicy.", allow_none=True))
-    """Seconds for the whole operation: all attempts and every wait (retry, governor, pacing).
+    operation_timeout: float | None = attrs.field(default=60.0, validator=validator("RetryPolicy.", allow_none=True))
+    """Seconds for the whole operation: every attempt and every wait (retry, governor, pacing).
 
-    No wait is started that would end past it, and each attempt's timeout is cut to what
-    is left. A bulk item (`ensure_endpoint`, one `provision`/`apply` item) has one such
-    budget for all of its calls, counted from when it is admitted.
+    ``None``: no limit. The operation's *deadline* is the instant it ends (``operation_timeout``
+    seconds from its start, ``ApiRequest.deadline``): no wait is started that would end past
+    it, and each attempt's timeout is cut to what is left. A bulk item (`ensure_endpoint`, one
+    `provision`/`apply` item) has one such budget for all of its calls, counted from when it
+    is admitted.
     """
 
     max_retry_after: float = attrs.field(default=60.0, validator=validator("RetryPolicy."))
@@ -402,11 +404,15 @@ class RetryMiddleware:
         return budget.attempts
 
     def _with_deadline(self, request: ApiRequest, budget: Budget | None) -> ApiRequest:
-        """Return ``request`` with the call's deadline: its budget's, else the policy's; the caller's if earlier."""
+        """Return ``request`` with the call's deadline: its budget's, else ``operation_timeout`` from now.
+
+        The caller's own ``request.deadline`` wins if it is earlier.
+        """
         if budget is not None:
             deadline = budget.deadline
         else:
-            deadline = None if self.policy.deadline is None else time.monotonic() + self.policy.deadline
+            timeout = self.policy.operation_timeout
+            deadline = None if timeout is None else time.monotonic() + timeout
         if request.deadline is not None and (deadline is None or request.deadline < deadline):
             deadline = request.deadline
         if deadline is not None and deadline <= time.monotonic():

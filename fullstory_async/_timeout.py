@@ -12,7 +12,7 @@ _SECONDS = validator("timeout.", minimum=0, above=True, allow_none=True)
 
 @attrs.frozen
 class Timeout:
-    """Timeouts of one attempt (the retry deadline bounds all attempts together).
+    """Timeouts of one attempt (`RetryPolicy.operation_timeout` bounds all attempts together).
 
     ``Client(timeout=10)`` is shorthand for ``Timeout(total=10)``.
     """

@@ -211,7 +211,7 @@ class Webhooks:
         instance("request", request, UpdateEndpointRequest)
         if request.enabled is not None:
             return await self._update(path, request, request.enabled, timeout)
-        budget = _budget.current() or _budget.Budget.start(self._client.retry.deadline)
+        budget = _budget.current() or _budget.Budget.start(self._client.retry.operation_timeout)
         with _budget.within(budget):  # one call, one budget: the read and the write share it
             enabled = (await self.get_endpoint(endpoint_id, timeout=timeout)).enabled
             return await self._update(path, request, enabled, timeout)

@@ -2,7 +2,7 @@
 
 `ensure_endpoint` and each item of `provision` and `apply` make several calls (lookups,
 a create, an update). They run within one core `Budget`: one deadline (the retry policy's
-``deadline`` seconds from when the item is admitted) and one attempt count. `Admission`
+``operation_timeout`` seconds from when the item is admitted) and one attempt count. `Admission`
 admits the items of a job at the pace the client's rate governor can serve (on the route
 of each item's first request), so a job queues before its items' budgets start instead
 of failing them for waiting.

@@ -11,8 +11,8 @@ once this client has seen an endpoint whose id is derived that way; until then, 
 ever if one is seen that is not, the lookup falls back to walking the listing.
 
 One budget per item: `ensure_endpoint` and each `provision` item run their lookups,
-create and reconcile within one core `Budget` (the retry policy's ``deadline``, from when the
-item is admitted), each request bounded by ``max_attempts`` (A). With P the pages of a
+create and reconcile within one core `Budget` (the retry policy's ``operation_timeout``, from
+when the item is admitted), each request bounded by ``max_attempts`` (A). With P the pages of a
 full listing (0 once ids are known to be derived from URLs), a lookup makes at most
 ``L = A * (1 + P)`` requests, and one item at most ``(A + 1) * (L + A)``: A rounds of
 lookup and create, then after a create refused as existing one more lookup and an update.
@@ -170,7 +170,7 @@ class Provisioner:
         checked = check_on_exists(on_exists)
         if _budget.current() is not None:
             return await self.create(request, checked)
-        result, error, _attempts = await budgeted(self.retry.deadline, lambda: self.create(request, checked))
+        result, error, _attempts = await budgeted(self.retry.operation_timeout, lambda: self.create(request, checked))
         if error is not None:
             raise error
         assert result is not None
@@ -285,7 +285,7 @@ class Provisioner:
             return await self.create(request, on_exists, known_absent=known)
 
         async with job.url_lock(item.url):
-            result, failure, attempts = await budgeted(self.retry.deadline, work, admission=job.admission)
+            result, failure, attempts = await budgeted(self.retry.operation_timeout, work, admission=job.admission)
         if failure is not None:
             return ProvisionResult(number, item, None, failure, Outcome.FAILED, attempts)
         assert result is not None

@@ -208,7 +208,7 @@ async def apply(wing: Provisioner, plan: Plan, *, concurrency: int) -> AsyncGene
 
     async def run(_index: int, change: Change) -> ApplyResult:
         work = functools.partial(_execute, webhooks, change)
-        result, error, attempts = await budgeted(wing.retry.deadline, work, admission=admission)
+        result, error, attempts = await budgeted(wing.retry.operation_timeout, work, admission=admission)
         if error is not None or result is None:
             return ApplyResult(change, None, error, Outcome.FAILED, attempts)
         return ApplyResult(change, result[0], None, result[1], attempts)

@@ -438,8 +438,8 @@ def test_rate_governor_settings_are_refused_with_a_short_message() -> None:
 
 
 def test_retry_policy_numbers_are_refused_with_a_short_message() -> None:
-    """RetryPolicy refuses a 5,000-digit attempt count or deadline as an InvalidArgumentError."""
-    for field in ("max_attempts", "deadline", "backoff_max"):
+    """RetryPolicy refuses a 5,000-digit attempt count or operation_timeout as an InvalidArgumentError."""
+    for field in ("max_attempts", "operation_timeout", "backoff_max"):
         with pytest.raises(InvalidArgumentError) as info:
             RetryPolicy(**{field: -(10**5000)})
         assert info.value.field == f"RetryPolicy.{field}"

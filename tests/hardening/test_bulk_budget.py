@@ -150,7 +150,7 @@ async def test_an_item_never_outlives_its_budget(serve: Serve) -> None:
         return error(503)
 
     base = await serve(app_of(handler))
-    retry = RetryPolicy(max_attempts=50, deadline=1.0, backoff_initial=0.01, backoff_max=0.01)
+    retry = RetryPolicy(max_attempts=50, operation_timeout=1.0, backoff_initial=0.01, backoff_max=0.01)
     async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
         fs.webhooks._provisioner.observe(derived("https://example.com/slow"))
         with pytest.raises((ServerError, APITimeoutError)) as info:
@@ -183,7 +183,7 @@ async def test_a_job_far_above_the_rate_limit_queues_instead_of_failing(serve: S
 
     base = await serve(app_of(handler))
     items = [CreateEndpointRequest(url=f"https://example.com/h{i}", event_types=["note.created"]) for i in range(60)]
-    async with Client(API_KEY, base_url=base, retry=RetryPolicy(deadline=2.0, max_attempts=10)) as fs:
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(operation_timeout=2.0, max_attempts=10)) as fs:
         results = await asyncio.wait_for(results_of(fs.webhooks.provision(items, concurrency=64)), 30)
     failed = [(r.index, type(r.error).__name__) for r in results if not r.ok]
     assert failed == []
@@ -206,7 +206,7 @@ async def test_aclose_wakes_an_item_waiting_to_look_again(serve: Serve) -> None:
         return error(503)
 
     base = await serve(app_of(handler))
-    retry = RetryPolicy(max_attempts=3, deadline=None, backoff_initial=30, backoff_max=30, jitter=False)
+    retry = RetryPolicy(max_attempts=3, operation_timeout=None, backoff_initial=30, backoff_max=30, jitter=False)
     fs = Client(API_KEY, base_url=base, retry=retry, rate_governor=False)
     fs.webhooks._provisioner.observe(derived("https://example.com/paused"))
     task = asyncio.create_task(fs.webhooks.ensure_endpoint(CreateEndpointRequest(url="https://example.com/paused")))
@@ -269,7 +269,7 @@ async def test_items_are_admitted_on_the_route_of_their_first_request(serve: Ser
     base = await serve(app_of(handler))
     items = [CreateEndpointRequest(url=f"https://example.com/r{i}", event_types=["note.created"]) for i in range(20)]
     governor = RateGovernor(max_rate={"get_endpoint": 10})
-    retry = RetryPolicy(deadline=0.5)
+    retry = RetryPolicy(operation_timeout=0.5)
     async with Client(API_KEY, base_url=base, retry=retry, rate_governor=governor) as fs:
         results = await asyncio.wait_for(results_of(fs.webhooks.provision(items, concurrency=64, prefetch=False)), 30)
     assert [(r.index, r.error) for r in results if not r.ok] == []
@@ -288,7 +288,9 @@ async def test_skipped_back_offs_between_creates_count_against_the_budget(serve:
         return error(503)
 
     base = await serve(app_of(handler))
-    retry = RetryPolicy(wait=False, max_attempts=10, deadline=5, backoff_initial=2, backoff_max=2, jitter=False)
+    retry = RetryPolicy(
+        wait=False, max_attempts=10, operation_timeout=5, backoff_initial=2, backoff_max=2, jitter=False
+    )
     async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
         fs.webhooks._provisioner.observe(derived("https://example.com/skipped"))
         with pytest.raises(ServerError):

@@ -98,7 +98,7 @@ async def test_cancelling_during_a_retry_wait_leaves_no_connection(serve) -> Non
 
     app = app_of(unavailable_once)
     base = await serve(app)
-    retry = RetryPolicy(backoff_initial=30, backoff_max=30, jitter=False, max_attempts=5, deadline=None)
+    retry = RetryPolicy(backoff_initial=30, backoff_max=30, jitter=False, max_attempts=5, operation_timeout=None)
     before = asyncio.all_tasks()
     async with asyncio.timeout(10), Client(API_KEY, base_url=base, retry=retry, max_connections=1) as client:
         call = asyncio.create_task(client.webhooks.get_endpoint("ep-1"))
@@ -369,7 +369,7 @@ async def test_an_ambiguous_delete_then_an_unsent_retry_still_says_sent() -> Non
         seen.append(request.method)
         raise APIConnectionError("reset after the request was written", method=request.method, path=request.path)
 
-    retry = RetryPolicy(deadline=0.5, backoff_initial=0.01, jitter=False)
+    retry = RetryPolicy(operation_timeout=0.5, backoff_initial=0.01, jitter=False)
     async with Client(API_KEY, transport=reset, rate_governor=RateGovernor(max_rate=1.0), retry=retry) as fs:
         with pytest.raises(APITimeoutError) as info:
             await fs.send(ApiRequest("DELETE", "/webhooks/v1/endpoints/e1", operation="delete_endpoint"))

@@ -71,14 +71,14 @@ async def test_a_garbled_2xx_is_one_failed_attempt_within_max_attempts(serve: Se
 
 
 async def refuse_until_paused(fs: Client, seen: Callable[[], int]) -> RateLimitError:
-    """Send calls (each one attempt, deadline 1 s) to a route refusing everything, until one never reaches it.
+    """Send calls (each one attempt, operation_timeout 1 s) to a route refusing everything, until one never reaches it.
 
     Every call before must fail at once with the server's 429. Once nothing has got
     through, the governor pauses the whole route until ``Retry-After``: the call that
     finds the pause longer than its deadline fails at once too, without being sent.
     Returns its error.
     """
-    hasty = fs.with_options(retry=RetryPolicy(max_attempts=1, deadline=1.0))
+    hasty = fs.with_options(retry=RetryPolicy(max_attempts=1, operation_timeout=1.0))
     for _ in range(40):  # the governor decides after 20 refusals (src: fullstory_async/_pace.py)
         before = seen()
         with pytest.raises(RateLimitError) as refused:
@@ -89,7 +89,7 @@ async def refuse_until_paused(fs: Client, seen: Callable[[], int]) -> RateLimitE
 
 
 async def test_a_retry_after_beyond_the_deadline_fails_both_calls_at_once(serve: Serve) -> None:
-    """429 Retry-After 4 under deadline=1: neither the refused call nor one held by a route pause waits for it.
+    """429 Retry-After 4 under operation_timeout=1: neither the refused call nor one held by a route pause waits for it.
 
     A stray 429 pauses nobody (the next call goes through); a route that admits nothing
     is paused, and a call whose deadline ends before the pause fails at once.
@@ -105,7 +105,7 @@ async def test_a_retry_after_beyond_the_deadline_fails_both_calls_at_once(serve:
         return web.json_response(ENDPOINT)
 
     base = await serve(app_of(handler))
-    async with Client(API_KEY, base_url=base, retry=RetryPolicy(deadline=1.0)) as fs:
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(operation_timeout=1.0)) as fs:
         async with asyncio.timeout(3):
             with pytest.raises(RateLimitError) as first:
                 await fs.webhooks.get_endpoint("ep-1")
@@ -114,7 +114,7 @@ async def test_a_retry_after_beyond_the_deadline_fails_both_calls_at_once(serve:
     assert seen == 2
 
     refuse_all = True
-    async with Client(API_KEY, base_url=base, retry=RetryPolicy(deadline=1.0)) as fs:
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(operation_timeout=1.0)) as fs:
         async with asyncio.timeout(10):
             held = await refuse_until_paused(fs, lambda: seen)
             sent = seen
@@ -347,7 +347,7 @@ async def test_a_governor_refusal_before_sending_is_not_an_attempt(serve: Serve)
 
     base = await serve(app_of(handler))
     governor = RateGovernor(max_rate=0.4)  # one request per 2.5 s
-    async with Client(API_KEY, base_url=base, retry=RetryPolicy(deadline=1.0), rate_governor=governor) as fs:
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(operation_timeout=1.0), rate_governor=governor) as fs:
         await fs.webhooks.list_event_types()
         with pytest.raises(APITimeoutError) as info:
             await asyncio.wait_for(fs.webhooks.list_event_types(), 5)
@@ -368,7 +368,7 @@ async def test_a_delete_refused_before_sending_is_not_ambiguous(serve: Serve) ->
             await fs.webhooks.delete_endpoint("x0")  # takes the route's slot: the next one in 1 s
         queued = [asyncio.create_task(fs.webhooks.delete_endpoint(f"x{i}")) for i in range(1, 7)]
         await asyncio.sleep(0.01)
-        short = fs.with_options(retry=RetryPolicy(deadline=2.5, backoff_initial=0.1, jitter=False))
+        short = fs.with_options(retry=RetryPolicy(operation_timeout=2.5, backoff_initial=0.1, jitter=False))
         delete = asyncio.create_task(short.webhooks.delete_endpoint("never-existed"))
         await asyncio.sleep(0.02)  # refused: six calls queued ahead of it would outlast its deadline
         for task in queued:
@@ -390,7 +390,7 @@ async def test_update_endpoint_reads_and_writes_under_one_deadline(serve: Serve)
         return web.json_response(ENDPOINT)
 
     base = await serve(app_of(handler))
-    retry = RetryPolicy(max_attempts=4, deadline=1.1)
+    retry = RetryPolicy(max_attempts=4, operation_timeout=1.1)
     async with Client(API_KEY, base_url=base, retry=retry, rate_governor=False) as fs:
         with pytest.raises(RateLimitError) as info:  # 3 waits of 0.3 s on the GET leave no room for the POST's
             await asyncio.wait_for(fs.webhooks.update_endpoint("ep-1", UpdateEndpointRequest(event_types=["a.b"])), 5)

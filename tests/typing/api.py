@@ -123,7 +123,9 @@ async def handle_errors(fs: Client) -> str | None:
 
 
 async def main() -> None:
-    retry = RetryPolicy(max_attempts=5, deadline=30.0, max_retry_after=20.0, backoff_initial=0.25, backoff_max=4.0)
+    retry = RetryPolicy(
+        max_attempts=5, operation_timeout=30.0, max_retry_after=20.0, backoff_initial=0.25, backoff_max=4.0
+    )
     async with Client(
         api_key="na1.example/ORG",
         timeout=Timeout(total=20, connect=3),

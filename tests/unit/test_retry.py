@@ -173,8 +173,8 @@ async def test_retry_after_http_date_is_the_wait(fake, retry_log) -> None:
 
 
 async def test_retry_after_counts_against_the_deadline(fake) -> None:
-    """Waits skipped with wait=False are counted, so Retry-After 10 under deadline 25 allows exactly 3 attempts."""
-    policy = RetryPolicy(wait=False, max_attempts=10, deadline=25)
+    """Skipped waits (wait=False) are counted: Retry-After 10 under operation_timeout 25 allows exactly 3 attempts."""
+    policy = RetryPolicy(wait=False, max_attempts=10, operation_timeout=25)
     # without the governor, whose pauses (not skipped by wait=False) would end the call sooner
     client, transport = fake(*[rate_limited("10")] * 10, retry=policy, rate_governor=False)
     async with asyncio.timeout(1):  # a hang guard: nothing sleeps
@@ -184,9 +184,9 @@ async def test_retry_after_counts_against_the_deadline(fake) -> None:
     assert info.value.retry_after == 10.0
 
 
-async def test_deadline_none_leaves_only_the_attempt_bound(fake) -> None:
-    """With deadline=None, long waits are bounded by max_attempts alone."""
-    policy = RetryPolicy(wait=False, max_attempts=3, deadline=None, max_retry_after=10_000)
+async def test_no_operation_timeout_leaves_only_the_attempt_bound(fake) -> None:
+    """With operation_timeout=None, long waits are bounded by max_attempts alone."""
+    policy = RetryPolicy(wait=False, max_attempts=3, operation_timeout=None, max_retry_after=10_000)
     client, transport = fake(*[rate_limited("5000")] * 3, retry=policy)
     with pytest.raises(RateLimitError):
         await client.send(get())
@@ -207,7 +207,7 @@ async def test_retry_after_above_cap_raises_at_once(fake, retry_log) -> None:
 async def test_retry_after_equal_to_cap_is_honoured(fake, retry_log) -> None:
     """A Retry-After exactly at max_retry_after is still waited for."""
     client, transport = fake(
-        rate_limited("60"), (200, {}), retry=RetryPolicy(wait=False, max_retry_after=60, deadline=None)
+        rate_limited("60"), (200, {}), retry=RetryPolicy(wait=False, max_retry_after=60, operation_timeout=None)
     )
     await client.send(get())
     assert len(transport.requests) == 2
@@ -217,7 +217,7 @@ async def test_retry_after_equal_to_cap_is_honoured(fake, retry_log) -> None:
 @pytest.mark.parametrize("attempts", [2, 3, 5])
 async def test_max_attempts_bounds_retries(fake, attempts: int) -> None:
     """A call is attempted at most max_attempts times and then raises the last error."""
-    policy = RetryPolicy(wait=False, max_attempts=attempts, deadline=None)
+    policy = RetryPolicy(wait=False, max_attempts=attempts, operation_timeout=None)
     client, transport = fake(*[(503, SERVER_ERROR)] * 10, retry=policy)
     with pytest.raises(ServerError) as info:
         await client.send(get())
@@ -279,7 +279,9 @@ async def test_retry_log_carries_the_request_id(fake, retry_log) -> None:
 
 async def test_backoff_is_exponential_and_capped(fake, retry_log) -> None:
     """Without Retry-After and without jitter, waits double from backoff_initial up to backoff_max."""
-    policy = RetryPolicy(wait=False, jitter=False, backoff_initial=1, backoff_max=3, max_attempts=5, deadline=None)
+    policy = RetryPolicy(
+        wait=False, jitter=False, backoff_initial=1, backoff_max=3, max_attempts=5, operation_timeout=None
+    )
     client, _ = fake(*[(500, SERVER_ERROR)] * 5, retry=policy)
     with pytest.raises(ServerError):
         await client.send(get())
@@ -288,7 +290,7 @@ async def test_backoff_is_exponential_and_capped(fake, retry_log) -> None:
 
 async def test_jittered_backoff_stays_within_the_cap(fake, retry_log) -> None:
     """With jitter each wait lies between 0 and its exponential step, never above backoff_max."""
-    policy = RetryPolicy(wait=False, backoff_initial=1, backoff_max=3, max_attempts=6, deadline=None)
+    policy = RetryPolicy(wait=False, backoff_initial=1, backoff_max=3, max_attempts=6, operation_timeout=None)
     client, _ = fake(*[(500, SERVER_ERROR)] * 6, retry=policy)
     with pytest.raises(ServerError):
         await client.send(get())
@@ -299,7 +301,9 @@ async def test_jittered_backoff_stays_within_the_cap(fake, retry_log) -> None:
 
 async def test_deadline_stops_backoff(fake) -> None:
     """Backoff waits count against the deadline too."""
-    policy = RetryPolicy(wait=False, jitter=False, backoff_initial=4, backoff_max=4, max_attempts=10, deadline=10)
+    policy = RetryPolicy(
+        wait=False, jitter=False, backoff_initial=4, backoff_max=4, max_attempts=10, operation_timeout=10
+    )
     client, transport = fake(*[(500, SERVER_ERROR)] * 10, retry=policy)
     with pytest.raises(ServerError):
         await client.send(get())
@@ -322,7 +326,7 @@ async def test_middleware_retries_the_inner_chain_directly() -> None:
 
 
 async def test_a_retry_has_what_is_left_of_the_deadline() -> None:
-    """With 25 s of the 30 s deadline spent waiting, the next attempt must end within 5 s (ApiRequest.deadline)."""
+    """With 25 s of a 30 s operation_timeout spent waiting, the next attempt must end within 5 s (its deadline)."""
     seen: list[float | None] = []
 
     async def limited(request: ApiRequest) -> ApiResponse:
@@ -331,7 +335,7 @@ async def test_a_retry_has_what_is_left_of_the_deadline() -> None:
             raise RateLimitError("slow down", status=429, retry_after=25)
         return ApiResponse(200)
 
-    policy = RetryPolicy(wait=False, deadline=30, max_retry_after=60)
+    policy = RetryPolicy(wait=False, operation_timeout=30, max_retry_after=60)
     started = time.monotonic()
     response = await RetryMiddleware(policy)(ApiRequest("GET", "/x"), limited)
     first, second = seen
@@ -372,8 +376,8 @@ def test_should_retry(error: BaseException, method: str, expected: bool) -> None
         ("max_attempts", "3"),
         ("max_attempts", 2.5),
         ("max_attempts", 3.0),
-        ("deadline", -1),
-        ("deadline", math.inf),
+        ("operation_timeout", -1),
+        ("operation_timeout", math.inf),
         ("max_retry_after", -0.5),
         ("max_retry_after", math.nan),
         ("backoff_initial", -1),
@@ -388,13 +392,20 @@ def test_policy_validation(field: str, value: object) -> None:
 
 
 def test_policy_defaults_and_frozen() -> None:
-    """The default policy: 4 attempts, 60 s deadline, 60 s Retry-After cap, waits on; records are frozen."""
+    """The default policy: 4 attempts, 60 s operation_timeout, 60 s Retry-After cap, waits on; records are frozen."""
     policy = RetryPolicy()
-    assert (policy.max_attempts, policy.deadline, policy.max_retry_after, policy.wait) == (4, 60.0, 60.0, True)
+    assert (policy.max_attempts, policy.operation_timeout, policy.max_retry_after, policy.wait) == (4, 60.0, 60.0, True)
     assert policy.retry_statuses == frozenset({500, 502, 503, 504})
-    assert RetryPolicy(deadline=None).deadline is None
+    assert RetryPolicy(operation_timeout=None).operation_timeout is None
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         policy.max_attempts = 2  # type: ignore[misc]
+
+
+def test_the_old_deadline_setting_is_refused_by_name() -> None:
+    """The duration was renamed ``operation_timeout`` (a deadline is an instant): the old keyword fails loudly."""
+    with pytest.raises(TypeError, match="unexpected keyword argument 'deadline'"):
+        RetryPolicy(deadline=30.0)  # type: ignore[call-arg]
+    assert not hasattr(RetryPolicy(), "deadline")
 
 
 def failed(policy: RetryPolicy, request: ApiRequest, error: BaseException, attempt: int) -> tenacity.RetryCallState:
