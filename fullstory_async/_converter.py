@@ -159,7 +159,7 @@ def _register_response(conv: cattrs.Converter, cls: type[Any]) -> None:
         return data
 
     def hook(data: object, _type: object) -> Any:
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):  # what json.loads makes of an object
             raise TypeError(f"expected a JSON object, got {type(data).__name__}")
         # Copy only when the body needs filling in (the common camelCase body does not).
         for camel_name, snake in aliases:
