@@ -3,6 +3,7 @@
     python bench/overhead.py                      # measure (starts the loopback servers in other processes)
     python bench/overhead.py --serve 0 --delay 0  # one server alone
     python bench/overhead.py --import-only        # the import times only
+    python bench/overhead.py --instructions       # instructions per call under valgrind (deterministic)
 
 Two servers answer every ``POST /webhooks/v1/endpoints`` with the documented example
 endpoint: one as fast as aiohttp can, one after ``SLOW_DELAY`` seconds (a slower server
@@ -18,6 +19,13 @@ half second, in it). Each figure is the median of interleaved rounds (aiohttp, n
 so the drift of a shared machine hits all alike. Prints each ratio with its target, then one
 JSON line; exits non-zero when a warm ratio is above 1.5 or the import takes more than
 1.3 x aiohttp's import CPU time (`import_times`: from bytecode, as installed).
+
+CPU time per call at concurrency 64 moves by a third between rounds of the same code (how many
+answers each turn of the event loop handles varies with the server's timing), so ``--instructions``
+also counts, under valgrind's cachegrind, the instructions the client process executes per call at
+concurrency 64 against the 2 ms server: the same from run to run to within a few tenths of a
+percent, so a change's cost can be read on a busy machine. It is information, not the guard (the
+instructions of a call are not its time: cache misses and the garbage collector weigh on both).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -179,6 +188,51 @@ def import_figures(figures: dict[str, object]) -> None:
     print(f"import fullstory_async / aiohttp: {figures['import_ratio']} (target <= {IMPORT_TARGET})")
 
 
+INSTRUCTION_CALLS = (500, 2_500)  # two runs: their difference leaves out start-up, import and slow start
+
+
+def count_calls(base: str, client: str, calls: int) -> None:
+    """Make ``calls`` creates at concurrency 64 with ``client`` (``sdk`` or ``aiohttp``): the run valgrind counts."""
+    if client == "sdk":
+        asyncio.run(sdk(base, calls, 64, warm=False))
+    else:
+        asyncio.run(raw_aiohttp(base, calls, 64))
+
+
+def instructions_per_call(base: str, client: str) -> float:
+    """Instructions the client process executes per create at concurrency 64 (cachegrind, two run lengths)."""
+    totals = []
+    with tempfile.TemporaryDirectory(prefix="overhead-cg-") as folder:
+        for calls in INSTRUCTION_CALLS:
+            out = os.path.join(folder, f"{client}-{calls}.out")
+            command = [sys.executable, __file__, "--count", client, str(calls), "--base", base]
+            subprocess.run(
+                ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}", *command],
+                check=True,
+                capture_output=True,
+            )
+            with open(out) as lines:
+                totals.append(next(int(line.split()[1]) for line in lines if line.startswith("summary:")))
+    return (totals[1] - totals[0]) / (INSTRUCTION_CALLS[1] - INSTRUCTION_CALLS[0])
+
+
+def instruction_figures(figures: dict[str, object]) -> None:
+    """Add the instructions per call of the SDK and of raw aiohttp (2 ms server, concurrency 64) and their ratio."""
+    server, base = start_server(SLOW_DELAY)
+    try:
+        sdk_count, aiohttp_count = instructions_per_call(base, "sdk"), instructions_per_call(base, "aiohttp")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    figures["sdk_slow_c64_instructions_per_call"] = round(sdk_count)
+    figures["aiohttp_slow_c64_instructions_per_call"] = round(aiohttp_count)
+    figures["sdk_over_aiohttp_instructions_slow_c64"] = round(sdk_count / aiohttp_count, 3)
+    print(
+        f"instructions per call, 2 ms server, concurrency 64: SDK {sdk_count:,.0f}, aiohttp {aiohttp_count:,.0f},"
+        f" ratio {sdk_count / aiohttp_count:.3f} (information)"
+    )
+
+
 def start_server(delay: float) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "0", "--delay", str(delay)], stdout=subprocess.PIPE, text=True
@@ -217,11 +271,24 @@ def main() -> int:
     parser.add_argument("--serve", type=int, metavar="PORT", help="only run a loopback server")
     parser.add_argument("--delay", type=float, default=0.0, help="the server's delay before answering (seconds)")
     parser.add_argument("--import-only", action="store_true", help="only measure the import times")
+    parser.add_argument("--instructions", action="store_true", help="only count instructions per call (valgrind)")
+    parser.add_argument("--count", nargs=2, metavar=("CLIENT", "CALLS"), help=argparse.SUPPRESS)
+    parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve, args.delay)
         return 0
+    if args.count is not None:
+        count_calls(args.base, args.count[0], int(args.count[1]))
+        return 0
     figures: dict[str, object] = {"bench": "overhead", "rounds": ROUNDS, "slow_delay_s": SLOW_DELAY}
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print("--instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
+            return 2
+        instruction_figures(figures)
+        print(json.dumps(figures))
+        return 0
     if args.import_only:
         import_figures(figures)
         print(json.dumps(figures))

@@ -129,7 +129,9 @@ class ApiResponse:
     """HTTP attempts the call took, retries included (set by the retry layer)."""
 
     def with_outcome(self, *, data: Any = None, attempts: int | None = None) -> ApiResponse:
-        """Return a copy with ``data`` and/or ``attempts`` set."""
+        """Return a copy with ``data`` and/or ``attempts`` set (this response when they are already so)."""
+        if (data is None or data is self.data) and (attempts is None or attempts == self.attempts):
+            return self  # frozen: the same record serves (a call answered at its first attempt)
         return ApiResponse(
             self.status,
             self.headers,  # already converted: the converter passes it through
