@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -247,10 +247,18 @@ class Client:
         ``request.decode``; ``attempts`` the attempts it took); any other status raises its
         `APIStatusError`. The typed methods on `webhooks` are built on this.
         """
+        return await self._into_chain(request)
+
+    def _into_chain(self, request: ApiRequest) -> Awaitable[ApiResponse]:
+        """Check that a call may start (the client open, this loop its own); return the chain's awaitable.
+
+        `send` awaits it; the typed operations, already running in the loop, hand it to their
+        own ``await`` (one coroutine frame fewer on every call).
+        """
         if self.closed:
             raise unsent(ClientClosedError("the client is closed; create a new Client"))
         self._transport.shared.check_loop()  # before the governor, whose waits belong to one loop
-        return await self._chain(request)
+        return self._chain(request)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds`` as the retry layer waits: `ClientClosedError` at once when the client closes."""

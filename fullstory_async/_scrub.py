@@ -43,8 +43,8 @@ RECENT = 1024
 """How many endpoint secrets are remembered after their requests ended (a late echo of an earlier one)."""
 REDACTED = "<redacted>"
 _HEX = re.compile(r"%[0-9A-F]{2}")
-_SECRET_KEY = b'"secret"'
-_SECRET_VALUE = re.compile(rb'\s*:\s*"((?:[^"\\]|\\.)*)"')
+_SECRET = re.compile(rb'"secret"\s*:\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+"""A ``secret`` key (any case) and its string value, whose literal is group 1."""
 
 
 _INVISIBLE = (
@@ -305,26 +305,19 @@ class Secrets:
 def request_secrets(body: bytes | None) -> list[str]:
     """Return every string value of a ``secret`` key (any case, any depth) in a request's JSON body.
 
-    Read with byte searches rather than a JSON parse (this runs on every attempt): a quote
-    inside a JSON string is escaped, so ``"secret":"`` can only be a key and its value.
+    Read with one regular-expression scan rather than a JSON parse (this runs on every
+    attempt): a quote inside a JSON string is escaped, so ``"secret":"`` can only be a key
+    and its value.
     """
-    if not body:
-        return []
-    lowered = body.lower()
-    at = lowered.find(_SECRET_KEY)
     found = []
-    while at >= 0:
-        at += len(_SECRET_KEY)
-        match = _SECRET_VALUE.match(body, at)
-        if match is not None:
-            literal = match.group(1)
-            try:
-                value = json.loads(b'"' + literal + b'"') if b"\\" in literal else literal.decode()
-            except ValueError:  # not UTF-8, or a bad escape: not a body the API would take
-                value = ""
-            if value:
-                found.append(value)
-        at = lowered.find(_SECRET_KEY, at)
+    for match in _SECRET.finditer(body or b""):
+        literal = match.group(1)
+        try:
+            value = json.loads(b'"' + literal + b'"') if b"\\" in literal else literal.decode()
+        except ValueError:  # not UTF-8, or a bad escape: not a body the API would take
+            value = ""
+        if value:
+            found.append(value)
     return found
 
 

@@ -159,7 +159,7 @@ class Webhooks:
 
     def _send(self, request: ApiRequest) -> Awaitable[ApiResponse]:
         """Send one request of an operation through the client (overridden by the raw response's recording)."""
-        return self._client.send(request)
+        return self._client._into_chain(request)
 
     def _request(
         self,
