@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 
 from fullstory_async import APIStatusError, AuthenticationError, RateLimitError, ServerError, parse_desired_state
-from fullstory_async._scrub import SEED, Secrets
+from fullstory_async._scrub import SEED, Secrets, request_secrets
 from tests.fakes import ServedFake
 from tests.hardening.test_hostile_servers import (
     API_KEY,
@@ -235,3 +235,20 @@ def test_a_secret_with_spaces_is_removed_when_form_encoded() -> None:
     held.hold(["my secret phrase is long"])
     assert held.scrub("q=my+secret+phrase+is+long&x=1") == "q=<redacted>&x=1"
     assert held.scrub("q=phrase+is+long") == "q=<redacted>"
+
+
+def test_the_secrets_of_a_request_body_are_every_string_under_a_secret_key_and_nothing_else() -> None:
+    """The endpoint secrets held while a request is in flight: any case, any depth, escapes decoded."""
+    body = json.dumps(
+        {
+            "url": "https://example.com/h",
+            "Secret": "top-level",
+            "nested": {"SECRET": 'quote " and \\ backslash'},
+            "note": 'a "secret": "inside a string" is text',
+            "other": {"secret": None},
+            "list": [{"secret": "in-a-list"}, {"secret": ""}],
+        }
+    ).encode()
+    assert request_secrets(body) == ["top-level", 'quote " and \\ backslash', "in-a-list"]
+    assert request_secrets(b'{"secret" :\n "spaced"}') == ["spaced"]
+    assert request_secrets(None) == request_secrets(b"") == []
