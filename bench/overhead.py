@@ -285,15 +285,15 @@ def main() -> int:
     if args.count is not None:
         count_calls(args.base, args.count[0], int(args.count[1]))
         return 0
-    figures: dict[str, object] = {"bench": "overhead", "rounds": ROUNDS, "slow_delay_s": SLOW_DELAY}
     if args.instructions:
         if shutil.which("valgrind") is None:
             print("--instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
             return 2
-        figures = {"bench": "overhead", "instruction_calls": list(INSTRUCTION_CALLS), "slow_delay_s": SLOW_DELAY}
+        figures: dict[str, object] = {"bench": "overhead", "calls": list(INSTRUCTION_CALLS), "slow_delay_s": SLOW_DELAY}
         instruction_figures(figures)
         print(json.dumps(figures))
         return 0
+    figures = {"bench": "overhead", "rounds": ROUNDS, "slow_delay_s": SLOW_DELAY}
     if args.import_only:
         import_figures(figures)
         print(json.dumps(figures))
