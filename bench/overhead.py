@@ -62,6 +62,10 @@ WARM_SECONDS = 1.5  # of calls, taking a new client's routes past the governor's
 
 
 def serve(port: int, delay: float) -> None:
+    # End with the bench, even one killed before its `finally`: a parent's death is no event a
+    # child can await portably, so look twice a second whether this process was reparented.
+    # The parent is read before the address is printed: the bench may die as soon as it reads it.
+    parent = os.getppid()
     from aiohttp import web
 
     payload = json.dumps(ENDPOINT).encode()
@@ -81,9 +85,6 @@ def serve(port: int, delay: float) -> None:
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-        # End with the bench, even one killed before its `finally`: a parent's death is no event a
-        # child can await portably, so look twice a second whether this process was reparented.
-        parent = os.getppid()
         while os.getppid() == parent:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
 
