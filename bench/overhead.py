@@ -62,6 +62,10 @@ WARM_SECONDS = 1.5  # of calls, taking a new client's routes past the governor's
 
 
 def serve(port: int, delay: float) -> None:
+    # End with the bench, even one killed before its `finally`: a parent's death is no event a
+    # child can await portably, so look twice a second whether this process was reparented.
+    # The parent is read before the address is printed: the bench may die as soon as it reads it.
+    parent = os.getppid()
     from aiohttp import web
 
     payload = json.dumps(ENDPOINT).encode()
@@ -81,7 +85,8 @@ def serve(port: int, delay: float) -> None:
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-        await asyncio.Event().wait()
+        while os.getppid() == parent:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
 
     asyncio.run(main())
 
@@ -281,14 +286,15 @@ def main() -> int:
     if args.count is not None:
         count_calls(args.base, args.count[0], int(args.count[1]))
         return 0
-    figures: dict[str, object] = {"bench": "overhead", "rounds": ROUNDS, "slow_delay_s": SLOW_DELAY}
     if args.instructions:
         if shutil.which("valgrind") is None:
             print("--instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
             return 2
+        figures: dict[str, object] = {"bench": "overhead", "calls": list(INSTRUCTION_CALLS), "slow_delay_s": SLOW_DELAY}
         instruction_figures(figures)
         print(json.dumps(figures))
         return 0
+    figures = {"bench": "overhead", "rounds": ROUNDS, "slow_delay_s": SLOW_DELAY}
     if args.import_only:
         import_figures(figures)
         print(json.dumps(figures))

@@ -55,7 +55,7 @@ def inject(fake: FakeFullstory, rate: float) -> None:
 
 
 async def soak(
-    creates: int, *, concurrency: int = 64, seed: int = 0, rate: float = 0.1, mode: str = "create", deadline: float
+    creates: int, *, concurrency: int = 64, seed: int = 0, rate: float = 0.1, mode: str = "create", soak_timeout: float
 ) -> dict[str, Any]:
     """Run the soak; return the figures (``"ok"`` says whether every check passed)."""
     outcomes: list[object] = [None] * creates
@@ -85,7 +85,7 @@ async def soak(
             started = time.perf_counter()
             hung = False
             try:
-                async with asyncio.timeout(deadline), asyncio.TaskGroup() as group:
+                async with asyncio.timeout(soak_timeout), asyncio.TaskGroup() as group:
                     for _ in range(min(concurrency, creates)):
                         group.create_task(worker())
             except TimeoutError:
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=0.1, help="fraction of requests that fault (0.1)")
     parser.add_argument("--mode", choices=("create", "ensure"), default="create")
-    parser.add_argument("--deadline", type=float, default=120.0, help="global deadline in seconds (120)")
+    parser.add_argument("--soak-timeout", type=float, default=120.0, help="seconds for the whole soak (120)")
     args = parser.parse_args(argv)
     report = asyncio.run(
         soak(
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             rate=args.rate,
             mode=args.mode,
-            deadline=args.deadline,
+            soak_timeout=args.soak_timeout,
         )
     )
     print(json.dumps(report))

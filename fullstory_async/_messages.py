@@ -61,10 +61,11 @@ class ApiRequest:
     deadline: float | None = None
     """The ``time.monotonic()`` instant by which the whole operation must end, or ``None``.
 
-    Set by the retry layer from the operation's budget (a caller may set an earlier one,
-    e.g. one budget for every call of a bulk item). Every layer below it that waits (the
-    rate governor's pauses and pacing slots, the transport's timeout) must not wait past
-    it: a wait that would end later fails at once with a typed error instead.
+    Set by the retry layer: ``RetryPolicy.operation_timeout`` from the call's start, or the
+    deadline of the operation's budget (``update_endpoint``'s read and write, a bulk item); one
+    the caller set (`Client.send`, a middleware) wins if it is earlier. Every layer below it
+    that waits (the rate governor's pauses and pacing slots, the transport's timeout) must not
+    wait past it: a wait that would end later fails at once with a typed error instead.
     """
 
     decode: Callable[[bytes], Any] | None = attrs.field(default=None, repr=False, eq=False)

@@ -80,14 +80,16 @@ class RetryPolicy:
     max_attempts: int = attrs.field(default=4, validator=validator("RetryPolicy.", minimum=1, integer=True))
     """Attempts in total, the first one included."""
 
-    operation_timeout: float | None = attrs.field(default=60.0, validator=validator("RetryPolicy.", allow_none=True))
+    operation_timeout: float | None = attrs.field(
+        default=60.0, validator=validator("RetryPolicy.", above=True, allow_none=True)
+    )
     """Seconds for the whole operation: every attempt and every wait (retry, governor, pacing).
 
-    ``None``: no limit. The operation's *deadline* is the instant it ends (``operation_timeout``
-    seconds from its start, ``ApiRequest.deadline``): no wait is started that would end past
-    it, and each attempt's timeout is cut to what is left. A bulk item (`ensure_endpoint`, one
-    `provision`/`apply` item) has one such budget for all of its calls, counted from when it
-    is admitted.
+    More than 0 (at 0 no call could start), or ``None``: no limit. The operation's *deadline*
+    is the instant it ends (``operation_timeout`` seconds from its start, ``ApiRequest.deadline``):
+    no wait is started that would end past it, and each attempt's timeout is cut to what is
+    left. A bulk item (`ensure_endpoint`, one `provision`/`apply` item) has one such budget for
+    all of its calls, counted from when it is admitted.
     """
 
     max_retry_after: float = attrs.field(default=60.0, validator=validator("RetryPolicy."))

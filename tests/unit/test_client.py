@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import aiohttp
 import pytest
@@ -151,6 +152,38 @@ async def test_user_middleware_is_outermost_and_sees_each_call_once(fake, api_ke
     assert len(transport.requests) == 2
     assert all(r.headers["Authorization"] == f"Basic {api_key}" for r in transport.requests)
     assert seen[0].operation == "create_endpoint"
+
+
+async def test_user_middleware_sees_the_callers_deadline_and_retry_sets_the_operations(fake, seed_body: bytes) -> None:
+    """A typed call reaches user middleware with no deadline; retry, inside, sets ``operation_timeout`` from then.
+
+    A deadline the middleware sets wins when it is earlier (docs/middleware.md).
+    """
+    seen: list[float | None] = []
+
+    async def spy(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        seen.append(request.deadline)
+        return await call_next(request)
+
+    async def hasty(request: ApiRequest, call_next: Handler) -> ApiResponse:
+        return await call_next(request.with_deadline(time.monotonic() + 5))
+
+    retry = RetryPolicy(wait=False, operation_timeout=30)
+    client, transport = fake((200, seed_body), retry=retry, middleware=[spy])
+    before = time.monotonic()
+    await client.webhooks.create_endpoint(seed_request())
+    after = time.monotonic()
+    assert seen == [None]
+    deadline = transport.requests[0].deadline
+    assert deadline is not None
+    assert before + 30 <= deadline <= after + 30
+
+    client, transport = fake((200, seed_body), retry=retry, middleware=[hasty])
+    before = time.monotonic()
+    await client.webhooks.create_endpoint(seed_request())
+    deadline = transport.requests[0].deadline
+    assert deadline is not None
+    assert before + 5 <= deadline <= time.monotonic() + 5
 
 
 async def test_user_middlewares_run_in_order_and_their_headers_reach_the_wire(fake, seed_body: bytes) -> None:

@@ -377,6 +377,7 @@ def test_should_retry(error: BaseException, method: str, expected: bool) -> None
         ("max_attempts", 2.5),
         ("max_attempts", 3.0),
         ("operation_timeout", -1),
+        ("operation_timeout", 0),  # every call would fail unsent, "deadline passed" naming no setting
         ("operation_timeout", math.inf),
         ("max_retry_after", -0.5),
         ("max_retry_after", math.nan),
