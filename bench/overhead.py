@@ -23,8 +23,8 @@ JSON line; exits non-zero when a warm ratio is above 1.5 or the import takes mor
 CPU time per call at concurrency 64 moves by a third between rounds of the same code (how many
 answers each turn of the event loop handles varies with the server's timing), so ``--instructions``
 also counts, under valgrind's cachegrind, the instructions the client process executes per call at
-concurrency 64 against the 2 ms server: the same from run to run to within a few tenths of a
-percent, so a change's cost can be read on a busy machine. It is information, not the guard (the
+concurrency 64 against the 2 ms server: the same from run to run to within about 1%, so a
+change's cost can be read on a busy machine. It is information, not the guard (the
 instructions of a call are not its time: cache misses and the garbage collector weigh on both).
 """
 
