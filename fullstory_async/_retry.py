@@ -410,14 +410,15 @@ class RetryMiddleware:
 
         The caller's own ``request.deadline`` wins if it is earlier.
         """
+        now = time.monotonic()
         if budget is not None:
             deadline = budget.deadline
         else:
             timeout = self.policy.operation_timeout
-            deadline = None if timeout is None else time.monotonic() + timeout
+            deadline = None if timeout is None else now + timeout
         if request.deadline is not None and (deadline is None or request.deadline < deadline):
             deadline = request.deadline
-        if deadline is not None and deadline <= time.monotonic():
+        if deadline is not None and deadline <= now:
             # An operation's later call (a bulk item's lookup after a timed-out create) with nothing left.
             raise unsent(
                 APITimeoutError(
