@@ -70,6 +70,24 @@ async def test_a_garbled_2xx_is_one_failed_attempt_within_max_attempts(serve: Se
     assert getattr(info.value, "attempts", None) == 4
 
 
+@pytest.mark.parametrize("body", [b"[]", b'"ep-1"', b"42", b"null", b'[{"id": "ep-1"}]'])
+async def test_a_2xx_json_body_that_is_no_object_is_one_typed_decode_failure(serve: Serve, body: bytes) -> None:
+    """A raw server answering 200 with JSON that is not an object: a `ResponseDecodeError` naming it, never retried."""
+    seen = 0
+
+    async def handler(_request: web.Request) -> web.Response:
+        nonlocal seen
+        seen += 1
+        return web.Response(body=body, content_type="application/json")
+
+    base = await serve(app_of(handler))
+    async with Client(API_KEY, base_url=base, retry=RetryPolicy(max_attempts=4, wait=False)) as fs:
+        with pytest.raises(ResponseDecodeError) as info:
+            await asyncio.wait_for(fs.webhooks.get_endpoint("ep-1"), 10)
+    assert seen == 1  # the same bytes would fail the same way
+    assert "expected a JSON object" in str(info.value)
+
+
 async def refuse_until_paused(fs: Client, seen: Callable[[], int]) -> RateLimitError:
     """Send calls (each one attempt, operation_timeout 1 s) to a route refusing everything, until one never reaches it.
 

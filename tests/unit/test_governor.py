@@ -865,3 +865,19 @@ async def test_the_client_governor_pauses_no_longer_than_the_retry_policy_waits(
     async with Client("na1.governor-test-key/ORG", retry=RetryPolicy(max_retry_after=7)) as fs:
         assert fs.governor is not None
         assert fs.governor.max_pause == 7
+
+
+def test_the_admitted_window_holds_at_most_a_second_of_answers_however_long_the_route_runs() -> None:
+    """Bounded memory: 60 s of answers at 1,000/s, then only refusals, keep at most one second's worth."""
+    pace = RoutePace(0.0, min_rate=1.0, max_rate=None)
+    at = 0.0
+    for _ in range(60_000):
+        at += 0.001
+        pace.on_success(at, at)
+    assert len(pace._admitted) <= 1_001
+    assert pace.admitted_rate(at) == pytest.approx(1_000, rel=0.01)
+    for _ in range(5):  # after a quiet spell, refusals only: the window empties when it is read
+        at += 2.0
+        pace.on_refused(at, at, None)
+    assert pace.admitted_rate(at) == 0
+    assert len(pace._admitted) == 0
